@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+export UV_LINK_MODE ?= copy
+
+.PHONY: setup demo test lint format bench dashboard dev clean
+
+.venv/.synced: uv.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+	$(UV) sync --frozen
+	@touch $@
+
+setup: .venv/.synced
+
+demo: setup
+	$(RUN) tt demo
+
+test: setup
+	bash scripts/ensure_services.sh
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) pytest
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: setup
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: setup
+	bash scripts/ensure_services.sh
+	for b in bench/*.py; do $(RUN) python $$b || exit 1; done
+
+dashboard: setup
+	$(RUN) streamlit run tt_dashboard/app.py --server.address 127.0.0.1 --server.headless true
+
+dev: setup
+	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1
+
+clean:
+	rm -rf .venv data/tt.sqlite* data/dagster_home data/models data/datasets

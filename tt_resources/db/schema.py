@@ -1,0 +1,241 @@
+"""The platform's tables (SQLAlchemy 2 Core). One schema for SQLite and PostgreSQL.
+
+Units: prices in the instrument's currency, volume in shares, `ts` is the bar's start instant (UTC),
+weights are fractions of net worth, costs and values in account currency.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tt_resources.db.types import JSONType, Price, UTCDateTime
+
+metadata = sa.MetaData()
+
+Symbol = sa.String(16)
+TimeframeCol = sa.String(4)
+Id = sa.String(64)
+
+# Columns of tt_features besides (symbol, timeframe, ts); tt_rl.features.compute_features produces exactly these.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "ret_1",  # simple return close/prev_close - 1
+    "log_ret_1",  # log return
+    "vol_10",  # rolling std of log returns over 10 bars (per bar, not annualised)
+    "vol_20",  # rolling std of log returns over 20 bars
+    "mom_20",  # close / close 20 bars ago - 1
+    "rsi_14",  # Wilder RSI over 14 bars, 0..100
+    "volume_z_20",  # z-score of volume against its 20-bar mean/std
+    "hl_range",  # (high - low) / close
+)
+
+prices = sa.Table(
+    "tt_prices",
+    metadata,
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("timeframe", TimeframeCol, primary_key=True),
+    sa.Column("ts", UTCDateTime, primary_key=True),
+    sa.Column("open", Price, nullable=False),
+    sa.Column("high", Price, nullable=False),
+    sa.Column("low", Price, nullable=False),
+    sa.Column("close", Price, nullable=False),
+    sa.Column("volume", Price, nullable=False),
+    sa.Column("wap", Price),
+    sa.Column("bar_count", sa.Integer),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("ingested_at", UTCDateTime, nullable=False),
+)
+
+features = sa.Table(
+    "tt_features",
+    metadata,
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("timeframe", TimeframeCol, primary_key=True),
+    sa.Column("ts", UTCDateTime, primary_key=True),
+    *(sa.Column(name, Price) for name in FEATURE_COLUMNS),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+)
+
+contracts = sa.Table(
+    "tt_contracts",
+    metadata,
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("con_id", sa.BigInteger, nullable=False),
+    sa.Column("sec_type", sa.String(8), nullable=False),
+    sa.Column("exchange", sa.String(32), nullable=False),
+    sa.Column("primary_exchange", sa.String(32)),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("local_symbol", sa.String(32)),
+    sa.Column("trading_class", sa.String(32)),
+    sa.Column("long_name", sa.String(128)),
+    sa.Column("time_zone", sa.String(64)),
+    sa.Column("head_ts", UTCDateTime),  # earliest TRADES bar IBKR has (reqHeadTimeStamp)
+    sa.Column("qualified_at", UTCDateTime, nullable=False),
+)
+
+fetch_log = sa.Table(
+    "tt_fetch_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", Symbol, nullable=False),
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("request", sa.String(32), nullable=False),  # historical | head_timestamp | contract
+    sa.Column("end_ts", UTCDateTime),
+    sa.Column("duration", sa.String(16)),
+    sa.Column("bar_size", sa.String(16)),
+    sa.Column(
+        "outcome", sa.String(32), nullable=False
+    ),  # ok | no_data | pacing | not_found | timeout | error
+    sa.Column("error_code", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.Column("bars", sa.Integer, nullable=False, default=0),
+    sa.Column("latency_s", sa.Float),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_fetch_log_partition", "symbol", "timeframe", "requested_at"),
+)
+
+datasets = sa.Table(
+    "tt_dataset",
+    metadata,
+    sa.Column("dataset_version", Id, primary_key=True),  # content hash of the panel
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("symbols", JSONType, nullable=False),
+    sa.Column("start_ts", UTCDateTime, nullable=False),
+    sa.Column("end_ts", UTCDateTime, nullable=False),
+    sa.Column("split_ts", UTCDateTime),  # first bar of the held-out test period
+    sa.Column("n_bars", sa.Integer, nullable=False),
+    sa.Column("path", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+models = sa.Table(
+    "tt_model",
+    metadata,
+    sa.Column("model_id", Id, primary_key=True),
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("algo", sa.String(16), nullable=False, default="PPO"),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("dataset_version", Id),
+    sa.Column("code_version", Id),
+    sa.Column("symbols", JSONType),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("train_metrics", JSONType),
+    sa.Column("total_timesteps", sa.BigInteger),
+    sa.Column("train_start", UTCDateTime),
+    sa.Column("train_end", UTCDateTime),
+    sa.Column("run_id", Id),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_model_timeframe_created", "timeframe", "created_at"),
+)
+
+episodes = sa.Table(
+    "tt_episode",
+    metadata,
+    sa.Column("episode_id", Id, primary_key=True),
+    sa.Column("model_id", Id),  # NULL for baselines not tied to a model
+    sa.Column("run_id", Id),  # Dagster run id or CLI invocation id
+    sa.Column("timeframe", TimeframeCol),
+    sa.Column("split", sa.String(16), nullable=False),  # train | test
+    sa.Column(
+        "policy", sa.String(32), nullable=False
+    ),  # ppo | equal_weight | equal_weight_vol | cash | random
+    sa.Column("window", sa.Integer),  # walk-forward window index (test episodes)
+    sa.Column("status", sa.String(16), nullable=False),  # running | finished | incomplete
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("start_ts", UTCDateTime),  # first bar of the episode
+    sa.Column("end_ts", UTCDateTime),
+    sa.Column("steps", sa.Integer, nullable=False, default=0),
+    sa.Column("initial_net_worth", Price),
+    sa.Column("final_net_worth", Price),
+    sa.Column("total_reward", Price),
+    sa.Column("max_drawdown", Price),
+    sa.Column("terminated", sa.Boolean),
+    sa.Column("truncated", sa.Boolean),
+    sa.Column("symbols", JSONType),
+    sa.Column("config", JSONType),
+    sa.Index("ix_tt_episode_model", "model_id", "split", "window"),
+)
+
+
+def _step_table(name: str, *columns: sa.Column, per_symbol: bool = False) -> sa.Table:
+    """A per-step log table keyed by (episode_id, step[, symbol])."""
+    keys = [
+        sa.Column(
+            "episode_id", Id, sa.ForeignKey("tt_episode.episode_id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("step", sa.Integer, primary_key=True),
+    ]
+    if per_symbol:
+        keys.append(sa.Column("symbol", Symbol, primary_key=True))
+    return sa.Table(name, metadata, *keys, *columns)
+
+
+actions = _step_table(
+    "tt_action",
+    sa.Column("ts", UTCDateTime),
+    sa.Column("action", JSONType, nullable=False),  # raw policy output, length N (scores)
+    sa.Column("rebalanced", sa.Boolean, nullable=False),  # False when the no-trade band skipped it
+)
+
+rewards = _step_table(
+    "tt_reward",
+    sa.Column("reward", Price, nullable=False),
+    sa.Column("sharpe_term", Price),
+    sa.Column("drawdown_penalty", Price),
+    sa.Column("turnover_penalty", Price),
+)
+
+portfolio = _step_table(
+    "tt_portfolio",
+    sa.Column("ts", UTCDateTime),
+    sa.Column("net_worth", Price, nullable=False),
+    sa.Column("cash", Price, nullable=False),
+    sa.Column("gross_exposure", Price),  # sum |weights|
+    sa.Column("period_return", Price),  # net return over the step (after costs)
+    sa.Column("drawdown", Price),  # 1 - net_worth / running peak, >= 0
+    sa.Column("turnover", Price),  # sum |traded value| / net worth
+    sa.Column("costs", Price),  # commission + slippage paid this step
+)
+
+holdings = _step_table(
+    "tt_holdings",
+    sa.Column("weight", Price, nullable=False),
+    sa.Column("quantity", Price, nullable=False),  # shares after the step's trades
+    sa.Column("price", Price, nullable=False),
+    sa.Column("value", Price, nullable=False),
+    sa.Column("trade_value", Price, nullable=False, default=0.0),  # signed value traded this step
+    sa.Column("cost", Price, nullable=False, default=0.0),
+    sa.Column("pnl", Price, nullable=False, default=0.0),  # mark-to-market P&L of the position over the step
+    per_symbol=True,
+)
+
+evals = sa.Table(
+    "tt_eval",
+    metadata,
+    sa.Column("eval_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", Id, nullable=False),
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("policy", sa.String(32), nullable=False),  # ppo or a baseline name
+    sa.Column("window", sa.Integer, nullable=False),  # -1 = all windows stitched together
+    sa.Column("train_start", UTCDateTime),
+    sa.Column("train_end", UTCDateTime),
+    sa.Column("test_start", UTCDateTime, nullable=False),
+    sa.Column("test_end", UTCDateTime, nullable=False),
+    sa.Column("episode_id", Id),  # the logged test episode with the equity curve
+    sa.Column("total_return", Price),
+    sa.Column("cagr", Price),
+    sa.Column("ann_volatility", Price),
+    sa.Column("sharpe", Price),
+    sa.Column("sortino", Price),
+    sa.Column("max_drawdown", Price),
+    sa.Column("calmar", Price),
+    sa.Column("turnover", Price),  # average per-step turnover
+    sa.Column("costs", Price),  # total costs paid / initial net worth
+    sa.Column("hit_rate", Price),  # share of steps with positive return
+    sa.Column("run_id", Id),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_eval_model", "model_id", "policy", "window"),
+)
+
+TABLES: dict[str, sa.Table] = {t.name: t for t in metadata.sorted_tables}

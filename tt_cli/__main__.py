@@ -1,0 +1,3 @@
+from tt_cli.main import cli
+
+cli()

@@ -1,0 +1,37 @@
+"""The `tt` command. Subcommands live in their own modules and are imported only when invoked,
+so `tt show` never pays for Dagster, TensorFlow or torch imports."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+    "db": "tt_cli.db:db",
+    "show": "tt_cli.db:show",
+    "watchlist": "tt_cli.db:watchlist",
+    "ingest": "tt_cli.ingest:ingest",
+    "train": "tt_cli.train:train",
+    "demo": "tt_cli.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+def cli() -> None:
+    """tt: research-to-production platform for RL trading agents."""

@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
-export UV_LINK_MODE ?= copy
 
 .PHONY: setup demo test lint format bench dashboard dev clean
 

@@ -1,0 +1,351 @@
+"""Fast generic writers and readers for pandas frames (SQLAlchemy 2 Core, both backends).
+
+Writers convert whole columns at once (via Arrow) and never loop over rows in Python:
+- PostgreSQL: COPY ... FROM STDIN streamed in chunks; upserts COPY into a temporary stage table and run one
+  INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the row changed.
+- SQLite: executemany on the raw DBAPI cursor with the same ON CONFLICT statements.
+Timestamps are tz-aware UTC in frames; `UTCDateTime` columns store them as timestamptz on PostgreSQL and as
+SQLAlchemy's naive-UTC text ('YYYY-MM-DD HH:MM:SS.ffffff') on SQLite, so Core reads round-trip.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tt_resources.db.types import UTCDateTime
+
+COPY_CHUNK_ROWS = 65_536
+SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: exactly SQLAlchemy's text
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, batch_size=COPY_CHUNK_ROWS)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """Row counts of one upsert: every input row is exactly one of inserted, updated or unchanged."""
+
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+
+    def __add__(self, other: UpsertResult) -> UpsertResult:
+        return UpsertResult(
+            self.rows + other.rows,
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
+
+EMPTY_RESULT = UpsertResult(0, 0, 0, 0)
+
+
+@contextmanager
+def _transaction(conn_or_engine: sa.Engine | sa.Connection):
+    """Yield a Connection: a new transaction for an Engine, the caller's own transaction for a Connection."""
+    if isinstance(conn_or_engine, sa.Engine):
+        with conn_or_engine.begin() as conn:
+            yield conn
+    else:
+        yield conn_or_engine
+
+
+# ---------------------------------------------------------------- column conversion
+
+
+def utc_timestamps(values: pd.Series | pd.Index, name: str) -> pd.Series:
+    """`values` as datetime64[us, UTC]; ValueError naming `name` for naive timestamps."""
+    series = pd.Series(values)
+    if not isinstance(series.dtype, pd.DatetimeTZDtype):
+        if series.isna().all():
+            return pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
+        series = pd.to_datetime(series)
+        if not isinstance(series.dtype, pd.DatetimeTZDtype):
+            raise ValueError(f"column {name!r} holds naive timestamps; the database stores UTC instants only")
+    return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
+    """One frame column as an Arrow array of the database column's type (NaN and None become null)."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return pa.array(utc_timestamps(values, column.name), type=pa.timestamp("us", tz="UTC"))
+    if isinstance(kind, sa.JSON):
+        return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+    if isinstance(kind, sa.Boolean):
+        return pa.array(values, type=pa.bool_(), from_pandas=True)
+    if isinstance(kind, sa.Integer):
+        return pa.array(values, type=pa.int64(), from_pandas=True)
+    if isinstance(kind, sa.Float):
+        floats = pd.Series(values).to_numpy(dtype=np.float64, na_value=np.nan)
+        return pa.array(floats, type=pa.float64(), mask=~np.isfinite(floats))
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def to_arrow(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
+    """The frame's columns (all must exist in `table`) as an Arrow table typed like the database columns."""
+    unknown = [c for c in frame.columns if c not in table.c]
+    if unknown:
+        raise ValueError(
+            f"{table.name} has no column(s) {', '.join(map(str, unknown))}; valid: {', '.join(table.c.keys())}"
+        )
+    columns = [c.name for c in table.columns if c.name in frame.columns]
+    return pa.table({c: _arrow_column(table.c[c], frame[c]) for c in columns})
+
+
+def _sqlite_values(array: pa.ChunkedArray) -> list:
+    """Python values for sqlite3: timestamps as SQLAlchemy's naive-UTC text, nulls as None."""
+    if pa.types.is_timestamp(array.type):
+        array = pc.strftime(array.cast(pa.timestamp("us")), format=SQLITE_TS_FORMAT)
+    if array.null_count:
+        return array.to_pylist()
+    return array.to_numpy().tolist()
+
+
+def _sqlite_rows(data: pa.Table) -> Iterable[tuple]:
+    """Row tuples for executemany, built column-wise (zip runs in C)."""
+    return zip(*(_sqlite_values(data.column(i)) for i in range(data.num_columns)), strict=True)
+
+
+# ---------------------------------------------------------------- PostgreSQL COPY
+
+
+def _copy(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """Stream `data` into `table` with COPY FROM STDIN (CSV written by Arrow in chunks)."""
+    quote = conn.dialect.identifier_preparer.quote
+    target = conn.dialect.identifier_preparer.format_table(table)
+    columns = ", ".join(quote(c) for c in data.column_names)
+    with (
+        conn.connection.driver_connection.cursor() as cursor,
+        cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        for batch in data.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+            sink = pa.BufferOutputStream()
+            pa_csv.write_csv(batch, sink, _CSV_OPTIONS)
+            copy.write(memoryview(sink.getvalue()))
+
+
+# ---------------------------------------------------------------- writers
+
+
+def insert_frame(conn_or_engine: sa.Engine | sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
+    """Append every row of `frame` to `table` (no conflict handling); returns the number of rows.
+
+    PostgreSQL uses COPY; SQLite executemany. On an Engine this is one transaction; on a Connection it joins
+    the caller's transaction.
+    """
+    if frame.empty:
+        return 0
+    data = to_arrow(table, frame)
+    with _transaction(conn_or_engine) as conn:
+        if conn.dialect.name == "postgresql":
+            _copy(conn, table, data)
+        else:
+            stmt = sa.insert(table).values({c: sa.bindparam(f"p_{c}") for c in data.column_names})
+            _executemany(conn, stmt, data)
+    return len(frame)
+
+
+def _executemany(conn: sa.Connection, stmt: sa.Executable, data: pa.Table) -> int:
+    """Run a Core statement over every row of `data` through the raw DBAPI cursor; returns rowcount."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    order = [name.removeprefix("p_") for name in compiled.positiontup]
+    if order != data.column_names:
+        data = data.select(order)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(compiled.string, _sqlite_rows(data))
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _on_conflict(stmt, table: sa.Table, key_columns, values, compared):
+    """`stmt` (a dialect INSERT) + ON CONFLICT: update `values` when any `compared` column changed."""
+    if not values:
+        return stmt.on_conflict_do_nothing(index_elements=list(key_columns))
+    changed = (
+        sa.or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in compared)) if compared else sa.false()
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(key_columns), set_={c: stmt.excluded[c] for c in values}, where=changed
+    )
+
+
+def _check_keys(table: sa.Table, frame: pd.DataFrame, key_columns: Sequence[str]) -> None:
+    missing = [c for c in key_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table.name} upsert: frame lacks key column(s) {', '.join(missing)}")
+    dupes = frame.duplicated(list(key_columns))
+    if dupes.any():
+        first = frame.loc[dupes.to_numpy()].iloc[0]
+        key = ", ".join(f"{c}={first[c]}" for c in key_columns)
+        raise ValueError(f"{table.name} upsert: duplicate key inside the batch ({key})")
+
+
+def upsert_frame(
+    conn_or_engine: sa.Engine | sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    key_columns: Sequence[str],
+    *,
+    audit_columns: Sequence[str] = (),
+) -> UpsertResult:
+    """Insert new rows, update changed ones, leave identical ones untouched; one transaction.
+
+    `audit_columns` (e.g. ingested_at) are written on insert and on change but never make a row "changed".
+    Duplicate keys inside `frame` are a ValueError.
+    """
+    if frame.empty:
+        return EMPTY_RESULT
+    _check_keys(table, frame, key_columns)
+    data = to_arrow(table, frame)
+    values = [c for c in data.column_names if c not in key_columns]
+    compared = [c for c in values if c not in audit_columns]
+    with _transaction(conn_or_engine) as conn:
+        if conn.dialect.name == "postgresql":
+            inserted, updated = _pg_upsert(conn, table, data, key_columns, values, compared)
+        else:
+            inserted, updated = _sqlite_upsert(conn, table, data, key_columns, values, compared)
+    return UpsertResult(len(frame), inserted, updated, len(frame) - inserted - updated)
+
+
+def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
+    """COPY into a temp stage table, then one INSERT ... ON CONFLICT DO UPDATE WHERE changed."""
+    stage = sa.Table(
+        f"tt_stage_{uuid.uuid4().hex[:12]}",
+        sa.MetaData(),
+        *(sa.Column(c, table.c[c].type) for c in data.column_names),
+        prefixes=["TEMPORARY"],
+    )
+    stage.create(conn)
+    _copy(conn, stage, data)
+    stmt = _on_conflict(
+        pg_insert(table).from_select(data.column_names, sa.select(*stage.c)),
+        table,
+        key_columns,
+        values,
+        compared,
+    )
+    written = stmt.returning(sa.literal_column("xmax = 0", sa.Boolean).label("inserted")).cte("written")
+    counts = sa.select(
+        sa.func.count().filter(written.c.inserted), sa.func.count().filter(sa.not_(written.c.inserted))
+    )
+    inserted, updated = conn.execute(counts).one()
+    stage.drop(conn)
+    return inserted, updated
+
+
+def _sqlite_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
+    """Two executemany passes: INSERT ... DO NOTHING counts the inserts (and takes the write lock), then
+    INSERT ... DO UPDATE WHERE changed counts the updates (rows just inserted compare equal)."""
+    stmt = sqlite_insert(table).values({c: sa.bindparam(f"p_{c}") for c in data.column_names})
+    inserted = _executemany(conn, stmt.on_conflict_do_nothing(index_elements=list(key_columns)), data)
+    if not values:
+        return inserted, 0
+    return inserted, _executemany(conn, _on_conflict(stmt, table, key_columns, values, compared), data)
+
+
+def upsert_time_series(
+    conn_or_engine: sa.Engine | sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    *,
+    partition_columns: Sequence[str] = ("symbol", "timeframe"),
+    ts_column: str = "ts",
+    audit_columns: Sequence[str] = (),
+) -> UpsertResult:
+    """Upsert rows keyed by (partition_columns..., ts_column), appending the new tail fast.
+
+    Rows later than their partition's high-water mark (max stored ts) go straight in with `insert_frame`
+    (COPY on PostgreSQL); only the overlap takes the upsert path. If a concurrent writer got there first,
+    the whole batch is retried through the upsert path. One transaction.
+    """
+    if frame.empty:
+        return EMPTY_RESULT
+    key_columns = (*partition_columns, ts_column)
+    _check_keys(table, frame, key_columns)
+    try:
+        with _transaction(conn_or_engine) as conn, _savepoint(conn, owned=conn is not conn_or_engine):
+            past = _past_high_water_mark(conn, table, frame, partition_columns, ts_column)
+            appended = insert_frame(conn, table, frame.loc[past])
+            overlap = upsert_frame(conn, table, frame.loc[~past], key_columns, audit_columns=audit_columns)
+            return UpsertResult(appended, appended, 0, 0) + overlap
+    except sa.exc.IntegrityError:
+        return upsert_frame(conn_or_engine, table, frame, key_columns, audit_columns=audit_columns)
+
+
+@contextmanager
+def _savepoint(conn: sa.Connection, *, owned: bool):
+    """A savepoint on PostgreSQL when the caller owns the transaction, so a failed fast path can be retried
+    inside it (when we own the transaction, rolling all of it back is enough)."""
+    if owned or conn.dialect.name != "postgresql":
+        yield
+        return
+    with conn.begin_nested():
+        yield
+
+
+def _past_high_water_mark(
+    conn: sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    partition_columns: Sequence[str],
+    ts_column: str,
+) -> np.ndarray:
+    """Boolean mask of the frame rows later than their partition's stored maximum ts."""
+    codes, uniques = _partition_codes(frame, partition_columns)
+    part_cols = [table.c[c] for c in partition_columns]
+    stmt = sa.select(*part_cols, sa.func.max(table.c[ts_column]).label("last_ts")).group_by(*part_cols)
+    for column in part_cols:
+        stmt = stmt.where(column.in_(pd.unique(frame[column.name]).tolist()))
+    marks = read_frame(conn, stmt).set_index(list(partition_columns))["last_ts"]
+    last = marks.reindex(pd.MultiIndex.from_frame(uniques)).dt.tz_localize(None).to_numpy()[codes]
+    ts = utc_timestamps(frame[ts_column], ts_column).dt.tz_localize(None).to_numpy()
+    return np.isnat(last) | (ts > last)
+
+
+def _partition_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Integer partition code per row and the distinct partitions (one row per code)."""
+    codes, uniques = pd.MultiIndex.from_frame(frame[list(columns)]).factorize()
+    return codes, uniques.to_frame(index=False)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def read_frame(conn_or_engine: sa.Engine | sa.Connection, stmt: sa.Select) -> pd.DataFrame:
+    """Run a Core select into a DataFrame (vectorised conversions).
+
+    `UTCDateTime` columns come back as datetime64[us, UTC], integer columns as nullable Int64.
+    """
+    timestamp_columns = [c.name for c in stmt.selected_columns if isinstance(c.type, UTCDateTime)]
+    raw = stmt.with_only_columns(
+        *(
+            sa.type_coerce(c, sa.types.NullType()).label(c.name) if c.name in timestamp_columns else c
+            for c in stmt.selected_columns
+        ),
+        maintain_column_froms=True,
+    )
+    with _transaction(conn_or_engine) as conn:
+        result = conn.execute(raw)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for name in timestamp_columns:
+        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+    for column in stmt.selected_columns:
+        if isinstance(column.type, sa.Integer) and not isinstance(column.type, sa.Boolean):
+            frame[column.name] = frame[column.name].astype("Int64")
+    return frame

@@ -1,0 +1,155 @@
+"""OHLCV bars in tt_prices: validated idempotent upserts, readers and per-partition high-water marks.
+
+A bars frame has one row per bar: symbol, timeframe ('1d' | '1h' | '15m'), ts (tz-aware bar start),
+open, high, low, close (> 0, instrument currency), volume (>= 0, shares) and optionally wap, bar_count, source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.db.bulk import UpsertResult, read_frame, upsert_time_series
+from tt_resources.db.schema import prices
+from tt_resources.timeframes import TIMEFRAME_NAMES
+
+KEY_COLUMNS = ("symbol", "timeframe", "ts")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+REQUIRED_COLUMNS = (*KEY_COLUMNS, *PRICE_COLUMNS, "volume")
+BAR_COLUMNS = ("symbol", "ts", *PRICE_COLUMNS, "volume", "wap", "bar_count")
+
+
+class BarValidationError(ValueError):
+    """A bars frame breaks a rule; the one-line message names symbol, timeframe and the first bad ts."""
+
+
+def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check every rule before anything is written; returns the frame with `ts` as datetime64[us, UTC].
+
+    Raises BarValidationError for missing columns, naive timestamps, unknown timeframes, NaN or
+    non-positive prices, high < low, open/close outside [low, high], negative or missing volume and
+    duplicate (symbol, timeframe, ts) keys.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BarValidationError(f"bars frame lacks column(s) {', '.join(missing)}")
+    bars = frame.reset_index(drop=True)
+    ts = pd.Series(bars["ts"])
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = pd.to_datetime(ts)
+        if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+            _fail(bars, ts, 0, ["naive timestamp (need tz-aware UTC)"], len(bars))
+    bars["ts"] = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    o, h, lo, c = (bars[col].to_numpy(dtype=np.float64, na_value=np.nan) for col in PRICE_COLUMNS)
+    volume = bars["volume"].to_numpy(dtype=np.float64, na_value=np.nan)
+    rules = {
+        "missing symbol": ~bars["symbol"].astype("string").str.len().fillna(0).gt(0).to_numpy(),
+        f"unknown timeframe (valid: {', '.join(TIMEFRAME_NAMES)})": ~bars["timeframe"]
+        .isin(TIMEFRAME_NAMES)
+        .to_numpy(),
+        "missing timestamp": bars["ts"].isna().to_numpy(),
+        "NaN or non-positive price": ~((o > 0) & (h > 0) & (lo > 0) & (c > 0)),
+        "high < low": h < lo,
+        "open outside [low, high]": (o < lo) | (o > h),
+        "close outside [low, high]": (c < lo) | (c > h),
+        "negative or missing volume": ~(volume >= 0),
+        "duplicate (symbol, timeframe, ts) in the batch": bars.duplicated(list(KEY_COLUMNS)).to_numpy(),
+    }
+    bad = np.logical_or.reduce(list(rules.values()))
+    if bad.any():
+        row = int(np.argmax(bad))
+        _fail(bars, bars["ts"], row, [name for name, mask in rules.items() if mask[row]], int(bad.sum()))
+    return bars
+
+
+def _fail(bars: pd.DataFrame, ts: pd.Series, row: int, reasons: list[str], n_bad: int) -> None:
+    """Raise the one-line BarValidationError for `row` (the first bad one)."""
+    stamp = ts.iloc[row]
+    raise BarValidationError(
+        f"bars for {bars['symbol'].iloc[row]} {bars['timeframe'].iloc[row]}: {'; '.join(reasons)} "
+        f"at ts {'NaT' if pd.isna(stamp) else stamp.isoformat()} "
+        f"(row {row} of {len(bars)}, {n_bad} bad rows); nothing written"
+    )
+
+
+def upsert_price_bars(
+    engine: sa.Engine | sa.Connection, frame: pd.DataFrame, *, source: str = "unknown"
+) -> UpsertResult:
+    """Validate `frame`, then insert/update it into tt_prices idempotently by (symbol, timeframe, ts).
+
+    Bars past each partition's high-water mark are appended with COPY; only the overlap is upserted,
+    and unchanged rows are not rewritten. `source` fills a missing `source` column. One transaction.
+    """
+    bars = validate_bars(frame)
+    columns = [c.name for c in prices.columns if c.name in bars.columns]
+    bars = bars[columns]
+    if "source" not in bars.columns:
+        bars["source"] = source
+    bars["ingested_at"] = pd.Timestamp(datetime.now(UTC))
+    return upsert_time_series(engine, prices, bars, audit_columns=("ingested_at",))
+
+
+def _symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
+    return [symbols] if isinstance(symbols, str) else None if symbols is None else list(symbols)
+
+
+def _utc_bound(value, name: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        raise ValueError(f"{name}={value!r} is naive; pass a tz-aware (UTC) timestamp")
+    return stamp.tz_convert("UTC")
+
+
+def select_series(
+    table: sa.Table,
+    columns: Sequence[str],
+    symbols: str | Sequence[str] | None,
+    timeframe: str,
+    start=None,
+    end=None,
+) -> sa.Select:
+    """SELECT `columns` of `table` for one timeframe, `symbols` (None = all) and start <= ts < end."""
+    stmt = sa.select(*(table.c[c] for c in columns)).where(table.c.timeframe == timeframe)
+    wanted = _symbol_list(symbols)
+    if wanted is not None:
+        stmt = stmt.where(table.c.symbol.in_(wanted))
+    if start is not None:
+        stmt = stmt.where(table.c.ts >= _utc_bound(start, "start"))
+    if end is not None:
+        stmt = stmt.where(table.c.ts < _utc_bound(end, "end"))
+    return stmt.order_by(table.c.symbol, table.c.ts)
+
+
+def read_bars(
+    engine: sa.Engine | sa.Connection,
+    symbols: str | Sequence[str] | None,
+    timeframe: str,
+    start=None,
+    end=None,
+) -> pd.DataFrame:
+    """Bars of `timeframe` for `symbols` (None = all) with start <= ts < end, sorted by symbol, ts.
+
+    Columns: symbol, ts (datetime64[us, UTC]), open, high, low, close, volume, wap, bar_count.
+    """
+    return read_frame(engine, select_series(prices, BAR_COLUMNS, symbols, timeframe, start, end))
+
+
+def high_water_marks(engine: sa.Engine | sa.Connection, timeframe: str | None = None) -> pd.DataFrame:
+    """One row per stored (symbol, timeframe): last_ts (latest bar start, UTC) and n_bars; one query."""
+    stmt = (
+        sa.select(
+            prices.c.symbol,
+            prices.c.timeframe,
+            sa.func.max(prices.c.ts).label("last_ts"),
+            sa.func.count().label("n_bars"),
+        )
+        .group_by(prices.c.symbol, prices.c.timeframe)
+        .order_by(prices.c.symbol, prices.c.timeframe)
+    )
+    if timeframe is not None:
+        stmt = stmt.where(prices.c.timeframe == timeframe)
+    return read_frame(engine, stmt)

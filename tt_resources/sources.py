@@ -1,0 +1,93 @@
+"""The market-data source protocol shared by the synthetic, CSV/Parquet and IBKR implementations.
+
+A source returns *bars frames*: one row per bar, sorted by `ts` (bar start, tz-aware UTC, unique), columns
+`BAR_COLUMNS` = ts, open, high, low, close (price units), volume (shares), wap (volume-weighted average
+price, may be NaN), bar_count (trades, may be NaN). Windows are half-open: [start, end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from tt_resources import config
+
+BAR_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume", "wap", "bar_count")
+SOURCE_NAMES: tuple[str, ...] = ("synthetic", "csv", "ibkr")
+
+
+class SourceError(RuntimeError):
+    """A source could not deliver a partition; the message is one line naming the symbol or file."""
+
+
+class SymbolNotFound(SourceError):
+    """The source does not know the symbol (IBKR error 200, no CSV file)."""
+
+
+@dataclass
+class SourceStats:
+    """Counters of what a source did since it was created (monotonic; diff two snapshots per partition)."""
+
+    requests: int = 0  # data requests issued: historical bars, head timestamps, contract lookups, file reads
+    pacing_waits: int = 0  # requests the throttle delayed + pacing violations backed off
+    retries: int = 0  # requests sent again after a pacing violation, timeout or disconnect
+    timeouts: int = 0
+    reconnects: int = 0
+    bars: int = 0  # bars returned by fetch()
+
+    def snapshot(self) -> SourceStats:
+        return dataclasses.replace(self)
+
+    def since(self, before: SourceStats) -> SourceStats:
+        """Counter differences self - before."""
+        return SourceStats(
+            **{f.name: getattr(self, f.name) - getattr(before, f.name) for f in dataclasses.fields(self)}
+        )
+
+
+@runtime_checkable
+class MarketDataSource(Protocol):
+    """Anything that returns OHLCV bars for (symbol, timeframe, [start, end))."""
+
+    name: str
+    stats: SourceStats
+
+    def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Bars of `symbol` in `timeframe` starting in [start, end) as a bars frame (may be empty)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (idempotent)."""
+        ...
+
+
+def empty_bars() -> pd.DataFrame:
+    """A bars frame with no rows and the right dtypes."""
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS})
+    frame["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
+    return frame
+
+
+def make_source(name: str | None = None, **options) -> MarketDataSource:
+    """The source called `name` (default TT_SOURCE, else synthetic), built with `options`.
+
+    synthetic: seed, sectors; csv: directory (default TT_CSV_DIR or `<data dir>/csv`), tz;
+    ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts.
+    """
+    name = (name or config.source_name()).strip().lower()
+    if name == "synthetic":
+        from tt_resources.synthetic import SyntheticSource
+
+        return SyntheticSource(**options)
+    if name == "csv":
+        from tt_resources.csv_source import CsvSource
+
+        return CsvSource(**options)
+    if name == "ibkr":
+        from tt_resources.ibkr import IbkrSource
+
+        return IbkrSource.from_env(**options)
+    raise ValueError(f"unknown market-data source {name!r}; valid: {', '.join(SOURCE_NAMES)}")

@@ -1,0 +1,218 @@
+"""Deterministic synthetic market (the embedded default source).
+
+Each symbol's 15-minute path is a market factor plus its sector's factor plus idiosyncratic noise. Every
+component has a daily stochastic volatility (AR(1) log-volatility: GARCH-like clustering), a U-shaped intraday
+volatility profile, Student-t(4) shocks (fat tails) and an overnight gap at the open. 1h and 1d bars are
+aggregates of the 15-minute path, so the three timeframes always agree. Bars exist only in NYSE sessions.
+
+Random draws come from generators seeded by (seed, component, calendar year), and the volatility filter is
+causal, so extending the horizon never changes bars already generated: incremental ingests stay consistent.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+from tt_resources import calendar
+from tt_resources.sources import BAR_COLUMNS, SourceStats
+from tt_resources.timeframes import get_timeframe
+
+ORIGIN = pd.Timestamp("2016-01-01", tz="UTC")  # first synthetic session; nothing exists before it
+SECTORS = (
+    "Technology",
+    "Health Care",
+    "Financials",
+    "Consumer Discretionary",
+    "Communication Services",
+    "Industrials",
+    "Consumer Staples",
+    "Energy",
+    "Utilities",
+    "Real Estate",
+    "Materials",
+)
+T_DF = 4.0  # Student-t degrees of freedom of every shock
+_T_SCALE = np.sqrt((T_DF - 2) / T_DF)  # makes t(4) draws unit-variance
+_HOUR_NS = 3_600 * 10**9
+
+
+def _key(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+class _Grid:
+    """The 15-minute bar grid from ORIGIN to the end of `year`, with per-year block sizes."""
+
+    def __init__(self, year: int) -> None:
+        end = min(
+            pd.Timestamp(f"{year + 1}-01-01", tz="UTC"), calendar.nyse().last_session.tz_localize("UTC")
+        )
+        table = calendar.bar_table("15m", ORIGIN, end)
+        self.ts = table["ts"].to_numpy("datetime64[ns]").view("i8")
+        self.end = table["end"].to_numpy("datetime64[ns]").view("i8")
+        session = table["session"].to_numpy()
+        self.first = np.r_[True, session[1:] != session[:-1]]  # first bar of a session
+        self.session_idx = np.cumsum(self.first) - 1
+        minutes = (self.ts - self.ts[self.first][self.session_idx]) // (60 * 10**9)
+        # U-shaped intraday volatility (and volume) profile over minutes since the open, unit mean square
+        shape = 1.0 + 1.2 * np.exp(-minutes / 45.0) + 0.6 * np.exp(-(375 - minutes) / 45.0)
+        self.profile = shape / np.sqrt(np.mean(shape**2) * 26)  # a full session's variance sums to 1
+        self.volume_share = shape / (np.mean(shape) * 26)
+        years = pd.to_datetime(self.ts).year.to_numpy()
+        self.years = np.unique(years)
+        self.bars_per_year = np.array([np.sum(years == y) for y in self.years])
+        self.sessions_per_year = np.array([np.sum(self.first[years == y]) for y in self.years])
+
+    def draws(self, seed: int, component: str) -> dict[str, np.ndarray]:
+        """Unit shocks for one component, concatenated over year blocks: per bar (t, z1..z3), per session."""
+        blocks: list[dict[str, np.ndarray]] = []
+        for year, n_bars, n_sessions in zip(
+            self.years, self.bars_per_year, self.sessions_per_year, strict=True
+        ):
+            rng = np.random.default_rng([seed, _key(component), int(year)])
+            blocks.append(
+                {
+                    "shock": rng.standard_t(T_DF, n_bars) * _T_SCALE,
+                    "extra": rng.standard_normal((3, n_bars)),
+                    "vol": rng.standard_normal(n_sessions),
+                    "gap": rng.standard_t(T_DF, n_sessions) * _T_SCALE,
+                }
+            )
+        return {k: np.concatenate([b[k] for b in blocks], axis=-1) for k in blocks[0]}
+
+    def factor(self, draws: dict[str, np.ndarray], daily_vol: float) -> np.ndarray:
+        """15-minute log returns of a factor with daily volatility `daily_vol` and clustered volatility."""
+        log_vol = lfilter([0.25], [1.0, -0.97], draws["vol"])  # AR(1), stationary std ~ 1.03
+        sigma = daily_vol * np.exp(0.45 * log_vol - 0.1)
+        return sigma[self.session_idx] * self.profile * draws["shock"]
+
+
+class SyntheticSource:
+    """Deterministic bars from (seed, symbol). `sectors` maps symbol -> sector (default: hashed)."""
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        seed: int = 7,
+        sectors: Mapping[str, str] | None = None,
+        clock: Callable[[], pd.Timestamp] | None = None,
+    ) -> None:
+        self.seed = int(seed)
+        self.sectors = dict(sectors or {})
+        self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
+        self.stats = SourceStats()
+        self._grid: _Grid | None = None
+        self._factors: dict[str, np.ndarray] = {}
+        self._paths: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def sector(self, symbol: str) -> str:
+        return self.sectors.get(symbol) or SECTORS[_key(symbol) % len(SECTORS)]
+
+    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
+        """Bars of `symbol` starting in [start, end) that have closed by the source's clock."""
+        tf = get_timeframe(timeframe)
+        now = self.clock()
+        start, end = pd.Timestamp(start), min(pd.Timestamp(end), now)
+        self.stats.requests += 1
+        self._ensure_horizon(end)
+        path = self.bars(symbol, tf.name)
+        lo = np.searchsorted(path["ts"], max(start, ORIGIN).value, side="left")
+        hi = max(lo, np.searchsorted(path["ts"], end.value, side="left"))
+        hi = lo + np.searchsorted(path["end"][lo:hi] > now.value, True)  # drop bars still open at `now`
+        frame = pd.DataFrame({c: path[c][lo:hi] for c in BAR_COLUMNS})
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        self.stats.bars += len(frame)
+        return frame
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _ensure_horizon(self, end: pd.Timestamp) -> None:
+        year = max(end.year, ORIGIN.year)
+        if self._grid is None or self._grid.years[-1] < year:
+            self._grid = _Grid(year)
+            self._factors.clear()
+            self._paths.clear()
+
+    def _factor(self, component: str, daily_vol: float) -> np.ndarray:
+        if component not in self._factors:
+            grid = self._grid
+            self._factors[component] = grid.factor(grid.draws(self.seed, component), daily_vol)
+        return self._factors[component]
+
+    def bars(self, symbol: str, timeframe: str) -> dict[str, np.ndarray]:
+        """The whole generated history of one symbol/timeframe as arrays (ts, end in int64 ns UTC)."""
+        if (symbol, timeframe) not in self._paths:
+            if (symbol, "15m") not in self._paths:
+                self._paths[(symbol, "15m")] = self._path_15m(symbol)
+            path = self._paths[(symbol, "15m")]
+            if timeframe != "15m":
+                self._paths[(symbol, timeframe)] = self._aggregate(path, timeframe)
+        return self._paths[(symbol, timeframe)]
+
+    def _path_15m(self, symbol: str) -> dict[str, np.ndarray]:
+        grid = self._grid
+        traits = np.random.default_rng([self.seed, _key(symbol)]).random(8)
+        beta_m, beta_s = 0.6 + 0.8 * traits[0], 0.4 + 0.8 * traits[1]
+        idio_vol = 0.008 + 0.014 * traits[2]  # daily
+        price0 = float(np.exp(np.log(15) + traits[3] * np.log(400 / 15)))
+        daily_volume = float(np.exp(np.log(3e5) + traits[4] * np.log(2e7 / 3e5)))
+        drift = (-0.05 + 0.2 * traits[5]) / (252 * 26)  # per bar
+        trade_size = 80 + 120 * traits[6]
+
+        draws = grid.draws(self.seed, f"symbol:{symbol}")
+        ret = (
+            beta_m * self._factor("market", 0.009)
+            + beta_s * self._factor(f"sector:{self.sector(symbol)}", 0.006)
+            + grid.factor(draws, idio_vol)
+            + drift
+        )
+        gap = np.zeros_like(ret)
+        gap[grid.first] = 0.35 * (0.009 + idio_vol) * draws["gap"]
+        gap[0] = 0.0
+        log_close = np.log(price0) + np.cumsum(gap + ret)
+        close = np.exp(log_close)
+        open_ = np.exp(log_close - ret)
+        bar_vol = np.abs(ret) + (0.009 + idio_vol) * grid.profile
+        z1, z2, z3 = draws["extra"]
+        high = np.maximum(open_, close) * np.exp(0.5 * np.abs(z1) * bar_vol)
+        low = np.minimum(open_, close) * np.exp(-0.5 * np.abs(z2) * bar_vol)
+        volume = np.round(
+            daily_volume * grid.volume_share * np.exp(0.3 * z3) * (1 + np.abs(ret) / (bar_vol + 1e-12))
+        )
+        return {
+            "ts": grid.ts,
+            "end": grid.end,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "wap": (high + low + close) / 3.0,
+            "bar_count": np.maximum(1.0, np.round(volume / trade_size)),
+        }
+
+    def _aggregate(self, path: dict[str, np.ndarray], timeframe: str) -> dict[str, np.ndarray]:
+        """1h / 1d bars from 15m bars: first open, max high, min low, last close, summed volume."""
+        grid = self._grid
+        boundary = grid.first if timeframe == "1d" else grid.first | (path["ts"] % _HOUR_NS == 0)
+        starts = np.flatnonzero(boundary)
+        last = np.r_[starts[1:], len(boundary)] - 1
+        volume = np.add.reduceat(path["volume"], starts)
+        return {
+            "ts": path["ts"][starts],
+            "end": path["end"][last],
+            "open": path["open"][starts],
+            "high": np.maximum.reduceat(path["high"], starts),
+            "low": np.minimum.reduceat(path["low"], starts),
+            "close": path["close"][last],
+            "volume": volume,
+            "wap": np.add.reduceat(path["wap"] * path["volume"], starts) / np.maximum(volume, 1.0),
+            "bar_count": np.add.reduceat(path["bar_count"], starts),
+        }

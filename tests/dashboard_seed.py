@@ -1,0 +1,579 @@
+"""Seed a migrated database with a realistic trained model and its walk-forward evaluation for dashboard tests.
+
+Writes tt_dataset, tt_model, a logged training episode, test episodes for ppo and the baselines on every window
+(per step: tt_portfolio, tt_holdings, tt_action, tt_reward), tt_eval rows (per window and stitched = -1) and
+tt_prices + tt_fetch_log for the freshness panel (one stale and one failed partition). Deterministic for a seed
+and a `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.calendar import expected_bar_starts, last_closed_bar
+from tt_resources.db.bulk import insert_frame
+from tt_resources.db.schema import (
+    actions,
+    datasets,
+    episodes,
+    evals,
+    fetch_log,
+    holdings,
+    models,
+    portfolio,
+    prices,
+    rewards,
+)
+from tt_resources.timeframes import TIMEFRAME_NAMES, get_timeframe
+
+SYMBOLS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "AMZN", "JPM", "XOM")
+POLICIES: tuple[str, ...] = ("ppo", "equal_weight", "equal_weight_vol", "cash")
+INITIAL_NET_WORTH = 100_000.0
+COST_RATE = 0.0005  # commission + slippage per unit of traded value
+STALE_PARTITION = ("XOM", "1h")
+FAILED_PARTITION = ("JPM", "15m")
+INTRADAY_BARS = 40
+
+
+@dataclass
+class Simulation:
+    """One policy run over prices (S + 1, N): per-step arrays of shape (S,) or (S, N)."""
+
+    weights: np.ndarray
+    quantity: np.ndarray
+    value: np.ndarray
+    trade_value: np.ndarray
+    cost: np.ndarray
+    pnl: np.ndarray
+    price: np.ndarray
+    net_worth: np.ndarray
+    cash: np.ndarray
+    period_return: np.ndarray
+    drawdown: np.ndarray
+    turnover: np.ndarray
+    costs: np.ndarray
+    scores: np.ndarray
+    rebalanced: np.ndarray
+
+
+@dataclass(frozen=True)
+class SeededEvaluation:
+    """What the seed wrote: enough for tests to compare the dashboard with the database."""
+
+    model_id: str
+    timeframe: str
+    symbols: tuple[str, ...]
+    split_ts: pd.Timestamp
+    train_episode_id: str
+    test_episodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (policy, window) -> episode_id
+    steps_per_window: int = 0
+    windows: int = 0
+
+
+def bar_index(timeframe: str, bars: int, now: pd.Timestamp) -> pd.DatetimeIndex:
+    """The last `bars` NYSE bar starts of `timeframe` that have closed at `now`."""
+    per_session = get_timeframe(timeframe).bars_per_year / 252
+    start = now - pd.Timedelta(days=int(bars / per_session * 1.5) + 10)
+    grid = expected_bar_starts(timeframe, start, last_closed_bar(timeframe, now) + pd.Timedelta(1))
+    return grid[-bars:]
+
+
+def random_prices(rng: np.random.Generator, bars: int, n_symbols: int) -> np.ndarray:
+    """Geometric random walks (bars, n_symbols) with per-symbol drift and volatility, starting near 100."""
+    drift = rng.uniform(-0.0002, 0.0008, n_symbols)
+    vol = rng.uniform(0.008, 0.025, n_symbols)
+    shocks = rng.standard_normal((bars - 1, n_symbols)) * vol + drift
+    start = rng.uniform(40, 300, n_symbols)
+    return start * np.exp(np.vstack([np.zeros(n_symbols), np.cumsum(shocks, axis=0)]))
+
+
+def policy_targets(policy: str, px: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Target weights (S, N) (NaN row = no trade that step) and raw scores (S, N) for prices (S + 1, N)."""
+    steps, n = px.shape[0] - 1, px.shape[1]
+    targets = np.full((steps, n), np.nan)
+    scores = np.zeros((steps, n))
+    if policy == "ppo":
+        log_px = np.log(px[:-1])
+        momentum = log_px - np.vstack([np.repeat(log_px[:1], 10, axis=0), log_px[:-10]])
+        scores = 30 * momentum + 0.1 * rng.standard_normal((steps, n))
+        top = scores >= np.sort(scores, axis=1)[:, [-3]]  # long the three best scores
+        exp = np.where(top, np.exp(scores - scores.max(axis=1, keepdims=True)), 0.0)
+        targets = 0.95 * exp / exp.sum(axis=1, keepdims=True)
+    elif policy == "equal_weight":
+        targets[0] = 1.0 / n
+        scores[:] = 1.0
+    elif policy == "equal_weight_vol":
+        rets = np.diff(np.log(px), axis=0)
+        vol = pd.DataFrame(rets).rolling(20, min_periods=2).std().bfill().fillna(0.01).to_numpy()
+        inv = 1.0 / np.maximum(vol, 1e-4)
+        scores = inv / inv.sum(axis=1, keepdims=True)
+        exposure = np.minimum(1.0, 0.01 / np.maximum(np.sqrt((scores**2 * vol**2).sum(axis=1)), 1e-6))
+        targets[::5] = (scores * exposure[:, None])[::5]
+    return targets, scores
+
+
+def simulate(px: np.ndarray, targets: np.ndarray, scores: np.ndarray, band: float = 0.3) -> Simulation:
+    """Trade to `targets` at each step's price unless they are within `band` (sum of |weight change|) of the
+    current weights, pay COST_RATE on traded value, mark to the next price."""
+    steps, n = targets.shape
+    out = {
+        name: np.zeros((steps, n)) for name in ("weights", "quantity", "value", "trade_value", "cost", "pnl")
+    }
+    net_worth, cash_path = np.zeros(steps), np.zeros(steps)
+    qty, cash = np.zeros(n), INITIAL_NET_WORTH
+    for s in range(steps):
+        value = qty * px[s]
+        pre = cash + value.sum()
+        skip = np.isnan(targets[s, 0]) or (s > 0 and np.abs(targets[s] - value / pre).sum() < band)
+        trade = np.zeros(n) if skip else targets[s] * pre - value
+        cost = np.abs(trade) * COST_RATE
+        qty = (value + trade) / px[s]
+        cash -= trade.sum() + cost.sum()
+        marked = qty * px[s + 1]
+        net_worth[s] = cash + marked.sum()
+        cash_path[s] = cash
+        for name, arr in (("quantity", qty), ("value", marked), ("trade_value", trade), ("cost", cost)):
+            out[name][s] = arr
+        out["pnl"][s] = qty * (px[s + 1] - px[s])
+        out["weights"][s] = marked / net_worth[s]
+    previous = np.concatenate([[INITIAL_NET_WORTH], net_worth[:-1]])  # = pre-trade net worth of each step
+    return Simulation(
+        price=px[1:],
+        net_worth=net_worth,
+        cash=cash_path,
+        period_return=net_worth / previous - 1,
+        drawdown=1 - net_worth / np.maximum.accumulate(np.concatenate([[INITIAL_NET_WORTH], net_worth]))[1:],
+        turnover=np.abs(out["trade_value"]).sum(axis=1) / previous,
+        costs=out["cost"].sum(axis=1),
+        scores=scores,
+        rebalanced=np.abs(out["trade_value"]).sum(axis=1) > 0,
+        **out,
+    )
+
+
+def metrics(returns: np.ndarray, turnover: np.ndarray, costs: np.ndarray, bars_per_year: int) -> dict:
+    """tt_eval's metric columns for per-step net returns (NULL where undefined, e.g. Sharpe of cash)."""
+    equity = np.cumprod(1 + returns)
+    total = float(equity[-1] - 1)
+    years = len(returns) / bars_per_year
+    cagr = float((1 + total) ** (1 / years) - 1)
+    std = float(returns.std(ddof=1))
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0) ** 2)))
+    max_dd = float((1 - equity / np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]).max())
+    scale = np.sqrt(bars_per_year)
+    return {
+        "total_return": total,
+        "cagr": cagr,
+        "ann_volatility": std * scale,
+        "sharpe": float(returns.mean() / std * scale) if std > 1e-12 else None,
+        "sortino": float(returns.mean() / downside * scale) if downside > 1e-12 else None,
+        "max_drawdown": max_dd,
+        "calmar": cagr / max_dd if max_dd > 1e-12 else None,
+        "turnover": float(turnover.mean()),
+        "costs": float(costs.sum() / INITIAL_NET_WORTH),
+        "hit_rate": float((returns > 0).mean()),
+    }
+
+
+def write_steps(
+    conn: sa.Connection,
+    episode_id: str,
+    sim: Simulation,
+    ts: pd.DatetimeIndex,
+    symbols: Sequence[str],
+    steps: range,
+) -> None:
+    """Log steps `steps` of a simulation: tt_portfolio, tt_holdings, tt_action and tt_reward rows."""
+    s = np.arange(steps.start, steps.stop)
+    n = len(symbols)
+    per_step = {"episode_id": episode_id, "step": s}
+    penalty = -0.1 * sim.turnover[s] * COST_RATE
+    insert_frame(
+        conn,
+        portfolio,
+        pd.DataFrame(
+            per_step
+            | {
+                "ts": ts[s],
+                "net_worth": sim.net_worth[s],
+                "cash": sim.cash[s],
+                "gross_exposure": np.abs(sim.weights[s]).sum(axis=1),
+                "period_return": sim.period_return[s],
+                "drawdown": sim.drawdown[s],
+                "turnover": sim.turnover[s],
+                "costs": sim.costs[s],
+            }
+        ),
+    )
+    insert_frame(
+        conn,
+        holdings,
+        pd.DataFrame(
+            {"episode_id": episode_id, "step": np.repeat(s, n), "symbol": np.tile(symbols, len(s))}
+            | {
+                name: getattr(sim, name)[s].ravel()
+                for name in ("quantity", "price", "value", "trade_value", "cost", "pnl")
+            }
+            | {"weight": sim.weights[s].ravel()}
+        ),
+    )
+    insert_frame(
+        conn,
+        actions,
+        pd.DataFrame(
+            per_step
+            | {
+                "ts": ts[s],
+                "action": list(np.round(sim.scores[s], 6).tolist()),
+                "rebalanced": sim.rebalanced[s],
+            }
+        ),
+    )
+    insert_frame(
+        conn,
+        rewards,
+        pd.DataFrame(
+            per_step
+            | {
+                "reward": sim.period_return[s] + penalty,
+                "sharpe_term": sim.period_return[s],
+                "drawdown_penalty": -0.1 * sim.drawdown[s],
+                "turnover_penalty": penalty,
+            }
+        ),
+    )
+
+
+def _episode_row(
+    episode_id: str, model_id: str | None, timeframe: str, policy: str, split: str, **extra
+) -> dict:
+    return {
+        "episode_id": episode_id,
+        "model_id": model_id,
+        "run_id": "seed-run",
+        "timeframe": timeframe,
+        "split": split,
+        "policy": policy,
+        **extra,
+    }
+
+
+def seed_prices(
+    conn: sa.Connection,
+    symbols: Sequence[str],
+    panels: dict[str, tuple[pd.DatetimeIndex, np.ndarray]],
+    now: pd.Timestamp,
+) -> None:
+    """tt_prices for every timeframe's panel (the stale partition without its last 10 bars) and tt_fetch_log."""
+    for timeframe, (index, px) in panels.items():
+        for i, symbol in enumerate(symbols):
+            cut = -10 if (symbol, timeframe) == STALE_PARTITION else None
+            close = px[:cut, i]
+            insert_frame(
+                conn,
+                prices,
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "timeframe": timeframe,
+                        "ts": index[:cut],
+                        "open": close * 0.998,
+                        "high": close * 1.01,
+                        "low": close * 0.99,
+                        "close": close,
+                        "volume": 1e6,
+                        "wap": close,
+                        "bar_count": 1000,
+                        "source": "synthetic",
+                        "ingested_at": now,
+                    }
+                ),
+            )
+            log = {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "source": "synthetic",
+                "request": "historical",
+                "end_ts": now.to_pydatetime(),
+                "duration": "1 Y",
+                "bar_size": get_timeframe(timeframe).ib_bar_size,
+                "outcome": "ok",
+                "bars": len(close),
+                "latency_s": 0.2,
+                "requested_at": (now - pd.Timedelta(minutes=10)).to_pydatetime(),
+            }
+            conn.execute(fetch_log.insert(), log)
+            if (symbol, timeframe) == FAILED_PARTITION:
+                failed = log | {
+                    "outcome": "pacing",
+                    "error_code": 162,
+                    "message": "Historical Market Data Service error message:API historical data query cancelled",
+                    "bars": 0,
+                    "requested_at": (now - pd.Timedelta(minutes=1)).to_pydatetime(),
+                }
+                conn.execute(fetch_log.insert(), failed)
+
+
+def seed_evaluation(
+    engine: sa.Engine,
+    *,
+    timeframe: str = "1d",
+    symbols: Sequence[str] = SYMBOLS,
+    train_steps: int = 120,
+    windows: int = 3,
+    steps_per_window: int = 40,
+    model_id: str = "ppo-1d-seed",
+    now: pd.Timestamp | None = None,
+    seed: int = 7,
+) -> SeededEvaluation:
+    """Write a model, its training episode, a walk-forward evaluation and price data; see the module doc."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    rng = np.random.default_rng(seed)
+    symbols = tuple(symbols)
+    tf = get_timeframe(timeframe)
+    bars = train_steps + windows * steps_per_window + 1
+    index = bar_index(timeframe, bars, now)
+    px = random_prices(rng, bars, len(symbols))
+    split = train_steps
+    created = now - pd.Timedelta(hours=1)
+    panels = {timeframe: (index, px)}
+    for other in TIMEFRAME_NAMES:
+        if other != timeframe:
+            panels[other] = (
+                bar_index(other, INTRADAY_BARS, now),
+                random_prices(rng, INTRADAY_BARS, len(symbols)),
+            )
+
+    with engine.begin() as conn:
+        seed_prices(conn, symbols, panels, now)
+        version = f"ds-{model_id}"
+        conn.execute(
+            datasets.insert(),
+            {
+                "dataset_version": version,
+                "timeframe": timeframe,
+                "symbols": list(symbols),
+                "start_ts": index[0].to_pydatetime(),
+                "end_ts": index[-1].to_pydatetime(),
+                "split_ts": index[split].to_pydatetime(),
+                "n_bars": bars,
+                "created_at": created.to_pydatetime(),
+            },
+        )
+        conn.execute(
+            models.insert(),
+            {
+                "model_id": model_id,
+                "timeframe": timeframe,
+                "algo": "PPO",
+                "path": f"data/models/{model_id}.zip",
+                "dataset_version": version,
+                "code_version": "seed",
+                "symbols": list(symbols),
+                "config": {"learning_rate": 3e-4, "n_steps": 256, "cost_rate": COST_RATE},
+                "train_metrics": {"ep_rew_mean": 0.012},
+                "total_timesteps": 20_000,
+                "train_start": index[0].to_pydatetime(),
+                "train_end": index[split - 1].to_pydatetime(),
+                "run_id": "seed-run",
+                "created_at": created.to_pydatetime(),
+            },
+        )
+        train_id = f"{model_id}-train"
+        train_px = px[: split + 1]
+        train_sim = simulate(train_px, *policy_targets("ppo", train_px, rng))
+        _log_episode(
+            conn,
+            train_id,
+            model_id,
+            timeframe,
+            "ppo",
+            "train",
+            None,
+            train_sim,
+            index[1 : split + 1],
+            symbols,
+            created,
+        )
+
+        eval_rows, test_episodes = [], {}
+        stitched: dict[str, list[Simulation]] = {p: [] for p in POLICIES}
+        for w in range(windows):
+            lo, hi = split + w * steps_per_window, split + (w + 1) * steps_per_window
+            window_px, window_ts = px[lo : hi + 1], index[lo + 1 : hi + 1]
+            for policy in POLICIES:
+                sim = simulate(window_px, *policy_targets(policy, window_px, rng))
+                episode_id = f"{model_id}-{policy}-w{w}"
+                owner = model_id if policy == "ppo" else None
+                _log_episode(
+                    conn, episode_id, owner, timeframe, policy, "test", w, sim, window_ts, symbols, now
+                )
+                test_episodes[(policy, w)] = episode_id
+                stitched[policy].append(sim)
+                eval_rows.append(
+                    {
+                        "policy": policy,
+                        "window": w,
+                        "train_start": index[0],
+                        "train_end": index[lo - 1],
+                        "test_start": index[lo],
+                        "test_end": index[hi],
+                        "episode_id": episode_id,
+                        **metrics(sim.period_return, sim.turnover, sim.costs, tf.bars_per_year),
+                    }
+                )
+        for policy, sims in stitched.items():
+            returns = np.concatenate([s.period_return for s in sims])
+            eval_rows.append(
+                {
+                    "policy": policy,
+                    "window": -1,
+                    "train_start": index[0],
+                    "train_end": index[split - 1],
+                    "test_start": index[split],
+                    "test_end": index[-1],
+                    "episode_id": None,
+                    **metrics(
+                        returns,
+                        np.concatenate([s.turnover for s in sims]),
+                        np.concatenate([s.costs for s in sims]),
+                        tf.bars_per_year,
+                    ),
+                }
+            )
+        conn.execute(
+            evals.insert(),
+            [
+                {
+                    **row,
+                    **{
+                        k: row[k].to_pydatetime()
+                        for k in ("train_start", "train_end", "test_start", "test_end")
+                    },
+                    "model_id": model_id,
+                    "timeframe": timeframe,
+                    "run_id": "seed-run",
+                    "created_at": now.to_pydatetime(),
+                }
+                for row in eval_rows
+            ],
+        )
+    return SeededEvaluation(
+        model_id=model_id,
+        timeframe=timeframe,
+        symbols=symbols,
+        split_ts=index[split],
+        train_episode_id=train_id,
+        test_episodes=test_episodes,
+        steps_per_window=steps_per_window,
+        windows=windows,
+    )
+
+
+def _log_episode(
+    conn: sa.Connection,
+    episode_id: str,
+    model_id: str | None,
+    timeframe: str,
+    policy: str,
+    split: str,
+    window: int | None,
+    sim: Simulation,
+    ts: pd.DatetimeIndex,
+    symbols: Sequence[str],
+    started: pd.Timestamp,
+) -> None:
+    steps = len(sim.net_worth)
+    conn.execute(
+        episodes.insert(),
+        _episode_row(
+            episode_id,
+            model_id,
+            timeframe,
+            policy,
+            split,
+            window=window,
+            status="finished",
+            started_at=started.to_pydatetime(),
+            finished_at=(started + pd.Timedelta(seconds=30)).to_pydatetime(),
+            start_ts=ts[0].to_pydatetime(),
+            end_ts=ts[-1].to_pydatetime(),
+            steps=steps,
+            initial_net_worth=INITIAL_NET_WORTH,
+            final_net_worth=float(sim.net_worth[-1]),
+            total_reward=float(sim.period_return.sum()),
+            max_drawdown=float(sim.drawdown.max()),
+            terminated=False,
+            truncated=True,
+            symbols=list(symbols),
+        ),
+    )
+    write_steps(conn, episode_id, sim, ts, symbols, range(steps))
+
+
+@dataclass
+class LiveEpisode:
+    """A ppo training episode being logged step by step, as the training loop would (status running)."""
+
+    engine: sa.Engine
+    episode_id: str
+    sim: Simulation
+    ts: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    logged: int = 0
+
+    def log(self, steps: int) -> None:
+        """Append the next `steps` steps in one transaction."""
+        upto = min(self.logged + steps, len(self.sim.net_worth))
+        with self.engine.begin() as conn:
+            write_steps(conn, self.episode_id, self.sim, self.ts, self.symbols, range(self.logged, upto))
+            conn.execute(episodes.update().where(episodes.c.episode_id == self.episode_id).values(steps=upto))
+        self.logged = upto
+
+    def finish(self) -> None:
+        """Mark the episode finished with its final net worth."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                episodes.update()
+                .where(episodes.c.episode_id == self.episode_id)
+                .values(status="finished", final_net_worth=float(self.sim.net_worth[self.logged - 1]))
+            )
+
+
+def start_live_episode(
+    engine: sa.Engine,
+    seeded: SeededEvaluation,
+    *,
+    steps: int = 200,
+    now: pd.Timestamp | None = None,
+    seed: int = 11,
+) -> LiveEpisode:
+    """Open a running training episode for the seeded model (no steps logged yet)."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    rng = np.random.default_rng(seed)
+    px = random_prices(rng, steps + 1, len(seeded.symbols))
+    ts = bar_index(seeded.timeframe, steps + 1, seeded.split_ts)[1:]
+    episode_id = f"{seeded.model_id}-live"
+    with engine.begin() as conn:
+        conn.execute(
+            episodes.insert(),
+            _episode_row(
+                episode_id,
+                seeded.model_id,
+                seeded.timeframe,
+                "ppo",
+                "train",
+                status="running",
+                started_at=now.to_pydatetime(),
+                start_ts=ts[0].to_pydatetime(),
+                steps=0,
+                initial_net_worth=INITIAL_NET_WORTH,
+                symbols=list(seeded.symbols),
+            ),
+        )
+    return LiveEpisode(engine, episode_id, simulate(px, *policy_targets("ppo", px, rng)), ts, seeded.symbols)

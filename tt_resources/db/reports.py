@@ -1,0 +1,408 @@
+"""Read-only queries for the P&L dashboard and `tt show` (SQLAlchemy Core, bound parameters only).
+
+Every function returns a pandas DataFrame (or a plain dict) with tz-aware UTC timestamps. Step-level readers take
+`after_step` so a live view can fetch only the rows logged since its last read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.calendar import expected_bar_starts, last_closed_bar
+from tt_resources.db.bulk import read_frame
+from tt_resources.db.schema import datasets, episodes, evals, fetch_log, holdings, models, portfolio, prices
+from tt_resources.timeframes import TIMEFRAME_NAMES
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "total_return",
+    "cagr",
+    "ann_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "turnover",
+    "costs",
+    "hit_rate",
+)
+"""tt_eval's wide metric columns, in display order."""
+
+OK_OUTCOMES: tuple[str, ...] = ("ok", "no_data")
+"""tt_fetch_log outcomes that leave a partition healthy (no_data ends a backward walk at the head)."""
+
+
+def has_results(engine: sa.Engine) -> bool:
+    """True when the database holds at least one logged episode or evaluation."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(sa.select(episodes.c.episode_id).limit(1)).first() is not None
+            or conn.execute(sa.select(evals.c.eval_id).limit(1)).first() is not None
+        )
+
+
+def model_catalog(engine: sa.Engine) -> pd.DataFrame:
+    """Models that have episodes or evaluations, newest activity first.
+
+    Columns: model_id, timeframe, created_at (NaT when the model is not registered yet), evaluated_at (latest
+    tt_eval row, NaT when none), last_episode_at (latest episode start), running (episodes with status running).
+    """
+    ids = sa.union(
+        sa.select(models.c.model_id, models.c.timeframe),
+        sa.select(evals.c.model_id, evals.c.timeframe),
+        sa.select(episodes.c.model_id, episodes.c.timeframe).where(episodes.c.model_id.is_not(None)),
+    ).subquery("ids")
+    evaluated = (
+        sa.select(evals.c.model_id, sa.func.max(evals.c.created_at).label("evaluated_at"))
+        .group_by(evals.c.model_id)
+        .subquery("evaluated")
+    )
+    logged = (
+        sa.select(
+            episodes.c.model_id,
+            sa.func.max(episodes.c.started_at).label("last_episode_at"),
+            sa.func.sum(sa.case((episodes.c.status == "running", 1), else_=0)).label("running"),
+        )
+        .group_by(episodes.c.model_id)
+        .subquery("logged")
+    )
+    stmt = sa.select(
+        ids.c.model_id,
+        ids.c.timeframe,
+        models.c.created_at,
+        evaluated.c.evaluated_at,
+        logged.c.last_episode_at,
+        sa.func.coalesce(logged.c.running, 0).label("running"),
+    ).select_from(
+        ids.outerjoin(models, models.c.model_id == ids.c.model_id)
+        .outerjoin(evaluated, evaluated.c.model_id == ids.c.model_id)
+        .outerjoin(logged, logged.c.model_id == ids.c.model_id)
+    )
+    frame = read_frame(engine, stmt)
+    frame["running"] = frame["running"].astype(int)
+    frame["_evaluated"] = frame["evaluated_at"].notna()
+    frame["_activity"] = frame[["evaluated_at", "last_episode_at", "created_at"]].max(axis=1)
+    frame = frame.sort_values(["_evaluated", "_activity", "model_id"], ascending=[False, False, True])
+    return frame.drop(columns=["_evaluated", "_activity"]).reset_index(drop=True)
+
+
+def model_summary(engine: sa.Engine, model_id: str) -> dict:
+    """The tt_model row joined with its dataset's span and train/test boundary (`split_ts`); {} if unregistered."""
+    stmt = (
+        sa.select(
+            models.c.model_id,
+            models.c.timeframe,
+            models.c.algo,
+            models.c.dataset_version,
+            models.c.total_timesteps,
+            models.c.train_start,
+            models.c.train_end,
+            models.c.created_at,
+            datasets.c.start_ts,
+            datasets.c.end_ts,
+            datasets.c.split_ts,
+            datasets.c.symbols,
+        )
+        .select_from(models.outerjoin(datasets, datasets.c.dataset_version == models.c.dataset_version))
+        .where(models.c.model_id == model_id)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    return dict(row) if row else {}
+
+
+def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
+    """tt_eval rows of a model (latest evaluation run only), ordered by window (-1 = stitched) then policy.
+
+    Columns: policy, window, test_start, test_end, episode_id, created_at and METRIC_COLUMNS.
+    """
+    latest_run = (
+        sa.select(evals.c.created_at)
+        .where(evals.c.model_id == model_id)
+        .order_by(evals.c.created_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(
+            evals.c.policy,
+            evals.c.window,
+            evals.c.test_start,
+            evals.c.test_end,
+            evals.c.episode_id,
+            evals.c.created_at,
+            *(evals.c[name] for name in METRIC_COLUMNS),
+        )
+        .where(evals.c.model_id == model_id, evals.c.created_at == latest_run)
+        .order_by(evals.c.window, evals.c.policy)
+    )
+    return read_frame(engine, stmt)
+
+
+def model_episodes(engine: sa.Engine, model_id: str) -> pd.DataFrame:
+    """Episodes of a model: its own (train and test) and the baseline episodes its evaluation refers to.
+
+    Columns: episode_id, policy, split, window, status, started_at, finished_at, start_ts, end_ts, steps,
+    initial_net_worth, final_net_worth; newest first.
+    """
+    referenced = sa.select(evals.c.episode_id).where(
+        evals.c.model_id == model_id, evals.c.episode_id.is_not(None)
+    )
+    stmt = (
+        sa.select(
+            episodes.c.episode_id,
+            episodes.c.policy,
+            episodes.c.split,
+            episodes.c.window,
+            episodes.c.status,
+            episodes.c.started_at,
+            episodes.c.finished_at,
+            episodes.c.start_ts,
+            episodes.c.end_ts,
+            episodes.c.steps,
+            episodes.c.initial_net_worth,
+            episodes.c.final_net_worth,
+        )
+        .where(sa.or_(episodes.c.model_id == model_id, episodes.c.episode_id.in_(referenced)))
+        .order_by(episodes.c.started_at.desc(), episodes.c.episode_id)
+    )
+    return read_frame(engine, stmt)
+
+
+def episode_status(engine: sa.Engine, episode_id: str) -> str | None:
+    """The episode's status (running | finished | incomplete), None when it does not exist."""
+    stmt = sa.select(episodes.c.status).where(episodes.c.episode_id == episode_id)
+    with engine.connect() as conn:
+        return conn.execute(stmt).scalar()
+
+
+def portfolio_series(engine: sa.Engine, episode_ids: Sequence[str], after_step: int = -1) -> pd.DataFrame:
+    """Per-step portfolio rows of the episodes with step > `after_step`, ordered by episode and step.
+
+    Columns: episode_id, step, ts, net_worth, cash, period_return, drawdown, turnover, costs (account currency,
+    fractions of net worth for return/drawdown/turnover).
+    """
+    stmt = (
+        sa.select(
+            portfolio.c.episode_id,
+            portfolio.c.step,
+            portfolio.c.ts,
+            portfolio.c.net_worth,
+            portfolio.c.cash,
+            portfolio.c.period_return,
+            portfolio.c.drawdown,
+            portfolio.c.turnover,
+            portfolio.c.costs,
+        )
+        .where(
+            portfolio.c.episode_id.in_(list(episode_ids)),
+            portfolio.c.step > after_step,
+        )
+        .order_by(portfolio.c.episode_id, portfolio.c.step)
+    )
+    return read_frame(engine, stmt)
+
+
+def symbol_attribution(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
+    """Per-symbol totals over the episodes, largest P&L first.
+
+    Columns: symbol, pnl (mark-to-market, account currency), costs, traded (sum of |trade value|), trades (steps
+    with a non-zero trade), mean_weight (average fraction of net worth).
+    """
+    stmt = (
+        sa.select(
+            holdings.c.symbol,
+            sa.func.sum(holdings.c.pnl).label("pnl"),
+            sa.func.sum(holdings.c.cost).label("costs"),
+            sa.func.sum(sa.func.abs(holdings.c.trade_value)).label("traded"),
+            sa.func.sum(sa.case((holdings.c.trade_value != 0, 1), else_=0)).label("trades"),
+            sa.func.avg(holdings.c.weight).label("mean_weight"),
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .group_by(holdings.c.symbol)
+        .order_by(sa.desc("pnl"), holdings.c.symbol)
+    )
+    return read_frame(engine, stmt)
+
+
+def weight_buckets(
+    engine: sa.Engine, episode_ids: Sequence[str], symbols: Sequence[str], stride: int
+) -> pd.DataFrame:
+    """Average weights per bucket of `stride` steps: one row per (episode, bucket, symbol) for `symbols`, the
+    rest summed as symbol 'other'.
+
+    Columns: episode_id, step (first step of the bucket), symbol, weight (mean fraction of net worth).
+    """
+    bucket = holdings.c.step // max(int(stride), 1)
+    label = sa.case(
+        (holdings.c.symbol.in_(list(symbols)), holdings.c.symbol),
+        else_=sa.literal("other"),
+    )
+    stmt = (
+        sa.select(
+            holdings.c.episode_id,
+            sa.func.min(holdings.c.step).label("step"),
+            label.label("symbol"),
+            (sa.func.sum(holdings.c.weight) / sa.func.count(sa.distinct(holdings.c.step))).label("weight"),
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .group_by(holdings.c.episode_id, bucket, label)
+        .order_by(holdings.c.episode_id, sa.text("step"))
+    )
+    return read_frame(engine, stmt)
+
+
+def largest_trades(engine: sa.Engine, episode_ids: Sequence[str], limit: int = 20) -> pd.DataFrame:
+    """The `limit` largest trades by absolute traded value.
+
+    Columns: episode_id, step, ts, symbol, trade_value (signed, + = buy), price, quantity (after the trade),
+    weight, cost.
+    """
+    stmt = (
+        sa.select(
+            holdings.c.episode_id,
+            holdings.c.step,
+            portfolio.c.ts,
+            holdings.c.symbol,
+            holdings.c.trade_value,
+            holdings.c.price,
+            holdings.c.quantity,
+            holdings.c.weight,
+            holdings.c.cost,
+        )
+        .select_from(
+            holdings.outerjoin(
+                portfolio,
+                sa.and_(portfolio.c.episode_id == holdings.c.episode_id, portfolio.c.step == holdings.c.step),
+            )
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)), holdings.c.trade_value != 0)
+        .order_by(sa.func.abs(holdings.c.trade_value).desc(), holdings.c.step, holdings.c.symbol)
+        .limit(limit)
+    )
+    return read_frame(engine, stmt)
+
+
+def holding_periods(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
+    """Contiguous runs of steps with a long position (quantity > 0), one row per run.
+
+    Columns: episode_id, symbol, first_step, last_step, steps (length of the run in steps).
+    """
+    part = (holdings.c.episode_id, holdings.c.symbol)
+    held = sa.case((holdings.c.quantity > 0, 1), else_=0)
+    flags = (
+        sa.select(
+            holdings.c.episode_id,
+            holdings.c.symbol,
+            holdings.c.step,
+            held.label("held"),
+            sa.func.lag(held, 1, 0).over(partition_by=part, order_by=holdings.c.step).label("prev"),
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .subquery("flags")
+    )
+    opened = sa.case((sa.and_(flags.c.held == 1, flags.c.prev == 0), 1), else_=0)
+    runs = sa.select(
+        flags.c.episode_id,
+        flags.c.symbol,
+        flags.c.step,
+        flags.c.held,
+        sa.func.sum(opened)
+        .over(partition_by=(flags.c.episode_id, flags.c.symbol), order_by=flags.c.step)
+        .label("run"),
+    ).subquery("runs")
+    stmt = (
+        sa.select(
+            runs.c.episode_id,
+            runs.c.symbol,
+            sa.func.min(runs.c.step).label("first_step"),
+            sa.func.max(runs.c.step).label("last_step"),
+            sa.func.count().label("steps"),
+        )
+        .where(runs.c.held == 1)
+        .group_by(runs.c.episode_id, runs.c.symbol, runs.c.run)
+        .order_by(runs.c.episode_id, runs.c.symbol, sa.text("first_step"))
+    )
+    return read_frame(engine, stmt)
+
+
+def partition_freshness(engine: sa.Engine, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Freshness of every stored or fetched (symbol, timeframe) partition at `now` (default: the clock).
+
+    status: `failed` when the partition's latest tt_fetch_log outcome is not in OK_OUTCOMES, else `stale` when its
+    last bar is older than the timeframe's latest closed bar (or it has no bars), else `fresh`. coverage: stored bars
+    / calendar bars between the first and the last stored bar (as the raw_bars asset check counts them), 0..1.
+    Columns: symbol, timeframe, first_ts, last_ts, n_bars, coverage, outcome, message, fetched_at, status.
+    """
+    now = now or pd.Timestamp.now(tz="UTC")
+    key = [prices.c.symbol, prices.c.timeframe]
+    bars = read_frame(
+        engine,
+        sa.select(
+            *key,
+            sa.func.min(prices.c.ts).label("first_ts"),
+            sa.func.max(prices.c.ts).label("last_ts"),
+            sa.func.count().label("n_bars"),
+        ).group_by(*key),
+    )
+    latest = (
+        sa.select(sa.func.max(fetch_log.c.id).label("id"))
+        .group_by(fetch_log.c.symbol, fetch_log.c.timeframe)
+        .subquery("latest")
+    )
+    fetches = read_frame(
+        engine,
+        sa.select(
+            fetch_log.c.symbol,
+            fetch_log.c.timeframe,
+            fetch_log.c.outcome,
+            fetch_log.c.message,
+            fetch_log.c.requested_at.label("fetched_at"),
+        ).select_from(fetch_log.join(latest, latest.c.id == fetch_log.c.id)),
+    )
+    frame = bars.merge(fetches, on=["symbol", "timeframe"], how="outer")
+    frame["n_bars"] = frame["n_bars"].fillna(0).astype(int)
+    frame["coverage"] = 0.0
+    frame["status"] = "fresh"
+    for timeframe, rows in frame.groupby("timeframe").groups.items():
+        part = frame.loc[rows]
+        stored = part["last_ts"].notna()
+        closed = last_closed_bar(timeframe, now)
+        if stored.any():
+            grid = expected_bar_starts(
+                timeframe, part["first_ts"].min(), part["last_ts"].max() + pd.Timedelta(1)
+            )
+            first = grid.searchsorted(pd.DatetimeIndex(part.loc[stored, "first_ts"]), side="left")
+            last = grid.searchsorted(pd.DatetimeIndex(part.loc[stored, "last_ts"]), side="right")
+            expected = np.maximum(last - first, 1)
+            frame.loc[part.index[stored], "coverage"] = np.minimum(part.loc[stored, "n_bars"] / expected, 1.0)
+        is_stale = ~stored | ((part["last_ts"] < closed) if closed is not None else False)
+        frame.loc[part.index[is_stale], "status"] = "stale"
+    failed = frame["outcome"].notna() & ~frame["outcome"].isin(OK_OUTCOMES)
+    frame.loc[failed, "status"] = "failed"
+    columns = ["symbol", "timeframe", "first_ts", "last_ts", "n_bars", "coverage", "outcome", "message"]
+    return (
+        frame[[*columns, "fetched_at", "status"]].sort_values(["timeframe", "symbol"]).reset_index(drop=True)
+    )
+
+
+def freshness_summary(partitions: pd.DataFrame) -> pd.DataFrame:
+    """Per timeframe (in TIMEFRAME_NAMES order): partitions, fresh, stale, failed, last_bar, min/mean coverage."""
+    counts = pd.crosstab(partitions["timeframe"], partitions["status"]).reindex(
+        columns=["fresh", "stale", "failed"], fill_value=0
+    )
+    stats = partitions.groupby("timeframe").agg(
+        partitions=("symbol", "size"),
+        last_bar=("last_ts", "max"),
+        min_coverage=("coverage", "min"),
+        mean_coverage=("coverage", "mean"),
+    )
+    order = [t for t in TIMEFRAME_NAMES if t in stats.index]
+    return (
+        stats.join(counts)
+        .loc[order, ["partitions", "fresh", "stale", "failed", "last_bar", "min_coverage", "mean_coverage"]]
+        .reset_index()
+    )

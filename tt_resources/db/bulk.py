@@ -284,7 +284,7 @@ def upsert_time_series(
             appended = insert_frame(conn, table, frame.loc[past])
             overlap = upsert_frame(conn, table, frame.loc[~past], key_columns, audit_columns=audit_columns)
             return UpsertResult(appended, appended, 0, 0) + overlap
-    except sa.exc.IntegrityError:
+    except (sa.exc.IntegrityError, conn_or_engine.dialect.dbapi.IntegrityError):
         return upsert_frame(conn_or_engine, table, frame, key_columns, audit_columns=audit_columns)
 
 

@@ -1,0 +1,145 @@
+"""Jobs, schedules and sensors. features follow raw_bars through their eager automation condition."""
+
+import os
+
+import dagster as dg
+
+from tt_assets.market import features, raw_bars
+from tt_assets.models import evaluation, ppo_model, training_dataset
+from tt_assets.partitions import (
+    SYMBOL_DIM,
+    TIMEFRAMES,
+    bar_partitions,
+    range_tags,
+    symbol_ranges,
+    timeframe_partitions,
+)
+from tt_resources.resources import DatabaseResource, WatchlistResource
+
+US_EASTERN = "America/New_York"
+
+market_data_job = dg.define_asset_job(
+    "market_data_job",
+    selection=dg.AssetSelection.assets(raw_bars, features),
+    partitions_def=bar_partitions,
+    description="Fetch the missing tail of bars, check them (blocking) and update features.",
+)
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(training_dataset, ppo_model, evaluation),
+    partitions_def=timeframe_partitions,
+    description="Build the dataset, train PPO and evaluate it against the baselines for one timeframe.",
+)
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.assets(ppo_model, evaluation),
+    partitions_def=timeframe_partitions,
+    description="Retrain and re-evaluate on the latest dataset of one timeframe.",
+)
+
+
+class RetrainPolicy(dg.ConfigurableResource):
+    """When the retraining sensor asks for a new model: new dataset, or stitched OOS Sharpe below `min_sharpe`."""
+
+    min_sharpe: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> "RetrainPolicy":
+        value = os.environ.get("TT_RETRAIN_MIN_SHARPE")
+        return cls(min_sharpe=float(value)) if value else cls()
+
+
+def bar_refresh_requests(
+    context: dg.ScheduleEvaluationContext, timeframes: tuple[str, ...]
+) -> list[dg.RunRequest]:
+    """One market_data_job run per chunk of registered symbols and timeframe (a partition key range each)."""
+    symbols = list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
+    return [
+        dg.RunRequest(tags={**range_tags(key_range), "tt/timeframe": timeframe})
+        for timeframe in timeframes
+        for key_range in symbol_ranges(symbols, timeframe)
+    ]
+
+
+@dg.schedule(
+    job=market_data_job,
+    cron_schedule="15 16 * * 1-5",
+    execution_timezone=US_EASTERN,
+    description="Daily bars 15 minutes after the US close (16:15 New York, Monday to Friday).",
+)
+def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
+    return bar_refresh_requests(context, ("1d",)) or dg.SkipReason("no symbols registered")
+
+
+@dg.schedule(
+    job=market_data_job,
+    cron_schedule="5 10-16 * * 1-5",
+    execution_timezone=US_EASTERN,
+    description="Hourly and 15-minute bars every hour in market hours (10:05 to 16:05 New York).",
+)
+def intraday_bars_schedule(context: dg.ScheduleEvaluationContext):
+    return bar_refresh_requests(context, ("1h", "15m")) or dg.SkipReason("no symbols registered")
+
+
+def symbol_partition_requests(
+    registered: list[str], watchlist: list[str]
+) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """Requests that make the symbol partitions equal the watchlist (stored bars of removed symbols stay)."""
+    added = [s for s in watchlist if s not in set(registered)]
+    removed = [s for s in registered if s not in set(watchlist)]
+    requests: list = []
+    if added:
+        requests.append(symbol_partitions_add(added))
+    if removed:
+        requests.append(
+            dg.DeleteDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=removed)
+        )
+    return requests
+
+
+def symbol_partitions_add(symbols: list[str]) -> dg.AddDynamicPartitionsRequest:
+    return dg.AddDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=symbols)
+
+
+@dg.sensor(minimum_interval_seconds=300, description="Keeps the symbol partitions equal to the watchlist.")
+def watchlist_sensor(context: dg.SensorEvaluationContext, watchlist: WatchlistResource):
+    symbols = watchlist.symbols()
+    requests = symbol_partition_requests(list(context.instance.get_dynamic_partitions(SYMBOL_DIM)), symbols)
+    if not requests:
+        return dg.SkipReason(f"symbol partitions already match the watchlist ({len(symbols)} symbols)")
+    return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=600,
+    description="Retrains a timeframe when its dataset version changed since the last model, "
+    "or when the last evaluation's Sharpe fell below the policy's threshold.",
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, database: DatabaseResource, retrain_policy: RetrainPolicy
+):
+    from tt_assets import lineage
+
+    engine = database.get_engine()
+    requests = []
+    for timeframe in TIMEFRAMES:
+        dataset = lineage.latest_dataset(engine, timeframe)
+        if dataset is None:
+            continue
+        model = lineage.latest_model(engine, timeframe)
+        if model is None or model["dataset_version"] != dataset["dataset_version"]:
+            reason, run_key = "new dataset", f"{timeframe}:dataset:{dataset['dataset_version']}"
+        else:
+            scored = lineage.latest_ppo_sharpe(engine, timeframe)
+            if scored is None or scored[1] >= retrain_policy.min_sharpe:
+                continue
+            reason, run_key = (
+                f"Sharpe {scored[1]:.2f} < {retrain_policy.min_sharpe}",
+                f"{timeframe}:sharpe:{scored[0]}",
+            )
+        context.log.info(f"retraining {timeframe}: {reason}")
+        requests.append(
+            dg.RunRequest(run_key=run_key, partition_key=timeframe, tags={"tt/retrain_reason": reason})
+        )
+    return requests or dg.SkipReason("every timeframe's model is current and above the Sharpe threshold")

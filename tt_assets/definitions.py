@@ -1,0 +1,41 @@
+"""The code location: `dagster dev` (workspace.yaml / pyproject [tool.dagster]) loads `defs` from here.
+
+Loading imports only dagster, pandas and SQLAlchemy; tensortrade, torch and SB3 load inside asset bodies.
+"""
+
+import dagster as dg
+
+from tt_assets.automation import (
+    RetrainPolicy,
+    daily_bars_schedule,
+    intraday_bars_schedule,
+    market_data_job,
+    retrain_job,
+    retraining_sensor,
+    training_job,
+    watchlist_sensor,
+)
+from tt_assets.checks import raw_bars_quality
+from tt_assets.market import features, raw_bars
+from tt_assets.models import evaluation, ppo_model, training_dataset
+from tt_resources.resources import DatabaseResource, MarketDataResource, WatchlistResource
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """The resources, configured from the environment (embedded defaults when nothing is set)."""
+    return {
+        "database": DatabaseResource.from_env(),
+        "market_data": MarketDataResource.from_env(),
+        "watchlist": WatchlistResource.from_env(),
+        "retrain_policy": RetrainPolicy.from_env(),
+    }
+
+
+defs = dg.Definitions(
+    assets=[raw_bars, features, training_dataset, ppo_model, evaluation],
+    asset_checks=[raw_bars_quality],
+    jobs=[market_data_job, training_job, retrain_job],
+    schedules=[daily_bars_schedule, intraday_bars_schedule],
+    sensors=[watchlist_sensor, retraining_sensor],
+    resources=resources_from_env(),
+)

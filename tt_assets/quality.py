@@ -1,0 +1,111 @@
+"""Pure data rules behind the asset checks and data versions (no Dagster; pandas/numpy imported lazily
+so that loading the code location stays fast)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MIN_COVERAGE = 0.95  # the old system's success criterion: >= 95 % of the calendar's expected bars
+MIN_SYMBOLS = 2  # a portfolio needs at least two instruments
+
+
+@dataclass(frozen=True)
+class BarQuality:
+    """Quality of one symbol's stored bars for one timeframe (counts are bars)."""
+
+    n_bars: int
+    expected: int  # calendar bar starts between the first and the last stored bar
+    coverage: float  # share of the expected bars that are stored, 0..1
+    duplicates: int  # bars sharing a calendar slot with another bar
+    off_grid: int  # bars whose start is not a calendar bar start
+    future: int  # bars starting after the last closed bar
+    bad_ohlc: int  # non-finite, non-positive, low > min(open, close), high < max(open, close), volume < 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every raw_bars rule passes."""
+        return all(passes(self) for _, passes in RAW_BARS_RULES.values())
+
+
+RAW_BARS_RULES: dict[str, tuple[str, Callable[[BarQuality], bool]]] = {
+    "coverage": (
+        f"at least {MIN_COVERAGE:.0%} of the calendar's expected bars are stored",
+        lambda q: q.n_bars > 0 and q.coverage >= MIN_COVERAGE,
+    ),
+    "no_duplicates": ("one bar per calendar bar slot", lambda q: q.n_bars > 0 and q.duplicates == 0),
+    "monotonic_timestamps": (
+        "strictly increasing bar starts on the calendar grid, none after the last closed bar",
+        lambda q: q.n_bars > 0 and q.off_grid == 0 and q.future == 0,
+    ),
+    "ohlc_sanity": (
+        "finite positive prices, low <= open/close <= high, volume >= 0",
+        lambda q: q.n_bars > 0 and q.bad_ohlc == 0,
+    ),
+}
+
+
+def assess_bars(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = None) -> BarQuality:
+    """Check one symbol's bars (columns ts, open, high, low, close, volume; any order) against the calendar."""
+    import numpy as np
+    import pandas as pd
+
+    from tt_resources.calendar import expected_bar_starts, last_closed_bar
+
+    if bars.empty:
+        return BarQuality(0, 0, 0.0, 0, 0, 0, 0)
+    ts = pd.DatetimeIndex(bars["ts"]).sort_values()
+    expected = expected_bar_starts(timeframe, ts[0], ts[-1] + pd.Timedelta(1, "ns"))
+    on_grid = ts.isin(expected)
+    slots = np.searchsorted(expected.asi8, ts.as_unit("ns").asi8, side="right") - 1
+    last_closed = last_closed_bar(timeframe, now or pd.Timestamp.now(tz="UTC"))
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
+    volume = bars["volume"].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        bad = (
+            ~np.isfinite(prices).all(axis=1)
+            | (prices <= 0).any(axis=1)
+            | (prices[:, 2] > np.minimum(prices[:, 0], prices[:, 3]))
+            | (prices[:, 1] < np.maximum(prices[:, 0], prices[:, 3]))
+            | ~(volume >= 0)
+        )
+    return BarQuality(
+        n_bars=len(ts),
+        expected=len(expected),
+        coverage=float(on_grid.sum() / len(expected)) if len(expected) else 0.0,
+        duplicates=int(len(slots) - len(np.unique(slots))),
+        off_grid=int((~on_grid).sum()),
+        future=len(ts) if last_closed is None else int((ts > last_closed).sum()),
+        bad_ohlc=int(bad.sum()),
+    )
+
+
+def content_version(bars: pd.DataFrame) -> str:
+    """Data version of one partition's stored bars: last bar start, bar count and a checksum of the values."""
+    import pandas as pd
+
+    if bars.empty:
+        return "empty"
+    columns = ["ts", "open", "high", "low", "close", "volume"]
+    checksum = int(pd.util.hash_pandas_object(bars[columns], index=False).sum()) & (2**64 - 1)
+    return f"{pd.Timestamp(bars['ts'].max()).isoformat()}|{len(bars)}|{checksum:016x}"
+
+
+def combined_version(versions: Iterable[str]) -> str:
+    """One data version for a run over several partitions (unchanged while every partition is unchanged)."""
+    versions = list(versions)
+    if len(versions) == 1:
+        return versions[0]
+    return hashlib.sha256("\n".join(versions).encode()).hexdigest()[:24]
+
+
+def iso(value) -> str | None:
+    """ISO-8601 text of a timestamp-like value (None/NaT -> None), for metadata."""
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()

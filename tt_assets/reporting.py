@@ -1,0 +1,43 @@
+"""Evaluation presentation for the Dagster UI: the metrics summary table and an equity-curve image."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+METRIC_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "turnover", "costs")
+
+
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Stitched (window -1) out-of-sample metrics, one row per policy, PPO first."""
+    columns = ["policy", *(c for c in METRIC_COLUMNS if c in metrics.columns)]
+    stitched = metrics.loc[metrics["window"] == -1, columns]
+    rank = stitched["policy"].ne("ppo")
+    return (
+        stitched.assign(_rank=rank)
+        .sort_values(["_rank", "policy"])
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
+    """Markdown image (PNG, base64 data URI) of equity curves: index ts, one column per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    equity.plot(ax=ax, linewidth=1)
+    ax.set_title(title)
+    ax.set_ylabel("net worth")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"

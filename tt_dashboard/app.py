@@ -1,0 +1,424 @@
+"""Streamlit P&L dashboard (`make dashboard`: `streamlit run tt_dashboard/app.py`).
+
+Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
+brings its schema up to date on first use. A running episode is followed live: a fragment re-runs every
+LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import streamlit as st
+from sqlalchemy.engine import make_url
+
+from tt_dashboard import charts
+from tt_dashboard.series import bucket_stride, bucketed, holding_summary, stitch
+from tt_resources import config
+from tt_resources.db import reports
+from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
+from tt_resources.db.migrate import upgrade
+from tt_resources.timeframes import get_timeframe
+
+LOG = logging.getLogger(__name__)
+LIVE_REFRESH_SECONDS = 3
+TOP_HOLDINGS = 8
+MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
+OUT_OF_SAMPLE = "__out_of_sample__"
+POLICY_ORDER = tuple(charts.POLICY_COLORS)
+STATUS_ICONS = {"running": "🟢", "finished": "✅", "incomplete": "⚠️"}
+METRIC_FORMATS = {
+    "total_return": ("Total return", "percent"),
+    "cagr": ("CAGR", "percent"),
+    "ann_volatility": ("Volatility (ann.)", "percent"),
+    "sharpe": ("Sharpe", "%.2f"),
+    "sortino": ("Sortino", "%.2f"),
+    "max_drawdown": ("Max drawdown", "percent"),
+    "calmar": ("Calmar", "%.2f"),
+    "turnover": ("Turnover / bar", "percent"),
+    "costs": ("Costs / capital", "percent"),
+    "hit_rate": ("Hit rate", "percent"),
+}
+
+
+@st.cache_resource(show_spinner=False)
+def database(url: str) -> sa.Engine:
+    """A migrated engine for `url` (connection checked, schema upgraded once per process)."""
+    engine = create_engine(url)
+    check_connection(engine)
+    upgrade(engine)
+    return engine
+
+
+def one_line(exc: BaseException, url: str) -> str:
+    """First line of an error, with the database password (if any) masked."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    password = make_url(url).password
+    return text.replace(str(password), "***") if password else text
+
+
+def metric_columns(columns) -> dict:
+    """Streamlit column configs that label and format tt_eval metric columns (data stays unrounded)."""
+    return {
+        name: st.column_config.NumberColumn(label, format=fmt)
+        for name, (label, fmt) in METRIC_FORMATS.items()
+        if name in columns
+    }
+
+
+# ---------------------------------------------------------------- picking what to show
+
+
+def episode_label(row) -> str:
+    """Picker label, e.g. '🟢 train · ppo · ppo-1d-live (120 steps)'."""
+    where = f"test w{int(row.window)}" if row.split == "test" and pd.notna(row.window) else row.split
+    return f"{STATUS_ICONS.get(row.status, '')} {where} · {row.policy} · {row.episode_id} ({row.steps} steps)"
+
+
+def pick(engine: sa.Engine, catalog: pd.DataFrame) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
+    """Sidebar pickers; defaults follow the catalog order (latest evaluation first).
+
+    Returns (model_id, episodes of the model, its tt_eval rows, chosen episode id or OUT_OF_SAMPLE)."""
+    timeframes = list(dict.fromkeys(catalog["timeframe"]))
+    timeframe = st.sidebar.selectbox("Timeframe", timeframes, key="timeframe")
+    candidates = catalog[catalog["timeframe"] == timeframe]
+    labels = {
+        r.model_id: f"{r.model_id} · evaluated {r.evaluated_at:%Y-%m-%d %H:%M}"
+        if pd.notna(r.evaluated_at)
+        else f"{r.model_id} · not evaluated"
+        for r in candidates.itertuples()
+    }
+    model_id = st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key="model")
+    episodes = reports.model_episodes(engine, model_id)
+    metrics = reports.eval_metrics(engine, model_id)
+    ordered = episodes.assign(_live=episodes["status"] != "running").sort_values(
+        ["_live", "started_at"], ascending=[True, False], kind="stable"
+    )
+    options = ([OUT_OF_SAMPLE] if not metrics.empty else []) + ordered["episode_id"].tolist()
+    names = {OUT_OF_SAMPLE: "Out-of-sample: all test windows"} | {
+        r.episode_id: episode_label(r) for r in ordered.itertuples()
+    }
+    choice = st.sidebar.selectbox("Episode", options, format_func=names.get, key="episode")
+    return model_id, episodes, metrics, choice
+
+
+# ---------------------------------------------------------------- panels
+
+
+def kpis(curve: pd.DataFrame, benchmark: pd.DataFrame | None, bars_per_year: int) -> None:
+    """Headline numbers of the agent's curve (deltas against the equal-weight benchmark when present)."""
+    initial = curve["net_worth"].iloc[0] / (1 + curve["period_return"].iloc[0])
+    total = curve["net_worth"].iloc[-1] / initial - 1
+    returns = curve["period_return"]
+    std = returns.std()
+    sharpe = returns.mean() / std * np.sqrt(bars_per_year) if std > 1e-12 else float("nan")
+    delta = None
+    if benchmark is not None and not benchmark.empty:
+        bench_initial = benchmark["net_worth"].iloc[0] / (1 + benchmark["period_return"].iloc[0])
+        delta = f"{total - (benchmark['net_worth'].iloc[-1] / bench_initial - 1):+.2%} vs equal weight"
+    cols = st.columns(5)
+    cols[0].metric("Net worth", f"{curve['net_worth'].iloc[-1]:,.0f}")
+    cols[1].metric("Total return", f"{total:.2%}", delta)
+    cols[2].metric("Sharpe (ann.)", f"{sharpe:.2f}")
+    cols[3].metric("Max drawdown", f"{curve['drawdown'].max():.2%}")
+    cols[4].metric("Costs paid", f"{curve['costs'].sum():,.0f}")
+
+
+def performance(
+    curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame, bars_per_year: int, key: str
+) -> None:
+    """Equity (with the train/test boundary), drawdown and rolling Sharpe charts."""
+    st.plotly_chart(charts.equity_figure(curves, split_ts, windows), key=f"equity-{key}")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.drawdown_figure(curves), key=f"drawdown-{key}")
+    longest = max(len(c) for c in curves.values())
+    window = max(5, min(bars_per_year // 4, longest // 4))
+    right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key=f"sharpe-{key}")
+
+
+def risk_table(metrics: pd.DataFrame) -> None:
+    """tt_eval rows: stitched (window -1) per policy, and every window in an expander."""
+    columns = ["policy", *reports.METRIC_COLUMNS]
+    stitched = metrics[metrics["window"] == -1]
+    st.subheader("Risk metrics")
+    st.dataframe(
+        stitched[columns].reset_index(drop=True),
+        hide_index=True,
+        column_config=metric_columns(columns),
+        key="risk-metrics",
+    )
+    with st.expander("Per-window metrics"):
+        windows = metrics[metrics["window"] >= 0]
+        st.dataframe(
+            windows[["window", "test_start", "test_end", *columns]].reset_index(drop=True),
+            hide_index=True,
+            column_config=metric_columns(columns),
+        )
+
+
+def holdings_panel(
+    engine: sa.Engine,
+    steps: pd.DataFrame,
+    agent: pd.DataFrame,
+    episode_ids: list[str],
+    attribution: pd.DataFrame,
+) -> None:
+    """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time."""
+    top = attribution.nlargest(TOP_HOLDINGS, "mean_weight")["symbol"].tolist()
+    per_episode = steps.groupby("episode_id").size().max()
+    stride = bucket_stride(int(per_episode) * len(episode_ids), MAX_BUCKETS)
+    weights = reports.weight_buckets(engine, episode_ids, top, stride).merge(
+        steps[["episode_id", "step", "ts"]], on=["episode_id", "step"]
+    )
+    st.plotly_chart(charts.weights_figure(weights), key="weights")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.attribution_figure(attribution), key="attribution")
+    activity = bucketed(agent, MAX_BUCKETS, sums=["costs"], means=["turnover"])
+    right.plotly_chart(charts.turnover_costs_figure(activity), key="turnover")
+
+
+def trades_panel(
+    engine: sa.Engine, episode_ids: list[str], attribution: pd.DataFrame, timeframe: str
+) -> None:
+    """Largest trades, holding periods and costs per symbol."""
+    trades = reports.largest_trades(engine, episode_ids, limit=15)
+    st.subheader("Largest trades")
+    st.dataframe(
+        trades.assign(side=np.where(trades["trade_value"] > 0, "buy", "sell"))[
+            [
+                "ts",
+                "symbol",
+                "side",
+                "trade_value",
+                "price",
+                "quantity",
+                "weight",
+                "cost",
+                "episode_id",
+                "step",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "trade_value": st.column_config.NumberColumn("Traded value", format="%.0f"),
+            "price": st.column_config.NumberColumn("Price", format="%.2f"),
+            "quantity": st.column_config.NumberColumn("Shares after", format="%.1f"),
+            "weight": st.column_config.NumberColumn("Weight after", format="percent"),
+            "cost": st.column_config.NumberColumn("Cost", format="%.2f"),
+        },
+        key="largest-trades",
+    )
+    left, right = st.columns(2)
+    left.subheader(f"Holding periods ({timeframe} bars)")
+    left.dataframe(
+        holding_summary(reports.holding_periods(engine, episode_ids)),
+        hide_index=True,
+        column_config={"mean_bars": st.column_config.NumberColumn("mean_bars", format="%.1f")},
+        key="holding-periods",
+    )
+    right.subheader("Costs by symbol")
+    right.dataframe(
+        attribution.assign(
+            cost_bps=attribution["costs"] / attribution["traded"].where(attribution["traded"] > 0) * 1e4
+        )[["symbol", "trades", "traded", "costs", "cost_bps"]],
+        hide_index=True,
+        column_config={
+            "traded": st.column_config.NumberColumn("Traded value", format="%.0f"),
+            "costs": st.column_config.NumberColumn("Costs", format="%.2f"),
+            "cost_bps": st.column_config.NumberColumn("Cost (bps of traded)", format="%.1f"),
+        },
+        key="symbol-costs",
+    )
+
+
+def freshness_panel(engine: sa.Engine) -> None:
+    """Per timeframe: partitions fresh/stale/failed, last bar, coverage; the unhealthy partitions listed."""
+    partitions = reports.partition_freshness(engine)
+    if partitions.empty:
+        st.info("No market data stored yet.")
+        return
+    st.dataframe(
+        reports.freshness_summary(partitions),
+        hide_index=True,
+        column_config={
+            "min_coverage": st.column_config.NumberColumn("Min coverage", format="percent"),
+            "mean_coverage": st.column_config.NumberColumn("Mean coverage", format="percent"),
+        },
+        key="freshness-summary",
+    )
+    problems = partitions[partitions["status"] != "fresh"]
+    if not problems.empty:
+        st.caption("Partitions that need attention")
+        st.dataframe(
+            problems[
+                ["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]
+            ],
+            hide_index=True,
+            column_config={"coverage": st.column_config.NumberColumn("Coverage", format="percent")},
+            key="freshness-problems",
+        )
+
+
+# ---------------------------------------------------------------- views
+
+
+def curves_for(steps: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Stitched curve per policy (agent first) from `chosen` episodes (policy, episode_id, initial_net_worth),
+    listed in window order."""
+    curves = {}
+    for policy in sorted(chosen["policy"].unique(), key=lambda p: (*POLICY_ORDER, p).index(p)):
+        rows = chosen[chosen["policy"] == policy]
+        curve = stitch(steps, rows["episode_id"].tolist(), rows["initial_net_worth"].fillna(1.0).tolist())
+        if not curve.empty:
+            curves[policy] = curve
+    return curves
+
+
+def results(
+    engine: sa.Engine,
+    chosen: pd.DataFrame,
+    metrics: pd.DataFrame,
+    windows: pd.DataFrame,
+    summary: dict,
+    timeframe: str,
+) -> None:
+    """The full report for the `chosen` episodes: KPIs, then tabs Performance / Holdings / Trades / Data."""
+    steps = reports.portfolio_series(engine, chosen["episode_id"].tolist())
+    curves = curves_for(steps, chosen)
+    if not curves:
+        st.info("No steps have been logged for this selection yet.")
+        return
+    agent_policy = next(iter(curves))
+    bars_per_year = get_timeframe(timeframe).bars_per_year
+    kpis(curves[agent_policy], curves.get("equal_weight"), bars_per_year)
+    agent_ids = chosen.loc[chosen["policy"] == agent_policy, "episode_id"].tolist()
+    perf, hold, trade, data = st.tabs(["Performance", "Holdings & attribution", "Trades", "Data freshness"])
+    with perf:
+        performance(curves, summary.get("split_ts"), windows, bars_per_year, key="main")
+        if not metrics.empty:
+            risk_table(metrics)
+    attribution = reports.symbol_attribution(engine, agent_ids)
+    with hold:
+        if attribution.empty:
+            st.info("No holdings were logged for this selection.")
+        else:
+            agent_steps = steps[steps["episode_id"].isin(agent_ids)]
+            holdings_panel(engine, agent_steps, curves[agent_policy], agent_ids, attribution)
+    with trade:
+        trades_panel(engine, agent_ids, attribution, timeframe)
+    with data:
+        freshness_panel(engine)
+
+
+def evaluation_view(
+    engine: sa.Engine, episodes: pd.DataFrame, metrics: pd.DataFrame, summary: dict, timeframe: str
+):
+    """Agent against the baselines on every walk-forward test window, stitched."""
+    refs = metrics.loc[
+        (metrics["window"] >= 0) & metrics["episode_id"].notna(), ["policy", "window", "episode_id"]
+    ]
+    chosen = refs.merge(episodes[["episode_id", "initial_net_worth"]], on="episode_id").sort_values("window")
+    windows = metrics.loc[metrics["window"] >= 0, ["window", "test_start", "test_end"]].drop_duplicates(
+        "window"
+    )
+    first, last = metrics["test_start"].min(), metrics["test_end"].max()
+    st.caption(
+        f"Out-of-sample: {len(windows)} walk-forward test windows, {first:%Y-%m-%d} → {last:%Y-%m-%d}; "
+        f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
+    )
+    results(engine, chosen, metrics, windows, summary, timeframe)
+
+
+def episode_view(engine: sa.Engine, row: pd.Series, metrics: pd.DataFrame, summary: dict, timeframe: str):
+    """One episode; a test window is compared with the baselines of the same window."""
+    chosen = pd.DataFrame([row])
+    window_metrics = metrics.iloc[0:0]
+    if row["split"] == "test" and pd.notna(row["window"]):
+        window_metrics = metrics[metrics["window"] == row["window"]]
+        others = window_metrics.loc[window_metrics["policy"] != row["policy"], ["policy", "episode_id"]]
+        chosen = pd.concat(
+            [chosen, others.assign(initial_net_worth=row["initial_net_worth"])], ignore_index=True
+        )
+    windows = window_metrics[["window", "test_start", "test_end"]].drop_duplicates("window")
+    results(engine, chosen, window_metrics, windows, summary, timeframe)
+
+
+@st.fragment(run_every=LIVE_REFRESH_SECONDS)
+def live_view(engine: sa.Engine, row: pd.Series, summary: dict, timeframe: str) -> None:
+    """A running episode: append the steps logged since the last refresh and redraw its P&L."""
+    key = f"live:{row['episode_id']}"
+    seen = st.session_state.get(key)
+    after = int(seen["step"].iloc[-1]) if seen is not None and not seen.empty else -1
+    new = reports.portfolio_series(engine, [row["episode_id"]], after_step=after)
+    steps = new if seen is None else pd.concat([seen, new], ignore_index=True)
+    st.session_state[key] = steps
+    status = reports.episode_status(engine, row["episode_id"])
+    if status != "running":
+        st.rerun()
+    st.caption(
+        f"🟢 Live: {len(steps)} steps logged, {len(new)} new since the last refresh "
+        f"(every {LIVE_REFRESH_SECONDS} s)"
+    )
+    if steps.empty:
+        st.info("Waiting for the first steps of this episode…")
+        return
+    curve = stitch(steps, [row["episode_id"]], [row["initial_net_worth"] or steps["net_worth"].iloc[0]])
+    bars_per_year = get_timeframe(timeframe).bars_per_year
+    kpis(curve, None, bars_per_year)
+    performance({row["policy"]: curve}, summary.get("split_ts"), pd.DataFrame(), bars_per_year, key="live")
+
+
+def empty_page(engine: sa.Engine, url: str) -> None:
+    """What a fresh installation shows: how to get results, and the market data already stored (if any)."""
+    st.info(
+        f"**No trained models or evaluations yet** in the {describe(url)}.\n\n"
+        "Run `make demo` to fetch market data, train a PPO agent and evaluate it against the baselines, "
+        "then reload this page."
+    )
+    st.subheader("Data freshness")
+    freshness_panel(engine)
+
+
+def page(engine: sa.Engine, url: str) -> None:
+    st.title("TensorTrade P&L")
+    st.sidebar.caption(f"Database: {describe(url)}")
+    catalog = reports.model_catalog(engine)
+    if catalog.empty:
+        empty_page(engine, url)
+        return
+    model_id, episodes, metrics, choice = pick(engine, catalog)
+    summary = reports.model_summary(engine, model_id)
+    timeframe = catalog.loc[catalog["model_id"] == model_id, "timeframe"].iloc[0]
+    running = episodes[episodes["status"] == "running"]
+    if not running.empty and choice not in set(running["episode_id"]):
+        st.info(
+            f"{len(running)} episode(s) of this model are being logged: pick one under Episode to watch it live."
+        )
+    if choice == OUT_OF_SAMPLE:
+        evaluation_view(engine, episodes, metrics, summary, timeframe)
+        return
+    row = episodes.set_index("episode_id").loc[choice].copy()
+    row["episode_id"] = choice
+    st.caption(f"Episode {choice}: {row['split']} · {row['policy']} · {row['status']}")
+    if row["status"] == "running":
+        live_view(engine, row, summary, timeframe)
+    else:
+        episode_view(engine, row, metrics, summary, timeframe)
+
+
+def main() -> None:
+    st.set_page_config(page_title="TensorTrade P&L", page_icon="📈", layout="wide")
+    url = config.database_url()
+    try:
+        page(database(url), url)
+    except DatabaseConnectionError as exc:
+        st.error(f"{exc}. Check DATABASE_URL, or unset it to use the embedded SQLite database.")
+    except Exception as exc:  # one line on the page, the traceback in the server log
+        LOG.exception("dashboard failed")
+        st.error(f"The dashboard could not render this page: {one_line(exc, url)}")
+
+
+main()

@@ -1,0 +1,171 @@
+"""Plotly figures of the dashboard. Inputs are small frames from tt_dashboard.series; line traces are
+downsampled to MAX_POINTS so long episodes stay light in the browser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from tt_dashboard.series import minmax_indices, rolling_sharpe
+
+MAX_POINTS = 2_000
+POLICY_COLORS: dict[str, str] = {
+    "ppo": "#2563eb",
+    "equal_weight": "#f59e0b",
+    "equal_weight_vol": "#10b981",
+    "cash": "#9ca3af",
+    "random": "#a855f7",
+}
+POLICY_LABELS: dict[str, str] = {
+    "ppo": "PPO agent",
+    "equal_weight": "Equal weight (buy & hold)",
+    "equal_weight_vol": "Equal weight, vol-targeted",
+    "cash": "Cash",
+    "random": "Random",
+}
+
+
+def policy_label(policy: str) -> str:
+    return POLICY_LABELS.get(policy, policy)
+
+
+def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, height: int = 340) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.15},
+        hovermode="x unified",
+        yaxis_title=yaxis,
+    )
+    if percent:
+        fig.update_yaxes(tickformat=".1%")
+    return fig
+
+
+def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scattergl | go.Scatter:
+    """One policy's line, downsampled (min/max per bucket) when longer than MAX_POINTS."""
+    keep = minmax_indices(values.to_numpy(), MAX_POINTS)
+    return go.Scatter(
+        x=ts.iloc[keep],
+        y=values.iloc[keep],
+        name=policy_label(policy),
+        mode="lines",
+        line={"color": POLICY_COLORS.get(policy), "width": 2.5 if policy == "ppo" else 1.5},
+        **style,
+    )
+
+
+def equity_figure(
+    curves: Mapping[str, pd.DataFrame], split_ts: pd.Timestamp | None, windows: pd.DataFrame
+) -> go.Figure:
+    """Net worth per policy; test windows shaded (`windows`: window, test_start, test_end) and the train/test
+    boundary `split_ts` marked."""
+    fig = go.Figure([_line(policy, c["ts"], c["net_worth"]) for policy, c in curves.items()])
+    for i, row in enumerate(windows.itertuples()):
+        fig.add_vrect(
+            x0=row.test_start,
+            x1=row.test_end,
+            fillcolor="#93c5fd" if i % 2 == 0 else "#bfdbfe",
+            opacity=0.12,
+            line_width=0,
+            annotation_text=f"w{row.window}",
+            annotation_position="top left",
+        )
+    if split_ts is not None and not pd.isna(split_ts):
+        fig.add_vline(x=split_ts, line_dash="dash", line_color="#dc2626")
+        fig.add_annotation(
+            x=split_ts,
+            y=1.0,
+            yref="paper",
+            text="train | test",
+            showarrow=False,
+            xanchor="right",
+            yanchor="bottom",
+        )
+    return _layout(fig, "Equity curve", "Net worth", height=420)
+
+
+def drawdown_figure(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Underwater chart: -drawdown per policy (0 at a new high)."""
+    fig = go.Figure(
+        [
+            _line(policy, c["ts"], -c["drawdown"], fill="tozeroy" if policy == "ppo" else None)
+            for policy, c in curves.items()
+        ]
+    )
+    return _layout(fig, "Drawdown", "Below peak", percent=True)
+
+
+def sharpe_figure(curves: Mapping[str, pd.DataFrame], window: int, bars_per_year: int) -> go.Figure:
+    """Rolling annualised Sharpe ratio per policy over `window` bars (flat policies such as cash are skipped)."""
+    traces = []
+    for policy, curve in curves.items():
+        sharpe = rolling_sharpe(curve["period_return"], window, bars_per_year)
+        if sharpe.notna().any():
+            traces.append(_line(policy, curve["ts"], sharpe))
+    fig = go.Figure(traces)
+    fig.add_hline(y=0, line_color="#6b7280", line_width=1)
+    return _layout(fig, f"Rolling Sharpe ({window} bars)", "Sharpe (annualised)")
+
+
+def weights_figure(weights: pd.DataFrame) -> go.Figure:
+    """Stacked area of portfolio weights over time (`weights`: ts, symbol, weight), cash on top."""
+    wide = weights.pivot_table(index="ts", columns="symbol", values="weight", aggfunc="sum").fillna(0.0)
+    order = [s for s in wide.columns if s != "other"] + (["other"] if "other" in wide.columns else [])
+    wide["cash"] = (1.0 - wide.sum(axis=1)).clip(lower=0.0)
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=wide.index,
+                y=wide[symbol],
+                name=symbol,
+                stackgroup="weights",
+                mode="lines",
+                line={"width": 0.5, "color": "#d1d5db" if symbol == "cash" else None},
+            )
+            for symbol in [*order, "cash"]
+        ]
+    )
+    return _layout(fig, "Weights over time (top holdings)", "Share of net worth", percent=True, height=380)
+
+
+def attribution_figure(attribution: pd.DataFrame) -> go.Figure:
+    """Per-symbol P&L (mark-to-market) and costs paid, largest P&L first."""
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=attribution["symbol"],
+                y=attribution["pnl"],
+                name="P&L",
+                marker_color=["#16a34a" if v >= 0 else "#dc2626" for v in attribution["pnl"]],
+            ),
+            go.Bar(x=attribution["symbol"], y=-attribution["costs"], name="Costs", marker_color="#9ca3af"),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    return _layout(fig, "P&L attribution by symbol", "Account currency", height=380)
+
+
+def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
+    """Costs paid (bars, left axis) and average turnover (line, right axis) per time bucket
+    (`activity`: ts, costs, turnover)."""
+    fig = go.Figure(
+        [
+            go.Bar(x=activity["ts"], y=activity["costs"], name="Costs", marker_color="#f97316"),
+            go.Scatter(
+                x=activity["ts"],
+                y=activity["turnover"],
+                name="Turnover",
+                yaxis="y2",
+                mode="lines",
+                line={"color": "#1e3a8a"},
+            ),
+        ]
+    )
+    fig.update_layout(
+        yaxis2={"title": "Turnover per bar", "overlaying": "y", "side": "right", "tickformat": ".0%"}
+    )
+    return _layout(fig, "Turnover and costs over time", "Costs")

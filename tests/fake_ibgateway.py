@@ -1,0 +1,338 @@
+"""A wire-level IB Gateway stand-in for tests: an asyncio TCP server speaking the TWS API as ib_async 2.x does.
+
+Protocol (server version 178): the client opens with b"API\\0" + a length-prefixed "v157..178"; every later
+message is a 4-byte big-endian length followed by NUL-terminated text fields. The handshake is answered with
+(server version, connection time); START_API with MANAGED_ACCTS and NEXT_VALID_ID; the startup requests
+ib_async sends (positions, open/completed orders, account updates, executions) with their END messages;
+contract details, head timestamps, historical bars and current time with the real message layouts.
+
+Bars come from a deterministic series (`series`) on the NYSE grid of tt_resources.calendar, served up to the
+gateway's clock `now` (closed bars only). Each historical request is checked like IBKR does and violations are
+answered with IBKR's error codes and texts: 162 for pacing (identical request within 15 s, more than 5 per
+contract in 2 s, the rolling budget), "Time length exceed max" and "HMDS query returned no data"; 321 for
+durations over 365 days not given in years and bar sizes it does not know. Faults are injectable (`Faults`).
+Every request lands in `requests` so tests can check what the client sent and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tt_resources import calendar
+from tt_resources.pacing import PacingRules
+
+SERVER_VERSION = 178
+ACCOUNT = "DU1234567"
+BAR_SIZES = {"1 day": "1d", "1 hour": "1h", "15 mins": "15m"}
+MAX_SPAN = {"15m": pd.DateOffset(weeks=1), "1h": pd.DateOffset(months=1), "1d": None}
+UNITS = {"S": "seconds", "D": "days", "W": "weeks", "M": "months", "Y": "years"}
+NO_DATA = "Historical Market Data Service error message:HMDS query returned no data: {symbol}@SMART Trades"
+PACING = "Historical Market Data Service error message:Historical data request pacing violation"
+TOO_LONG = "Historical Market Data Service error message:Time length exceed max."
+IN_YEARS = (
+    "Error validating request.-'bP' : cause - Historical data requests for durations longer than 365 days "
+    "must be made in years."
+)
+BAD_BAR_SIZE = "Error validating request.-'bH' : cause - Historical data bar size setting is invalid."
+NOT_FOUND = "No security definition has been found for the request"
+CLIENT_ID_IN_USE = "Unable to connect as the client id is already in use. Retry with a unique client id."
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject; counters are consumed as requests arrive."""
+
+    unknown_symbols: set[str] = field(default_factory=set)  # contract details -> error 200
+    no_data_symbols: set[str] = field(default_factory=set)  # historical -> 162 "HMDS query returned no data"
+    pacing_violations: int = 0  # the next N historical requests get 162 pacing violation
+    silent_requests: int = 0  # the next N historical requests are never answered
+    silent_symbols: set[str] = field(default_factory=set)  # historical requests never answered, always
+    drop_after_bars: int | None = None  # close the connection instead of sending bar number N+1 (once)
+    hold_client_id: bool = False  # after that drop the old client id stays in use (error 326)
+
+
+@dataclass
+class Request:
+    """One request as the gateway saw it."""
+
+    at: float  # time.monotonic() on arrival
+    client_id: int
+    kind: str  # historical | head_timestamp | contract | cancel_historical
+    symbol: str = ""
+    end: str = ""
+    duration: str = ""
+    bar_size: str = ""
+    outcome: str = "ok"  # ok | no_data | pacing | too_long | invalid | silent | dropped | not_found
+    bars: int = 0
+
+
+def series(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The stand-in's deterministic bars for [start, end): ts, end, session, OHLCV, wap, bar_count."""
+    bars = calendar.bar_table(timeframe, start, end)
+    x = bars["ts"].to_numpy("datetime64[s]").astype(np.int64) / 86_400.0
+    base = 20.0 + zlib.crc32(symbol.encode()) % 300
+    phase = zlib.crc32(symbol.encode()) % 97 / 10.0
+    close = base * (1.0 + 0.15 * np.sin(x / 9.0 + phase) + 0.05 * np.sin(x * 7.3))
+    open_ = base * (1.0 + 0.15 * np.sin((x - 0.01) / 9.0 + phase) + 0.05 * np.sin((x - 0.01) * 7.3))
+    volume = 1_000.0 + (bars["ts"].to_numpy("datetime64[s]").astype(np.int64) // 60) % 977
+    high, low = np.maximum(open_, close) * 1.002, np.minimum(open_, close) * 0.998
+    return bars.assign(
+        open=open_.round(4),
+        high=high.round(4),
+        low=low.round(4),
+        close=close.round(4),
+        volume=volume,
+        wap=((high + low + close) / 3).round(4),
+        bar_count=(volume // 10).astype(np.int64),
+    )
+
+
+def contract_data(symbol: str, con_id: int) -> tuple:
+    """CONTRACT_DATA fields after reqId for a US common stock, in the decoder's order."""
+    head = (symbol, "STK", "", 0, "", "SMART", "USD", symbol, "NMS", symbol, con_id, 0.01, "")
+    trading = ("ACTIVETIM,LMT,MKT", "SMART,NYSE,NASDAQ", 1, 0, f"{symbol} INC", "NASDAQ", "")
+    industry = ("Technology", "", "", "US/Eastern", "", "", "", 0)
+    tail = (0, "1", "", "", "26", "", "COMMON", 1, 1, 100)  # numSecIds=0, aggGroup .. sizes
+    return (*head, *trading, *industry, *tail)
+
+
+def parse_end(text: str, now: pd.Timestamp) -> pd.Timestamp:
+    """IBKR endDateTime: '' (now), 'yyyymmdd-hh:mm:ss' (UTC) or 'yyyymmdd hh:mm:ss <zone>'."""
+    if not text:
+        return now
+    if "-" in text:
+        return pd.Timestamp(pd.to_datetime(text, format="%Y%m%d-%H:%M:%S"), tz="UTC")
+    day, clock, zone = text.split(" ", 2)
+    return (
+        pd.Timestamp(pd.to_datetime(day + clock, format="%Y%m%d%H:%M:%S")).tz_localize(zone).tz_convert("UTC")
+    )
+
+
+class FakeIBGateway:
+    """Run with `start()` (returns the port) and `stop()`; adjust `now`, `faults` and `rules` between calls."""
+
+    def __init__(
+        self,
+        now: pd.Timestamp,
+        *,
+        rules: PacingRules | None = None,
+        head: pd.Timestamp | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.now = now
+        self.rules = rules or PacingRules()
+        self.head = head if head is not None else now - pd.DateOffset(years=5)
+        self.faults = faults or Faults()
+        self.requests: list[Request] = []
+        self.port = 0
+        self._clients: dict[int, asyncio.StreamWriter] = {}
+        self._held: set[int] = set()
+        self._bars_sent = 0
+        self._recent: deque[tuple[float, str, tuple]] = deque()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ibgateway", daemon=True)
+        self._server: asyncio.Server | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> int:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(5)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            for writer in list(self._clients.values()):
+                writer.close()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def drop_connections(self) -> None:
+        """Close every client socket now (as a gateway restart would)."""
+        for writer in list(self._clients.values()):
+            self._loop.call_soon_threadsafe(writer.close)
+
+    def historical(self) -> list[Request]:
+        """The historical-data requests received so far."""
+        return [r for r in self.requests if r.kind == "historical"]
+
+    def expected(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The bars a correct client ends up with for [start, end) (closed bars from the head on)."""
+        bars = series(symbol, timeframe, max(start, self.head), end)
+        return bars[bars["end"] <= self.now].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ wire
+    @staticmethod
+    def _frame(*fields) -> bytes:
+        payload = "".join(f"{f}\0" for f in fields).encode()
+        return struct.pack(">I", len(payload)) + payload
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client_id = -1
+        try:
+            if await reader.readexactly(4) != b"API\0":
+                return
+            await self._read(reader)  # "v157..178"
+            writer.write(self._frame(SERVER_VERSION, self.now.strftime("%Y%m%d %H:%M:%S UTC")))
+            while True:
+                fields = await self._read(reader)
+                if fields[0] == "71":  # START_API: version, clientId, optCapab
+                    client_id = int(fields[2])
+                    if client_id in self._clients or client_id in self._held:
+                        writer.write(self._frame(4, 2, -1, 326, CLIENT_ID_IN_USE, ""))
+                        await writer.drain()
+                        client_id = -1
+                        return
+                    self._clients[client_id] = writer
+                    writer.write(self._frame(15, 1, ACCOUNT))
+                    writer.write(self._frame(9, 1, 1))
+                    writer.write(self._frame(4, 2, -1, 2104, "Market data farm connection is OK:usfarm", ""))
+                    writer.write(self._frame(4, 2, -1, 2106, "HMDS data farm connection is OK:ushmds", ""))
+                else:
+                    self._handle(client_id, writer, fields)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if self._clients.get(client_id) is writer:
+                del self._clients[client_id]
+            writer.close()
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> list[str]:
+        (size,) = struct.unpack(">I", await reader.readexactly(4))
+        return (await reader.readexactly(size)).decode().split("\0")[:-1]
+
+    def _handle(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        msg = int(fields[0])
+        send = writer.write
+        if msg == 61:  # reqPositions
+            send(self._frame(62, 1))
+        elif msg == 5:  # reqOpenOrders
+            send(self._frame(53, 1))
+        elif msg == 99:  # reqCompletedOrders
+            send(self._frame(102))
+        elif msg == 6:  # reqAccountUpdates(version, subscribe, account)
+            send(self._frame(54, 1, fields[3]))
+        elif msg == 76:  # reqAccountUpdatesMulti(version, reqId, ...)
+            send(self._frame(74, 1, fields[2]))
+        elif msg == 7:  # reqExecutions(version, reqId, filter...)
+            send(self._frame(55, 1, fields[2]))
+        elif msg == 49:  # reqCurrentTime
+            send(self._frame(49, 1, int(self.now.timestamp())))
+        elif msg == 9:  # reqContractDetails(version, reqId, contract...)
+            self._contract_details(client_id, send, int(fields[2]), fields[4])
+        elif (
+            msg == 87
+        ):  # reqHeadTimeStamp(reqId, contract(12), includeExpired, useRTH, whatToShow, formatDate)
+            req_id, symbol = int(fields[1]), fields[3]
+            self.requests.append(Request(time.monotonic(), client_id, "head_timestamp", symbol))
+            if symbol in self.faults.unknown_symbols:
+                send(self._frame(4, 2, req_id, 200, NOT_FOUND, ""))
+            else:
+                send(self._frame(88, req_id, int(self.head.timestamp())))
+        elif msg == 20:  # reqHistoricalData
+            self._historical(client_id, writer, fields)
+        elif msg == 25:  # cancelHistoricalData(version, reqId)
+            self.requests.append(Request(time.monotonic(), client_id, "cancel_historical", end=fields[2]))
+
+    def _contract_details(self, client_id: int, send, req_id: int, symbol: str) -> None:
+        self.requests.append(Request(time.monotonic(), client_id, "contract", symbol))
+        if symbol in self.faults.unknown_symbols:
+            send(self._frame(4, 2, req_id, 200, NOT_FOUND, ""))
+            return
+        con_id = 10_000 + zlib.crc32(symbol.encode()) % 1_000_000
+        # CONTRACT_DATA as serialised for server versions >= 164 (no version field, no mdSizeMultiplier)
+        send(self._frame(10, req_id, *contract_data(symbol, con_id)))
+        send(self._frame(52, 1, req_id))
+
+    def _historical(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 20, reqId, contract(12: conId symbol secType lastTrade strike right multiplier exchange primaryExchange
+        # currency localSymbol tradingClass), includeExpired, endDateTime, barSize, duration, useRTH,
+        # whatToShow, formatDate, keepUpToDate, chartOptions
+        req_id, symbol = int(fields[1]), fields[3]
+        end_text, bar_size, duration, use_rth, what, fmt = fields[15:21]
+        record = Request(time.monotonic(), client_id, "historical", symbol, end_text, duration, bar_size)
+        self.requests.append(record)
+        faults = self.faults
+
+        def error(code: int, text: str, outcome: str) -> None:
+            record.outcome = outcome
+            writer.write(self._frame(4, 2, req_id, code, text, ""))
+
+        violation = self._pacing_violation(record, (symbol, end_text, duration, bar_size, what, use_rth))
+        if faults.pacing_violations > 0 or violation:
+            faults.pacing_violations = max(0, faults.pacing_violations - 1)
+            return error(162, PACING, "pacing")
+        if faults.silent_requests > 0 or symbol in faults.silent_symbols:
+            faults.silent_requests = max(0, faults.silent_requests - 1)
+            record.outcome = "silent"
+            return None
+        timeframe = BAR_SIZES.get(bar_size)
+        match = re.fullmatch(r"(\d+) ([SDWMY])", duration)
+        if timeframe is None or match is None:
+            return error(321, BAD_BAR_SIZE, "invalid")
+        count, unit = int(match[1]), match[2]
+        if unit == "D" and count > 365:
+            return error(321, IN_YEARS, "invalid")
+        span = pd.DateOffset(**{UNITS[unit]: count})
+        end = parse_end(end_text, self.now)
+        limit = MAX_SPAN[timeframe]
+        if limit is not None and end - span < end - limit:
+            return error(162, TOO_LONG, "too_long")
+        bars = self.expected(symbol, timeframe, end - span, min(end, self.now))
+        if symbol in faults.no_data_symbols or bars.empty:
+            return error(162, NO_DATA.format(symbol=symbol), "no_data")
+        if faults.drop_after_bars is not None and self._bars_sent + len(bars) > faults.drop_after_bars:
+            faults.drop_after_bars = None
+            record.outcome = "dropped"
+            if faults.hold_client_id:
+                self._held.add(client_id)
+            writer.close()
+            return None
+        self._bars_sent += len(bars)
+        record.bars = len(bars)
+        if timeframe == "1d":  # daily bars always come as session dates
+            dates = pd.to_datetime(bars["session"]).dt.strftime("%Y%m%d")
+        elif fmt == "2":
+            dates = (bars["ts"].astype("int64") // 10**9).astype(str)
+        else:
+            dates = bars["ts"].dt.tz_convert("US/Eastern").dt.strftime("%Y%m%d %H:%M:%S US/Eastern")
+        rows = zip(
+            dates,
+            *(bars[c] for c in ("open", "high", "low", "close", "volume", "wap", "bar_count")),
+            strict=True,
+        )
+        flat = [value for row in rows for value in row]
+        start_text = (end - span).strftime("%Y%m%d-%H:%M:%S")
+        writer.write(self._frame(17, req_id, start_text, end.strftime("%Y%m%d-%H:%M:%S"), len(bars), *flat))
+
+    def _pacing_violation(self, record: Request, identity: tuple) -> bool:
+        """IBKR's three pacing rules over the requests received (violating ones count too)."""
+        r = self.rules
+        recent = self._recent
+        horizon = max(r.window_s, r.identical_s, r.per_contract_window_s)
+        while recent and recent[0][0] < record.at - horizon:
+            recent.popleft()
+        in_window = sum(1 for t, _, _ in recent if t > record.at - r.window_s)
+        same_contract = sum(
+            1 for t, s, _ in recent if s == record.symbol and t > record.at - r.per_contract_window_s
+        )
+        identical = any(i == identity and t > record.at - r.identical_s for t, _, i in recent)
+        recent.append((record.at, record.symbol, identity))
+        return in_window >= r.max_requests or same_contract >= r.per_contract or identical

@@ -71,6 +71,9 @@ class CsvSource:
         self.stats.bars += len(window)
         return window.reset_index(drop=True)
 
+    def bind(self, engine) -> None:
+        """Keeps no records in the database."""
+
     def close(self) -> None:
         """Nothing to release."""
 

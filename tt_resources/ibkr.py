@@ -162,6 +162,11 @@ class IbkrSource:
         self.stats.bars += len(bars)
         return bars
 
+    def bind(self, engine: sa.Engine) -> None:
+        """Record contracts and requests in `engine` unless the source was built with an engine already."""
+        if self.engine is None:
+            self.engine = engine
+
     def close(self) -> None:
         """Disconnect and stop the event loop (idempotent)."""
         if self._thread is None:

@@ -59,6 +59,10 @@ class MarketDataSource(Protocol):
         """Bars of `symbol` in `timeframe` starting in [start, end) as a bars frame (may be empty)."""
         ...
 
+    def bind(self, engine) -> None:
+        """Where to keep the source's own records (IBKR: tt_contracts, tt_fetch_log); others ignore it."""
+        ...
+
     def close(self) -> None:
         """Release connections (idempotent)."""
         ...

@@ -130,6 +130,9 @@ class SyntheticSource:
         self.stats.bars += len(frame)
         return frame
 
+    def bind(self, engine) -> None:
+        """Keeps no records in the database."""
+
     def close(self) -> None:
         """Nothing to release."""
 

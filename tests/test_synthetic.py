@@ -1,0 +1,90 @@
+"""The synthetic market: deterministic, on the NYSE grid, consistent across timeframes, realistic statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tt_resources import calendar
+from tt_resources.synthetic import SyntheticSource
+
+NOW = pd.Timestamp("2026-11-20 22:00", tz="UTC")
+
+
+def source(seed: int = 3, now: pd.Timestamp = NOW, **kw) -> SyntheticSource:
+    return SyntheticSource(seed=seed, clock=lambda: now, **kw)
+
+
+def test_same_seed_and_symbol_give_the_same_bars():
+    a = source().fetch("AAPL", "1h", NOW - pd.Timedelta(days=30), NOW)
+    b = source().fetch("AAPL", "1h", NOW - pd.Timedelta(days=30), NOW)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["close"], source(seed=4).fetch("AAPL", "1h", a["ts"].iloc[0], NOW)["close"])
+    assert not np.allclose(a["close"], source().fetch("MSFT", "1h", a["ts"].iloc[0], NOW)["close"])
+
+
+def test_later_clock_never_changes_earlier_bars():
+    early = source(now=pd.Timestamp("2025-12-31", tz="UTC")).fetch(
+        "XOM", "15m", pd.Timestamp("2025-12-01", tz="UTC"), NOW
+    )
+    late = source().fetch(
+        "XOM", "15m", pd.Timestamp("2025-12-01", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC")
+    )
+    pd.testing.assert_frame_equal(early, late)
+
+
+@pytest.mark.parametrize("timeframe", ["15m", "1h", "1d"])
+def test_bars_lie_on_the_calendar_grid_and_are_valid(timeframe):
+    start = NOW - pd.Timedelta(days=60)
+    bars = source().fetch("JPM", timeframe, start, NOW)
+    assert pd.DatetimeIndex(bars["ts"]).equals(
+        calendar.expected_bar_starts(timeframe, start, NOW).rename(None)
+    )
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert (bars["volume"] > 0).all() and (bars["bar_count"] >= 1).all()
+    assert bars["wap"].between(bars["low"], bars["high"]).all()
+
+
+def test_open_bars_are_not_served():
+    mid_session = pd.Timestamp("2026-11-20 15:10", tz="UTC")  # 10:10 New York
+    bars = source(now=mid_session).fetch("JPM", "15m", mid_session - pd.Timedelta(days=1), NOW)
+    assert bars["ts"].iloc[-1] == pd.Timestamp("2026-11-20 14:45", tz="UTC")
+
+
+@pytest.mark.parametrize("timeframe", ["1h", "1d"])
+def test_coarser_bars_aggregate_the_fifteen_minute_path(timeframe):
+    start = NOW - pd.Timedelta(days=20)
+    src = source()
+    fine = src.fetch("KO", "15m", start, NOW)
+    coarse = src.fetch("KO", timeframe, start, NOW).set_index("ts")
+    table = calendar.bar_table(timeframe, start, NOW)
+    fine["bucket"] = table["ts"].to_numpy()[np.searchsorted(table["ts"], fine["ts"], side="right") - 1]
+    grouped = fine.groupby("bucket").agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+    )
+    pd.testing.assert_frame_equal(
+        coarse[["open", "high", "low", "close", "volume"]], grouped, check_names=False, check_freq=False
+    )
+
+
+def test_returns_have_fat_tails_volatility_clustering_and_common_factors():
+    src = source(sectors={"AAA": "Energy", "BBB": "Energy", "CCC": "Utilities"})
+    start = NOW - pd.DateOffset(years=3)
+    daily = {
+        s: np.log(src.fetch(s, "1d", start, NOW).set_index("ts")["close"]).diff().dropna()
+        for s in ("AAA", "BBB", "CCC")
+    }
+    fine = np.log(src.fetch("AAA", "15m", NOW - pd.DateOffset(years=1), NOW)["close"]).diff().dropna()
+    assert fine.kurt() > 1.0  # excess kurtosis: fat tails
+    assert daily["AAA"].abs().autocorr(1) > 0.05  # volatility clustering
+    same_sector = daily["AAA"].corr(daily["BBB"])
+    other_sector = daily["AAA"].corr(daily["CCC"])
+    assert other_sector > 0.1  # the market factor
+    assert same_sector > other_sector  # plus the sector factor
+    assert 0.005 < daily["AAA"].std() < 0.05

@@ -66,3 +66,18 @@ def record_dataset(engine: sa.Engine, row: dict[str, Any]) -> None:
         ).first()
         if exists is None:
             conn.execute(sa.insert(datasets), [row])
+
+
+def latest_evaluation(engine: sa.Engine, timeframe: str) -> pd.DataFrame:
+    """Stitched (window -1) metrics of the newest model of a timeframe, one row per policy (empty if none)."""
+    model = latest_model(engine, timeframe)
+    if model is None:
+        return pd.DataFrame()
+    query = (
+        sa.select(evals)
+        .where(evals.c.model_id == model["model_id"], evals.c.window == -1)
+        .order_by(evals.c.created_at.desc())
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all())
+    return frame.drop_duplicates("policy") if len(frame) else frame

@@ -6,6 +6,14 @@ from tt_assets.partitions import backfill_policy, bar_partitions, split_key
 from tt_assets.quality import assess_bars, combined_version, content_version, iso
 from tt_resources.resources import DatabaseResource, MarketDataResource
 
+
+class BarsConfig(dg.Config):
+    """raw_bars settings: how far back a first fetch reaches (days; None = the timeframe's default history)."""
+
+    history_days: int | None = None
+    as_of: str | None = None  # ISO-8601 instant treated as "now" (reproducible runs); None: the clock
+
+
 IBKR_POOL = "ibkr"  # concurrency pool shared by everything that spends IBKR's pacing budget
 MARKET_GROUP = "market_data"
 
@@ -20,21 +28,27 @@ MARKET_GROUP = "market_data"
     description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the tail after the stored bars.",
 )
 def raw_bars(
-    context: dg.AssetExecutionContext, database: DatabaseResource, market_data: MarketDataResource
+    context: dg.AssetExecutionContext,
+    config: BarsConfig,
+    database: DatabaseResource,
+    market_data: MarketDataResource,
 ) -> dg.MaterializeResult:
-    from tt_resources.ingest import ingest_partition
+    from datetime import UTC, datetime, timedelta
 
     from tt_resources.db.prices import read_bars
+    from tt_resources.ingest import ingest_partition
 
     engine = database.get_engine()
     source = market_data.make_source()
+    now = datetime.fromisoformat(config.as_of).astimezone(UTC) if config.as_of else datetime.now(UTC)
+    start = None if config.history_days is None else now - timedelta(days=config.history_days)
     versions, failures = {}, []
     try:
         for key in context.partition_keys:
             symbol, timeframe = split_key(key)
-            result = ingest_partition(engine, source, symbol, timeframe)
+            result = ingest_partition(engine, source, symbol, timeframe, start=start, now=now)
             stored = read_bars(engine, [symbol], timeframe)
-            quality = assess_bars(stored, timeframe)
+            quality = assess_bars(stored, timeframe, now)
             versions[key] = content_version(stored)
             if result.status == "failed":
                 failures.append(f"{key}: {result.error}")

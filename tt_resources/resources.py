@@ -85,7 +85,7 @@ class MarketDataResource(dg.ConfigurableResource):
 
     source: str = "synthetic"
     csv_dir: str | None = None
-    ibkr: IbkrResource = IbkrResource()
+    ibkr: IbkrResource
 
     @classmethod
     def from_env(cls) -> MarketDataResource:

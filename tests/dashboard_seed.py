@@ -100,7 +100,8 @@ def policy_targets(policy: str, px: np.ndarray, rng: np.random.Generator) -> tup
     if policy == "ppo":
         log_px = np.log(px[:-1])
         momentum = log_px - np.vstack([np.repeat(log_px[:1], 10, axis=0), log_px[:-10]])
-        scores = 30 * momentum + 0.1 * rng.standard_normal((steps, n))
+        foresight = np.diff(np.log(px), axis=0)  # the seed's "skill": a glimpse of the next bar
+        scores = 30 * momentum + 6 * foresight + 0.1 * rng.standard_normal((steps, n))
         top = scores >= np.sort(scores, axis=1)[:, [-3]]  # long the three best scores
         exp = np.where(top, np.exp(scores - scores.max(axis=1, keepdims=True)), 0.0)
         targets = 0.95 * exp / exp.sum(axis=1, keepdims=True)

@@ -127,16 +127,14 @@ def kpis(curve: pd.DataFrame, benchmark: pd.DataFrame | None, bars_per_year: int
     cols[4].metric("Costs paid", f"{curve['costs'].sum():,.0f}")
 
 
-def performance(
-    curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame, bars_per_year: int, key: str
-) -> None:
+def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame, bars_per_year: int) -> None:
     """Equity (with the train/test boundary), drawdown and rolling Sharpe charts."""
-    st.plotly_chart(charts.equity_figure(curves, split_ts, windows), key=f"equity-{key}")
+    st.plotly_chart(charts.equity_figure(curves, split_ts, windows), key="equity")
     left, right = st.columns(2)
-    left.plotly_chart(charts.drawdown_figure(curves), key=f"drawdown-{key}")
+    left.plotly_chart(charts.drawdown_figure(curves), key="drawdown")
     longest = max(len(c) for c in curves.values())
     window = max(5, min(bars_per_year // 4, longest // 4))
-    right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key=f"sharpe-{key}")
+    right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key="sharpe")
 
 
 def risk_table(metrics: pd.DataFrame) -> None:
@@ -148,7 +146,6 @@ def risk_table(metrics: pd.DataFrame) -> None:
         stitched[columns].reset_index(drop=True),
         hide_index=True,
         column_config=metric_columns(columns),
-        key="risk-metrics",
     )
     with st.expander("Per-window metrics"):
         windows = metrics[metrics["window"] >= 0]
@@ -209,7 +206,6 @@ def trades_panel(
             "weight": st.column_config.NumberColumn("Weight after", format="percent"),
             "cost": st.column_config.NumberColumn("Cost", format="%.2f"),
         },
-        key="largest-trades",
     )
     left, right = st.columns(2)
     left.subheader(f"Holding periods ({timeframe} bars)")
@@ -217,7 +213,6 @@ def trades_panel(
         holding_summary(reports.holding_periods(engine, episode_ids)),
         hide_index=True,
         column_config={"mean_bars": st.column_config.NumberColumn("mean_bars", format="%.1f")},
-        key="holding-periods",
     )
     right.subheader("Costs by symbol")
     right.dataframe(
@@ -230,7 +225,6 @@ def trades_panel(
             "costs": st.column_config.NumberColumn("Costs", format="%.2f"),
             "cost_bps": st.column_config.NumberColumn("Cost (bps of traded)", format="%.1f"),
         },
-        key="symbol-costs",
     )
 
 
@@ -247,7 +241,6 @@ def freshness_panel(engine: sa.Engine) -> None:
             "min_coverage": st.column_config.NumberColumn("Min coverage", format="percent"),
             "mean_coverage": st.column_config.NumberColumn("Mean coverage", format="percent"),
         },
-        key="freshness-summary",
     )
     problems = partitions[partitions["status"] != "fresh"]
     if not problems.empty:
@@ -258,7 +251,6 @@ def freshness_panel(engine: sa.Engine) -> None:
             ],
             hide_index=True,
             column_config={"coverage": st.column_config.NumberColumn("Coverage", format="percent")},
-            key="freshness-problems",
         )
 
 
@@ -297,7 +289,7 @@ def results(
     agent_ids = chosen.loc[chosen["policy"] == agent_policy, "episode_id"].tolist()
     perf, hold, trade, data = st.tabs(["Performance", "Holdings & attribution", "Trades", "Data freshness"])
     with perf:
-        performance(curves, summary.get("split_ts"), windows, bars_per_year, key="main")
+        performance(curves, summary.get("split_ts"), windows, bars_per_year)
         if not metrics.empty:
             risk_table(metrics)
     attribution = reports.symbol_attribution(engine, agent_ids)
@@ -368,7 +360,7 @@ def live_view(engine: sa.Engine, row: pd.Series, summary: dict, timeframe: str) 
     curve = stitch(steps, [row["episode_id"]], [row["initial_net_worth"] or steps["net_worth"].iloc[0]])
     bars_per_year = get_timeframe(timeframe).bars_per_year
     kpis(curve, None, bars_per_year)
-    performance({row["policy"]: curve}, summary.get("split_ts"), pd.DataFrame(), bars_per_year, key="live")
+    performance({row["policy"]: curve}, summary.get("split_ts"), pd.DataFrame(), bars_per_year)
 
 
 def empty_page(engine: sa.Engine, url: str) -> None:

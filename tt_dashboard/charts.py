@@ -31,6 +31,12 @@ def policy_label(policy: str) -> str:
     return POLICY_LABELS.get(policy, policy)
 
 
+def _naive_utc(ts) -> pd.Timestamp:
+    """Plotly.js reads no zone offsets: shapes get naive UTC, like the traces' serialised timestamps."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+
+
 def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, height: int = 340) -> go.Figure:
     fig.update_layout(
         title=title,
@@ -45,7 +51,7 @@ def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, he
     return fig
 
 
-def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scattergl | go.Scatter:
+def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scatter:
     """One policy's line, downsampled (min/max per bucket) when longer than MAX_POINTS."""
     keep = minmax_indices(values.to_numpy(), MAX_POINTS)
     return go.Scatter(
@@ -66,8 +72,8 @@ def equity_figure(
     fig = go.Figure([_line(policy, c["ts"], c["net_worth"]) for policy, c in curves.items()])
     for i, row in enumerate(windows.itertuples()):
         fig.add_vrect(
-            x0=row.test_start,
-            x1=row.test_end,
+            x0=_naive_utc(row.test_start),
+            x1=_naive_utc(row.test_end),
             fillcolor="#93c5fd" if i % 2 == 0 else "#bfdbfe",
             opacity=0.12,
             line_width=0,
@@ -75,9 +81,10 @@ def equity_figure(
             annotation_position="top left",
         )
     if split_ts is not None and not pd.isna(split_ts):
-        fig.add_vline(x=split_ts, line_dash="dash", line_color="#dc2626")
+        boundary = _naive_utc(split_ts)
+        fig.add_vline(x=boundary, line_dash="dash", line_color="#dc2626")
         fig.add_annotation(
-            x=split_ts,
+            x=boundary,
             y=1.0,
             yref="paper",
             text="train | test",

@@ -1,0 +1,212 @@
+"""The Streamlit dashboard under streamlit.testing's AppTest, against seeded SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import streamlit as st
+from dashboard_seed import INITIAL_NET_WORTH, POLICIES, seed_evaluation, start_live_episode
+from streamlit.testing.v1 import AppTest
+
+from tt_resources.db.reports import METRIC_COLUMNS
+from tt_resources.db.schema import evals, holdings, portfolio
+
+TRADE_COLUMNS = (
+    "ts",
+    "symbol",
+    "side",
+    "trade_value",
+    "price",
+    "quantity",
+    "weight",
+    "cost",
+    "episode_id",
+    "step",
+)
+FRESHNESS_COLUMNS = (
+    "timeframe",
+    "partitions",
+    "fresh",
+    "stale",
+    "failed",
+    "last_bar",
+    "min_coverage",
+    "mean_coverage",
+)
+APP = Path(__file__).resolve().parents[1] / "tt_dashboard" / "app.py"
+
+
+@pytest.fixture
+def dashboard(monkeypatch):
+    """Build an AppTest of the dashboard for a database URL (set as DATABASE_URL, as `make dashboard` would)."""
+
+    def build(url: str) -> AppTest:
+        monkeypatch.setenv("DATABASE_URL", url)
+        return AppTest.from_file(str(APP), default_timeout=120)
+
+    st.cache_resource.clear()
+    yield build
+    st.cache_resource.clear()
+
+
+def url_of(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Plotly figure specs on the page, by title."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def values(array) -> np.ndarray:
+    """A trace's x/y: plotly serialises numeric arrays as base64 typed arrays."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def table(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first dataframe on the page that has exactly `columns` (in order)."""
+    frames = [d.value for d in at.dataframe if list(d.value.columns) == list(columns)]
+    assert frames, f"no table with columns {columns}"
+    return frames[0]
+
+
+def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
+    seeded = seed_evaluation(engine)
+    at = dashboard(url_of(engine)).run()
+    assert_clean(at)
+    assert [s.value for s in at.selectbox] == ["1d", seeded.model_id, "__out_of_sample__"]
+
+    figs = figures(at)
+    assert set(figs) >= {
+        "Equity curve",
+        "Drawdown",
+        "Weights over time (top holdings)",
+        "P&L attribution by symbol",
+        "Turnover and costs over time",
+    }
+    assert any(title.startswith("Rolling Sharpe") for title in figs)
+    equity = figs["Equity curve"]
+    test_steps = seeded.windows * seeded.steps_per_window
+    assert len(equity["data"]) == len(POLICIES)
+    assert all(len(values(trace["y"])) == test_steps for trace in equity["data"])
+    boundary = [s for s in equity["layout"]["shapes"] if s["type"] == "line"]
+    assert pd.Timestamp(boundary[0]["x0"]) == seeded.split_ts.tz_localize(None)
+    assert "train | test" in [a["text"] for a in equity["layout"]["annotations"]]
+
+    with engine.connect() as conn:
+        stored = pd.DataFrame(
+            conn.execute(
+                sa.select(evals.c.policy, *(evals.c[m] for m in METRIC_COLUMNS))
+                .where(evals.c.model_id == seeded.model_id, evals.c.window == -1)
+                .order_by(evals.c.policy)
+            ).all()
+        )
+        ppo_ids = [seeded.test_episodes[("ppo", w)] for w in range(seeded.windows)]
+        finals = conn.execute(
+            sa.select(portfolio.c.net_worth)
+            .where(portfolio.c.episode_id.in_(ppo_ids), portfolio.c.step == seeded.steps_per_window - 1)
+            .order_by(portfolio.c.episode_id)
+        ).scalars()
+        biggest = conn.execute(
+            sa.select(holdings.c.symbol, holdings.c.trade_value)
+            .where(holdings.c.episode_id.in_(ppo_ids))
+            .order_by(sa.func.abs(holdings.c.trade_value).desc())
+            .limit(1)
+        ).one()
+    shown = table(at, "policy", *METRIC_COLUMNS).sort_values("policy").reset_index(drop=True)
+    pd.testing.assert_frame_equal(shown, stored, check_dtype=False)
+
+    stitched = INITIAL_NET_WORTH
+    for final in finals:
+        stitched *= final / INITIAL_NET_WORTH
+    assert at.metric[0].label == "Net worth"
+    assert at.metric[0].value == f"{stitched:,.0f}"
+
+    trades = table(at, *TRADE_COLUMNS)
+    assert (trades["symbol"].iloc[0], trades["trade_value"].iloc[0]) == pytest.approx(tuple(biggest))
+    fresh = table(at, *FRESHNESS_COLUMNS).set_index("timeframe")
+    assert fresh.loc["1d", ["fresh", "stale", "failed"]].tolist() == [6, 0, 0]
+    assert fresh.loc["1h", ["fresh", "stale", "failed"]].tolist() == [5, 1, 0]
+    assert fresh.loc["15m", ["fresh", "stale", "failed"]].tolist() == [5, 0, 1]
+
+
+def test_picking_one_test_window_compares_it_with_that_windows_baselines(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    episode_id = seeded.test_episodes[("ppo", 1)]
+    at.selectbox(key="episode").select(episode_id).run()
+    assert_clean(at)
+    equity = figures(at)["Equity curve"]
+    assert equity["data"][0]["name"] == "PPO agent"
+    assert all(len(values(t["y"])) == seeded.steps_per_window for t in equity["data"])
+    assert len(equity["data"]) == len(POLICIES)
+    window_rows = table(at, "policy", *METRIC_COLUMNS)
+    assert window_rows.empty  # a single window has no stitched (-1) rows; its rows sit in the expander
+    with sqlite_engine.connect() as conn:
+        final = conn.execute(
+            sa.select(portfolio.c.net_worth).where(
+                portfolio.c.episode_id == episode_id, portfolio.c.step == seeded.steps_per_window - 1
+            )
+        ).scalar_one()
+    assert at.metric[0].value == f"{final:,.0f}"
+
+
+def test_empty_database_page_points_to_make_demo(engine, dashboard):
+    at = dashboard(url_of(engine)).run()
+    assert_clean(at)
+    assert any("make demo" in info.value for info in at.info)
+    assert not at.get("plotly_chart")
+    assert any("No market data stored yet" in info.value for info in at.info)
+
+
+def test_unreachable_database_shows_one_line_without_the_password(dashboard):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    at = dashboard(f"postgresql+psycopg://tt:s3cr3tpw@127.0.0.1:{port}/tt").run()
+    assert not at.exception
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "cannot connect" in message and f"127.0.0.1:{port}" in message
+    assert "s3cr3tpw" not in message
+
+
+def test_live_view_reads_only_the_new_steps(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    live = start_live_episode(sqlite_engine, seeded, steps=200)
+    live.log(30)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert any("being logged" in info.value for info in at.info)
+    at.selectbox(key="episode").select(live.episode_id).run()
+    assert_clean(at)
+    assert any("30 steps logged, 30 new" in c.value for c in at.caption)
+    assert len(values(figures(at)["Equity curve"]["data"][0]["y"])) == 30
+
+    live.log(20)
+    at.run()
+    assert_clean(at)
+    assert any("50 steps logged, 20 new" in c.value for c in at.caption)
+    equity = figures(at)["Equity curve"]["data"][0]
+    assert len(values(equity["y"])) == 50
+    assert values(equity["y"])[-1] == pytest.approx(live.sim.net_worth[49])
+
+    live.finish()
+    at.run()
+    assert_clean(at)
+    assert not any("Live:" in c.value for c in at.caption)
+    assert "Weights over time (top holdings)" in figures(at)

@@ -1,0 +1,121 @@
+"""Ingest benchmark: upsert 1,000,000 synthetic hourly bars (150 symbols) into each backend, fresh and again.
+
+End to end from a DataFrame to committed rows (validation included). The PostgreSQL yardstick is a plain
+COPY of the same rows, pre-serialised, into an empty copy of tt_prices (client time excluded).
+Prints rows/s and writes bench/results/ingest.json. PostgreSQL: TT_BENCH_PG_URL (an admin URL; a scratch
+database is created and dropped), default the local cluster as user postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.db import create_engine, upgrade, upsert_price_bars
+from tt_resources.db.bulk import binary_copy_chunks, copy_statement, to_arrow
+from tt_resources.db.prices import validate_bars
+from tt_resources.db.schema import prices
+
+ROWS = 1_000_000
+SYMBOLS = 150
+RESULTS = Path(__file__).with_name("results") / "ingest.json"
+PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def synthetic_bars(rows: int = ROWS, symbols: int = SYMBOLS, seed: int = 7) -> pd.DataFrame:
+    """`rows` valid hourly bars: `symbols` random-walk series of rows // symbols bars each."""
+    rng = np.random.default_rng(seed)
+    per_symbol = rows // symbols
+    names = np.repeat([f"S{i:03d}" for i in range(symbols)], per_symbol)
+    ts = pd.date_range("2020-01-01", periods=per_symbol, freq="h", tz="UTC")
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (symbols, per_symbol)), axis=1)).ravel()
+    open_ = close * (1 + rng.normal(0, 0.002, close.size))
+    spread = np.abs(rng.normal(0, 0.003, close.size)) * close
+    return pd.DataFrame(
+        {
+            "symbol": names,
+            "timeframe": "1h",
+            "ts": np.tile(ts, symbols),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.integers(100, 1_000_000, close.size).astype(float),
+            "wap": close,
+            "bar_count": rng.integers(1, 5_000, close.size),
+            "source": "bench",
+        }
+    )
+
+
+def rows_per_s(engine: sa.Engine, bars: pd.DataFrame) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = upsert_price_bars(engine, bars)
+    return len(bars) / (time.perf_counter() - start), result
+
+
+def copy_limit(engine: sa.Engine, bars: pd.DataFrame) -> float:
+    """Rows/s of a plain binary COPY of pre-encoded rows into an empty copy of tt_prices (server time only)."""
+    data = to_arrow(prices, validate_bars(bars).assign(ingested_at=pd.Timestamp.now(tz="UTC")))
+    payload = b"".join(binary_copy_chunks(prices, data))
+    copy_table = sa.Table("bench_copy", sa.MetaData(), *(sa.Column(c.name, c.type) for c in prices.columns))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bench_copy (LIKE tt_prices INCLUDING ALL)")
+    with engine.begin() as conn, conn.connection.driver_connection.cursor() as cursor:
+        start = time.perf_counter()
+        with cursor.copy(copy_statement(conn, copy_table, data.column_names)) as copy:
+            copy.write(payload)
+        elapsed = time.perf_counter() - start
+    return len(bars) / elapsed
+
+
+def bench_backend(url: str, bars: pd.DataFrame) -> dict[str, float]:
+    engine = create_engine(url)
+    upgrade(engine)
+    fresh, first = rows_per_s(engine, bars)
+    conflict, second = rows_per_s(engine, bars)
+    assert first.inserted == second.unchanged == len(bars), (first, second)
+    figures = {"fresh": fresh, "conflict": conflict}
+    if engine.dialect.name == "postgresql":
+        figures["copy_limit"] = copy_limit(engine, bars)
+    engine.dispose()
+    return figures
+
+
+def main() -> None:
+    bars = synthetic_bars()
+    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"tt_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        pg = bench_backend(admin.url.set(database=name).render_as_string(hide_password=False), bars)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    with tempfile.TemporaryDirectory() as tmp:
+        lite = bench_backend(f"sqlite:///{tmp}/bench.sqlite", bars)
+    results = {
+        "postgres_fresh_rows_per_s": round(pg["fresh"]),
+        "postgres_conflict_rows_per_s": round(pg["conflict"]),
+        "sqlite_fresh_rows_per_s": round(lite["fresh"]),
+        "sqlite_conflict_rows_per_s": round(lite["conflict"]),
+        "postgres_copy_limit_rows_per_s": round(pg["copy_limit"]),
+    }
+    for key, value in results.items():
+        print(f"{key:34s} {value:>10,d}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

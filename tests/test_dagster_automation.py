@@ -1,0 +1,151 @@
+"""Schedules, the watchlist sensor and the retraining sensor against real instances and a real database."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from tt_assets.automation import (
+    RetrainPolicy,
+    daily_bars_schedule,
+    intraday_bars_schedule,
+    retraining_sensor,
+    watchlist_sensor,
+)
+from tt_assets.partitions import bar_partitions
+from tt_resources.db.schema import datasets, evals, models
+from tt_resources.resources import DatabaseResource, WatchlistResource
+
+SYMBOLS = [f"S{i:02d}" for i in range(30)]
+
+
+def _keys(instance, run_request: dg.RunRequest) -> list[str]:
+    key_range = dg.PartitionKeyRange(
+        run_request.tags["dagster/asset_partition_range_start"],
+        run_request.tags["dagster/asset_partition_range_end"],
+    )
+    return [
+        str(k)
+        for k in bar_partitions.get_partition_keys_in_range(key_range, dynamic_partitions_store=instance)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "timeframes"), [(daily_bars_schedule, ["1d"]), (intraday_bars_schedule, ["1h", "15m"])]
+)
+def test_schedules_request_every_registered_symbol_in_chunks(schedule, timeframes):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", SYMBOLS)
+        requests = schedule(dg.build_schedule_context(instance=instance))
+        assert len(requests) == 2 * len(timeframes)  # 30 symbols in chunks of 25, per timeframe
+        keys = [key for request in requests for key in _keys(instance, request)]
+        assert sorted(keys) == sorted(f"{s}|{tf}" for s in SYMBOLS for tf in timeframes)
+        assert all(len(_keys(instance, r)) <= 25 for r in requests)
+
+
+def test_schedule_skips_without_symbols():
+    with dg.instance_for_test() as instance:
+        result = daily_bars_schedule(dg.build_schedule_context(instance=instance))
+        assert isinstance(result, dg.SkipReason)
+
+
+def test_watchlist_sensor_adds_new_and_drops_removed_symbols(tmp_path):
+    pytest.importorskip("tt_resources.watchlist")
+    csv = tmp_path / "watchlist.csv"
+    csv.write_text("symbol,exchange,currency,sector\nAAPL,SMART,USD,Tech\nMSFT,SMART,USD,Tech\n")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", ["MSFT", "GONE"])
+        context = dg.build_sensor_context(
+            instance=instance, resources={"watchlist": WatchlistResource(path=str(csv))}
+        )
+        result = watchlist_sensor(context)
+        [add, delete] = result.dynamic_partitions_requests
+        assert add.partition_keys == ["AAPL"] and delete.partition_keys == ["GONE"]
+        instance.add_dynamic_partitions("symbol", ["AAPL"])
+        instance.delete_dynamic_partition("symbol", "GONE")
+        assert isinstance(watchlist_sensor(context), dg.SkipReason)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dataset(engine, version: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(datasets),
+            [
+                {
+                    "dataset_version": version,
+                    "timeframe": "1d",
+                    "symbols": ["AAPL", "MSFT"],
+                    "start_ts": _now(),
+                    "end_ts": _now(),
+                    "n_bars": 10,
+                    "created_at": _now(),
+                }
+            ],
+        )
+
+
+def _model(engine, model_id: str, version: str, sharpe: float) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(models),
+            [
+                {
+                    "model_id": model_id,
+                    "timeframe": "1d",
+                    "path": "/m.zip",
+                    "dataset_version": version,
+                    "config": {},
+                    "created_at": _now(),
+                }
+            ],
+        )
+        conn.execute(
+            sa.insert(evals),
+            [
+                {
+                    "model_id": model_id,
+                    "timeframe": "1d",
+                    "policy": "ppo",
+                    "window": -1,
+                    "test_start": _now(),
+                    "test_end": _now(),
+                    "sharpe": sharpe,
+                    "created_at": _now(),
+                }
+            ],
+        )
+
+
+def _tick(instance, engine, min_sharpe: float = 0.0):
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={
+            "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),
+            "retrain_policy": RetrainPolicy(min_sharpe=min_sharpe),
+        },
+    ) as context:
+        return retraining_sensor(context)
+
+
+def test_retraining_sensor_fires_on_new_dataset_and_low_sharpe_only(sqlite_engine):
+    with dg.instance_for_test() as instance:
+        assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)  # nothing built yet
+
+        _dataset(sqlite_engine, "v1")
+        [request] = _tick(instance, sqlite_engine)
+        assert (request.partition_key, request.run_key) == ("1d", "1d:dataset:v1")
+
+        _model(sqlite_engine, "m1", "v1", sharpe=0.8)
+        assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)  # current and good enough
+
+        [request] = _tick(instance, sqlite_engine, min_sharpe=1.0)
+        assert request.run_key == "1d:sharpe:m1"  # degraded below the threshold
+
+        _dataset(sqlite_engine, "v2")
+        [request] = _tick(instance, sqlite_engine)
+        assert request.run_key == "1d:dataset:v2"

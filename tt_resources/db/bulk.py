@@ -76,13 +76,21 @@ def utc_timestamps(values: pd.Series | pd.Index, name: str) -> pd.Series:
     return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def _dictionary(values: pd.Series) -> pa.DictionaryArray:
+    """Text as an Arrow dictionary array (each distinct value once; None/NaN become null)."""
+    codes, distinct = pd.factorize(values)
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, type=pa.int32(), mask=codes < 0), pa.array(distinct, type=pa.string())
+    )
+
+
 def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
-    """One frame column as an Arrow array of the database column's type (NaN and None become null)."""
+    """One frame column as an Arrow array of the database column's type (NaN, inf and None become null)."""
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return pa.array(utc_timestamps(values, column.name), type=pa.timestamp("us", tz="UTC"))
     if isinstance(kind, sa.JSON):
-        return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+        return _dictionary(pd.Series([None if v is None else json.dumps(v) for v in values], dtype=object))
     if isinstance(kind, sa.Boolean):
         return pa.array(values, type=pa.bool_(), from_pandas=True)
     if isinstance(kind, sa.Integer):
@@ -90,7 +98,7 @@ def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
     if isinstance(kind, sa.Float):
         floats = pd.Series(values).to_numpy(dtype=np.float64, na_value=np.nan)
         return pa.array(floats, type=pa.float64(), mask=~np.isfinite(floats))
-    return pa.array(values, type=pa.string(), from_pandas=True)
+    return _dictionary(pd.Series(values))
 
 
 def to_arrow(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
@@ -106,10 +114,15 @@ def to_arrow(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
 
 def _sqlite_values(array: pa.ChunkedArray) -> list:
     """Python values for sqlite3: timestamps as SQLAlchemy's naive-UTC text, nulls as None."""
+    array = array.combine_chunks()
     if pa.types.is_timestamp(array.type):
-        encoded = pc.dictionary_encode(array.combine_chunks())  # bars share few distinct instants
-        text = pc.strftime(encoded.dictionary.cast(pa.timestamp("us")), format=SQLITE_TS_FORMAT)
-        array = pc.take(text, encoded.indices)
+        array = pc.dictionary_encode(array)  # bars share few distinct instants: format each once
+        array = pa.DictionaryArray.from_arrays(
+            array.indices, pc.strftime(array.dictionary.cast(pa.timestamp("us")), format=SQLITE_TS_FORMAT)
+        )
+    if pa.types.is_dictionary(array.type):
+        words = np.asarray([*array.dictionary.to_pylist(), None], dtype=object)
+        return words[array.indices.fill_null(-1).to_numpy(zero_copy_only=False)].tolist()
     if array.null_count:
         return array.to_pylist()
     return array.to_numpy(zero_copy_only=False).tolist()
@@ -168,7 +181,7 @@ def _binary_column(column: sa.Column, array: pa.Array) -> _BinaryColumn:
 
 def _binary_text(array: pa.Array, valid: np.ndarray, *, jsonb: bool) -> _BinaryColumn:
     """UTF-8 text (jsonb: version byte 1 + text), encoded once per distinct value."""
-    encoded = pc.dictionary_encode(array)
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
     words = [(b"\x01" if jsonb else b"") + word.encode() for word in encoded.dictionary.to_pylist()] or [b""]
     sizes = np.fromiter(map(len, words), dtype=np.int32, count=len(words))
     index = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
@@ -244,27 +257,103 @@ def _copy(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
 def insert_frame(conn_or_engine: sa.Engine | sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
     """Append every row of `frame` to `table` (no conflict handling); returns the number of rows.
 
-    PostgreSQL uses COPY; SQLite executemany. On an Engine this is one transaction; on a Connection it joins
-    the caller's transaction.
+    PostgreSQL uses binary COPY; SQLite executemany. On an Engine this is one transaction; on a Connection
+    it joins the caller's transaction.
     """
     if frame.empty:
         return 0
     data = to_arrow(table, frame)
     with _transaction(conn_or_engine) as conn:
-        if conn.dialect.name == "postgresql":
-            _copy(conn, table, data)
-        else:
-            stmt = sa.insert(table).values({c: sa.bindparam(f"p_{c}") for c in data.column_names})
-            _executemany(conn, stmt, data)
-    return len(frame)
+        return _insert(conn, table, data)
+
+
+def upsert_frame(
+    conn_or_engine: sa.Engine | sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    key_columns: Sequence[str],
+    *,
+    audit_columns: Sequence[str] = (),
+) -> UpsertResult:
+    """Insert new rows, update changed ones, leave identical ones untouched; one transaction.
+
+    `audit_columns` (e.g. ingested_at) are written on insert and on change but never make a row "changed".
+    Duplicate keys inside `frame` are a ValueError.
+    """
+    if frame.empty:
+        return EMPTY_RESULT
+    _check_keys(table, frame, key_columns)
+    data = to_arrow(table, frame)
+    with _transaction(conn_or_engine) as conn:
+        return _upsert(conn, table, data, key_columns, audit_columns)
+
+
+def upsert_time_series(
+    conn_or_engine: sa.Engine | sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    *,
+    partition_columns: Sequence[str] = ("symbol", "timeframe"),
+    ts_column: str = "ts",
+    audit_columns: Sequence[str] = (),
+) -> UpsertResult:
+    """`upsert_frame` for rows keyed by (partition_columns..., ts_column), appending the new tail fast.
+
+    Rows later than their partition's high-water mark (max stored ts) go straight in (COPY on PostgreSQL);
+    only the overlap takes the upsert path. If a concurrent writer appended first, the whole batch is
+    retried through the upsert path. One transaction.
+    """
+    if frame.empty:
+        return EMPTY_RESULT
+    key_columns = (*partition_columns, ts_column)
+    _check_keys(table, frame, key_columns)
+    data = to_arrow(table, frame)
+    try:
+        with _transaction(conn_or_engine) as conn, _savepoint(conn, owned=conn is not conn_or_engine):
+            past = _past_high_water_mark(conn, table, data, partition_columns, ts_column)
+            appended = _insert(conn, table, data if past.all() else data.filter(pa.array(past)))
+            overlap = _upsert(conn, table, data.filter(pa.array(~past)), key_columns, audit_columns)
+            return UpsertResult(appended, appended, 0, 0) + overlap
+    except (sa.exc.IntegrityError, conn_or_engine.dialect.dbapi.IntegrityError):
+        with _transaction(conn_or_engine) as conn:
+            return _upsert(conn, table, data, key_columns, audit_columns)
+
+
+def _insert(conn: sa.Connection, table: sa.Table, data: pa.Table) -> int:
+    if not data.num_rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, data)
+    else:
+        _executemany(conn, sa.insert(table).values(_bind(data)), data)
+    return data.num_rows
+
+
+def _upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    data: pa.Table,
+    key_columns: Sequence[str],
+    audit_columns: Sequence[str],
+) -> UpsertResult:
+    if not data.num_rows:
+        return EMPTY_RESULT
+    values = [c for c in data.column_names if c not in key_columns]
+    compared = [c for c in values if c not in audit_columns]
+    upsert = _pg_upsert if conn.dialect.name == "postgresql" else _sqlite_upsert
+    inserted, updated = upsert(conn, table, data, key_columns, values, compared)
+    return UpsertResult(data.num_rows, inserted, updated, data.num_rows - inserted - updated)
+
+
+def _bind(data: pa.Table) -> dict[str, sa.BindParameter]:
+    """Positional parameters named after the columns (prefixed: Core reserves the bare column names)."""
+    return {c: sa.bindparam(f"p_{c}") for c in data.column_names}
 
 
 def _executemany(conn: sa.Connection, stmt: sa.Executable, data: pa.Table) -> int:
     """Run a Core statement over every row of `data` through the raw DBAPI cursor; returns rowcount."""
     compiled = stmt.compile(dialect=conn.dialect)
-    order = [name.removeprefix("p_") for name in compiled.positiontup]
-    if order != data.column_names:
-        data = data.select(order)
+    data = data.select([name.removeprefix("p_") for name in compiled.positiontup])
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(compiled.string, _sqlite_rows(data))
@@ -285,42 +374,29 @@ def _on_conflict(stmt, table: sa.Table, key_columns, values, compared):
     )
 
 
+def duplicate_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Boolean per row: True where the row's `columns` values already appeared in an earlier row."""
+    return pd.Series(_row_codes(frame, columns)).duplicated().to_numpy()
+
+
+def _row_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One int64 code per row, equal for rows with equal `columns` values, numbered by first appearance."""
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for column in columns:
+        part, distinct = pd.factorize(frame[column])
+        codes = pd.factorize(codes * (len(distinct) + 1) + part + 1)[0]
+    return codes
+
+
 def _check_keys(table: sa.Table, frame: pd.DataFrame, key_columns: Sequence[str]) -> None:
     missing = [c for c in key_columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{table.name} upsert: frame lacks key column(s) {', '.join(missing)}")
-    dupes = frame.duplicated(list(key_columns))
+    dupes = duplicate_rows(frame, key_columns)
     if dupes.any():
-        first = frame.loc[dupes.to_numpy()].iloc[0]
+        first = frame.iloc[int(np.argmax(dupes))]
         key = ", ".join(f"{c}={first[c]}" for c in key_columns)
         raise ValueError(f"{table.name} upsert: duplicate key inside the batch ({key})")
-
-
-def upsert_frame(
-    conn_or_engine: sa.Engine | sa.Connection,
-    table: sa.Table,
-    frame: pd.DataFrame,
-    key_columns: Sequence[str],
-    *,
-    audit_columns: Sequence[str] = (),
-) -> UpsertResult:
-    """Insert new rows, update changed ones, leave identical ones untouched; one transaction.
-
-    `audit_columns` (e.g. ingested_at) are written on insert and on change but never make a row "changed".
-    Duplicate keys inside `frame` are a ValueError.
-    """
-    if frame.empty:
-        return EMPTY_RESULT
-    _check_keys(table, frame, key_columns)
-    data = to_arrow(table, frame)
-    values = [c for c in data.column_names if c not in key_columns]
-    compared = [c for c in values if c not in audit_columns]
-    with _transaction(conn_or_engine) as conn:
-        if conn.dialect.name == "postgresql":
-            inserted, updated = _pg_upsert(conn, table, data, key_columns, values, compared)
-        else:
-            inserted, updated = _sqlite_upsert(conn, table, data, key_columns, values, compared)
-    return UpsertResult(len(frame), inserted, updated, len(frame) - inserted - updated)
 
 
 def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
@@ -352,40 +428,11 @@ def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, i
 def _sqlite_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
     """Two executemany passes: INSERT ... DO NOTHING counts the inserts (and takes the write lock), then
     INSERT ... DO UPDATE WHERE changed counts the updates (rows just inserted compare equal)."""
-    stmt = sqlite_insert(table).values({c: sa.bindparam(f"p_{c}") for c in data.column_names})
+    stmt = sqlite_insert(table).values(_bind(data))
     inserted = _executemany(conn, stmt.on_conflict_do_nothing(index_elements=list(key_columns)), data)
-    if not values:
+    if not values or inserted == data.num_rows:
         return inserted, 0
     return inserted, _executemany(conn, _on_conflict(stmt, table, key_columns, values, compared), data)
-
-
-def upsert_time_series(
-    conn_or_engine: sa.Engine | sa.Connection,
-    table: sa.Table,
-    frame: pd.DataFrame,
-    *,
-    partition_columns: Sequence[str] = ("symbol", "timeframe"),
-    ts_column: str = "ts",
-    audit_columns: Sequence[str] = (),
-) -> UpsertResult:
-    """Upsert rows keyed by (partition_columns..., ts_column), appending the new tail fast.
-
-    Rows later than their partition's high-water mark (max stored ts) go straight in with `insert_frame`
-    (COPY on PostgreSQL); only the overlap takes the upsert path. If a concurrent writer got there first,
-    the whole batch is retried through the upsert path. One transaction.
-    """
-    if frame.empty:
-        return EMPTY_RESULT
-    key_columns = (*partition_columns, ts_column)
-    _check_keys(table, frame, key_columns)
-    try:
-        with _transaction(conn_or_engine) as conn, _savepoint(conn, owned=conn is not conn_or_engine):
-            past = _past_high_water_mark(conn, table, frame, partition_columns, ts_column)
-            appended = insert_frame(conn, table, frame.loc[past])
-            overlap = upsert_frame(conn, table, frame.loc[~past], key_columns, audit_columns=audit_columns)
-            return UpsertResult(appended, appended, 0, 0) + overlap
-    except (sa.exc.IntegrityError, conn_or_engine.dialect.dbapi.IntegrityError):
-        return upsert_frame(conn_or_engine, table, frame, key_columns, audit_columns=audit_columns)
 
 
 @contextmanager
@@ -399,33 +446,37 @@ def _savepoint(conn: sa.Connection, *, owned: bool):
         yield
 
 
+_MAX_UNION = 400  # SQLite allows at most 500 terms in a compound SELECT
+
+
 def _past_high_water_mark(
-    conn: sa.Connection,
-    table: sa.Table,
-    frame: pd.DataFrame,
-    partition_columns: Sequence[str],
-    ts_column: str,
+    conn: sa.Connection, table: sa.Table, data: pa.Table, partition_columns: Sequence[str], ts_column: str
 ) -> np.ndarray:
-    """Boolean mask of the frame rows later than their partition's stored maximum ts."""
-    codes, uniques = _partition_codes(frame, partition_columns)
-    part_cols = [table.c[c] for c in partition_columns]
-    stmt = sa.select(*part_cols, sa.func.max(table.c[ts_column]).label("last_ts")).group_by(*part_cols)
-    for column in part_cols:
-        stmt = stmt.where(column.in_(pd.unique(frame[column.name]).tolist()))
-    marks = read_frame(conn, stmt).set_index(list(partition_columns))["last_ts"]
-    last = marks.reindex(pd.MultiIndex.from_frame(uniques)).dt.tz_localize(None).to_numpy()[codes]
-    ts = utc_timestamps(frame[ts_column], ts_column).dt.tz_localize(None).to_numpy()
-    return np.isnat(last) | (ts > last)
+    """Boolean mask of the rows later than their partition's stored maximum ts.
 
-
-def _partition_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Integer partition code per row and the distinct partitions (row k of the frame = code k)."""
-    codes = np.zeros(len(frame), dtype=np.int64)
-    for column in columns:
-        part, distinct = pd.factorize(frame[column])
-        codes = pd.factorize(codes * len(distinct) + part)[0]
-    first = np.unique(codes, return_index=True)[1]
-    return codes, frame[list(columns)].iloc[first].reset_index(drop=True)
+    One indexed max() lookup per distinct partition in the batch (not a scan of the stored rows).
+    """
+    keys = data.select(list(partition_columns)).to_pandas()
+    codes = _row_codes(keys, partition_columns)
+    partitions = keys.iloc[np.unique(codes, return_index=True)[1]].to_dict("records")
+    last = np.full(len(partitions), np.iinfo(np.int64).min)
+    ts = table.c[ts_column]
+    for start in range(0, len(partitions), _MAX_UNION):
+        lookups = [
+            sa.select(
+                sa.literal(start + i).label("part"),
+                sa.select(sa.func.max(ts))
+                .where(*(table.c[c] == value for c, value in partition.items()))
+                .scalar_subquery()
+                .label("last_ts"),
+            )
+            for i, partition in enumerate(partitions[start : start + _MAX_UNION])
+        ]
+        marks = [row for row in conn.execute(sa.union_all(*lookups)) if row.last_ts is not None]
+        if marks:
+            parts, stamps = zip(*marks, strict=True)
+            last[list(parts)] = pd.DatetimeIndex(stamps).tz_convert("UTC").as_unit("us").asi8
+    return data.column(ts_column).cast(pa.int64()).to_numpy() > last[codes]
 
 
 # ---------------------------------------------------------------- readers

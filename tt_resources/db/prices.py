@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.db.bulk import UpsertResult, read_frame, upsert_time_series
+from tt_resources.db.bulk import UpsertResult, duplicate_rows, read_frame, upsert_time_series
 from tt_resources.db.schema import prices
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -47,7 +47,7 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
     o, h, lo, c = (bars[col].to_numpy(dtype=np.float64, na_value=np.nan) for col in PRICE_COLUMNS)
     volume = bars["volume"].to_numpy(dtype=np.float64, na_value=np.nan)
     rules = {
-        "missing symbol": ~bars["symbol"].astype("string").str.len().fillna(0).gt(0).to_numpy(),
+        "missing symbol": (bars["symbol"].isna() | (bars["symbol"] == "")).to_numpy(),
         f"unknown timeframe (valid: {', '.join(TIMEFRAME_NAMES)})": ~bars["timeframe"]
         .isin(TIMEFRAME_NAMES)
         .to_numpy(),
@@ -57,7 +57,7 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
         "open outside [low, high]": (o < lo) | (o > h),
         "close outside [low, high]": (c < lo) | (c > h),
         "negative or missing volume": ~(volume >= 0),
-        "duplicate (symbol, timeframe, ts) in the batch": bars.duplicated(list(KEY_COLUMNS)).to_numpy(),
+        "duplicate (symbol, timeframe, ts) in the batch": duplicate_rows(bars, KEY_COLUMNS),
     }
     bad = np.logical_or.reduce(list(rules.values()))
     if bad.any():

@@ -19,13 +19,16 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from ib_async import IB, BarDataList, Contract, Stock
+from ib_async import util as ib_util
 from ib_async.wrapper import RequestError
 from tenacity import (
     AsyncRetrying,
@@ -112,6 +115,34 @@ def ib_end(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").strftime("%Y%m%d-%H:%M:%S")
 
 
+_loop_lock = threading.Lock()
+
+
+@cache
+def _ib_loop() -> asyncio.AbstractEventLoop:
+    """The process's event loop for ib_async, running in a daemon thread.
+
+    ib_async binds itself to the first loop it sees (util.getLoop is cached), so every IbkrSource in the process
+    shares this one loop; blocking callers submit coroutines to it and wait.
+    """
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="ib-async-loop", daemon=True).start()
+
+    async def claim() -> bool:
+        return ib_util.getLoop() is asyncio.get_running_loop()
+
+    if not asyncio.run_coroutine_threadsafe(claim(), loop).result():
+        raise SourceError("ib_async is already bound to another event loop in this process")
+    return loop
+
+
+def run_on_ib_loop[T](coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the ib_async loop and wait for its result (callable from any thread but that loop's)."""
+    with _loop_lock:
+        loop = _ib_loop()
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
 class IbkrSource:
     """MarketDataSource backed by IB Gateway/TWS. `engine` (optional) receives tt_contracts and tt_fetch_log."""
 
@@ -140,8 +171,6 @@ class IbkrSource:
         self._heads: dict[str, pd.Timestamp | None] = {}
         self._unknown: dict[str, str] = {}
         self._log: list[dict] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_env(cls, **options) -> IbkrSource:
@@ -156,7 +185,7 @@ class IbkrSource:
         tf = get_timeframe(timeframe)
         start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
         try:
-            bars = self._run(self._fetch(symbol, tf.name, start, end))
+            bars = run_on_ib_loop(self._fetch(symbol, tf.name, start, end))
         finally:
             self._flush_log()
         self.stats.bars += len(bars)
@@ -168,31 +197,19 @@ class IbkrSource:
             self.engine = engine
 
     def close(self) -> None:
-        """Disconnect and stop the event loop (idempotent)."""
-        if self._thread is None:
-            return
+        """Disconnect from the gateway (idempotent)."""
         if self._ib is not None:
-            self._loop.call_soon_threadsafe(self._ib.disconnect)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-        self._loop.close()
+            ib, self._ib = self._ib, None
+            _ib_loop().call_soon_threadsafe(ib.disconnect)
 
     # ------------------------------------------------------------------ event loop
-    def _run(self, coro: Awaitable):
-        if self._thread is None:
-            if self._loop.is_closed():
-                self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="ibkr-source", daemon=True)
-            self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
     async def _connect(self) -> IB:
         """The connected IB client; (re)connects, moving to the next client id when one is refused."""
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         if self._ib is not None:
             self.stats.reconnects += 1
+            self._ib.disconnect()
         s = self.settings
         errors = []
         for client_id in range(s.client_id, s.client_id + s.client_id_attempts):

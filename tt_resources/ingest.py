@@ -93,11 +93,12 @@ def _ingest(engine, source, symbol, timeframe, last_ts, start, end, now) -> Part
     last_ts = _utc(last_ts)
     if target is None or (last_ts is not None and last_ts >= target):
         return PartitionResult(symbol, tf.name, "fresh", last_ts=last_ts)
-    window_start = last_ts if last_ts is not None else _utc(start) or target - tf.default_history
+    window_end = target + pd.Timedelta(seconds=1)  # exclusive: the target bar is the last one asked for
+    window_start = last_ts if last_ts is not None else _utc(start) or window_end - tf.default_history
     before = source.stats.snapshot()
     try:
         source.bind(engine)
-        bars = source.fetch(symbol, tf.name, window_start, target + pd.Timedelta(seconds=1))
+        bars = source.fetch(symbol, tf.name, window_start, window_end)
         written = upsert_price_bars(engine, bars.assign(symbol=symbol, timeframe=tf.name), source=source.name)
     except Exception as exc:  # one partition's failure must not stop the others
         used = source.stats.since(before)

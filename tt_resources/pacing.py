@@ -29,7 +29,7 @@ class PacingRules:
     identical_s: float = 15.0
     per_contract: int = 5
     per_contract_window_s: float = 2.0
-    margin_s: float = 0.05
+    margin_s: float = 0.25  # absorbs network and gateway jitter; negligible against the windows
 
     @classmethod
     def from_env(cls) -> PacingRules:

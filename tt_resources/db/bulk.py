@@ -78,9 +78,13 @@ def utc_timestamps(values: pd.Series | pd.Index, name: str) -> pd.Series:
 
 def _dictionary(values: pd.Series) -> pa.DictionaryArray:
     """Text as an Arrow dictionary array (each distinct value once; None/NaN become null)."""
-    codes, distinct = pd.factorize(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, distinct = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        codes, distinct = pd.factorize(values)
     return pa.DictionaryArray.from_arrays(
-        pa.array(codes, type=pa.int32(), mask=codes < 0), pa.array(distinct, type=pa.string())
+        pa.array(codes, type=pa.int32(), mask=codes < 0),
+        pa.array(np.asarray(distinct, dtype=object), type=pa.string()),
     )
 
 
@@ -175,7 +179,9 @@ def _binary_column(column: sa.Column, array: pa.Array) -> _BinaryColumn:
         dtype = ">f4" if (kind.precision or 53) <= 24 else ">f8"
     else:
         raise TypeError(f"no COPY encoding for column {column.name!r} of type {kind}")
-    values = array.fill_null(False if dtype == "?" else 0).to_numpy(zero_copy_only=False).astype(dtype)
+    if array.null_count:
+        array = array.fill_null(False if dtype == "?" else 0)
+    values = array.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     return _BinaryColumn(np.where(valid, values.itemsize, -1).astype(np.int32), values)
 
 

@@ -20,6 +20,7 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
 KEY_COLUMNS = ("symbol", "timeframe", "ts")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_COLUMNS = (*KEY_COLUMNS, *PRICE_COLUMNS, "volume")
+TEXT_COLUMNS = frozenset({"symbol", "timeframe", "source"})
 BAR_COLUMNS = ("symbol", "ts", *PRICE_COLUMNS, "volume", "wap", "bar_count")
 
 
@@ -28,17 +29,22 @@ class BarValidationError(ValueError):
 
 
 def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check every rule before anything is written; returns the frame with `ts` as datetime64[us, UTC].
+    """Check every rule before anything is written; returns the bars ready to store.
 
-    Raises BarValidationError for missing columns, naive timestamps, unknown timeframes, NaN or
-    non-positive prices, high < low, open/close outside [low, high], negative or missing volume and
-    duplicate (symbol, timeframe, ts) keys.
+    The result has the frame's tt_prices columns only (others are ignored), `ts` as datetime64[us, UTC]
+    and symbol/timeframe/source as categoricals. Raises BarValidationError for missing columns, naive timestamps,
+    unknown timeframes, NaN or non-positive prices, high < low, open/close outside [low, high], negative or
+    missing volume and duplicate (symbol, timeframe, ts) keys.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise BarValidationError(f"bars frame lacks column(s) {', '.join(missing)}")
-    bars = frame.reset_index(drop=True)
-    ts = pd.Series(bars["ts"])
+    bars = pd.DataFrame(
+        {c.name: frame[c.name].array for c in prices.columns if c.name in frame.columns}, copy=False
+    )
+    for text in TEXT_COLUMNS.intersection(bars.columns):  # categoricals: each distinct string hashed once
+        bars[text] = bars[text].astype("category")
+    ts = bars["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts)
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
@@ -82,13 +88,12 @@ def upsert_price_bars(
     """Validate `frame`, then insert/update it into tt_prices idempotently by (symbol, timeframe, ts).
 
     Bars past each partition's high-water mark are appended with COPY; only the overlap is upserted,
-    and unchanged rows are not rewritten. `source` fills a missing `source` column. One transaction.
+    and unchanged rows are not rewritten. `source` fills a missing `source` column; columns that
+    tt_prices does not have are ignored. One transaction.
     """
     bars = validate_bars(frame)
-    columns = [c.name for c in prices.columns if c.name in bars.columns]
-    bars = bars[columns]
     if "source" not in bars.columns:
-        bars["source"] = source
+        bars["source"] = pd.Categorical.from_codes(np.zeros(len(bars), dtype=np.int8), [source])
     bars["ingested_at"] = pd.Timestamp(datetime.now(UTC))
     return upsert_time_series(engine, prices, bars, audit_columns=("ingested_at",))
 

@@ -1,0 +1,149 @@
+"""Market-data benchmark: synthetic generation speed, end-to-end ingest speed per backend, IBKR chunk-plan size.
+
+Writes bench/results/market_data.json. Figures:
+- synthetic: all 150 symbols x (3 y of 1d, 2 y of 1h, 1 y of 15m), bars and bars/s (target: under 20 s);
+- ingest: `ingest_many` of 25 synthetic symbols x 3 timeframes into a fresh SQLite file and a fresh PostgreSQL
+  database (bars/s), then a second run (every partition fresh, zero requests);
+- ibkr_chunk_plan: historical requests the chunk plan issues for 150 symbols vs IBKR's step-table minimum, and
+  the requests the real IbkrSource actually sent to the fake gateway for two symbols.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fake_ibgateway import FakeIBGateway  # noqa: E402
+from tt_resources import calendar  # noqa: E402
+from tt_resources.db.engine import create_engine  # noqa: E402
+from tt_resources.db.migrate import upgrade  # noqa: E402
+from tt_resources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
+from tt_resources.ingest import ingest_many  # noqa: E402
+from tt_resources.pacing import PacingRules, PacingThrottle  # noqa: E402
+from tt_resources.synthetic import SyntheticSource  # noqa: E402
+from tt_resources.timeframes import TIMEFRAMES  # noqa: E402
+
+SYMBOLS = [f"S{i:03d}" for i in range(150)]
+INGEST_SYMBOLS = SYMBOLS[:25]
+PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+NOW = pd.Timestamp.now(tz="UTC").floor("min")
+
+
+def window(timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The default first-ingest window [end - history, end) ending after the last closed bar."""
+    end = calendar.last_closed_bar(timeframe, NOW) + pd.Timedelta(seconds=1)
+    return end - TIMEFRAMES[timeframe].default_history, end
+
+
+def bench_synthetic() -> dict:
+    source = SyntheticSource(seed=7, clock=lambda: NOW)
+    began = time.perf_counter()
+    bars = {tf: sum(len(source.fetch(s, tf, *window(tf))) for s in SYMBOLS) for tf in TIMEFRAMES}
+    seconds = time.perf_counter() - began
+    total = sum(bars.values())
+    return {"symbols": len(SYMBOLS), "bars": bars, "total_bars": total, "seconds": round(seconds, 2),
+            "bars_per_s": round(total / seconds), "target_seconds": 20}  # fmt: skip
+
+
+def bench_ingest(url: str) -> dict:
+    engine = create_engine(url)
+    upgrade(engine)
+    source = SyntheticSource(seed=7, clock=lambda: NOW)
+    began = time.perf_counter()
+    first = ingest_many(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
+    seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    second = ingest_many(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
+    fresh_seconds = time.perf_counter() - began
+    engine.dispose()
+    written = sum(r.bars_written for r in first)
+    return {
+        "partitions": len(first),
+        "bars_written": written,
+        "seconds": round(seconds, 2),
+        "bars_per_s": round(written / seconds),
+        "second_run_fresh": sum(r.status == "fresh" for r in second),
+        "second_run_requests": sum(r.requests for r in second),
+        "second_run_seconds": round(fresh_seconds, 2),
+    }
+
+
+def bench_postgres() -> dict | None:
+    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"tt_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        print(f"postgres skipped: {str(exc.orig).splitlines()[0]}")
+        return None
+    try:
+        return bench_ingest(admin.url.set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def step_table_minimum(timeframe: str) -> int:
+    """How many of IBKR's longest requests (1 Y / 1 M / 1 W) it takes to reach back over the default window."""
+    start, end = window(timeframe)
+    offset = CHUNKS[timeframe][0]
+    return next(n for n in range(1, 1000) if end - n * offset <= start)
+
+
+def bench_chunk_plan() -> dict:
+    planned = {tf: len(SYMBOLS) * len(chunk_plan(tf, *window(tf))) for tf in TIMEFRAMES}
+    minimum = {tf: len(SYMBOLS) * step_table_minimum(tf) for tf in TIMEFRAMES}
+    # the real client against the fake gateway for two symbols (shortened pacing windows)
+    rules = PacingRules(max_requests=1000, window_s=1.0, identical_s=0.1, per_contract=100, margin_s=0.05)
+    gateway = FakeIBGateway(NOW, rules=rules, head=NOW - pd.DateOffset(years=10))
+    gateway.start()
+    source = IbkrSource(
+        "127.0.0.1", gateway.port, 31, throttle=PacingThrottle(rules), settings=IbkrSettings()
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/plan.sqlite")
+            upgrade(engine)
+            ingest_many(engine, source, ["AAPL", "MSFT"], list(TIMEFRAMES), now=NOW)
+            engine.dispose()
+    finally:
+        source.close()
+        gateway.stop()
+    sent = {
+        tf: sum(r.bar_size == TIMEFRAMES[tf].ib_bar_size for r in gateway.historical()) for tf in TIMEFRAMES
+    }
+    return {"symbols": len(SYMBOLS), "planned_requests": planned, "step_table_minimum": minimum,
+            "planned_total": sum(planned.values()), "fake_gateway_two_symbols_sent": sent}  # fmt: skip
+
+
+def main() -> None:
+    results = {
+        "measured_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "synthetic_generation": bench_synthetic(),
+        "ingest_sqlite": None,
+        "ingest_postgres": bench_postgres(),
+        "ibkr_chunk_plan": bench_chunk_plan(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        results["ingest_sqlite"] = bench_ingest(f"sqlite:///{tmp}/bench.sqlite")
+    out = ROOT / "bench" / "results" / "market_data.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The watchlist: which US stocks the platform tracks (data/tensorwatchlist.csv by default).
+
+CSV with a `symbol` header and optional `exchange`, `currency`, `sector` columns. Symbols are stripped and
+upper-cased; blank lines are skipped; empty files, duplicates and symbols outside [A-Z0-9.- ]{1,12} are
+errors that name the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tt_resources import config
+
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9.\- ]{1,12}")
+COLUMNS = ("symbol", "exchange", "currency", "sector")
+DEFAULTS = {"exchange": "SMART", "currency": "USD", "sector": ""}
+
+
+class WatchlistError(ValueError):
+    """The watchlist file is unusable; the message names the file and (where there is one) the line."""
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    """The loaded watchlist: `frame` has one row per symbol (symbol, exchange, currency, sector), file order."""
+
+    path: Path
+    frame: pd.DataFrame
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.frame["symbol"].tolist()
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def load_watchlist(path: str | Path | None = None, limit: int | None = None) -> Watchlist:
+    """Read and validate the watchlist CSV (default: TT_WATCHLIST or data/tensorwatchlist.csv).
+
+    `limit` keeps the first N symbols (after validating the whole file).
+    """
+    path = Path(path) if path is not None else config.watchlist_path()
+    if limit is not None and limit < 1:
+        raise WatchlistError(f"{path}: limit must be a positive number of symbols, got {limit}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise WatchlistError(f"{path}: cannot read the watchlist ({exc.strerror})") from None
+    if not text.strip():
+        raise WatchlistError(f"{path}: the watchlist file is empty")
+    rows = _parse(path, text)
+    frame = pd.DataFrame(rows[:limit] if limit else rows, columns=list(COLUMNS))
+    return Watchlist(path=path, frame=frame)
+
+
+def _parse(path: Path, text: str) -> list[tuple[str, str, str, str]]:
+    """Validated (symbol, exchange, currency, sector) rows in file order."""
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    names = [name.strip().lower() for name in header or []]
+    if "symbol" not in names:
+        raise WatchlistError(
+            f"{path}:1: header must have a 'symbol' column (got {','.join(names) or 'nothing'})"
+        )
+    index = {name: names.index(name) for name in COLUMNS if name in names}
+    rows: list[tuple[str, str, str, str]] = []
+    first_line: dict[str, int] = {}
+    for fields in reader:
+        line = reader.line_num
+        if not any(field.strip() for field in fields):
+            continue
+        values = {name: fields[i].strip() if i < len(fields) else "" for name, i in index.items()}
+        symbol = values["symbol"].upper()
+        if not SYMBOL_PATTERN.fullmatch(symbol):
+            raise WatchlistError(
+                f"{path}:{line}: invalid symbol {symbol!r} (allowed: 1-12 of A-Z 0-9 . - space)"
+            )
+        if symbol in first_line:
+            raise WatchlistError(
+                f"{path}:{line}: duplicate symbol {symbol} (first on line {first_line[symbol]})"
+            )
+        first_line[symbol] = line
+        rows.append(
+            (
+                symbol,
+                (values.get("exchange") or DEFAULTS["exchange"]).upper(),
+                (values.get("currency") or DEFAULTS["currency"]).upper(),
+                values.get("sector") or DEFAULTS["sector"],
+            )
+        )
+    if not rows:
+        raise WatchlistError(f"{path}: the watchlist has no symbols")
+    return rows

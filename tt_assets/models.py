@@ -126,9 +126,7 @@ def _dataset(engine, timeframe: str):
 def ppo_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    from tt_rl.train import train
-
-    from tt_assets import lineage
+    from tt_rl.train import code_version, train
 
     timeframe = context.partition_key
     engine = database.get_engine()
@@ -142,7 +140,6 @@ def ppo_model(
         run_id=context.run_id,
         dataset_version=dataset["dataset_version"],
     )
-    model = lineage.latest_model(engine, timeframe) or {}
     return dg.MaterializeResult(
         metadata={
             "model_id": trained.model_id,
@@ -150,7 +147,7 @@ def ppo_model(
             "total_timesteps": trained.total_timesteps,
             "training_seconds": round(trained.seconds, 2),
             "dataset_version": dataset["dataset_version"],
-            "code_version": model.get("code_version"),
+            "code_version": code_version(),
             **{f"train_{k}": v for k, v in (trained.metrics or {}).items() if isinstance(v, int | float)},
         },
         data_version=dg.DataVersion(trained.model_id),
@@ -168,9 +165,8 @@ def ppo_model(
 def evaluation(
     context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    from tt_rl.evaluate import evaluate
-
     from tt_assets import lineage
+    from tt_rl.evaluate import evaluate
 
     timeframe = context.partition_key
     engine = database.get_engine()

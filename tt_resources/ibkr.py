@@ -92,12 +92,14 @@ class IbkrSettings:
 
 
 def duration_for(timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
-    """IBKR duration string covering [start, end): the full chunk label, else whole days (years over 365)."""
+    """IBKR duration string covering [start, end): the chunk label when the span fills it, else whole days.
+
+    Spans of a year or more are always given as "1 Y" chunks, so a daily request never asks for > 365 D.
+    """
     offset, label = CHUNKS[timeframe]
     if start <= end - offset:
         return label
-    days = max(1, math.ceil((end - start) / pd.Timedelta(days=1)))
-    return f"{math.ceil(days / 365)} Y" if days > 365 else f"{days} D"
+    return f"{max(1, math.ceil((end - start) / pd.Timedelta(days=1)))} D"
 
 
 def chunk_plan(timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, str]]:

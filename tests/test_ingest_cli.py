@@ -53,3 +53,21 @@ def test_failed_partition_exits_non_zero_after_the_others(db_url, tmp_path):
 def test_start_must_precede_end(sqlite_url):
     result = run(sqlite_url, "--symbols", "AAA", "--start", "2025-02-01", "--end", "2025-01-01")
     assert result.exit_code == 2 and "is not before --end" in result.output
+
+
+def test_watchlist_symbols_with_limit(sqlite_url, tmp_path):
+    watchlist = tmp_path / "watchlist.csv"
+    watchlist.write_text("symbol,sector\nAAA,Energy\nBBB,Energy\nCCC,Utilities\n")
+    result = run(
+        sqlite_url, "--limit", "2", "--interval", "1d", "--start", RECENT, TT_WATCHLIST=str(watchlist)
+    )
+    assert result.exit_code == 0, result.output
+    assert summary_rows(result.output)["1d"][:3] == ["2", "0", "2"]
+
+
+def test_bad_watchlist_is_one_clear_line(sqlite_url, tmp_path):
+    watchlist = tmp_path / "watchlist.csv"
+    watchlist.write_text("symbol\nAAA\nAAA\n")
+    result = run(sqlite_url, "--interval", "1d", TT_WATCHLIST=str(watchlist))
+    assert result.exit_code == 1
+    assert "watchlist.csv" in result.output and "Traceback" not in result.output

@@ -51,7 +51,6 @@ def test_schedule_skips_without_symbols():
 
 
 def test_watchlist_sensor_adds_new_and_drops_removed_symbols(tmp_path):
-    pytest.importorskip("tt_resources.watchlist")
     csv = tmp_path / "watchlist.csv"
     csv.write_text("symbol,exchange,currency,sector\nAAPL,SMART,USD,Tech\nMSFT,SMART,USD,Tech\n")
     with dg.instance_for_test() as instance:

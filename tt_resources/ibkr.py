@@ -15,6 +15,7 @@ with a new client id when the old one is still held), and is logged to tt_fetch_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import threading
@@ -160,9 +161,8 @@ class IbkrSource:
         throttle: PacingThrottle | None = None,
         settings: IbkrSettings | None = None,
     ) -> None:
-        base = settings or IbkrSettings()
-        self.settings = IbkrSettings(
-            **{**base.__dict__, "host": host, "port": int(port), "client_id": int(client_id)}
+        self.settings = dataclasses.replace(
+            settings or IbkrSettings(), host=host, port=int(port), client_id=int(client_id)
         )
         self.engine = engine
         self.throttle = throttle or shared_throttle(PacingRules.from_env())

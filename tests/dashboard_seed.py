@@ -331,8 +331,10 @@ def seed_evaluation(
     model_id: str = "ppo-1d-seed",
     now: pd.Timestamp | None = None,
     seed: int = 7,
+    with_prices: bool = True,
 ) -> SeededEvaluation:
-    """Write a model, its training episode, a walk-forward evaluation and price data; see the module doc."""
+    """Write a model, its training episode, a walk-forward evaluation and (`with_prices`) price data and fetch
+    log rows; see the module doc."""
     now = now or pd.Timestamp.now(tz="UTC")
     rng = np.random.default_rng(seed)
     symbols = tuple(symbols)
@@ -351,7 +353,8 @@ def seed_evaluation(
             )
 
     with engine.begin() as conn:
-        seed_prices(conn, symbols, panels, now)
+        if with_prices:
+            seed_prices(conn, symbols, panels, now)
         version = f"ds-{model_id}"
         conn.execute(
             datasets.insert(),

@@ -132,7 +132,7 @@ def test_dashboard_renders_in_headless_chromium(sqlite_engine, tmp_path, browser
         assert seeded.model_id in driver.page_source
         assert "train | test" in driver.page_source
 
-        tab = driver.find_element(By.XPATH, "//*[@role='tab' and contains(., 'Data freshness')]")
+        tab = driver.find_element(By.XPATH, "//button[contains(., 'Data freshness')]")
         tab.click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Partitions that need attention"))
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")

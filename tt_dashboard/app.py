@@ -16,7 +16,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from tt_dashboard import charts
-from tt_dashboard.series import bucket_stride, bucketed, holding_summary, stitch
+from tt_dashboard.series import bucket_stride, from_steps, headline, holding_summary, rebucket, stitch
 from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
@@ -26,7 +26,9 @@ from tt_resources.timeframes import get_timeframe
 LOG = logging.getLogger(__name__)
 LIVE_REFRESH_SECONDS = 3
 TOP_HOLDINGS = 8
+LINE_BUCKETS = 1_000  # buckets per line chart (a bucket draws as at most 3 points)
 MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
+SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
 POLICY_ORDER = tuple(charts.POLICY_COLORS)
 STATUS_ICONS = {"running": "🟢", "finished": "✅", "incomplete": "⚠️"}
@@ -108,23 +110,19 @@ def pick(engine: sa.Engine, catalog: pd.DataFrame) -> tuple[str, pd.DataFrame, p
 # ---------------------------------------------------------------- panels
 
 
-def kpis(curve: pd.DataFrame, benchmark: pd.DataFrame | None, bars_per_year: int) -> None:
-    """Headline numbers of the agent's curve (deltas against the equal-weight benchmark when present)."""
-    initial = curve["net_worth"].iloc[0] / (1 + curve["period_return"].iloc[0])
-    total = curve["net_worth"].iloc[-1] / initial - 1
-    returns = curve["period_return"]
-    std = returns.std()
-    sharpe = returns.mean() / std * np.sqrt(bars_per_year) if std > 1e-12 else float("nan")
+def kpis(curve: pd.DataFrame, initial: float, benchmark: pd.DataFrame | None, bars_per_year: int) -> None:
+    """Headline numbers of the agent's curve (total return against equal weight when that baseline is shown)."""
+    numbers = headline(curve, initial, bars_per_year)
     delta = None
-    if benchmark is not None and not benchmark.empty:
-        bench_initial = benchmark["net_worth"].iloc[0] / (1 + benchmark["period_return"].iloc[0])
-        delta = f"{total - (benchmark['net_worth'].iloc[-1] / bench_initial - 1):+.2%} vs equal weight"
+    if benchmark is not None:
+        edge = numbers["total_return"] - headline(benchmark, initial, bars_per_year)["total_return"]
+        delta = f"{edge:+.2%} vs equal weight"
     cols = st.columns(5)
-    cols[0].metric("Net worth", f"{curve['net_worth'].iloc[-1]:,.0f}")
-    cols[1].metric("Total return", f"{total:.2%}", delta)
-    cols[2].metric("Sharpe (ann.)", f"{sharpe:.2f}")
-    cols[3].metric("Max drawdown", f"{curve['drawdown'].max():.2%}")
-    cols[4].metric("Costs paid", f"{curve['costs'].sum():,.0f}")
+    cols[0].metric("Net worth", f"{numbers['net_worth']:,.0f}")
+    cols[1].metric("Total return", f"{numbers['total_return']:.2%}", delta)
+    cols[2].metric("Sharpe (ann.)", f"{numbers['sharpe']:.2f}")
+    cols[3].metric("Max drawdown", f"{numbers['max_drawdown']:.2%}")
+    cols[4].metric("Costs paid", f"{numbers['costs']:,.0f}")
 
 
 def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame, bars_per_year: int) -> None:
@@ -132,8 +130,8 @@ def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame
     st.plotly_chart(charts.equity_figure(curves, split_ts, windows), key="equity")
     left, right = st.columns(2)
     left.plotly_chart(charts.drawdown_figure(curves), key="drawdown")
-    longest = max(len(c) for c in curves.values())
-    window = max(5, min(bars_per_year // 4, longest // 4))
+    steps = max(int(c["n"].sum()) for c in curves.values())
+    window = max(5, min(bars_per_year // 4, steps // 4))
     right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key="sharpe")
 
 
@@ -156,30 +154,28 @@ def risk_table(metrics: pd.DataFrame) -> None:
         )
 
 
-def holdings_panel(
-    engine: sa.Engine,
-    steps: pd.DataFrame,
-    agent: pd.DataFrame,
-    episode_ids: list[str],
-    attribution: pd.DataFrame,
-) -> None:
-    """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time."""
+def holdings_panel(engine: sa.Engine, agent: pd.DataFrame, stride: int, episode_ids: list[str]) -> None:
+    """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time.
+
+    `agent` is the agent's bucketed curve read with `stride` steps per bucket."""
+    attribution = reports.symbol_attribution(engine, episode_ids)
+    if attribution.empty:
+        st.info("No holdings were logged for this selection.")
+        return
     top = attribution.nlargest(TOP_HOLDINGS, "mean_weight")["symbol"].tolist()
-    per_episode = steps.groupby("episode_id").size().max()
-    stride = bucket_stride(int(per_episode) * len(episode_ids), MAX_BUCKETS)
-    weights = reports.weight_buckets(engine, episode_ids, top, stride).merge(
-        steps[["episode_id", "step", "ts"]], on=["episode_id", "step"]
+    coarse = stride * bucket_stride(
+        len(agent), MAX_BUCKETS
+    )  # a multiple of stride: buckets start on agent rows
+    weights = reports.weight_buckets(engine, episode_ids, top, coarse).merge(
+        agent[["episode_id", "step", "ts"]], on=["episode_id", "step"]
     )
     st.plotly_chart(charts.weights_figure(weights), key="weights")
     left, right = st.columns(2)
     left.plotly_chart(charts.attribution_figure(attribution), key="attribution")
-    activity = bucketed(agent, MAX_BUCKETS, sums=["costs"], means=["turnover"])
-    right.plotly_chart(charts.turnover_costs_figure(activity), key="turnover")
+    right.plotly_chart(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), key="turnover")
 
 
-def trades_panel(
-    engine: sa.Engine, episode_ids: list[str], attribution: pd.DataFrame, timeframe: str
-) -> None:
+def trades_panel(engine: sa.Engine, episode_ids: list[str], timeframe: str) -> None:
     """Largest trades, holding periods and costs per symbol."""
     trades = reports.largest_trades(engine, episode_ids, limit=15)
     st.subheader("Largest trades")
@@ -214,6 +210,7 @@ def trades_panel(
         hide_index=True,
         column_config={"mean_bars": st.column_config.NumberColumn("mean_bars", format="%.1f")},
     )
+    attribution = reports.symbol_attribution(engine, episode_ids)
     right.subheader("Costs by symbol")
     right.dataframe(
         attribution.assign(
@@ -257,13 +254,13 @@ def freshness_panel(engine: sa.Engine) -> None:
 # ---------------------------------------------------------------- views
 
 
-def curves_for(steps: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Stitched curve per policy (agent first) from `chosen` episodes (policy, episode_id, initial_net_worth),
+def curves_for(buckets: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Stitched curve per policy (agent first) from the `chosen` episodes (policy, episode_id, initial_net_worth),
     listed in window order."""
     curves = {}
     for policy in sorted(chosen["policy"].unique(), key=lambda p: (*POLICY_ORDER, p).index(p)):
         rows = chosen[chosen["policy"] == policy]
-        curve = stitch(steps, rows["episode_id"].tolist(), rows["initial_net_worth"].fillna(1.0).tolist())
+        curve = stitch(buckets, rows["episode_id"].tolist(), rows["initial_net_worth"].tolist())
         if not curve.empty:
             curves[policy] = curve
     return curves
@@ -277,32 +274,36 @@ def results(
     summary: dict,
     timeframe: str,
 ) -> None:
-    """The full report for the `chosen` episodes: KPIs, then tabs Performance / Holdings / Trades / Data."""
-    steps = reports.portfolio_series(engine, chosen["episode_id"].tolist())
-    curves = curves_for(steps, chosen)
+    """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth): KPIs, then the
+    section picked in the section bar (only that section is computed)."""
+    longest = int(chosen.groupby("policy")["steps"].sum().max())
+    stride = bucket_stride(longest, LINE_BUCKETS)
+    curves = curves_for(reports.portfolio_buckets(engine, chosen["episode_id"].tolist(), stride), chosen)
     if not curves:
         st.info("No steps have been logged for this selection yet.")
         return
     agent_policy = next(iter(curves))
+    agent = chosen[chosen["policy"] == agent_policy]
     bars_per_year = get_timeframe(timeframe).bars_per_year
-    kpis(curves[agent_policy], curves.get("equal_weight"), bars_per_year)
-    agent_ids = chosen.loc[chosen["policy"] == agent_policy, "episode_id"].tolist()
-    perf, hold, trade, data = st.tabs(["Performance", "Holdings & attribution", "Trades", "Data freshness"])
-    with perf:
+    kpis(
+        curves[agent_policy],
+        float(agent["initial_net_worth"].iloc[0]),
+        curves.get("equal_weight"),
+        bars_per_year,
+    )
+    section = st.segmented_control(
+        "Section", SECTIONS, default=SECTIONS[0], key="section", label_visibility="collapsed"
+    )
+    if section == "Holdings & attribution":
+        holdings_panel(engine, curves[agent_policy], stride, agent["episode_id"].tolist())
+    elif section == "Trades":
+        trades_panel(engine, agent["episode_id"].tolist(), timeframe)
+    elif section == "Data freshness":
+        freshness_panel(engine)
+    else:
         performance(curves, summary.get("split_ts"), windows, bars_per_year)
         if not metrics.empty:
             risk_table(metrics)
-    attribution = reports.symbol_attribution(engine, agent_ids)
-    with hold:
-        if attribution.empty:
-            st.info("No holdings were logged for this selection.")
-        else:
-            agent_steps = steps[steps["episode_id"].isin(agent_ids)]
-            holdings_panel(engine, agent_steps, curves[agent_policy], agent_ids, attribution)
-    with trade:
-        trades_panel(engine, agent_ids, attribution, timeframe)
-    with data:
-        freshness_panel(engine)
 
 
 def evaluation_view(
@@ -312,7 +313,9 @@ def evaluation_view(
     refs = metrics.loc[
         (metrics["window"] >= 0) & metrics["episode_id"].notna(), ["policy", "window", "episode_id"]
     ]
-    chosen = refs.merge(episodes[["episode_id", "initial_net_worth"]], on="episode_id").sort_values("window")
+    chosen = refs.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id").sort_values(
+        "window"
+    )
     windows = metrics.loc[metrics["window"] >= 0, ["window", "test_start", "test_end"]].drop_duplicates(
         "window"
     )
@@ -324,7 +327,14 @@ def evaluation_view(
     results(engine, chosen, metrics, windows, summary, timeframe)
 
 
-def episode_view(engine: sa.Engine, row: pd.Series, metrics: pd.DataFrame, summary: dict, timeframe: str):
+def episode_view(
+    engine: sa.Engine,
+    row: pd.Series,
+    episodes: pd.DataFrame,
+    metrics: pd.DataFrame,
+    summary: dict,
+    timeframe: str,
+):
     """One episode; a test window is compared with the baselines of the same window."""
     chosen = pd.DataFrame([row])
     window_metrics = metrics.iloc[0:0]
@@ -357,9 +367,10 @@ def live_view(engine: sa.Engine, row: pd.Series, summary: dict, timeframe: str) 
     if steps.empty:
         st.info("Waiting for the first steps of this episode…")
         return
-    curve = stitch(steps, [row["episode_id"]], [row["initial_net_worth"] or steps["net_worth"].iloc[0]])
+    initial = float(row["initial_net_worth"])
+    curve = rebucket(stitch(from_steps(steps), [row["episode_id"]], [initial]), LINE_BUCKETS)
     bars_per_year = get_timeframe(timeframe).bars_per_year
-    kpis(curve, None, bars_per_year)
+    kpis(curve, initial, None, bars_per_year)
     performance({row["policy"]: curve}, summary.get("split_ts"), pd.DataFrame(), bars_per_year)
 
 
@@ -398,7 +409,7 @@ def page(engine: sa.Engine, url: str) -> None:
     if row["status"] == "running":
         live_view(engine, row, summary, timeframe)
     else:
-        episode_view(engine, row, metrics, summary, timeframe)
+        episode_view(engine, row, episodes, metrics, summary, timeframe)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""Plotly figures of the dashboard. Inputs are small frames from tt_dashboard.series; line traces are
-downsampled to MAX_POINTS so long episodes stay light in the browser."""
+"""Plotly figures of the dashboard, drawn from bucketed curves (tt_dashboard.series), so a figure holds a few
+thousand points whatever the episode length."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from tt_dashboard.series import minmax_indices, rolling_sharpe
+from tt_dashboard.series import line, rolling_sharpe
 
-MAX_POINTS = 2_000
 POLICY_COLORS: dict[str, str] = {
     "ppo": "#2563eb",
     "equal_weight": "#f59e0b",
@@ -52,11 +51,10 @@ def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, he
 
 
 def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scatter:
-    """One policy's line, downsampled (min/max per bucket) when longer than MAX_POINTS."""
-    keep = minmax_indices(values.to_numpy(), MAX_POINTS)
+    """One policy's line in its colour (the agent drawn thicker)."""
     return go.Scatter(
-        x=ts.iloc[keep],
-        y=values.iloc[keep],
+        x=ts,
+        y=values,
         name=policy_label(policy),
         mode="lines",
         line={"color": POLICY_COLORS.get(policy), "width": 2.5 if policy == "ppo" else 1.5},
@@ -69,7 +67,8 @@ def equity_figure(
 ) -> go.Figure:
     """Net worth per policy; test windows shaded (`windows`: window, test_start, test_end) and the train/test
     boundary `split_ts` marked."""
-    fig = go.Figure([_line(policy, c["ts"], c["net_worth"]) for policy, c in curves.items()])
+    points = {policy: line(curve) for policy, curve in curves.items()}
+    fig = go.Figure([_line(policy, p["ts"], p["net_worth"]) for policy, p in points.items()])
     for i, row in enumerate(windows.itertuples()):
         fig.add_vrect(
             x0=_naive_utc(row.test_start),
@@ -99,7 +98,7 @@ def drawdown_figure(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Underwater chart: -drawdown per policy (0 at a new high)."""
     fig = go.Figure(
         [
-            _line(policy, c["ts"], -c["drawdown"], fill="tozeroy" if policy == "ppo" else None)
+            _line(policy, c["end_ts"], -c["drawdown"], fill="tozeroy" if policy == "ppo" else None)
             for policy, c in curves.items()
         ]
     )
@@ -110,9 +109,9 @@ def sharpe_figure(curves: Mapping[str, pd.DataFrame], window: int, bars_per_year
     """Rolling annualised Sharpe ratio per policy over `window` bars (flat policies such as cash are skipped)."""
     traces = []
     for policy, curve in curves.items():
-        sharpe = rolling_sharpe(curve["period_return"], window, bars_per_year)
+        sharpe = rolling_sharpe(curve, window, bars_per_year)
         if sharpe.notna().any():
-            traces.append(_line(policy, curve["ts"], sharpe))
+            traces.append(_line(policy, curve["end_ts"], sharpe))
     fig = go.Figure(traces)
     fig.add_hline(y=0, line_color="#6b7280", line_width=1)
     return _layout(fig, f"Rolling Sharpe ({window} bars)", "Sharpe (annualised)")
@@ -157,14 +156,13 @@ def attribution_figure(attribution: pd.DataFrame) -> go.Figure:
 
 
 def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
-    """Costs paid (bars, left axis) and average turnover (line, right axis) per time bucket
-    (`activity`: ts, costs, turnover)."""
+    """Costs paid (bars, left axis) and average turnover per bar (line, right axis) per bucket of a curve."""
     fig = go.Figure(
         [
             go.Bar(x=activity["ts"], y=activity["costs"], name="Costs", marker_color="#f97316"),
             go.Scatter(
                 x=activity["ts"],
-                y=activity["turnover"],
+                y=activity["turnover"] / activity["n"],
                 name="Turnover",
                 yaxis="y2",
                 mode="lines",
@@ -173,6 +171,12 @@ def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_layout(
-        yaxis2={"title": "Turnover per bar", "overlaying": "y", "side": "right", "tickformat": ".0%"}
+        yaxis2={
+            "title": "Turnover per bar",
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "rangemode": "tozero",
+        }
     )
     return _layout(fig, "Turnover and costs over time", "Costs")

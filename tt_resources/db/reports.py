@@ -31,6 +31,23 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 """tt_eval's wide metric columns, in display order."""
 
+BUCKET_COLUMNS: tuple[str, ...] = (
+    "episode_id",
+    "step",
+    "last_step",
+    "ts",
+    "end_ts",
+    "low",
+    "high",
+    "close",
+    "r_sum",
+    "r_sq",
+    "n",
+    "turnover",
+    "costs",
+)
+"""Columns of portfolio_buckets, in order."""
+
 OK_OUTCOMES: tuple[str, ...] = ("ok", "no_data")
 """tt_fetch_log outcomes that leave a partition healthy (no_data ends a backward walk at the head)."""
 
@@ -204,6 +221,60 @@ def portfolio_series(engine: sa.Engine, episode_ids: Sequence[str], after_step: 
         .order_by(portfolio.c.episode_id, portfolio.c.step)
     )
     return read_frame(engine, stmt)
+
+
+def portfolio_buckets(engine: sa.Engine, episode_ids: Sequence[str], stride: int) -> pd.DataFrame:
+    """The episodes' tt_portfolio rows aggregated in the database over buckets of `stride` consecutive steps.
+
+    One row per (episode, bucket), in order: episode_id, step / last_step (first and last step of the bucket),
+    ts / end_ts (their bar times), low / high / close (net worth: minimum, maximum, at the last step),
+    r_sum / r_sq / n (sum of period returns, of their squares, step count: exact Sharpe ratios over whole
+    buckets), turnover (sum), costs (sum). With stride 1 every row is one step; a 100,000-step episode read with
+    stride 100 is 1,000 rows.
+    """
+    stride = max(int(stride), 1)
+    ids = list(episode_ids)
+    sums = read_frame(
+        engine,
+        sa.select(
+            portfolio.c.episode_id,
+            sa.func.min(portfolio.c.step).label("step"),
+            sa.func.max(portfolio.c.step).label("last_step"),
+            sa.func.min(portfolio.c.net_worth).label("low"),
+            sa.func.max(portfolio.c.net_worth).label("high"),
+            sa.func.sum(portfolio.c.period_return).label("r_sum"),
+            sa.func.sum(portfolio.c.period_return * portfolio.c.period_return).label("r_sq"),
+            sa.func.count(portfolio.c.period_return).label("n"),
+            sa.func.sum(portfolio.c.turnover).label("turnover"),
+            sa.func.sum(portfolio.c.costs).label("costs"),
+        )
+        .where(portfolio.c.episode_id.in_(ids))
+        .group_by(portfolio.c.episode_id, portfolio.c.step // stride),
+    )
+    last_steps = (
+        sa.select(portfolio.c.episode_id, sa.func.max(portfolio.c.step))
+        .where(portfolio.c.episode_id.in_(ids))
+        .group_by(portfolio.c.episode_id)
+    )
+    edges = read_frame(  # the first and the last row of every bucket
+        engine,
+        sa.select(portfolio.c.episode_id, portfolio.c.step, portfolio.c.ts, portfolio.c.net_worth).where(
+            portfolio.c.episode_id.in_(ids),
+            sa.or_(
+                portfolio.c.step % stride == 0,
+                (portfolio.c.step + 1) % stride == 0,
+                sa.tuple_(portfolio.c.episode_id, portfolio.c.step).in_(last_steps),
+            ),
+        ),
+    )
+    firsts = edges[["episode_id", "step", "ts"]]
+    lasts = edges.rename(columns={"step": "last_step", "ts": "end_ts", "net_worth": "close"})
+    return (
+        sums.merge(firsts, on=["episode_id", "step"])
+        .merge(lasts, on=["episode_id", "last_step"])
+        .sort_values(["episode_id", "step"])
+        .reset_index(drop=True)[list(BUCKET_COLUMNS)]
+    )
 
 
 def symbol_attribution(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:

@@ -1,0 +1,182 @@
+"""tt_resources.db.reports (both backends) and tt_dashboard.series against the raw rows they summarise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from dashboard_seed import FAILED_PARTITION, STALE_PARTITION, seed_evaluation, start_live_episode
+
+from tt_dashboard.series import from_steps, line, rebucket, rolling_sharpe, stitch
+from tt_resources.db import reports
+from tt_resources.db.schema import holdings, portfolio, prices
+
+
+@pytest.fixture
+def seeded(engine):
+    return seed_evaluation(engine, windows=2, steps_per_window=30, train_steps=60)
+
+
+def raw(engine: sa.Engine, table: sa.Table, episode_id: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(table).where(table.c.episode_id == episode_id))
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def test_portfolio_series_reads_only_rows_after_a_step(engine, seeded):
+    live = start_live_episode(engine, seeded, steps=50)
+    live.log(12)
+    first = reports.portfolio_series(engine, [live.episode_id])
+    assert first["step"].tolist() == list(range(12))
+    live.log(5)
+    new = reports.portfolio_series(engine, [live.episode_id], after_step=int(first["step"].iloc[-1]))
+    assert new["step"].tolist() == list(range(12, 17))
+    assert new["net_worth"].to_numpy() == pytest.approx(live.sim.net_worth[12:17])
+    assert str(new["ts"].dt.tz) == "UTC"
+    assert reports.episode_status(engine, live.episode_id) == "running"
+
+
+@pytest.mark.parametrize("stride", [1, 7])
+def test_portfolio_buckets_match_the_rows_they_aggregate(engine, seeded, stride):
+    episode_id = seeded.test_episodes[("ppo", 1)]
+    rows = raw(engine, portfolio, episode_id).sort_values("step")
+    buckets = reports.portfolio_buckets(engine, [episode_id], stride)
+    groups = rows.groupby(rows["step"] // stride)
+    assert len(buckets) == groups.ngroups == -(-seeded.steps_per_window // stride)
+    assert buckets["low"].to_numpy() == pytest.approx(groups["net_worth"].min().to_numpy())
+    assert buckets["high"].to_numpy() == pytest.approx(groups["net_worth"].max().to_numpy())
+    assert buckets["close"].to_numpy() == pytest.approx(groups["net_worth"].last().to_numpy())
+    assert buckets["r_sum"].to_numpy() == pytest.approx(groups["period_return"].sum().to_numpy())
+    assert buckets["costs"].to_numpy() == pytest.approx(groups["costs"].sum().to_numpy())
+    assert buckets["n"].tolist() == groups.size().tolist()
+    assert buckets["end_ts"].iloc[-1] == pd.Timestamp(rows["ts"].iloc[-1])
+
+
+def test_holding_periods_are_the_runs_of_long_positions(engine, seeded):
+    episode_id = seeded.test_episodes[("ppo", 0)]
+    rows = raw(engine, holdings, episode_id)
+    expected = []
+    for symbol, part in rows.sort_values("step").groupby("symbol"):
+        held = np.concatenate([[0], (part["quantity"].to_numpy() > 0).astype(int), [0]])
+        starts, ends = np.flatnonzero(np.diff(held) == 1), np.flatnonzero(np.diff(held) == -1)
+        expected += [(symbol, int(s), int(e - 1), int(e - s)) for s, e in zip(starts, ends, strict=True)]
+    periods = reports.holding_periods(engine, [episode_id])
+    got = list(periods[["symbol", "first_step", "last_step", "steps"]].itertuples(index=False, name=None))
+    assert got == sorted(expected)
+    assert len(got) > len(seeded.symbols)  # the seeded agent opens and closes positions
+
+
+def test_weight_buckets_split_top_symbols_from_the_rest(engine, seeded):
+    episode_id = seeded.test_episodes[("ppo", 0)]
+    rows = raw(engine, holdings, episode_id)
+    top = ["AAPL", "NVDA"]
+    weights = reports.weight_buckets(engine, [episode_id], top, 10)
+    assert set(weights["symbol"]) == {"AAPL", "NVDA", "other"}
+    first = rows[rows["step"] < 10]
+    aapl = weights[(weights["step"] == 0) & (weights["symbol"] == "AAPL")]["weight"].iloc[0]
+    assert aapl == pytest.approx(first.loc[first["symbol"] == "AAPL", "weight"].mean())
+    other = weights[(weights["step"] == 0) & (weights["symbol"] == "other")]["weight"].iloc[0]
+    assert other == pytest.approx(first.loc[~first["symbol"].isin(top), "weight"].sum() / 10)
+
+
+def test_largest_trades_are_ordered_by_absolute_value(engine, seeded):
+    ids = [seeded.test_episodes[("ppo", w)] for w in range(seeded.windows)]
+    trades = reports.largest_trades(engine, ids, limit=5)
+    assert len(trades) == 5
+    sizes = trades["trade_value"].abs().to_numpy()
+    assert (np.diff(sizes) <= 0).all()
+    assert trades["ts"].notna().all()
+
+
+def test_partition_freshness_flags_stale_failed_and_gaps(engine, seeded):
+    symbol, timeframe = "MSFT", seeded.timeframe
+    with engine.begin() as conn:  # punch a 10-bar hole into one partition
+        stamps = (
+            conn.execute(
+                sa.select(prices.c.ts)
+                .where(prices.c.symbol == symbol, prices.c.timeframe == timeframe)
+                .order_by(prices.c.ts)
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            prices.delete().where(
+                prices.c.symbol == symbol, prices.c.timeframe == timeframe, prices.c.ts.in_(stamps[50:60])
+            )
+        )
+    fresh = reports.partition_freshness(engine).set_index(["symbol", "timeframe"])
+    assert fresh.loc[STALE_PARTITION, "status"] == "stale"
+    assert fresh.loc[FAILED_PARTITION, "status"] == "failed"
+    assert fresh.loc[FAILED_PARTITION, "outcome"] == "pacing"
+    assert (fresh["status"] == "fresh").sum() == len(fresh) - 2
+    assert fresh.loc[(symbol, timeframe), "coverage"] == pytest.approx((len(stamps) - 10) / len(stamps))
+    summary = reports.freshness_summary(fresh.reset_index())
+    assert summary["timeframe"].tolist() == ["1d", "1h", "15m"]
+    assert summary["partitions"].sum() == len(fresh)
+
+
+def test_model_catalog_puts_the_latest_evaluation_first(engine, seeded):
+    later = seed_evaluation(
+        engine, model_id="ppo-1h-later", timeframe="1h", windows=1, steps_per_window=20, with_prices=False
+    )
+    catalog = reports.model_catalog(engine)
+    assert catalog["model_id"].tolist()[:2] == [later.model_id, seeded.model_id]
+    assert reports.model_summary(engine, seeded.model_id)["split_ts"] == seeded.split_ts
+    assert reports.model_summary(engine, "no-such-model") == {}
+
+
+def _steps(returns: list[float], episode_id: str, start: float, first_ts: str) -> pd.DataFrame:
+    net_worth = start * np.cumprod(1 + np.asarray(returns))
+    return pd.DataFrame(
+        {
+            "episode_id": episode_id,
+            "step": range(len(returns)),
+            "ts": pd.date_range(first_ts, periods=len(returns), freq="D", tz="UTC"),
+            "net_worth": net_worth,
+            "period_return": returns,
+            "turnover": 0.1,
+            "costs": 1.0,
+        }
+    )
+
+
+def test_stitch_chains_windows_and_measures_drawdown():
+    steps = pd.concat(
+        [
+            _steps([0.10, -0.20, 0.05], "w0", 100.0, "2024-01-01"),
+            _steps([0.5, -0.5], "w1", 1_000.0, "2024-02-01"),
+        ]
+    )
+    curve = stitch(from_steps(steps), ["w0", "w1"], [100.0, 1_000.0])
+    level = 100 * 1.1 * 0.8 * 1.05
+    assert curve["close"].to_numpy() == pytest.approx([110, 88, 92.4, level * 1.5, level * 0.75])
+    assert curve["drawdown"].to_numpy() == pytest.approx([0, 0.2, 1 - 92.4 / 110, 0, 0.5])
+    assert curve["costs"].iloc[-1] == pytest.approx(level / 1_000)
+
+
+def test_rebucket_and_line_keep_extremes_and_sums():
+    rng = np.random.default_rng(3)
+    steps = _steps(list(rng.normal(0, 0.01, 10_000)), "e", 100.0, "2000-01-01")
+    fine = stitch(from_steps(steps), ["e"], [100.0])
+    coarse = rebucket(fine, 500)
+    assert len(coarse) == 500
+    assert coarse["low"].min() == fine["low"].min() and coarse["high"].max() == fine["high"].max()
+    assert coarse["close"].iloc[-1] == fine["close"].iloc[-1]
+    assert coarse["r_sum"].sum() == pytest.approx(fine["r_sum"].sum())
+    points = line(coarse)
+    assert len(points) == 3 * 500
+    assert points["net_worth"].min() == fine["low"].min() and points["net_worth"].max() == fine["high"].max()
+    assert points["ts"].is_monotonic_increasing
+    assert line(fine)["net_worth"].tolist() == fine["close"].tolist()
+
+
+def test_rolling_sharpe_equals_the_textbook_formula_on_one_step_buckets():
+    rng = np.random.default_rng(5)
+    returns = pd.Series(rng.normal(0.001, 0.01, 300))
+    curve = from_steps(_steps(returns.tolist(), "e", 100.0, "2000-01-01"))
+    expected = returns.rolling(20).mean() / returns.rolling(20).std() * np.sqrt(252)
+    got = rolling_sharpe(curve, 20, 252)
+    assert got.to_numpy()[19:] == pytest.approx(expected.to_numpy()[19:])
+    assert got.iloc[:19].isna().all()

@@ -1,0 +1,45 @@
+"""Baseline policies: target weights (N,) from the environment's TradingState at the decision bar.
+
+They run through the same environment (TargetWeightsAction), so costs, no-trade band and timing match PPO's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from tt_rl.portfolio import forecast_variance, scale_to_vol
+from tt_rl.state import TradingState
+
+WeightPolicy = Callable[[TradingState], np.ndarray]
+
+
+def equal_weight(state: TradingState) -> np.ndarray:
+    """Buy 1/N of each asset at the episode's first bar, then hold (weights drift with prices)."""
+    if state.t == state.start:
+        return np.full(state.n_assets, 1.0 / state.n_assets)
+    return state.portfolio.weights
+
+
+def equal_weight_vol(state: TradingState) -> np.ndarray:
+    """Equal weights scaled every bar to the target volatility (same covariance model as the agent),
+    capped at max_leverage gross."""
+    cfg = state.config
+    raw = np.full(state.n_assets, 1.0 / state.n_assets)
+    vols = state.vols[state.t]
+    weights = scale_to_vol(raw, forecast_variance(raw, vols, cfg.correlation), cfg.target_vol)
+    gross = weights.sum()
+    return weights * (cfg.max_leverage / gross) if gross > cfg.max_leverage else weights
+
+
+def cash(state: TradingState) -> np.ndarray:
+    """Stay in cash."""
+    return np.zeros(state.n_assets)
+
+
+BASELINES: dict[str, WeightPolicy] = {
+    "equal_weight": equal_weight,
+    "equal_weight_vol": equal_weight_vol,
+    "cash": cash,
+}

@@ -1,0 +1,149 @@
+"""TensorTrade components (ActionScheme, RewardScheme, Stopper, Observer, Informer) over a TradingState.
+
+Importing this module imports tensortrade (and with it TensorFlow, ~12 s) and torch: only env-building code
+does. torch._dynamo is imported first on purpose: torch's optimisers import triton, whose bundled LLVM aborts
+the process ("option registered more than once") when TensorFlow's LLVM was loaded before it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch._dynamo  # noqa: F401  triton's LLVM must load before TensorFlow's (tensortrade): the reverse aborts
+from gymnasium.spaces import Box
+from tensortrade.env.generic import ActionScheme, Informer, Observer, RewardScheme, Stopper
+
+from tt_rl.config import RewardConfig
+from tt_rl.state import TradingState
+
+
+class VolatilityTargetedAction(ActionScheme):
+    """Box(-1, 1, N) scores -> volatility-targeted, capped target weights (see TradingState.vol_targeted)."""
+
+    def __init__(self, state: TradingState) -> None:
+        super().__init__()
+        self.state = state
+        self._space = Box(-1.0, 1.0, shape=(state.n_assets,), dtype=np.float32)
+
+    @property
+    def action_space(self) -> Box:
+        return self._space
+
+    def perform(self, env, action) -> None:
+        self.state.execute(self.state.vol_targeted(np.asarray(action, dtype=np.float64)))
+
+
+class TargetWeightsAction(ActionScheme):
+    """Box of target weights applied as given (the baselines' action scheme); same band, costs and timing."""
+
+    def __init__(self, state: TradingState) -> None:
+        super().__init__()
+        self.state = state
+        lev = state.config.max_leverage
+        self._space = Box(
+            0.0 if state.config.long_only else -lev, lev, shape=(state.n_assets,), dtype=np.float32
+        )
+
+    @property
+    def action_space(self) -> Box:
+        return self._space
+
+    def perform(self, env, action) -> None:
+        self.state.execute(np.asarray(action, dtype=np.float64))
+
+
+class RiskAwareReward(RewardScheme):
+    """Differential Sharpe ratio (Moody & Saffell 1998, O(1) per step) - a * drawdown - b * turnover.
+
+    With moving moments A (mean) and B (second moment) of the step return R and rate eta:
+    D = (B dA - A dB / 2) / max(B - A^2, v0)^(3/2), dA = R - A, dB = R^2 - B, clipped to +-clip. The variance
+    floor v0 = target_vol^2 / bars_per_year (the per-bar variance of a portfolio on target) also seeds B,
+    so the first steps are finite and of order R / sigma."""
+
+    def __init__(self, state: TradingState, config: RewardConfig) -> None:
+        super().__init__()
+        self.state = state
+        self.config = config
+        self.var_floor = state.config.target_vol**2 / state.bars_per_year
+        self.reset()
+
+    def reset(self) -> None:
+        self.mean = 0.0
+        self.second = self.var_floor
+        self.sharpe_term = 0.0
+        self.drawdown_penalty = 0.0
+        self.turnover_penalty = 0.0
+
+    def reward(self, env) -> float:
+        cfg, state = self.config, self.state
+        r = state.period_return if math.isfinite(state.period_return) else -1.0
+        d_mean, d_second = r - self.mean, r * r - self.second
+        variance = max(self.second - self.mean * self.mean, self.var_floor)
+        dsr = (self.second * d_mean - 0.5 * self.mean * d_second) / variance**1.5
+        self.sharpe_term = min(max(dsr, -cfg.clip), cfg.clip)
+        self.mean += cfg.eta * d_mean
+        self.second += cfg.eta * d_second
+        self.drawdown_penalty = cfg.drawdown_penalty * state.portfolio.drawdown
+        self.turnover_penalty = cfg.turnover_penalty * state.turnover
+        return float(self.sharpe_term - self.drawdown_penalty - self.turnover_penalty)
+
+
+class DrawdownStopper(Stopper):
+    """Terminates when drawdown from the running peak exceeds the limit, or at the episode's last bar."""
+
+    def __init__(self, state: TradingState) -> None:
+        super().__init__()
+        self.state = state
+        self.reason: str | None = None
+
+    def reset(self) -> None:
+        self.reason = None
+
+    def stop(self, env) -> bool:
+        state = self.state
+        if state.portfolio.drawdown > state.config.max_drawdown:
+            self.reason = "drawdown"
+        elif state.t >= state.end:
+            self.reason = "end_of_data"
+        return self.reason is not None
+
+
+class WindowObserver(Observer):
+    """float32 observation: the last window_size bars of every feature of every asset, then current weights."""
+
+    def __init__(self, state: TradingState) -> None:
+        super().__init__()
+        self.state = state
+        self._space = Box(-np.inf, np.inf, shape=(state.observation_size,), dtype=np.float32)
+
+    @property
+    def observation_space(self) -> Box:
+        return self._space
+
+    def observe(self, env) -> np.ndarray:
+        return self.state.observation()
+
+
+class PortfolioInformer(Informer):
+    """info: bar index, net worth, cash, weights (N,), turnover, costs, drawdown, rebalanced, stop reason."""
+
+    def __init__(self, state: TradingState, stopper: DrawdownStopper) -> None:
+        super().__init__()
+        self.state = state
+        self.stopper = stopper
+
+    def info(self, env) -> dict:
+        state, book = self.state, self.state.portfolio
+        return {
+            "bar": state.t,
+            "net_worth": book.net_worth,
+            "cash": book.cash,
+            "weights": book.weights,
+            "turnover": state.turnover,
+            "costs": state.costs,
+            "drawdown": book.drawdown,
+            "period_return": state.period_return,
+            "rebalanced": state.rebalanced,
+            "stop_reason": self.stopper.reason,
+        }

@@ -1,0 +1,67 @@
+"""Performance metrics of a per-step return series (the one place they are computed).
+
+Conventions match empyrical: Sharpe = mean / std (ddof 1) * sqrt(periods_per_year); Sortino uses the
+downside deviation sqrt(mean(min(r, 0)^2)); CAGR annualises over len(r) / periods_per_year years. Max drawdown
+is a positive fraction measured from the initial net worth too (empyrical ignores a loss on the first step).
+Undefined values (zero volatility, no drawdown) are NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRIC_NAMES = (
+    "total_return",
+    "cagr",
+    "ann_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "turnover",
+    "costs",
+    "hit_rate",
+)
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 and np.isfinite(den) else float("nan")
+
+
+def max_drawdown(returns: np.ndarray) -> float:
+    """Largest fall from a running peak of the equity curve 1, (1+r1), (1+r1)(1+r2), ...; >= 0."""
+    equity = np.concatenate(([1.0], np.cumprod(1.0 + returns)))
+    return float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
+
+
+def performance(
+    returns: np.ndarray,
+    periods_per_year: int,
+    *,
+    turnover: np.ndarray | None = None,
+    costs: float = 0.0,
+) -> dict[str, float]:
+    """Metrics of simple per-step `returns` (net of costs). `turnover` (per step, fraction of net worth) is
+    averaged; `costs` (total costs / initial net worth) is passed through."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = len(r)
+    if n == 0:
+        return dict.fromkeys(METRIC_NAMES, float("nan"))
+    total = float(np.prod(1.0 + r) - 1.0)
+    years = n / periods_per_year
+    cagr = float((1.0 + total) ** (1.0 / years) - 1.0) if total > -1.0 else -1.0
+    std = float(np.std(r, ddof=1)) if n > 1 else float("nan")
+    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)))
+    mdd = max_drawdown(r)
+    return {
+        "total_return": total,
+        "cagr": cagr,
+        "ann_volatility": std * np.sqrt(periods_per_year),
+        "sharpe": _ratio(r.mean() * np.sqrt(periods_per_year), std),
+        "sortino": _ratio(r.mean() * periods_per_year, downside * np.sqrt(periods_per_year)),
+        "max_drawdown": mdd,
+        "calmar": _ratio(cagr, mdd),
+        "turnover": float(np.mean(turnover)) if turnover is not None and len(turnover) else 0.0,
+        "costs": float(costs),
+        "hit_rate": float(np.mean(r > 0.0)),
+    }

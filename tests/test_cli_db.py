@@ -1,0 +1,132 @@
+"""`tt db upgrade`, `tt show` and `tt watchlist` against real databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tt_cli.main import cli
+from tt_resources.db import create_engine, upsert_price_bars
+from tt_resources.db.schema import TABLES
+
+TT = Path(sys.executable).with_name("tt")
+
+
+def run(args: list[str], db_url: str | None = None):
+    env = {"COLUMNS": "200"} | ({"DATABASE_URL": db_url} if db_url else {})
+    return CliRunner().invoke(cli, args, env=env)
+
+
+def daily_bars(symbol: str, n: int) -> pd.DataFrame:
+    ts = pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC")
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "timeframe": "1d",
+            "ts": ts,
+            "open": 10.0,
+            "high": 12.0,
+            "low": 9.0,
+            "close": [10.0 + i / 100 for i in range(n)],
+            "volume": 1e6,
+        }
+    )
+
+
+def test_db_upgrade_creates_the_schema(db_url):
+    result = run(["db", "upgrade"], db_url)
+    assert result.exit_code == 0, result.output
+    assert "schema at revision 0001" in result.output
+    assert set(TABLES) <= set(sa.inspect(create_engine(db_url)).get_table_names())
+
+
+def test_show_lists_every_table_on_an_empty_database(db_url):
+    result = run(["show"], db_url)
+    assert result.exit_code == 0, result.output
+    for name in TABLES:
+        assert f"│ {name}" in result.output
+    assert result.output.count(" 0 │") == len(TABLES)
+
+
+def test_show_prints_the_latest_rows_of_a_filled_table(db_url):
+    engine = create_engine(db_url)
+    assert run(["db", "upgrade"], db_url).exit_code == 0
+    upsert_price_bars(engine, pd.concat([daily_bars("AAPL", 25), daily_bars("AA", 3)]))
+    inventory = run(["show"], db_url)
+    assert "│ tt_prices    │   28 │" in inventory.output
+    result = run(["show", "tt_prices", "--symbol", "AAPL", "--timeframe", "1d", "--last", "20"], db_url)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("│ AAPL")]
+    assert len(lines) == 20 and "AA " not in result.output.replace("AAPL", "")
+    assert lines[0].split("│")[3].strip() == "2024-01-06 00:00:00+00:00"  # oldest of the last 20, first
+    assert lines[-1].split("│")[3].strip() == "2024-01-25 00:00:00+00:00"
+    assert "10.24" in lines[-1]
+    narrow = run(["show", "tt_prices", "--columns", "symbol,ts,close", "--last", "2"], db_url)
+    assert narrow.exit_code == 0 and "volume" not in narrow.output and "10.24" in narrow.output
+
+
+def test_show_on_an_empty_table_says_so(sqlite_url):
+    result = run(["show", "tt_episode"], sqlite_url)
+    assert result.exit_code == 0 and "tt_episode: no rows match" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "prices"], "unknown table 'prices'; valid: tt_contracts, tt_dataset"),
+        (
+            ["show", "tt_prices", "--columns", "symbol,colour"],
+            "tt_prices has no column 'colour'; valid: symbol,",
+        ),
+        (["show", "tt_episode", "--symbol", "AAPL"], "tt_episode has no column 'symbol'; valid: episode_id"),
+    ],
+)
+def test_show_rejects_unknown_tables_and_columns(sqlite_url, args, message):
+    result = run(args, sqlite_url)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+BAD_URL = "postgresql://u:s3cret@127.0.0.1:1/x"
+
+
+def test_failed_connection_names_host_and_database_but_never_the_password():
+    proc = subprocess.run(
+        [str(TT), "show"],
+        env=os.environ | {"DATABASE_URL": BAD_URL},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "s3cret" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'x'" in lines[0] and "127.0.0.1:1" in lines[0]
+
+
+@pytest.mark.parametrize("args", [["db", "upgrade"], ["show", "tt_prices"]])
+def test_every_database_command_fails_cleanly_without_a_server(args):
+    result = run(args, BAD_URL)
+    assert result.exit_code == 2
+    assert "s3cret" not in result.output and "database 'x' on 127.0.0.1:1" in result.output
+
+
+def test_watchlist_command(tmp_path):
+    result = run(["watchlist", "--limit", "5"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        f"5 symbols from {Path('data/tensorwatchlist.csv').resolve()} (5 sectors)",
+        "first: AAPL, GOOGL, AMZN, PG, UNH",
+    ]
+    bad = tmp_path / "w.csv"
+    bad.write_text("symbol\nAAPL\nAAPL\n")
+    result = run(["watchlist", "--path", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:3: duplicate symbol AAPL (first on line 2)" in result.output

@@ -145,3 +145,26 @@ def test_sqlite_stores_sqlalchemy_datetime_text(sqlite_engine):
     with sqlite_engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT started_at, finished_at FROM tt_episode").one()
     assert tuple(raw) == ("2024-05-01 13:30:00.123456", "2024-05-01 13:30:00.123456")
+
+
+def test_large_batches_span_many_statements(engine):
+    """More rows than one multi-row statement holds (full blocks plus a remainder), counted exactly."""
+    n = 1234
+    frame = pd.DataFrame(
+        {
+            "symbol": [f"S{i}" for i in range(n)],
+            "con_id": range(n),
+            "sec_type": "STK",
+            "exchange": "SMART",
+            "currency": "USD",
+            "qualified_at": T0,
+        }
+    )
+    assert insert_frame(engine, contracts, frame.iloc[:500]) == 500
+    changed = frame.assign(con_id=frame["con_id"].where(frame.index % 100 != 0, -1))
+    result = upsert_frame(engine, contracts, changed, ["symbol"])
+    assert (result.rows, result.inserted, result.updated, result.unchanged) == (n, n - 500, 5, 495)
+    stored = read_frame(
+        engine, sa.select(contracts.c.symbol, contracts.c.con_id).order_by(contracts.c.con_id)
+    )
+    assert len(stored) == n and (stored["con_id"] == -1).sum() == 13

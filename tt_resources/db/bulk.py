@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -132,9 +132,12 @@ def _sqlite_values(array: pa.ChunkedArray) -> list:
     return array.to_numpy(zero_copy_only=False).tolist()
 
 
-def _sqlite_rows(data: pa.Table) -> Iterable[tuple]:
-    """Row tuples for executemany, built column-wise (zip runs in C)."""
-    return zip(*(_sqlite_values(data.column(i)) for i in range(data.num_columns)), strict=True)
+def _sqlite_params(data: pa.Table, order: Sequence[str]) -> np.ndarray:
+    """(rows, columns) object array of Python values in `order`, filled column by column."""
+    params = np.empty((data.num_rows, len(order)), dtype=object)
+    for j, name in enumerate(order):
+        params[:, j] = _sqlite_values(data.column(name))
+    return params
 
 
 # ---------------------------------------------------------------- PostgreSQL binary COPY
@@ -331,7 +334,7 @@ def _insert(conn: sa.Connection, table: sa.Table, data: pa.Table) -> int:
     if conn.dialect.name == "postgresql":
         _copy(conn, table, data)
     else:
-        _executemany(conn, sa.insert(table).values(_bind(data)), data)
+        _executemany(conn, lambda rows: sa.insert(table).values(_bind(data, rows)), data)
     return data.num_rows
 
 
@@ -351,19 +354,31 @@ def _upsert(
     return UpsertResult(data.num_rows, inserted, updated, data.num_rows - inserted - updated)
 
 
-def _bind(data: pa.Table) -> dict[str, sa.BindParameter]:
-    """Positional parameters named after the columns (prefixed: Core reserves the bare column names)."""
-    return {c: sa.bindparam(f"p_{c}") for c in data.column_names}
+def _bind(data: pa.Table, rows: int) -> list[dict[str, sa.BindParameter]]:
+    """Positional parameters for a `rows`-row VALUES clause, named `p<row>_<column>`."""
+    return [{c: sa.bindparam(f"p{i}_{c}") for c in data.column_names} for i in range(rows)]
 
 
-def _executemany(conn: sa.Connection, stmt: sa.Executable, data: pa.Table) -> int:
-    """Run a Core statement over every row of `data` through the raw DBAPI cursor; returns rowcount."""
-    compiled = stmt.compile(dialect=conn.dialect)
-    data = data.select([name.removeprefix("p_") for name in compiled.positiontup])
+SQLITE_ROWS_PER_STATEMENT = 200  # multi-row VALUES: fewer statement steps per row (about 1.5x faster)
+
+
+def _executemany(conn: sa.Connection, build: Callable[[int], sa.Executable], data: pa.Table) -> int:
+    """Run `build(rows)` (a statement with a `rows`-row VALUES clause) over all of `data` through the raw
+    DBAPI cursor: full blocks of SQLITE_ROWS_PER_STATEMENT rows, then the remainder. Returns rowcount."""
+    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, 30_000 // data.num_columns, data.num_rows))
+    full = data.num_rows // per * per
+    first = build(per).compile(dialect=conn.dialect)
+    order = [name.split("_", 1)[1] for name in first.positiontup[: data.num_columns]]
+    params = _sqlite_params(data, order)
     cursor = conn.connection.driver_connection.cursor()
+    changed = 0
     try:
-        cursor.executemany(compiled.string, _sqlite_rows(data))
-        return cursor.rowcount
+        for rows, block in ((per, params[:full]), (data.num_rows - full, params[full:])):
+            if len(block):
+                sql = first.string if rows == per else build(rows).compile(dialect=conn.dialect).string
+                cursor.executemany(sql, block.reshape(-1, rows * data.num_columns).tolist())
+                changed += cursor.rowcount
+        return changed
     finally:
         cursor.close()
 
@@ -434,11 +449,23 @@ def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, i
 def _sqlite_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
     """Two executemany passes: INSERT ... DO NOTHING counts the inserts (and takes the write lock), then
     INSERT ... DO UPDATE WHERE changed counts the updates (rows just inserted compare equal)."""
-    stmt = sqlite_insert(table).values(_bind(data))
-    inserted = _executemany(conn, stmt.on_conflict_do_nothing(index_elements=list(key_columns)), data)
+
+    def insert_new(rows: int) -> sa.Executable:
+        return (
+            sqlite_insert(table)
+            .values(_bind(data, rows))
+            .on_conflict_do_nothing(index_elements=list(key_columns))
+        )
+
+    def update_changed(rows: int) -> sa.Executable:
+        return _on_conflict(
+            sqlite_insert(table).values(_bind(data, rows)), table, key_columns, values, compared
+        )
+
+    inserted = _executemany(conn, insert_new, data)
     if not values or inserted == data.num_rows:
         return inserted, 0
-    return inserted, _executemany(conn, _on_conflict(stmt, table, key_columns, values, compared), data)
+    return inserted, _executemany(conn, update_changed, data)
 
 
 @contextmanager

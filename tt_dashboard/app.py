@@ -341,9 +341,8 @@ def episode_view(
     if row["split"] == "test" and pd.notna(row["window"]):
         window_metrics = metrics[metrics["window"] == row["window"]]
         others = window_metrics.loc[window_metrics["policy"] != row["policy"], ["policy", "episode_id"]]
-        chosen = pd.concat(
-            [chosen, others.assign(initial_net_worth=row["initial_net_worth"])], ignore_index=True
-        )
+        others = others.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id")
+        chosen = pd.concat([chosen, others], ignore_index=True)
     windows = window_metrics[["window", "test_start", "test_end"]].drop_duplicates("window")
     results(engine, chosen, window_metrics, windows, summary, timeframe)
 

@@ -360,44 +360,52 @@ def largest_trades(engine: sa.Engine, episode_ids: Sequence[str], limit: int = 2
 def holding_periods(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
     """Contiguous runs of steps with a long position (quantity > 0), one row per run.
 
+    A position only opens or closes on a trade, so the window functions run over trade rows alone: the trades
+    that flip the held state are the runs' edges; a run still open at the end lasts to the episode's last step.
     Columns: episode_id, symbol, first_step, last_step, steps (length of the run in steps).
     """
+    ids = list(episode_ids)
     part = (holdings.c.episode_id, holdings.c.symbol)
     held = sa.case((holdings.c.quantity > 0, 1), else_=0)
-    flags = (
+    trades = (
         sa.select(
             holdings.c.episode_id,
             holdings.c.symbol,
             holdings.c.step,
             held.label("held"),
-            sa.func.lag(held, 1, 0).over(partition_by=part, order_by=holdings.c.step).label("prev"),
+            sa.func.lag(held, 1, 0).over(partition_by=part, order_by=holdings.c.step).label("before"),
         )
-        .where(holdings.c.episode_id.in_(list(episode_ids)))
-        .subquery("flags")
+        .where(holdings.c.episode_id.in_(ids), holdings.c.trade_value != 0)
+        .subquery("trades")
     )
-    opened = sa.case((sa.and_(flags.c.held == 1, flags.c.prev == 0), 1), else_=0)
-    runs = sa.select(
-        flags.c.episode_id,
-        flags.c.symbol,
-        flags.c.step,
-        flags.c.held,
-        sa.func.sum(opened)
-        .over(partition_by=(flags.c.episode_id, flags.c.symbol), order_by=flags.c.step)
-        .label("run"),
-    ).subquery("runs")
-    stmt = (
+    edges = (
         sa.select(
-            runs.c.episode_id,
-            runs.c.symbol,
-            sa.func.min(runs.c.step).label("first_step"),
-            sa.func.max(runs.c.step).label("last_step"),
-            sa.func.count().label("steps"),
+            trades.c.episode_id,
+            trades.c.symbol,
+            trades.c.step,
+            trades.c.held,
+            sa.func.lead(trades.c.step)
+            .over(partition_by=(trades.c.episode_id, trades.c.symbol), order_by=trades.c.step)
+            .label("next_edge"),
         )
-        .where(runs.c.held == 1)
-        .group_by(runs.c.episode_id, runs.c.symbol, runs.c.run)
-        .order_by(runs.c.episode_id, runs.c.symbol, sa.text("first_step"))
+        .where(trades.c.held != trades.c.before)
+        .subquery("edges")
     )
-    return read_frame(engine, stmt)
+    last = read_frame(
+        engine,
+        sa.select(holdings.c.episode_id, sa.func.max(holdings.c.step).label("episode_end"))
+        .where(holdings.c.episode_id.in_(ids))
+        .group_by(holdings.c.episode_id),
+    )
+    runs = read_frame(
+        engine,
+        sa.select(edges.c.episode_id, edges.c.symbol, edges.c.step.label("first_step"), edges.c.next_edge)
+        .where(edges.c.held == 1)
+        .order_by(edges.c.episode_id, edges.c.symbol, edges.c.step),
+    ).merge(last, on="episode_id")
+    runs["last_step"] = (runs["next_edge"] - 1).fillna(runs["episode_end"]).astype(int)
+    runs["steps"] = runs["last_step"] - runs["first_step"] + 1
+    return runs[["episode_id", "symbol", "first_step", "last_step", "steps"]]
 
 
 def partition_freshness(engine: sa.Engine, now: pd.Timestamp | None = None) -> pd.DataFrame:

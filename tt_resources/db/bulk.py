@@ -421,7 +421,11 @@ def _check_keys(table: sa.Table, frame: pd.DataFrame, key_columns: Sequence[str]
 
 
 def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, int]:
-    """COPY into a temp stage table, then one INSERT ... ON CONFLICT DO UPDATE WHERE changed."""
+    """COPY into a temp stage table, then one INSERT ... ON CONFLICT DO UPDATE WHERE changed.
+
+    An anti-join drops identical rows before the INSERT: ON CONFLICT DO UPDATE locks (writes) every row
+    it meets even when its WHERE is false, which made all-conflict batches twice as slow.
+    """
     stage = sa.Table(
         f"tt_stage_{uuid.uuid4().hex[:12]}",
         sa.MetaData(),
@@ -430,12 +434,14 @@ def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, i
     )
     stage.create(conn)
     _copy(conn, stage, data)
+    stored = table.alias("stored")
+    same = sa.and_(
+        *(stored.c[c] == stage.c[c] for c in key_columns),
+        *(stored.c[c].is_not_distinct_from(stage.c[c]) for c in compared),
+    )
+    new_or_changed = sa.select(*stage.c).where(~sa.exists().where(same))
     stmt = _on_conflict(
-        pg_insert(table).from_select(data.column_names, sa.select(*stage.c)),
-        table,
-        key_columns,
-        values,
-        compared,
+        pg_insert(table).from_select(data.column_names, new_or_changed), table, key_columns, values, compared
     )
     written = stmt.returning(sa.literal_column("xmax = 0", sa.Boolean).label("inserted")).cte("written")
     counts = sa.select(

@@ -211,18 +211,16 @@ def write_steps(
             }
         ),
     )
-    insert_frame(
-        conn,
-        holdings,
-        pd.DataFrame(
-            {"episode_id": episode_id, "step": np.repeat(s, n), "symbol": np.tile(symbols, len(s))}
-            | {
-                name: getattr(sim, name)[s].ravel()
-                for name in ("quantity", "price", "value", "trade_value", "cost", "pnl")
-            }
-            | {"weight": sim.weights[s].ravel()}
-        ),
+    per_symbol = pd.DataFrame(
+        {"episode_id": episode_id, "step": np.repeat(s, n), "symbol": np.tile(symbols, len(s))}
+        | {
+            name: getattr(sim, name)[s].ravel()
+            for name in ("quantity", "price", "value", "trade_value", "cost", "pnl")
+        }
+        | {"weight": sim.weights[s].ravel()}
     )
+    # like tt_rl's episode logger: a row per step and symbol with a position or a trade
+    insert_frame(conn, holdings, per_symbol[(per_symbol["value"] != 0) | (per_symbol["trade_value"] != 0)])
     insert_frame(
         conn,
         actions,

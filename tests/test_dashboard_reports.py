@@ -56,9 +56,11 @@ def test_portfolio_buckets_match_the_rows_they_aggregate(engine, seeded, stride)
 def test_holding_periods_are_the_runs_of_long_positions(engine, seeded):
     episode_id = seeded.test_episodes[("ppo", 0)]
     rows = raw(engine, holdings, episode_id)
+    quantity = rows.pivot(index="step", columns="symbol", values="quantity")
+    quantity = quantity.reindex(range(seeded.steps_per_window)).fillna(0.0)  # no row = no position
     expected = []
-    for symbol, part in rows.sort_values("step").groupby("symbol"):
-        held = np.concatenate([[0], (part["quantity"].to_numpy() > 0).astype(int), [0]])
+    for symbol in quantity.columns:
+        held = np.concatenate([[0], (quantity[symbol].to_numpy() > 0).astype(int), [0]])
         starts, ends = np.flatnonzero(np.diff(held) == 1), np.flatnonzero(np.diff(held) == -1)
         expected += [(symbol, int(s), int(e - 1), int(e - s)) for s, e in zip(starts, ends, strict=True)]
     periods = reports.holding_periods(engine, [episode_id])
@@ -70,14 +72,19 @@ def test_holding_periods_are_the_runs_of_long_positions(engine, seeded):
 def test_weight_buckets_split_top_symbols_from_the_rest(engine, seeded):
     episode_id = seeded.test_episodes[("ppo", 0)]
     rows = raw(engine, holdings, episode_id)
+    assert len(rows) < seeded.steps_per_window * len(seeded.symbols)  # flat symbols have no rows
     top = ["AAPL", "NVDA"]
-    weights = reports.weight_buckets(engine, [episode_id], top, 10)
-    assert set(weights["symbol"]) == {"AAPL", "NVDA", "other"}
-    first = rows[rows["step"] < 10]
-    aapl = weights[(weights["step"] == 0) & (weights["symbol"] == "AAPL")]["weight"].iloc[0]
-    assert aapl == pytest.approx(first.loc[first["symbol"] == "AAPL", "weight"].mean())
-    other = weights[(weights["step"] == 0) & (weights["symbol"] == "other")]["weight"].iloc[0]
-    assert other == pytest.approx(first.loc[~first["symbol"].isin(top), "weight"].sum() / 10)
+    weights = reports.weight_buckets(engine, [episode_id], top, 7).set_index(["step", "symbol"])["weight"]
+    assert set(weights.index.get_level_values("symbol")) == {"AAPL", "NVDA", "other"}
+    assert set(weights.index.get_level_values("step")) == set(range(0, seeded.steps_per_window, 7))
+    first, last = rows[rows["step"] < 7], rows[rows["step"] >= 28]  # the last bucket holds steps 28, 29
+    assert weights[(0, "AAPL")] == pytest.approx(first.loc[first["symbol"] == "AAPL", "weight"].sum() / 7)
+    assert weights[(0, "other")] == pytest.approx(first.loc[~first["symbol"].isin(top), "weight"].sum() / 7)
+    assert weights[(28, "other")] == pytest.approx(last.loc[~last["symbol"].isin(top), "weight"].sum() / 2)
+    invested = weights.groupby(level="step").sum()
+    net = raw(engine, portfolio, episode_id)
+    exposure = (net["gross_exposure"].groupby(net["step"] // 7).mean()).to_numpy()
+    assert invested.to_numpy() == pytest.approx(exposure)
 
 
 def test_largest_trades_are_ordered_by_absolute_value(engine, seeded):

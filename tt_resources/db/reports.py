@@ -277,12 +277,20 @@ def portfolio_buckets(engine: sa.Engine, episode_ids: Sequence[str], stride: int
     )
 
 
+def _steps_logged(episode_ids: list[str]) -> sa.ScalarSelect:
+    """Number of tt_portfolio steps of the episodes (tt_holdings only has rows for positions and trades)."""
+    return (
+        sa.select(sa.func.count()).select_from(portfolio).where(portfolio.c.episode_id.in_(episode_ids))
+    ).scalar_subquery()
+
+
 def symbol_attribution(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
     """Per-symbol totals over the episodes, largest P&L first.
 
     Columns: symbol, pnl (mark-to-market, account currency), costs, traded (sum of |trade value|), trades (steps
-    with a non-zero trade), mean_weight (average fraction of net worth).
+    with a non-zero trade), mean_weight (average fraction of net worth over all steps, flat steps counting 0).
     """
+    ids = list(episode_ids)
     stmt = (
         sa.select(
             holdings.c.symbol,
@@ -290,9 +298,9 @@ def symbol_attribution(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.Data
             sa.func.sum(holdings.c.cost).label("costs"),
             sa.func.sum(sa.func.abs(holdings.c.trade_value)).label("traded"),
             sa.func.sum(sa.case((holdings.c.trade_value != 0, 1), else_=0)).label("trades"),
-            sa.func.avg(holdings.c.weight).label("mean_weight"),
+            (sa.func.sum(holdings.c.weight) / _steps_logged(ids)).label("mean_weight"),
         )
-        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .where(holdings.c.episode_id.in_(ids))
         .group_by(holdings.c.symbol)
         .order_by(sa.desc("pnl"), holdings.c.symbol)
     )
@@ -303,27 +311,36 @@ def weight_buckets(
     engine: sa.Engine, episode_ids: Sequence[str], symbols: Sequence[str], stride: int
 ) -> pd.DataFrame:
     """Average weights per bucket of `stride` steps: one row per (episode, bucket, symbol) for `symbols`, the
-    rest summed as symbol 'other'.
+    rest summed as symbol 'other'; steps without a tt_holdings row count as weight 0.
 
-    Columns: episode_id, step (first step of the bucket), symbol, weight (mean fraction of net worth).
+    Columns: episode_id, step (first step of the bucket, a multiple of `stride`), symbol, weight (mean fraction
+    of net worth over the bucket's steps).
     """
-    bucket = holdings.c.step // max(int(stride), 1)
-    label = sa.case(
-        (holdings.c.symbol.in_(list(symbols)), holdings.c.symbol),
-        else_=sa.literal("other"),
-    )
-    stmt = (
+    stride = max(int(stride), 1)
+    ids = list(episode_ids)
+    bucket = holdings.c.step // stride
+    label = sa.case((holdings.c.symbol.in_(list(symbols)), holdings.c.symbol), else_=sa.literal("other"))
+    sums = read_frame(
+        engine,
         sa.select(
             holdings.c.episode_id,
-            sa.func.min(holdings.c.step).label("step"),
+            (bucket * stride).label("step"),
             label.label("symbol"),
-            (sa.func.sum(holdings.c.weight) / sa.func.count(sa.distinct(holdings.c.step))).label("weight"),
+            sa.func.sum(holdings.c.weight).label("weight"),
         )
-        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .where(holdings.c.episode_id.in_(ids))
         .group_by(holdings.c.episode_id, bucket, label)
-        .order_by(holdings.c.episode_id, sa.text("step"))
+        .order_by(holdings.c.episode_id, sa.text("step")),
     )
-    return read_frame(engine, stmt)
+    ends = read_frame(
+        engine,
+        sa.select(portfolio.c.episode_id, sa.func.max(portfolio.c.step).label("end"))
+        .where(portfolio.c.episode_id.in_(ids))
+        .group_by(portfolio.c.episode_id),
+    )
+    sums = sums.merge(ends, on="episode_id")
+    steps_in_bucket = np.minimum(stride, sums["end"] - sums["step"] + 1).clip(lower=1)
+    return sums.assign(weight=sums["weight"] / steps_in_bucket).drop(columns="end")
 
 
 def largest_trades(engine: sa.Engine, episode_ids: Sequence[str], limit: int = 20) -> pd.DataFrame:

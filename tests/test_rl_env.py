@@ -1,0 +1,188 @@
+"""The TensorTrade environment: accounting vs TensorTrade's own OMS, no look-ahead, stopper, reward, baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tt_rl.baselines import BASELINES
+from tt_rl.config import RLConfig
+from tt_rl.env import build_env  # imports torch._dynamo before tensortrade (see tt_rl.components)
+from tt_rl.panel import Panel, panel_from_frames
+from tt_rl.portfolio import Portfolio
+from tt_rl.synthetic import synthetic_bars
+
+
+@pytest.fixture(scope="module")
+def panel() -> Panel:
+    return panel_from_frames("1d", synthetic_bars(["A", "AA", "B", "C"], n_bars=160, seed=5))
+
+
+def _config(**env) -> RLConfig:
+    cfg = RLConfig()
+    cfg.env = dataclasses.replace(cfg.env, **{"random_start": False, "max_episode_steps": None, **env})
+    return cfg
+
+
+def test_accounting_matches_tensortrade_oms():
+    from tensortrade.feed.core import DataFeed, Stream
+    from tensortrade.oms.exchanges import Exchange, ExchangeOptions
+    from tensortrade.oms.instruments import Instrument
+    from tensortrade.oms.orders import Broker, TradeSide
+    from tensortrade.oms.orders.create import market_order
+    from tensortrade.oms.services.execution.simulated import execute_order
+    from tensortrade.oms.wallets import Portfolio as TTPortfolio
+    from tensortrade.oms.wallets import Wallet
+
+    symbols = ["A", "AA", "B"]  # "A" must never be priced as "AA"
+    prices = np.array(
+        [
+            [10.00, 250.00, 40.00],
+            [10.50, 240.00, 41.00],
+            [9.80, 260.00, 39.50],
+            [10.10, 255.00, 40.25],
+            [11.00, 250.00, 42.0],
+        ]
+    )
+    targets = [[0.3, 0.3, 0.3], [0.1, 0.5, 0.3], [0.0, 0.2, 0.6], [0.5, 0.0, 0.001]]
+    commission = 0.002
+    usd = Instrument("USD", 2, "dollar")
+    assets = [Instrument(s, 8, s) for s in symbols]
+    streams = [
+        Stream.source(list(prices[:, j]), dtype="float").rename(f"USD-{s}") for j, s in enumerate(symbols)
+    ]
+    exchange = Exchange("sim", service=execute_order, options=ExchangeOptions(commission=commission))(
+        *streams
+    )
+    cash_wallet = Wallet(exchange, 100_000 * usd)
+    wallets = [Wallet(exchange, 0 * a) for a in assets]
+    tt_book = TTPortfolio(usd, [cash_wallet, *wallets])
+    feed = DataFeed(exchange.streams())
+    feed.compile()
+    feed.next()
+    broker = Broker()
+
+    ours = Portfolio(3, 100_000.0, cost_rate=commission)
+    ours.reset(prices[0])
+    for t, target in enumerate(np.array(targets)):
+        delta, _, _ = ours.rebalance(target, np.abs(target - ours.weights).sum())
+        pair_of = {p.pair.quote.symbol: p for p in tt_book.exchange_pairs}
+        pairs = [pair_of[s] for s in symbols]
+        for side in (TradeSide.SELL, TradeSide.BUY):  # sells first free the cash the buys need
+            for j, pair in enumerate(pairs):
+                size = -delta[j] / prices[t, j] if side is TradeSide.SELL else delta[j]
+                if size > 1e-6:
+                    broker.submit(market_order(side, pair, pair.price, size, tt_book))
+            broker.update()
+            for order in broker.executed.values():  # a fill short by a rounding unit keeps its funds locked
+                order.release("filled")
+        ours.mark(prices[t + 1], prices[t + 1] / prices[t])
+        feed.next()
+        tt_worth = cash_wallet.total_balance.as_float() + sum(
+            w.total_balance.as_float() * float(exchange.quote_price(p.pair)) for w, p in zip(wallets, pairs)
+        )
+        assert ours.net_worth == pytest.approx(tt_worth, rel=1e-6), f"step {t}"
+        assert ours.quantities == pytest.approx(
+            [w.total_balance.as_float() for w in wallets], rel=1e-6, abs=1e-3
+        )
+
+
+def test_no_look_ahead(panel):
+    cut = 60
+    changed = Panel(
+        panel.timeframe,
+        panel.symbols,
+        panel.index,
+        np.where(np.arange(len(panel))[:, None] > cut, panel.prices * 3.0, panel.prices),
+        np.where(np.arange(len(panel))[:, None, None] > cut, panel.features * -7.0, panel.features),
+    )
+    actions = np.random.default_rng(0).uniform(-1, 1, (80, len(panel.symbols))).astype(np.float32)
+    results = []
+    for p in (panel, changed):
+        env = build_env(p, _config())
+        obs, _ = env.reset(options={"start": 20})
+        trace = [(obs, 0.0, 20)]
+        for a in actions:
+            obs, reward, *_, info = env.step(a)
+            trace.append((obs, reward, info["bar"]))
+        results.append(trace)
+    compared = 0
+    for (obs1, r1, bar), (obs2, r2, _) in zip(*results):
+        if bar > cut:
+            break
+        np.testing.assert_array_equal(obs1, obs2)
+        assert r1 == r2
+        compared += 1
+    assert compared == cut - 20 + 1
+    assert not np.array_equal(results[0][-1][0], results[1][-1][0])  # the probe can see a change
+
+
+def test_stopper_terminated_vs_truncated(panel):
+    env = build_env(panel, _config(max_episode_steps=5))
+    env.reset(options={"start": 20})
+    flags = [env.step(np.ones(4, dtype=np.float32))[2:4] for _ in range(5)]
+    assert flags[-1] == (False, True) and all(f == (False, False) for f in flags[:-1])
+
+    env = build_env(panel, _config())
+    env.reset(options={"start": 20, "end": 23})
+    out = [env.step(np.ones(4, dtype=np.float32)) for _ in range(3)]
+    assert [o[2] for o in out] == [False, False, True] and not out[-1][3]
+    assert out[-1][4]["stop_reason"] == "end_of_data"
+
+    crash = panel.prices.copy()
+    crash[30:] *= 0.5
+    crashed = Panel(panel.timeframe, panel.symbols, panel.index, crash, panel.features)
+    env = build_env(crashed, _config(max_drawdown=0.05, target_vol=0.6, max_weight=1.0))
+    env.reset(options={"start": 25})
+    for _ in range(10):
+        _, _, terminated, truncated, info = env.step(np.ones(4, dtype=np.float32))
+        if terminated:
+            break
+    assert terminated and not truncated and info["stop_reason"] == "drawdown" and info["bar"] == 30
+
+
+def test_reward_finite_on_extreme_moves(panel):
+    wild = panel.prices.copy()
+    wild[40::2] *= 1e-6  # -99.9999 % and back, every other bar
+    wild_panel = Panel(panel.timeframe, panel.symbols, panel.index, wild, panel.features)
+    env = build_env(wild_panel, _config(max_drawdown=float("inf"), max_weight=1.0, target_vol=5.0))
+    env.reset(options={"start": 9})
+    rewards = [env.step(np.ones(4, dtype=np.float32))[1] for _ in range(100)]
+    assert np.isfinite(rewards).all()
+    assert abs(rewards[0]) < 10.0  # first step: no division blow-up
+
+
+def test_observation_and_info(panel):
+    cfg = _config()
+    env = build_env(panel, cfg)
+    obs, info = env.reset(options={"start": 30})
+    n, f = len(panel.symbols), len(panel.feature_names)
+    assert obs.dtype == np.float32 and obs.shape == (cfg.env.window_size * n * f + n,)
+    np.testing.assert_array_equal(obs[: n * f], panel.features[30 - cfg.env.window_size + 1].ravel())
+    obs, _, _, _, info = env.step(np.full(n, 0.5, dtype=np.float32))
+    np.testing.assert_allclose(obs[-n:], info["weights"], rtol=1e-6)
+    assert {"net_worth", "cash", "weights", "turnover", "costs", "drawdown"} <= set(info)
+    assert info["costs"] > 0 and info["net_worth"] == pytest.approx(info["cash"] + 0, abs=info["net_worth"])
+
+
+def test_baselines_share_costs_and_timing(panel):
+    env = build_env(panel, _config(no_trade_band=0.0), weights_action=True)
+    state = env.unwrapped.state
+    worth = {}
+    for name, policy in BASELINES.items():
+        env.reset(options={"start": 20, "end": 60})
+        done, turnovers = False, []
+        while not done:
+            _, _, terminated, truncated, info = env.step(policy(state))
+            turnovers.append(info["turnover"])
+            done = terminated or truncated
+        worth[name] = info["net_worth"]
+        if name == "equal_weight":  # buy once, then hold: only the first step trades
+            assert turnovers[0] > 0.99 and max(turnovers[1:]) < 1e-9
+            expected = (1 - 0.0003) * 100_000 / 4 * (panel.prices[60] / panel.prices[20]).sum()
+            assert info["net_worth"] == pytest.approx(expected, rel=1e-3)
+    assert worth["cash"] == 100_000.0
+    assert pd.Series(worth).nunique() == 3

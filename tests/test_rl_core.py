@@ -50,7 +50,7 @@ def test_portfolio_rebalance_hits_targets_and_books_costs():
     book = Portfolio(3, 100_000.0, cost_rate=0.001)
     book.reset(np.array([10.0, 20.0, 30.0]))
     target = np.array([0.5, 0.3, 0.0])
-    trades, traded, costs = book.rebalance(target, np.abs(target).sum())
+    _, traded, costs = book.rebalance(target, np.abs(target).sum())
     assert costs == pytest.approx(0.001 * traded)
     assert book.net_worth == pytest.approx(100_000.0 - costs, rel=1e-12)
     assert book.weights == pytest.approx(target, abs=2e-3 * target.max())
@@ -67,7 +67,7 @@ def test_config_from_file(tmp_path):
     assert cfg.env.target_vol == 0.1 and cfg.ppo.total_timesteps == 5
     assert RLConfig.from_dict(cfg.to_dict()) == cfg
     path.write_text("env:\n  target_volatility: 0.1\n")
-    with pytest.raises(ValueError, match="env.target_volatility"):
+    with pytest.raises(ValueError, match=r"env\.target_volatility"):
         RLConfig.from_file(path)
 
 

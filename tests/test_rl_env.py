@@ -82,7 +82,8 @@ def test_accounting_matches_tensortrade_oms():
         ours.mark(prices[t + 1], prices[t + 1] / prices[t])
         feed.next()
         tt_worth = cash_wallet.total_balance.as_float() + sum(
-            w.total_balance.as_float() * float(exchange.quote_price(p.pair)) for w, p in zip(wallets, pairs)
+            w.total_balance.as_float() * float(exchange.quote_price(p.pair))
+            for w, p in zip(wallets, pairs, strict=True)
         )
         assert ours.net_worth == pytest.approx(tt_worth, rel=1e-6), f"step {t}"
         assert ours.quantities == pytest.approx(
@@ -110,7 +111,7 @@ def test_no_look_ahead(panel):
             trace.append((obs, reward, info["bar"]))
         results.append(trace)
     compared = 0
-    for (obs1, r1, bar), (obs2, r2, _) in zip(*results):
+    for (obs1, r1, bar), (obs2, r2, _) in zip(*results, strict=True):
         if bar > cut:
             break
         np.testing.assert_array_equal(obs1, obs2)

@@ -1,11 +1,14 @@
 """Fast generic writers and readers for pandas frames (SQLAlchemy 2 Core, both backends).
 
-Writers convert whole columns at once (via Arrow) and never loop over rows in Python:
-- PostgreSQL: COPY ... FROM STDIN streamed in chunks; upserts COPY into a temporary stage table and run one
-  INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the row changed.
-- SQLite: executemany on the raw DBAPI cursor with the same ON CONFLICT statements.
+Writers convert whole columns at once (pandas -> Arrow -> numpy) and never loop over rows in Python:
+- PostgreSQL: binary COPY FROM STDIN, encoded with numpy and streamed in chunks (row order is not kept).
+  Upserts COPY into a temporary stage table, anti-join away identical rows, then run one
+  INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE (values) IS DISTINCT FROM (excluded values).
+- SQLite: executemany on the raw DBAPI cursor with 200-row VALUES statements; upserts run
+  INSERT ... ON CONFLICT DO NOTHING (counts inserts) then ... DO UPDATE WHERE changed (counts updates).
 Timestamps are tz-aware UTC in frames; `UTCDateTime` columns store them as timestamptz on PostgreSQL and as
 SQLAlchemy's naive-UTC text ('YYYY-MM-DD HH:MM:SS.ffffff') on SQLite, so Core reads round-trip.
+NaN, inf and None are stored as NULL (JSON columns too).
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
     if isinstance(kind, UTCDateTime):
         return pa.array(utc_timestamps(values, column.name), type=pa.timestamp("us", tz="UTC"))
     if isinstance(kind, sa.JSON):
-        return _dictionary(pd.Series([None if v is None else json.dumps(v) for v in values], dtype=object))
+        missing = pd.isna(values).to_numpy() if isinstance(values, pd.Series) else pd.isna(list(values))
+        text = [None if gone else json.dumps(v) for v, gone in zip(values, missing, strict=True)]
+        return _dictionary(pd.Series(text, dtype=object))
     if isinstance(kind, sa.Boolean):
         return pa.array(values, type=pa.bool_(), from_pandas=True)
     if isinstance(kind, sa.Integer):

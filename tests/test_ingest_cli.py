@@ -69,5 +69,23 @@ def test_bad_watchlist_is_one_clear_line(sqlite_url, tmp_path):
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text("symbol\nAAA\nAAA\n")
     result = run(sqlite_url, "--interval", "1d", TT_WATCHLIST=str(watchlist))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "watchlist.csv" in result.output and "Traceback" not in result.output
+
+
+def test_via_dagster_records_runs_and_second_run_is_fresh(sqlite_url, tmp_path):
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    args = ("--symbols", "AAA,BBB", "--interval", "1d", "--start", RECENT, "--via-dagster")
+    first = run(sqlite_url, *args, DAGSTER_HOME=str(home))
+    assert first.exit_code == 0, first.output
+    assert summary_rows(first.output)["1d"][:4] == ["2", "0", "2", "0"]
+    second = run(sqlite_url, *args, DAGSTER_HOME=str(home))
+    assert second.exit_code == 0, second.output
+    assert summary_rows(second.output)["1d"] == ["2", "2", "0", "0", "0", "0", "0"]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(r.job_name == "market_data_job" for r in runs)
+        assert set(instance.get_dynamic_partitions("symbol")) == {"AAA", "BBB"}
+        assert instance.get_latest_materialization_event(dg.AssetKey("features")) is not None

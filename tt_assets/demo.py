@@ -5,7 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES, range_tags, symbol_ranges
+from tt_assets.launch import materialize_market_data
+from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES
 
 TRAIN_TIMEFRAME = "1d"
 DEMO_TIMESTEPS = 4_096  # PPO steps that keep the whole demo within 5 minutes on 2 cores
@@ -72,30 +73,18 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
     instance = dg.DagsterInstance.get()
     summary = DemoSummary()
     symbols = WatchlistResource(limit=n_symbols).symbols()
-    registered = set(instance.get_dynamic_partitions(SYMBOL_DIM))
-    instance.add_dynamic_partitions(SYMBOL_DIM, [s for s in symbols if s not in registered])
-    ordered = [s for s in instance.get_dynamic_partitions(SYMBOL_DIM) if s in set(symbols)]
-    summary.symbols, summary.partitions = len(ordered), len(ordered) * len(TIMEFRAMES)
-    console.print(
-        f"[bold]{len(ordered)} symbols[/bold] registered as partitions ({len(ordered) - len(registered & set(symbols))} new)"
-    )
+    new = set(symbols) - set(instance.get_dynamic_partitions(SYMBOL_DIM))
+    summary.symbols, summary.partitions = len(symbols), len(symbols) * len(TIMEFRAMES)
+    console.print(f"[bold]{len(symbols)} symbols[/bold] as partitions ({len(new)} new)")
 
-    market = defs.resolve_job_def("market_data_job")
-    for timeframe in TIMEFRAMES:
-        for key_range in symbol_ranges(ordered, timeframe):
-            with console.status(f"raw_bars + checks + features {key_range.start} .. {key_range.end}"):
-                result = market.execute_in_process(
-                    instance=instance, tags=range_tags(key_range), raise_on_error=False
-                )
-            summary.runs.append(result.run_id)
-            _count_market(result, summary)
-            console.print(
-                f"  {timeframe}: {key_range.start} .. {key_range.end} {'ok' if result.success else '[red]failed'}"
+    for key_range, result in materialize_market_data(instance, symbols, TIMEFRAMES, status=console.status):
+        summary.runs.append(result.run_id)
+        _count_market(result, summary)
+        console.print(f"  {key_range.start} .. {key_range.end} {'ok' if result.success else '[red]failed'}")
+        if not result.success:
+            raise RuntimeError(
+                f"market_data_job failed for {key_range.start}..{key_range.end} (run {result.run_id})"
             )
-            if not result.success:
-                raise RuntimeError(
-                    f"market_data_job failed for {key_range.start}..{key_range.end} (run {result.run_id})"
-                )
 
     training = defs.resolve_job_def("training_job")
     with console.status(f"training_dataset {TRAIN_TIMEFRAME}"):
@@ -134,7 +123,7 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
     from tt_resources.db.prices import high_water_marks
 
     marks = high_water_marks(engine)
-    summary.bars_stored = int(marks.loc[marks["symbol"].isin(ordered), "n_bars"].sum())
+    summary.bars_stored = int(marks.loc[marks["symbol"].isin(symbols), "n_bars"].sum())
     return summary
 
 

@@ -7,7 +7,7 @@ symbols were registered) for 1d.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import dagster as dg
 
@@ -46,15 +46,25 @@ def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
 
 
 def symbol_ranges(
-    symbols: Sequence[str], timeframe: str, size: int = MAX_PARTITIONS_PER_RUN
+    registered: Sequence[str],
+    timeframe: str,
+    size: int = MAX_PARTITIONS_PER_RUN,
+    wanted: Collection[str] | None = None,
 ) -> list[dg.PartitionKeyRange]:
-    """Chunks of at most `size` consecutive registered symbols for one timeframe, as key ranges.
+    """Key ranges for one timeframe covering exactly `wanted` (default: all) of the `registered` symbols.
 
-    `symbols` must be in registration order (as `instance.get_dynamic_partitions` returns them)."""
-    return [
-        dg.PartitionKeyRange(bar_key(chunk[0], timeframe), bar_key(chunk[-1], timeframe))
-        for chunk in (symbols[i : i + size] for i in range(0, len(symbols), size))
-    ]
+    `registered` is every registered symbol in registration order (as `instance.get_dynamic_partitions`
+    returns them); a range is a run of consecutive wanted symbols in that order, at most `size` long, so it
+    never spans a symbol that was not asked for."""
+    runs: list[list[str]] = [[]]
+    for symbol in registered:
+        if wanted is not None and symbol not in wanted:
+            runs.append([])
+        elif len(runs[-1]) == size:
+            runs.append([symbol])
+        else:
+            runs[-1].append(symbol)
+    return [dg.PartitionKeyRange(bar_key(r[0], timeframe), bar_key(r[-1], timeframe)) for r in runs if r]
 
 
 def range_tags(key_range: dg.PartitionKeyRange) -> dict[str, str]:

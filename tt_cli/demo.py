@@ -8,26 +8,11 @@ the dataset changed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
 import click
 
-from tt_resources import config
-
 DEFAULT_SYMBOLS = 25
-
-
-def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME (set to `<data dir>/dagster_home` when unset), holding the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or config.data_dir() / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(config.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    return home
 
 
 @click.command()
@@ -41,8 +26,10 @@ def demo(n_symbols: int, steps: int | None) -> None:
 
     console = Console()
     started = time.perf_counter()
-    home = ensure_dagster_home()
     from tt_assets.demo import run_demo
+    from tt_assets.launch import ensure_dagster_home
+
+    home = ensure_dagster_home()
 
     try:
         summary = run_demo(n_symbols, steps, console)

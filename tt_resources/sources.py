@@ -75,16 +75,28 @@ def empty_bars() -> pd.DataFrame:
     return frame
 
 
+def _watchlist_sectors() -> dict[str, str]:
+    """symbol -> sector from the watchlist (empty when it has no sectors or cannot be read)."""
+    from tt_resources.watchlist import WatchlistError, load_watchlist
+
+    try:
+        frame = load_watchlist().frame
+    except (OSError, WatchlistError):
+        return {}
+    return dict(zip(frame["symbol"], frame["sector"].fillna(""), strict=True))
+
+
 def make_source(name: str | None = None, **options) -> MarketDataSource:
     """The source called `name` (default TT_SOURCE, else synthetic), built with `options`.
 
-    synthetic: seed, sectors; csv: directory (default TT_CSV_DIR or `<data dir>/csv`), tz;
+    synthetic: seed, sectors (default: the watchlist's); csv: directory (default TT_CSV_DIR or `<data dir>/csv`), tz;
     ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts.
     """
     name = (name or config.source_name()).strip().lower()
     if name == "synthetic":
         from tt_resources.synthetic import SyntheticSource
 
+        options.setdefault("sectors", _watchlist_sectors())
         return SyntheticSource(**options)
     if name == "csv":
         from tt_resources.csv_source import CsvSource

@@ -271,7 +271,7 @@ def results(
     chosen: pd.DataFrame,
     metrics: pd.DataFrame,
     windows: pd.DataFrame,
-    summary: dict,
+    split_ts: pd.Timestamp | None,
     timeframe: str,
 ) -> None:
     """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth): KPIs, then the
@@ -301,13 +301,17 @@ def results(
     elif section == "Data freshness":
         freshness_panel(engine)
     else:
-        performance(curves, summary.get("split_ts"), windows, bars_per_year)
+        performance(curves, split_ts, windows, bars_per_year)
         if not metrics.empty:
             risk_table(metrics)
 
 
 def evaluation_view(
-    engine: sa.Engine, episodes: pd.DataFrame, metrics: pd.DataFrame, summary: dict, timeframe: str
+    engine: sa.Engine,
+    episodes: pd.DataFrame,
+    metrics: pd.DataFrame,
+    split_ts: pd.Timestamp | None,
+    timeframe: str,
 ):
     """Agent against the baselines on every walk-forward test window, stitched."""
     refs = metrics.loc[
@@ -324,7 +328,7 @@ def evaluation_view(
         f"Out-of-sample: {len(windows)} walk-forward test windows, {first:%Y-%m-%d} → {last:%Y-%m-%d}; "
         f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
     )
-    results(engine, chosen, metrics, windows, summary, timeframe)
+    results(engine, chosen, metrics, windows, split_ts, timeframe)
 
 
 def episode_view(
@@ -332,7 +336,7 @@ def episode_view(
     row: pd.Series,
     episodes: pd.DataFrame,
     metrics: pd.DataFrame,
-    summary: dict,
+    split_ts: pd.Timestamp | None,
     timeframe: str,
 ):
     """One episode; a test window is compared with the baselines of the same window."""
@@ -344,11 +348,11 @@ def episode_view(
         others = others.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id")
         chosen = pd.concat([chosen, others], ignore_index=True)
     windows = window_metrics[["window", "test_start", "test_end"]].drop_duplicates("window")
-    results(engine, chosen, window_metrics, windows, summary, timeframe)
+    results(engine, chosen, window_metrics, windows, split_ts, timeframe)
 
 
 @st.fragment(run_every=LIVE_REFRESH_SECONDS)
-def live_view(engine: sa.Engine, row: pd.Series, summary: dict, timeframe: str) -> None:
+def live_view(engine: sa.Engine, row: pd.Series, split_ts: pd.Timestamp | None, timeframe: str) -> None:
     """A running episode: append the steps logged since the last refresh and redraw its P&L."""
     key = f"live:{row['episode_id']}"
     seen = st.session_state.get(key)
@@ -370,7 +374,7 @@ def live_view(engine: sa.Engine, row: pd.Series, summary: dict, timeframe: str) 
     curve = rebucket(stitch(from_steps(steps), [row["episode_id"]], [initial]), LINE_BUCKETS)
     bars_per_year = get_timeframe(timeframe).bars_per_year
     kpis(curve, initial, None, bars_per_year)
-    performance({row["policy"]: curve}, summary.get("split_ts"), pd.DataFrame(), bars_per_year)
+    performance({row["policy"]: curve}, split_ts, pd.DataFrame(), bars_per_year)
 
 
 def empty_page(engine: sa.Engine, url: str) -> None:
@@ -393,6 +397,7 @@ def page(engine: sa.Engine, url: str) -> None:
         return
     model_id, episodes, metrics, choice = pick(engine, catalog)
     summary = reports.model_summary(engine, model_id)
+    split_ts = summary.get("split_ts") or summary.get("train_end")  # first held-out bar, else end of training
     timeframe = catalog.loc[catalog["model_id"] == model_id, "timeframe"].iloc[0]
     running = episodes[episodes["status"] == "running"]
     if not running.empty and choice not in set(running["episode_id"]):
@@ -400,15 +405,15 @@ def page(engine: sa.Engine, url: str) -> None:
             f"{len(running)} episode(s) of this model are being logged: pick one under Episode to watch it live."
         )
     if choice == OUT_OF_SAMPLE:
-        evaluation_view(engine, episodes, metrics, summary, timeframe)
+        evaluation_view(engine, episodes, metrics, split_ts, timeframe)
         return
     row = episodes.set_index("episode_id").loc[choice].copy()
     row["episode_id"] = choice
     st.caption(f"Episode {choice}: {row['split']} · {row['policy']} · {row['status']}")
     if row["status"] == "running":
-        live_view(engine, row, summary, timeframe)
+        live_view(engine, row, split_ts, timeframe)
     else:
-        episode_view(engine, row, episodes, metrics, summary, timeframe)
+        episode_view(engine, row, episodes, metrics, split_ts, timeframe)
 
 
 def main() -> None:

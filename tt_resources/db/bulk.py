@@ -79,6 +79,13 @@ def utc_timestamps(values: pd.Series | pd.Index, name: str) -> pd.Series:
     return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def float_values(values: pd.Series) -> np.ndarray:
+    """A column as float64 with NaN for missing values (no copy for plain numeric columns)."""
+    if values.dtype.kind in "fiub":
+        return values.to_numpy(dtype=np.float64)
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _dictionary(values: pd.Series) -> pa.DictionaryArray:
     """Text as an Arrow dictionary array (each distinct value once; None/NaN become null)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -105,7 +112,7 @@ def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
     if isinstance(kind, sa.Integer):
         return pa.array(values, type=pa.int64(), from_pandas=True)
     if isinstance(kind, sa.Float):
-        floats = pd.Series(values).to_numpy(dtype=np.float64, na_value=np.nan)
+        floats = float_values(pd.Series(values))
         return pa.array(floats, type=pa.float64(), mask=~np.isfinite(floats))
     return _dictionary(pd.Series(values))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.db.bulk import UpsertResult, duplicate_rows, read_frame, upsert_time_series
+from tt_resources.db.bulk import UpsertResult, duplicate_rows, float_values, read_frame, upsert_time_series
 from tt_resources.db.schema import prices
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -40,7 +40,7 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise BarValidationError(f"bars frame lacks column(s) {', '.join(missing)}")
     bars = pd.DataFrame(
-        {c.name: frame[c.name].array for c in prices.columns if c.name in frame.columns}, copy=False
+        {c.name: _values(frame[c.name]) for c in prices.columns if c.name in frame.columns}, copy=False
     )
     for text in TEXT_COLUMNS.intersection(bars.columns):  # categoricals: each distinct string hashed once
         bars[text] = bars[text].astype("category")
@@ -50,8 +50,8 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
             _fail(bars, ts, 0, ["naive timestamp (need tz-aware UTC)"], len(bars))
     bars["ts"] = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    o, h, lo, c = (bars[col].to_numpy(dtype=np.float64, na_value=np.nan) for col in PRICE_COLUMNS)
-    volume = bars["volume"].to_numpy(dtype=np.float64, na_value=np.nan)
+    o, h, lo, c = (float_values(bars[col]) for col in PRICE_COLUMNS)
+    volume = float_values(bars["volume"])
     rules = {
         "missing symbol": (bars["symbol"].isna() | (bars["symbol"] == "")).to_numpy(),
         f"unknown timeframe (valid: {', '.join(TIMEFRAME_NAMES)})": ~bars["timeframe"]
@@ -70,6 +70,11 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
         row = int(np.argmax(bad))
         _fail(bars, bars["ts"], row, [name for name, mask in rules.items() if mask[row]], int(bad.sum()))
     return bars
+
+
+def _values(column: pd.Series):
+    """The column's data without its index and without a copy (numpy array or pandas extension array)."""
+    return column.array if isinstance(column.dtype, pd.api.extensions.ExtensionDtype) else column.to_numpy()
 
 
 def _fail(bars: pd.DataFrame, ts: pd.Series, row: int, reasons: list[str], n_bad: int) -> None:

@@ -28,7 +28,7 @@ def episode_rows(n: int = 3) -> pd.DataFrame:
             "final_net_worth": [1.5, np.nan, 1e300][:n],
             "terminated": [True, False, None][:n],
             "symbols": [["A", "AA"], [], None][:n],
-            "config": [{"lr": 3e-4, "nested": {"x": [1, 2]}}, {}, None][:n],
+            "config": [{"lr": 3e-4, "nested": {"x": [1, 2]}}, {}, np.nan][:n],  # NaN: missing, stored NULL
         }
     )
 
@@ -50,6 +50,7 @@ def test_insert_frame_round_trips_every_column_type(engine):
     assert first["terminated"] is True and second["terminated"] is False and third["terminated"] is None
     assert first["symbols"] == ["A", "AA"] and second["symbols"] == [] and third["symbols"] is None
     assert first["config"] == {"lr": 3e-4, "nested": {"x": [1, 2]}}
+    assert second["config"] == {} and third["config"] is None
 
 
 def test_insert_frame_joins_the_callers_transaction(engine):

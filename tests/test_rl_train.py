@@ -1,0 +1,218 @@
+"""Training, evaluation and episode logging end to end on tiny synthetic panels (real databases)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tt_resources.db import rl_log
+from tt_resources.db.schema import episodes, evals, holdings, models, portfolio
+from tt_rl.config import RLConfig
+from tt_rl.panel import panel_from_frames
+from tt_rl.synthetic import synthetic_bars
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return panel_from_frames("1d", synthetic_bars(["A", "AA", "B"], n_bars=200, seed=7))
+
+
+def _tiny(total: int = 128, **ppo) -> RLConfig:
+    cfg = RLConfig()
+    cfg.env.max_episode_steps = 40
+    cfg.ppo.total_timesteps = total
+    cfg.ppo.n_steps = 64
+    cfg.ppo.batch_size = 32
+    cfg.ppo.n_epochs = 2
+    cfg.ppo.progress_bar = False
+    cfg.logging.flush_every = 16
+    for key, value in ppo.items():
+        setattr(cfg.ppo, key, value)
+    return cfg
+
+
+def _weights(path):
+    from stable_baselines3 import PPO
+
+    return [p.detach().numpy().copy() for p in PPO.load(path / "model.zip", device="cpu").policy.parameters()]
+
+
+def test_same_seed_same_weights(panel, tmp_path):
+    from tt_rl.train import train
+
+    first = train(panel, _tiny(), model_dir=tmp_path / "a")
+    second = train(panel, _tiny(), model_dir=tmp_path / "b")
+    other = train(panel, _tiny(seed=1), model_dir=tmp_path / "c")
+    for x, y in zip(_weights(first.path), _weights(second.path), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(
+        not np.array_equal(x, y) for x, y in zip(_weights(first.path), _weights(other.path), strict=True)
+    )
+
+
+def test_resume_from_checkpoint_after_crash(panel, tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from tt_rl.train import train
+
+    class Crash(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 100:
+                raise RuntimeError("simulated crash")
+            return True
+
+    cfg = _tiny(total=192, checkpoint_every=64)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(panel, cfg, model_dir=tmp_path, callbacks=[Crash()])
+    (crashed,) = tmp_path.iterdir()
+    assert not (crashed / "model.zip").exists()
+    resumed = train(panel, cfg, model_dir=tmp_path)
+    assert resumed.path == crashed and resumed.metrics["resumed_from"] == 64
+    assert resumed.total_timesteps == 192 and (crashed / "model.zip").exists()
+
+
+def test_train_evaluate_logs_everything(engine, panel, tmp_path):
+    from tt_rl.evaluate import evaluate
+    from tt_rl.train import train
+
+    cfg = _tiny()
+    cfg.logging.log_training = True
+    cfg.eval.n_windows = 2
+    train_panel, _ = panel.split(panel.index[120])
+    trained = train(train_panel, cfg, engine=engine, model_dir=tmp_path, run_id="run-1")
+    result = evaluate(trained.path, panel, cfg, engine=engine, run_id="run-1")
+
+    assert set(result.metrics["policy"]) == {"ppo", "equal_weight", "equal_weight_vol", "cash"}
+    assert sorted(result.metrics["window"].unique()) == [-1, 0, 1]
+    assert (result.metrics["test_start"] >= train_panel.index[-1]).all()  # no overlap with training
+    assert result.equity.index.is_monotonic_increasing and result.equity["cash"].eq(100_000).all()
+    with engine.connect() as conn:
+        model = conn.execute(sa.select(models)).one()
+        assert model.model_id == trained.model_id and model.total_timesteps == 128
+        assert conn.execute(sa.select(sa.func.count()).select_from(evals)).scalar() == 12
+        test_eps = conn.execute(sa.select(episodes).where(episodes.c.split == "test")).all()
+        assert len(test_eps) == 8 and {e.status for e in test_eps} == {"finished"}
+        ppo_ep = next(e for e in test_eps if e.policy == "ppo" and e.window == 0)
+        steps = conn.execute(
+            sa.select(portfolio.c.net_worth)
+            .where(portfolio.c.episode_id == ppo_ep.episode_id)
+            .order_by("step")
+        ).scalars()
+        assert list(steps)[-1] == pytest.approx(ppo_ep.final_net_worth)
+        ew_ep = next(e for e in test_eps if e.policy == "equal_weight" and e.window == 1)
+        held = conn.execute(sa.select(holdings).where(holdings.c.episode_id == ew_ep.episode_id)).all()
+        assert {h.symbol for h in held} == {"A", "AA", "B"} and len(held) == 3 * ew_ep.steps
+        assert {h.step for h in held if h.trade_value != 0} == {0}  # bought once, then held
+        train_eps = conn.execute(sa.select(episodes).where(episodes.c.split == "train")).all()
+        assert train_eps and all(e.status in ("finished", "incomplete") for e in train_eps)
+
+
+def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    env = EpisodeLogger(
+        build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=8
+    )
+    env.reset(seed=0)
+    for _ in range(13):
+        env.step(env.action_space.sample())
+    first = env.episode_id
+    env.reset(seed=1)  # abandon the first episode mid-way
+    env.close()
+    with sqlite_engine.connect() as conn:
+        rows = {r.episode_id: r for r in conn.execute(sa.select(episodes))}
+    assert rows[first].status == "incomplete" and rows[first].steps == 13
+    assert {r.status for r in rows.values()} == {"incomplete"}
+
+
+def test_killed_process_leaves_episode_unfinished(sqlite_url, sqlite_engine, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import numpy as np
+            from tt_rl.config import RLConfig
+            from tt_rl.env import build_env
+            from tt_rl.logging import EpisodeLogger
+            from tt_rl.panel import panel_from_frames
+            from tt_rl.synthetic import synthetic_bars
+
+            panel = panel_from_frames("1d", synthetic_bars(["A", "B"], n_bars=3000, seed=1))
+            cfg = RLConfig()
+            cfg.env.max_episode_steps = None
+            cfg.env.random_start = False
+            cfg.env.max_drawdown = 1.0
+            env = EpisodeLogger(build_env(panel, cfg), {sqlite_url!r}, split="train", policy="random", flush_every=10)
+            env.reset(seed=0)
+            while True:
+                env.step(np.full(2, 0.5, dtype=np.float32))
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        steps = 0
+        while steps < 30 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            with sqlite_engine.connect() as conn:
+                steps = conn.execute(sa.select(sa.func.max(episodes.c.steps))).scalar() or 0
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert steps >= 30
+    with sqlite_engine.connect() as conn:
+        (row,) = conn.execute(sa.select(episodes)).all()
+        stored = conn.execute(
+            sa.select(sa.func.count()).where(portfolio.c.episode_id == row.episode_id)
+        ).scalar()
+    assert row.status == "running" and row.finished_at is None  # never looks finished
+    assert row.steps == stored and stored % 10 == 0  # whole flushes only
+    assert rl_log.mark_stale_episodes(sqlite_engine) == 1
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(sa.select(episodes.c.status)).scalar() == "incomplete"
+
+
+def test_tt_train_cli_on_synthetic_data(tmp_path, monkeypatch):
+    from tt_cli.main import cli
+
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tt.sqlite'}")
+    monkeypatch.setenv("COLUMNS", "200")  # rich: room for the whole table
+    config = tmp_path / "rl.json"
+    config.write_text(
+        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "progress_bar": true},'
+        ' "env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--limit", "3", "--steps", "128", "--months", "14", "--config", str(config), "--seed", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("ppo", "equal_weight", "equal_weight_vol", "cash", "sharpe"):
+        assert name in result.output
+    assert list((tmp_path / "models" / "1d").glob("*/model.zip"))
+
+
+def test_tt_train_cli_bad_config(tmp_path, monkeypatch):
+    from tt_cli.main import cli
+
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    config = tmp_path / "rl.json"
+    config.write_text('{"ppo": {"stepz": 1}}')
+    result = CliRunner().invoke(cli, ["train", "--config", str(config)])
+    assert result.exit_code == 2 and "ppo.stepz" in result.output
+
+
+pytestmark = pytest.mark.slow

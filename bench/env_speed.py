@@ -1,0 +1,230 @@
+"""Environment speed: TensorTrade's stock env vs the project's env, step-time growth, memory, PPO throughput.
+
+Random actions, same synthetic data for both. Writes bench/results/env_speed.json. Steps/s are wall-clock,
+best of several repetitions (the machine is shared; best-of filters out other processes' bursts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tt_rl.config import RLConfig  # noqa: E402
+from tt_rl.panel import Panel, panel_from_frames  # noqa: E402
+from tt_rl.synthetic import synthetic_bars  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "env_speed.json"
+
+
+def make_panel(n_symbols: int, n_bars: int) -> Panel:
+    return panel_from_frames(
+        "1d", synthetic_bars([f"S{i:03d}" for i in range(n_symbols)], n_bars=n_bars, seed=11)
+    )
+
+
+def bench_config() -> RLConfig:
+    cfg = RLConfig()
+    cfg.env.max_episode_steps = None
+    cfg.env.random_start = False
+    cfg.env.max_drawdown = float("inf")
+    return cfg
+
+
+def steps_per_second(env, actions: np.ndarray, repeats: int = 3) -> float:
+    """Best-of-`repeats` wall-clock steps/s over `actions`, resetting whenever an episode ends."""
+    best = float("inf")
+    for _ in range(repeats):
+        env.reset(seed=0)
+        start = time.perf_counter()
+        for action in actions:
+            terminated, truncated = env.step(action)[2:4]
+            if terminated or truncated:
+                env.reset()
+        best = min(best, time.perf_counter() - start)
+    return len(actions) / best
+
+
+def project_speed(panel: Panel, n_steps: int) -> float:
+    from tt_rl.env import build_env
+
+    env = build_env(panel, bench_config())
+    actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
+    return steps_per_second(env, actions)
+
+
+def tensortrade_default_env(panel: Panel):
+    """TensorTrade's stock env: default.create with managed-risk actions, risk-adjusted reward, window 10."""
+    from tensortrade.env import default
+    from tensortrade.feed.core import DataFeed, Stream
+    from tensortrade.oms.exchanges import Exchange
+    from tensortrade.oms.instruments import Instrument
+    from tensortrade.oms.services.execution.simulated import execute_order
+    from tensortrade.oms.wallets import Portfolio, Wallet
+
+    import tt_rl.env  # noqa: F401  (orders torch before tensortrade)
+
+    usd = Instrument("USD", 2, "U.S. Dollar")
+    prices = [
+        Stream.source(list(panel.prices[:, j]), dtype="float").rename(f"USD-{s}")
+        for j, s in enumerate(panel.symbols)
+    ]
+    exchange = Exchange("sim", service=execute_order)(*prices)
+    wallets = [Wallet(exchange, 100_000 * usd)] + [
+        Wallet(exchange, 0 * Instrument(s, 6, s)) for s in panel.symbols
+    ]
+    features = [
+        Stream.source(list(panel.features[:, j, k].astype(float)), dtype="float").rename(f"{s}:{name}")
+        for j, s in enumerate(panel.symbols)
+        for k, name in enumerate(panel.feature_names)
+    ]
+    return default.create(
+        portfolio=Portfolio(usd, wallets),
+        action_scheme="managed-risk",
+        reward_scheme="risk-adjusted",
+        feed=DataFeed(features),
+        window_size=10,
+    )
+
+
+def tensortrade_speed(panel: Panel, n_steps: int) -> float:
+    env = tensortrade_default_env(panel)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, env.action_space.n, n_steps)
+    return steps_per_second(env, actions, repeats=1)
+
+
+def long_episode(panel: Panel, n_steps: int) -> tuple[float, float]:
+    """(mean step time around step n_steps / around step 100, RSS growth MB from step 1,000 to n_steps)."""
+    from tt_rl.env import build_env
+
+    env = build_env(panel, bench_config())
+    env.reset(options={"start": 9, "end": 9 + n_steps})
+    actions = np.random.default_rng(1).uniform(-1, 1, (2000, len(panel.symbols))).astype(np.float32)
+    process = psutil.Process()
+    block = 2000
+    times = np.zeros(n_steps)
+    rss_start = 0.0
+    for i in range(n_steps):
+        start = time.perf_counter()
+        env.step(actions[i % len(actions)])
+        times[i] = time.perf_counter() - start
+        if i == 1000:
+            rss_start = process.memory_info().rss
+    rss_growth = (process.memory_info().rss - rss_start) / 2**20
+    early = np.median(times[50 : 50 + block])
+    late = np.median(times[n_steps - block :])
+    return float(late / early), float(rss_growth)
+
+
+def logging_overhead(panel: Panel, n_steps: int, holdings: bool) -> float:
+    """Extra wall time per step (percent) of EpisodeLogger with real SQLite flushes over the bare env."""
+    from tt_resources.db.engine import create_engine
+    from tt_resources.db.migrate import upgrade
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    bare = project_speed(panel, n_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/bench.sqlite")
+        upgrade(engine)
+        env = EpisodeLogger(
+            build_env(panel, bench_config()),
+            engine,
+            split="train",
+            policy="random",
+            flush_every=4096,
+            holdings=holdings,
+        )
+        actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
+        logged = steps_per_second(env, actions)
+        env.close()
+        engine.dispose()
+    return 100.0 * (bare / logged - 1.0)
+
+
+class ZeroCostEnv:
+    """Same spaces and episode length as the project env; steps cost nothing (returns a fixed observation)."""
+
+    def __new__(cls, observation_space, action_space, episode_length: int):
+        import gymnasium
+
+        class _Zero(gymnasium.Env):
+            def __init__(self) -> None:
+                self.observation_space = observation_space
+                self.action_space = action_space
+                self._obs = np.zeros(observation_space.shape, dtype=np.float32)
+                self._t = 0
+
+            def reset(self, seed=None, options=None):
+                super().reset(seed=seed)
+                self._t = 0
+                return self._obs.copy(), {}
+
+            def step(self, action):
+                self._t += 1
+                return self._obs.copy(), 0.0, self._t >= episode_length, False, {}
+
+        return _Zero()
+
+
+def ppo_fps(panel: Panel, timesteps: int) -> tuple[float, float]:
+    """PPO learn() timesteps/s on the project env and on a zero-cost env of identical shapes."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from tt_rl.env import build_env
+
+    torch.set_num_threads(1)
+    cfg = bench_config()
+    cfg.env.max_episode_steps = 252
+    cfg.env.random_start = True
+
+    def fps(env) -> float:
+        model = PPO("MlpPolicy", env, n_steps=1024, batch_size=128, n_epochs=5, seed=0, device="cpu")
+        model.learn(256)  # warm-up
+        start = time.perf_counter()
+        model.learn(timesteps, reset_num_timesteps=False)
+        return timesteps / (time.perf_counter() - start)
+
+    env = build_env(panel, cfg)
+    zero = ZeroCostEnv(env.observation_space, env.action_space, 252)
+    return max(fps(env) for _ in range(2)), max(fps(zero) for _ in range(2))
+
+
+def main() -> None:
+    panel_150 = make_panel(150, 2_000)
+    panel_10 = make_panel(10, 2_000)
+    result = {
+        "tt_default_steps_per_s_150": tensortrade_speed(panel_150, 300),
+        "project_steps_per_s_150": project_speed(panel_150, 20_000),
+        "tt_default_steps_per_s_10": tensortrade_speed(panel_10, 1_000),
+        "project_steps_per_s_10": project_speed(panel_10, 20_000),
+    }
+    ratio, rss = long_episode(make_panel(10, 50_100), 50_000)
+    result["step_time_ratio_50k_vs_100"] = ratio
+    result["rss_growth_mb_50k"] = rss
+    result["ppo_fps_project"], result["ppo_fps_zero_cost"] = ppo_fps(panel_10, 4096)
+    result["logging_overhead_pct_10"] = logging_overhead(panel_10, 8192, holdings=False)
+    result["logging_overhead_with_holdings_pct_10"] = logging_overhead(panel_10, 8192, holdings=True)
+    result["notes"] = (
+        "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
+        "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}, indent=2)
+    )
+    print(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()

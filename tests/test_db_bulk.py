@@ -169,3 +169,12 @@ def test_large_batches_span_many_statements(engine):
         engine, sa.select(contracts.c.symbol, contracts.c.con_id).order_by(contracts.c.con_id)
     )
     assert len(stored) == n and (stored["con_id"] == -1).sum() == 13
+
+
+def test_read_frame_keeps_json_lists_as_cells(engine):
+    rows = episode_rows(2).assign(symbols=[["A", "AA"], ["F", "T"]], finished_at=T0)
+    insert_frame(engine, episodes, rows)
+    frame = read_frame(engine, sa.select(episodes).order_by(episodes.c.episode_id))
+    assert frame["symbols"].tolist() == [["A", "AA"], ["F", "T"]]
+    assert frame["window"].tolist() == [0, pd.NA] and frame["terminated"].tolist() == [True, False]
+    assert frame["final_net_worth"].isna().tolist() == [False, True]

@@ -534,24 +534,50 @@ def _past_high_water_mark(
 
 
 def read_frame(conn_or_engine: sa.Engine | sa.Connection, stmt: sa.Select) -> pd.DataFrame:
-    """Run a Core select into a DataFrame (vectorised conversions).
+    """Run a Core select into a DataFrame, building each column at once with an explicit dtype.
 
-    `UTCDateTime` columns come back as datetime64[us, UTC], integer columns as nullable Int64.
+    `UTCDateTime` columns come back as datetime64[us, UTC] (fetched as epoch microseconds on PostgreSQL,
+    as text on SQLite), floats as float64 (NaN for NULL), integers as nullable Int64, the rest as objects.
     """
-    timestamp_columns = [c.name for c in stmt.selected_columns if isinstance(c.type, UTCDateTime)]
-    raw = stmt.with_only_columns(
-        *(
-            sa.type_coerce(c, sa.types.NullType()).label(c.name) if c.name in timestamp_columns else c
-            for c in stmt.selected_columns
-        ),
-        maintain_column_froms=True,
-    )
     with _transaction(conn_or_engine) as conn:
-        result = conn.execute(raw)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    for name in timestamp_columns:
-        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype("datetime64[us, UTC]")
-    for column in stmt.selected_columns:
-        if isinstance(column.type, sa.Integer) and not isinstance(column.type, sa.Boolean):
-            frame[column.name] = frame[column.name].astype("Int64")
-    return frame
+        postgres = conn.dialect.name == "postgresql"
+        fetched = stmt.with_only_columns(
+            *(_raw_timestamp(c, postgres) for c in stmt.selected_columns), maintain_column_froms=True
+        )
+        result = conn.execute(fetched)
+        names = list(result.keys())
+        rows = result.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            name: _frame_column(column.type, values, postgres)
+            for name, column, values in zip(names, stmt.selected_columns, columns, strict=True)
+        }
+    )
+
+
+def _raw_timestamp(column: sa.ColumnElement, postgres: bool) -> sa.ColumnElement:
+    """`UTCDateTime` columns as epoch microseconds (PostgreSQL) or stored text (SQLite); others unchanged."""
+    if not isinstance(column.type, UTCDateTime):
+        return column
+    if postgres:
+        return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger).label(column.name)
+    return sa.type_coerce(column, sa.types.NullType()).label(column.name)
+
+
+def _frame_column(kind: sa.types.TypeEngine, values: tuple, postgres: bool):
+    """One fetched column as a pandas-ready array (see read_frame for the dtypes)."""
+    if isinstance(kind, sa.Float):
+        return np.array(values, dtype=np.float64)
+    objects = np.fromiter(values, dtype=object, count=len(values))  # 1-D even when cells hold lists
+    if isinstance(kind, UTCDateTime):
+        if not postgres:
+            return pd.to_datetime(objects, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+        missing = pd.isna(objects)
+        stamps = np.where(missing, 0, objects).astype(np.int64).view("M8[us]")
+        stamps[missing] = np.datetime64("NaT")
+        return pd.DatetimeIndex(stamps).tz_localize("UTC")
+    if isinstance(kind, sa.Integer):
+        missing = pd.isna(objects)
+        return pd.arrays.IntegerArray(np.where(missing, 0, objects).astype(np.int64), missing)
+    return objects

@@ -237,3 +237,18 @@ def test_concurrent_writer_past_the_high_water_mark_falls_back_to_upsert(engine)
     assert insert_once.done
     assert (result.rows, result.inserted, result.unchanged) == (4, 1, 3)
     assert len(read_bars(engine, "AAPL", "1h")) == 4
+
+
+def test_upsert_joins_a_callers_transaction(engine):
+    with engine.connect() as conn:
+        with conn.begin() as tx:
+            assert upsert_price_bars(conn, make_bars(n=3)).inserted == 3
+            assert upsert_price_bars(conn, make_bars(n=4)).inserted == 1
+            assert len(read_bars(conn, "AAPL", "1h")) == 4
+            tx.rollback()
+    assert stored(engine).empty
+
+
+def test_empty_batch_writes_nothing(engine):
+    result = upsert_price_bars(engine, make_bars(n=0))
+    assert (result.rows, result.inserted) == (0, 0) and stored(engine).empty

@@ -24,7 +24,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_resources.db import create_engine, upgrade, upsert_price_bars
-from tt_resources.db.bulk import binary_copy_chunks, copy_statement, to_arrow
+from tt_resources.db.bulk import to_arrow
+from tt_resources.db.pgcopy import binary_copy_chunks, copy_statement
 from tt_resources.db.prices import validate_bars
 from tt_resources.db.schema import prices
 

@@ -1,7 +1,7 @@
 """Fast generic writers and readers for pandas frames (SQLAlchemy 2 Core, both backends).
 
 Writers convert whole columns at once (pandas -> Arrow -> numpy) and never loop over rows in Python:
-- PostgreSQL: binary COPY FROM STDIN, encoded with numpy and streamed in chunks (row order is not kept).
+- PostgreSQL: binary COPY FROM STDIN (see pgcopy; row order is not kept).
   Upserts COPY into a temporary stage table, anti-join away identical rows, then run one
   INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE (values) IS DISTINCT FROM (excluded values).
 - SQLite: executemany on the raw DBAPI cursor with 200-row VALUES statements; upserts run
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from tt_resources.db.pgcopy import copy_into
 from tt_resources.db.types import UTCDateTime
 
-COPY_CHUNK_ROWS = 65_536
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: exactly SQLAlchemy's text
 
 
@@ -152,126 +152,6 @@ def _sqlite_params(data: pa.Table, order: Sequence[str]) -> np.ndarray:
     return params
 
 
-# ---------------------------------------------------------------- PostgreSQL binary COPY
-
-_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header-extension length
-_PGCOPY_TRAILER = b"\xff\xff"
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since the Unix epoch
-
-
-@dataclass(frozen=True)
-class _BinaryColumn:
-    """One column in COPY binary form: per-row field length in bytes (-1 = NULL) and per-row values
-    (big-endian numbers, or bytes padded to the longest value)."""
-
-    lengths: np.ndarray
-    values: np.ndarray
-
-    def __getitem__(self, rows) -> _BinaryColumn:
-        return _BinaryColumn(self.lengths[rows], self.values[rows])
-
-
-def _binary_column(column: sa.Column, array: pa.Array) -> _BinaryColumn:
-    """Encode one Arrow column for the PostgreSQL type of `column` (timestamptz, int2/4/8, float4/8,
-    bool, text, jsonb)."""
-    valid = array.is_valid().to_numpy(zero_copy_only=False)
-    kind = column.type
-    if isinstance(kind, sa.String | sa.JSON):
-        return _binary_text(array, valid, jsonb=isinstance(kind, sa.JSON))
-    if isinstance(kind, UTCDateTime):
-        array, dtype = pc.subtract(array.cast(pa.int64()), _PG_EPOCH_US), ">i8"
-    elif isinstance(kind, sa.Boolean):
-        dtype = "?"
-    elif isinstance(kind, sa.Integer):
-        dtype = (
-            ">i8"
-            if isinstance(kind, sa.BigInteger)
-            else ">i2"
-            if isinstance(kind, sa.SmallInteger)
-            else ">i4"
-        )
-    elif isinstance(kind, sa.Float):
-        dtype = ">f4" if (kind.precision or 53) <= 24 else ">f8"
-    else:
-        raise TypeError(f"no COPY encoding for column {column.name!r} of type {kind}")
-    if array.null_count:
-        array = array.fill_null(False if dtype == "?" else 0)
-    values = array.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-    return _BinaryColumn(np.where(valid, values.itemsize, -1).astype(np.int32), values)
-
-
-def _binary_text(array: pa.Array, valid: np.ndarray, *, jsonb: bool) -> _BinaryColumn:
-    """UTF-8 text (jsonb: version byte 1 + text), encoded once per distinct value."""
-    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
-    words = [(b"\x01" if jsonb else b"") + word.encode() for word in encoded.dictionary.to_pylist()] or [b""]
-    sizes = np.fromiter(map(len, words), dtype=np.int32, count=len(words))
-    index = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    return _BinaryColumn(
-        np.where(valid, sizes[index], -1).astype(np.int32), np.array(words, dtype=bytes)[index]
-    )
-
-
-def _binary_rows(columns: list[_BinaryColumn]) -> bytes:
-    """COPY binary tuples for the rows of `columns`. Rows are grouped by their layout (the field lengths)
-    so each group is one packed numpy structured array; row order is not preserved."""
-    layout = np.zeros(len(columns[0].lengths), dtype=np.int64)
-    for column in columns:
-        if (column.lengths != column.lengths[0]).any():
-            layout = pd.factorize(layout * (column.values.itemsize + 2) + column.lengths + 1)[0]
-    if not layout.any():
-        return _packed_rows(columns)
-    order = np.argsort(layout, kind="stable")
-    groups = np.split(order, np.cumsum(np.bincount(layout))[:-1])
-    return b"".join(_packed_rows([column[rows] for column in columns]) for rows in groups)
-
-
-def _packed_rows(columns: list[_BinaryColumn]) -> bytes:
-    """COPY binary tuples for rows that share one layout (every column's length is the same in each row)."""
-    fields: list[tuple[str, str | np.dtype]] = [("count", ">i2")]
-    for i, column in enumerate(columns):
-        fields.append((f"len{i}", ">i4"))
-        width = int(column.lengths[0])
-        if width > 0:
-            fields.append(
-                (f"val{i}", f"S{width}" if column.values.dtype.kind == "S" else column.values.dtype)
-            )
-    rows = np.empty(len(columns[0].lengths), dtype=fields)
-    rows["count"] = len(columns)
-    for i, column in enumerate(columns):
-        rows[f"len{i}"] = column.lengths
-        if f"val{i}" in rows.dtype.names:
-            rows[f"val{i}"] = column.values
-    return rows.tobytes()
-
-
-def binary_copy_chunks(table: sa.Table, data: pa.Table) -> Iterator[bytes]:
-    """The COPY binary stream for `data` (columns of `table`): header, tuples in chunks, trailer."""
-    columns = [
-        _binary_column(table.c[name], data.column(name).combine_chunks()) for name in data.column_names
-    ]
-    yield _PGCOPY_HEADER
-    for start in range(0, data.num_rows, COPY_CHUNK_ROWS):
-        yield _binary_rows([column[start : start + COPY_CHUNK_ROWS] for column in columns])
-    yield _PGCOPY_TRAILER
-
-
-def copy_statement(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) -> str:
-    """`COPY table (columns) FROM STDIN (FORMAT binary)` with quoted identifiers."""
-    preparer = conn.dialect.identifier_preparer
-    names = ", ".join(preparer.quote(name) for name in columns)
-    return f"COPY {preparer.format_table(table)} ({names}) FROM STDIN (FORMAT binary)"
-
-
-def _copy(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
-    """Stream `data` into `table` with binary COPY FROM STDIN (encoding overlaps the server's work)."""
-    with (
-        conn.connection.driver_connection.cursor() as cursor,
-        cursor.copy(copy_statement(conn, table, data.column_names)) as copy,
-    ):
-        for chunk in binary_copy_chunks(table, data):
-            copy.write(chunk)
-
-
 # ---------------------------------------------------------------- writers
 
 
@@ -344,7 +224,7 @@ def _insert(conn: sa.Connection, table: sa.Table, data: pa.Table) -> int:
     if not data.num_rows:
         return 0
     if conn.dialect.name == "postgresql":
-        _copy(conn, table, data)
+        copy_into(conn, table, data)
     else:
         _executemany(conn, lambda rows: sa.insert(table).values(_bind(data, rows)), data)
     return data.num_rows
@@ -445,7 +325,7 @@ def _pg_upsert(conn, table, data, key_columns, values, compared) -> tuple[int, i
         prefixes=["TEMPORARY"],
     )
     stage.create(conn)
-    _copy(conn, stage, data)
+    copy_into(conn, stage, data)
     stored = table.alias("stored")
     same = sa.and_(
         *(stored.c[c] == stage.c[c] for c in key_columns),

@@ -240,12 +240,11 @@ def test_concurrent_writer_past_the_high_water_mark_falls_back_to_upsert(engine)
 
 
 def test_upsert_joins_a_callers_transaction(engine):
-    with engine.connect() as conn:
-        with conn.begin() as tx:
-            assert upsert_price_bars(conn, make_bars(n=3)).inserted == 3
-            assert upsert_price_bars(conn, make_bars(n=4)).inserted == 1
-            assert len(read_bars(conn, "AAPL", "1h")) == 4
-            tx.rollback()
+    with engine.connect() as conn, conn.begin() as tx:
+        assert upsert_price_bars(conn, make_bars(n=3)).inserted == 3
+        assert upsert_price_bars(conn, make_bars(n=4)).inserted == 1
+        assert len(read_bars(conn, "AAPL", "1h")) == 4
+        tx.rollback()
     assert stored(engine).empty
 
 

@@ -99,7 +99,7 @@ def _packed_rows(columns: list[_BinaryColumn]) -> bytes:
     rows = np.empty(len(columns[0].lengths), dtype=fields)
     rows["count"] = len(columns)
     for i, column in enumerate(columns):
-        rows[f"len{i}"] = column.lengths
+        rows[f"len{i}"] = column.lengths[0]  # the same in every row of the group
         if f"val{i}" in rows.dtype.names:
             rows[f"val{i}"] = column.values
     return rows.tobytes()

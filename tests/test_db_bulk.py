@@ -178,3 +178,24 @@ def test_read_frame_keeps_json_lists_as_cells(engine):
     assert frame["symbols"].tolist() == [["A", "AA"], ["F", "T"]]
     assert frame["window"].tolist() == [0, pd.NA] and frame["terminated"].tolist() == [True, False]
     assert frame["final_net_worth"].isna().tolist() == [False, True]
+
+
+def test_generated_ids_follow_the_frame_order(engine):
+    """Rows with different NULL patterns and text lengths still get ids in frame order (COPY on PostgreSQL)."""
+    n = 40
+    log = pd.DataFrame(
+        {
+            "symbol": ["A", "AA", "BRK.B", "F"] * (n // 4),
+            "timeframe": "1h",
+            "source": "ibkr",
+            "request": "historical",
+            "outcome": ["ok", "pacing", "no_data", "ok"] * (n // 4),
+            "error_code": pd.array([None, 162, None, None] * (n // 4), dtype="Int64"),
+            "message": [None, "x" * 30, "", "pacing violation"] * (n // 4),
+            "bars": range(n),
+            "requested_at": T0,
+        }
+    )
+    insert_frame(engine, fetch_log, log)
+    stored = read_frame(engine, sa.select(fetch_log.c.id, fetch_log.c.bars).order_by(fetch_log.c.id))
+    assert stored["bars"].tolist() == list(range(n))

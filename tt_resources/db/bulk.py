@@ -1,7 +1,7 @@
 """Fast generic writers and readers for pandas frames (SQLAlchemy 2 Core, both backends).
 
 Writers convert whole columns at once (pandas -> Arrow -> numpy) and never loop over rows in Python:
-- PostgreSQL: binary COPY FROM STDIN (see pgcopy; row order is not kept).
+- PostgreSQL: binary COPY FROM STDIN (see pgcopy; row order is kept only where it decides generated ids).
   Upserts COPY into a temporary stage table, anti-join away identical rows, then run one
   INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE (values) IS DISTINCT FROM (excluded values).
 - SQLite: executemany on the raw DBAPI cursor with 200-row VALUES statements; upserts run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -72,17 +73,22 @@ def _binary_text(array: pa.Array, valid: np.ndarray, *, jsonb: bool) -> _BinaryC
     )
 
 
-def _binary_rows(columns: list[_BinaryColumn]) -> bytes:
-    """COPY binary tuples for the rows of `columns`. Rows are grouped by their layout (the field lengths)
-    so each group is one packed numpy structured array; row order is not preserved."""
-    layout = np.zeros(len(columns[0].lengths), dtype=np.int64)
+def _binary_rows(columns: list[_BinaryColumn], *, keep_order: bool) -> bytes:
+    """COPY binary tuples for the rows of `columns`, packed as numpy structured arrays of rows that share
+    a layout (the field lengths). Without `keep_order` rows are grouped by layout (few, large groups);
+    with it, consecutive runs of one layout are packed in turn, so generated ids follow the frame's order."""
+    n = len(columns[0].lengths)
+    layout = np.zeros(n, dtype=np.int64)
     for column in columns:
         if (column.lengths != column.lengths[0]).any():
             layout = pd.factorize(layout * (column.values.itemsize + 2) + column.lengths + 1)[0]
     if not layout.any():
         return _packed_rows(columns)
-    order = np.argsort(layout, kind="stable")
-    groups = np.split(order, np.cumsum(np.bincount(layout))[:-1])
+    if keep_order:
+        bounds = [0, *(np.flatnonzero(np.diff(layout)) + 1), n]
+        groups = [slice(start, stop) for start, stop in pairwise(bounds)]
+    else:
+        groups = np.split(np.argsort(layout, kind="stable"), np.cumsum(np.bincount(layout))[:-1])
     return b"".join(_packed_rows([column[rows] for column in columns]) for rows in groups)
 
 
@@ -106,13 +112,16 @@ def _packed_rows(columns: list[_BinaryColumn]) -> bytes:
 
 
 def binary_copy_chunks(table: sa.Table, data: pa.Table) -> Iterator[bytes]:
-    """The COPY binary stream for `data` (columns of `table`): header, tuples in chunks, trailer."""
+    """The COPY binary stream for `data` (columns of `table`): header, tuples in chunks, trailer.
+
+    Row order is kept only for tables with an autoincrement id (where it decides the ids)."""
     columns = [
         _binary_column(table.c[name], data.column(name).combine_chunks()) for name in data.column_names
     ]
     yield _PGCOPY_HEADER
     for start in range(0, data.num_rows, COPY_CHUNK_ROWS):
-        yield _binary_rows([column[start : start + COPY_CHUNK_ROWS] for column in columns])
+        chunk = [column[start : start + COPY_CHUNK_ROWS] for column in columns]
+        yield _binary_rows(chunk, keep_order=table.autoincrement_column is not None)
     yield _PGCOPY_TRAILER
 
 

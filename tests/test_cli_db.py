@@ -65,8 +65,8 @@ def test_show_prints_the_latest_rows_of_a_filled_table(db_url):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("│ AAPL")]
     assert len(lines) == 20 and "AA " not in result.output.replace("AAPL", "")
-    assert lines[0].split("│")[3].strip() == "2024-01-06 00:00:00+00:00"  # oldest of the last 20, first
-    assert lines[-1].split("│")[3].strip() == "2024-01-25 00:00:00+00:00"
+    assert lines[0].split("│")[3].strip() == "2024-01-06 00:00:00"  # oldest of the last 20, first
+    assert lines[-1].split("│")[3].strip() == "2024-01-25 00:00:00"
     assert "10.24" in lines[-1]
     narrow = run(["show", "tt_prices", "--columns", "symbol,ts,close", "--last", "2"], db_url)
     assert narrow.exit_code == 0 and "volume" not in narrow.output and "10.24" in narrow.output

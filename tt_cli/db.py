@@ -98,22 +98,23 @@ def _print_rows(engine: sa.Engine, name: str, stmt: sa.Select) -> None:
         console.print(f"{name}: no rows match")
         return
     view = Table(title=f"{name}: last {len(frame)} rows")
-    for column in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(
-            frame[column]
-        )
-        view.add_column(column, justify="right" if numeric else "left")
+    for name, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            view.add_column(f"{name} (UTC)", no_wrap=True)
+        else:
+            numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            view.add_column(name, justify="right" if numeric else "left")
     for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
         view.add_row(*(_cell(value) for value in row))
     console.print(view)
 
 
 def _cell(value) -> str:
-    """A readable table cell: blank for NULL (None), ISO time, trimmed floats, short JSON."""
+    """A readable table cell: blank for NULL (None), UTC time to the second, trimmed floats, short JSON."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         if abs(value) >= 1:
             return f"{value:,.4f}".rstrip("0").rstrip(".")

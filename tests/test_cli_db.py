@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tt_cli.main import cli
+from tt_resources import config
 from tt_resources.db import create_engine, upsert_price_bars
 from tt_resources.db.schema import TABLES
 
@@ -122,7 +123,7 @@ def test_watchlist_command(tmp_path):
     result = run(["watchlist", "--limit", "5"])
     assert result.exit_code == 0
     assert result.output.splitlines() == [
-        f"5 symbols from {Path('data/tensorwatchlist.csv').resolve()} (5 sectors)",
+        f"5 symbols from {config.watchlist_path()} (5 sectors)",
         "first: AAPL, GOOGL, AMZN, PG, UNH",
     ]
     bad = tmp_path / "w.csv"

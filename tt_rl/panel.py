@@ -30,6 +30,8 @@ class Panel:
     feature_names: tuple[str, ...] = FEATURE_COLUMNS
 
     def __post_init__(self) -> None:
+        # one time unit (ns, UTC) whatever the reader returned, so `version` and `save` do not depend on it
+        object.__setattr__(self, "index", pd.DatetimeIndex(self.index).tz_convert("UTC").as_unit("ns"))
         t, n = len(self.index), len(self.symbols)
         if self.prices.shape != (t, n) or self.features.shape != (t, n, len(self.feature_names)):
             raise ValueError(

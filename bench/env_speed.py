@@ -18,6 +18,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import tt_rl.env  # noqa: E402, F401  torch before tensortrade (see tt_rl.components); tensortrade below
 from tt_rl.config import RLConfig  # noqa: E402
 from tt_rl.panel import Panel, panel_from_frames  # noqa: E402
 from tt_rl.synthetic import synthetic_bars  # noqa: E402
@@ -69,8 +70,6 @@ def tensortrade_default_env(panel: Panel):
     from tensortrade.oms.instruments import Instrument
     from tensortrade.oms.services.execution.simulated import execute_order
     from tensortrade.oms.wallets import Portfolio, Wallet
-
-    import tt_rl.env  # noqa: F401  (orders torch before tensortrade)
 
     usd = Instrument("USD", 2, "U.S. Dollar")
     prices = [

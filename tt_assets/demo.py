@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from tt_assets.launch import materialize_market_data
+from tt_assets.launch import materialize_market_data, run_job
 from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES
 
 TRAIN_TIMEFRAME = "1d"
@@ -86,10 +86,10 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
                 f"market_data_job failed for {key_range.start}..{key_range.end} (run {result.run_id})"
             )
 
-    training = defs.resolve_job_def("training_job")
     with console.status(f"training_dataset {TRAIN_TIMEFRAME}"):
-        result = training.execute_in_process(
-            instance=instance,
+        result = run_job(
+            instance,
+            "training_job",
             partition_key=TRAIN_TIMEFRAME,
             asset_selection=[dg.AssetKey("training_dataset")],
         )
@@ -105,8 +105,9 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
     ):
         timesteps = steps or DEMO_TIMESTEPS
         with console.status(f"ppo_model ({timesteps} steps) -> evaluation {TRAIN_TIMEFRAME}"):
-            result = defs.resolve_job_def("retrain_job").execute_in_process(
-                instance=instance,
+            result = run_job(
+                instance,
+                "retrain_job",
                 partition_key=TRAIN_TIMEFRAME,
                 run_config={
                     "ops": {

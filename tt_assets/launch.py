@@ -28,6 +28,23 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+# Runs launched from the CLI show their own progress; Dagster's console logger only adds warnings and errors
+# (the full event log is still stored in the instance and shown by `dagster dev`).
+CONSOLE_WARNINGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_job(
+    instance: dg.DagsterInstance, name: str, *, run_config: dict | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
+    """Execute the code location's job `name` in-process against `instance` (kwargs: partition_key, tags,
+    asset_selection, raise_on_error)."""
+    from tt_assets.definitions import defs
+
+    return defs.resolve_job_def(name).execute_in_process(
+        instance=instance, run_config={**CONSOLE_WARNINGS, **(run_config or {})}, **kwargs
+    )
+
+
 def register_symbols(instance: dg.DagsterInstance, symbols: Iterable[str]) -> list[str]:
     """Add the symbols missing from the `symbol` partitions; return every registered symbol in order."""
     registered = set(instance.get_dynamic_partitions(SYMBOL_DIM))
@@ -49,17 +66,15 @@ def materialize_market_data(
     entered as a context manager around each run (e.g. rich's `console.status`)."""
     from contextlib import nullcontext
 
-    from tt_assets.definitions import defs
-
     wanted = set(symbols)
     registered = register_symbols(instance, wanted)
-    job = defs.resolve_job_def("market_data_job")
     for timeframe in timeframes:
         for key_range in symbol_ranges(registered, timeframe, wanted=wanted):
             label = f"raw_bars + checks + features {key_range.start} .. {key_range.end}"
             with status(label) if status else nullcontext():
-                result = job.execute_in_process(
-                    instance=instance,
+                result = run_job(
+                    instance,
+                    "market_data_job",
                     tags=range_tags(key_range),
                     run_config=run_config,
                     raise_on_error=False,

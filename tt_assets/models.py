@@ -17,7 +17,6 @@ from tt_resources import config
 from tt_resources.resources import DatabaseResource
 
 TRAINING_GROUP = "training"
-DEMO_TIMESTEPS = 4_096
 
 
 class DatasetConfig(dg.Config):

@@ -29,6 +29,53 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     return table
 
 
+def _train_via_dagster(engine, symbols, timeframe, start, source, rl, console) -> pd.DataFrame:
+    """market_data_job for the symbols, then training_job and retrain_job for `timeframe`, through the
+    persistent Dagster instance; returns the stitched out-of-sample metrics of the new model."""
+    import json
+    import os
+
+    from tt_resources import config as settings
+
+    if source:
+        os.environ["TT_SOURCE"] = source  # read by the code location's resources
+    from tt_assets.launch import ensure_dagster_home, materialize_market_data, run_job
+
+    ensure_dagster_home()
+    import dagster as dg
+
+    from tt_assets import lineage
+
+    instance = dg.DagsterInstance.get()
+    history = {"history_days": (pd.Timestamp.now(tz="UTC") - start).days}
+    for key_range, result in materialize_market_data(
+        instance,
+        symbols,
+        [timeframe],
+        run_config={"ops": {"raw_bars": {"config": history}}},
+        status=console.status,
+    ):
+        console.print(f"{key_range.start} .. {key_range.end}: {'ok' if result.success else '[red]failed'}")
+    rl_path = settings.data_dir() / "configs" / f"{uuid.uuid4().hex[:12]}.json"
+    rl_path.parent.mkdir(parents=True, exist_ok=True)
+    rl_path.write_text(json.dumps(rl.to_dict(), indent=2))
+    training = {"config": {"rl_config_path": str(rl_path)}}
+    with console.status(f"training_dataset -> ppo_model -> evaluation {timeframe}"):
+        result = run_job(
+            instance,
+            "training_job",
+            partition_key=timeframe,
+            run_config={"ops": {"ppo_model": training, "evaluation": training}},
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise click.ClickException(
+            f"training_job failed for {timeframe} (run {result.run_id}); see `dagster dev`"
+        )
+    console.print(f"training_job {timeframe}: ok (run {result.run_id})")
+    return lineage.latest_evaluation(engine, timeframe)
+
+
 @click.command()
 @click.option("--months", type=click.IntRange(1), default=12, show_default=True, help="History to train on.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="PPO total timesteps (default: config).")
@@ -46,13 +93,19 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
 @click.option("--n-envs", type=click.IntRange(1), default=None, help="Parallel environments.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @click.option(
+    "--via-dagster",
+    is_flag=True,
+    help="Materialise raw_bars, features, training_dataset, ppo_model and evaluation through the Dagster "
+    "instance (lineage in `dagster dev`); trains on every registered symbol that passes the checks.",
+)
+@click.option(
     "--model-dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Where runs are saved (default <data dir>/models/<timeframe>).",
 )
 def train(
-    months, steps, limit, timeframe, source, config_path, log_training, n_envs, seed, model_dir
+    months, steps, limit, timeframe, source, config_path, log_training, n_envs, seed, via_dagster, model_dir
 ) -> None:
     """Train a PPO agent on the database's bars and print its out-of-sample metrics next to the baselines."""
     from tt_resources import config as settings
@@ -81,6 +134,12 @@ def train(
 
     engine = open_database()
     start = pd.Timestamp.now(tz="UTC").normalize() - pd.DateOffset(months=months)
+    if via_dagster:
+        if model_dir:
+            raise BadInput("--model-dir does not apply with --via-dagster (models go to <data dir>/models)")
+        metrics = _train_via_dagster(engine, symbols, timeframe, start, source, rl, console)
+        console.print(_metrics_table(metrics, f"out-of-sample {timeframe} (via Dagster)"))
+        return
     market = make_source(source)
     try:
         results = ingest_many(engine, market, symbols, [timeframe], start=start)

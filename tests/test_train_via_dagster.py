@@ -1,0 +1,53 @@
+"""`tt train --via-dagster`: the whole chain runs as Dagster runs recorded in the instance."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from tt_cli.main import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tt.sqlite'}")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "200")
+    config = tmp_path / "rl.json"
+    config.write_text(
+        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},'
+        ' "env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+    )
+    args = [
+        "train",
+        "--via-dagster",
+        "--limit",
+        "3",
+        "--steps",
+        "128",
+        "--months",
+        "14",
+        "--config",
+        str(config),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name in ("ppo", "equal_weight", "equal_weight_vol", "cash"):
+        assert name in result.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        jobs = [run.job_name for run in instance.get_runs()]
+        assert sorted(jobs) == ["market_data_job", "training_job"]
+        for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+    assert list((tmp_path / "models" / "1d").glob("*/model.zip"))
+
+
+def test_model_dir_is_refused_with_via_dagster(tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tt.sqlite'}")
+    result = CliRunner().invoke(cli, ["train", "--via-dagster", "--model-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--model-dir" in result.output

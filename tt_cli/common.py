@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from rich.table import Table
 
 
 class BadInput(click.ClickException):
@@ -27,3 +28,30 @@ def open_database(url: str | None = None) -> sa.Engine:
         raise BadInput(str(exc)) from None
     upgrade(engine)
     return engine
+
+
+def ingest_summary(results) -> Table:
+    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits)."""
+    table = Table(title="ingest summary")
+    for column in (
+        "timeframe",
+        "partitions",
+        "fresh",
+        "updated",
+        "failed",
+        "bars",
+        "requests",
+        "pacing",
+    ):
+        table.add_column(column, justify="left" if column == "timeframe" else "right")
+    for timeframe in dict.fromkeys(r.timeframe for r in results):
+        rows = [r for r in results if r.timeframe == timeframe]
+        table.add_row(
+            timeframe,
+            str(len(rows)),
+            *(str(sum(r.status == s for r in rows)) for s in ("fresh", "updated", "failed")),
+            f"{sum(r.bars_written for r in rows):,}",
+            str(sum(r.requests for r in rows)),
+            str(sum(r.pacing_waits for r in rows)),
+        )
+    return table

@@ -12,6 +12,8 @@ import time
 
 import click
 
+from tt_cli.common import ingest_summary
+
 DEFAULT_SYMBOLS = 25
 
 
@@ -35,4 +37,5 @@ def demo(n_symbols: int, steps: int | None) -> None:
         summary = run_demo(n_symbols, steps, console)
     except Exception as exc:
         raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+    console.print(ingest_summary(summary.partition_results))
     summary.print(console, home, time.perf_counter() - started)

@@ -9,9 +9,8 @@ import click
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from tt_cli.common import BadInput, open_database
+from tt_cli.common import BadInput, ingest_summary, open_database
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
@@ -31,32 +30,6 @@ def _universe(symbols: str | None, limit: int | None) -> list[str]:
         return load_watchlist(limit=limit).symbols
     except WatchlistError as exc:
         raise BadInput(str(exc)) from None
-
-
-def _summary(results) -> Table:
-    table = Table(title="ingest summary")
-    for column in (
-        "timeframe",
-        "partitions",
-        "fresh",
-        "updated",
-        "failed",
-        "bars",
-        "requests",
-        "pacing",
-    ):
-        table.add_column(column, justify="left" if column == "timeframe" else "right")
-    for timeframe in dict.fromkeys(r.timeframe for r in results):
-        rows = [r for r in results if r.timeframe == timeframe]
-        table.add_row(
-            timeframe,
-            str(len(rows)),
-            *(str(sum(r.status == s for r in rows)) for s in ("fresh", "updated", "failed")),
-            f"{sum(r.bars_written for r in rows):,}",
-            str(sum(r.requests for r in rows)),
-            str(sum(r.pacing_waits for r in rows)),
-        )
-    return table
 
 
 def _ingest_direct(names, timeframes, start, end, source, console) -> list:
@@ -168,7 +141,7 @@ def ingest(start, end, interval, limit, symbols, source, via_dagster) -> None:
     console = Console()
     run = _ingest_via_dagster if via_dagster else _ingest_direct
     results = run(names, timeframes, start, end, source, console)
-    console.print(_summary(results))
+    console.print(ingest_summary(results))
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         console.print(f"[red]failed[/red] {r.symbol} {r.timeframe}: {r.error}", highlight=False)

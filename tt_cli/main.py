@@ -4,12 +4,8 @@ so `tt show` never pays for Dagster, TensorFlow or torch imports."""
 from __future__ import annotations
 
 import importlib
-import os
 
 import click
-
-# TensorFlow (imported by tensortrade) prints C++ INFO lines on import; keep warnings and errors only.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
@@ -55,3 +57,15 @@ def ingest_summary(results) -> Table:
             str(sum(r.pacing_waits for r in rows)),
         )
     return table
+
+
+def timeframe_progress(console: Console) -> Progress:
+    """A rich progress display with one bar per timeframe (`add_task(timeframe, total=..., note=...)`)."""
+    return Progress(
+        TextColumn("[bold]{task.description:>4}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import click
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tt_cli.common import BadInput, ingest_summary, open_database
+from tt_cli.common import BadInput, ingest_summary, open_database, timeframe_progress
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
@@ -40,14 +39,7 @@ def _ingest_direct(names, timeframes, start, end, source, console) -> list:
     engine = open_database()
     market = make_source(source)
     try:
-        with Progress(
-            TextColumn("[bold]{task.description:>4}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with timeframe_progress(console) as progress:
             tasks = {tf: progress.add_task(tf, total=len(names), note="") for tf in timeframes}
 
             def advance(result) -> None:

@@ -1,0 +1,37 @@
+"""`tt demo` (= `make demo`) end to end on the embedded defaults, twice."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from tt_cli.main import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    first = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "256"])
+    assert first.exit_code == 0, first.output
+    assert "partitions: 6 (2 symbols x 3 timeframes), 0 already fresh" in first.output
+    assert "raw_bars checks passed: 24/24" in first.output
+    assert "trained now" in first.output
+    for policy in ("ppo", "equal_weight", "equal_weight_vol", "cash"):
+        assert f"│ {policy} " in first.output
+    assert (tmp_path / "tt.sqlite").exists()
+
+    second = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "256"])
+    assert second.exit_code == 0, second.output
+    assert "0 already fresh" not in second.output and "6 already fresh" in second.output
+    assert "bars: 0 written this run" in second.output
+    assert "unchanged dataset, not retrained" in second.output
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        jobs = sorted(run.job_name for run in instance.get_runs())
+    # first: 3 market runs + dataset + retrain; second: 3 market runs + dataset (no retrain)
+    assert jobs.count("market_data_job") == 6 and jobs.count("retrain_job") == 1

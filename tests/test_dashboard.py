@@ -15,8 +15,7 @@ import streamlit as st
 from dashboard_seed import INITIAL_NET_WORTH, POLICIES, seed_evaluation, start_live_episode
 from streamlit.testing.v1 import AppTest
 
-from tt_resources.db.reports import METRIC_COLUMNS
-from tt_resources.db.schema import evals, holdings, portfolio
+from tt_resources.db.schema import METRIC_COLUMNS, evals, holdings, portfolio
 
 TRADE_COLUMNS = (
     "ts",

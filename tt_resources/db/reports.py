@@ -14,22 +14,18 @@ import sqlalchemy as sa
 
 from tt_resources.calendar import expected_bar_starts, last_closed_bar
 from tt_resources.db.bulk import read_frame
-from tt_resources.db.schema import datasets, episodes, evals, fetch_log, holdings, models, portfolio, prices
-from tt_resources.timeframes import TIMEFRAME_NAMES
-
-METRIC_COLUMNS: tuple[str, ...] = (
-    "total_return",
-    "cagr",
-    "ann_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "turnover",
-    "costs",
-    "hit_rate",
+from tt_resources.db.schema import (
+    METRIC_COLUMNS,
+    datasets,
+    episodes,
+    evals,
+    fetch_log,
+    holdings,
+    models,
+    portfolio,
+    prices,
 )
-"""tt_eval's wide metric columns, in display order."""
+from tt_resources.timeframes import TIMEFRAME_NAMES
 
 BUCKET_COLUMNS: tuple[str, ...] = (
     "episode_id",

@@ -28,6 +28,20 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "hl_range",  # (high - low) / close
 )
 
+# tt_eval's metric columns, in display order (tt_rl.metrics computes exactly these)
+METRIC_COLUMNS: tuple[str, ...] = (
+    "total_return",  # net worth at the end / at the start - 1
+    "cagr",  # compound annual growth rate
+    "ann_volatility",  # annualised standard deviation of per-bar returns
+    "sharpe",  # annualised, risk-free rate 0
+    "sortino",  # annualised, target return 0
+    "max_drawdown",  # largest fall from a running peak, >= 0
+    "calmar",  # cagr / max_drawdown
+    "turnover",  # average per-step turnover
+    "costs",  # total costs paid / initial net worth
+    "hit_rate",  # share of steps with a positive return
+)
+
 prices = sa.Table(
     "tt_prices",
     metadata,
@@ -223,16 +237,7 @@ evals = sa.Table(
     sa.Column("test_start", UTCDateTime, nullable=False),
     sa.Column("test_end", UTCDateTime, nullable=False),
     sa.Column("episode_id", Id),  # the logged test episode with the equity curve
-    sa.Column("total_return", Price),
-    sa.Column("cagr", Price),
-    sa.Column("ann_volatility", Price),
-    sa.Column("sharpe", Price),
-    sa.Column("sortino", Price),
-    sa.Column("max_drawdown", Price),
-    sa.Column("calmar", Price),
-    sa.Column("turnover", Price),  # average per-step turnover
-    sa.Column("costs", Price),  # total costs paid / initial net worth
-    sa.Column("hit_rate", Price),  # share of steps with positive return
+    *(sa.Column(name, Price) for name in METRIC_COLUMNS),
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_tt_eval_model", "model_id", "policy", "window"),

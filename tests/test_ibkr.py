@@ -31,9 +31,12 @@ RULES = PacingRules(
     per_contract_window_s=0.5,
     margin_s=0.1,
 )
+# A generous request timeout: on a loaded machine a 0.5 s one expires on healthy requests and the retry
+# adds requests the chunk-plan assertions do not expect. The timeout tests pass FAST_TIMEOUT themselves.
 SETTINGS = IbkrSettings(
-    connect_timeout_s=1.0, request_timeout_s=0.5, max_attempts=4, backoff_s=0.02, backoff_max_s=0.2
+    connect_timeout_s=5.0, request_timeout_s=10.0, max_attempts=4, backoff_s=0.02, backoff_max_s=0.2
 )
+FAST_TIMEOUT = 0.5
 
 
 @pytest.fixture
@@ -174,7 +177,7 @@ def test_no_data_stops_the_walk(engine, gateway, make_source):
 
 def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
     gateway.faults = Faults(silent_requests=1)
-    source = make_source()
+    source = make_source(request_timeout_s=FAST_TIMEOUT)
     result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and source.stats.timeouts == 1
     kinds = [r.kind for r in gateway.requests if r.kind != "contract" and r.kind != "head_timestamp"]
@@ -186,7 +189,12 @@ def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
 def test_persistent_timeout_fails_only_that_partition_with_a_clear_error(engine, gateway, make_source):
     gateway.faults = Faults(silent_symbols={"HANG"})
     results = ingest_many(
-        engine, make_source(max_attempts=2), ["HANG", "AAPL"], ["15m"], start=WEEKS_AGO, now=NOW
+        engine,
+        make_source(max_attempts=2, request_timeout_s=FAST_TIMEOUT),
+        ["HANG", "AAPL"],
+        ["15m"],
+        start=WEEKS_AGO,
+        now=NOW,
     )
     hang, aapl = results
     assert hang.status == "failed" and aapl.status == "updated"

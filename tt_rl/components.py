@@ -125,6 +125,14 @@ class WindowObserver(Observer):
         return self.state.observation()
 
 
+class StepInfo(dict):
+    """A step's info dict whose values are immutable (numbers, strings, read-only arrays): a deep copy is a
+    shallow one. SB3's DummyVecEnv deep-copies every step's infos, which cost more than the step itself."""
+
+    def __deepcopy__(self, memo: dict) -> StepInfo:
+        return StepInfo(self)
+
+
 class PortfolioInformer(Informer):
     """info: bar index, net worth, cash, weights (N,), turnover, costs, drawdown, rebalanced, stop reason."""
 
@@ -133,17 +141,19 @@ class PortfolioInformer(Informer):
         self.state = state
         self.stopper = stopper
 
-    def info(self, env) -> dict:
+    def info(self, env) -> StepInfo:
         state, book = self.state, self.state.portfolio
-        return {
-            "bar": state.t,
-            "net_worth": book.net_worth,
-            "cash": book.cash,
-            "weights": book.weights,
-            "turnover": state.turnover,
-            "costs": state.costs,
-            "drawdown": book.drawdown,
-            "period_return": state.period_return,
-            "rebalanced": state.rebalanced,
-            "stop_reason": self.stopper.reason,
-        }
+        return StepInfo(
+            {
+                "bar": state.t,
+                "net_worth": book.net_worth,
+                "cash": book.cash,
+                "weights": book.weights,
+                "turnover": state.turnover,
+                "costs": state.costs,
+                "drawdown": book.drawdown,
+                "period_return": state.period_return,
+                "rebalanced": state.rebalanced,
+                "stop_reason": self.stopper.reason,
+            }
+        )

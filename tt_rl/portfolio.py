@@ -21,7 +21,7 @@ class Portfolio:
 
     Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
     Scalars (`cash`, `net_worth`, `peak`) are Python floats; arrays are (N,) float64 and never modified in
-    place once published, so callers may keep them.
+    place once published (`weights` is read-only), so callers may keep them.
     """
 
     def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
@@ -43,9 +43,10 @@ class Portfolio:
 
     @property
     def weights(self) -> np.ndarray:
-        """Position values / net worth (N,)."""
+        """Position values / net worth (N,), read-only."""
         if self._weights is None:
             self._weights = self.values / self.net_worth
+            self._weights.flags.writeable = False
         return self._weights
 
     @property

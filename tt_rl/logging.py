@@ -1,13 +1,14 @@
 """EpisodeLogger: a gymnasium wrapper that writes each episode and its steps to the database in bulk.
 
 Per step it copies a handful of scalars and three (N,) rows into preallocated numpy buffers; every
-`flush_every` steps, at the episode's end and on close the buffers become frames written by
-`tt_resources.db.rl_log.write_steps` in one transaction. Frames are built and written on a background
-writer thread (sqlite3 and psycopg release the GIL while the database works), in order, with at most
-`WRITER_DEPTH` writes queued; the periodic flush returns at once, while `flush()`, the episode's end and
-`close()` wait until everything is stored. A reset or close before the episode ended marks it `incomplete`;
-a hard kill loses at most the unflushed buffer and the queued writes and leaves the row `running` (never
-`finished`: the finishing update is queued after the episode's last steps).
+`flush_every` steps and at the episode's end the buffers become frames written through
+`tt_resources.db.rl_log` in one transaction (the first one also inserts the episode's `running` row, the
+last one also closes it). Frames are built and written on a background writer thread (sqlite3 and psycopg
+release the GIL while the database works), in order, with at most `WRITER_DEPTH` writes queued; flushes
+and episode ends return at once, `flush()` and `close()` wait until everything is stored. A reset or close
+before the episode ended marks it `incomplete`; a hard kill loses at most the unflushed buffer and the
+queued writes and leaves the row `running` or absent (never `finished`: the closing update is in the same
+transaction as the episode's last steps).
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.episode_id: str | None = None
         self.last_episode_id: str | None = None
         self._pending = 0
+        self._pending_start: dict | None = None  # the open episode's row, until its first write
         self._writer: _Writer | None = None
-        atexit.register(self.close_episode, "incomplete")
+        atexit.register(self._close_at_exit)
 
     @property
     def engine(self) -> sa.Engine:
@@ -157,7 +159,7 @@ class EpisodeLogger(gymnasium.Wrapper):
             "symbols": list(state.panel.symbols),
             "config": self.config,
         }
-        self._submit(lambda: rl_log.start_episode(self.engine, **fields))
+        self._pending_start = fields  # stored with the first flush, in the same transaction
         self._step = 0
         self._pending = 0
         self._total_reward = 0.0
@@ -202,23 +204,37 @@ class EpisodeLogger(gymnasium.Wrapper):
         if self._writer is not None:
             self._writer.wait()
 
-    def _flush_async(self) -> None:
-        """Hand a copy of the buffered steps to the writer (one transaction) and empty the buffer."""
-        k = self._pending
-        if self.episode_id is None or k == 0:
+    def _flush_async(self, finish: dict | None = None) -> None:
+        """Hand the writer, as one transaction: the episode's row if not yet written, a copy of the buffered
+        steps, and (when closing) the episode's closing update; empty the buffer."""
+        k, start, self._pending_start = self._pending, self._pending_start, None
+        if self.episode_id is None or (k == 0 and start is None and finish is None):
             return
-        buffers = (self._scalars[:k].copy(), self._actions[:k].copy(), self._values[:k].copy())
-        trades = self._trades[:k].copy()
-        episode_id, steps, start_prices = (
-            self.episode_id,
-            np.arange(self._step - k, self._step),
-            self._start_prices,
-        )
-        self._submit(lambda: self._write(episode_id, steps, start_prices, *buffers, trades))
-        self._start_prices = self.state.prices[int(buffers[0][-1, 0])]
-        self._pending = 0
+        episode_id, steps = self.episode_id, None
+        if k:
+            buffers = (self._scalars[:k].copy(), self._actions[:k].copy(), self._values[:k].copy())
+            steps = (
+                episode_id,
+                np.arange(self._step - k, self._step),
+                self._start_prices,
+                *buffers,
+                self._trades[:k].copy(),
+            )
+            self._start_prices = self.state.prices[int(buffers[0][-1, 0])]
+            self._pending = 0
+        self._submit(lambda: self._store(episode_id, start, steps, finish))
 
-    def _write(
+    def _store(self, episode_id: str, start: dict | None, steps: tuple | None, finish: dict | None) -> None:
+        """Write an episode's start row, step frames and closing update (each optional) in one transaction."""
+        with self.engine.begin() as conn:
+            if start is not None:
+                rl_log.start_episode(conn, **start)
+            if steps is not None:
+                rl_log.write_steps(conn, *self._frames(*steps))
+            if finish is not None:
+                rl_log.finish_episode(conn, episode_id, **finish)
+
+    def _frames(
         self,
         episode_id: str,
         steps: np.ndarray,
@@ -227,8 +243,9 @@ class EpisodeLogger(gymnasium.Wrapper):
         actions: np.ndarray,
         values: np.ndarray,
         trades: np.ndarray,
-    ) -> None:
-        """Build the step frames of `steps` (K,) from the buffer copies (K, ...) and write them (writer thread)."""
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The step frames (actions, rewards, portfolio, holdings) of `steps` (K,) from the buffer copies
+        (K, ...); runs on the writer thread."""
         index = self.state.panel.index
         s = pd.DataFrame(scalars, columns=SCALARS)
         bars = s["bar"].to_numpy(dtype=np.int64)
@@ -258,7 +275,7 @@ class EpisodeLogger(gymnasium.Wrapper):
             if self.holdings
             else _EMPTY
         )
-        rl_log.write_steps(self.engine, action_frame, rewards, portfolio, holdings)
+        return action_frame, rewards, portfolio, holdings
 
     def _holdings_frame(
         self,
@@ -292,13 +309,15 @@ class EpisodeLogger(gymnasium.Wrapper):
         )
 
     def close_episode(self, status: str, **fields: Any) -> None:
-        """Write the open episode's (if any) remaining steps, close it as `finished` or `incomplete`, and wait
-        until both are stored."""
+        """Queue the open episode's (if any) remaining steps and its closing as `finished` or `incomplete`.
+
+        Does not wait (training goes on while the writer stores them, in order: the closing update always
+        follows the episode's last steps); `flush()` and `close()` wait."""
         if self.episode_id is None:
             return
-        self._flush_async()
-        state, episode_id = self.state, self.episode_id
+        state = self.state
         summary = {
+            "status": status,
             "steps": self._step,
             "end_ts": state.panel.index[state.t].to_pydatetime(),
             "final_net_worth": state.portfolio.net_worth,
@@ -306,9 +325,14 @@ class EpisodeLogger(gymnasium.Wrapper):
             "max_drawdown": self._max_drawdown,
             **fields,
         }
+        self._flush_async(finish=summary)
         self.last_episode_id, self.episode_id = self.episode_id, None
-        self._submit(lambda: rl_log.finish_episode(self.engine, episode_id, status, **summary))
-        self._writer.wait()
+
+    def _close_at_exit(self) -> None:
+        """At interpreter exit: close the open episode as incomplete and wait for the writer."""
+        self.close_episode("incomplete")
+        if self._writer is not None:
+            self._writer.wait()
 
     def _submit(self, job: Callable[[], None]) -> None:
         if self._writer is None:
@@ -319,7 +343,7 @@ class EpisodeLogger(gymnasium.Wrapper):
         try:
             self.close_episode("incomplete")
         finally:
-            atexit.unregister(self.close_episode)
+            atexit.unregister(self._close_at_exit)
             if self._writer is not None:
                 writer, self._writer = self._writer, None
                 writer.stop()

@@ -11,7 +11,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,6 +138,7 @@ def scratch_database(backend: str) -> Iterator[sa.Engine]:
     """A migrated, throw-away database: a SQLite file, or a new database on the local PostgreSQL server."""
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
+    from tt_resources.db.scratch import scratch_postgres
 
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -147,19 +147,13 @@ def scratch_database(backend: str) -> Iterator[sa.Engine]:
             yield engine
             engine.dispose()
         return
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"tt_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(admin.url.set(database=name))
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(PG_ADMIN_URL, "tt_bench") as url:
+        engine = create_engine(url)
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def logged_env(panel: Panel, config: RLConfig, engine: sa.Engine, holdings: bool):

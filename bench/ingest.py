@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from tt_resources.db.bulk import to_arrow
 from tt_resources.db.pgcopy import binary_copy_chunks, copy_statement
 from tt_resources.db.prices import validate_bars
 from tt_resources.db.schema import prices
+from tt_resources.db.scratch import scratch_postgres
 
 ROWS = 1_000_000
 SYMBOLS = 150
@@ -115,16 +115,8 @@ def scratch_database(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.sqlite"
         return
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"tt_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_postgres(PG_ADMIN_URL, "tt_bench") as url:
+        yield url
 
 
 def main() -> None:

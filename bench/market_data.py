@@ -15,7 +15,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +27,7 @@ from tests.fake_ibgateway import FakeIBGateway  # noqa: E402
 from tt_resources import calendar  # noqa: E402
 from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
+from tt_resources.db.scratch import scratch_postgres  # noqa: E402
 from tt_resources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
 from tt_resources.pacing import PacingRules, PacingThrottle  # noqa: E402
@@ -80,20 +80,12 @@ def bench_ingest(url: str) -> dict:
 
 
 def bench_postgres() -> dict | None:
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"tt_bench_{uuid.uuid4().hex[:8]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        with scratch_postgres(PG_ADMIN_URL, "tt_bench") as url:
+            return bench_ingest(url)
     except sa.exc.OperationalError as exc:
         print(f"postgres skipped: {str(exc.orig).splitlines()[0]}")
         return None
-    try:
-        return bench_ingest(admin.url.set(database=name).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def step_table_minimum(timeframe: str) -> int:

@@ -8,14 +8,15 @@ PostgreSQL tests instead of skipping them.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 import sqlalchemy as sa
 
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
+from tt_resources.db.scratch import scratch_postgres
 
 PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")
@@ -24,19 +25,14 @@ BACKENDS = ("sqlite", "postgres")
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database for this test session."""
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"tt_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL unreachable at {PG_ADMIN_URL} (CI=true): {exc.orig}")
-        pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_postgres(PG_ADMIN_URL, "tt_test"))
+        except sa.exc.OperationalError as exc:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"PostgreSQL unreachable at {PG_ADMIN_URL} (CI=true): {exc.orig}")
+            pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
+        yield url
 
 
 def _fresh_pg(url: str) -> sa.Engine:

@@ -7,17 +7,18 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
+from contextlib import ExitStack
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
 from tt_assets.definitions import defs
 from tt_resources.config import PROJECT_ROOT
-from tt_resources.db.engine import create_engine
+from tt_resources.db.scratch import scratch_postgres
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 RUN_CONFIG = {"ops": {"raw_bars": {"config": {"history_days": 10, "as_of": "2026-11-20T22:00:00+00:00"}}}}
@@ -26,17 +27,12 @@ RUN_CONFIG = {"ops": {"raw_bars": {"config": {"history_days": 10, "as_of": "2026
 @pytest.fixture
 def scratch_pg_database():
     """An empty PostgreSQL database for Dagster's own storage; dropped afterwards."""
-    admin = create_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"dagster_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
-    yield admin.url.set(database=name)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_postgres(PG_ADMIN_URL, "dagster_test"))
+        except sa.exc.OperationalError as exc:
+            pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
+        yield make_url(url)
 
 
 def test_postgres_instance_runs_and_keeps_history(scratch_pg_database, sqlite_engine, tmp_path, monkeypatch):

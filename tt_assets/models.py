@@ -66,7 +66,7 @@ def training_dataset(
     passed = [s for s in symbols if s in set(passed)]
     if not passed:
         raise dg.Failure(f"no {timeframe} symbol has bars that pass the raw_bars checks")
-    panel = build_panel(engine, timeframe, passed)
+    panel = build_panel(engine, timeframe, passed, bars=bars[bars["symbol"].isin(passed)])
     split_at = panel.index[int(len(panel) * (1 - config.test_fraction))]
     path = panel.save(config_data_path("datasets", timeframe, f"{panel.version}.npz"))
     lineage.record_dataset(

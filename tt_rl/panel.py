@@ -162,13 +162,16 @@ def build_panel(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     ffill_limit: int = DEFAULT_FFILL_LIMIT,
+    bars: pd.DataFrame | None = None,
 ) -> Panel:
-    """Panel from the database: bars via read_bars, features via read_features (computed from the bars when
+    """Panel from the database: bars via read_bars (unless the caller already read them: `bars`, long frame of
+    exactly these symbols over [start, end)), features via read_features (computed from the bars when
     tt_features has none for these symbols)."""
     from tt_resources.db.features import read_features
     from tt_resources.db.prices import read_bars
 
-    bars = read_bars(engine, symbols, timeframe, start=start, end=end)
+    if bars is None:
+        bars = read_bars(engine, symbols, timeframe, start=start, end=end)
     if bars.empty:
         raise ValueError(f"no {timeframe} bars in the database for {', '.join(symbols)}")
     stored = read_features(engine, symbols, timeframe, start=start, end=end)

@@ -180,6 +180,16 @@ def test_read_frame_keeps_json_lists_as_cells(engine):
     assert frame["final_net_worth"].isna().tolist() == [False, True]
 
 
+def test_array_cells_are_stored_as_json_arrays(engine):
+    """float32 rows go in as JSON arrays in one vectorised pass: shortest float32 digits, NaN/inf as null."""
+    rows = np.array([[0.1, -0.0, 1e-8], [np.nan, np.inf, 2.5]], dtype=np.float32)
+    frame = episode_rows(2).assign(symbols=list(rows), finished_at=T0)
+    insert_frame(engine, episodes, frame)
+    stored = read_frame(engine, sa.select(episodes.c.symbols).order_by(episodes.c.episode_id))["symbols"]
+    assert stored.tolist() == [[0.1, 0.0, 1e-8], [None, None, 2.5]]
+    assert np.array_equal(np.array(stored[0], dtype=np.float32), rows[0])
+
+
 def test_generated_ids_follow_the_frame_order(engine):
     """Rows with different NULL patterns and text lengths still get ids in frame order (COPY on PostgreSQL)."""
     n = 40

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import numpy as np
+import psutil
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -149,6 +150,53 @@ def test_logger_write_errors_surface_on_the_stepping_thread(sqlite_url, panel):
     engine.dispose()
 
 
+def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, panel):
+    from tt_resources.db.engine import create_engine
+    from tt_resources.db.migrate import upgrade
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    url = sa.make_url(db_url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(password="s3cret")  # trust auth here: accepted and ignored by the server
+    engine = create_engine(url)
+    upgrade(engine)
+    env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=8)
+    (writer,) = psutil.Process().children()
+    assert "tt_rl.log_writer" in writer.cmdline() and "s3cret" not in " ".join(writer.cmdline())
+    env.reset(seed=0)
+    for _ in range(20):
+        env.step(env.action_space.sample())
+    env.flush()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(portfolio)).scalar() == 20
+    env.close()
+    assert not writer.is_running() or writer.status() == psutil.STATUS_ZOMBIE
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.select(episodes)).all()
+    assert row.status == "incomplete" and row.steps == 20
+    engine.dispose()
+
+
+def test_logger_reports_a_dead_writer(sqlite_engine, panel):
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    env = EpisodeLogger(build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=4)
+    (writer,) = psutil.Process().children()
+    writer.kill()  # not reaped here: the logger's Popen reads its exit code
+    while writer.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="episode log writer process exited with code -9"):
+        for _ in range(8):
+            env.step(env.action_space.sample())
+        env.flush()
+    with pytest.raises(RuntimeError, match="exited with code -9"):
+        env.close()  # the closing update cannot be stored either; the logger still lets go of the writer
+    env.close()  # a second close is a no-op
+
+
 def test_killed_process_leaves_episode_unfinished(sqlite_url, sqlite_engine, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
@@ -183,10 +231,14 @@ def test_killed_process_leaves_episode_unfinished(sqlite_url, sqlite_engine, tmp
             time.sleep(0.2)
             with sqlite_engine.connect() as conn:
                 steps = conn.execute(sa.select(sa.func.max(episodes.c.steps))).scalar() or 0
+        writers = psutil.Process(proc.pid).children()
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     assert steps >= 30
+    assert [" ".join(w.cmdline()[1:3]) for w in writers] == ["-m tt_rl.log_writer"]
+    psutil.wait_procs(writers, timeout=30)  # the orphaned writer sees end-of-file and exits by itself
+    assert not any(w.is_running() for w in writers)
     with sqlite_engine.connect() as conn:
         (row,) = conn.execute(sa.select(episodes)).all()
         stored = conn.execute(

@@ -30,8 +30,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tt_resources.db.pgcopy import copy_into
 from tt_resources.db.types import UTCDateTime
 
-SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: exactly SQLAlchemy's text
-
 
 @dataclass(frozen=True)
 class UpsertResult:
@@ -98,12 +96,23 @@ def _dictionary(values: pd.Series) -> pa.DictionaryArray:
     )
 
 
+def json_arrays(matrix: np.ndarray) -> pa.Array:
+    """Each row of a numeric (K, N) matrix as JSON array text (K,), encoded column-wise by Arrow (K json.dumps
+    calls cost ~8x more): shortest round-trip digits of the matrix's dtype, non-finite values as null."""
+    floats = matrix if matrix.dtype.kind == "f" else matrix.astype(np.float64)
+    columns = [pa.array(column, mask=~np.isfinite(column)).cast(pa.string()) for column in floats.T]
+    body = pc.binary_join_element_wise(*columns, ", ", null_handling="replace", null_replacement="null")
+    return pc.binary_join_element_wise("[", body, "]", "")
+
+
 def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
     """One frame column as an Arrow array of the database column's type (NaN, inf and None become null)."""
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return pa.array(utc_timestamps(values, column.name), type=pa.timestamp("us", tz="UTC"))
     if isinstance(kind, sa.JSON):
+        if len(values) and isinstance(values.iloc[0], np.ndarray):
+            return json_arrays(np.stack(values.to_list()))
         missing = pd.isna(values).to_numpy() if isinstance(values, pd.Series) else pd.isna(list(values))
         text = [None if gone else json.dumps(v) for v, gone in zip(values, missing, strict=True)]
         return _dictionary(pd.Series(text, dtype=object))
@@ -134,7 +143,9 @@ def _sqlite_values(array: pa.ChunkedArray) -> list:
     if pa.types.is_timestamp(array.type):
         array = pc.dictionary_encode(array)  # bars share few distinct instants: format each once
         array = pa.DictionaryArray.from_arrays(
-            array.indices, pc.strftime(array.dictionary.cast(pa.timestamp("us")), format=SQLITE_TS_FORMAT)
+            # Arrow's text form of timestamp[us] is SQLAlchemy's "YYYY-MM-DD HH:MM:SS.ffffff" (20x strftime's speed)
+            array.indices,
+            array.dictionary.cast(pa.timestamp("us")).cast(pa.string()),
         )
     if pa.types.is_dictionary(array.type):
         words = np.asarray([*array.dictionary.to_pylist(), None], dtype=object)

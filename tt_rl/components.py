@@ -31,7 +31,8 @@ class VolatilityTargetedAction(ActionScheme):
         return self._space
 
     def perform(self, env, action) -> None:
-        self.state.execute(self.state.vol_targeted(action))
+        state = self.state
+        state.execute(state.vol_targeted(action))
 
 
 class TargetWeightsAction(ActionScheme):
@@ -76,17 +77,19 @@ class RiskAwareReward(RewardScheme):
         self.turnover_penalty = 0.0
 
     def reward(self, env) -> float:
-        cfg, state = self.config, self.state
-        r = state.period_return if math.isfinite(state.period_return) else -1.0
-        d_mean, d_second = r - self.mean, r * r - self.second
-        variance = max(self.second - self.mean * self.mean, self.var_floor)
-        dsr = (self.second * d_mean - 0.5 * self.mean * d_second) / variance**1.5
-        self.sharpe_term = min(max(dsr, -cfg.clip), cfg.clip)
-        self.mean += cfg.eta * d_mean
-        self.second += cfg.eta * d_second
-        self.drawdown_penalty = cfg.drawdown_penalty * state.portfolio.drawdown
-        self.turnover_penalty = cfg.turnover_penalty * state.turnover
-        return float(self.sharpe_term - self.drawdown_penalty - self.turnover_penalty)
+        cfg, state, mean, second = self.config, self.state, self.mean, self.second
+        r = state.period_return
+        if not math.isfinite(r):
+            r = -1.0
+        d_mean, d_second = r - mean, r * r - second
+        variance = max(second - mean * mean, self.var_floor)
+        dsr = (second * d_mean - 0.5 * mean * d_second) / variance**1.5
+        self.sharpe_term = sharpe = min(max(dsr, -cfg.clip), cfg.clip)
+        self.mean = mean + cfg.eta * d_mean
+        self.second = second + cfg.eta * d_second
+        self.drawdown_penalty = drawdown = cfg.drawdown_penalty * state.portfolio.drawdown
+        self.turnover_penalty = turnover = cfg.turnover_penalty * state.turnover
+        return float(sharpe - drawdown - turnover)
 
 
 class DrawdownStopper(Stopper):

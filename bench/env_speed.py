@@ -6,7 +6,6 @@ best of several repetitions (the machine is shared; best-of filters out other pr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import sqlalchemy as sa
+from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,7 +27,6 @@ from tt_rl.config import RLConfig  # noqa: E402
 from tt_rl.panel import Panel, panel_from_frames  # noqa: E402
 from tt_rl.synthetic import synthetic_bars  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "env_speed.json"
 PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 LOG_FLUSH_EVERY = 1024  # the logging config's default
 
@@ -313,11 +312,7 @@ def main() -> None:
         "stored, best of 5 interleaved rounds; logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
         "(training default: no holdings rows), median of 4 interleaved rounds' ratios"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}, indent=2)
-    )
-    print(RESULTS.read_text())
+    write_results("env_speed", {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})
 
 
 if __name__ == "__main__":

@@ -10,17 +10,16 @@ database is created and dropped), default the local cluster as user postgres.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
 from tt_resources.db import create_engine, upgrade, upsert_price_bars
 from tt_resources.db.bulk import to_arrow
@@ -39,7 +38,6 @@ KEYS = (
     "sqlite_conflict_rows_per_s",
     "postgres_copy_limit_rows_per_s",
 )
-RESULTS = Path(__file__).with_name("results") / "ingest.json"
 PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -137,8 +135,7 @@ def main() -> None:
     results = {key: round(best[key]) for key in KEYS}
     for key, value in results.items():
         print(f"{key:34s} {value:>10,d}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results("ingest", results)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Writes bench/results/market_data.json. Figures:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,10 +131,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         results["ingest_sqlite"] = bench_ingest(f"sqlite:///{tmp}/bench.sqlite")
-    out = ROOT / "bench" / "results" / "market_data.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results("market_data", results)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ it uses the other core instead of holding the stepping process's GIL. One writer
 a process that write to the same database. The parent sends jobs (pickled numpy arrays, framed by
 `multiprocessing.connection`) over a pipe; the child runs them in order, each in one transaction, and
 answers every job with None or the exception it raised. The database URL reaches the child through its
-environment, never its command line. When the parent dies the child sees end-of-file, finishes the job in
-hand and exits: a hard kill loses at most the jobs still in the pipe.
+environment, never its command line. When the parent dies the child still stores every whole job in the
+pipe, then sees end-of-file and exits: a hard kill of the parent loses only its unflushed buffer.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+
+from tt_resources.db import rl_log
+from tt_resources.db.engine import create_engine
 
 URL_VARIABLE = "TT_LOG_WRITER_URL"
 DEPTH_PER_LOGGER = 2  # jobs in flight per attached logger before a submit waits
@@ -216,8 +219,6 @@ def _holdings(payload: dict, steps: np.ndarray, net_worth: np.ndarray) -> pd.Dat
 
 def store(engine: sa.Engine, start: dict | None, steps: dict | None, finish: dict | None) -> None:
     """Write an episode's start row, step rows and closing update (each optional) in one transaction."""
-    from tt_resources.db import rl_log
-
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
@@ -240,8 +241,6 @@ def _portable(error: BaseException) -> BaseException:
 
 def main(jobs_fd: int, acks_fd: int) -> None:
     """Child: run jobs from `jobs_fd` until end-of-file, answering each on `acks_fd`."""
-    from tt_resources.db.engine import create_engine
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes us
     jobs, acks = Connection(jobs_fd, writable=False), Connection(acks_fd, readable=False)
     engine = create_engine(os.environ.pop(URL_VARIABLE))

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tt_resources.db import rl_log
-from tt_resources.db.schema import episodes, evals, holdings, models, portfolio
+from tt_resources.db.schema import actions, episodes, evals, holdings, models, portfolio, rewards
 from tt_rl.config import RLConfig
 from tt_rl.panel import panel_from_frames
 from tt_rl.synthetic import synthetic_bars
@@ -114,6 +114,62 @@ def test_train_evaluate_logs_everything(engine, panel, tmp_path):
         assert {h.step for h in held if h.trade_value != 0} == {0}  # bought once, then held
         train_eps = conn.execute(sa.select(episodes).where(episodes.c.split == "train")).all()
         assert train_eps and all(e.status in ("finished", "incomplete") for e in train_eps)
+
+
+def test_logged_rows_are_what_the_env_reported(engine, panel):
+    """Every stored step row (both backends, across several flushes) equals the env's own step output."""
+    from tt_rl.env import build_env
+    from tt_rl.logging import EpisodeLogger
+
+    cfg = _tiny()
+    cfg.env.no_trade_band = 0.1  # 7 of the 21 steps skip the rebalance
+    env = EpisodeLogger(build_env(panel, cfg), engine, split="test", policy="random", flush_every=8)
+    env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    sent, seen = [], []
+    for _ in range(21):
+        action = rng.uniform(-1, 1, 3).astype(np.float32)
+        _, reward, *_, info = env.step(action)
+        sent.append(action)
+        seen.append({**info, "reward": reward, "weights": info["weights"].copy()})
+    env.close()
+    episode = env.last_episode_id
+    with engine.connect() as conn:
+
+        def rows(table):
+            return conn.execute(sa.select(table).where(table.c.episode_id == episode).order_by("step")).all()
+
+        acted, rewarded, marked, held = rows(actions), rows(rewards), rows(portfolio), rows(holdings)
+        assert (
+            conn.execute(sa.select(episodes.c.steps).where(episodes.c.episode_id == episode)).scalar() == 21
+        )
+    assert (
+        [r.step for r in acted] == [r.step for r in rewarded] == [r.step for r in marked] == list(range(21))
+    )
+    assert {a.rebalanced for a in acted} == {True, False} and held
+    for step, (a, r, m, info) in enumerate(zip(acted, rewarded, marked, seen, strict=True)):
+        assert a.action == pytest.approx(sent[step].tolist(), rel=1e-6)
+        assert a.rebalanced == info["rebalanced"]
+        assert a.ts == panel.index[info["bar"] - 1] and m.ts == panel.index[info["bar"]]
+        assert r.reward == pytest.approx(info["reward"], rel=1e-12, abs=1e-15)
+        for field in ("net_worth", "cash", "turnover", "costs", "drawdown", "period_return"):
+            assert getattr(m, field) == pytest.approx(info[field], rel=1e-12, abs=1e-15), field
+        assert m.gross_exposure == pytest.approx(np.abs(info["weights"]).sum(), rel=1e-12)
+        mine = {h.symbol: h for h in held if h.step == step}
+        for j, symbol in enumerate(panel.symbols):
+            weight = info["weights"][j]
+            assert symbol in mine or weight == 0.0
+            if symbol in mine:
+                h = mine[symbol]
+                assert h.weight == pytest.approx(weight, rel=1e-12)
+                assert h.value == pytest.approx(weight * info["net_worth"], rel=1e-12)
+                assert h.price == pytest.approx(panel.prices[info["bar"], j], rel=1e-12)
+                assert h.quantity * h.price == pytest.approx(h.value, rel=1e-12)
+    # P&L of the held positions = the change in their value not explained by trading
+    for step in range(1, 21):
+        before = {h.symbol: h for h in held if h.step == step - 1}
+        for h in (h for h in held if h.step == step and h.trade_value == 0.0 and h.symbol in before):
+            assert h.pnl == pytest.approx(h.value - before[h.symbol].value, rel=1e-9, abs=1e-9)
 
 
 def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):

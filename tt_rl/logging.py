@@ -58,7 +58,7 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.state = env.unwrapped.state
         self.rewarder = env.unwrapped.reward_scheme
         n, k = self.state.n_assets, self.flush_every
-        self._scalars = np.zeros((k, len(SCALARS)))
+        self._scalars: list[tuple] = []  # one tuple per step: appending beats writing a numpy row 5x
         self._actions = np.zeros((k, n), dtype=np.float32)  # copied: callers may reuse their action array
         self._values: list[np.ndarray] = []  # references: the portfolio never mutates a published array
         self._trades: list[np.ndarray] = []
@@ -95,19 +95,21 @@ class EpisodeLogger(gymnasium.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         state, book, rw, i = self.state, self.state.portfolio, self.rewarder, self._pending
-        self._scalars[i] = (
-            state.t,
-            reward,
-            rw.sharpe_term,
-            rw.drawdown_penalty,
-            rw.turnover_penalty,
-            book.net_worth,
-            book.cash,
-            state.period_return,
-            book.drawdown,
-            state.turnover,
-            state.costs,
-            state.rebalanced,
+        self._scalars.append(
+            (
+                state.t,
+                reward,
+                rw.sharpe_term,
+                rw.drawdown_penalty,
+                rw.turnover_penalty,
+                book.net_worth,
+                book.cash,
+                state.period_return,
+                book.drawdown,
+                state.turnover,
+                state.costs,
+                state.rebalanced,
+            )
         )
         self._actions[i] = action
         self._values.append(book.values)
@@ -134,7 +136,8 @@ class EpisodeLogger(gymnasium.Wrapper):
             return
         steps = None
         if k:
-            scalars = self._scalars[:k].copy()
+            scalars = np.array(self._scalars, dtype=np.float64)
+            self._scalars.clear()
             self._total_reward += float(scalars[:, SCALARS.index("reward")].sum())
             self._max_drawdown = max(self._max_drawdown, float(scalars[:, SCALARS.index("drawdown")].max()))
             buffers = {

@@ -174,7 +174,15 @@ def insert_frame(conn_or_engine: sa.Engine | sa.Connection, table: sa.Table, fra
     """
     if frame.empty:
         return 0
-    data = to_arrow(table, frame)
+    return insert_table(conn_or_engine, table, to_arrow(table, frame))
+
+
+def insert_table(conn_or_engine: sa.Engine | sa.Connection, table: sa.Table, data: pa.Table) -> int:
+    """`insert_frame` for rows already in Arrow form, typed as `to_arrow` types them (timestamp[us, UTC],
+    int64, float64 with nulls, bool, dictionary or plain strings; JSON columns as JSON text)."""
+    unknown = [c for c in data.column_names if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
     with _transaction(conn_or_engine) as conn:
         return _insert(conn, table, data)
 

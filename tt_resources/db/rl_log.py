@@ -1,6 +1,6 @@
 """RL bookkeeping writes: episodes and their per-step logs, model registrations, evaluation rows.
 
-Step logs go through `bulk.insert_frame` (COPY on PostgreSQL) inside one transaction per flush, which also
+Step logs go through `bulk.insert_table` (COPY on PostgreSQL) inside one transaction per flush, which also
 advances the episode's `steps` so the row always describes exactly what is stored. Episode status moves
 running -> finished | incomplete; a process that dies hard leaves `running`, never `finished`, and
 `mark_stale_episodes` turns such rows into `incomplete`.
@@ -9,18 +9,21 @@ running -> finished | incomplete; a process that dies hard leaves `running`, nev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from tt_resources.db.bulk import insert_frame
+from tt_resources.db.bulk import insert_frame, insert_table
 from tt_resources.db.schema import actions, episodes, evals, holdings, models, portfolio, rewards
 
 STATUSES = ("running", "finished", "incomplete")
+STEP_TABLES = {table.name: table for table in (actions, rewards, portfolio, holdings)}
 
 
 def _now() -> datetime:
@@ -42,29 +45,23 @@ def start_episode(engine: sa.Engine | sa.Connection, **fields: Any) -> str:
     return row["episode_id"]
 
 
-def write_steps(
-    engine: sa.Engine | sa.Connection,
-    actions_frame: pd.DataFrame,
-    rewards_frame: pd.DataFrame,
-    portfolio_frame: pd.DataFrame,
-    holdings_frame: pd.DataFrame,
-) -> int:
-    """Append step rows to tt_action, tt_reward, tt_portfolio, tt_holdings in one transaction and set each
-    episode's `steps` to its highest stored step + 1. Returns the number of portfolio rows."""
+def write_steps(engine: sa.Engine | sa.Connection, episode_id: str, tables: Mapping[str, pa.Table]) -> int:
+    """Append one episode's step rows (Arrow tables by name: tt_action, tt_reward, tt_portfolio and
+    optionally tt_holdings) in one transaction and set the episode's `steps` to its highest stored portfolio
+    step + 1. Returns the number of portfolio rows."""
+    unknown = sorted(set(tables) - set(STEP_TABLES))
+    if unknown:
+        raise ValueError(f"not a step log table: {', '.join(unknown)}")
     with _begin(engine) as conn:
-        for table, frame in (
-            (actions, actions_frame),
-            (rewards, rewards_frame),
-            (portfolio, portfolio_frame),
-            (holdings, holdings_frame),
-        ):
-            insert_frame(conn, table, frame)
-        if not portfolio_frame.empty:
-            for episode_id, last in portfolio_frame.groupby("episode_id")["step"].max().items():
-                conn.execute(
-                    sa.update(episodes).where(episodes.c.episode_id == episode_id).values(steps=int(last) + 1)
-                )
-    return len(portfolio_frame)
+        for name, data in tables.items():
+            insert_table(conn, STEP_TABLES[name], data)
+        stored = tables.get(portfolio.name)
+        if stored is not None and stored.num_rows:
+            last = pc.max(stored.column("step")).as_py()
+            conn.execute(
+                sa.update(episodes).where(episodes.c.episode_id == episode_id).values(steps=int(last) + 1)
+            )
+    return 0 if stored is None else stored.num_rows
 
 
 def finish_episode(engine: sa.Engine | sa.Connection, episode_id: str, status: str, **fields: Any) -> None:

@@ -1,9 +1,10 @@
 """EpisodeLogger: a gymnasium wrapper that writes each episode and its steps to the database in bulk.
 
-Per step it copies a handful of scalars and the (N,) action into preallocated numpy buffers and keeps
-references to the step's position values and trades; every `flush_every` steps and at the episode's end the buffers go, as one job, to the writer
-process of `tt_rl.log_writer`, which stores them in one transaction (the first job of an episode also
-inserts its `running` row, the last one also closes it). Flushes and episode ends return at once (at most
+Per step it appends a tuple of a dozen scalars, copies the (N,) action into a preallocated buffer and keeps
+references to the step's position values and trades; every `flush_every` steps and at the episode's end
+the buffers go, as numpy arrays in one job, to the writer process of `tt_rl.log_writer`, which stores them
+in one transaction (the first job of an episode also inserts its `running` row, the last one also closes
+it). Flushes and episode ends return at once (at most
 a few jobs in flight); `flush()` and `close()` wait until everything is stored. A reset or close before
 the episode ended marks it `incomplete`; a hard kill loses at most the unflushed buffer and leaves the
 row `running` or absent (never `finished`: the closing update is in the same

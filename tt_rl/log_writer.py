@@ -31,7 +31,7 @@ from tt_resources.db.bulk import json_arrays
 from tt_resources.db.engine import create_engine
 
 URL_VARIABLE = "TT_LOG_WRITER_URL"
-DEPTH_PER_LOGGER = 2  # jobs in flight per attached logger before a submit waits
+DEPTH_PER_LOGGER = 4  # jobs in flight per attached logger before a submit waits
 PIPE_BYTES = 1 << 20  # the job pipe's buffer: Linux's default limit for unprivileged processes
 
 # columns of the per-step scalar buffer (K, len(SCALARS))

@@ -318,7 +318,7 @@ def main() -> None:
         "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; "
         "logging: EpisodeLogger with flush_every=1024 (the default) writing through its child writer process, "
         "2000-bar episodes, overhead = logged/bare wall time - 1 with the logged run timed until every step is "
-        "stored, best of 5 interleaved rounds; logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
+        "stored, median of 9 paired rounds' logged/bare ratios (alternating which runs first); logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
         "(training default: no holdings rows), median of 4 interleaved rounds' ratios"
     )
     write_results("env_speed", {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})

@@ -74,6 +74,7 @@ class Request:
     bar_size: str = ""
     outcome: str = "ok"  # ok | no_data | pacing | too_long | invalid | silent | dropped | not_found
     bars: int = 0
+    listing: tuple[str, str] = ("", "")  # (exchange, currency) asked for (contract requests)
 
 
 def series(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -97,9 +98,9 @@ def series(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) 
     )
 
 
-def contract_data(symbol: str, con_id: int) -> tuple:
-    """CONTRACT_DATA fields after reqId for a US common stock, in the decoder's order."""
-    head = (symbol, "STK", "", 0, "", "SMART", "USD", symbol, "NMS", symbol, con_id, 0.01, "")
+def contract_data(symbol: str, con_id: int, exchange: str = "SMART", currency: str = "USD") -> tuple:
+    """CONTRACT_DATA fields after reqId for a common stock listed as asked, in the decoder's order."""
+    head = (symbol, "STK", "", 0, "", exchange, currency, symbol, "NMS", symbol, con_id, 0.01, "")
     trading = ("ACTIVETIM,LMT,MKT", "SMART,NYSE,NASDAQ", 1, 0, f"{symbol} INC", "NASDAQ", "")
     industry = ("Technology", "", "", "US/Eastern", "", "", "", 0)
     tail = (0, "1", "", "", "26", "", "COMMON", 1, 1, 100)  # numSecIds=0, aggGroup .. sizes
@@ -236,7 +237,9 @@ class FakeIBGateway:
         elif msg == 49:  # reqCurrentTime
             send(self._frame(49, 1, int(self.now.timestamp())))
         elif msg == 9:  # reqContractDetails(version, reqId, contract...)
-            self._contract_details(client_id, send, int(fields[2]), fields[4])
+            # fields: version, reqId, conId, symbol, secType, lastTrade, strike, right, multiplier, exchange,
+            # primaryExchange, currency, ...
+            self._contract_details(client_id, send, int(fields[2]), fields[4], (fields[10], fields[12]))
         elif (
             msg == 87
         ):  # reqHeadTimeStamp(reqId, contract(12), includeExpired, useRTH, whatToShow, formatDate)
@@ -251,14 +254,16 @@ class FakeIBGateway:
         elif msg == 25:  # cancelHistoricalData(version, reqId)
             self.requests.append(Request(time.monotonic(), client_id, "cancel_historical", end=fields[2]))
 
-    def _contract_details(self, client_id: int, send, req_id: int, symbol: str) -> None:
-        self.requests.append(Request(time.monotonic(), client_id, "contract", symbol))
+    def _contract_details(
+        self, client_id: int, send, req_id: int, symbol: str, listing: tuple[str, str]
+    ) -> None:
+        self.requests.append(Request(time.monotonic(), client_id, "contract", symbol, listing=listing))
         if symbol in self.faults.unknown_symbols:
             send(self._frame(4, 2, req_id, 200, NOT_FOUND, ""))
             return
         con_id = 10_000 + zlib.crc32(symbol.encode()) % 1_000_000
         # CONTRACT_DATA as serialised for server versions >= 164 (no version field, no mdSizeMultiplier)
-        send(self._frame(10, req_id, *contract_data(symbol, con_id)))
+        send(self._frame(10, req_id, *contract_data(symbol, con_id, *listing)))
         send(self._frame(52, 1, req_id))
 
     def _historical(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:

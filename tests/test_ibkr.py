@@ -165,6 +165,36 @@ def test_unknown_symbol_is_recorded_and_the_others_continue(engine, gateway, mak
     assert read_bars(engine, ["NOPE"], "1d").empty
 
 
+def test_contracts_are_asked_for_on_the_watchlists_exchange_and_currency(
+    engine, gateway, tmp_path, monkeypatch
+):
+    """make_source("ibkr") looks contracts up where the watchlist lists them (SMART/USD when it says nothing)
+    and stores what IBKR answered."""
+    from tt_resources.sources import make_source
+
+    watchlist = tmp_path / "watchlist.csv"
+    watchlist.write_text("symbol,exchange,currency\nSAP,IBIS,EUR\nAAPL,,\n")
+    monkeypatch.setenv("TT_WATCHLIST", str(watchlist))
+    source = make_source(
+        "ibkr",
+        host="127.0.0.1",
+        port=gateway.port,
+        client_id=5,
+        engine=engine,
+        throttle=PacingThrottle(RULES),
+    )
+    try:
+        results = ingest_many(engine, source, ["SAP", "AAPL"], ["1d"], start=WEEKS_AGO, now=NOW)
+    finally:
+        source.close()
+    assert {r.status for r in results} == {"updated"}
+    asked = {r.symbol: r.listing for r in gateway.requests if r.kind == "contract"}
+    assert asked == {"SAP": ("IBIS", "EUR"), "AAPL": ("SMART", "USD")}
+    with engine.connect() as conn:
+        stored = {r.symbol: (r.exchange, r.currency) for r in conn.execute(sa.select(contracts))}
+    assert stored == asked
+
+
 def test_no_data_stops_the_walk(engine, gateway, make_source):
     gateway.faults = Faults(no_data_symbols={"EMPTY"})
     result = ingest_partition(

@@ -20,7 +20,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -45,6 +45,9 @@ from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.pacing import PacingRules, PacingThrottle, shared_throttle
 from tt_resources.sources import BAR_COLUMNS, SourceError, SourceStats, SymbolNotFound, empty_bars
 from tt_resources.timeframes import get_timeframe
+from tt_resources.watchlist import DEFAULTS as WATCHLIST_DEFAULTS
+
+DEFAULT_LISTING = (WATCHLIST_DEFAULTS["exchange"], WATCHLIST_DEFAULTS["currency"])  # (exchange, currency)
 
 # IBKR's step table: the longest request per bar size, as a walking offset and as a duration string
 CHUNKS: dict[str, tuple[pd.DateOffset, str]] = {
@@ -160,7 +163,9 @@ class IbkrSource:
         engine: sa.Engine | None = None,
         throttle: PacingThrottle | None = None,
         settings: IbkrSettings | None = None,
+        listings: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        self.listings = dict(listings or {})  # symbol -> (exchange, currency); others: SMART, USD
         self.settings = dataclasses.replace(
             settings or IbkrSettings(), host=host, port=int(port), client_id=int(client_id)
         )
@@ -176,10 +181,14 @@ class IbkrSource:
 
     @classmethod
     def from_env(cls, **options) -> IbkrSource:
-        """Settings from IB_HOST / IB_PORT / IB_CLIENT_ID / IB_TIMEOUT_S; `options` override."""
+        """Settings from IB_HOST / IB_PORT / IB_CLIENT_ID / IB_TIMEOUT_S; `options` override (engine,
+        throttle and listings go to the constructor)."""
         engine, throttle = options.pop("engine", None), options.pop("throttle", None)
+        listings = options.pop("listings", None)
         s = IbkrSettings.from_env(**options)
-        return cls(s.host, s.port, s.client_id, engine=engine, throttle=throttle, settings=s)
+        return cls(
+            s.host, s.port, s.client_id, engine=engine, throttle=throttle, settings=s, listings=listings
+        )
 
     # ------------------------------------------------------------------ public
     def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
@@ -327,8 +336,9 @@ class IbkrSource:
         async def attempt(ib: IB):
             log = self._log_row(symbol, timeframe, "contract")
             try:
+                exchange, currency = self.listings.get(symbol, DEFAULT_LISTING)
                 details = await self._send(
-                    log, lambda: ib.reqContractDetailsAsync(Stock(symbol, "SMART", "USD"))
+                    log, lambda: ib.reqContractDetailsAsync(Stock(symbol, exchange, currency))
                 )
             except RequestError as exc:
                 details, reason = [], f"IBKR error {exc.code}: {exc.message}"

@@ -75,28 +75,33 @@ def empty_bars() -> pd.DataFrame:
     return frame
 
 
-def _watchlist_sectors() -> dict[str, str]:
-    """symbol -> sector from the watchlist (empty when it has no sectors or cannot be read)."""
+def _watchlist_column(*columns: str) -> dict[str, str | tuple[str, ...]]:
+    """symbol -> the watchlist's value in `columns` (a tuple when several); empty when it cannot be read."""
     from tt_resources.watchlist import WatchlistError, load_watchlist
 
     try:
         frame = load_watchlist().frame
     except (OSError, WatchlistError):
         return {}
-    return dict(zip(frame["symbol"], frame["sector"].fillna(""), strict=True))
+    values = frame[list(columns)].fillna("").itertuples(index=False, name=None)
+    return {
+        symbol: row if len(columns) > 1 else row[0]
+        for symbol, row in zip(frame["symbol"], values, strict=True)
+    }
 
 
 def make_source(name: str | None = None, **options) -> MarketDataSource:
     """The source called `name` (default TT_SOURCE, else synthetic), built with `options`.
 
     synthetic: seed, sectors (default: the watchlist's); csv: directory (default TT_CSV_DIR or `<data dir>/csv`), tz;
-    ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts.
+    ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts, listings
+    (symbol -> (exchange, currency); default: the watchlist's).
     """
     name = (name or config.source_name()).strip().lower()
     if name == "synthetic":
         from tt_resources.synthetic import SyntheticSource
 
-        options.setdefault("sectors", _watchlist_sectors())
+        options.setdefault("sectors", _watchlist_column("sector"))
         return SyntheticSource(**options)
     if name == "csv":
         from tt_resources.csv_source import CsvSource
@@ -105,5 +110,6 @@ def make_source(name: str | None = None, **options) -> MarketDataSource:
     if name == "ibkr":
         from tt_resources.ibkr import IbkrSource
 
+        options.setdefault("listings", _watchlist_column("exchange", "currency"))
         return IbkrSource.from_env(**options)
     raise ValueError(f"unknown market-data source {name!r}; valid: {', '.join(SOURCE_NAMES)}")

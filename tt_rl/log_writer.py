@@ -1,10 +1,10 @@
 """The episode logger's writer process: turns buffered step arrays into rows and stores them.
 
-Writing (frame building, Arrow conversion, SQL) runs in a child process (`python -m tt_rl.log_writer`), so
-it uses the other core instead of holding the stepping process's GIL. One writer serves all the loggers of
-a process that write to the same database. The parent sends jobs (pickled, their numpy arrays out of
-band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one transaction, and
-answers every job with None or the exception it raised. The database URL reaches the child through its
+Writing (building Arrow tables from the arrays, SQL) runs in a child process (`python -m tt_rl.log_writer`),
+so it uses the other core instead of holding the stepping process's GIL. One writer serves all the loggers
+of a process that write to the same database. The parent sends jobs (pickled, their numpy arrays out of
+band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one
+transaction, and answers every job with None or the exception it raised. The database URL reaches the child through its
 environment, never its command line. When the parent dies the child still stores every whole job in the
 pipe, then sees end-of-file and exits: a hard kill of the parent loses only its unflushed buffer.
 """
@@ -200,7 +200,9 @@ def step_tables(payload: dict) -> dict[str, pa.Table]:
     trades), as Arrow tables built column by column from the arrays (no per-row Python work)."""
     scalars = payload["scalars"]
     k = len(scalars)
-    column = {name: _floats(scalars[:, j]) for name, j in _COLUMN.items()}
+    column = {
+        name: _floats(scalars[:, j]) for name, j in _COLUMN.items() if name not in ("bar", "rebalanced")
+    }
     values, net_worth = payload["values"], scalars[:, _COLUMN["net_worth"]]
     base = {
         "episode_id": _repeated(payload["episode_id"], k),

@@ -4,11 +4,10 @@ Per step it appends a tuple of a dozen scalars, copies the (N,) action into a pr
 references to the step's position values and trades; every `flush_every` steps and at the episode's end
 the buffers go, as numpy arrays in one job, to the writer process of `tt_rl.log_writer`, which stores them
 in one transaction (the first job of an episode also inserts its `running` row, the last one also closes
-it). Flushes and episode ends return at once (at most
-a few jobs in flight); `flush()` and `close()` wait until everything is stored. A reset or close before
-the episode ended marks it `incomplete`; a hard kill loses at most the unflushed buffer and leaves the
-row `running` or absent (never `finished`: the closing update is in the same
-transaction as the episode's last steps).
+it). Flushes and episode ends return at once (at most a few jobs in flight); `flush()` and `close()` wait
+until everything is stored. A reset or close before the episode ended marks it `incomplete`; a hard kill
+loses at most the unflushed buffer and leaves the row `running` or absent (never `finished`: the closing
+update is in the same transaction as the episode's last steps).
 """
 
 from __future__ import annotations

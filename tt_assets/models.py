@@ -15,6 +15,7 @@ from tt_assets.quality import assess_bars, iso
 from tt_assets.reporting import equity_chart_md, summary_table
 from tt_resources import config
 from tt_resources.resources import DatabaseResource
+from tt_rl.config import EvalConfig
 
 TRAINING_GROUP = "training"
 
@@ -22,7 +23,7 @@ TRAINING_GROUP = "training"
 class DatasetConfig(dg.Config):
     """Share of the panel's bars held out as the out-of-sample test period."""
 
-    test_fraction: float = 0.3
+    test_fraction: float = EvalConfig.test_fraction  # the same default as `tt train`
 
 
 class TrainingConfig(dg.Config):
@@ -67,7 +68,7 @@ def training_dataset(
     if not passed:
         raise dg.Failure(f"no {timeframe} symbol has bars that pass the raw_bars checks")
     panel = build_panel(engine, timeframe, passed, bars=bars[bars["symbol"].isin(passed)])
-    split_at = panel.index[int(len(panel) * (1 - config.test_fraction))]
+    split_at = panel.test_start(config.test_fraction)
     path = panel.save(config_data_path("datasets", timeframe, f"{panel.version}.npz"))
     lineage.record_dataset(
         engine,

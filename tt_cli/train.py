@@ -152,7 +152,7 @@ def train(
         panel = build_panel(engine, timeframe, symbols, start=start)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    split_at = panel.index[int(len(panel) * (1 - rl.eval.test_fraction))]
+    split_at = panel.test_start(rl.eval.test_fraction)
     train_panel, _ = panel.split(split_at)
     console.print(
         f"training on {len(panel.symbols)} symbols x {len(train_panel)} {timeframe} bars "

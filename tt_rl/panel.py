@@ -63,6 +63,10 @@ class Panel:
             self.feature_names,
         )
 
+    def test_start(self, test_fraction: float) -> pd.Timestamp:
+        """First bar of the held-out test period: the last `test_fraction` (0..1) of the bars."""
+        return self.index[int(len(self) * (1 - test_fraction))]
+
     def split(self, test_start: pd.Timestamp | str) -> tuple[Panel, Panel]:
         """(train, test): bars before `test_start` and bars from it on."""
         cut = int(self.index.searchsorted(pd.Timestamp(test_start), side="left"))

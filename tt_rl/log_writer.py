@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from tt_resources.db import rl_log
-from tt_resources.db.bulk import json_arrays
+from tt_resources.db.bulk import float_array, json_arrays
 from tt_resources.db.engine import create_engine
 
 URL_VARIABLE = "TT_LOG_WRITER_URL"
@@ -49,7 +49,7 @@ SCALARS = (
     "costs",
     "rebalanced",
 )
-_COLUMN = {name: j for j, name in enumerate(SCALARS)}
+COLUMN = {name: j for j, name in enumerate(SCALARS)}  # scalar name -> its column
 
 
 class LogWriter:
@@ -176,7 +176,7 @@ def step_arrays(state: Any, episode_id: str, first_step: int, start_prices: np.n
     values and optionally trades (K, N)) plus what row building needs from the env (bar times as int64 ns
     since the epoch, UTC; prices). Only numpy arrays and plain values: they pickle at memcpy speed."""
     scalars = buffers["scalars"]
-    bars = scalars[:, _COLUMN["bar"]].astype(np.int64)
+    bars = scalars[:, COLUMN["bar"]].astype(np.int64)
     stamps = state.panel.index.asi8
     payload = {
         "episode_id": episode_id,
@@ -201,9 +201,9 @@ def step_tables(payload: dict) -> dict[str, pa.Table]:
     scalars = payload["scalars"]
     k = len(scalars)
     column = {
-        name: _floats(scalars[:, j]) for name, j in _COLUMN.items() if name not in ("bar", "rebalanced")
+        name: float_array(scalars[:, j]) for name, j in COLUMN.items() if name not in ("bar", "rebalanced")
     }
-    values, net_worth = payload["values"], scalars[:, _COLUMN["net_worth"]]
+    values, net_worth = payload["values"], scalars[:, COLUMN["net_worth"]]
     base = {
         "episode_id": _repeated(payload["episode_id"], k),
         "step": pa.array(np.arange(k, dtype=np.int64) + payload["first_step"]),
@@ -214,7 +214,7 @@ def step_tables(payload: dict) -> dict[str, pa.Table]:
                 **base,
                 "ts": _timestamps(payload["decision_ts"]),
                 "action": json_arrays(payload["actions"]),
-                "rebalanced": pa.array(scalars[:, _COLUMN["rebalanced"]] != 0.0),
+                "rebalanced": pa.array(scalars[:, COLUMN["rebalanced"]] != 0.0),
             }
         ),
         "tt_reward": pa.table(
@@ -228,7 +228,7 @@ def step_tables(payload: dict) -> dict[str, pa.Table]:
                 **base,
                 "ts": _timestamps(payload["ts"]),
                 **{c: column[c] for c in ("net_worth", "cash")},
-                "gross_exposure": _floats(np.abs(values).sum(axis=1) / net_worth),
+                "gross_exposure": float_array(np.abs(values).sum(axis=1) / net_worth),
                 **{c: column[c] for c in ("period_return", "drawdown", "turnover", "costs")},
             }
         ),
@@ -251,20 +251,15 @@ def _holdings(payload: dict, net_worth: np.ndarray) -> pa.Table:
             "symbol": pa.DictionaryArray.from_arrays(
                 pa.array(cols.astype(np.int32)), pa.array(payload["symbols"], type=pa.string())
             ),
-            "weight": _floats(values[rows, cols] / net_worth[rows]),
-            "quantity": _floats(quantities[rows, cols]),
-            "price": _floats(prices[rows, cols]),
-            "value": _floats(values[rows, cols]),
-            "trade_value": _floats(trades[rows, cols]),
-            "cost": _floats(payload["cost_rate"] * np.abs(trades[rows, cols])),
-            "pnl": _floats(quantities[rows, cols] * (prices[rows, cols] - before[rows, cols])),
+            "weight": float_array(values[rows, cols] / net_worth[rows]),
+            "quantity": float_array(quantities[rows, cols]),
+            "price": float_array(prices[rows, cols]),
+            "value": float_array(values[rows, cols]),
+            "trade_value": float_array(trades[rows, cols]),
+            "cost": float_array(payload["cost_rate"] * np.abs(trades[rows, cols])),
+            "pnl": float_array(quantities[rows, cols] * (prices[rows, cols] - before[rows, cols])),
         }
     )
-
-
-def _floats(values: np.ndarray) -> pa.Array:
-    """float64 Arrow array; NaN and inf become null (as the database layer stores them)."""
-    return pa.array(values, type=pa.float64(), mask=~np.isfinite(values))
 
 
 def _timestamps(nanoseconds: np.ndarray) -> pa.Array:

@@ -20,7 +20,7 @@ import gymnasium
 import numpy as np
 import sqlalchemy as sa
 
-from tt_rl.log_writer import SCALARS, LogWriter, step_arrays
+from tt_rl.log_writer import COLUMN, LogWriter, step_arrays
 
 
 class EpisodeLogger(gymnasium.Wrapper):
@@ -138,8 +138,8 @@ class EpisodeLogger(gymnasium.Wrapper):
         if k:
             scalars = np.array(self._scalars, dtype=np.float64)
             self._scalars.clear()
-            self._total_reward += float(scalars[:, SCALARS.index("reward")].sum())
-            self._max_drawdown = max(self._max_drawdown, float(scalars[:, SCALARS.index("drawdown")].max()))
+            self._total_reward += float(scalars[:, COLUMN["reward"]].sum())
+            self._max_drawdown = max(self._max_drawdown, float(scalars[:, COLUMN["drawdown"]].max()))
             buffers = {
                 "scalars": scalars,
                 "actions": self._actions[:k].copy(),
@@ -148,7 +148,7 @@ class EpisodeLogger(gymnasium.Wrapper):
             if self.holdings:
                 buffers["trades"] = _rows(self._trades)
             steps = step_arrays(self.state, self.episode_id, self._flushed, self._start_prices, **buffers)
-            self._start_prices = self.state.prices[int(scalars[-1, SCALARS.index("bar")])]
+            self._start_prices = self.state.prices[int(scalars[-1, COLUMN["bar"]])]
             self._flushed += k
             self._pending = 0
         if closing is not None:

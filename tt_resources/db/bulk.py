@@ -84,6 +84,11 @@ def float_values(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def float_array(values: np.ndarray) -> pa.Array:
+    """A float64 array as an Arrow float64 column; NaN and inf become null (stored as NULL)."""
+    return pa.array(values, type=pa.float64(), mask=~np.isfinite(values))
+
+
 def _dictionary(values: pd.Series) -> pa.DictionaryArray:
     """Text as an Arrow dictionary array (each distinct value once; None/NaN become null)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -121,8 +126,7 @@ def _arrow_column(column: sa.Column, values: pd.Series) -> pa.Array:
     if isinstance(kind, sa.Integer):
         return pa.array(values, type=pa.int64(), from_pandas=True)
     if isinstance(kind, sa.Float):
-        floats = float_values(pd.Series(values))
-        return pa.array(floats, type=pa.float64(), mask=~np.isfinite(floats))
+        return float_array(float_values(pd.Series(values)))
     return _dictionary(pd.Series(values))
 
 

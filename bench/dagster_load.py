@@ -15,7 +15,7 @@ import sys
 from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
 RUNS = 5
-HEAVY = ("tensortrade", "tensorflow", "torch", "stable_baselines3", "ib_async")
+HEAVY = ("tensortrade", "tensorflow", "torch", "stable_baselines3", "numba", "ib_async")
 
 PROBE = f"""
 import json, sys, time, warnings

@@ -12,7 +12,16 @@ from tt_assets.partitions import TIMEFRAMES
 from tt_resources.config import PROJECT_ROOT
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
-HEAVY = ("tensortrade", "tensorflow", "torch", "stable_baselines3", "ib_async", "pandas", "sqlalchemy")
+HEAVY = (
+    "tensortrade",
+    "tensorflow",
+    "torch",
+    "stable_baselines3",
+    "numba",
+    "ib_async",
+    "pandas",
+    "sqlalchemy",
+)
 
 
 def test_definitions_validate_loadable():

@@ -1,4 +1,4 @@
-"""tt_rl pure-numpy parts: features, panel, portfolio accounting, metrics (vs empyrical)."""
+"""tt_rl numeric parts: features, panel, portfolio accounting, volatility targeting, metrics (vs empyrical)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tt_rl.config import RLConfig
 from tt_rl.features import compute_features
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, panel_from_frames
-from tt_rl.portfolio import Portfolio
+from tt_rl.portfolio import Portfolio, vol_targeted_weights
 from tt_rl.synthetic import synthetic_bars
 
 
@@ -50,7 +50,8 @@ def test_portfolio_rebalance_hits_targets_and_books_costs():
     book = Portfolio(3, 100_000.0, cost_rate=0.001)
     book.reset(np.array([10.0, 20.0, 30.0]))
     target = np.array([0.5, 0.3, 0.0])
-    _, traded, costs = book.rebalance(target, np.abs(target).sum())
+    _, traded, costs, traded_any = book.rebalance(target)
+    assert traded_any
     assert costs == pytest.approx(0.001 * traded)
     assert book.net_worth == pytest.approx(100_000.0 - costs, rel=1e-12)
     assert book.weights == pytest.approx(target, abs=2e-3 * target.max())
@@ -58,6 +59,59 @@ def test_portfolio_rebalance_hits_targets_and_books_costs():
     before = book.net_worth
     book.mark(book.prices * growth, growth)
     assert book.net_worth == pytest.approx(before + (book.values / growth * (growth - 1)).sum())
+
+
+VOLS = np.array([0.1, 0.2, 0.4, 0.3])  # annualised
+NO_RETURNS = np.zeros((0, 4))
+
+
+def _sized(scores, *, long_only=True, target_vol=0.15, max_weight=1.0, max_leverage=10.0, **kw) -> np.ndarray:
+    kw = {"returns": NO_RETURNS, "shrinkage": 1.0, "periods_per_year": 252.0, **kw}
+    return vol_targeted_weights(
+        np.asarray(scores, dtype=np.float32),
+        VOLS,
+        long_only=long_only,
+        target_vol=target_vol,
+        correlation=0.3,
+        max_weight=max_weight,
+        max_leverage=max_leverage,
+        **kw,
+    )
+
+
+def _forecast_vol(weights: np.ndarray, correlation: float = 0.3) -> float:
+    """sqrt(w' C w) with the constant-correlation covariance C written out in full."""
+    cov = correlation * np.outer(VOLS, VOLS)
+    np.fill_diagonal(cov, VOLS**2)
+    return float(np.sqrt(weights @ cov @ weights))
+
+
+def test_vol_targeted_weights_hit_the_target_within_caps():
+    scores = [1.0, 0.5, -0.75, 0.25]  # exact in float32, the action's dtype
+    long = _sized(scores)
+    assert long[2] == 0.0 and (long >= 0).all()  # long-only: a negative score is no position
+    assert _forecast_vol(long) == pytest.approx(0.15 * 1.75 / 4, rel=1e-12)  # target * mean |clipped score|
+    assert long[0] * VOLS[0] == pytest.approx(2 * long[1] * VOLS[1])  # risk budget proportional to the score
+    short = _sized(scores, long_only=False)
+    assert short[2] < 0 and _forecast_vol(short) == pytest.approx(0.15 * 2.5 / 4, rel=1e-12)
+    assert _sized([3.0, -2.0, 0, 0], long_only=False) == pytest.approx(
+        _sized([1.0, -1.0, 0, 0], long_only=False)
+    )
+    assert not _sized([0.0, 0.0, -1.0, 0.0]).any()
+
+    capped = _sized(scores, long_only=False, max_weight=0.05)
+    assert np.abs(capped).max() == pytest.approx(0.05) and np.abs(capped).max() <= 0.05
+    levered = _sized(scores, long_only=False, target_vol=5.0, max_weight=1e6, max_leverage=1.5)
+    assert np.abs(levered).sum() == pytest.approx(1.5)
+    assert levered / levered[0] == pytest.approx(short / short[0])  # scaled down, not reshaped
+
+    returns = np.random.default_rng(2).normal(0.0, 0.02, (60, 4))
+    blended = _sized(scores, returns=returns, shrinkage=0.25)
+    raw = long / long[0]  # same direction as the model-only weights; only the scale differs
+    model = _forecast_vol(raw) ** 2
+    sample = raw @ np.cov(returns, rowvar=False) @ raw * 252
+    expected = 0.15 * 1.75 / 4 / np.sqrt(0.25 * model + 0.75 * sample)
+    assert blended == pytest.approx(raw * expected, rel=1e-9)
 
 
 def test_config_from_file(tmp_path):

@@ -68,7 +68,7 @@ def test_accounting_matches_tensortrade_oms():
     ours = Portfolio(3, 100_000.0, cost_rate=commission)
     ours.reset(prices[0])
     for t, target in enumerate(np.array(targets)):
-        delta, _, _ = ours.rebalance(target, np.abs(target - ours.weights).sum())
+        delta, *_ = ours.rebalance(target)
         pair_of = {p.pair.quote.symbol: p for p in tt_book.exchange_pairs}
         pairs = [pair_of[s] for s in symbols]
         for side in (TradeSide.SELL, TradeSide.BUY):  # sells first free the cash the buys need

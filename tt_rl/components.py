@@ -19,7 +19,7 @@ from tt_rl.state import TradingState
 
 
 class VolatilityTargetedAction(ActionScheme):
-    """Box(-1, 1, N) scores -> volatility-targeted, capped target weights (see TradingState.vol_targeted)."""
+    """Box(-1, 1, N) scores -> volatility-targeted, capped target weights (see TradingState.act)."""
 
     def __init__(self, state: TradingState) -> None:
         super().__init__()
@@ -31,8 +31,7 @@ class VolatilityTargetedAction(ActionScheme):
         return self._space
 
     def perform(self, env, action) -> None:
-        state = self.state
-        state.execute(state.vol_targeted(action))
+        self.state.act(action)
 
 
 class TargetWeightsAction(ActionScheme):

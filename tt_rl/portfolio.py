@@ -65,12 +65,31 @@ class Portfolio:
         """`rebalance` then `mark` (an environment step) in one pass."""
         return self._step(target, band, prices, growth, new_peak=True)
 
+    def size_rebalance_and_mark(
+        self,
+        scores: np.ndarray,
+        sizing: tuple,
+        band: float,
+        prices: np.ndarray,
+        growth: np.ndarray,
+    ) -> tuple[np.ndarray, float, float, bool]:
+        """`rebalance_and_mark` towards `vol_targeted_weights(scores, *sizing)`, in one compiled call."""
+        stepped = sized_trade_and_mark(
+            scores, *sizing, self.values, self.cash, self.net_worth, self.peak, band, self.cost_rate, growth
+        )
+        return self._publish(stepped, prices)
+
     def _step(
         self, target: np.ndarray, band: float, prices: np.ndarray, growth: np.ndarray, new_peak: bool
     ) -> tuple[np.ndarray, float, float, bool]:
-        self.values, weights, trades, self.cash, worth, self.peak, traded, rebalanced = trade_and_mark(
+        stepped = trade_and_mark(
             self.values, self.cash, self.net_worth, self.peak, target, band, self.cost_rate, growth, new_peak
         )
+        return self._publish(stepped, prices)
+
+    def _publish(self, stepped: tuple, prices: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
+        """Take the new state a `trade_and_mark` returned; (trades, gross traded value, costs, traded?)."""
+        self.values, weights, trades, self.cash, worth, self.peak, traded, rebalanced = stepped
         self.prices, self.net_worth, self.drawdown = prices, worth, 1.0 - worth / self.peak
         weights.setflags(write=False)  # several times cheaper than `weights.flags.writeable = False`
         self.weights = weights
@@ -181,6 +200,42 @@ def vol_targeted_weights(
         return np.zeros(n)
     variance = forecast_variance(raw, vols, correlation, shrinkage, returns, periods_per_year)
     return cap_weights(scale_to_vol(raw, variance, target_vol * gross_score / n), max_weight, max_leverage)
+
+
+@njit(cache=True)
+def sized_trade_and_mark(
+    scores: np.ndarray,
+    vols: np.ndarray,
+    returns: np.ndarray,
+    long_only: bool,
+    target_vol: float,
+    correlation: float,
+    shrinkage: float,
+    periods_per_year: float,
+    max_weight: float,
+    max_leverage: float,
+    values: np.ndarray,
+    cash: float,
+    worth: float,
+    peak: float,
+    band: float,
+    cost_rate: float,
+    growth: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, float, bool]:
+    """`vol_targeted_weights` then `trade_and_mark` (peak follows), one dispatch instead of two per step."""
+    target = vol_targeted_weights(
+        scores,
+        vols,
+        returns,
+        long_only,
+        target_vol,
+        correlation,
+        shrinkage,
+        periods_per_year,
+        max_weight,
+        max_leverage,
+    )
+    return trade_and_mark(values, cash, worth, peak, target, band, cost_rate, growth, True)
 
 
 @njit(cache=True)

@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tt_rl.config import EnvConfig
 from tt_rl.panel import Panel
-from tt_rl.portfolio import Portfolio, vol_targeted_weights
+from tt_rl.portfolio import Portfolio
 
 OBS_BLOCK_ROWS = 32  # observations are rows of a (32, D) float32 block: one allocation per 32 steps
 
@@ -46,6 +46,15 @@ class TradingState:
         self.no_trades = np.zeros(n)
         self.no_trades.flags.writeable = False
         self._no_returns = np.zeros((0, n))  # the sample-covariance window when the model is used alone
+        self._sizing = (  # vol_targeted_weights' parameters after (scores, vols, returns)
+            config.long_only,
+            config.target_vol,
+            config.correlation,
+            config.cov_shrinkage,
+            float(bars_per_year),
+            config.max_weight,
+            config.max_leverage,
+        )
         self.reset(self.first, t - 1)
 
     def reset(self, start: int, end: int) -> None:
@@ -60,39 +69,44 @@ class TradingState:
         self.rebalanced = False
         self.trades = self.no_trades
 
-    def vol_targeted(self, action: np.ndarray) -> np.ndarray:
-        """Scores (N,) -> capped target weights whose forecast volatility is target_vol * mean |score| (see
-        `portfolio.vol_targeted_weights`), from the volatilities and returns known at bar t."""
+    def act(self, scores: np.ndarray) -> None:
+        """Trade to the volatility-targeted weights of `scores` (N,) (see `portfolio.vol_targeted_weights`,
+        from the volatilities and returns known at bar t), then move to t+1 and mark to market."""
         cfg, t = self.config, self.t
         returns = (
             self.log_returns[max(0, t - cfg.cov_window + 1) : t + 1]
             if cfg.cov_shrinkage < 1.0
             else self._no_returns
         )
-        return vol_targeted_weights(
-            action,
-            self.vols[t],
-            returns,
-            cfg.long_only,
-            cfg.target_vol,
-            cfg.correlation,
-            cfg.cov_shrinkage,
-            self.bars_per_year,
-            cfg.max_weight,
-            cfg.max_leverage,
+        worth = self.portfolio.net_worth
+        self._booked(
+            worth,
+            self.portfolio.size_rebalance_and_mark(
+                scores,
+                (self.vols[t], returns, *self._sizing),
+                cfg.no_trade_band,
+                self.prices[t + 1],
+                self.growth[t],
+            ),
         )
 
     def execute(self, target: np.ndarray) -> None:
         """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
         t+1 and mark to market."""
-        book, t = self.portfolio, self.t
-        worth = book.net_worth
-        self.trades, traded, self.costs, self.rebalanced = book.rebalance_and_mark(
-            target, self.config.no_trade_band, self.prices[t + 1], self.growth[t]
+        t, worth = self.t, self.portfolio.net_worth
+        self._booked(
+            worth,
+            self.portfolio.rebalance_and_mark(
+                target, self.config.no_trade_band, self.prices[t + 1], self.growth[t]
+            ),
         )
+
+    def _booked(self, worth: float, step: tuple[np.ndarray, float, float, bool]) -> None:
+        """Record a step's (trades, traded value, costs, rebalanced) from a book worth `worth` before it."""
+        self.trades, traded, self.costs, self.rebalanced = step
         self.turnover = traded / worth
-        self.t = t + 1
-        self.period_return = book.net_worth / worth - 1.0
+        self.t += 1
+        self.period_return = self.portfolio.net_worth / worth - 1.0
 
     def observation(self) -> np.ndarray:
         """Float32 vector (D,): features of bars t-W+1..t (W*N*F, bar-major) then current weights (N).

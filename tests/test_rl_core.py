@@ -12,7 +12,7 @@ from tt_rl.config import RLConfig
 from tt_rl.features import compute_features
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, panel_from_frames
-from tt_rl.portfolio import Portfolio, vol_targeted_weights
+from tt_rl.portfolio import Portfolio, Sizing, vol_targeted_weights
 from tt_rl.synthetic import synthetic_bars
 
 
@@ -65,18 +65,18 @@ VOLS = np.array([0.1, 0.2, 0.4, 0.3])  # annualised
 NO_RETURNS = np.zeros((0, 4))
 
 
-def _sized(scores, *, long_only=True, target_vol=0.15, max_weight=1.0, max_leverage=10.0, **kw) -> np.ndarray:
-    kw = {"returns": NO_RETURNS, "shrinkage": 1.0, "periods_per_year": 252.0, **kw}
-    return vol_targeted_weights(
-        np.asarray(scores, dtype=np.float32),
-        VOLS,
-        long_only=long_only,
-        target_vol=target_vol,
-        correlation=0.3,
-        max_weight=max_weight,
-        max_leverage=max_leverage,
-        **kw,
-    )
+def _sized(
+    scores,
+    *,
+    long_only=True,
+    target_vol=0.15,
+    max_weight=1.0,
+    max_leverage=10.0,
+    returns=NO_RETURNS,
+    shrinkage=1.0,
+) -> np.ndarray:
+    sizing = Sizing(long_only, target_vol, 0.3, shrinkage, 252.0, max_weight, max_leverage)
+    return vol_targeted_weights(np.asarray(scores, dtype=np.float32), VOLS, returns, sizing)
 
 
 def _forecast_vol(weights: np.ndarray, correlation: float = 0.3) -> float:

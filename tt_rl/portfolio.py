@@ -13,9 +13,37 @@ times that under PPO, whose forward pass evicts the caches between steps. Compil
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from tt_rl.config import EnvConfig
+
+
+class Sizing(NamedTuple):
+    """Parameters of `vol_targeted_weights` (passed to compiled code as one named tuple)."""
+
+    long_only: bool
+    target_vol: float  # annualised
+    correlation: float  # constant pairwise correlation of the covariance model
+    shrinkage: float  # weight of the model vs the sample covariance (1 = model only)
+    periods_per_year: float  # bars per year, to annualise the sample variance
+    max_weight: float  # cap on each |weight|
+    max_leverage: float  # cap on sum |weight|
+
+    @classmethod
+    def of(cls, config: EnvConfig, periods_per_year: float) -> Sizing:
+        """From an EnvConfig, with plain bool/float fields (one compiled specialisation)."""
+        return cls(
+            bool(config.long_only),
+            float(config.target_vol),
+            float(config.correlation),
+            float(config.cov_shrinkage),
+            float(periods_per_year),
+            float(config.max_weight),
+            float(config.max_leverage),
+        )
 
 
 class Portfolio:
@@ -68,14 +96,27 @@ class Portfolio:
     def size_rebalance_and_mark(
         self,
         scores: np.ndarray,
-        sizing: tuple,
+        vols: np.ndarray,
+        returns: np.ndarray,
+        sizing: Sizing,
         band: float,
         prices: np.ndarray,
         growth: np.ndarray,
     ) -> tuple[np.ndarray, float, float, bool]:
-        """`rebalance_and_mark` towards `vol_targeted_weights(scores, *sizing)`, in one compiled call."""
+        """`rebalance_and_mark` towards `vol_targeted_weights(scores, vols, returns, sizing)`, in one
+        compiled call."""
         stepped = sized_trade_and_mark(
-            scores, *sizing, self.values, self.cash, self.net_worth, self.peak, band, self.cost_rate, growth
+            scores,
+            vols,
+            returns,
+            sizing,
+            self.values,
+            self.cash,
+            self.net_worth,
+            self.peak,
+            band,
+            self.cost_rate,
+            growth,
         )
         return self._publish(stepped, prices)
 
@@ -173,16 +214,7 @@ def forecast_variance(
 
 @njit(cache=True)
 def vol_targeted_weights(
-    scores: np.ndarray,
-    vols: np.ndarray,
-    returns: np.ndarray,
-    long_only: bool,
-    target_vol: float,
-    correlation: float,
-    shrinkage: float,
-    periods_per_year: float,
-    max_weight: float,
-    max_leverage: float,
+    scores: np.ndarray, vols: np.ndarray, returns: np.ndarray, sizing: Sizing
 ) -> np.ndarray:
     """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> weights whose forecast volatility is
     target_vol * mean |score|, each |weight| capped at max_weight, then scaled to sum |weight| <= max_leverage.
@@ -193,13 +225,16 @@ def vol_targeted_weights(
     raw = np.empty(n)
     gross_score = 0.0
     for i in range(n):
-        score = min(max(float(scores[i]), 0.0 if long_only else -1.0), 1.0)
+        score = min(max(float(scores[i]), 0.0 if sizing.long_only else -1.0), 1.0)
         gross_score += abs(score)
         raw[i] = score / vols[i]
     if gross_score == 0.0:
         return np.zeros(n)
-    variance = forecast_variance(raw, vols, correlation, shrinkage, returns, periods_per_year)
-    return cap_weights(scale_to_vol(raw, variance, target_vol * gross_score / n), max_weight, max_leverage)
+    variance = forecast_variance(
+        raw, vols, sizing.correlation, sizing.shrinkage, returns, sizing.periods_per_year
+    )
+    weights = scale_to_vol(raw, variance, sizing.target_vol * gross_score / n)
+    return cap_weights(weights, sizing.max_weight, sizing.max_leverage)
 
 
 @njit(cache=True)
@@ -207,13 +242,7 @@ def sized_trade_and_mark(
     scores: np.ndarray,
     vols: np.ndarray,
     returns: np.ndarray,
-    long_only: bool,
-    target_vol: float,
-    correlation: float,
-    shrinkage: float,
-    periods_per_year: float,
-    max_weight: float,
-    max_leverage: float,
+    sizing: Sizing,
     values: np.ndarray,
     cash: float,
     worth: float,
@@ -223,18 +252,7 @@ def sized_trade_and_mark(
     growth: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, float, bool]:
     """`vol_targeted_weights` then `trade_and_mark` (peak follows), one dispatch instead of two per step."""
-    target = vol_targeted_weights(
-        scores,
-        vols,
-        returns,
-        long_only,
-        target_vol,
-        correlation,
-        shrinkage,
-        periods_per_year,
-        max_weight,
-        max_leverage,
-    )
+    target = vol_targeted_weights(scores, vols, returns, sizing)
     return trade_and_mark(values, cash, worth, peak, target, band, cost_rate, growth, True)
 
 

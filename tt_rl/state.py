@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tt_rl.config import EnvConfig
 from tt_rl.panel import Panel
-from tt_rl.portfolio import Portfolio
+from tt_rl.portfolio import Portfolio, Sizing
 
 OBS_BLOCK_ROWS = 32  # observations are rows of a (32, D) float32 block: one allocation per 32 steps
 
@@ -46,15 +46,7 @@ class TradingState:
         self.no_trades = np.zeros(n)
         self.no_trades.flags.writeable = False
         self._no_returns = np.zeros((0, n))  # the sample-covariance window when the model is used alone
-        self._sizing = (  # vol_targeted_weights' parameters after (scores, vols, returns)
-            config.long_only,
-            config.target_vol,
-            config.correlation,
-            config.cov_shrinkage,
-            float(bars_per_year),
-            config.max_weight,
-            config.max_leverage,
-        )
+        self.sizing = Sizing.of(config, bars_per_year)
         self.reset(self.first, t - 1)
 
     def reset(self, start: int, end: int) -> None:
@@ -83,7 +75,9 @@ class TradingState:
             worth,
             self.portfolio.size_rebalance_and_mark(
                 scores,
-                (self.vols[t], returns, *self._sizing),
+                self.vols[t],
+                returns,
+                self.sizing,
                 cfg.no_trade_band,
                 self.prices[t + 1],
                 self.growth[t],

@@ -13,6 +13,7 @@ from tt_rl.config import RLConfig
 from tt_rl.env import build_env  # imports torch._dynamo before tensortrade (see tt_rl.components)
 from tt_rl.panel import Panel, panel_from_frames
 from tt_rl.portfolio import Portfolio
+from tt_rl.record import STEP_RECORD
 from tt_rl.synthetic import synthetic_bars
 
 
@@ -154,6 +155,46 @@ def test_reward_finite_on_extreme_moves(panel):
     rewards = [env.step(np.ones(4, dtype=np.float32))[1] for _ in range(100)]
     assert np.isfinite(rewards).all()
     assert abs(rewards[0]) < 10.0  # first step: no division blow-up
+
+
+def test_reward_is_differential_sharpe_less_penalties(panel):
+    """The compiled step's reward and its record against the formula written out in Python from the info."""
+    cfg = _config(max_drawdown=float("inf"))
+    cfg.reward = dataclasses.replace(cfg.reward, drawdown_penalty=0.7, turnover_penalty=0.3, clip=2.0)
+    env = build_env(panel, cfg)
+    state = env.unwrapped.state
+    env.reset(options={"start": 12})
+    eta, v0 = cfg.reward.eta, cfg.env.target_vol**2 / 252
+    mean, second = 0.0, v0
+    penalised = set()
+    for action in np.random.default_rng(2).uniform(-1, 1, (60, 4)).astype(np.float32):
+        _, reward, *_, info = env.step(action)
+        r = info["period_return"]
+        dsr = (second * (r - mean) - 0.5 * mean * (r * r - second)) / max(second - mean**2, v0) ** 1.5
+        sharpe = min(max(dsr, -2.0), 2.0)
+        mean, second = mean + eta * (r - mean), second + eta * (r * r - second)
+        terms = (sharpe, 0.7 * info["drawdown"], 0.3 * info["turnover"])
+        assert reward == pytest.approx(terms[0] - terms[1] - terms[2], rel=1e-9, abs=1e-12)
+        record = dict(zip(STEP_RECORD, state.record, strict=True))
+        assert (record["sharpe_term"], record["drawdown_penalty"], record["turnover_penalty"]) == (
+            pytest.approx(terms, rel=1e-9, abs=1e-12)
+        )
+        assert record["reward"] == reward
+        penalised |= {
+            name for name, term in zip(("drawdown", "turnover"), terms[1:], strict=True) if term > 0
+        }
+        for field in (
+            "bar",
+            "net_worth",
+            "cash",
+            "period_return",
+            "drawdown",
+            "turnover",
+            "costs",
+            "rebalanced",
+        ):
+            assert record[field] == info[field], field
+    assert penalised == {"drawdown", "turnover"}  # both penalties were exercised
 
 
 def test_observation_and_info(panel):

@@ -7,14 +7,11 @@ the process ("option registered more than once") when TensorFlow's LLVM was load
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch._dynamo  # noqa: F401  triton's LLVM must load before TensorFlow's (tensortrade): the reverse aborts
 from gymnasium.spaces import Box
 from tensortrade.env.generic import ActionScheme, Informer, Observer, RewardScheme, Stopper
 
-from tt_rl.config import RewardConfig
 from tt_rl.state import TradingState
 
 
@@ -56,39 +53,15 @@ class TargetWeightsAction(ActionScheme):
 class RiskAwareReward(RewardScheme):
     """Differential Sharpe ratio (Moody & Saffell 1998, O(1) per step) - a * drawdown - b * turnover.
 
-    With moving moments A (mean) and B (second moment) of the step return R and rate eta:
-    D = (B dA - A dB / 2) / max(B - A^2, v0)^(3/2), dA = R - A, dB = R^2 - B, clipped to +-clip. The variance
-    floor v0 = target_vol^2 / bars_per_year (the per-bar variance of a portfolio on target) also seeds B,
-    so the first steps are finite and of order R / sigma."""
+    The arithmetic (`tt_rl.reward.risk_aware_reward`, coefficients from the env's RewardConfig) runs inside the
+    state's compiled step; this scheme hands TensorTrade the step's reward. Its terms are in `state.record`."""
 
-    def __init__(self, state: TradingState, config: RewardConfig) -> None:
+    def __init__(self, state: TradingState) -> None:
         super().__init__()
         self.state = state
-        self.config = config
-        self.var_floor = state.config.target_vol**2 / state.bars_per_year
-        self.reset()
-
-    def reset(self) -> None:
-        self.mean = 0.0
-        self.second = self.var_floor
-        self.sharpe_term = 0.0
-        self.drawdown_penalty = 0.0
-        self.turnover_penalty = 0.0
 
     def reward(self, env) -> float:
-        cfg, state, mean, second = self.config, self.state, self.mean, self.second
-        r = state.period_return
-        if not math.isfinite(r):
-            r = -1.0
-        d_mean, d_second = r - mean, r * r - second
-        variance = max(second - mean * mean, self.var_floor)
-        dsr = (second * d_mean - 0.5 * mean * d_second) / variance**1.5
-        self.sharpe_term = sharpe = min(max(dsr, -cfg.clip), cfg.clip)
-        self.mean = mean + cfg.eta * d_mean
-        self.second = second + cfg.eta * d_second
-        self.drawdown_penalty = drawdown = cfg.drawdown_penalty * state.portfolio.drawdown
-        self.turnover_penalty = turnover = cfg.turnover_penalty * state.turnover
-        return float(sharpe - drawdown - turnover)
+        return self.state.reward
 
 
 class DrawdownStopper(Stopper):
@@ -124,7 +97,7 @@ class WindowObserver(Observer):
         return self._space
 
     def observe(self, env) -> np.ndarray:
-        return self.state.observation()
+        return self.state.observation
 
 
 class StepInfo(dict):

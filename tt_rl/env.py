@@ -66,13 +66,13 @@ def build_env(panel: Panel, config: RLConfig, *, weights_action: bool = False) -
     """Environment over `panel`. Actions are scores for VolatilityTargetedAction, or target weights
     (TargetWeightsAction, used by the baselines) when `weights_action`."""
     env_cfg = config.env
-    state = TradingState(panel, env_cfg, get_timeframe(panel.timeframe).bars_per_year)
+    state = TradingState(panel, env_cfg, get_timeframe(panel.timeframe).bars_per_year, config.reward)
     stopper = DrawdownStopper(state)
     return RiskAwareTradingEnv(
         state,
         env_cfg.random_start,
         action_scheme=(TargetWeightsAction if weights_action else VolatilityTargetedAction)(state),
-        reward_scheme=RiskAwareReward(state, config.reward),
+        reward_scheme=RiskAwareReward(state),
         observer=WindowObserver(state),
         stopper=stopper,
         informer=PortfolioInformer(state, stopper),

@@ -29,27 +29,11 @@ import sqlalchemy as sa
 from tt_resources.db import rl_log
 from tt_resources.db.bulk import float_array, json_arrays
 from tt_resources.db.engine import create_engine
+from tt_rl.record import COLUMN
 
 URL_VARIABLE = "TT_LOG_WRITER_URL"
 DEPTH_PER_LOGGER = 4  # jobs in flight per attached logger before a submit waits
 PIPE_BYTES = 1 << 20  # the job pipe's buffer: Linux's default limit for unprivileged processes
-
-# columns of the per-step scalar buffer (K, len(SCALARS))
-SCALARS = (
-    "bar",
-    "reward",
-    "sharpe_term",
-    "drawdown_penalty",
-    "turnover_penalty",
-    "net_worth",
-    "cash",
-    "period_return",
-    "drawdown",
-    "turnover",
-    "costs",
-    "rebalanced",
-)
-COLUMN = {name: j for j, name in enumerate(SCALARS)}  # scalar name -> its column
 
 
 class LogWriter:

@@ -1,6 +1,6 @@
 """EpisodeLogger: a gymnasium wrapper that writes each episode and its steps to the database in bulk.
 
-Per step it appends a tuple of a dozen scalars, copies the (N,) action into a preallocated buffer and keeps
+Per step it appends the state's step record (a tuple of a dozen scalars), copies the (N,) action into a preallocated buffer and keeps
 references to the step's position values and trades; every `flush_every` steps and at the episode's end
 the buffers go, as numpy arrays in one job, to the writer process of `tt_rl.log_writer`, which stores them
 in one transaction (the first job of an episode also inserts its `running` row, the last one also closes
@@ -20,7 +20,8 @@ import gymnasium
 import numpy as np
 import sqlalchemy as sa
 
-from tt_rl.log_writer import COLUMN, LogWriter, step_arrays
+from tt_rl.log_writer import LogWriter, step_arrays
+from tt_rl.record import COLUMN
 
 
 class EpisodeLogger(gymnasium.Wrapper):
@@ -56,9 +57,8 @@ class EpisodeLogger(gymnasium.Wrapper):
         self.holdings = holdings
         self.config = config
         self.state = env.unwrapped.state
-        self.rewarder = env.unwrapped.reward_scheme
         n, k = self.state.n_assets, self.flush_every
-        self._scalars: list[tuple] = []  # one tuple per step: appending beats writing a numpy row 5x
+        self._records: list[tuple] = []  # the state's step records: appending beats writing a numpy row 5x
         self._actions = np.zeros((k, n), dtype=np.float32)  # copied: callers may reuse their action array
         self._values: list[np.ndarray] = []  # references: the portfolio never mutates a published array
         self._trades: list[np.ndarray] = []
@@ -94,27 +94,13 @@ class EpisodeLogger(gymnasium.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        state, book, rw, i = self.state, self.state.portfolio, self.rewarder, self._pending
-        self._scalars.append(
-            (
-                state.t,
-                reward,
-                rw.sharpe_term,
-                rw.drawdown_penalty,
-                rw.turnover_penalty,
-                book.net_worth,
-                book.cash,
-                state.period_return,
-                book.drawdown,
-                state.turnover,
-                state.costs,
-                state.rebalanced,
-            )
-        )
+        state, i = self.state, self._pending
+        self._records.append(state.record)
         self._actions[i] = action
+        book = state.portfolio
         self._values.append(book.values)
         if self.holdings:
-            self._trades.append(state.trades)
+            self._trades.append(book.trades)
         self._pending = i = i + 1
         if i == self.flush_every:
             self._flush_async()
@@ -136,8 +122,8 @@ class EpisodeLogger(gymnasium.Wrapper):
             return
         steps = None
         if k:
-            scalars = np.array(self._scalars, dtype=np.float64)
-            self._scalars.clear()
+            scalars = np.array(self._records, dtype=np.float64)
+            self._records.clear()
             self._total_reward += float(scalars[:, COLUMN["reward"]].sum())
             self._max_drawdown = max(self._max_drawdown, float(scalars[:, COLUMN["drawdown"]].max()))
             buffers = {

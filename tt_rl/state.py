@@ -25,9 +25,7 @@ from tt_rl.rows import RowBlocks
 class TradingState:
     """Bar pointer `t`, the portfolio, and the last step's record. Arrays are (T, N) over the panel."""
 
-    def __init__(
-        self, panel: Panel, config: EnvConfig, bars_per_year: int, reward: RewardConfig | None = None
-    ) -> None:
+    def __init__(self, panel: Panel, config: EnvConfig, bars_per_year: int, reward: RewardConfig) -> None:
         t, n, f = panel.features.shape
         self.config = config
         self.panel = panel
@@ -55,7 +53,7 @@ class TradingState:
         self._observations = RowBlocks(1, self.observation_size, np.float32, readonly=False)
         self._sizing = tuple(Sizing.of(config, bars_per_year))  # plain tuples: numba types them ~20x faster
         self._cov_window = config.cov_window if config.cov_shrinkage < 1.0 else 0
-        self._reward = RewardParams.of(reward or RewardConfig(), config.target_vol, bars_per_year)
+        self._reward = RewardParams.of(reward, config.target_vol, bars_per_year)
         self._reward_fields = tuple(self._reward)
         self.reset(self.first, t - 1)
 
@@ -66,8 +64,8 @@ class TradingState:
         self.start, self.end, self.t = start, end, start
         self.portfolio.reset(self.prices[start])
         self._moments = self._reward.initial_moments()
-        self.record = (start, 0.0, 0.0, 0.0, 0.0, self.portfolio.initial_cash, self.portfolio.initial_cash)
-        self.record += (0.0, 0.0, 0.0, 0.0, False)
+        cash = self.portfolio.initial_cash
+        self.record = (start, 0.0, 0.0, 0.0, 0.0, cash, cash, 0.0, 0.0, 0.0, 0.0, False)
         self.reward = self.period_return = self.turnover = self.costs = 0.0
         self.rebalanced = False
         block, row = self._observations.claim()

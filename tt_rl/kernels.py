@@ -30,7 +30,7 @@ from tt_rl.config import EnvConfig, RewardConfig
 
 
 class Sizing(NamedTuple):
-    """Parameters of `vol_targeted_weights` (passed to compiled code as one named tuple)."""
+    """Parameters of `vol_targeted_weights` (the step passes them as a plain tuple: see above)."""
 
     long_only: bool
     target_vol: float  # annualised
@@ -55,7 +55,7 @@ class Sizing(NamedTuple):
 
 
 class RewardParams(NamedTuple):
-    """Coefficients of `risk_aware_reward` (passed to compiled code as a plain tuple)."""
+    """Coefficients of `risk_aware_reward` (the step passes them as a plain tuple: see above)."""
 
     eta: float  # adaptation rate of the moving moments
     clip: float  # cap on |D|
@@ -65,6 +65,7 @@ class RewardParams(NamedTuple):
 
     @classmethod
     def of(cls, config: RewardConfig, target_vol: float, bars_per_year: float) -> RewardParams:
+        """From a RewardConfig; the variance floor from the env's annual target vol and bars per year."""
         return cls(
             float(config.eta),
             float(config.clip),

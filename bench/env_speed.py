@@ -178,8 +178,8 @@ def logging_overhead(
     panel: Panel, n_steps: int, backend: str, holdings: bool, rounds: int = 9
 ) -> tuple[float, float]:
     """Extra wall time per step of the EpisodeLogger over the bare env, random actions, as (percent, us):
-    medians over `rounds` rounds of the per-round logged / bare ratio and logged - bare difference (each round runs both, alternating which goes
-    first: on this VM the same bare run reads anywhere from 200 to 350 ms from one round to the next, so
+    medians over `rounds` rounds of the per-round logged / bare ratio and logged - bare difference (each
+    round runs both, alternating which goes first: on this VM the same bare run reads anywhere from 200 to 350 ms from one round to the next, so
     only ratios taken under the same load mean anything). A logged run ends when every step is stored
     (flush), so writes still in flight are paid for."""
     from tt_rl.env import build_env

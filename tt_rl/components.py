@@ -47,7 +47,7 @@ class TargetWeightsAction(ActionScheme):
         return self._space
 
     def perform(self, env, action) -> None:
-        self.state.execute(np.asarray(action, dtype=np.float64))
+        self.state.execute(action)
 
 
 class RiskAwareReward(RewardScheme):

@@ -4,8 +4,8 @@ Writing (building Arrow tables from the arrays, SQL) runs in a child process (`p
 so it uses the other core instead of holding the stepping process's GIL. One writer serves all the loggers
 of a process that write to the same database. The parent sends jobs (pickled, their numpy arrays out of
 band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one
-transaction, and answers every job with None or the exception it raised. The database URL reaches the child through its
-environment, never its command line. When the parent dies the child still stores every whole job in the
+transaction, and answers every job with None or the exception it raised. The database URL reaches the
+child through its environment, never its command line. When the parent dies the child still stores every whole job in the
 pipe, then sees end-of-file and exits: a hard kill of the parent loses only its unflushed buffer.
 """
 

@@ -1,7 +1,7 @@
 """EpisodeLogger: a gymnasium wrapper that writes each episode and its steps to the database in bulk.
 
-Per step it appends the state's step record (a tuple of a dozen scalars), copies the (N,) action into a preallocated buffer and keeps
-references to the step's position values and trades; every `flush_every` steps and at the episode's end
+Per step it appends the state's step record (a tuple of a dozen scalars), copies the (N,) action into a
+preallocated buffer and keeps references to the step's position values and trades; every `flush_every` steps and at the episode's end
 the buffers go, as numpy arrays in one job, to the writer process of `tt_rl.log_writer`, which stores them
 in one transaction (the first job of an episode also inserts its `running` row, the last one also closes
 it). Flushes and episode ends return at once (at most a few jobs in flight); `flush()` and `close()` wait
@@ -94,10 +94,9 @@ class EpisodeLogger(gymnasium.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        state, i = self.state, self._pending
-        self._records.append(state.record)
+        book, i = self.state.portfolio, self._pending
+        self._records.append(self.state.record)
         self._actions[i] = action
-        book = state.portfolio
         self._values.append(book.values)
         if self.holdings:
             self._trades.append(book.trades)

@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from tt_assets.market import features, raw_bars
+from tt_assets.market import FEATURES, RAW_BARS
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_assets.partitions import (
     SYMBOL_DIM,
@@ -20,7 +20,7 @@ US_EASTERN = "America/New_York"
 
 market_data_job = dg.define_asset_job(
     "market_data_job",
-    selection=dg.AssetSelection.assets(raw_bars, features),
+    selection=dg.AssetSelection.assets(RAW_BARS, FEATURES),
     partitions_def=bar_partitions,
     description="Fetch the missing tail of bars, check them (blocking) and update features.",
 )
@@ -113,33 +113,36 @@ def watchlist_sensor(context: dg.SensorEvaluationContext, watchlist: WatchlistRe
 @dg.sensor(
     job=retrain_job,
     minimum_interval_seconds=600,
-    description="Retrains a timeframe when its dataset version changed since the last model, "
-    "or when the last evaluation's Sharpe fell below the policy's threshold.",
+    description="Retrains a timeframe once per new training_dataset version, and once per (dataset, code, "
+    "config) when the model's stitched out-of-sample Sharpe is below the policy's threshold.",
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, database: DatabaseResource, retrain_policy: RetrainPolicy
 ):
-    from tt_assets import lineage
+    from tt_assets.models import RETRAIN_REASON_TAG, TRAINING_DATASET, TrainingConfig, latest_value, rl_config
+    from tt_pipeline.retraining import retrain_request
 
-    engine = database.get_engine()
+    config = rl_config(TrainingConfig()).to_dict()  # what retrain_job trains with
     requests = []
     for timeframe in TIMEFRAMES:
-        dataset = lineage.latest_dataset(engine, timeframe)
-        if dataset is None:
+        version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
+        if version is None:
             continue
-        model = lineage.latest_model(engine, timeframe)
-        if model is None or model["dataset_version"] != dataset["dataset_version"]:
-            reason, run_key = "new dataset", f"{timeframe}:dataset:{dataset['dataset_version']}"
-        else:
-            scored = lineage.latest_ppo_sharpe(engine, timeframe)
-            if scored is None or scored[1] >= retrain_policy.min_sharpe:
-                continue
-            reason, run_key = (
-                f"Sharpe {scored[1]:.2f} < {retrain_policy.min_sharpe}",
-                f"{timeframe}:sharpe:{scored[0]}",
-            )
-        context.log.info(f"retraining {timeframe}: {reason}")
-        requests.append(
-            dg.RunRequest(run_key=run_key, partition_key=timeframe, tags={"tt/retrain_reason": reason})
+        request = retrain_request(
+            database.get_engine(),
+            timeframe,
+            version,
+            min_sharpe=retrain_policy.min_sharpe,
+            config=config,
         )
-    return requests or dg.SkipReason("every timeframe's model is current and above the Sharpe threshold")
+        if request is None:
+            continue
+        context.log.info(f"retraining {timeframe}: {request.reason}")
+        requests.append(
+            dg.RunRequest(
+                run_key=request.run_key,
+                partition_key=timeframe,
+                tags={RETRAIN_REASON_TAG: request.reason},
+            )
+        )
+    return requests or dg.SkipReason("every timeframe's model is current or cannot improve by retraining")

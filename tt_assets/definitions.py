@@ -15,8 +15,7 @@ from tt_assets.automation import (
     training_job,
     watchlist_sensor,
 )
-from tt_assets.checks import raw_bars_quality
-from tt_assets.market import features, raw_bars
+from tt_assets.market import market_data
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_resources.resources import DatabaseResource, MarketDataResource, WatchlistResource
 
@@ -32,8 +31,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[raw_bars, features, training_dataset, ppo_model, evaluation],
-    asset_checks=[raw_bars_quality],
+    assets=[market_data, training_dataset, ppo_model, evaluation],
     jobs=[market_data_job, training_job, retrain_job],
     schedules=[daily_bars_schedule, intraday_bars_schedule],
     sensors=[watchlist_sensor, retraining_sensor],

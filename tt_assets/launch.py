@@ -10,7 +10,6 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import dagster as dg
 
@@ -82,27 +81,40 @@ def materialize_market_data(
             yield key_range, result
 
 
-def partition_results(result: dg.ExecuteInProcessResult) -> list[SimpleNamespace]:
-    """Per-partition outcome of a market_data_job run, read from raw_bars' materialization metadata
-    (symbol, timeframe, status, requests, bars_written, pacing_waits, error), like `ingest_many`'s results."""
-    from tt_assets.partitions import split_key
+def partition_reports(
+    instance: dg.DagsterInstance, key_range: dg.PartitionKeyRange, result: dg.ExecuteInProcessResult
+) -> list:
+    """One tt_pipeline.market.PartitionReport per partition of a market_data_job range run, read from the
+    run's raw_bars materialisations and the failure it raised (which names each failed partition and its
+    reason); a partition the run never reported is failed with the run's error."""
+    from dataclasses import replace
 
-    rows = []
+    from tt_assets.market import RAW_BARS
+    from tt_assets.partitions import bar_partitions, split_key
+    from tt_pipeline.market import PartitionReport
+
+    reports: dict[str, PartitionReport] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
-        if materialization.asset_key != dg.AssetKey("raw_bars"):
-            continue
-        meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-        symbol, timeframe = split_key(materialization.partition)
-        rows.append(
-            SimpleNamespace(
-                symbol=symbol,
-                timeframe=timeframe,
-                status=meta["status"],
-                requests=meta["requests"],
-                bars_written=meta["bars_written"],
-                pacing_waits=meta["pacing_waits"],
-                error=None,
-            )
-        )
-    return rows
+        if materialization.asset_key == RAW_BARS:
+            values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            reports[materialization.partition] = PartitionReport.from_metadata(values)
+    failed, run_error = {}, None
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data
+        if user is not None and "failed_partitions" in user.metadata:
+            failed.update(user.metadata["failed_partitions"].value)
+        else:
+            error = data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            run_error = error.message.strip().splitlines()[0] if error else "step failed"
+    keys = bar_partitions.get_partition_keys_in_range(key_range, dynamic_partitions_store=instance)
+    out = []
+    for key in map(str, keys):
+        symbol, timeframe = split_key(key)
+        report = reports.get(key) or PartitionReport(symbol, timeframe, "failed")
+        reason = failed.get(key) or (None if key in reports else run_error or f"run {result.run_id} failed")
+        out.append(replace(report, status="failed", reason=reason) if reason else report)
+    return out

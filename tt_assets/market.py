@@ -1,121 +1,158 @@
-"""Market-data assets: raw_bars (incremental fetch + upsert) and features (incremental tail)."""
+"""Market-data assets raw_bars and features, and raw_bars' blocking quality checks, computed by one step.
+
+The step runs tt_pipeline.market.refresh_partitions over its partitions (one, or a key range of a backfill
+or a schedule tick) and reports each partition on its own: raw_bars is materialised for every partition
+whose fetch succeeded, each check is evaluated per partition, and features are materialised for every
+partition that passes the checks, even when another partition of the range failed. The step then fails
+naming each failed partition and its reason. Either asset can be run alone (the step is subsettable):
+features alone assesses and featurises what is stored, which is what the automation condition requests.
+"""
 
 import dagster as dg
 
-from tt_assets.partitions import backfill_policy, bar_partitions, split_key
-from tt_assets.quality import assess_bars, combined_version, content_version, iso
+from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
+from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.resources import DatabaseResource, MarketDataResource
 
-
-class BarsConfig(dg.Config):
-    """raw_bars settings: how far back a first fetch reaches (days; None = the timeframe's default history)."""
-
-    history_days: int | None = None
-    as_of: str | None = None  # ISO-8601 instant treated as "now" (reproducible runs); None: the clock
-
-
+RAW_BARS = dg.AssetKey("raw_bars")
+FEATURES = dg.AssetKey("features")
 IBKR_POOL = "ibkr"  # concurrency pool shared by everything that spends IBKR's pacing budget
 MARKET_GROUP = "market_data"
 
 
-@dg.asset(
+class BarsConfig(dg.Config):
+    """Which bars a fetch asks for: `start` is the first bar for partitions with no data yet (ISO-8601;
+    None = the timeframe's default history), `end` the instant bars must have closed by (None = now)."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+@dg.multi_asset(
+    name="market_data",
+    specs=[
+        dg.AssetSpec(
+            RAW_BARS,
+            skippable=True,
+            group_name=MARKET_GROUP,
+            kinds={"sql"},
+            code_version="2",
+            description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the missing tail.",
+        ),
+        dg.AssetSpec(
+            FEATURES,
+            deps=[RAW_BARS],
+            skippable=True,
+            group_name=MARKET_GROUP,
+            kinds={"sql", "pandas"},
+            code_version="2",
+            automation_condition=dg.AutomationCondition.eager()
+            & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+            description="Per-bar features in tt_features up to the last bar, for partitions whose bars pass "
+            "the checks; recomputes only the new tail plus LOOKBACK_BARS of history.",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            name, asset=RAW_BARS, description=description, blocking=True, partitions_def=bar_partitions
+        )
+        for name, (description, _) in RAW_BARS_RULES.items()
+    ],
     partitions_def=bar_partitions,
     backfill_policy=backfill_policy,
     pool=IBKR_POOL,
-    group_name=MARKET_GROUP,
-    kinds={"sql"},
-    code_version="1",
-    description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the tail after the stored bars.",
+    can_subset=True,
 )
-def raw_bars(
+def market_data(
     context: dg.AssetExecutionContext,
     config: BarsConfig,
     database: DatabaseResource,
     market_data: MarketDataResource,
-) -> dg.MaterializeResult:
-    from datetime import UTC, datetime, timedelta
-
-    from tt_resources.db.prices import read_bars
-    from tt_resources.ingest import ingest_partition
+):
+    from tt_pipeline.market import refresh_partitions
 
     engine = database.get_engine()
-    source = market_data.make_source()
-    now = datetime.fromisoformat(config.as_of).astimezone(UTC) if config.as_of else datetime.now(UTC)
-    start = None if config.history_days is None else now - timedelta(days=config.history_days)
-    versions, failures = {}, []
-    try:
-        for key in context.partition_keys:
-            symbol, timeframe = split_key(key)
-            result = ingest_partition(engine, source, symbol, timeframe, start=start, now=now)
-            stored = read_bars(engine, [symbol], timeframe)
-            quality = assess_bars(stored, timeframe, now)
-            versions[key] = content_version(stored)
-            if result.status == "failed":
-                failures.append(f"{key}: {result.error}")
-            context.add_asset_metadata(
-                {
-                    "status": result.status,
-                    "fresh": result.status == "fresh",
-                    "requests": result.requests,
-                    "bars_fetched": result.bars_fetched,
-                    "bars_written": result.bars_written,
-                    "pacing_waits": result.pacing_waits,
-                    "bars_stored": len(stored),
-                    "first_ts": iso(stored["ts"].min()) if len(stored) else None,
-                    "last_ts": iso(stored["ts"].max()) if len(stored) else None,
-                    "coverage": round(quality.coverage, 4),
-                    "source": source.name,
-                    "content_version": versions[key],
-                },
-                partition_key=key,
-            )
-            context.log.info(
-                f"{key}: {result.status}, {result.requests} request(s), {result.bars_written} bar(s) written"
-            )
-    finally:
-        source.close()
-    if failures:
-        raise dg.Failure(
-            description=f"{len(failures)} partition(s) failed to ingest", metadata={"errors": failures}
-        )
-    return dg.MaterializeResult(data_version=dg.DataVersion(combined_version(versions.values())))
-
-
-@dg.asset(
-    partitions_def=bar_partitions,
-    backfill_policy=backfill_policy,
-    deps=[raw_bars],
-    group_name=MARKET_GROUP,
-    kinds={"sql", "pandas"},
-    code_version="1",
-    automation_condition=dg.AutomationCondition.eager()
-    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-    description="Per-bar features in tt_features; recomputes only the new tail plus LOOKBACK_BARS of history.",
-)
-def features(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
-    from tt_assets.lineage import last_feature_ts
-    from tt_resources.db.features import upsert_features
-    from tt_resources.db.prices import read_bars
-    from tt_rl.features import LOOKBACK_BARS, compute_features
-
-    engine = database.get_engine()
+    fetch = RAW_BARS in context.selected_asset_keys
+    source = market_data.make_source() if fetch else None
+    by_timeframe: dict[str, list[str]] = {}
     for key in context.partition_keys:
         symbol, timeframe = split_key(key)
-        bars = read_bars(engine, [symbol], timeframe)
-        done = last_feature_ts(engine, symbol, timeframe)
-        first_new = 0 if done is None else int(bars["ts"].searchsorted(done, side="right"))
-        n_new = len(bars) - first_new
-        tail = bars.iloc[max(0, first_new - LOOKBACK_BARS) :] if n_new else bars.iloc[:0]
-        if n_new:
-            upsert_features(
-                engine, compute_features(tail).tail(n_new).assign(symbol=symbol, timeframe=timeframe)
+        by_timeframe.setdefault(timeframe, []).append(symbol)
+    failed: dict[str, str] = {}
+    try:
+        for timeframe, symbols in by_timeframe.items():
+            outcomes = refresh_partitions(
+                engine,
+                source,
+                symbols,
+                timeframe,
+                features=FEATURES in context.selected_asset_keys,
+                start=config.start,
+                end=config.end,
             )
-        context.add_asset_metadata(
-            {
-                "rows_written": n_new,
-                "bars_used": len(tail),
-                "last_ts": iso(bars["ts"].max()) if len(bars) else None,
-            },
-            partition_key=key,
+            for outcome in outcomes:
+                key = bar_key(outcome.symbol, outcome.timeframe)
+                yield from _partition_events(key, outcome, source.name if source else None)
+                if outcome.reason:
+                    failed[key] = outcome.reason
+                context.log.info(f"{key}: {outcome.report().status} {outcome.reason or ''}".rstrip())
+    finally:
+        if source is not None:
+            source.close()
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(context.partition_keys)} partition(s) failed: "
+            + "; ".join(f"{key}: {reason}" for key, reason in failed.items()),
+            metadata={"failed_partitions": failed},
         )
-    return dg.MaterializeResult()
+
+
+def _partition_events(key: str, outcome, source_name: str | None):
+    """The events of one partition: raw_bars materialisation and check evaluations (when it was fetched),
+    and the features materialisation (when its features were brought up to date)."""
+    from tt_pipeline.quality import iso
+
+    report = outcome.report()
+    if outcome.fetched is not None and not outcome.fetch_failed:
+        yield dg.AssetMaterialization(
+            RAW_BARS,
+            partition=key,
+            metadata={
+                **report.to_metadata(),
+                "fresh": report.status == "fresh",
+                "bars_fetched": outcome.fetched.bars_fetched,
+                "bars_stored": outcome.bars_stored,
+                "first_ts": iso(outcome.first_ts),
+                "last_ts": iso(outcome.last_ts),
+                "coverage": round(outcome.quality.coverage, 4),
+                "source": source_name,
+                "content_version": outcome.content_version,
+            },
+            tags={"dagster/data_version": outcome.content_version},
+        )
+        failed_rules = set(outcome.quality.failed_rules())
+        for rule in RAW_BARS_RULES:
+            yield dg.AssetCheckEvaluation(
+                asset_key=RAW_BARS,
+                check_name=rule,
+                passed=rule not in failed_rules,
+                partition=key,
+                blocking=True,
+                metadata={"n_bars": outcome.bars_stored, **_quality_metadata(outcome.quality)},
+                description=outcome.reason if rule in failed_rules else None,
+            )
+    if outcome.features_written is not None:
+        yield dg.AssetMaterialization(
+            FEATURES,
+            partition=key,
+            metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
+        )
+
+
+def _quality_metadata(quality) -> dict[str, float | int]:
+    from dataclasses import asdict
+
+    return {
+        name: round(value, 4) if isinstance(value, float) else value
+        for name, value in asdict(quality).items()
+    }

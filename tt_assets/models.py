@@ -1,28 +1,32 @@
 """Training assets per timeframe: training_dataset -> ppo_model -> evaluation.
 
-tensortrade, torch and Stable-Baselines3 are imported inside tt_rl's train/evaluate, which these asset
-bodies call; nothing heavy is imported when the code location loads.
+Each body is a call into tt_pipeline. Each asset resolves the exact upstream row it uses from the latest
+materialisation of its upstream asset in this partition: ppo_model trains on the dataset_version that
+training_dataset materialised, evaluation scores the model_id that ppo_model materialised, on that model's
+own dataset and split. Nothing heavy is imported when the code location loads.
 """
-
-from datetime import UTC, datetime
 
 import dagster as dg
 
-from tt_assets.checks import panel_check, panel_check_spec
-from tt_assets.market import features
 from tt_assets.partitions import SYMBOL_DIM, timeframe_of_bars, timeframe_partitions
-from tt_assets.quality import assess_bars, iso
 from tt_assets.reporting import equity_chart_md, summary_table
-from tt_resources import config
+from tt_resources import config as settings
 from tt_resources.resources import DatabaseResource
 from tt_rl.config import EvalConfig
 
 TRAINING_GROUP = "training"
+TRAINING_DATASET = dg.AssetKey("training_dataset")
+PPO_MODEL = dg.AssetKey("ppo_model")
+RETRAIN_REASON_TAG = "tt/retrain_reason"
 
 
 class DatasetConfig(dg.Config):
-    """Share of the panel's bars held out as the out-of-sample test period."""
+    """Which bars make the dataset: `symbols` (None = every registered symbol), bars in [start, end)
+    (ISO-8601; None = all stored) and the share held out as the out-of-sample test period."""
 
+    symbols: list[str] | None = None
+    start: str | None = None
+    end: str | None = None
     test_fraction: float = EvalConfig.test_fraction  # the same default as `tt train`
 
 
@@ -33,7 +37,8 @@ class TrainingConfig(dg.Config):
     total_timesteps: int | None = None
 
 
-def _rl_config(cfg: TrainingConfig):
+def rl_config(cfg: TrainingConfig):
+    """The RLConfig a ppo_model run trains with (no progress bar: the run's log is the progress)."""
     from tt_rl.config import RLConfig
 
     rl = RLConfig.from_file(cfg.rl_config_path) if cfg.rl_config_path else RLConfig()
@@ -43,76 +48,62 @@ def _rl_config(cfg: TrainingConfig):
     return rl
 
 
+def latest_value(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str, name: str) -> str | None:
+    """Metadata `name` of the latest materialisation of `asset` in `partition`, or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    value = records[0].asset_materialization.metadata.get(name)
+    return getattr(value, "value", value)
+
+
 @dg.asset(
     partitions_def=timeframe_partitions,
-    deps=[dg.AssetDep(features, partition_mapping=timeframe_of_bars)],
-    check_specs=[panel_check_spec],
+    deps=[dg.AssetDep("features", partition_mapping=timeframe_of_bars)],
     group_name=TRAINING_GROUP,
     kinds={"numpy"},
-    code_version="1",
-    description="Aligned price/feature panel over the registered symbols whose bars pass the raw_bars checks.",
+    code_version="2",
+    description="Aligned price/feature panel of the symbols whose bars pass the raw_bars checks, and its "
+    "tt_dataset row (identity: content + split + feature set).",
 )
 def training_dataset(
     context: dg.AssetExecutionContext, config: DatasetConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    from tt_assets import lineage
-    from tt_resources.db.prices import read_bars
-    from tt_rl.panel import build_panel
+    from tt_pipeline.datasets import DatasetError, build_dataset
+    from tt_pipeline.quality import iso
 
     timeframe = context.partition_key
-    engine = database.get_engine()
-    symbols = list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
-    bars = read_bars(engine, symbols, timeframe)
-    passed = [s for s, group in bars.groupby("symbol", sort=False) if assess_bars(group, timeframe).ok]
-    passed = [s for s in symbols if s in set(passed)]
-    if not passed:
-        raise dg.Failure(f"no {timeframe} symbol has bars that pass the raw_bars checks")
-    panel = build_panel(engine, timeframe, passed, bars=bars[bars["symbol"].isin(passed)])
-    split_at = panel.test_start(config.test_fraction)
-    path = panel.save(config_data_path("datasets", timeframe, f"{panel.version}.npz"))
-    lineage.record_dataset(
-        engine,
-        {
-            "dataset_version": panel.version,
-            "timeframe": timeframe,
-            "symbols": list(panel.symbols),
-            "start_ts": panel.index[0],
-            "end_ts": panel.index[-1],
-            "split_ts": split_at,
-            "n_bars": len(panel),
-            "path": str(path),
-            "created_at": datetime.now(UTC),
-        },
-    )
+    symbols = config.symbols or list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
+    try:
+        dataset = build_dataset(
+            database.get_engine(),
+            timeframe,
+            symbols,
+            test_fraction=config.test_fraction,
+            data_dir=settings.data_dir(),
+            start=config.start,
+            end=config.end,
+        )
+    except DatasetError as exc:
+        raise dg.Failure(str(exc)) from None
+    row = dataset.row
     return dg.MaterializeResult(
         metadata={
-            "dataset_version": panel.version,
-            "symbols": len(panel.symbols),
-            "symbols_excluded": sorted(set(symbols) - set(panel.symbols)),
-            "bars": len(panel),
-            "start_ts": iso(panel.index[0]),
-            "split_ts": iso(split_at),
-            "end_ts": iso(panel.index[-1]),
-            "path": dg.MetadataValue.path(str(path)),
+            "dataset_version": dataset.version,
+            "content_version": row["content_version"],
+            "symbols": len(row["symbols"]),
+            "symbols_excluded": dataset.excluded,
+            "bars": row["n_bars"],
+            "start_ts": iso(row["start_ts"]),
+            "split_ts": iso(row["split_ts"]),
+            "test_fraction": row["test_fraction"],
+            "end_ts": iso(row["end_ts"]),
+            "path": dg.MetadataValue.path(row["path"]),
         },
-        check_results=[panel_check(panel)],
-        data_version=dg.DataVersion(panel.version),
+        data_version=dg.DataVersion(dataset.version),
     )
-
-
-def config_data_path(*parts: str):
-    """A path under the data directory (TT_DATA_DIR)."""
-    return config.data_dir().joinpath(*parts)
-
-
-def _dataset(engine, timeframe: str):
-    from tt_assets import lineage
-    from tt_rl.panel import Panel
-
-    row = lineage.latest_dataset(engine, timeframe)
-    if row is None:
-        raise dg.Failure(f"no {timeframe} training_dataset yet: materialise training_dataset first")
-    return row, Panel.load(row["path"])
 
 
 @dg.asset(
@@ -120,25 +111,26 @@ def _dataset(engine, timeframe: str):
     deps=[training_dataset],
     group_name=TRAINING_GROUP,
     kinds={"pytorch"},
-    code_version="1",
-    description="PPO agent trained on the training period of the latest dataset; registered in tt_model.",
+    code_version="2",
+    description="PPO agent trained on the training period of training_dataset's latest materialisation; "
+    "registered in tt_model.",
 )
 def ppo_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    from tt_rl.train import code_version, train
+    from tt_pipeline.models import train_model
+    from tt_rl.train import code_version
 
     timeframe = context.partition_key
-    engine = database.get_engine()
-    dataset, panel = _dataset(engine, timeframe)
-    train_panel, _ = panel.split(dataset["split_ts"])
-    trained = train(
-        train_panel,
-        _rl_config(config),
-        engine=engine,
-        model_dir=config_data_path("models", timeframe),
+    version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
+    if version is None:
+        raise dg.Failure(f"no {timeframe} training_dataset yet: materialise training_dataset first")
+    trained = train_model(
+        database.get_engine(),
+        version,
+        rl_config(config),
         run_id=context.run_id,
-        dataset_version=dataset["dataset_version"],
+        model_dir=settings.data_dir() / "models" / timeframe,
     )
     return dg.MaterializeResult(
         metadata={
@@ -146,8 +138,9 @@ def ppo_model(
             "path": dg.MetadataValue.path(str(trained.path)),
             "total_timesteps": trained.total_timesteps,
             "training_seconds": round(trained.seconds, 2),
-            "dataset_version": dataset["dataset_version"],
+            "dataset_version": version,
             "code_version": code_version(),
+            "retrain_reason": context.run.tags.get(RETRAIN_REASON_TAG, "requested"),
             **{f"train_{k}": v for k, v in (trained.metrics or {}).items() if isinstance(v, int | float)},
         },
         data_version=dg.DataVersion(trained.model_id),
@@ -159,39 +152,28 @@ def ppo_model(
     deps=[ppo_model],
     group_name=TRAINING_GROUP,
     kinds={"pandas"},
-    code_version="1",
-    description="Walk-forward out-of-sample metrics of the latest model against the baselines (tt_eval).",
+    code_version="2",
+    description="Out-of-sample metrics of ppo_model's latest model on its own dataset's test period, in "
+    "consecutive windows, against the baselines (tt_eval).",
 )
-def evaluation(
-    context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
-) -> dg.MaterializeResult:
-    from tt_assets import lineage
-    from tt_rl.evaluate import evaluate
+def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    from tt_pipeline.models import evaluate_model
 
     timeframe = context.partition_key
-    engine = database.get_engine()
-    model = lineage.latest_model(engine, timeframe)
-    if model is None:
+    model_id = latest_value(context.instance, PPO_MODEL, timeframe, "model_id")
+    if model_id is None:
         raise dg.Failure(f"no {timeframe} model yet: materialise ppo_model first")
-    _, panel = _dataset(engine, timeframe)
-    result = evaluate(
-        model["path"],
-        panel,
-        _rl_config(config),
-        engine=engine,
-        model_id=model["model_id"],
-        run_id=context.run_id,
-    )
+    result = evaluate_model(database.get_engine(), model_id, run_id=context.run_id)
     table = summary_table(result.metrics)
     ppo = table.loc[table["policy"] == "ppo"]
     return dg.MaterializeResult(
         metadata={
-            "model_id": model["model_id"],
+            "model_id": model_id,
             "sharpe": float(ppo["sharpe"].iloc[0]) if len(ppo) else None,
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
             "equity_curve": dg.MetadataValue.md(
                 equity_chart_md(result.equity, f"{timeframe} out-of-sample equity")
             ),
         },
-        data_version=dg.DataVersion(model["model_id"]),
+        data_version=dg.DataVersion(model_id),
     )

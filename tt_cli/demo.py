@@ -1,9 +1,11 @@
 """`tt demo`: the whole platform on the embedded defaults, through the Dagster instance.
 
-Registers the watchlist's symbols as partitions, materialises raw_bars + features for 1d/1h/15m (a few
-range runs), then training_dataset -> ppo_model -> evaluation for 1d. Runs are recorded in DAGSTER_HOME,
-so `dagster dev` shows them afterwards. A second run finds every partition fresh and retrains only when
-the dataset changed.
+The one pipeline (tt_pipeline), driven as Dagster runs (tt_cli.pipeline.ViaDagster): register the
+watchlist's first symbols as partitions, refresh raw_bars + checks + features for 1d/1h/15m (range runs),
+build the 1d training_dataset, then train and evaluate (ppo_model -> evaluation) when the retraining rule
+says so (tt_pipeline.retraining, the same decision as the retraining sensor). Runs are recorded in
+DAGSTER_HOME, so `dagster dev` shows them afterwards. A second run finds every partition fresh and, with
+the dataset unchanged, does not retrain.
 """
 
 from __future__ import annotations
@@ -13,17 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-import dagster as dg
 from rich.console import Console
 
-from tt_assets.launch import (
-    ensure_dagster_home,
-    materialize_market_data,
-    partition_results,
-    run_job,
-)
-from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES, split_key
-from tt_cli.common import ingest_summary, timeframe_progress
+from tt_cli.common import open_database, refresh, report_partitions, universe
+from tt_resources.timeframes import TIMEFRAME_NAMES
 
 DEFAULT_SYMBOLS = 25
 
@@ -34,40 +29,32 @@ DEMO_TIMESTEPS = 24_576
 
 @dataclass
 class DemoSummary:
-    """What the demo did: partition counts, bars stored, check outcomes, training and evaluation."""
+    """What the demo did: partition reports, bars stored, check outcomes, dataset, training and evaluation."""
 
     symbols: int = 0
-    partitions: int = 0
-    # raw_bars outcome per partition, as `launch.partition_results` returns them
-    partition_results: list = field(default_factory=list)
+    partitions: list = field(default_factory=list)  # tt_pipeline.market.PartitionReport per partition
     bars_stored: int = 0
     checks_passed: int = 0
     checks_total: int = 0
     dataset_version: str | None = None
-    retrained: bool = False
+    retrain_reason: str | None = None  # None: not retrained
     model_id: str | None = None
     metrics: list[dict] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
-    @property
-    def fresh(self) -> int:
-        return sum(r.status == "fresh" for r in self.partition_results)
-
-    @property
-    def bars_written(self) -> int:
-        return sum(r.bars_written for r in self.partition_results)
-
     def print(self, console, dagster_home: Path, seconds: float) -> None:
         from rich.table import Table
 
+        fresh = sum(r.status == "fresh" for r in self.partitions)
+        written = sum(r.bars_written for r in self.partitions)
+        trained = f"trained now: {self.retrain_reason}" if self.retrain_reason else "not retrained"
         console.rule("[bold]tt demo: summary")
         console.print(
-            f"partitions: {self.partitions} ({self.symbols} symbols x {len(TIMEFRAMES)} timeframes), "
-            f"{self.fresh} already fresh\n"
-            f"bars: {self.bars_written:,} written this run, {self.bars_stored:,} stored\n"
+            f"partitions: {len(self.partitions)} ({self.symbols} symbols x {len(TIMEFRAME_NAMES)} timeframes), "
+            f"{fresh} already fresh\n"
+            f"bars: {written:,} written this run, {self.bars_stored:,} stored\n"
             f"raw_bars checks passed: {self.checks_passed}/{self.checks_total}\n"
-            f"dataset {TRAIN_TIMEFRAME}: {self.dataset_version}; model {self.model_id} "
-            f"({'trained now' if self.retrained else 'unchanged dataset, not retrained'})"
+            f"dataset {TRAIN_TIMEFRAME}: {self.dataset_version}; model {self.model_id} ({trained})"
         )
         if self.metrics:
             table = Table(title=f"{TRAIN_TIMEFRAME} out-of-sample, model vs baselines")
@@ -88,86 +75,48 @@ class DemoSummary:
         )
 
 
-def _metadata_value(value):
-    return getattr(value, "value", value)
-
-
 def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
-    """Register symbols, refresh market data for every timeframe, then dataset -> model -> evaluation (1d)."""
-    from tt_assets import lineage
-    from tt_assets.definitions import defs
-    from tt_resources.resources import WatchlistResource
-
-    instance = dg.DagsterInstance.get()
-    summary = DemoSummary()
-    symbols = WatchlistResource(limit=n_symbols).symbols()
-    new = set(symbols) - set(instance.get_dynamic_partitions(SYMBOL_DIM))
-    summary.symbols, summary.partitions = len(symbols), len(symbols) * len(TIMEFRAMES)
-    console.print(f"[bold]{len(symbols)} symbols[/bold] as partitions ({len(new)} new)")
-
-    with timeframe_progress(console) as progress:
-        tasks = {tf: progress.add_task(tf, total=len(symbols), note="waiting") for tf in TIMEFRAMES}
-        for key_range, result in materialize_market_data(instance, symbols, TIMEFRAMES):
-            timeframe = split_key(key_range.start)[1]
-            rows = partition_results(result)
-            summary.runs.append(result.run_id)
-            summary.partition_results += rows
-            _count_checks(result, summary)
-            note = f"{key_range.start} .. {key_range.end}: {'ok' if result.success else 'failed'}"
-            progress.update(tasks[timeframe], advance=len(rows), note=note)
-            if not result.success:
-                raise RuntimeError(
-                    f"market_data_job failed for {key_range.start}..{key_range.end} (run {result.run_id})"
-                )
-
-    with console.status(f"training_dataset {TRAIN_TIMEFRAME}"):
-        result = run_job(
-            instance,
-            "training_job",
-            partition_key=TRAIN_TIMEFRAME,
-            asset_selection=[dg.AssetKey("training_dataset")],
-        )
-    summary.runs.append(result.run_id)
-    engine = defs.resources["database"].get_engine()
-    dataset = lineage.latest_dataset(engine, TRAIN_TIMEFRAME)
-    model = lineage.latest_model(engine, TRAIN_TIMEFRAME)
-    summary.dataset_version = dataset["dataset_version"]
-    if (
-        model is None
-        or model["dataset_version"] != dataset["dataset_version"]
-        or lineage.latest_evaluation(engine, TRAIN_TIMEFRAME).empty
-    ):
-        timesteps = steps or DEMO_TIMESTEPS
-        with console.status(f"ppo_model ({timesteps} steps) -> evaluation {TRAIN_TIMEFRAME}"):
-            result = run_job(
-                instance,
-                "retrain_job",
-                partition_key=TRAIN_TIMEFRAME,
-                run_config={
-                    "ops": {
-                        name: {"config": {"total_timesteps": timesteps}}
-                        for name in ("ppo_model", "evaluation")
-                    }
-                },
-            )
-        summary.runs.append(result.run_id)
-        summary.retrained = True
-    summary.model_id = lineage.latest_model(engine, TRAIN_TIMEFRAME)["model_id"]
-    metrics = lineage.latest_evaluation(engine, TRAIN_TIMEFRAME)
-    summary.metrics = metrics.sort_values("policy", key=lambda p: p.ne("ppo")).to_dict("records")
+    """Refresh every timeframe, build the 1d dataset, retrain when the retraining rule fires, summarise."""
+    from tt_assets.automation import RetrainPolicy
+    from tt_assets.models import TrainingConfig, rl_config
+    from tt_cli.pipeline import ViaDagster
+    from tt_pipeline.retraining import retrain_request
+    from tt_resources.db import registry
     from tt_resources.db.prices import high_water_marks
 
+    engine = open_database()
+    pipeline = ViaDagster(engine, None, status=console.status)
+    symbols = universe(None, n_symbols)
+    summary = DemoSummary(symbols=len(symbols))
+    console.print(f"[bold]{len(symbols)} symbols[/bold] x {', '.join(TIMEFRAME_NAMES)}")
+    summary.partitions = refresh(pipeline, console, symbols, list(TIMEFRAME_NAMES))
+    summary.checks_passed, summary.checks_total = pipeline.checks_passed, pipeline.checks_total
+    summary.runs = pipeline.run_ids
+    report_partitions(console, summary.partitions)
+
+    rl = rl_config(TrainingConfig(total_timesteps=steps or DEMO_TIMESTEPS))
+    dataset = pipeline.build_dataset(
+        TRAIN_TIMEFRAME, symbols, start=None, end=None, test_fraction=rl.eval.test_fraction
+    )
+    summary.dataset_version = dataset["dataset_version"]
+    request = retrain_request(
+        engine,
+        TRAIN_TIMEFRAME,
+        summary.dataset_version,
+        min_sharpe=RetrainPolicy.from_env().min_sharpe,
+        config=rl.to_dict(),
+    )
+    if request is not None:
+        pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
+        summary.retrain_reason = request.reason
+    models = registry.models_on_dataset(engine, summary.dataset_version)
+    if models:
+        summary.model_id = models[-1]["model_id"]
+        metrics = registry.stitched_metrics(engine, summary.model_id)
+        summary.metrics = metrics.sort_values("policy", key=lambda p: p.ne("ppo")).to_dict("records")
     marks = high_water_marks(engine)
     summary.bars_stored = int(marks.loc[marks["symbol"].isin(symbols), "n_bars"].sum())
     return summary
-
-
-def _count_checks(result: dg.ExecuteInProcessResult, summary: DemoSummary) -> None:
-    for evaluation in result.get_asset_check_evaluations():
-        passed_partitions = _metadata_value(evaluation.metadata.get("partitions")) or 1
-        failed = len(_metadata_value(evaluation.metadata.get("failed_partitions")) or [])
-        summary.checks_total += passed_partitions
-        summary.checks_passed += passed_partitions - failed
 
 
 @click.command()
@@ -177,13 +126,10 @@ def _count_checks(result: dg.ExecuteInProcessResult, summary: DemoSummary) -> No
 @click.option("--steps", type=int, default=None, help="PPO timesteps (default: the demo's budget).")
 def demo(n_symbols: int, steps: int | None) -> None:
     """Ingest, check and featurise 3 timeframes, then train and evaluate a 1d PPO agent, all via Dagster."""
+    from tt_assets.launch import ensure_dagster_home
+
     console = Console()
     started = time.perf_counter()
     home = ensure_dagster_home()
-
-    try:
-        summary = run_demo(n_symbols, steps, console)
-    except Exception as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
-    console.print(ingest_summary(summary.partition_results))
+    summary = run_demo(n_symbols, steps, console)
     summary.print(console, home, time.perf_counter() - started)

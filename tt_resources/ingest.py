@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from tt_resources import calendar
 from tt_resources.db.prices import high_water_marks, upsert_price_bars
 from tt_resources.sources import MarketDataSource
+from tt_resources.terms import utc
 from tt_resources.timeframes import get_timeframe
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,6 @@ class PartitionResult:
     error: str | None = None
 
 
-def _utc(value) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def ingest_partition(
     engine: sa.Engine,
     source: MarketDataSource,
@@ -60,7 +54,9 @@ def ingest_partition(
     """Bring one partition up to the latest closed bar (see module doc). Naive start/end/now mean UTC."""
     marks = high_water_marks(engine, get_timeframe(timeframe).name)
     last = marks.loc[marks["symbol"] == symbol, "last_ts"]
-    return _ingest(engine, source, symbol, timeframe, last.iloc[0] if len(last) else None, start, end, now)
+    return ingest_after(
+        engine, source, symbol, timeframe, last.iloc[0] if len(last) else None, start=start, end=end, now=now
+    )
 
 
 def ingest_many(
@@ -79,22 +75,36 @@ def ingest_many(
     for timeframe in timeframes:
         marks = high_water_marks(engine, get_timeframe(timeframe).name).set_index("symbol")["last_ts"]
         for symbol in symbols:
-            result = _ingest(engine, source, symbol, timeframe, marks.get(symbol), start, end, now)
+            result = ingest_after(
+                engine, source, symbol, timeframe, marks.get(symbol), start=start, end=end, now=now
+            )
             results.append(result)
             if progress is not None:
                 progress(result)
     return results
 
 
-def _ingest(engine, source, symbol, timeframe, last_ts, start, end, now) -> PartitionResult:
+def ingest_after(
+    engine: sa.Engine,
+    source: MarketDataSource,
+    symbol: str,
+    timeframe: str,
+    last_ts,
+    *,
+    start=None,
+    end=None,
+    now=None,
+) -> PartitionResult:
+    """Bring one partition whose stored high-water mark is `last_ts` (None: empty) up to the latest closed
+    bar (see module doc); the callers that handle many partitions read the marks in one query."""
     tf = get_timeframe(timeframe)
-    now = _utc(now) or pd.Timestamp.now(tz="UTC")
-    target = calendar.last_closed_bar(tf.name, min(now, _utc(end) or now))
-    last_ts = _utc(last_ts)
+    now = utc(now) or pd.Timestamp.now(tz="UTC")
+    target = calendar.last_closed_bar(tf.name, min(now, utc(end) or now))
+    last_ts = utc(last_ts)
     if target is None or (last_ts is not None and last_ts >= target):
         return PartitionResult(symbol, tf.name, "fresh", last_ts=last_ts)
     window_end = target + pd.Timedelta(seconds=1)  # exclusive: the target bar is the last one asked for
-    window_start = last_ts if last_ts is not None else _utc(start) or window_end - tf.default_history
+    window_start = last_ts if last_ts is not None else utc(start) or window_end - tf.default_history
     before = source.stats.snapshot()
     try:
         source.bind(engine)

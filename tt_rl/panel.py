@@ -111,19 +111,22 @@ def panel_from_frames(
     """Align long bars (symbol, ts, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
 
     Missing closes are carried forward up to `ffill_limit` bars; symbols with longer gaps inside the common
-    span are dropped with one warning listing them. Warm-up bars where any feature is missing are cut.
-    Features are computed from the bars when `features` is None or empty.
+    span are dropped with one warning listing them. Warm-up bars where any feature is missing are cut; a
+    feature missing after the warm-up raises ValueError (symbol and bars named). Features are computed from
+    the bars when `features` is None.
     """
     if bars.empty:
         raise ValueError(f"no bars for timeframe {timeframe}")
-    if features is None or features.empty:
+    if features is None:
         features = pd.concat(
             [compute_features(g).assign(symbol=sym) for sym, g in bars.groupby("symbol", sort=True)],
             ignore_index=True,
         )
     close = bars.pivot(index="ts", columns="symbol", values="close").sort_index()
     start = close.apply(pd.Series.first_valid_index).max()  # first bar every symbol has
-    close = close.loc[start:].ffill(limit=ffill_limit)
+    close = close.loc[start:]
+    no_bar = close.isna()  # bars a symbol lacks: only there are its features carried forward too
+    close = close.ffill(limit=ffill_limit)
     gappy = sorted(close.columns[close.isna().any()])
     if gappy:
         log.warning(
@@ -136,18 +139,15 @@ def panel_from_frames(
     if close.shape[1] == 0:
         raise ValueError(f"no symbol of timeframe {timeframe} has complete bars")
     symbols = list(close.columns)
-    wide = {
-        name: features.pivot(index="ts", columns="symbol", values=name)
-        .reindex(index=close.index, columns=symbols)
-        .ffill(limit=ffill_limit)
-        for name in FEATURE_COLUMNS
-    }
+    no_bar = no_bar[symbols]
+    wide = {}
+    for name in FEATURE_COLUMNS:
+        values = features.pivot(index="ts", columns="symbol", values=name).reindex(
+            index=close.index, columns=symbols
+        )
+        wide[name] = values.where(~no_bar, values.ffill(limit=ffill_limit))
     cube = np.stack([wide[name].to_numpy(dtype="float64") for name in FEATURE_COLUMNS], axis=-1)
-    complete = ~np.isnan(cube).any(axis=(1, 2))
-    first = int(np.argmax(complete)) if complete.any() else len(complete)
-    if not complete[first:].all():
-        holes = sorted({symbols[j] for j in np.where(np.isnan(cube[first:]).any(axis=(0, 2)))[0]})
-        log.warning("zero-filling missing feature values after warm-up for: %s", ", ".join(holes))
+    first = _warm_up_end(timeframe, symbols, close.index, ~np.isnan(cube).any(axis=2))
     index = pd.DatetimeIndex(close.index[first:])
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     return Panel(
@@ -155,8 +155,29 @@ def panel_from_frames(
         tuple(symbols),
         index,
         close.to_numpy(dtype="float64")[first:],
-        np.nan_to_num(cube[first:], nan=0.0).astype(np.float32),
+        cube[first:].astype(np.float32),
     )
+
+
+def _warm_up_end(timeframe: str, symbols: list[str], index: pd.Index, complete: np.ndarray) -> int:
+    """First bar from which every symbol has all its features (`complete`: bool (T, N)).
+
+    Raises ValueError naming the symbol and the bars when a symbol has no features at all or misses any
+    after its own warm-up: the panel never fills a missing feature."""
+    first = 0
+    for j, symbol in enumerate(symbols):
+        if not complete[:, j].any():
+            raise ValueError(f"no {timeframe} features for {symbol}: refresh the partition first")
+        own = int(np.argmax(complete[:, j]))
+        holes = np.flatnonzero(~complete[own:, j]) + own
+        if len(holes):
+            raise ValueError(
+                f"{timeframe} features of {symbol} missing for {len(holes)} bar(s) from "
+                f"{pd.Timestamp(index[holes[0]]).isoformat()} to {pd.Timestamp(index[holes[-1]]).isoformat()}"
+                " after the warm-up; refresh the partition so its features reach its last bar"
+            )
+        first = max(first, own)
+    return first
 
 
 def build_panel(
@@ -169,8 +190,8 @@ def build_panel(
     bars: pd.DataFrame | None = None,
 ) -> Panel:
     """Panel from the database: bars via read_bars (unless the caller already read them: `bars`, long frame of
-    exactly these symbols over [start, end)), features via read_features (computed from the bars when
-    tt_features has none for these symbols)."""
+    exactly these symbols over [start, end)) and their stored features (read_features), which must reach
+    every bar after the warm-up (ValueError otherwise)."""
     from tt_resources.db.features import read_features
     from tt_resources.db.prices import read_bars
 
@@ -179,6 +200,4 @@ def build_panel(
     if bars.empty:
         raise ValueError(f"no {timeframe} bars in the database for {', '.join(symbols)}")
     stored = read_features(engine, symbols, timeframe, start=start, end=end)
-    if not stored.empty and set(stored["symbol"]) < set(bars["symbol"]):
-        stored = None  # partial feature coverage: compute all from bars for consistency
     return panel_from_frames(timeframe, bars, stored, ffill_limit=ffill_limit)

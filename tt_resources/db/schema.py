@@ -111,7 +111,7 @@ fetch_log = sa.Table(
 datasets = sa.Table(
     "tt_dataset",
     metadata,
-    sa.Column("dataset_version", Id, primary_key=True),  # content hash of the panel
+    sa.Column("dataset_version", Id, primary_key=True),  # hash of content_version, test_fraction, split_ts
     sa.Column("timeframe", TimeframeCol, nullable=False),
     sa.Column("symbols", JSONType, nullable=False),
     sa.Column("start_ts", UTCDateTime, nullable=False),
@@ -120,6 +120,8 @@ datasets = sa.Table(
     sa.Column("n_bars", sa.Integer, nullable=False),
     sa.Column("path", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("content_version", Id),  # Panel.version: timeframe, symbols, feature set, bars and values
+    sa.Column("test_fraction", sa.Float),  # share of the bars held out from split_ts on
 )
 
 models = sa.Table(

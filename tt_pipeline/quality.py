@@ -1,10 +1,10 @@
-"""Pure data rules behind the asset checks and data versions (no Dagster; pandas/numpy imported lazily
-so that loading the code location stays fast)."""
+"""The bar-quality rules: one definition behind the raw_bars checks, the dataset gate and the CLI's
+verdicts, and the per-partition data version (no Dagster; pandas/numpy imported lazily so that loading the
+code location stays fast)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,32 @@ class BarQuality:
     @property
     def ok(self) -> bool:
         """True when every raw_bars rule passes."""
-        return all(passes(self) for _, passes in RAW_BARS_RULES.values())
+        return not self.failed_rules()
+
+    def failed_rules(self) -> list[str]:
+        """Names of the RAW_BARS_RULES this partition breaks, in rule order."""
+        return [name for name, (_, passes) in RAW_BARS_RULES.items() if not passes(self)]
+
+    def reason(self) -> str | None:
+        """One line saying why the partition fails (None when it passes), e.g.
+        `coverage 91.2% < 95%; 3 bar(s) off the calendar grid`."""
+        if self.n_bars == 0:
+            return "no bars stored"
+        found = {
+            "coverage": f"coverage {self.coverage:.1%} < {MIN_COVERAGE:.0%} ({self.expected} bars expected)",
+            "no_duplicates": f"{self.duplicates} bar(s) share a calendar slot",
+            "monotonic_timestamps": ", ".join(
+                text
+                for count, text in (
+                    (self.off_grid, f"{self.off_grid} bar(s) off the calendar grid"),
+                    (self.future, f"{self.future} bar(s) after the last closed bar"),
+                )
+                if count
+            ),
+            "ohlc_sanity": f"{self.bad_ohlc} bar(s) with bad prices or volume",
+        }
+        failed = self.failed_rules()
+        return "; ".join(f"{rule}: {found[rule]}" for rule in failed) if failed else None
 
 
 RAW_BARS_RULES: dict[str, tuple[str, Callable[[BarQuality], bool]]] = {
@@ -94,14 +119,6 @@ def content_version(bars: pd.DataFrame) -> str:
     columns = ["ts", "open", "high", "low", "close", "volume"]
     checksum = int(pd.util.hash_pandas_object(bars[columns], index=False).sum()) & (2**64 - 1)
     return f"{pd.Timestamp(bars['ts'].max()).isoformat()}|{len(bars)}|{checksum:016x}"
-
-
-def combined_version(versions: Iterable[str]) -> str:
-    """One data version for a run over several partitions (unchanged while every partition is unchanged)."""
-    versions = list(versions)
-    if len(versions) == 1:
-        return versions[0]
-    return hashlib.sha256("\n".join(versions).encode()).hexdigest()[:24]
 
 
 def iso(value) -> str | None:

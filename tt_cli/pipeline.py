@@ -1,0 +1,244 @@
+"""The two ways the CLI drives the one pipeline (tt_pipeline): in this process, or as Dagster runs.
+
+Both expose the same three operations with the same results and errors, so `tt ingest`, `tt train` and
+`tt demo` behave alike with or without `--via-dagster`; the Dagster way only adds the record (runs,
+lineage, check results) in DAGSTER_HOME. A step that cannot complete raises StepFailed with its reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import click
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_pipeline.market import PartitionReport
+
+Progress = Callable[[PartitionReport], None]
+
+
+class StepFailed(click.ClickException):
+    """A pipeline step failed (no dataset could be built, training failed, ...): one line, exit code 1."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained and evaluated model: its id and stitched out-of-sample metrics (one row per policy)."""
+
+    model_id: str
+    dataset_version: str
+    metrics: pd.DataFrame
+
+
+class Direct:
+    """The pipeline in this process."""
+
+    name = "direct"
+
+    def __init__(self, engine: sa.Engine, source: str | None) -> None:
+        self.engine, self.source = engine, source
+
+    def refresh(
+        self, symbols: Sequence[str], timeframes: Sequence[str], *, start=None, end=None, progress: Progress
+    ) -> list[PartitionReport]:
+        from tt_pipeline.market import refresh_partitions
+        from tt_resources.sources import make_source
+
+        market = make_source(self.source)
+        reports = []
+        try:
+            for timeframe in timeframes:
+                outcomes = refresh_partitions(
+                    self.engine,
+                    market,
+                    symbols,
+                    timeframe,
+                    start=start,
+                    end=end,
+                    progress=lambda outcome: progress(outcome.report()),
+                )
+                reports += [outcome.report() for outcome in outcomes]
+        finally:
+            market.close()
+        return reports
+
+    def build_dataset(self, timeframe: str, symbols: Sequence[str], *, start, end, test_fraction: float):
+        from tt_pipeline.datasets import DatasetError, build_dataset
+        from tt_resources import config
+
+        try:
+            return build_dataset(
+                self.engine,
+                timeframe,
+                list(symbols),
+                test_fraction=test_fraction,
+                data_dir=config.data_dir(),
+                start=start,
+                end=end,
+            ).row
+        except DatasetError as exc:
+            raise StepFailed(str(exc)) from None
+
+    def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None, callbacks=None) -> Trained:
+        from tt_pipeline.models import evaluate_model, train_model
+        from tt_resources import config
+        from tt_resources.db import registry
+
+        run_id = f"cli-{uuid.uuid4().hex[:12]}"
+        timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
+        trained = train_model(
+            self.engine,
+            dataset_version,
+            rl,
+            run_id=run_id,
+            model_dir=model_dir or config.data_dir() / "models" / timeframe,
+            callbacks=callbacks,
+        )
+        evaluate_model(self.engine, trained.model_id, run_id=run_id)
+        return Trained(
+            trained.model_id, dataset_version, registry.stitched_metrics(self.engine, trained.model_id)
+        )
+
+
+class ViaDagster:
+    """The pipeline as runs of the code location's jobs against the persistent instance (DAGSTER_HOME)."""
+
+    name = "via Dagster"
+
+    def __init__(self, engine: sa.Engine, source: str | None, status=None) -> None:
+        import dagster as dg
+
+        from tt_assets.launch import ensure_dagster_home
+
+        ensure_dagster_home()
+        self.engine, self.status = engine, status
+        self.instance = dg.DagsterInstance.get()
+        # the run's resources are the code location's, configured from the environment; the command's
+        # --source is passed as run config of the market_data resource
+        self.resources = {"market_data": {"config": {"source": source}}} if source else {}
+        self.run_ids: list[str] = []
+        self.checks_passed = self.checks_total = 0  # raw_bars check evaluations of the refresh runs
+
+    def refresh(
+        self, symbols: Sequence[str], timeframes: Sequence[str], *, start=None, end=None, progress: Progress
+    ) -> list[PartitionReport]:
+        from tt_assets.launch import materialize_market_data, partition_reports
+
+        bars = {"start": _iso(start), "end": _iso(end)}
+        reports = []
+        runs = materialize_market_data(
+            self.instance,
+            symbols,
+            timeframes,
+            run_config={"ops": {"market_data": {"config": bars}}, "resources": self.resources},
+            status=self.status,
+        )
+        for key_range, result in runs:
+            self.run_ids.append(result.run_id)
+            evaluations = result.get_asset_check_evaluations()
+            self.checks_total += len(evaluations)
+            self.checks_passed += sum(e.passed for e in evaluations)
+            for report in partition_reports(self.instance, key_range, result):
+                progress(report)
+                reports.append(report)
+        return reports
+
+    def build_dataset(self, timeframe: str, symbols: Sequence[str], *, start, end, test_fraction: float):
+        import dagster as dg
+
+        from tt_resources.db import registry
+
+        dataset = {
+            "symbols": list(symbols),
+            "start": _iso(start),
+            "end": _iso(end),
+            "test_fraction": test_fraction,
+        }
+        result = self._run(
+            "training_job",
+            timeframe,
+            {"ops": {"training_dataset": {"config": dataset}}},
+            assets=[dg.AssetKey("training_dataset")],
+        )
+        version = _materialized(result, "training_dataset", "dataset_version")
+        return registry.dataset(self.engine, version)
+
+    def train_and_evaluate(
+        self, dataset_version: str, rl, *, model_dir=None, callbacks=None, reason: str = "requested"
+    ) -> Trained:
+        import json
+
+        from tt_assets.models import RETRAIN_REASON_TAG
+        from tt_resources import config
+        from tt_resources.db import registry
+
+        if model_dir is not None:
+            raise click.UsageError(
+                "--model-dir does not apply with --via-dagster (models go to <data dir>/models)"
+            )
+        timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
+        path = config.data_dir() / "configs" / f"{uuid.uuid4().hex[:12]}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rl.to_dict(), indent=2))
+        result = self._run(
+            "retrain_job",
+            timeframe,
+            {"ops": {"ppo_model": {"config": {"rl_config_path": str(path)}}}},
+            tags={RETRAIN_REASON_TAG: reason},
+        )
+        model_id = _materialized(result, "ppo_model", "model_id")
+        return Trained(model_id, dataset_version, registry.stitched_metrics(self.engine, model_id))
+
+    def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None):
+        from contextlib import nullcontext
+
+        from tt_assets.launch import run_job
+
+        with self.status(f"{job} {partition}") if self.status else nullcontext():
+            result = run_job(
+                self.instance,
+                job,
+                partition_key=partition,
+                run_config={**run_config, "resources": self.resources},
+                asset_selection=assets,
+                tags=tags,
+                raise_on_error=False,
+            )
+        self.run_ids.append(result.run_id)
+        if not result.success:
+            raise StepFailed(f"{job} {partition} failed (run {result.run_id}): {_failure(result)}")
+        return result
+
+
+def _iso(value) -> str | None:
+    return None if value is None else pd.Timestamp(value).isoformat()
+
+
+def _materialized(result, asset: str, name: str) -> str:
+    import dagster as dg
+
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == dg.AssetKey(asset)
+    ]
+    return event.event_specific_data.materialization.metadata[name].value
+
+
+def _failure(result) -> str:
+    """The first line of the run's first step failure: the user's Failure description, else the error."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return data.user_failure_data.description.strip().splitlines()[0]
+        error = data.error
+        while error is not None and error.cause is not None:  # the user code's exception, not Dagster's
+            error = error.cause
+        if error is not None:
+            return error.message.strip().splitlines()[0]
+    return "see `dagster dev`"

@@ -1,0 +1,161 @@
+"""Refreshing (symbol, timeframe) partitions: fetch the missing tail, assess the stored bars, bring the
+features up to the last bar. The one implementation behind `tt ingest`, `tt train`, `tt demo` and the
+Dagster market_data assets.
+
+The gate: features are computed only for partitions whose stored bars pass every bar-quality rule
+(tt_pipeline.quality), so a partition either has features up to its last bar or is reported failed with
+the reason; nothing downstream ever sees bars without features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_pipeline.quality import BarQuality, assess_bars, content_version
+from tt_resources.ingest import PartitionResult, ingest_after
+from tt_resources.sources import MarketDataSource
+from tt_resources.terms import utc
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """What one partition's refresh did, in plain values (the CLI's summary row; Dagster metadata).
+
+    status: fresh (nothing to fetch) | updated | checked (not fetched, only assessed) | failed."""
+
+    symbol: str
+    timeframe: str
+    status: str
+    requests: int = 0
+    bars_written: int = 0
+    pacing_waits: int = 0
+    reason: str | None = None  # why it failed: the source's error or the broken bar-quality rules
+
+    def to_metadata(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, values: dict[str, object]) -> PartitionReport:
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class PartitionOutcome:
+    """One partition after a refresh: the fetch (None when not fetched), the stored bars' quality and
+    data version, and how many feature rows were (re)written (None when features were not brought up to
+    date: not asked for, or the bars fail the quality rules)."""
+
+    symbol: str
+    timeframe: str
+    fetched: PartitionResult | None
+    quality: BarQuality
+    bars_stored: int
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+    content_version: str
+    features_written: int | None
+
+    @property
+    def fetch_failed(self) -> bool:
+        return self.fetched is not None and self.fetched.status == "failed"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the partition failed (the fetch's error first), or None."""
+        if self.fetch_failed:
+            return self.fetched.error
+        return self.quality.reason()
+
+    def report(self) -> PartitionReport:
+        fetched = self.fetched
+        status = "failed" if self.reason else fetched.status if fetched else "checked"
+        return PartitionReport(
+            self.symbol,
+            self.timeframe,
+            status,
+            requests=fetched.requests if fetched else 0,
+            bars_written=fetched.bars_written if fetched else 0,
+            pacing_waits=fetched.pacing_waits if fetched else 0,
+            reason=self.reason,
+        )
+
+
+def refresh_partitions(
+    engine: sa.Engine,
+    source: MarketDataSource | None,
+    symbols: Iterable[str],
+    timeframe: str,
+    *,
+    features: bool = True,
+    start=None,
+    end=None,
+    now=None,
+    progress: Callable[[PartitionOutcome], None] | None = None,
+) -> list[PartitionOutcome]:
+    """Refresh each symbol's `timeframe` partition, in order; `progress` is called after each one.
+
+    `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` as in
+    tt_resources.ingest (naive means UTC). A partition's failure never stops the others."""
+    from tt_resources.db.prices import high_water_marks, read_bars
+
+    now = utc(now) or pd.Timestamp.now(tz="UTC")
+    marks = high_water_marks(engine, timeframe).set_index("symbol")["last_ts"] if source else None
+    outcomes = []
+    for symbol in symbols:
+        fetched = None
+        if source is not None:
+            fetched = ingest_after(
+                engine, source, symbol, timeframe, marks.get(symbol), start=start, end=end, now=now
+            )
+        bars = read_bars(engine, [symbol], timeframe)
+        quality = assess_bars(bars, timeframe, now)
+        written = None
+        if features and quality.ok:
+            revised_from = fetched.first_ts if fetched is not None else None
+            written = update_features(engine, symbol, timeframe, bars, revised_from=revised_from)
+        outcome = PartitionOutcome(
+            symbol,
+            timeframe,
+            fetched,
+            quality,
+            bars_stored=len(bars),
+            first_ts=bars["ts"].iloc[0] if len(bars) else None,
+            last_ts=bars["ts"].iloc[-1] if len(bars) else None,
+            content_version=content_version(bars),
+            features_written=written,
+        )
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    return outcomes
+
+
+def update_features(
+    engine: sa.Engine,
+    symbol: str,
+    timeframe: str,
+    bars: pd.DataFrame,
+    *,
+    revised_from: pd.Timestamp | None = None,
+) -> int:
+    """Write the feature rows of one partition's `bars` (all its stored bars, sorted by ts) that are
+    missing, or whose bar was re-fetched (from `revised_from` on); returns the rows written. Each row is
+    computed with LOOKBACK_BARS of history before it, so the tail equals a full recomputation."""
+    from tt_resources.db.features import upsert_features
+    from tt_resources.db.registry import last_feature_ts
+    from tt_rl.features import LOOKBACK_BARS, compute_features
+
+    done = last_feature_ts(engine, symbol, timeframe)
+    first_new = 0 if done is None else int(bars["ts"].searchsorted(done, side="right"))
+    if revised_from is not None:
+        first_new = min(first_new, int(bars["ts"].searchsorted(revised_from, side="left")))
+    n_new = len(bars) - first_new
+    if n_new:
+        tail = bars.iloc[max(0, first_new - LOOKBACK_BARS) :]
+        rows = compute_features(tail).tail(n_new).assign(symbol=symbol, timeframe=timeframe)
+        upsert_features(engine, rows)
+    return n_new

@@ -1,0 +1,75 @@
+"""The dataset and model registry: tt_dataset, tt_model and the stitched rows of tt_eval (SQLAlchemy Core).
+
+Every caller resolves the exact row it uses by its id (dataset_version, model_id); nothing here guesses
+"the latest" of a timeframe except `latest_feature_ts`, a high-water mark.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.db.schema import datasets, evals, features, models
+
+
+def last_feature_ts(engine: sa.Engine, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """Start of the latest stored feature row of one partition (UTC), or None."""
+    query = sa.select(sa.func.max(features.c.ts)).where(
+        features.c.symbol == symbol, features.c.timeframe == timeframe
+    )
+    with engine.connect() as conn:
+        value = conn.execute(query).scalar()
+    return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+
+
+def record_dataset(engine: sa.Engine, row: dict[str, Any]) -> bool:
+    """Insert a tt_dataset row unless its dataset_version is registered already; True when inserted."""
+    with engine.begin() as conn:
+        exists = conn.execute(
+            sa.select(datasets.c.dataset_version).where(datasets.c.dataset_version == row["dataset_version"])
+        ).first()
+        if exists is None:
+            conn.execute(sa.insert(datasets), [row])
+    return exists is None
+
+
+def _one(engine: sa.Engine, query: sa.Select) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def dataset(engine: sa.Engine, dataset_version: str) -> dict[str, Any] | None:
+    """The tt_dataset row of `dataset_version` (path, split_ts, symbols, ...), or None."""
+    return _one(engine, sa.select(datasets).where(datasets.c.dataset_version == dataset_version))
+
+
+def model(engine: sa.Engine, model_id: str) -> dict[str, Any] | None:
+    """The tt_model row of `model_id` (path, dataset_version, code_version, config, ...), or None."""
+    return _one(engine, sa.select(models).where(models.c.model_id == model_id))
+
+
+def models_on_dataset(engine: sa.Engine, dataset_version: str) -> list[dict[str, Any]]:
+    """Every tt_model row trained on `dataset_version`, oldest first."""
+    query = (
+        sa.select(models)
+        .where(models.c.dataset_version == dataset_version)
+        .order_by(models.c.created_at, models.c.model_id)
+    )
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def stitched_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
+    """The newest evaluation of `model_id` over all its windows stitched (window -1): one row per policy
+    (empty frame when the model has not been evaluated)."""
+    query = (
+        sa.select(evals)
+        .where(evals.c.model_id == model_id, evals.c.window == -1)
+        .order_by(evals.c.created_at.desc(), evals.c.eval_id.desc())
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all())
+    return frame.drop_duplicates("policy").reset_index(drop=True) if len(frame) else frame

@@ -143,9 +143,9 @@ def long_episode(panel: Panel, n_steps: int, episodes: int = 3) -> tuple[float, 
 @contextmanager
 def scratch_database(backend: str) -> Iterator[sa.Engine]:
     """A migrated, throw-away database: a SQLite file, or a new database on the local PostgreSQL server."""
+    from tests.scratch import scratch_postgres
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
-    from tt_resources.db.scratch import scratch_postgres
 
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +166,7 @@ def scratch_database(backend: str) -> Iterator[sa.Engine]:
 def logged_env(panel: Panel, config: RLConfig, engine: sa.Engine, holdings: bool):
     """The project env under the EpisodeLogger, flushing every LOG_FLUSH_EVERY steps to `engine`."""
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     env = build_env(panel, config)
     return EpisodeLogger(

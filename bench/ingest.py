@@ -11,22 +11,27 @@ database is created and dropped), default the local cluster as user postgres.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
-from tt_resources.db import create_engine, upgrade, upsert_price_bars
-from tt_resources.db.bulk import to_arrow
-from tt_resources.db.pgcopy import binary_copy_chunks, copy_statement
-from tt_resources.db.prices import validate_bars
-from tt_resources.db.schema import prices
-from tt_resources.db.scratch import scratch_postgres
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.scratch import scratch_postgres  # noqa: E402
+from tt_resources.db import create_engine, upgrade, upsert_price_bars  # noqa: E402
+from tt_resources.db.bulk import to_arrow  # noqa: E402
+from tt_resources.db.pgcopy import binary_copy_chunks, copy_statement  # noqa: E402
+from tt_resources.db.prices import validate_bars  # noqa: E402
+from tt_resources.db.schema import prices  # noqa: E402
 
 ROWS = 1_000_000
 SYMBOLS = 150

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_ibgateway import FakeIBGateway  # noqa: E402
+from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources import calendar  # noqa: E402
 from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
-from tt_resources.db.scratch import scratch_postgres  # noqa: E402
 from tt_resources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
 from tt_resources.pacing import PacingRules, PacingThrottle  # noqa: E402

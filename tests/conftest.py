@@ -14,9 +14,9 @@ from contextlib import ExitStack
 import pytest
 import sqlalchemy as sa
 
+from tests.scratch import scratch_postgres
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
-from tt_resources.db.scratch import scratch_postgres
 
 PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")

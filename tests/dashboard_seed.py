@@ -29,10 +29,10 @@ from tt_resources.db.schema import (
     prices,
     rewards,
 )
+from tt_resources.terms import POLICY_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES, get_timeframe
 
 SYMBOLS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "AMZN", "JPM", "XOM")
-POLICIES: tuple[str, ...] = ("ppo", "equal_weight", "equal_weight_vol", "cash")
 INITIAL_NET_WORTH = 100_000.0
 COST_RATE = 0.0005  # commission + slippage per unit of traded value
 STALE_PARTITION = ("XOM", "1h")
@@ -404,11 +404,11 @@ def seed_evaluation(
         )
 
         eval_rows, test_episodes = [], {}
-        stitched: dict[str, list[Simulation]] = {p: [] for p in POLICIES}
+        stitched: dict[str, list[Simulation]] = {p: [] for p in POLICY_NAMES}
         for w in range(windows):
             lo, hi = split + w * steps_per_window, split + (w + 1) * steps_per_window
             window_px, window_ts = px[lo : hi + 1], index[lo + 1 : hi + 1]
-            for policy in POLICIES:
+            for policy in POLICY_NAMES:
                 sim = simulate(window_px, *policy_targets(policy, window_px, rng))
                 episode_id = f"{model_id}-{policy}-w{w}"
                 owner = model_id if policy == "ppo" else None

@@ -13,9 +13,12 @@ from tt_assets.automation import (
     retraining_sensor,
     watchlist_sensor,
 )
+from tt_assets.models import TrainingConfig, rl_config
 from tt_assets.partitions import bar_partitions
-from tt_resources.db.schema import datasets, evals, models
+from tt_pipeline.retraining import config_key
+from tt_resources.db.schema import evals, models
 from tt_resources.resources import DatabaseResource, WatchlistResource
+from tt_rl.train import code_version
 
 SYMBOLS = [f"S{i:02d}" for i in range(30)]
 
@@ -70,25 +73,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _dataset(engine, version: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(datasets),
-            [
-                {
-                    "dataset_version": version,
-                    "timeframe": "1d",
-                    "symbols": ["AAPL", "MSFT"],
-                    "start_ts": _now(),
-                    "end_ts": _now(),
-                    "n_bars": 10,
-                    "created_at": _now(),
-                }
-            ],
-        )
+def _dataset_built(instance, version: str) -> None:
+    """training_dataset 1d materialised with `version` (what the sensor reads)."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("training_dataset", partition="1d", metadata={"dataset_version": version})
+    )
 
 
-def _model(engine, model_id: str, version: str, sharpe: float) -> None:
+def _model(engine, model_id: str, version: str, sharpe: float, config: dict) -> None:
+    """A tt_model row on dataset `version` trained with `config` by today's code, and its stitched Sharpe."""
     with engine.begin() as conn:
         conn.execute(
             sa.insert(models),
@@ -96,9 +89,10 @@ def _model(engine, model_id: str, version: str, sharpe: float) -> None:
                 {
                     "model_id": model_id,
                     "timeframe": "1d",
-                    "path": "/m.zip",
+                    "path": "/m",
                     "dataset_version": version,
-                    "config": {},
+                    "code_version": code_version(),
+                    "config": config,
                     "created_at": _now(),
                 }
             ],
@@ -131,20 +125,43 @@ def _tick(instance, engine, min_sharpe: float = 0.0):
         return retraining_sensor(context)
 
 
-def test_retraining_sensor_fires_on_new_dataset_and_low_sharpe_only(sqlite_engine):
+RETRAIN_CONFIG = rl_config(TrainingConfig()).to_dict()  # what retrain_job trains with
+OTHER_CONFIG = {**RETRAIN_CONFIG, "ppo": {**RETRAIN_CONFIG["ppo"], "seed": 7}}
+
+
+def test_retraining_sensor_fires_once_per_new_dataset(sqlite_engine):
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)  # nothing built yet
 
-        _dataset(sqlite_engine, "v1")
+        _dataset_built(instance, "v1")
         [request] = _tick(instance, sqlite_engine)
         assert (request.partition_key, request.run_key) == ("1d", "1d:dataset:v1")
+        assert request.tags["tt/retrain_reason"] == "new dataset"
 
-        _model(sqlite_engine, "m1", "v1", sharpe=0.8)
-        assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)  # current and good enough
+        _model(sqlite_engine, "m1", "v1", sharpe=0.8, config=RETRAIN_CONFIG)
+        assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)
 
-        [request] = _tick(instance, sqlite_engine, min_sharpe=1.0)
-        assert request.run_key == "1d:sharpe:m1"  # degraded below the threshold
-
-        _dataset(sqlite_engine, "v2")
+        _dataset_built(instance, "v2")
         [request] = _tick(instance, sqlite_engine)
         assert request.run_key == "1d:dataset:v2"
+
+
+def test_sharpe_rule_fires_once_per_dataset_code_and_config(sqlite_engine):
+    with dg.instance_for_test() as instance:
+        _dataset_built(instance, "v1")
+        # the model on v1 came from another config and scores below the threshold: one retrain
+        _model(sqlite_engine, "m1", "v1", sharpe=-0.5, config=OTHER_CONFIG)
+        [request] = _tick(instance, sqlite_engine)
+        assert request.run_key == f"1d:sharpe:v1:{code_version()}:{config_key(RETRAIN_CONFIG)}"
+        assert request.tags["tt/retrain_reason"] == "Sharpe -0.50 < 0"
+
+        # the retrained model (same data, code, config) is as bad: retraining again would reproduce it
+        _model(sqlite_engine, "m2", "v1", sharpe=-0.5, config=RETRAIN_CONFIG)
+        for _ in range(3):
+            assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)
+        assert isinstance(_tick(instance, sqlite_engine, min_sharpe=1.0), dg.SkipReason)
+
+
+def test_sharpe_rule_ignores_the_progress_bar_setting():
+    shown = {**RETRAIN_CONFIG, "ppo": {**RETRAIN_CONFIG["ppo"], "progress_bar": True}}
+    assert config_key(shown) == config_key(RETRAIN_CONFIG) != config_key(OTHER_CONFIG)

@@ -16,12 +16,16 @@ from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
+from tests.scratch import scratch_postgres
 from tt_assets.definitions import defs
 from tt_resources.config import PROJECT_ROOT
-from tt_resources.db.scratch import scratch_postgres
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
-RUN_CONFIG = {"ops": {"raw_bars": {"config": {"history_days": 10, "as_of": "2026-11-20T22:00:00+00:00"}}}}
+RUN_CONFIG = {
+    "ops": {
+        "market_data": {"config": {"start": "2026-11-10T22:00:00+00:00", "end": "2026-11-20T22:00:00+00:00"}}
+    }
+}
 
 
 @pytest.fixture

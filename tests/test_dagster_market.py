@@ -12,7 +12,8 @@ from tt_resources.db.schema import prices
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 AS_OF = "2026-11-20T22:00:00+00:00"  # a Friday evening: the 1d bar of that day has closed
-RUN_CONFIG = {"ops": {"raw_bars": {"config": {"history_days": 20, "as_of": AS_OF}}}}
+START = "2026-10-31T22:00:00+00:00"  # 20 days of history for the first fetch
+RUN_CONFIG = {"ops": {"market_data": {"config": {"start": START, "end": AS_OF}}}}
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 
 
@@ -50,7 +51,12 @@ def test_bars_and_features_materialise_then_stay_fresh(engine):
             assert _value(m, "last_ts").startswith("2026-11-20")
         assert sorted(_materializations(first, "features")) == sorted(bars)
         checks = first.get_asset_check_evaluations()
-        assert len(checks) == 4 and all(c.passed for c in checks)
+        assert sorted((c.partition, c.check_name) for c in checks) == sorted(
+            (key, rule)
+            for key in bars
+            for rule in ("coverage", "no_duplicates", "monotonic_timestamps", "ohlc_sanity")
+        )
+        assert all(c.passed for c in checks)
 
         single = _run(instance, engine, partition_key="AAPL|1d")
         [again] = _materializations(single, "raw_bars").values()
@@ -109,4 +115,6 @@ def test_bad_bars_fail_blocking_checks_and_block_features(engine):
         }
         assert "MSFT|1d" in _materializations(result, "raw_bars")
         assert _materializations(result, "features") == {}
-        assert "features" not in {e.step_key for e in result.get_step_success_events()}
+        [failure] = result.get_step_failure_events()
+        description = failure.step_failure_data.user_failure_data.description
+        assert description.startswith("1 of 1 partition(s) failed: MSFT|1d: no_duplicates: 1 bar(s) share")

@@ -1,14 +1,18 @@
 """training_dataset -> ppo_model -> evaluation through Dagster with tiny PPO settings (SQLite)."""
 
 import dagster as dg
+import pandas as pd
 import yaml
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
+from tt_resources.db import registry
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
-BARS_CONFIG = {"ops": {"raw_bars": {"config": {"history_days": 500, "as_of": "2026-11-20T22:00:00+00:00"}}}}
+BARS_CONFIG = {
+    "ops": {"market_data": {"config": {"start": "2025-07-08", "end": "2026-11-20T22:00:00+00:00"}}}
+}
 TINY_RL = {
     "env": {"window_size": 5, "max_episode_steps": 64},
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "net_arch": [16]},
@@ -36,7 +40,7 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
             instance=instance,
             partition_key="1d",
             resources=resources,
-            run_config={"ops": {"ppo_model": training_config, "evaluation": training_config}},
+            run_config={"ops": {"ppo_model": training_config}},
         )
         assert result.success
         events = {
@@ -44,10 +48,9 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
             for e in result.get_asset_materialization_events()
         }
         dataset = events["training_dataset"].metadata
-        assert dataset["symbols"].value == 3 and dataset["symbols_excluded"].value == []
+        assert dataset["symbols"].value == 3 and dataset["symbols_excluded"].value == {}
         assert len(dataset["dataset_version"].value) == 16
-        [panel_check] = result.get_asset_check_evaluations()
-        assert panel_check.check_name == "panel_sane" and panel_check.passed
+        assert dataset["test_fraction"].value == 0.3
 
         model = events["ppo_model"].metadata
         assert model["total_timesteps"].value >= 128
@@ -56,7 +59,63 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
 
         evaluation = events["evaluation"].metadata
         assert evaluation["model_id"].value == model["model_id"].value
+        [stitched_ppo] = [
+            r
+            for r in registry.stitched_metrics(sqlite_engine, model["model_id"].value).to_dict("records")
+            if r["policy"] == "ppo"
+        ]
+        test_start = registry.dataset(sqlite_engine, dataset["dataset_version"].value)["split_ts"]
+        assert stitched_ppo["test_start"] >= test_start - pd.Timedelta(
+            days=5
+        )  # its own dataset's test period
         assert "| ppo" in evaluation["metrics"].value and "equal_weight" in evaluation["metrics"].value
         assert evaluation["equity_curve"].value.startswith(
             "![1d out-of-sample equity](data:image/png;base64,"
         )
+
+
+def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
+    sqlite_engine, tmp_path, monkeypatch
+):
+    # the code location's own resources (a job run on an asset subset cannot take overrides), pointed at
+    # the test's database through the environment
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
+    rl_file = tmp_path / "rl.yaml"
+    rl_file.write_text(yaml.safe_dump(TINY_RL))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", SYMBOLS)
+        [key_range] = symbol_ranges(SYMBOLS, "1d")
+        job = defs.resolve_job_def
+        job("market_data_job").execute_in_process(
+            instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG
+        )
+        versions = []
+        for fraction in (0.3, 0.5):
+            built = job("training_job").execute_in_process(
+                instance=instance,
+                partition_key="1d",
+                run_config={"ops": {"training_dataset": {"config": {"test_fraction": fraction}}}},
+                asset_selection=[dg.AssetKey("training_dataset")],
+            )
+            [event] = built.get_asset_materialization_events()
+            versions.append(event.event_specific_data.materialization.metadata["dataset_version"].value)
+        first, second = (registry.dataset(sqlite_engine, v) for v in versions)
+        assert versions[0] != versions[1] and first["content_version"] == second["content_version"]
+        assert (first["test_fraction"], second["test_fraction"]) == (0.3, 0.5)
+        assert second["split_ts"] < first["split_ts"]
+
+        trained = job("retrain_job").execute_in_process(
+            instance=instance,
+            partition_key="1d",
+            run_config={
+                "ops": {"ppo_model": {"config": {"rl_config_path": str(rl_file), "total_timesteps": 64}}}
+            },
+        )
+        assert trained.success
+        [model] = registry.models_on_dataset(sqlite_engine, versions[1])
+        assert pd.Timestamp(model["train_end"]) < second["split_ts"]
+        stitched = registry.stitched_metrics(sqlite_engine, model["model_id"])
+        assert (stitched["test_end"] > second["split_ts"]).all()
+        assert (stitched["test_start"] < second["split_ts"]).all()  # the bar before the first test step
+        assert (stitched["test_start"] >= pd.Timestamp(model["train_end"])).all()

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import streamlit as st
-from dashboard_seed import INITIAL_NET_WORTH, POLICIES, seed_evaluation, start_live_episode
+from dashboard_seed import INITIAL_NET_WORTH, seed_evaluation, start_live_episode
 from streamlit.testing.v1 import AppTest
 
-from tt_resources.db.schema import METRIC_COLUMNS, evals, holdings, portfolio
+from tt_resources.db.schema import evals, holdings, portfolio
+from tt_resources.terms import METRIC_NAMES, POLICY_NAMES
 
 TRADE_COLUMNS = (
     "ts",
@@ -94,7 +95,7 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
     assert list(figs) == ["Equity curve", "Drawdown", "Rolling Sharpe (30 bars)"]
     equity = figs["Equity curve"]
     test_steps = seeded.windows * seeded.steps_per_window
-    assert len(equity["data"]) == len(POLICIES)
+    assert len(equity["data"]) == len(POLICY_NAMES)
     assert all(len(values(trace["y"])) == test_steps for trace in equity["data"])
     boundary = [s for s in equity["layout"]["shapes"] if s["type"] == "line"]
     assert pd.Timestamp(boundary[0]["x0"]) == seeded.split_ts.tz_localize(None)
@@ -103,7 +104,7 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
     with engine.connect() as conn:
         stored = pd.DataFrame(
             conn.execute(
-                sa.select(evals.c.policy, *(evals.c[m] for m in METRIC_COLUMNS))
+                sa.select(evals.c.policy, *(evals.c[m] for m in METRIC_NAMES))
                 .where(evals.c.model_id == seeded.model_id, evals.c.window == -1)
                 .order_by(evals.c.policy)
             ).all()
@@ -127,7 +128,7 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
                 .group_by(holdings.c.symbol)
             ).all()
         )
-    shown = table(at, "policy", *METRIC_COLUMNS).sort_values("policy").reset_index(drop=True)
+    shown = table(at, "policy", *METRIC_NAMES).sort_values("policy").reset_index(drop=True)
     pd.testing.assert_frame_equal(shown, stored, check_dtype=False)
 
     stitched = INITIAL_NET_WORTH
@@ -167,8 +168,8 @@ def test_picking_one_test_window_compares_it_with_that_windows_baselines(sqlite_
     equity = figures(at)["Equity curve"]
     assert equity["data"][0]["name"] == "PPO agent"
     assert all(len(values(t["y"])) == seeded.steps_per_window for t in equity["data"])
-    assert len(equity["data"]) == len(POLICIES)
-    window_rows = table(at, "policy", *METRIC_COLUMNS)
+    assert len(equity["data"]) == len(POLICY_NAMES)
+    window_rows = table(at, "policy", *METRIC_NAMES)
     assert window_rows.empty  # a single window has no stitched (-1) rows; its rows sit in the expander
     with sqlite_engine.connect() as conn:
         final = conn.execute(

@@ -20,7 +20,7 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert first.exit_code == 0, first.output
     assert "partitions: 6 (2 symbols x 3 timeframes), 0 already fresh" in first.output
     assert "raw_bars checks passed: 24/24" in first.output
-    assert "trained now" in first.output
+    assert "(trained now: new dataset)" in first.output
     for policy in ("ppo", "equal_weight", "equal_weight_vol", "cash"):
         assert f"│ {policy} " in first.output
     assert (tmp_path / "tt.sqlite").exists()
@@ -29,9 +29,10 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert second.exit_code == 0, second.output
     assert "0 already fresh" not in second.output and "6 already fresh" in second.output
     assert "bars: 0 written this run" in second.output
-    assert "unchanged dataset, not retrained" in second.output
+    assert "(not retrained)" in second.output
 
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
         jobs = sorted(run.job_name for run in instance.get_runs())
     # first: 3 market runs + dataset + retrain; second: 3 market runs + dataset (no retrain)
-    assert jobs.count("market_data_job") == 6 and jobs.count("retrain_job") == 1
+    assert jobs.count("market_data_job") == 6 and jobs.count("training_job") == 2
+    assert jobs.count("retrain_job") == 1

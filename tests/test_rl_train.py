@@ -119,7 +119,7 @@ def test_train_evaluate_logs_everything(engine, panel, tmp_path):
 def test_logged_rows_are_what_the_env_reported(engine, panel):
     """Every stored step row (both backends, across several flushes) equals the env's own step output."""
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     cfg = _tiny()
     cfg.env.no_trade_band = 0.1  # 7 of the 21 steps skip the rebalance
@@ -174,7 +174,7 @@ def test_logged_rows_are_what_the_env_reported(engine, panel):
 
 def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     env = EpisodeLogger(
         build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=8
@@ -194,7 +194,7 @@ def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):
 def test_logger_write_errors_surface_on_the_stepping_thread(sqlite_url, panel):
     from tt_resources.db.engine import create_engine
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     engine = create_engine(sqlite_url)  # no schema: the writer thread's first write fails
     env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=4)
@@ -210,7 +210,7 @@ def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, p
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     url = sa.make_url(db_url)
     if url.get_backend_name() == "postgresql":
@@ -237,7 +237,7 @@ def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, p
 
 def test_logger_reports_a_dead_writer(sqlite_engine, panel):
     from tt_rl.env import build_env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     before = set(psutil.Process().children())
     env = EpisodeLogger(
@@ -265,7 +265,7 @@ def test_killed_process_leaves_episode_unfinished(sqlite_url, sqlite_engine, tmp
             import numpy as np
             from tt_rl.config import RLConfig
             from tt_rl.env import build_env
-            from tt_rl.logging import EpisodeLogger
+            from tt_rl.episode_log import EpisodeLogger
             from tt_rl.panel import panel_from_frames
             from tt_rl.synthetic import synthetic_bars
 

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tt_cli.main import cli
+from tt_resources.terms import POLICY_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +37,11 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    for name in ("ppo", "equal_weight", "equal_weight_vol", "cash"):
-        assert name in result.output
+    policies = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+    assert sorted(policies) == sorted(POLICY_NAMES)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = [run.job_name for run in instance.get_runs()]
-        assert sorted(jobs) == ["market_data_job", "training_job"]
+        assert sorted(jobs) == ["market_data_job", "retrain_job", "training_job"]
         for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
             assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
     assert list((tmp_path / "models" / "1d").glob("*/model.zip"))

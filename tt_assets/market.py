@@ -92,7 +92,7 @@ def market_data(
             )
             for outcome in outcomes:
                 key = bar_key(outcome.symbol, outcome.timeframe)
-                yield from _partition_events(key, outcome, source.name if source else None)
+                yield from _partition_events(context.instance, key, outcome, source.name if source else None)
                 if outcome.reason:
                     failed[key] = outcome.reason
                 context.log.info(f"{key}: {outcome.report().status} {outcome.reason or ''}".rstrip())
@@ -107,9 +107,10 @@ def market_data(
         )
 
 
-def _partition_events(key: str, outcome, source_name: str | None):
+def _partition_events(instance: dg.DagsterInstance, key: str, outcome, source_name: str | None):
     """The events of one partition: raw_bars materialisation and check evaluations (when it was fetched),
-    and the features materialisation (when its features were brought up to date)."""
+    and the features materialisation (when its features were brought up to date). The evaluations target
+    the materialisation just stored, so the UI shows them as current for that partition."""
     from tt_pipeline.quality import iso
 
     report = outcome.report()
@@ -130,6 +131,7 @@ def _partition_events(key: str, outcome, source_name: str | None):
             },
             tags={"dagster/data_version": outcome.content_version},
         )
+        target = _latest_materialization(instance, key)
         failed_rules = set(outcome.quality.failed_rules())
         for rule in RAW_BARS_RULES:
             yield dg.AssetCheckEvaluation(
@@ -138,6 +140,7 @@ def _partition_events(key: str, outcome, source_name: str | None):
                 passed=rule not in failed_rules,
                 partition=key,
                 blocking=True,
+                target_materialization_data=target,
                 metadata={"n_bars": outcome.bars_stored, **_quality_metadata(outcome.quality)},
                 description=outcome.reason if rule in failed_rules else None,
             )
@@ -147,6 +150,21 @@ def _partition_events(key: str, outcome, source_name: str | None):
             partition=key,
             metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
         )
+
+
+def _latest_materialization(instance: dg.DagsterInstance, key: str):
+    """Run id, storage id and time of raw_bars' latest materialisation of partition `key` (the event just
+    yielded: a step's events are stored as they are yielded)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW_BARS, asset_partitions=[key]), limit=1
+    ).records
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+    )
 
 
 def _quality_metadata(quality) -> dict[str, float | int]:

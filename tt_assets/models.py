@@ -12,6 +12,7 @@ from tt_assets.partitions import SYMBOL_DIM, timeframe_of_bars, timeframe_partit
 from tt_assets.reporting import equity_chart_md, summary_table
 from tt_resources import config as settings
 from tt_resources.resources import DatabaseResource
+from tt_resources.terms import AGENT
 from tt_rl.config import EvalConfig
 
 TRAINING_GROUP = "training"
@@ -165,7 +166,7 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
         raise dg.Failure(f"no {timeframe} model yet: materialise ppo_model first")
     result = evaluate_model(database.get_engine(), model_id, run_id=context.run_id)
     table = summary_table(result.metrics)
-    ppo = table.loc[table["policy"] == "ppo"]
+    ppo = table.loc[table["policy"] == AGENT]
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,

@@ -6,17 +6,17 @@ import base64
 import io
 from typing import TYPE_CHECKING
 
+from tt_resources.terms import AGENT, SUMMARY_METRICS
+
 if TYPE_CHECKING:
     import pandas as pd
-
-METRIC_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "turnover", "costs")
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Stitched (window -1) out-of-sample metrics, one row per policy, PPO first."""
-    columns = ["policy", *(c for c in METRIC_COLUMNS if c in metrics.columns)]
+    columns = ["policy", *(c for c in SUMMARY_METRICS if c in metrics.columns)]
     stitched = metrics.loc[metrics["window"] == -1, columns]
-    rank = stitched["policy"].ne("ppo")
+    rank = stitched["policy"].ne(AGENT)
     return (
         stitched.assign(_rank=rank)
         .sort_values(["_rank", "policy"])

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from tt_cli.common import open_database, refresh, report_partitions, universe
+from tt_resources.terms import AGENT, HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 DEFAULT_SYMBOLS = 25
@@ -58,11 +59,7 @@ class DemoSummary:
         )
         if self.metrics:
             table = Table(title=f"{TRAIN_TIMEFRAME} out-of-sample, model vs baselines")
-            columns = [
-                c
-                for c in ("policy", "total_return", "sharpe", "max_drawdown", "turnover")
-                if c in self.metrics[0]
-            ]
+            columns = ["policy", *(c for c in HEADLINE_METRICS if c in self.metrics[0])]
             for column in columns:
                 table.add_column(column, justify="left" if column == "policy" else "right")
             for row in self.metrics:
@@ -113,7 +110,7 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
     if models:
         summary.model_id = models[-1]["model_id"]
         metrics = registry.stitched_metrics(engine, summary.model_id)
-        summary.metrics = metrics.sort_values("policy", key=lambda p: p.ne("ppo")).to_dict("records")
+        summary.metrics = metrics.sort_values("policy", key=lambda p: p.ne(AGENT)).to_dict("records")
     marks = high_water_marks(engine)
     summary.bars_stored = int(marks.loc[marks["symbol"].isin(symbols), "n_bars"].sum())
     return summary

@@ -11,21 +11,19 @@ from rich.console import Console
 from rich.table import Table
 
 from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, universe
-from tt_resources.terms import utc
+from tt_resources.terms import AGENT, TRAIN_TABLE_METRICS, utc
 from tt_resources.timeframes import TIMEFRAME_NAMES
-
-SHOWN = ("total_return", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "turnover", "costs")
 
 
 def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     """Stitched (window -1) out-of-sample metrics, PPO first, then the baselines."""
-    stitched = metrics.sort_values("policy", key=lambda s: s.ne("ppo"))
+    stitched = metrics.sort_values("policy", key=lambda s: s.ne(AGENT))
     table = Table(title=title)
     table.add_column("policy")
-    for name in SHOWN:
+    for name in TRAIN_TABLE_METRICS:
         table.add_column(name, justify="right")
     for _, row in stitched.iterrows():
-        table.add_row(row["policy"], *(f"{row[name]:.4f}" for name in SHOWN))
+        table.add_row(row["policy"], *(f"{row[name]:.4f}" for name in TRAIN_TABLE_METRICS))
     return table
 
 

@@ -21,6 +21,7 @@ from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
 from tt_resources.db.migrate import upgrade
+from tt_resources.terms import EQUAL_WEIGHT, METRIC_NAMES, METRICS, POLICY_NAMES
 from tt_resources.timeframes import get_timeframe
 
 LOG = logging.getLogger(__name__)
@@ -30,20 +31,8 @@ LINE_BUCKETS = 1_000  # buckets per line chart (a bucket draws as at most 3 poin
 MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
 SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
-POLICY_ORDER = tuple(charts.POLICY_COLORS)
 STATUS_ICONS = {"running": "🟢", "finished": "✅", "incomplete": "⚠️"}
-METRIC_FORMATS = {
-    "total_return": ("Total return", "percent"),
-    "cagr": ("CAGR", "percent"),
-    "ann_volatility": ("Volatility (ann.)", "percent"),
-    "sharpe": ("Sharpe", "%.2f"),
-    "sortino": ("Sortino", "%.2f"),
-    "max_drawdown": ("Max drawdown", "percent"),
-    "calmar": ("Calmar", "%.2f"),
-    "turnover": ("Turnover / bar", "percent"),
-    "costs": ("Costs / capital", "percent"),
-    "hit_rate": ("Hit rate", "percent"),
-}
+NUMBER_FORMATS = {"percent": "percent", "ratio": "%.2f"}  # streamlit format of each terms.MetricKind
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,9 +54,9 @@ def one_line(exc: BaseException, url: str) -> str:
 def metric_columns(columns) -> dict:
     """Streamlit column configs that label and format tt_eval metric columns (data stays unrounded)."""
     return {
-        name: st.column_config.NumberColumn(label, format=fmt)
-        for name, (label, fmt) in METRIC_FORMATS.items()
-        if name in columns
+        m.name: st.column_config.NumberColumn(m.label, format=NUMBER_FORMATS[m.kind])
+        for m in METRICS
+        if m.name in columns
     }
 
 
@@ -137,7 +126,7 @@ def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame
 
 def risk_table(metrics: pd.DataFrame) -> None:
     """tt_eval rows: stitched (window -1) per policy, and every window in an expander."""
-    columns = ["policy", *reports.METRIC_COLUMNS]
+    columns = ["policy", *METRIC_NAMES]
     stitched = metrics[metrics["window"] == -1]
     st.subheader("Risk metrics")
     st.dataframe(
@@ -258,7 +247,7 @@ def curves_for(buckets: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.Data
     """Stitched curve per policy (agent first) from the `chosen` episodes (policy, episode_id, initial_net_worth),
     listed in window order."""
     curves = {}
-    for policy in sorted(chosen["policy"].unique(), key=lambda p: (*POLICY_ORDER, p).index(p)):
+    for policy in sorted(chosen["policy"].unique(), key=lambda p: (*POLICY_NAMES, p).index(p)):
         rows = chosen[chosen["policy"] == policy]
         curve = stitch(buckets, rows["episode_id"].tolist(), rows["initial_net_worth"].tolist())
         if not curve.empty:
@@ -288,7 +277,7 @@ def results(
     kpis(
         curves[agent_policy],
         float(agent["initial_net_worth"].iloc[0]),
-        curves.get("equal_weight"),
+        curves.get(EQUAL_WEIGHT),
         bars_per_year,
     )
     section = st.segmented_control(

@@ -9,20 +9,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from tt_dashboard.series import line, rolling_sharpe
+from tt_resources.terms import AGENT, CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL, POLICY_LABELS
 
 POLICY_COLORS: dict[str, str] = {
-    "ppo": "#2563eb",
-    "equal_weight": "#f59e0b",
-    "equal_weight_vol": "#10b981",
-    "cash": "#9ca3af",
-    "random": "#a855f7",
-}
-POLICY_LABELS: dict[str, str] = {
-    "ppo": "PPO agent",
-    "equal_weight": "Equal weight (buy & hold)",
-    "equal_weight_vol": "Equal weight, vol-targeted",
-    "cash": "Cash",
-    "random": "Random",
+    AGENT: "#2563eb",
+    EQUAL_WEIGHT: "#f59e0b",
+    EQUAL_WEIGHT_VOL: "#10b981",
+    CASH: "#9ca3af",
 }
 
 
@@ -57,7 +50,7 @@ def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scatter:
         y=values,
         name=policy_label(policy),
         mode="lines",
-        line={"color": POLICY_COLORS.get(policy), "width": 2.5 if policy == "ppo" else 1.5},
+        line={"color": POLICY_COLORS.get(policy), "width": 2.5 if policy == AGENT else 1.5},
         **style,
     )
 
@@ -98,7 +91,7 @@ def drawdown_figure(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Underwater chart: -drawdown per policy (0 at a new high)."""
     fig = go.Figure(
         [
-            _line(policy, c["end_ts"], -c["drawdown"], fill="tozeroy" if policy == "ppo" else None)
+            _line(policy, c["end_ts"], -c["drawdown"], fill="tozeroy" if policy == AGENT else None)
             for policy, c in curves.items()
         ]
     )

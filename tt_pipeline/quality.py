@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tt_resources.terms import OHLCV_COLUMNS, PRICE_COLUMNS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -89,7 +91,7 @@ def assess_bars(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = N
     on_grid = ts.isin(expected)
     slots = np.searchsorted(expected.asi8, ts.as_unit("ns").asi8, side="right") - 1
     last_closed = last_closed_bar(timeframe, now or pd.Timestamp.now(tz="UTC"))
-    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
+    prices = bars[list(PRICE_COLUMNS)].to_numpy(dtype="float64")
     volume = bars["volume"].to_numpy(dtype="float64")
     with np.errstate(invalid="ignore"):
         bad = (
@@ -116,7 +118,7 @@ def content_version(bars: pd.DataFrame) -> str:
 
     if bars.empty:
         return "empty"
-    columns = ["ts", "open", "high", "low", "close", "volume"]
+    columns = list(OHLCV_COLUMNS)
     checksum = int(pd.util.hash_pandas_object(bars[columns], index=False).sum()) & (2**64 - 1)
     return f"{pd.Timestamp(bars['ts'].max()).isoformat()}|{len(bars)}|{checksum:016x}"
 

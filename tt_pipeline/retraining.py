@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tt_resources.terms import AGENT
+
 # settings that change how training is shown, not what it learns
 PRESENTATION = {"ppo": ("progress_bar",)}
 
@@ -55,7 +57,7 @@ def retrain_request(
     if not trained:
         return RetrainRequest(timeframe, "new dataset", f"{timeframe}:dataset:{dataset_version}")
     metrics = registry.stitched_metrics(engine, trained[-1]["model_id"])
-    ppo = metrics.loc[metrics["policy"] == "ppo", "sharpe"] if len(metrics) else []
+    ppo = metrics.loc[metrics["policy"] == AGENT, "sharpe"] if len(metrics) else []
     sharpe = float(ppo.iloc[0]) if len(ppo) else math.nan
     if not sharpe < min_sharpe:  # not evaluated yet, NaN, or good enough
         return None

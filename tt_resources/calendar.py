@@ -1,6 +1,7 @@
 """NYSE session calendar (exchange_calendars XNYS) and the bar grid each timeframe follows.
 
-Bars are identified by their start instant (UTC). Regular trading hours only, early closes included:
+Bars are identified by their start instant (UTC); instants passed in must be tz-aware (`terms.aware_utc`).
+Regular trading hours only, early closes included:
 - 15m: 09:30, 09:45, ... 15:45 America/New_York (26 bars; 14 on a 13:00 early close);
 - 1h: 09:30 (a half-hour bar, as IBKR builds them), then 10:00, 11:00, ... 15:00 (7 bars; 4 on an early close);
 - 1d: one bar per session, starting at the session open.
@@ -15,6 +16,7 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from tt_resources.terms import aware_utc
 from tt_resources.timeframes import get_timeframe
 
 CALENDAR_START = "2000-01-01"
@@ -27,16 +29,9 @@ def nyse() -> xcals.ExchangeCalendar:
     return xcals.get_calendar("XNYS", start=CALENDAR_START)
 
 
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"naive timestamp {value!r}: pass a tz-aware (UTC) instant")
-    return ts.tz_convert("UTC")
-
-
 def sessions(start, end) -> pd.DataFrame:
     """Sessions whose date lies in [date(start) - 1 day, date(end) + 1 day]: columns open, close (UTC)."""
-    start, end = _utc(start), _utc(end)
+    start, end = aware_utc(start, "start"), aware_utc(end, "end")
     first = (start - pd.Timedelta(days=1)).tz_localize(None).normalize()
     last = (end + pd.Timedelta(days=1)).tz_localize(None).normalize()
     return nyse().schedule.loc[first:last, ["open", "close"]]
@@ -45,6 +40,7 @@ def sessions(start, end) -> pd.DataFrame:
 def bar_table(timeframe: str, start, end) -> pd.DataFrame:
     """Every bar of `timeframe` starting in [start, end): columns ts (start), end, session (date), UTC."""
     tf = get_timeframe(timeframe)
+    start, end = aware_utc(start, "start"), aware_utc(end, "end")
     sched = sessions(start, end)
     opens = sched["open"].to_numpy("datetime64[ns]").view("i8")
     closes = sched["close"].to_numpy("datetime64[ns]").view("i8")
@@ -67,7 +63,7 @@ def bar_table(timeframe: str, start, end) -> pd.DataFrame:
             "session": sched.index.to_numpy()[idx],
         }
     )
-    mask = (frame["ts"] >= _utc(start)) & (frame["ts"] < _utc(end))
+    mask = (frame["ts"] >= start) & (frame["ts"] < end)
     return frame.loc[mask].reset_index(drop=True)
 
 
@@ -78,7 +74,7 @@ def expected_bar_starts(timeframe: str, start, end) -> pd.DatetimeIndex:
 
 def last_closed_bar(timeframe: str, now) -> pd.Timestamp | None:
     """Start of the latest `timeframe` bar that has closed at `now` (bar end <= now); None if there is none."""
-    now = _utc(now)
+    now = aware_utc(now, "now")
     recent = bar_table(timeframe, now - pd.Timedelta(days=15), now)
     closed = recent.loc[recent["end"] <= now, "ts"]
     return closed.iloc[-1] if len(closed) else None

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tt_resources import calendar, config
-from tt_resources.sources import BAR_COLUMNS, SourceError, SourceStats, SymbolNotFound
+from tt_resources.sources import SourceError, SourceStats, SymbolNotFound
+from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -31,7 +32,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bar_count": ("bar_count", "barcount", "count", "trades"),
 }
 OPTIONAL = ("wap", "bar_count")
-PRICES = ("open", "high", "low", "close")
 
 
 class CsvFormatError(SourceError):
@@ -67,7 +67,7 @@ class CsvSource:
         path = self.path(symbol, timeframe)
         self.stats.requests += 1
         bars = read_bars_file(path, timeframe, self.tz)
-        window = bars[(bars["ts"] >= pd.Timestamp(start)) & (bars["ts"] < pd.Timestamp(end))]
+        window = bars[(bars["ts"] >= aware_utc(start, "start")) & (bars["ts"] < aware_utc(end, "end"))]
         self.stats.bars += len(window)
         return window.reset_index(drop=True)
 
@@ -87,7 +87,7 @@ def read_bars_file(path: Path, timeframe: str, tz: str | None = None) -> pd.Data
     columns = _map_columns(path, raw)
     ts = _timestamps(path, raw[columns["ts"]], timeframe, tz)
     frame = pd.DataFrame({"ts": ts})
-    for name in BAR_COLUMNS[1:]:
+    for name in SOURCE_BAR_COLUMNS[1:]:
         source = columns.get(name)
         values = raw[source] if source else pd.Series(np.nan, index=raw.index)
         frame[name] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
@@ -151,7 +151,7 @@ def _check(path: Path, frame: pd.DataFrame) -> None:
     rules = {
         "timestamp before the previous row's": delta < pd.Timedelta(0),
         "duplicate timestamp": delta == pd.Timedelta(0),
-        **{f"{n} missing or not positive": ~(frame[n] > 0) for n in PRICES},
+        **{f"{n} missing or not positive": ~(frame[n] > 0) for n in PRICE_COLUMNS},
         "volume missing or negative": ~(frame["volume"] >= 0),
         "high < low": frame["high"] < frame["low"],
     }

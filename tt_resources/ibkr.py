@@ -43,7 +43,8 @@ from tt_resources import calendar, config
 from tt_resources.db.bulk import insert_frame, upsert_frame
 from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.pacing import PacingRules, PacingThrottle, shared_throttle
-from tt_resources.sources import BAR_COLUMNS, SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources.sources import SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 from tt_resources.watchlist import DEFAULTS as WATCHLIST_DEFAULTS
 
@@ -194,7 +195,7 @@ class IbkrSource:
     def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
         """Bars of `symbol` starting in [start, end), stitched from as many chunk requests as needed."""
         tf = get_timeframe(timeframe)
-        start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        start, end = aware_utc(start, "start"), aware_utc(end, "end")
         try:
             bars = run_on_ib_loop(self._fetch(symbol, tf.name, start, end))
         finally:
@@ -457,7 +458,7 @@ class IbkrSource:
             return empty_bars()
         bars = pd.concat(frames).drop_duplicates("ts", keep="first").sort_values("ts")
         bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
-        return bars.reset_index(drop=True)[list(BAR_COLUMNS)]
+        return bars.reset_index(drop=True)[list(SOURCE_BAR_COLUMNS)]
 
 
 def _outcome(exc: RequestError) -> str:

@@ -1,8 +1,9 @@
 """The market-data source protocol shared by the synthetic, CSV/Parquet and IBKR implementations.
 
 A source returns *bars frames*: one row per bar, sorted by `ts` (bar start, tz-aware UTC, unique), columns
-`BAR_COLUMNS` = ts, open, high, low, close (price units), volume (shares), wap (volume-weighted average
-price, may be NaN), bar_count (trades, may be NaN). Windows are half-open: [start, end).
+`tt_resources.terms.SOURCE_BAR_COLUMNS` = ts, open, high, low, close (price units), volume (shares), wap
+(volume-weighted average price, may be NaN), bar_count (trades, may be NaN). Windows are half-open: [start, end),
+bounded by tz-aware instants (`terms.aware_utc`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from tt_resources import config
+from tt_resources.terms import SOURCE_BAR_COLUMNS
 
-BAR_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume", "wap", "bar_count")
 SOURCE_NAMES: tuple[str, ...] = ("synthetic", "csv", "ibkr")
 
 
@@ -70,7 +71,7 @@ class MarketDataSource(Protocol):
 
 def empty_bars() -> pd.DataFrame:
     """A bars frame with no rows and the right dtypes."""
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS})
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in SOURCE_BAR_COLUMNS})
     frame["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
     return frame
 

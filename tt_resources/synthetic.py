@@ -19,7 +19,8 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from tt_resources import calendar
-from tt_resources.sources import BAR_COLUMNS, SourceStats
+from tt_resources.sources import SourceStats
+from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 
 ORIGIN = pd.Timestamp("2016-01-01", tz="UTC")  # first synthetic session; nothing exists before it
@@ -118,14 +119,14 @@ class SyntheticSource:
         """Bars of `symbol` starting in [start, end) that have closed by the source's clock."""
         tf = get_timeframe(timeframe)
         now = self.clock()
-        start, end = pd.Timestamp(start), min(pd.Timestamp(end), now)
+        start, end = aware_utc(start, "start"), min(aware_utc(end, "end"), now)
         self.stats.requests += 1
         self._ensure_horizon(end)
         path = self.bars(symbol, tf.name)
         lo = np.searchsorted(path["ts"], max(start, ORIGIN).value, side="left")
         hi = max(lo, np.searchsorted(path["ts"], end.value, side="left"))
         hi = lo + np.searchsorted(path["end"][lo:hi] > now.value, True)  # drop bars still open at `now`
-        frame = pd.DataFrame({c: path[c][lo:hi] for c in BAR_COLUMNS})
+        frame = pd.DataFrame({c: path[c][lo:hi] for c in SOURCE_BAR_COLUMNS})
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         self.stats.bars += len(frame)
         return frame

@@ -1,19 +1,116 @@
-"""Shared terms of the platform, defined once and imported everywhere (no dependencies beyond pandas).
+"""Shared terms of the platform, defined once and imported everywhere (the Dagster code location too: only the
+standard library at import, pandas inside the functions).
 
-- `utc`: the one conversion of an instant to a UTC timestamp (naive input means UTC).
+- Instants: `utc` (naive input means UTC: user input, configuration) and `aware_utc` (naive input is
+  refused: instants that reach the database, the calendar or a market-data source);
+  `tt_resources.db.bulk.utc_timestamps` is the vectorised `aware_utc`.
+- Bars: `PRICE_COLUMNS`, `OHLCV_COLUMNS` and `SOURCE_BAR_COLUMNS` (a bars frame, as every source returns it);
+  `tt_resources.db.prices.STORED_BAR_COLUMNS` adds the symbol.
+- Metrics: `METRICS` (tt_eval's metric columns, in display order, with label and format kind), `METRIC_NAMES`
+  and the named subsets shown by the short tables.
+- Policies: `AGENT` (the trained PPO agent) and the baselines' names, `POLICY_LABELS` and `POLICY_NAMES`
+  (agent first).
+Timeframes are `tt_resources.timeframes.TIMEFRAME_NAMES`.
 """
 
 from __future__ import annotations
 
-import pandas as pd
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------- instants
 
 
 def utc(value) -> pd.Timestamp | None:
     """`value` (str, datetime, Timestamp, None) as a tz-aware UTC Timestamp; naive input is taken as UTC,
     None and NaT give None."""
+    import pandas as pd
+
     if value is None:
         return None
     stamp = pd.Timestamp(value)
     if stamp is pd.NaT:
         return None
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def aware_utc(value, name: str) -> pd.Timestamp:
+    """`value` (str, datetime, Timestamp) as a UTC Timestamp; ValueError naming `name` when it is naive or
+    missing (a zone-less instant there is more likely local time than UTC)."""
+    import pandas as pd
+
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT or stamp.tzinfo is None:
+        raise ValueError(f"{name}={value!r} is naive or missing; pass a tz-aware (UTC) instant")
+    return stamp.tz_convert("UTC")
+
+
+# ---------------------------------------------------------------- bars
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")  # instrument currency, > 0
+# the columns every bar has: ts (bar start, UTC), the prices and volume (shares)
+OHLCV_COLUMNS: tuple[str, ...] = ("ts", *PRICE_COLUMNS, "volume")
+# a bars frame: OHLCV, wap (volume-weighted average price) and bar_count (trades); both may be NaN
+SOURCE_BAR_COLUMNS: tuple[str, ...] = (*OHLCV_COLUMNS, "wap", "bar_count")
+
+# ---------------------------------------------------------------- metrics
+
+MetricKind = Literal["percent", "ratio"]  # percent: a fraction shown as %; ratio: a plain number (2 decimals)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A performance metric: tt_eval column and tt_rl.metrics.performance key, display label, format kind."""
+
+    name: str
+    label: str
+    kind: MetricKind
+
+
+# tt_eval's metric columns, in display order (tt_rl.metrics.performance computes exactly these)
+METRICS: tuple[Metric, ...] = (
+    Metric("total_return", "Total return", "percent"),  # net worth at the end / at the start - 1
+    Metric("cagr", "CAGR", "percent"),  # compound annual growth rate
+    Metric("ann_volatility", "Volatility (ann.)", "percent"),  # annualised std of per-bar returns
+    Metric("sharpe", "Sharpe", "ratio"),  # annualised, risk-free rate 0
+    Metric("sortino", "Sortino", "ratio"),  # annualised, target return 0
+    Metric("max_drawdown", "Max drawdown", "percent"),  # largest fall from a running peak, >= 0
+    Metric("calmar", "Calmar", "ratio"),  # cagr / max_drawdown
+    Metric("turnover", "Turnover / bar", "percent"),  # average per-step turnover
+    Metric("costs", "Costs / capital", "percent"),  # total costs paid / initial net worth
+    Metric("hit_rate", "Hit rate", "percent"),  # share of steps with a positive return
+)
+METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+# named subsets, in METRICS order, for the short tables
+# `tt train`'s results table: all but the two derived ones (calmar, hit_rate)
+TRAIN_TABLE_METRICS: tuple[str, ...] = (
+    "total_return",
+    "cagr",
+    "ann_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "turnover",
+    "costs",
+)
+# the Dagster UI's evaluation summary (tt_assets.reporting)
+SUMMARY_METRICS: tuple[str, ...] = tuple(m for m in TRAIN_TABLE_METRICS if m != "ann_volatility")
+# `tt demo`'s table
+HEADLINE_METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "turnover")
+
+# ---------------------------------------------------------------- policies
+
+AGENT = "ppo"  # the trained PPO agent
+EQUAL_WEIGHT = "equal_weight"  # buy 1/N at the first bar, then hold
+EQUAL_WEIGHT_VOL = "equal_weight_vol"  # equal weights scaled to the target volatility every bar
+CASH = "cash"  # stay in cash
+POLICY_LABELS: dict[str, str] = {
+    AGENT: "PPO agent",
+    EQUAL_WEIGHT: "Equal weight (buy & hold)",
+    EQUAL_WEIGHT_VOL: "Equal weight, vol-targeted",
+    CASH: "Cash",
+}
+POLICY_NAMES: tuple[str, ...] = tuple(POLICY_LABELS)  # display order: the agent, then the baselines

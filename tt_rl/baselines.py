@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tt_resources.terms import CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL
 from tt_rl.kernels import cap_weights, forecast_variance, scale_to_vol
 from tt_rl.state import TradingState
 
@@ -38,7 +39,7 @@ def cash(state: TradingState) -> np.ndarray:
 
 
 BASELINES: dict[str, WeightPolicy] = {
-    "equal_weight": equal_weight,
-    "equal_weight_vol": equal_weight_vol,
-    "cash": cash,
+    EQUAL_WEIGHT: equal_weight,
+    EQUAL_WEIGHT_VOL: equal_weight_vol,
+    CASH: cash,
 }

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from tt_resources.terms import AGENT
 from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
 from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
-
-POLICIES = ("ppo", "equal_weight", "equal_weight_vol", "cash")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def evaluate(
             obs = normalizer.normalize_obs(obs)
         return model.predict(obs, deterministic=True)[0]
 
-    actors = {"ppo": (policy_env, act_ppo)}
+    actors = {AGENT: (policy_env, act_ppo)}
     for name, policy in BASELINES.items():
         actors[name] = (weights_env, lambda obs, env, policy=policy: policy(env.unwrapped.state))
 
@@ -171,7 +170,7 @@ def _load_normalizer(run: Path, panel: Panel, config: RLConfig):
 def _with_logger(env, engine, policy: str, model_id, run_id, config: RLConfig):
     if engine is None:
         return env
-    from tt_rl.logging import EpisodeLogger
+    from tt_rl.episode_log import EpisodeLogger
 
     return EpisodeLogger(
         env,

@@ -1,6 +1,6 @@
 """Per-symbol bar features, vectorised with pandas (no Python loop over bars).
 
-Input: one symbol/timeframe bars frame (ts, open, high, low, close, volume), any order.
+Input: one symbol/timeframe bars frame (at least `tt_resources.terms.OHLCV_COLUMNS`), any order.
 Output: ts + exactly `tt_resources.db.schema.FEATURE_COLUMNS`, sorted by ts; warm-up rows hold NaN.
 """
 
@@ -10,19 +10,18 @@ import numpy as np
 import pandas as pd
 
 from tt_resources.db.schema import FEATURE_COLUMNS
+from tt_resources.terms import OHLCV_COLUMNS
 
 RSI_BARS = 14
 # Bars of history needed to recompute the newest features of a series. Every feature but RSI uses at most
 # 21 bars; Wilder's RSI is an exponential average whose memory fades as (13/14)^n: 250 bars leave < 1e-8.
 LOOKBACK_BARS = 250
 
-REQUIRED_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-
 
 def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     """Features of one symbol's bars: returns, realised volatility (per bar), momentum, RSI, volume z-score,
     high-low range. Units: fractions per bar (vol is not annualised), RSI 0..100."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
+    missing = [c for c in OHLCV_COLUMNS if c not in bars.columns]
     if missing:
         raise ValueError(f"bars frame lacks column(s) {', '.join(missing)}")
     bars = bars.sort_values("ts", kind="stable")

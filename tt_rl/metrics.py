@@ -10,18 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRIC_NAMES = (
-    "total_return",
-    "cagr",
-    "ann_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "turnover",
-    "costs",
-    "hit_rate",
-)
+from tt_resources.terms import METRIC_NAMES
 
 
 def _ratio(num: float, den: float) -> float:
@@ -41,8 +30,9 @@ def performance(
     turnover: np.ndarray | None = None,
     costs: float = 0.0,
 ) -> dict[str, float]:
-    """Metrics of simple per-step `returns` (net of costs). `turnover` (per step, fraction of net worth) is
-    averaged; `costs` (total costs / initial net worth) is passed through."""
+    """Metrics of simple per-step `returns` (net of costs), keyed by tt_resources.terms.METRIC_NAMES.
+    `turnover` (per step, fraction of net worth) is averaged; `costs` (total costs / initial net worth) is
+    passed through."""
     r = np.asarray(returns, dtype=np.float64)
     n = len(r)
     if n == 0:

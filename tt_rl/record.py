@@ -1,5 +1,5 @@
 """The per-step record: the scalars one environment step produces, in the order the compiled step returns
-them (`tt_rl.kernels.env_step`) and the episode log buffers them (`tt_rl.logging`, `tt_rl.log_writer`)."""
+them (`tt_rl.kernels.env_step`) and the episode log buffers them (`tt_rl.episode_log`, `tt_rl.log_writer`)."""
 
 STEP_RECORD = (
     "bar",  # the bar the step moved to (t + 1)

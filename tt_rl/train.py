@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tt_resources.terms import AGENT
 from tt_rl.config import RLConfig
 from tt_rl.panel import Panel
 
@@ -73,7 +74,7 @@ def _latest_checkpoint(run: Path) -> tuple[Path, Path, int] | None:
     return max(found, key=lambda item: item[2]) if found else None
 
 
-def make_vec_env(
+def make_training_envs(
     panel: Panel,
     config: RLConfig,
     *,
@@ -90,7 +91,7 @@ def make_vec_env(
 
     def make() -> Any:
         from tt_rl.env import build_env
-        from tt_rl.logging import EpisodeLogger
+        from tt_rl.episode_log import EpisodeLogger
 
         env = build_env(panel, config)
         if url is not None:
@@ -98,7 +99,7 @@ def make_vec_env(
                 env,
                 url,
                 split="train",
-                policy="ppo",
+                policy=AGENT,
                 run_id=run_id,
                 model_id=model_id,
                 flush_every=config.logging.flush_every,
@@ -159,7 +160,7 @@ def train(
     meta = json.loads((run / META_FILE).read_text())
     model_id = meta["model_id"]
 
-    venv = make_vec_env(
+    venv = make_training_envs(
         panel,
         config,
         log_engine=engine if config.logging.log_training else None,

@@ -66,7 +66,8 @@ def _transaction(conn_or_engine: sa.Engine | sa.Connection):
 
 
 def utc_timestamps(values: pd.Series | pd.Index, name: str) -> pd.Series:
-    """`values` as datetime64[us, UTC]; ValueError naming `name` for naive timestamps."""
+    """`values` as datetime64[us, UTC]; ValueError naming `name` for naive timestamps. The vectorised
+    `tt_resources.terms.aware_utc`, except that missing values stay NaT (stored as NULL)."""
     series = pd.Series(values)
     if not isinstance(series.dtype, pd.DatetimeTZDtype):
         if series.isna().all():

@@ -15,13 +15,13 @@ import sqlalchemy as sa
 
 from tt_resources.db.bulk import UpsertResult, duplicate_rows, float_values, read_frame, upsert_time_series
 from tt_resources.db.schema import prices
+from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 KEY_COLUMNS = ("symbol", "timeframe", "ts")
-PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_COLUMNS = (*KEY_COLUMNS, *PRICE_COLUMNS, "volume")
 TEXT_COLUMNS = frozenset({"symbol", "timeframe", "source"})
-BAR_COLUMNS = ("symbol", "ts", *PRICE_COLUMNS, "volume", "wap", "bar_count")
+STORED_BAR_COLUMNS = ("symbol", *SOURCE_BAR_COLUMNS)  # what read_bars returns: a bars frame per symbol
 
 
 class BarValidationError(ValueError):
@@ -107,13 +107,6 @@ def _symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
     return [symbols] if isinstance(symbols, str) else None if symbols is None else list(symbols)
 
 
-def _utc_bound(value, name: str) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is None:
-        raise ValueError(f"{name}={value!r} is naive; pass a tz-aware (UTC) timestamp")
-    return stamp.tz_convert("UTC")
-
-
 def select_series(
     table: sa.Table,
     columns: Sequence[str],
@@ -122,15 +115,16 @@ def select_series(
     start=None,
     end=None,
 ) -> sa.Select:
-    """SELECT `columns` of `table` for one timeframe, `symbols` (None = all) and start <= ts < end."""
+    """SELECT `columns` of `table` for one timeframe, `symbols` (None = all) and start <= ts < end (tz-aware
+    bounds; ValueError for naive ones)."""
     stmt = sa.select(*(table.c[c] for c in columns)).where(table.c.timeframe == timeframe)
     wanted = _symbol_list(symbols)
     if wanted is not None:
         stmt = stmt.where(table.c.symbol.in_(wanted))
     if start is not None:
-        stmt = stmt.where(table.c.ts >= _utc_bound(start, "start"))
+        stmt = stmt.where(table.c.ts >= aware_utc(start, "start"))
     if end is not None:
-        stmt = stmt.where(table.c.ts < _utc_bound(end, "end"))
+        stmt = stmt.where(table.c.ts < aware_utc(end, "end"))
     return stmt.order_by(table.c.symbol, table.c.ts)
 
 
@@ -145,7 +139,7 @@ def read_bars(
 
     Columns: symbol, ts (datetime64[us, UTC]), open, high, low, close, volume, wap, bar_count.
     """
-    return read_frame(engine, select_series(prices, BAR_COLUMNS, symbols, timeframe, start, end))
+    return read_frame(engine, select_series(prices, STORED_BAR_COLUMNS, symbols, timeframe, start, end))
 
 
 def high_water_marks(engine: sa.Engine | sa.Connection, timeframe: str | None = None) -> pd.DataFrame:

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from tt_resources.calendar import expected_bar_starts, last_closed_bar
 from tt_resources.db.bulk import read_frame
 from tt_resources.db.schema import (
-    METRIC_COLUMNS,
     datasets,
     episodes,
     evals,
@@ -25,6 +24,7 @@ from tt_resources.db.schema import (
     portfolio,
     prices,
 )
+from tt_resources.terms import METRIC_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 BUCKET_COLUMNS: tuple[str, ...] = (
@@ -130,7 +130,7 @@ def model_summary(engine: sa.Engine, model_id: str) -> dict:
 def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
     """tt_eval rows of a model (latest evaluation run only), ordered by window (-1 = stitched) then policy.
 
-    Columns: policy, window, test_start, test_end, episode_id, created_at and METRIC_COLUMNS.
+    Columns: policy, window, test_start, test_end, episode_id, created_at and terms.METRIC_NAMES.
     """
     latest_run = (
         sa.select(evals.c.created_at)
@@ -147,7 +147,7 @@ def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
             evals.c.test_end,
             evals.c.episode_id,
             evals.c.created_at,
-            *(evals.c[name] for name in METRIC_COLUMNS),
+            *(evals.c[name] for name in METRIC_NAMES),
         )
         .where(evals.c.model_id == model_id, evals.c.created_at == latest_run)
         .order_by(evals.c.window, evals.c.policy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tt_resources.db.types import JSONType, Price, UTCDateTime
+from tt_resources.terms import METRIC_NAMES
 
 metadata = sa.MetaData()
 
@@ -26,20 +27,6 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "rsi_14",  # Wilder RSI over 14 bars, 0..100
     "volume_z_20",  # z-score of volume against its 20-bar mean/std
     "hl_range",  # (high - low) / close
-)
-
-# tt_eval's metric columns, in display order (tt_rl.metrics computes exactly these)
-METRIC_COLUMNS: tuple[str, ...] = (
-    "total_return",  # net worth at the end / at the start - 1
-    "cagr",  # compound annual growth rate
-    "ann_volatility",  # annualised standard deviation of per-bar returns
-    "sharpe",  # annualised, risk-free rate 0
-    "sortino",  # annualised, target return 0
-    "max_drawdown",  # largest fall from a running peak, >= 0
-    "calmar",  # cagr / max_drawdown
-    "turnover",  # average per-step turnover
-    "costs",  # total costs paid / initial net worth
-    "hit_rate",  # share of steps with a positive return
 )
 
 prices = sa.Table(
@@ -239,7 +226,7 @@ evals = sa.Table(
     sa.Column("test_start", UTCDateTime, nullable=False),
     sa.Column("test_end", UTCDateTime, nullable=False),
     sa.Column("episode_id", Id),  # the logged test episode with the equity curve
-    *(sa.Column(name, Price) for name in METRIC_COLUMNS),
+    *(sa.Column(name, Price) for name in METRIC_NAMES),  # tt_resources.terms.METRICS, in display order
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_tt_eval_model", "model_id", "policy", "window"),

@@ -1,0 +1,249 @@
+"""One pipeline: `tt ingest` / `tt train` leave the same tables and exit codes with or without --via-dagster,
+and range runs report each partition on its own (checks, features, failures with their reasons)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tt_assets.definitions import defs
+from tt_assets.market import FEATURES, RAW_BARS, market_data
+from tt_assets.partitions import range_tags, symbol_ranges
+from tt_pipeline.quality import RAW_BARS_RULES
+from tt_resources.db.engine import create_engine
+from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_resources.synthetic import SyntheticSource
+
+SYMBOLS = ["AAA", "BBB", "CCC"]
+START, END = "2025-01-01", "2025-09-30"
+RL_CONFIG = (
+    '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, '
+    '"env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+)
+# columns that differ between two runs of the same pipeline by construction (ids, wall-clock times, paths)
+VOLATILE = {"ingested_at", "computed_at", "created_at", "path", "eval_id", "model_id", "run_id", "episode_id"}
+
+
+def write_csv(directory, symbols, timeframes=("1d", "1h", "15m"), start=START, end=END) -> None:
+    """CSV files `<SYMBOL>_<tf>.csv` with the synthetic market's bars over [start, end)."""
+    source = SyntheticSource(seed=3)
+    for symbol in symbols:
+        for timeframe in timeframes:
+            bars = source.fetch(symbol, timeframe, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))
+            bars.to_csv(directory / f"{symbol}_{timeframe}.csv", index=False)
+
+
+def environment(tmp_path, name: str, **extra: str) -> dict[str, str]:
+    """A separate database, data directory and Dagster home under tmp_path/name."""
+    home = tmp_path / name
+    home.mkdir(exist_ok=True)
+    return {
+        "DATABASE_URL": f"sqlite:///{home / 'tt.sqlite'}",
+        "TT_DATA_DIR": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "COLUMNS": "200",
+        **extra,
+    }
+
+
+def tt(env: dict[str, str], *args: str):
+    from tt_cli.main import cli
+
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+ORDER = {
+    "tt_prices": ["symbol", "timeframe", "ts"],
+    "tt_features": ["symbol", "timeframe", "ts"],
+    "tt_dataset": ["dataset_version"],
+    "tt_eval": ["policy", "window"],
+}
+
+
+def table(url: str, name: str) -> pd.DataFrame:
+    """A table's rows (typed by the schema) without its volatile columns, in a stable order."""
+    from tt_resources.db.schema import TABLES
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(sa.select(TABLES[name])).mappings().all())
+    engine.dispose()
+    frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE])
+    return frame.sort_values(ORDER[name]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["synthetic", "csv"])
+def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, source):
+    write_csv(tmp_path, SYMBOLS)
+    (tmp_path / "rl.json").write_text(RL_CONFIG)
+    envs = {
+        path: environment(tmp_path, path, TT_CSV_DIR=str(tmp_path), TT_SOURCE=source)
+        for path in ("direct", "dagster")
+    }
+    outcomes = {}
+    for path, env in envs.items():
+        flag = ["--via-dagster"] if path == "dagster" else []
+        window = ["--symbols", ",".join(SYMBOLS), "--start", START, "--end", END, "--source", source]
+        ingest = tt(env, "ingest", *window, *flag)
+        assert ingest.exit_code == 0, ingest.output
+        train = tt(env, "train", *window, "--steps", "128", "--config", str(tmp_path / "rl.json"), *flag)
+        assert train.exit_code == 0, train.output
+        outcomes[path] = (ingest.exit_code, train.exit_code)
+    assert outcomes["direct"] == outcomes["dagster"]
+
+    direct, dagster = (envs[p]["DATABASE_URL"] for p in ("direct", "dagster"))
+    for name in ("tt_prices", "tt_features", "tt_dataset", "tt_eval"):
+        left, right = table(direct, name), table(dagster, name)
+        assert len(left) > 0, name
+        pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9, obj=name)
+    [dataset] = table(direct, "tt_dataset").to_dict("records")
+    assert dataset["start_ts"] >= pd.Timestamp(START, tz="UTC")  # --start/--end honoured
+    assert dataset["end_ts"] < pd.Timestamp(END, tz="UTC")
+    assert sorted(dataset["symbols"]) == SYMBOLS
+    features, prices = table(direct, "tt_features"), table(direct, "tt_prices")
+    assert len(features) == len(prices)  # every stored bar has its feature row
+
+
+def test_features_reach_the_last_bar_when_the_direct_path_extends_dagster_bars(tmp_path):
+    env = environment(tmp_path, "db")
+    symbols = ["--symbols", ",".join(SYMBOLS), "--interval", "1d", "--start", START]
+    assert tt(env, "ingest", *symbols, "--end", "2025-06-30", "--via-dagster").exit_code == 0
+    later = tt(env, "ingest", *symbols, "--end", END)
+    assert later.exit_code == 0, later.output
+
+    engine = create_engine(env["DATABASE_URL"])
+    last = "SELECT symbol, max(ts) AS last FROM {} GROUP BY symbol ORDER BY symbol"
+    with engine.connect() as conn:
+        bars = conn.execute(sa.text(last.format("tt_prices"))).all()
+        features = conn.execute(sa.text(last.format("tt_features"))).all()
+    assert pd.Timestamp(bars[0][1]) > pd.Timestamp("2025-09-01")
+    assert features == bars
+
+
+def test_panel_refuses_to_fill_features_missing_after_the_warm_up(sqlite_engine):
+    from tt_pipeline.market import refresh_partitions
+    from tt_rl.panel import build_panel
+
+    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    with sqlite_engine.begin() as conn:
+        dropped = conn.execute(
+            sa.text("DELETE FROM tt_features WHERE symbol = 'BBB' AND ts >= :ts"),
+            {"ts": "2025-07-01 00:00:00"},
+        ).rowcount
+    assert dropped > 50
+    with pytest.raises(
+        ValueError, match=rf"1d features of BBB missing for {dropped} bar\(s\) from 2025-07-01"
+    ):
+        build_panel(sqlite_engine, "1d", SYMBOLS)
+
+
+@pytest.mark.parametrize("via_dagster", [False, True])
+def test_off_grid_bars_fail_the_partition_and_the_dataset_gate(tmp_path, via_dagster):
+    write_csv(tmp_path, ["BBB"], timeframes=("1d",))
+    bars = SyntheticSource(seed=3).fetch(
+        "AAA", "1d", pd.Timestamp(START, tz="UTC"), pd.Timestamp(END, tz="UTC")
+    )
+    bars.assign(ts=bars["ts"].dt.normalize()).to_csv(tmp_path / "AAA_1d.csv", index=False)  # 00:00 UTC
+    env = environment(tmp_path, "db", TT_CSV_DIR=str(tmp_path))
+    flag = ["--via-dagster"] if via_dagster else []
+    window = ["--symbols", "AAA,BBB", "--start", START, "--end", END, "--source", "csv"]
+
+    ingest = tt(env, "ingest", *window, "--interval", "1d", *flag)
+    assert ingest.exit_code == 1, ingest.output
+    assert "failed AAA 1d: coverage: coverage 0.0% < 95%" in ingest.output
+    assert f"monotonic_timestamps: {len(bars)} bar(s) off the calendar grid" in ingest.output
+    assert "failed BBB" not in ingest.output
+
+    train = tt(env, "train", *window, "--steps", "64", *flag)
+    assert train.exit_code == 1, train.output
+    assert "1 of 2 symbol(s) pass the bar-quality rules, need at least 2" in train.output
+    assert "(left out: AAA: coverage: coverage 0.0% < 95%" in train.output
+
+
+def test_months_is_honoured_alike_on_both_paths(tmp_path):
+    write_csv(tmp_path, ["AAA", "BBB"], timeframes=("1d",))  # bars of 2025 only
+    results = []
+    for path in ("direct", "dagster"):
+        env = environment(tmp_path, path, TT_CSV_DIR=str(tmp_path))
+        flag = ["--via-dagster"] if path == "dagster" else []
+        results.append(tt(env, "train", "--symbols", "AAA,BBB", "--months", "1", "--source", "csv", *flag))
+    assert [r.exit_code for r in results] == [1, 1]
+    for result in results:  # nothing in the last month: no dataset, never the whole stored history
+        assert "0 of 2 symbol(s) pass the bar-quality rules" in result.output, result.output
+
+
+def _resources(engine, source="synthetic") -> dict:
+    return {
+        "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),
+        "market_data": MarketDataResource(source=source, ibkr=IbkrResource()),
+    }
+
+
+def _range_run(instance, engine, symbols, *, assets=None, config=None):
+    [key_range] = symbol_ranges(symbols, "1d")
+    return dg.materialize(
+        [market_data],
+        instance=instance,
+        resources=_resources(engine),
+        tags=range_tags(key_range),
+        run_config={"ops": {"market_data": {"config": config or {"start": START, "end": END}}}},
+        selection=assets,
+        raise_on_error=False,
+    )
+
+
+def test_range_run_records_check_results_per_partition(sqlite_engine):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", SYMBOLS)
+        assert _range_run(instance, sqlite_engine, SYMBOLS).success
+        keys = [f"{s}|1d" for s in SYMBOLS]
+        check_keys = [dg.AssetCheckKey(RAW_BARS, rule) for rule in RAW_BARS_RULES]
+        infos = instance.event_log_storage.get_asset_check_partition_info(check_keys, partition_keys=keys)
+        status = {(i.check_key.name, i.partition_key): i.latest_execution_status.value for i in infos}
+        assert status == {(rule, key): "SUCCEEDED" for rule in RAW_BARS_RULES for key in keys}
+        assert all(i.is_current for i in infos)  # each targets its own partition's materialisation
+
+
+def test_automation_requests_features_after_a_raw_bars_range_run(sqlite_engine):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", SYMBOLS[:2])
+        first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        result = _range_run(instance, sqlite_engine, SYMBOLS[:2], assets=[RAW_BARS])
+        assert result.success
+        assert instance.get_latest_materialization_event(FEATURES) is None
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first_tick.cursor)
+        requested = tick.get_requested_partitions(FEATURES)
+        assert sorted(requested) == ["AAA|1d", "BBB|1d"]
+
+
+@pytest.mark.parametrize("via_dagster", [False, True])
+def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dagster):
+    symbols = ["BRK.B", "BF.B", "AAPL"]
+    write_csv(tmp_path, symbols, timeframes=("1d",))
+    bad = pd.read_csv(tmp_path / "AAPL_1d.csv")
+    bad.loc[99, "high"] = bad.loc[99, "low"] * 0.5  # CSV row 100: high < low
+    bad.to_csv(tmp_path / "AAPL_1d.csv", index=False)
+    env = environment(tmp_path, "db", TT_CSV_DIR=str(tmp_path))
+    flag = ["--via-dagster"] if via_dagster else []
+    args = ["--symbols", ",".join(symbols), "--interval", "1d", "--start", START, "--end", END]
+    result = tt(env, "ingest", *args, "--source", "csv", *flag)
+
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and failed[0].startswith("failed AAPL 1d:")
+    assert "row 100: high < low" in result.output.replace("\n", "")
+    engine = create_engine(env["DATABASE_URL"])
+    count = "SELECT symbol, count(*) FROM {} GROUP BY symbol ORDER BY symbol"
+    with engine.connect() as conn:
+        bars = conn.execute(sa.text(count.format("tt_prices"))).all()
+        features = conn.execute(sa.text(count.format("tt_features"))).all()
+    assert [s for s, _ in bars] == ["BF.B", "BRK.B"] and features == bars
+    if via_dagster:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            for asset in (RAW_BARS, FEATURES):
+                materialized = instance.get_materialized_partitions(asset)
+                assert sorted(materialized) == ["BF.B|1d", "BRK.B|1d"], asset

@@ -37,7 +37,8 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    policies = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+    metrics_table = result.output[result.output.index("out-of-sample 1d") :]
+    policies = [line.split("│")[1].strip() for line in metrics_table.splitlines() if line.startswith("│")]
     assert sorted(policies) == sorted(POLICY_NAMES)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = [run.job_name for run in instance.get_runs()]

@@ -31,7 +31,6 @@ class Trained:
     """A trained and evaluated model: its id and stitched out-of-sample metrics (one row per policy)."""
 
     model_id: str
-    dataset_version: str
     metrics: pd.DataFrame
 
 
@@ -84,7 +83,7 @@ class Direct:
         except DatasetError as exc:
             raise StepFailed(str(exc)) from None
 
-    def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None, callbacks=None) -> Trained:
+    def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None) -> Trained:
         from tt_pipeline.models import evaluate_model, train_model
         from tt_resources import config
         from tt_resources.db import registry
@@ -97,12 +96,9 @@ class Direct:
             rl,
             run_id=run_id,
             model_dir=model_dir or config.data_dir() / "models" / timeframe,
-            callbacks=callbacks,
         )
         evaluate_model(self.engine, trained.model_id, run_id=run_id)
-        return Trained(
-            trained.model_id, dataset_version, registry.stitched_metrics(self.engine, trained.model_id)
-        )
+        return Trained(trained.model_id, registry.stitched_metrics(self.engine, trained.model_id))
 
 
 class ViaDagster:
@@ -169,7 +165,7 @@ class ViaDagster:
         return registry.dataset(self.engine, version)
 
     def train_and_evaluate(
-        self, dataset_version: str, rl, *, model_dir=None, callbacks=None, reason: str = "requested"
+        self, dataset_version: str, rl, *, model_dir=None, reason: str = "requested"
     ) -> Trained:
         import json
 
@@ -192,7 +188,7 @@ class ViaDagster:
             tags={RETRAIN_REASON_TAG: reason},
         )
         model_id = _materialized(result, "ppo_model", "model_id")
-        return Trained(model_id, dataset_version, registry.stitched_metrics(self.engine, model_id))
+        return Trained(model_id, registry.stitched_metrics(self.engine, model_id))
 
     def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None):
         from contextlib import nullcontext

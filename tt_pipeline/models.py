@@ -20,7 +20,6 @@ def train_model(
     *,
     run_id: str,
     model_dir: Path,
-    callbacks: list | None = None,
 ):
     """Train PPO on the training part (bars before split_ts) of the registered dataset and register the
     model in tt_model with that dataset_version; returns tt_rl.train.TrainedModel."""
@@ -35,7 +34,6 @@ def train_model(
         model_dir=model_dir,
         run_id=run_id,
         dataset_version=dataset_version,
-        callbacks=callbacks,
     )
 
 

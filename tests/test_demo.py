@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tt_cli.main import cli
+from tt_resources.db.engine import create_engine
 
 pytestmark = pytest.mark.slow
 
@@ -36,3 +38,27 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     # first: 3 market runs + dataset + retrain; second: 3 market runs + dataset (no retrain)
     assert jobs.count("market_data_job") == 6 and jobs.count("training_job") == 2
     assert jobs.count("retrain_job") == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch, request, backend):
+    url = (
+        f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "128"])
+    assert result.exit_code == 0, result.output
+    assert "raw_bars checks passed: 24/24" in result.output
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        counts = [
+            conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in ("tt_dataset", "tt_eval")
+        ]
+    engine.dispose()
+    assert counts[0] == 1 and counts[1] > 0
+    assert not (tmp_path / "tt.sqlite").exists()  # nothing went to the embedded default

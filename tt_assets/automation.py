@@ -1,6 +1,5 @@
 """Jobs, schedules and sensors. features follow raw_bars through their eager automation condition."""
 
-import os
 
 import dagster as dg
 
@@ -45,8 +44,10 @@ class RetrainPolicy(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "RetrainPolicy":
-        value = os.environ.get("TT_RETRAIN_MIN_SHARPE")
-        return cls(min_sharpe=float(value)) if value else cls()
+        """TT_RETRAIN_MIN_SHARPE from the settings (an EnvVar reference when set)."""
+        from tt_resources.resources import configured_fields
+
+        return cls(**configured_fields(min_sharpe="tt_retrain_min_sharpe"))
 
 
 def bar_refresh_requests(

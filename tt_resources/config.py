@@ -1,18 +1,76 @@
-"""Process-wide settings read from the environment (and `.env`).
+"""The platform's settings: every environment variable it reads, typed, with its default and meaning.
 
-Embedded defaults: no DATABASE_URL -> SQLite file under the data directory;
-no TT_SOURCE -> synthetic market data; no DAGSTER_HOME -> `<data dir>/dagster_home`.
+`Settings` (pydantic-settings) is the one place the environment is read; `.env` in the working directory or
+the project root is loaded into the environment first (never overriding a variable that is set). Embedded
+defaults: no DATABASE_URL -> SQLite file under the data directory; no TT_SOURCE -> synthetic market data;
+no DAGSTER_HOME -> `<data dir>/dagster_home`. The README's configuration table lists exactly these fields
+(tests/test_settings.py checks it).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from dotenv import load_dotenv
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Source = Literal["synthetic", "csv", "ibkr"]
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value of the wrong type or range; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Every environment variable of the platform (field name = variable name, lower case)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        None,
+        description="platform database, e.g. `postgresql://user:pass@host:5432/tt`; unset: SQLite "
+        "`<data dir>/tt.sqlite`",
+    )
+    tt_data_dir: Path | None = Field(
+        None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
+    )
+    tt_source: Source = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
+    tt_csv_dir: Path | None = Field(
+        None, description="directory of `<SYMBOL>_<tf>.csv/.parquet` files; unset: `<data dir>/csv`"
+    )
+    ib_host: str = Field("127.0.0.1", description="IB Gateway / TWS host")
+    ib_port: int = Field(4002, ge=1, le=65535, description="IB Gateway / TWS port")
+    ib_client_id: int = Field(
+        17, ge=0, description="first IB API client id (the next ones are tried if taken)"
+    )
+    ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
+    tt_ib_max_requests: int = Field(60, ge=1, description="historical requests per pacing window (IBKR: 60)")
+    tt_ib_window_s: float = Field(600.0, gt=0, description="pacing window in seconds (IBKR: 600)")
+    tt_watchlist: Path | None = Field(None, description="watchlist CSV; unset: `data/tensorwatchlist.csv`")
+    tt_watchlist_limit: int | None = Field(None, ge=1, description="use only the watchlist's first N symbols")
+    dagster_home: Path | None = Field(
+        None,
+        description="Dagster instance; unset: `<data dir>/dagster_home` (copy `dagster.postgres.yaml` "
+        "there for PostgreSQL storage)",
+    )
+    tt_retrain_min_sharpe: float = Field(
+        0.0,
+        description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",
+    )
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of a field, e.g. `IB_PORT`."""
+        return field.upper()
+
+    def is_set(self, field: str) -> bool:
+        """True when the environment (or `.env`) sets the field's variable."""
+        return field in self.model_fields_set
 
 
 @cache
@@ -22,27 +80,43 @@ def load_env() -> None:
     load_dotenv(PROJECT_ROOT / ".env", override=False)
 
 
-def data_dir() -> Path:
-    """Directory for the embedded database, models and datasets (TT_DATA_DIR, default `<project>/data`)."""
+def settings() -> Settings:
+    """The settings as the environment says now; SettingsError names the first bad variable."""
     load_env()
-    path = Path(os.environ.get("TT_DATA_DIR") or PROJECT_ROOT / "data")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = Settings.variable(str(error["loc"][0]))
+        raise SettingsError(f"{name}: {error['msg'].lower()} (got {error['input']!r})") from None
+
+
+def data_dir() -> Path:
+    """Directory for the embedded database, models and datasets, created when missing."""
+    path = settings().tt_data_dir or PROJECT_ROOT / "data"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def database_url() -> str:
     """DATABASE_URL, or the embedded SQLite file `<data dir>/tt.sqlite`."""
-    load_env()
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir() / 'tt.sqlite'}"
+    return settings().database_url or f"sqlite:///{data_dir() / 'tt.sqlite'}"
 
 
 def watchlist_path() -> Path:
     """TT_WATCHLIST, default `<project>/data/tensorwatchlist.csv`."""
-    load_env()
-    return Path(os.environ.get("TT_WATCHLIST") or PROJECT_ROOT / "data" / "tensorwatchlist.csv")
+    return settings().tt_watchlist or PROJECT_ROOT / "data" / "tensorwatchlist.csv"
 
 
-def source_name() -> str:
-    """Market-data source: TT_SOURCE in {synthetic, csv, ibkr}; default synthetic."""
-    load_env()
-    return os.environ.get("TT_SOURCE", "synthetic").strip().lower() or "synthetic"
+def dagster_home() -> Path:
+    """DAGSTER_HOME, default `<data dir>/dagster_home` (absolute)."""
+    return (settings().dagster_home or data_dir() / "dagster_home").resolve()
+
+
+def markdown_table() -> str:
+    """The README's configuration table: one row per variable with its default and meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else f"`{field.default}`"
+        rows.append(f"| `{Settings.variable(name)}` | {default} | {field.description} |")
+    return "\n".join(rows)

@@ -10,7 +10,6 @@ returned, so nothing of it is written.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,7 @@ class CsvFormatError(SourceError):
 
 def default_directory() -> Path:
     """TT_CSV_DIR, default `<data dir>/csv`."""
-    config.load_env()
-    return Path(os.environ.get("TT_CSV_DIR") or config.data_dir() / "csv")
+    return config.settings().tt_csv_dir or config.data_dir() / "csv"
 
 
 class CsvSource:

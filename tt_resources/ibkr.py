@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -84,15 +83,15 @@ class IbkrSettings:
 
     @classmethod
     def from_env(cls, **overrides) -> IbkrSettings:
-        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_TIMEOUT_S (request timeout), then `overrides`."""
-        config.load_env()
-        env = {
-            "host": os.environ.get("IB_HOST"),
-            "port": os.environ.get("IB_PORT"),
-            "client_id": os.environ.get("IB_CLIENT_ID"),
-            "request_timeout_s": os.environ.get("IB_TIMEOUT_S"),
+        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_TIMEOUT_S (request timeout) from the settings, then
+        `overrides`."""
+        env = config.settings()
+        values = {
+            "host": env.ib_host,
+            "port": env.ib_port,
+            "client_id": env.ib_client_id,
+            "request_timeout_s": env.ib_timeout_s,
         }
-        values = {k: type(getattr(cls, k))(v) for k, v in env.items() if v}
         return cls(**{**values, **overrides})
 
 

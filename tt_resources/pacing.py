@@ -11,7 +11,6 @@ reservations are handed out in order, so the schedule is correct for any number 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -33,11 +32,11 @@ class PacingRules:
 
     @classmethod
     def from_env(cls) -> PacingRules:
-        """TT_IB_MAX_REQUESTS and TT_IB_WINDOW_S override the rolling budget (default 60 per 600 s)."""
-        return cls(
-            max_requests=int(os.environ.get("TT_IB_MAX_REQUESTS", cls.max_requests)),
-            window_s=float(os.environ.get("TT_IB_WINDOW_S", cls.window_s)),
-        )
+        """The rolling budget from the settings TT_IB_MAX_REQUESTS and TT_IB_WINDOW_S (default 60 per 600 s)."""
+        from tt_resources.config import settings
+
+        env = settings()
+        return cls(max_requests=env.tt_ib_max_requests, window_s=env.tt_ib_window_s)
 
 
 class PacingThrottle:

@@ -1,12 +1,12 @@
 """Dagster resources: thin, configurable wrappers around the database and the market-data sources.
 
-Every field defaults to the embedded setup. `from_env()` builds each resource from the environment
-(and `.env`) with `EnvVar` references, so the Dagster UI shows the variable's name, never its value.
+Every field defaults to the embedded setup. `from_env()` builds each resource from the settings
+(tt_resources.config.Settings): a variable that is set becomes an `EnvVar` reference (text and integers),
+so the Dagster UI shows the variable's name, never its value; a float is passed as its checked value.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -18,16 +18,21 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
-def _env(name: str, *, integer: bool = False) -> Any:
-    """An EnvVar reference when `name` is set in the environment (or `.env`), else None."""
-    config.load_env()
-    if not os.environ.get(name):
-        return None
-    return dg.EnvVar.int(name) if integer else dg.EnvVar(name)
-
-
-def _configured(fields: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
+def configured_fields(**fields: str) -> dict[str, Any]:
+    """Resource field -> value for each `resource_field=settings_field` whose variable is set: an EnvVar
+    reference (EnvVar.int for integers) or, for a float, the checked value. Unset ones are left out, so
+    the resource keeps its default. SettingsError names a variable with a bad value."""
+    env = config.settings()
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if not env.is_set(field):
+            continue
+        value, variable = getattr(env, field), config.Settings.variable(field)
+        if isinstance(value, bool | float):
+            values[name] = value
+        else:
+            values[name] = dg.EnvVar.int(variable) if isinstance(value, int) else dg.EnvVar(variable)
+    return values
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -40,7 +45,7 @@ class DatabaseResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> DatabaseResource:
-        return cls(**_configured({"url": _env("DATABASE_URL")}))
+        return cls(**configured_fields(url="database_url"))
 
     def get_engine(self) -> sa.Engine:
         """The engine, created and migrated once per resource instance."""
@@ -69,15 +74,7 @@ class IbkrResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> IbkrResource:
-        return cls(
-            **_configured(
-                {
-                    "host": _env("IB_HOST"),
-                    "port": _env("IB_PORT", integer=True),
-                    "client_id": _env("IB_CLIENT_ID", integer=True),
-                }
-            )
-        )
+        return cls(**configured_fields(host="ib_host", port="ib_port", client_id="ib_client_id"))
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -90,7 +87,7 @@ class MarketDataResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls) -> MarketDataResource:
         return cls(
-            **_configured({"source": _env("TT_SOURCE"), "csv_dir": _env("TT_CSV_DIR")}),
+            **configured_fields(source="tt_source", csv_dir="tt_csv_dir"),
             ibkr=IbkrResource.from_env(),
         )
 
@@ -106,7 +103,7 @@ class MarketDataResource(dg.ConfigurableResource):
                 client_id=self.ibkr.client_id,
             )
         if self.source == "csv":
-            return make_source("csv", **_configured({"directory": self.csv_dir}))
+            return make_source("csv", **({"directory": self.csv_dir} if self.csv_dir else {}))
         return make_source("synthetic")
 
 
@@ -118,9 +115,7 @@ class WatchlistResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> WatchlistResource:
-        return cls(
-            **_configured({"path": _env("TT_WATCHLIST"), "limit": _env("TT_WATCHLIST_LIMIT", integer=True)})
-        )
+        return cls(**configured_fields(path="tt_watchlist", limit="tt_watchlist_limit"))
 
     def symbols(self) -> list[str]:
         """The watchlist's symbols in file order; WatchlistError names file and line on bad input."""

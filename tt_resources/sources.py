@@ -98,7 +98,7 @@ def make_source(name: str | None = None, **options) -> MarketDataSource:
     ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts, listings
     (symbol -> (exchange, currency); default: the watchlist's).
     """
-    name = (name or config.source_name()).strip().lower()
+    name = (name or config.settings().tt_source).strip().lower()
     if name == "synthetic":
         from tt_resources.synthetic import SyntheticSource
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tt_resources.db import read_features, upsert_features
-from tt_resources.db.schema import FEATURE_COLUMNS
+from tt_resources.terms import FEATURE_COLUMNS
 
 
 def make_features(symbol: str = "AAPL", n: int = 4, start: str = "2024-01-02") -> pd.DataFrame:

@@ -247,3 +247,24 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
             for asset in (RAW_BARS, FEATURES):
                 materialized = instance.get_materialized_partitions(asset)
                 assert sorted(materialized) == ["BF.B|1d", "BRK.B|1d"], asset
+
+
+def test_via_dagster_registers_symbols_in_the_order_given(tmp_path):
+    env = environment(tmp_path, "db")
+    order = ["CCC", "AAA", "BBB"]
+    result = tt(
+        env,
+        "ingest",
+        "--symbols",
+        ",".join(order),
+        "--interval",
+        "1d",
+        "--start",
+        START,
+        "--end",
+        END,
+        "--via-dagster",
+    )
+    assert result.exit_code == 0, result.output
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert list(instance.get_dynamic_partitions("symbol")) == order

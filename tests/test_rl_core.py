@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tt_resources.db.schema import FEATURE_COLUMNS
+from tt_resources.terms import FEATURE_COLUMNS
 from tt_rl.config import RLConfig
 from tt_rl.features import compute_features
 from tt_rl.kernels import Sizing, vol_targeted_weights

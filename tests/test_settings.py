@@ -49,3 +49,17 @@ def test_unset_variables_keep_the_embedded_defaults(monkeypatch, tmp_path):
 
     assert config.database_url() == f"sqlite:///{tmp_path / 'tt.sqlite'}"
     assert config.dagster_home() == (tmp_path / "dagster_home").resolve()
+
+
+def test_every_command_refuses_a_bad_variable_in_one_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from tt_cli.main import cli
+
+    monkeypatch.setenv("TT_IB_MAX_REQUESTS", "many")
+    result = CliRunner().invoke(cli, ["watchlist"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: TT_IB_MAX_REQUESTS: input should be a valid integer, unable to parse string as an integer "
+        "(got 'many')"
+    ]

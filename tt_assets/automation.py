@@ -1,6 +1,5 @@
 """Jobs, schedules and sensors. features follow raw_bars through their eager automation condition."""
 
-
 import dagster as dg
 
 from tt_assets.market import FEATURES, RAW_BARS

@@ -12,19 +12,41 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
+from filelock import FileLock
 
 from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
 from tt_resources import config
 
+# What the default (SQLite) instance storage creates under DAGSTER_HOME: run, event-log index and schedule
+# storage. Once all exist, concurrent `DagsterInstance.get()` calls on the home are safe.
+SQLITE_STORAGE = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME (set to `<data dir>/dagster_home` when unset), holding the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or config.data_dir() / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    """DAGSTER_HOME (set to `<data dir>/dagster_home` when unset), holding the project's dagster.yaml and an
+    initialised instance storage.
+
+    The first start initialises the home under the file lock `<home>/.tt-init.lock`: dagster.yaml is copied
+    when missing and the instance storage is created once, so processes starting together on a fresh home
+    neither read a half-copied dagster.yaml nor race each other creating Dagster's storage schema. An
+    initialised home is recognised without the lock; with non-SQLite storage (no files to recognise) the
+    storage is opened under the lock at every start."""
+    home = config.dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(config.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if _dagster_home_ready(home):
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    with FileLock(home / ".tt-init.lock"):
+        if not (home / "dagster.yaml").exists():
+            shutil.copy(config.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        if not _dagster_home_ready(home):
+            dg.DagsterInstance.from_config(str(home)).dispose()
     return home
+
+
+def _dagster_home_ready(home: Path) -> bool:
+    """dagster.yaml and the SQLite instance storage exist."""
+    return all((home / path).exists() for path in ("dagster.yaml", *SQLITE_STORAGE))
 
 
 # Runs launched from the CLI show their own progress; Dagster's console logger only adds warnings and errors
@@ -65,7 +87,7 @@ def materialize_market_data(
     entered as a context manager around each run (e.g. rich's `console.status`)."""
     from contextlib import nullcontext
 
-    wanted = set(symbols)
+    wanted = list(dict.fromkeys(symbols))  # the caller's (watchlist) order is the registration order
     registered = register_symbols(instance, wanted)
     for timeframe in timeframes:
         for key_range in symbol_ranges(registered, timeframe, wanted=wanted):

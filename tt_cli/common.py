@@ -1,13 +1,19 @@
-"""Helpers shared by the `tt` subcommands: bad-input errors (exit code 2), opening the database and the
-pipeline, the symbol universe, and the partition progress and summary."""
+"""Helpers shared by the `tt` subcommands: bad-input errors (exit code 2), the time window, opening the
+database and the pipeline, the symbol universe, and the partition progress and summary."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+import pandas as pd
 import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from tt_resources.terms import utc
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
 
@@ -18,12 +24,55 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-def universe(symbols: str | None, limit: int | None) -> list[str]:
-    """Symbols from --symbols (comma-separated), else from the watchlist; the first `limit` of them."""
-    if symbols:
-        return list(dict.fromkeys(s.strip().upper() for s in symbols.split(",") if s.strip()))[:limit]
-    from tt_resources.watchlist import WatchlistError, load_watchlist
+def stamp(value: pd.Timestamp) -> str:
+    """A --start/--end instant as typed: the date, with the time when it is not midnight."""
+    return f"{value:%Y-%m-%d}" if value == value.normalize() else f"{value:%Y-%m-%d %H:%M}"
 
+
+def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """--start/--end as UTC Timestamps; with `months` (instead of --start), start is that many months
+    before today.
+
+    BadInput naming the flag when the window leaves the NYSE calendar (2000 .. now): a start before the
+    calendar or not before now, an end before the calendar or in the future, or a start not before the end.
+    """
+    from tt_resources.calendar import CALENDAR_START
+
+    now = pd.Timestamp.now(tz="UTC")
+    if months:
+        start = now.normalize() - pd.DateOffset(months=months)
+        start_flag = f"--months {months} (from {stamp(start)})"
+    else:
+        start = utc(start)
+        start_flag = f"--start {stamp(start)}" if start is not None else ""
+    end = utc(end)
+    end_flag = f"--end {stamp(end)}" if end is not None else ""
+    first = utc(CALENDAR_START)
+    for flag, value in ((start_flag, start), (end_flag, end)):
+        if value is not None and value < first:
+            raise BadInput(f"{flag} is before {stamp(first)}, where the platform's NYSE calendar starts")
+    if start is not None and start >= now:
+        raise BadInput(f"{start_flag} is in the future: no bar has closed since then")
+    if end is not None and end > now:
+        raise BadInput(f"{end_flag} is in the future; leave it out to take every bar closed by now")
+    if start is not None and end is not None and start >= end:
+        raise BadInput(f"{start_flag} is not before {end_flag}")
+    return start, end
+
+
+def universe(symbols: str | None, limit: int | None) -> list[str]:
+    """Symbols from --symbols (comma-separated, checked by the watchlist's symbol rule), else from the
+    watchlist; the first `limit` of them."""
+    from tt_resources.watchlist import WatchlistError, check_symbol, load_watchlist
+
+    if symbols is not None:
+        try:
+            names = [check_symbol(text) for text in symbols.split(",") if text.strip()]
+        except ValueError as exc:
+            raise BadInput(f"--symbols: {exc}") from None
+        if not names:
+            raise BadInput(f"--symbols {symbols!r}: no symbol given")
+        return list(dict.fromkeys(names))[:limit]
     try:
         return load_watchlist(limit=limit).symbols
     except WatchlistError as exc:
@@ -39,7 +88,10 @@ def open_pipeline(via_dagster: bool, source: str | None, console: Console):
 
 
 def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str], *, start=None, end=None):
-    """Refresh the partitions with a progress bar per timeframe; returns their PartitionReports."""
+    """Refresh the partitions with a progress bar per timeframe; returns their PartitionReports.
+
+    With --start/--end, one line per partition that has no stored bar in that window afterwards.
+    """
     with timeframe_progress(console) as progress:
         tasks = {tf: progress.add_task(tf, total=len(symbols), note="") for tf in timeframes}
 
@@ -47,7 +99,55 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
             note = f"{report.symbol}: {report.status}" + (f" ({report.reason})" if report.reason else "")
             progress.update(tasks[report.timeframe], advance=1, note=note[:60])
 
-        return pipeline.refresh(symbols, timeframes, start=start, end=end, progress=advance)
+        reports = pipeline.refresh(symbols, timeframes, start=start, end=end, progress=advance)
+    if start is not None or end is not None:
+        for line in empty_windows(pipeline.engine, symbols, timeframes, start, end):
+            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    return reports
+
+
+def empty_windows(
+    engine: sa.Engine,
+    symbols: list[str],
+    timeframes: list[str],
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> list[str]:
+    """One line per (symbol, timeframe) with no stored bar in [start, end), naming the flags and what is
+    stored (ingest only extends a partition forward, it never fills in bars before its first one)."""
+    from tt_resources.db.bulk import read_frame
+    from tt_resources.db.schema import prices
+
+    inside = sa.and_(
+        prices.c.ts >= start if start is not None else sa.true(),
+        prices.c.ts < end if end is not None else sa.true(),
+    )
+    stmt = (
+        sa.select(
+            prices.c.symbol,
+            prices.c.timeframe,
+            sa.func.count(sa.case((inside, 1))).label("inside"),
+            sa.func.min(prices.c.ts).label("first_ts"),
+            sa.func.max(prices.c.ts).label("last_ts"),
+        )
+        .where(prices.c.symbol.in_(symbols), prices.c.timeframe.in_(timeframes))
+        .group_by(prices.c.symbol, prices.c.timeframe)
+    )
+    stored = {(row.symbol, row.timeframe): row for row in read_frame(engine, stmt).itertuples()}
+    flags = " ".join(f"--{name} {stamp(value)}" for name, value in (("start", start), ("end", end)) if value)
+    what = {
+        (True, False): "no bar since it",
+        (False, True): "no bar closed before it",
+        (True, True): "no bar in that window",
+    }[start is not None, end is not None]
+    lines = []
+    for timeframe in timeframes:
+        for symbol in symbols:
+            row = stored.get((symbol, timeframe))
+            if row is None or row.inside == 0:
+                held = f"stored {row.first_ts:%Y-%m-%d} .. {row.last_ts:%Y-%m-%d}" if row else "none stored"
+                lines.append(f"{flags}: {what} for {symbol} {timeframe} ({held})")
+    return lines
 
 
 def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
@@ -63,20 +163,42 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
 
 
 def open_database(url: str | None = None) -> sa.Engine:
-    """Engine for `url` (default DATABASE_URL or the embedded SQLite file), reachable and migrated to head.
+    """Engine for `url` (default DATABASE_URL or the embedded SQLite file), reachable, writable and migrated
+    to head; the data directory (datasets, models) exists.
 
-    An unreachable database raises BadInput naming host and database, never the password.
+    BadInput (one line, never the password) for a data directory that cannot be created, a bad or
+    unsupported URL, an SQLite file that cannot be written and an unreachable database.
     """
+    from tt_resources import config
     from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine
     from tt_resources.db.migrate import upgrade
 
-    engine = create_engine(url)
+    try:
+        config.data_dir()
+        engine = create_engine(url)
+    except OSError as exc:
+        raise BadInput(
+            f"cannot create the data directory {exc.filename} (TT_DATA_DIR): {exc.strerror}"
+        ) from None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        check_writable(Path(engine.url.database))
     try:
         check_connection(engine)
     except DatabaseConnectionError as exc:
         raise BadInput(str(exc)) from None
     upgrade(engine)
     return engine
+
+
+def check_writable(path: Path) -> None:
+    """BadInput naming an SQLite file when it, or its directory (SQLite writes -wal/-shm files beside it),
+    exists but cannot be written; a missing directory is left to the connection check."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BadInput(f"sqlite file {path} is read-only: cannot store anything in it")
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        raise BadInput(f"sqlite file {path}: its directory {path.parent} is read-only")
 
 
 def ingest_summary(results) -> Table:

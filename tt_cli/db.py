@@ -14,6 +14,8 @@ from rich.table import Table
 
 from tt_cli.common import BadInput, open_database
 
+SHOW_MAX_ROWS = 10_000  # `tt show --last` beyond this prints this many rows and a note
+
 
 @click.group()
 def db() -> None:
@@ -35,7 +37,12 @@ def upgrade() -> None:
 @click.option("--symbol", "symbols", multiple=True, help="Only these symbols (repeatable).")
 @click.option("--timeframe", help="Only this timeframe (1d, 1h, 15m).")
 @click.option(
-    "--last", "last", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to show."
+    "--last",
+    "last",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help=f"Rows to show (at most {SHOW_MAX_ROWS:,}).",
 )
 @click.option("--columns", help="Comma-separated columns to show (default: all).")
 def show(
@@ -63,8 +70,8 @@ def show(
         if values:
             stmt = stmt.where(target.c[name].in_(values))
     order = ([target.c.ts] if "ts" in target.c else []) + list(target.primary_key.columns)
-    stmt = stmt.order_by(*(c.desc() for c in order)).limit(last)
-    _print_rows(open_database(), table, stmt)
+    stmt = stmt.order_by(*(c.desc() for c in order)).limit(min(last, SHOW_MAX_ROWS))
+    _print_rows(open_database(), table, stmt, capped=last > SHOW_MAX_ROWS)
 
 
 def _print_inventory(engine: sa.Engine, tables: dict[str, sa.Table]) -> None:
@@ -87,7 +94,8 @@ def _print_inventory(engine: sa.Engine, tables: dict[str, sa.Table]) -> None:
     Console().print(view)
 
 
-def _print_rows(engine: sa.Engine, name: str, stmt: sa.Select) -> None:
+def _print_rows(engine: sa.Engine, name: str, stmt: sa.Select, *, capped: bool) -> None:
+    """The rows of `stmt`, oldest first; when `capped` and the cap was reached, a note saying so."""
     import pandas as pd
 
     from tt_resources.db.bulk import read_frame
@@ -107,6 +115,12 @@ def _print_rows(engine: sa.Engine, name: str, stmt: sa.Select) -> None:
     for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
         view.add_row(*(_cell(value) for value in row))
     console.print(view)
+    if capped and len(frame) == SHOW_MAX_ROWS:
+        console.print(
+            f"showing the last {SHOW_MAX_ROWS:,} rows (the most `tt show` prints); "
+            "use --symbol/--timeframe to narrow",
+            highlight=False,
+        )
 
 
 def _cell(value) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from tt_cli.common import DATE, open_pipeline, refresh, report_partitions, universe
-from tt_resources.terms import utc
+from tt_cli.common import DATE, open_pipeline, refresh, report_partitions, time_window, universe
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 
@@ -28,9 +27,7 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
 )
 def ingest(start, end, interval, limit, symbols, source, via_dagster) -> None:
     """Fetch the missing tail of every symbol x timeframe partition and store it (fresh ones make no request)."""
-    start, end = utc(start), utc(end)
-    if start is not None and end is not None and start >= end:
-        raise click.UsageError(f"--start {start:%Y-%m-%d %H:%M} is not before --end {end:%Y-%m-%d %H:%M}")
+    start, end = time_window(start, end)
     timeframes = list(TIMEFRAME_NAMES) if interval == "all" else [interval]
     names = universe(symbols, limit)
     console = Console()

@@ -35,3 +35,10 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 def cli() -> None:
     """tt: research-to-production platform for RL trading agents."""
+    from tt_cli.common import BadInput
+    from tt_resources.config import SettingsError, settings
+
+    try:
+        settings()  # every command starts from checked settings: a bad variable is one line, exit 2
+    except SettingsError as exc:
+        raise BadInput(str(exc)) from None

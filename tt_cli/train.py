@@ -10,8 +10,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, universe
-from tt_resources.terms import AGENT, TRAIN_TABLE_METRICS, utc
+from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
+from tt_resources.terms import AGENT, TRAIN_TABLE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 
@@ -30,7 +30,7 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
 @click.command()
 @click.option(
     "--months",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 600),
     default=None,
     help="History to train on, ending now: shorthand for --start (default 12 when --start is not given).",
 )
@@ -90,21 +90,18 @@ def train(
         raise BadInput("give --start or --months, not both")
     try:
         rl = RLConfig.from_file(config_path) if config_path else RLConfig()
-    except ValueError as exc:
+        for value, section, name in (
+            (steps, rl.ppo, "total_timesteps"),
+            (n_envs, rl.ppo, "n_envs"),
+            (seed, rl.ppo, "seed"),
+            (log_training, rl.logging, "log_training"),
+        ):
+            if value is not None:
+                setattr(section, name, value)
+        rl.check()  # cross-field rules, e.g. batch_size <= n_steps * n_envs after --n-envs
+    except ValueError as exc:  # RLConfigError: one line naming the file (or flag) and key
         raise BadInput(str(exc)) from None
-    for value, section, name in (
-        (steps, rl.ppo, "total_timesteps"),
-        (n_envs, rl.ppo, "n_envs"),
-        (seed, rl.ppo, "seed"),
-        (log_training, rl.logging, "log_training"),
-    ):
-        if value is not None:
-            setattr(section, name, value)
-    start, end = utc(start), utc(end)
-    if start is None:
-        start = pd.Timestamp.now(tz="UTC").normalize() - pd.DateOffset(months=months or 12)
-    if end is not None and start >= end:
-        raise BadInput(f"--start {start:%Y-%m-%d %H:%M} is not before --end {end:%Y-%m-%d %H:%M}")
+    start, end = time_window(start, end, months=None if start is not None else months or 12)
     names = universe(symbols, limit)
 
     console = Console()

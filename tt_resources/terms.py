@@ -8,6 +8,7 @@ standard library at import, pandas inside the functions).
   `tt_resources.db.prices.STORED_BAR_COLUMNS` adds the symbol.
 - Metrics: `METRICS` (tt_eval's metric columns, in display order, with label and format kind), `METRIC_NAMES`
   and the named subsets shown by the short tables.
+- Features: `FEATURE_COLUMNS` (tt_features' columns, what `tt_rl.features.compute_features` produces).
 - Policies: `AGENT` (the trained PPO agent) and the baselines' names, `POLICY_LABELS` and `POLICY_NAMES`
   (agent first).
 Timeframes are `tt_resources.timeframes.TIMEFRAME_NAMES`.
@@ -100,6 +101,20 @@ TRAIN_TABLE_METRICS: tuple[str, ...] = (
 SUMMARY_METRICS: tuple[str, ...] = tuple(m for m in TRAIN_TABLE_METRICS if m != "ann_volatility")
 # `tt demo`'s table
 HEADLINE_METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "turnover")
+
+# ---------------------------------------------------------------- features
+
+# Columns of tt_features besides (symbol, timeframe, ts); tt_rl.features.compute_features produces exactly these.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "ret_1",  # simple return close/prev_close - 1
+    "log_ret_1",  # log return
+    "vol_10",  # rolling std of log returns over 10 bars (per bar, not annualised)
+    "vol_20",  # rolling std of log returns over 20 bars
+    "mom_20",  # close / close 20 bars ago - 1
+    "rsi_14",  # Wilder RSI over 14 bars, 0..100
+    "volume_z_20",  # z-score of volume against its 20-bar mean/std
+    "hl_range",  # (high - low) / close
+)
 
 # ---------------------------------------------------------------- policies
 

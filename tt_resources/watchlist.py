@@ -1,8 +1,8 @@
 """The watchlist: which US stocks the platform tracks (data/tensorwatchlist.csv by default).
 
 CSV with a `symbol` header and optional `exchange`, `currency`, `sector` columns. Symbols are stripped and
-upper-cased; blank lines are skipped; empty files, duplicates and symbols outside [A-Z0-9.- ]{1,12} are
-errors that name the file and line.
+upper-cased; blank lines are skipped; a file that is not UTF-8 text, an empty file, duplicates and symbols
+that break `check_symbol`'s rule are errors that name the file and line.
 """
 
 from __future__ import annotations
@@ -16,13 +16,25 @@ import pandas as pd
 
 from tt_resources import config
 
-SYMBOL_PATTERN = re.compile(r"[A-Z0-9.\- ]{1,12}")
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9.\- ]{0,11}")
+SYMBOL_RULE = "1-12 of A-Z 0-9 . - space, starting with a letter or digit"
 COLUMNS = ("symbol", "exchange", "currency", "sector")
 DEFAULTS = {"exchange": "SMART", "currency": "USD", "sector": ""}
 
 
 class WatchlistError(ValueError):
     """The watchlist file is unusable; the message names the file and (where there is one) the line."""
+
+
+def check_symbol(text: str) -> str:
+    """`text` stripped and upper-cased, e.g. `brk.b` -> `BRK.B`; ValueError naming it and the rule otherwise.
+
+    The one symbol rule of the platform: the watchlist and `--symbols` both use it.
+    """
+    symbol = text.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        raise ValueError(f"invalid symbol {symbol!r} (allowed: {SYMBOL_RULE})")
+    return symbol
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,12 @@ def load_watchlist(path: str | Path | None = None, limit: int | None = None) -> 
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise WatchlistError(f"{path}: cannot read the watchlist ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise WatchlistError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the watchlist as UTF-8 CSV"
+        ) from None
+    if "\x00" in text:
+        raise WatchlistError(f"{path}: not UTF-8 text (NUL byte); save the watchlist as UTF-8 CSV")
     if not text.strip():
         raise WatchlistError(f"{path}: the watchlist file is empty")
     rows = _parse(path, text)
@@ -76,11 +94,10 @@ def _parse(path: Path, text: str) -> list[tuple[str, str, str, str]]:
         if not any(field.strip() for field in fields):
             continue
         values = {name: fields[i].strip() if i < len(fields) else "" for name, i in index.items()}
-        symbol = values["symbol"].upper()
-        if not SYMBOL_PATTERN.fullmatch(symbol):
-            raise WatchlistError(
-                f"{path}:{line}: invalid symbol {symbol!r} (allowed: 1-12 of A-Z 0-9 . - space)"
-            )
+        try:
+            symbol = check_symbol(values["symbol"])
+        except ValueError as exc:
+            raise WatchlistError(f"{path}:{line}: {exc}") from None
         if symbol in first_line:
             raise WatchlistError(
                 f"{path}:{line}: duplicate symbol {symbol} (first on line {first_line[symbol]})"

@@ -1,36 +1,93 @@
-"""RL settings as dataclasses: environment, reward, PPO, evaluation and logging; JSON/YAML files."""
+"""RL settings as strict pydantic dataclasses: environment, reward, PPO, evaluation and logging; JSON/YAML files.
+
+Every field is type-checked without coercion (no "two" for an int, no "no" for a bool; an int is fine where a
+float is expected) and range-checked, at construction and on assignment. Any invalid value, unknown key or
+unreadable file raises `RLConfigError` (a ValueError) with one line: `<source>: <key path>: <why> (got ...)`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
-from dataclasses import asdict, dataclass, field, fields
+import re
+from collections.abc import Callable
+from dataclasses import asdict, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import ConfigDict, Field, Strict, StrictBool, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+
+from tt_resources.terms import FEATURE_COLUMNS
 
 
-@dataclass
+class RLConfigError(ValueError):
+    """An invalid RL configuration: one line naming the source, the key path and the reason."""
+
+
+PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # strict floats take ints too (stored as floats)
+VolFeature = Literal[FEATURE_COLUMNS]  # any stored feature column
+
+_PYDANTIC = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+_Section = TypeVar("_Section")
+
+
+def _strict(key: str) -> Callable[[type[_Section]], type[_Section]]:
+    """Class decorator: a pydantic dataclass (strict fields, no unknown keys, validated assignment) whose
+    construction and assignment errors are one-line RLConfigErrors with key paths under `key`."""
+
+    def wrap(cls: type[_Section]) -> type[_Section]:
+        cls = dataclass(cls, config=_PYDANTIC)
+        init, assign = cls.__init__, cls.__setattr__
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                init(self, *args, **kwargs)
+            except ValidationError as exc:
+                raise RLConfigError(describe(exc, "config", key)) from None
+
+        @functools.wraps(assign)
+        def __setattr__(self, name: str, value: Any) -> None:
+            try:
+                assign(self, name, value)
+            except ValidationError as exc:
+                raise RLConfigError(describe(exc, "config", key)) from None
+
+        cls.__init__, cls.__setattr__ = __init__, __setattr__
+        return cls
+
+    return wrap
+
+
+@_strict("env")
 class EnvConfig:
     """Trading environment. Volatilities are annualised fractions, costs in basis points of traded value."""
 
-    window_size: int = 10  # bars of features in one observation
-    initial_cash: float = 100_000.0
-    commission_bps: float = 1.0
-    slippage_bps: float = 2.0
-    long_only: bool = True
-    target_vol: float = 0.15  # forecast portfolio volatility the weights are scaled to
-    max_weight: float = 0.25  # per-asset cap on |weight|
-    max_leverage: float = 1.0  # cap on gross exposure sum |weight|
-    no_trade_band: float = 0.02  # skip a rebalance when sum |target - current| is below this
-    correlation: float = 0.3  # constant pairwise correlation of the covariance model
-    cov_shrinkage: float = (
-        1.0  # weight of the constant-correlation model vs the sample covariance (1 = model)
-    )
-    cov_window: int = 60  # bars of returns for the sample covariance part
-    vol_feature: str = "vol_20"  # per-bar realised volatility feature used for the forecast
-    min_vol: float = 0.02  # floor on an asset's annualised volatility
-    max_drawdown: float = 0.3  # DrawdownStopper limit
-    max_episode_steps: int | None = 252  # truncation (None = run to the data's end)
-    random_start: bool = True  # training episodes start at a random bar
+    window_size: PositiveInt = 10  # bars of features in one observation
+    initial_cash: PositiveFloat = 100_000.0
+    commission_bps: NonNegativeFloat = 1.0
+    slippage_bps: NonNegativeFloat = 2.0
+    long_only: StrictBool = True
+    target_vol: PositiveFloat = 0.15  # forecast portfolio volatility the weights are scaled to
+    max_weight: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.25  # per-asset cap on |weight|
+    max_leverage: PositiveFloat = 1.0  # cap on gross exposure sum |weight|
+    no_trade_band: NonNegativeFloat = 0.02  # skip a rebalance when sum |target - current| is below this
+    correlation: Annotated[float, Strict(), Field(ge=-1, le=1)] = 0.3  # constant pairwise correlation
+    # weight of the constant-correlation model vs the sample covariance (1 = model)
+    cov_shrinkage: Fraction = 1.0
+    cov_window: Annotated[int, Strict(), Field(ge=2)] = 60  # bars of returns for the sample covariance part
+    vol_feature: VolFeature = "vol_20"  # per-bar realised volatility feature used for the forecast
+    min_vol: PositiveFloat = 0.02  # floor on an asset's annualised volatility
+    # DrawdownStopper limit (inf: never stop)
+    max_drawdown: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=True)] = 0.3
+    max_episode_steps: PositiveInt | None = 252  # truncation (None = run to the data's end)
+    random_start: StrictBool = True  # training episodes start at a random bar
 
     @property
     def cost_rate(self) -> float:
@@ -38,54 +95,56 @@ class EnvConfig:
         return (self.commission_bps + self.slippage_bps) / 1e4
 
 
-@dataclass
+@_strict("reward")
 class RewardConfig:
     """RiskAwareReward = differential Sharpe ratio - drawdown_penalty * drawdown - turnover_penalty * turnover."""
 
-    eta: float = 0.01  # adaptation rate of the differential Sharpe ratio's moving moments
-    drawdown_penalty: float = 0.5
-    turnover_penalty: float = 0.1
-    clip: float = 10.0  # |differential Sharpe term| cap
+    eta: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.01  # adaptation rate of the DSR's moving moments
+    drawdown_penalty: NonNegativeFloat = 0.5
+    turnover_penalty: NonNegativeFloat = 0.1
+    clip: PositiveFloat = 10.0  # |differential Sharpe term| cap
 
 
-@dataclass
+@_strict("ppo")
 class PPOConfig:
-    """Stable-Baselines3 PPO settings."""
+    """Stable-Baselines3 PPO settings. batch_size <= n_steps * n_envs is checked by RLConfig."""
 
-    total_timesteps: int = 100_000
-    n_envs: int = 1
-    vec_env: str = "dummy"  # dummy | subproc
-    seed: int = 0
-    learning_rate: float = 3e-4
-    n_steps: int = 512
-    batch_size: int = 128
-    n_epochs: int = 5
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    normalize: bool = True  # VecNormalize observations and rewards
-    checkpoint_every: int = 10_000  # timesteps between checkpoints
-    torch_threads: int = 1
-    progress_bar: bool = True
+    total_timesteps: PositiveInt = 100_000
+    n_envs: PositiveInt = 1
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 0  # numpy's seed range
+    learning_rate: PositiveFloat = 3e-4
+    n_steps: Annotated[int, Strict(), Field(ge=2)] = 512  # per environment and update
+    batch_size: Annotated[int, Strict(), Field(ge=2)] = 128
+    n_epochs: PositiveInt = 5
+    gamma: Fraction = 0.99
+    gae_lambda: Fraction = 0.95
+    clip_range: PositiveFloat = 0.2
+    ent_coef: NonNegativeFloat = 0.0
+    net_arch: Annotated[list[PositiveInt], Field(min_length=1)] = field(default_factory=lambda: [64, 64])
+    normalize: StrictBool = True  # VecNormalize observations and rewards
+    checkpoint_every: PositiveInt = 10_000  # timesteps between checkpoints
+    torch_threads: PositiveInt = 1
+    progress_bar: StrictBool = True
 
 
-@dataclass
+@_strict("eval")
 class EvalConfig:
     """Walk-forward evaluation: the bars after the model's training span, cut into `n_windows` windows."""
 
-    test_fraction: float = 0.3  # share of a panel's bars held out for testing (used by callers that split)
-    n_windows: int = 3
+    # share of a panel's bars held out for testing (used by callers that split)
+    test_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.3
+    n_windows: PositiveInt = 3
 
 
-@dataclass
+@_strict("logging")
 class LogConfig:
     """Episode logging to the database."""
 
-    log_training: bool = False
-    flush_every: int = 1024  # steps buffered before one bulk write
-    holdings_in_training: bool = False  # per-symbol rows for training episodes (evaluation always logs them)
+    log_training: StrictBool = False
+    flush_every: PositiveInt = 1024  # steps buffered before one bulk write
+    # per-symbol rows for training episodes (evaluation always logs them)
+    holdings_in_training: StrictBool = False
 
 
 SECTIONS: dict[str, type] = {
@@ -97,7 +156,7 @@ SECTIONS: dict[str, type] = {
 }
 
 
-@dataclass
+@_strict("")
 class RLConfig:
     """All RL settings. `from_file` reads JSON or YAML with any subset of the sections."""
 
@@ -107,42 +166,131 @@ class RLConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LogConfig = field(default_factory=LogConfig)
 
+    @model_validator(mode="after")
+    def _check_batch(self) -> RLConfig:
+        rollout = self.ppo.n_steps * self.ppo.n_envs
+        if self.ppo.batch_size > rollout:
+            raise ValueError(
+                f"ppo.batch_size: must be <= ppo.n_steps * ppo.n_envs = {rollout} (got {self.ppo.batch_size})"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-serialisable), one key per section."""
         return asdict(self)
 
+    def check(self) -> None:
+        """Validate again as a whole: the cross-field rules after fields were assigned one by one."""
+        RLConfig.from_dict(self.to_dict())
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RLConfig:
-        """Build from nested dicts; unknown sections or fields raise ValueError naming them."""
-        unknown = set(data) - set(SECTIONS)
-        if unknown:
-            raise ValueError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
-        parts = {}
-        for name, section in SECTIONS.items():
-            values = data.get(name) or {}
-            if not isinstance(values, dict):
-                raise ValueError(f"{source}: section {name!r} must be a mapping")
-            known = {f.name for f in fields(section)}
-            bad = set(values) - known
-            if bad:
-                raise ValueError(
-                    f"{source}: unknown field(s) {', '.join(f'{name}.{b}' for b in sorted(bad))}"
-                )
-            parts[name] = section(**values)
-        return cls(**parts)
+    def from_dict(cls, data: Any, *, source: str = "config") -> RLConfig:
+        """Build from nested dicts (a missing or empty section keeps its defaults); raises RLConfigError."""
+        if not isinstance(data, dict):
+            raise RLConfigError(f"{source}: top level must be a mapping of sections (got {_show(data)})")
+        data = {name: {} if values is None else values for name, values in data.items()}
+        try:
+            return _ADAPTER.validate_python(data)
+        except ValidationError as exc:
+            raise RLConfigError(describe(exc, source)) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> RLConfig:
-        """Read a .json, .yaml or .yml file."""
+        """Read a .json, .yaml or .yml file; raises RLConfigError naming the file (and line/column)."""
         path = Path(path)
-        text = path.read_text()
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".yaml", ".yml"):
+            raise RLConfigError(f"{path}: config must be .json, .yaml or .yml")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RLConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        if suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RLConfigError(
+                    f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                ) from None
         else:
-            raise ValueError(f"{path}: config must be .json, .yaml or .yml")
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: top level must be a mapping of sections")
+            try:
+                data = yaml.load(text, Loader=_YamlLoader)
+            except yaml.YAMLError as exc:
+                raise RLConfigError(f"{path}: invalid YAML {_yaml_where(exc)}") from None
         return cls.from_dict(data, source=str(path))
+
+
+_ADAPTER = TypeAdapter(RLConfig)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent numbers without a dot (3e-4) as floats, as YAML 1.2 does."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """'at line L, column C: problem' of a PyYAML error (1-based), on one line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
+
+
+def describe(exc: ValidationError, source: str, key: str = "") -> str:
+    """One line for a pydantic ValidationError: '<source>: <key path>: <why>', errors joined with '; '."""
+    return f"{source}: " + "; ".join(_describe_error(error, key) for error in exc.errors())
+
+
+_WHY = {
+    "int_type": "must be an integer",
+    "bool_type": "must be a boolean",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "list_type": "must be a list",
+    "dataclass_type": "must be a mapping",
+    "too_short": "must not be empty",
+}
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _describe_error(error: dict[str, Any], key: str) -> str:
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    index = "".join(f"[{part}]" for part in error["loc"] if isinstance(part, int))
+    path = ".".join([*([key] if key else []), *loc]) + index
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "value_error":  # a model validator's message, key path included
+        return str(ctx["error"])
+    if kind == "unexpected_keyword_argument":
+        return f"{path}: {_unknown(path)}"
+    bounds = [f"{_BOUNDS[name]} {_number(ctx[name])}" for name in _BOUNDS if name in ctx]
+    if bounds:
+        why = "must be " + " and ".join(bounds)
+    elif kind == "literal_error":
+        why = f"must be {ctx['expected']}"
+    else:
+        why = _WHY.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
+    return f"{path}: {why} (got {_show(error['input'])})" if path else f"{why} (got {_show(error['input'])})"
+
+
+def _unknown(path: str) -> str:
+    """'unknown section/key', with the closest known name when there is one."""
+    *parents, name = path.split(".")
+    known = list(SECTIONS) if not parents else [f.name for f in fields(SECTIONS[parents[0]])]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown {'key' if parents else 'section'}{hint}"
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tt_resources.db.schema import FEATURE_COLUMNS
-from tt_resources.terms import OHLCV_COLUMNS
+from tt_resources.terms import FEATURE_COLUMNS, OHLCV_COLUMNS
 
 RSI_BARS = 14
 # Bars of history needed to recompute the newest features of a series. Every feature but RSI uses at most

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tt_resources.db.schema import FEATURE_COLUMNS
+from tt_resources.terms import FEATURE_COLUMNS
 from tt_rl.features import compute_features
 
 log = logging.getLogger(__name__)

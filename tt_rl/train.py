@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,6 @@ def make_training_envs(
     n_envs = config.ppo.n_envs
     if config.ppo.vec_env == "subproc" and n_envs > 1:
         return SubprocVecEnv([make] * n_envs)
-    if config.ppo.vec_env not in ("dummy", "subproc"):
-        raise ValueError(f"ppo.vec_env must be dummy or subproc, not {config.ppo.vec_env!r}")
     return DummyVecEnv([make] * n_envs)
 
 
@@ -128,19 +127,18 @@ def train(
     """Train PPO on all of `panel` and save the run; registers tt_model when `engine` is given.
 
     `callbacks` are extra SB3 callbacks (e.g. progress reporting). Same seed, data and config give the same
-    weights (CPU, torch_threads threads)."""
+    weights (CPU, torch_threads threads). The config is validated again first (RLConfigError, nothing
+    created); a run directory this call created is removed again if training fails before a checkpoint."""
     import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import CheckpointCallback
-    from stable_baselines3.common.vec_env import VecNormalize
 
+    config.check()
     started = time.perf_counter()
-    ppo = config.ppo
-    torch.set_num_threads(ppo.torch_threads)
+    torch.set_num_threads(config.ppo.torch_threads)
     model_dir = Path(model_dir)
     key = run_key(panel, config)
     run = _unfinished_run(model_dir, key) if model_dir.exists() else None
-    if run is None:
+    created = run is None
+    if created:
         run = model_dir / _new_model_id()
         run.mkdir(parents=True)
         meta = {
@@ -159,63 +157,14 @@ def train(
         (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     meta = json.loads((run / META_FILE).read_text())
     model_id = meta["model_id"]
-
-    venv = make_training_envs(
-        panel,
-        config,
-        log_engine=engine if config.logging.log_training else None,
-        model_id=model_id,
-        run_id=run_id,
-    )
-    checkpoint = _latest_checkpoint(run)
-    resumed_from = 0
-    if checkpoint is not None:
-        zip_path, stats_path, resumed_from = checkpoint
-        log.info("resuming %s from checkpoint at %d timesteps", model_id, resumed_from)
-        if engine is not None:
-            from tt_resources.db import rl_log
-
-            rl_log.mark_stale_episodes(engine, model_id=model_id)
-        if ppo.normalize:
-            venv = VecNormalize.load(str(stats_path), venv)
-        model = PPO.load(zip_path, env=venv, device="cpu")
-    else:
-        if ppo.normalize:
-            venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=ppo.gamma)
-        model = PPO(
-            "MlpPolicy",
-            venv,
-            learning_rate=ppo.learning_rate,
-            n_steps=ppo.n_steps,
-            batch_size=ppo.batch_size,
-            n_epochs=ppo.n_epochs,
-            gamma=ppo.gamma,
-            gae_lambda=ppo.gae_lambda,
-            clip_range=ppo.clip_range,
-            ent_coef=ppo.ent_coef,
-            policy_kwargs={"net_arch": list(ppo.net_arch)},
-            seed=ppo.seed,
-            device="cpu",
-            verbose=0,
-        )
-    checkpoints = CheckpointCallback(
-        save_freq=max(ppo.checkpoint_every // ppo.n_envs, 1),
-        save_path=str(run / "checkpoints"),
-        name_prefix=CHECKPOINT_PREFIX,
-        save_vecnormalize=ppo.normalize,
-    )
     try:
-        model.learn(
-            total_timesteps=max(ppo.total_timesteps - model.num_timesteps, 0),
-            callback=[checkpoints, *(callbacks or [])],
-            reset_num_timesteps=False,
-            progress_bar=ppo.progress_bar,
+        model, resumed_from = _fit(
+            panel, config, run, engine=engine, model_id=model_id, run_id=run_id, callbacks=callbacks
         )
-        model.save(run / MODEL_FILE)
-        if ppo.normalize:
-            venv.save(str(run / NORMALIZE_FILE))
-    finally:
-        venv.close()
+    except BaseException:
+        if created and _latest_checkpoint(run) is None:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
     seconds = time.perf_counter() - started
     metrics = _train_metrics(model, resumed_from, seconds)
@@ -239,6 +188,82 @@ def train(
             run_id=run_id,
         )
     return TrainedModel(model_id, run, metrics, int(model.num_timesteps), seconds)
+
+
+def _fit(
+    panel: Panel,
+    config: RLConfig,
+    run: Path,
+    *,
+    engine: sa.Engine | None,
+    model_id: str,
+    run_id: str | None,
+    callbacks: list | None,
+) -> tuple[Any, int]:
+    """Build (or resume from the latest checkpoint in `run`) and train the PPO model, save model.zip and the
+    normalisation statistics into `run`; returns (model, timesteps resumed from)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    ppo = config.ppo
+    venv = make_training_envs(
+        panel,
+        config,
+        log_engine=engine if config.logging.log_training else None,
+        model_id=model_id,
+        run_id=run_id,
+    )
+    try:
+        checkpoint = _latest_checkpoint(run)
+        resumed_from = 0
+        if checkpoint is not None:
+            zip_path, stats_path, resumed_from = checkpoint
+            log.info("resuming %s from checkpoint at %d timesteps", model_id, resumed_from)
+            if engine is not None:
+                from tt_resources.db import rl_log
+
+                rl_log.mark_stale_episodes(engine, model_id=model_id)
+            if ppo.normalize:
+                venv = VecNormalize.load(str(stats_path), venv)
+            model = PPO.load(zip_path, env=venv, device="cpu")
+        else:
+            if ppo.normalize:
+                venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=ppo.gamma)
+            model = PPO(
+                "MlpPolicy",
+                venv,
+                learning_rate=ppo.learning_rate,
+                n_steps=ppo.n_steps,
+                batch_size=ppo.batch_size,
+                n_epochs=ppo.n_epochs,
+                gamma=ppo.gamma,
+                gae_lambda=ppo.gae_lambda,
+                clip_range=ppo.clip_range,
+                ent_coef=ppo.ent_coef,
+                policy_kwargs={"net_arch": list(ppo.net_arch)},
+                seed=ppo.seed,
+                device="cpu",
+                verbose=0,
+            )
+        checkpoints = CheckpointCallback(
+            save_freq=max(ppo.checkpoint_every // ppo.n_envs, 1),
+            save_path=str(run / "checkpoints"),
+            name_prefix=CHECKPOINT_PREFIX,
+            save_vecnormalize=ppo.normalize,
+        )
+        model.learn(
+            total_timesteps=max(ppo.total_timesteps - model.num_timesteps, 0),
+            callback=[checkpoints, *(callbacks or [])],
+            reset_num_timesteps=False,
+            progress_bar=ppo.progress_bar,
+        )
+        model.save(run / MODEL_FILE)
+        if ppo.normalize:
+            venv.save(str(run / NORMALIZE_FILE))
+    finally:
+        venv.close()
+    return model, resumed_from
 
 
 def _new_model_id() -> str:

@@ -7,16 +7,34 @@ from sqlalchemy.engine import URL, make_url
 
 from tt_resources import config
 
+SUPPORTED_URLS = "sqlite:///<file> or postgresql[+psycopg]://user:password@host:port/database"
+
 
 class DatabaseConnectionError(RuntimeError):
     """The database cannot be reached; the message names host and database, never the password."""
 
 
+class DatabaseURLError(ValueError):
+    """The database URL is not one the platform supports; the message never contains the password."""
+
+
 def normalise_url(url: str | URL) -> URL:
-    """Map `postgres://` / `postgresql://` / `postgresql+psycopg2://` to the psycopg 3 driver."""
-    parsed = make_url(url) if isinstance(url, str) else url
+    """Map `postgres://` / `postgresql://` / `postgresql+psycopg2://` to the psycopg 3 driver.
+
+    DatabaseURLError (one line, password masked) for text that is not a URL or a scheme other than SQLite
+    and PostgreSQL.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except sa.exc.ArgumentError:
+        raise DatabaseURLError(f"the database URL is not a URL; use {SUPPORTED_URLS}") from None
     if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseURLError(
+            f"unsupported database URL {shown} (scheme {parsed.drivername!r}); use {SUPPORTED_URLS}"
+        )
     return parsed
 
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from tt_resources.db.bulk import UpsertResult, read_frame, upsert_time_series
 from tt_resources.db.prices import select_series
-from tt_resources.db.schema import FEATURE_COLUMNS, features
+from tt_resources.db.schema import features
+from tt_resources.terms import FEATURE_COLUMNS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 KEY_COLUMNS = ("symbol", "timeframe", "ts")

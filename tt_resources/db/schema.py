@@ -9,25 +9,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tt_resources.db.types import JSONType, Price, UTCDateTime
-from tt_resources.terms import METRIC_NAMES
+from tt_resources.terms import FEATURE_COLUMNS, METRIC_NAMES
 
 metadata = sa.MetaData()
 
 Symbol = sa.String(16)
 TimeframeCol = sa.String(4)
 Id = sa.String(64)
-
-# Columns of tt_features besides (symbol, timeframe, ts); tt_rl.features.compute_features produces exactly these.
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "ret_1",  # simple return close/prev_close - 1
-    "log_ret_1",  # log return
-    "vol_10",  # rolling std of log returns over 10 bars (per bar, not annualised)
-    "vol_20",  # rolling std of log returns over 20 bars
-    "mom_20",  # close / close 20 bars ago - 1
-    "rsi_14",  # Wilder RSI over 14 bars, 0..100
-    "volume_z_20",  # z-score of volume against its 20-bar mean/std
-    "hl_range",  # (high - low) / close
-)
 
 prices = sa.Table(
     "tt_prices",

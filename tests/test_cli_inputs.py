@@ -1,0 +1,256 @@
+"""Bad `tt` input is answered in one line with exit code 2, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tt_cli import common, db
+from tt_cli.main import cli
+from tt_resources.db import create_engine, upsert_price_bars
+from tt_resources.watchlist import check_symbol
+
+RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+URL_HELP = "use sqlite:///<file> or postgresql[+psycopg]://user:password@host:port/database"
+
+
+def tt(tmp_path: Path, *args: str, **env: str | None):
+    """`tt *args` with the data directory, the SQLite file and a one-symbol watchlist under tmp_path."""
+    watchlist = tmp_path / "watchlist.csv"
+    if not watchlist.exists():
+        watchlist.write_text("symbol\nAAA\n")
+    defaults = {
+        "TT_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'tt.sqlite'}",
+        "TT_WATCHLIST": str(watchlist),
+        "COLUMNS": "200",
+    }
+    return CliRunner().invoke(cli, list(args), env=defaults | env)
+
+
+def one_line(result, exit_code: int = 2) -> str:
+    """The only line of a failed command's output (checked: exit code, no traceback)."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def usage_error(result) -> str:
+    """click's own error line (after its usage hint) of a rejected option value."""
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def price_rows(tmp_path: Path) -> int | None:
+    """tt_prices rows in the test's SQLite file; None when the file was never created."""
+    path = tmp_path / "tt.sqlite"
+    if not path.exists():
+        return None
+    with create_engine(f"sqlite:///{path}").connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM tt_prices")).scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--months", "100000"], "'--months': 100000 is not in the range 1<=x<=600"),
+        (["train", "--source", "nosuch"], "'--source': 'nosuch' is not one of"),
+        (["ingest", "--end", "2025-13-01"], "'--end': '2025-13-01' does not match the formats"),
+    ],
+)
+def test_option_values_out_of_range_are_rejected_by_click(tmp_path, args, message):
+    assert message in usage_error(tt(tmp_path, *args))
+    assert price_rows(tmp_path) is None and not (tmp_path / "data" / "models").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["ingest", "--start", "2030-01-01"],
+            "--start 2030-01-01 is in the future: no bar has closed since then",
+        ),
+        (
+            ["ingest", "--end", "2030-01-01 12:30"],
+            "--end 2030-01-01 12:30 is in the future; leave it out to take every bar closed by now",
+        ),
+        (
+            ["train", "--start", "2030-01-01", "--end", "2031-01-01"],
+            "--start 2030-01-01 is in the future: no bar has closed since then",
+        ),
+        (
+            ["ingest", "--start", "1990-01-01"],
+            "--start 1990-01-01 is before 2000-01-01, where the platform's NYSE calendar starts",
+        ),
+        (["train", "--months", "600"], "--months 600 (from "),
+        (["train", "--end", "2020-01-01"], "--months 12 (from "),
+        (
+            ["ingest", "--start", "2025-02-01", "--end", "2025-01-01"],
+            "--start 2025-02-01 is not before --end 2025-01-01",
+        ),
+    ],
+)
+def test_a_window_with_nothing_to_fetch_is_bad_input(tmp_path, args, line):
+    assert one_line(tt(tmp_path, *args)).startswith(f"Error: {line}")
+    assert price_rows(tmp_path) is None
+
+
+@pytest.mark.parametrize(("symbol", "exit_code"), [("AAA", 0), ("BBB", 1)])
+def test_partitions_with_no_bar_in_the_asked_window_say_so(tmp_path, symbol, exit_code):
+    assert tt(tmp_path, "ingest", "--symbols", "AAA", "--interval", "1d", "--start", RECENT).exit_code == 0
+    before = price_rows(tmp_path)
+    result = tt(tmp_path, "ingest", "--symbols", symbol, "--interval", "1d", "--end", "2010-01-01")
+    assert result.exit_code == exit_code, result.output
+    held = f"stored {RECENT}" if symbol == "AAA" else "none stored"
+    assert f"--end 2010-01-01: no bar closed before it for {symbol} 1d ({held}" in result.output
+    assert price_rows(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["ingest", "train"])
+@pytest.mark.parametrize(
+    ("symbols", "line"),
+    [
+        ("A'B;--", '--symbols: invalid symbol "A\'B;--"'),
+        ("AAA,B$B", "--symbols: invalid symbol 'B$B'"),
+        ("ABCDEFGHIJKLM", "--symbols: invalid symbol 'ABCDEFGHIJKLM'"),
+        ("--", "--symbols: invalid symbol '--'"),
+        (" , ", "--symbols ' , ': no symbol given"),
+    ],
+)
+def test_symbols_follow_the_watchlist_rule(tmp_path, command, symbols, line):
+    assert one_line(tt(tmp_path, command, "--symbols", symbols)).startswith(f"Error: {line}")
+    assert price_rows(tmp_path) is None
+
+
+def test_class_shares_are_valid_symbols():
+    assert [check_symbol(s) for s in ("BRK.B", "bf.b", " BRK B ")] == ["BRK.B", "BF.B", "BRK B"]
+    assert common.universe("brk.b, BF.B,BRK.B", None) == ["BRK.B", "BF.B"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "byte 0"),
+        ("symbol\nAAA\n".encode("utf-16"), "byte 0"),
+        ("symbol\nAAA\n".encode("utf-16-le"), "NUL byte"),
+    ],
+)
+@pytest.mark.parametrize("command", [["watchlist"], ["ingest", "--interval", "1d"]])
+def test_a_watchlist_that_is_not_utf8_text_is_one_line(tmp_path, content, why, command):
+    watchlist = tmp_path / "watchlist.csv"
+    watchlist.write_bytes(content)
+    line = one_line(tt(tmp_path, *command))
+    assert line == f"Error: {watchlist}: not UTF-8 text ({why}); save the watchlist as UTF-8 CSV"
+    assert price_rows(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "line"),
+    [
+        ("foo://x", f"unsupported database URL foo://x (scheme 'foo'); {URL_HELP}"),
+        (
+            "mysql://u:s3cret@h/db",
+            f"unsupported database URL mysql://u:***@h/db (scheme 'mysql'); {URL_HELP}",
+        ),
+        ("hello", f"the database URL is not a URL; {URL_HELP}"),
+        ("u:s3cret@h/db", f"the database URL is not a URL; {URL_HELP}"),
+    ],
+)
+@pytest.mark.parametrize("command", [["show"], ["db", "upgrade"], ["ingest", "--symbols", "AAA"]])
+def test_an_unsupported_database_url_names_the_schemes(tmp_path, url, line, command):
+    result = tt(tmp_path, *command, DATABASE_URL=url)
+    assert one_line(result) == f"Error: {line}"
+    assert "s3cret" not in result.output
+
+
+@pytest.fixture
+def as_non_root(monkeypatch):
+    """os.access as a non-root user sees it (root may write anything), so read-only files are read-only."""
+    if os.geteuid() == 0:
+        monkeypatch.setattr(
+            common.os, "access", lambda path, mode: bool(os.stat(path).st_mode & stat.S_IWUSR)
+        )
+
+
+@pytest.mark.parametrize("read_only", ["file", "directory"])
+def test_a_read_only_sqlite_file_is_one_line_naming_it(tmp_path, as_non_root, read_only):
+    home = tmp_path / "db"
+    home.mkdir()
+    url = f"sqlite:///{home / 'tt.sqlite'}"
+    seeded = tt(
+        tmp_path, "ingest", "--symbols", "AAA", "--interval", "1d", "--start", RECENT, DATABASE_URL=url
+    )
+    assert seeded.exit_code == 0, seeded.output
+    target = home / "tt.sqlite" if read_only == "file" else home
+    mode = target.stat().st_mode
+    target.chmod(mode & ~0o222)
+    try:
+        result = tt(tmp_path, "ingest", "--symbols", "BBB", "--interval", "1d", DATABASE_URL=url)
+    finally:
+        target.chmod(mode)
+    line = one_line(result)
+    if read_only == "file":
+        assert line == f"Error: sqlite file {home / 'tt.sqlite'} is read-only: cannot store anything in it"
+    else:
+        assert line == f"Error: sqlite file {home / 'tt.sqlite'}: its directory {home} is read-only"
+    with create_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM tt_prices WHERE symbol = 'BBB'")).scalar_one() == 0
+
+
+@pytest.mark.parametrize("data_dir", ["/dev/null/x", "{tmp}/a_file/x"])
+@pytest.mark.parametrize("command", [["show"], ["ingest", "--symbols", "AAA"]])
+def test_a_data_directory_that_cannot_be_created_is_one_line(tmp_path, data_dir, command):
+    (tmp_path / "a_file").write_text("")
+    path = data_dir.format(tmp=tmp_path)
+    line = one_line(tt(tmp_path, *command, TT_DATA_DIR=path, DATABASE_URL=None))
+    assert line == f"Error: cannot create the data directory {path} (TT_DATA_DIR): Not a directory"
+
+
+def test_show_caps_last_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(db, "SHOW_MAX_ROWS", 30)
+    ts = pd.date_range("2024-01-01", periods=40, freq="D", tz="UTC")
+    bars = pd.DataFrame({"symbol": "AAA", "timeframe": "1d", "ts": ts, "volume": 1e6})
+    bars = bars.assign(open=10.0, high=12.0, low=9.0, close=11.0)
+    assert tt(tmp_path, "db", "upgrade").exit_code == 0
+    upsert_price_bars(create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}"), bars)
+    result = tt(tmp_path, "show", "tt_prices", "--last", "100000000", "--columns", "ts")
+    assert result.exit_code == 0, result.output
+    assert "tt_prices: last 30 rows" in result.output
+    assert result.output.count("2024-") == 30
+    assert result.output.strip().splitlines()[-1] == (
+        "showing the last 30 rows (the most `tt show` prints); use --symbol/--timeframe to narrow"
+    )
+    uncapped = tt(tmp_path, "show", "tt_prices", "--last", "100000000", "--timeframe", "1h")
+    assert uncapped.exit_code == 0 and "showing the last" not in uncapped.output
+
+
+def test_show_cap_is_ten_thousand_rows():
+    assert db.SHOW_MAX_ROWS == 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "first_error"),
+    [
+        (["--config", "{bad}", "--start", "2030-01-01", "--symbols", "A'B"], "{bad}: invalid JSON"),
+        (["--start", "2030-01-01", "--symbols", "A'B"], "--start 2030-01-01 is in the future"),
+        (["--symbols", "A'B"], "--symbols: invalid symbol"),
+    ],
+)
+def test_train_checks_config_then_dates_then_symbols_before_touching_the_database(
+    tmp_path, args, first_error
+):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    args = [arg.format(bad=bad) for arg in args]
+    assert one_line(tt(tmp_path, "train", *args)).startswith(f"Error: {first_error.format(bad=bad)}")
+    assert price_rows(tmp_path) is None and not (tmp_path / "data").exists()

@@ -1,0 +1,90 @@
+"""Processes started together on a fresh database / Dagster home all succeed: the schema migration and the
+Dagster instance's first creation run under a lock instead of racing (real `tt` processes, not threads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import _fresh_pg
+from tt_resources.db.engine import create_engine
+
+HANG_TIMEOUT = 300  # seconds; only bounds a hang, the processes normally end in seconds
+
+
+def run_together(
+    args: list[str], env: dict[str, str], directory: Path, copies: int = 2
+) -> list[tuple[int, str]]:
+    """Start `copies` identical `tt <args>` processes at once (output to files in `directory`), then wait for
+    all; (exit code, output) of each."""
+    logs = [directory / f"tt-{i}.log" for i in range(copies)]
+    procs = []
+    try:
+        for log in logs:
+            with log.open("w") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "tt_cli", *args],
+                        cwd=directory,
+                        env=os.environ | {"COLUMNS": "200"} | env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        codes = [proc.wait(timeout=HANG_TIMEOUT) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    return [(code, log.read_text()) for code, log in zip(codes, logs, strict=True)]
+
+
+def assert_all_succeeded(results: list[tuple[int, str]]) -> None:
+    failed = [output for code, output in results if code != 0]
+    assert not failed, failed[0]
+
+
+@pytest.mark.slow
+def test_concurrent_db_upgrade_on_fresh_sqlite_file_all_succeed(tmp_path):
+    for attempt in range(5):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        url = f"sqlite:///{directory / 'tt.sqlite'}"
+        assert_all_succeeded(run_together(["db", "upgrade"], {"DATABASE_URL": url}, directory))
+
+
+@pytest.mark.slow
+def test_concurrent_db_upgrade_on_fresh_postgres_database_all_succeed(pg_server_url, tmp_path):
+    for attempt in range(5):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        _fresh_pg(pg_server_url).dispose()
+        assert_all_succeeded(run_together(["db", "upgrade"], {"DATABASE_URL": pg_server_url}, directory))
+
+
+@pytest.mark.slow
+def test_concurrent_ingest_via_dagster_on_fresh_home_all_succeed_and_store_each_bar_once(tmp_path):
+    start = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
+    args = ["ingest", "--via-dagster", "--symbols", "AAA", "--interval", "1d", "--start", start]
+    for attempt in range(3):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        url = f"sqlite:///{directory / 'tt.sqlite'}"
+        env = {
+            "DATABASE_URL": url,
+            "TT_DATA_DIR": str(directory / "data"),
+            "DAGSTER_HOME": str(directory / "dagster_home"),
+            "TT_SOURCE": "synthetic",
+        }
+        assert_all_succeeded(run_together(args, env, directory))
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            bars, distinct = conn.execute(sa.text("SELECT count(*), count(DISTINCT ts) FROM tt_prices")).one()
+        engine.dispose()
+        assert bars == distinct > 0

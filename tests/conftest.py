@@ -19,6 +19,7 @@ from tests.scratch import scratch_postgres
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
 
+
 def pytest_configure(config) -> None:
     """Bind absl's log handler (TensorFlow's logging) to the real stderr.
 

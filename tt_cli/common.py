@@ -115,25 +115,10 @@ def empty_windows(
 ) -> list[str]:
     """One line per (symbol, timeframe) with no stored bar in [start, end), naming the flags and what is
     stored (ingest only extends a partition forward, it never fills in bars before its first one)."""
-    from tt_resources.db.bulk import read_frame
-    from tt_resources.db.schema import prices
+    from tt_resources.db.prices import window_counts
 
-    inside = sa.and_(
-        prices.c.ts >= start if start is not None else sa.true(),
-        prices.c.ts < end if end is not None else sa.true(),
-    )
-    stmt = (
-        sa.select(
-            prices.c.symbol,
-            prices.c.timeframe,
-            sa.func.count(sa.case((inside, 1))).label("inside"),
-            sa.func.min(prices.c.ts).label("first_ts"),
-            sa.func.max(prices.c.ts).label("last_ts"),
-        )
-        .where(prices.c.symbol.in_(symbols), prices.c.timeframe.in_(timeframes))
-        .group_by(prices.c.symbol, prices.c.timeframe)
-    )
-    stored = {(row.symbol, row.timeframe): row for row in read_frame(engine, stmt).itertuples()}
+    counts = window_counts(engine, symbols, timeframes, start, end)
+    stored = {(row.symbol, row.timeframe): row for row in counts.itertuples()}
     flags = " ".join(f"--{name} {stamp(value)}" for name, value in (("start", start), ("end", end)) if value)
     what = {
         (True, False): "no bar since it",

@@ -157,3 +157,30 @@ def high_water_marks(engine: sa.Engine | sa.Connection, timeframe: str | None = 
     if timeframe is not None:
         stmt = stmt.where(prices.c.timeframe == timeframe)
     return read_frame(engine, stmt)
+
+
+def window_counts(
+    engine: sa.Engine | sa.Connection,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> pd.DataFrame:
+    """Per stored (symbol, timeframe) of these: `inside` (bars with start <= ts < end; None = open),
+    first_ts and last_ts of all its bars; one query."""
+    inside = sa.and_(
+        prices.c.ts >= aware_utc(start, "start") if start is not None else sa.true(),
+        prices.c.ts < aware_utc(end, "end") if end is not None else sa.true(),
+    )
+    stmt = (
+        sa.select(
+            prices.c.symbol,
+            prices.c.timeframe,
+            sa.func.count(sa.case((inside, 1))).label("inside"),
+            sa.func.min(prices.c.ts).label("first_ts"),
+            sa.func.max(prices.c.ts).label("last_ts"),
+        )
+        .where(prices.c.symbol.in_(list(symbols)), prices.c.timeframe.in_(list(timeframes)))
+        .group_by(prices.c.symbol, prices.c.timeframe)
+    )
+    return read_frame(engine, stmt)

@@ -62,3 +62,16 @@ def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch
     engine.dispose()
     assert counts[0] == 1 and counts[1] > 0
     assert not (tmp_path / "tt.sqlite").exists()  # nothing went to the embedded default
+
+
+def test_an_unexpected_error_in_the_demo_names_its_type_and_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / "datasets").write_text("a file where the datasets directory belongs")
+    result = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "128"])
+    assert result.exit_code == 1, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: training_job 1d failed (run ")
+    assert f"NotADirectoryError: [Errno 20] Not a directory: {str(tmp_path / 'datasets' / '1d')!r}" in line

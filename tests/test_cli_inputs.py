@@ -254,3 +254,35 @@ def test_train_checks_config_then_dates_then_symbols_before_touching_the_databas
     args = [arg.format(bad=bad) for arg in args]
     assert one_line(tt(tmp_path, "train", *args)).startswith(f"Error: {first_error.format(bad=bad)}")
     assert price_rows(tmp_path) is None and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "--limit", "1"], "Error: a portfolio needs at least 2 symbols, got 1: "),
+        (["train", "--symbols", "AAPL"], "Error: a portfolio needs at least 2 symbols, got 1: AAPL"),
+        (["demo", "--symbols", "1"], "Error: Invalid value for '--symbols': 1 is not in the range x>=2."),
+        (["demo", "--symbols", "200"], "Error: --symbols 200: the watchlist has 150 symbols"),
+        (
+            ["show", "tt_prices", "--timeframe", "4h"],
+            "Error: Invalid value for '--timeframe': '4h' is not one of",
+        ),
+    ],
+)
+def test_a_universe_that_cannot_work_is_refused_before_any_work(tmp_path, args, line):
+    from click.testing import CliRunner
+
+    from tt_cli.main import cli
+
+    env = {"TT_DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'tt.sqlite'}"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert line in result.output
+    assert not (tmp_path / "dagster_home").exists() and not (tmp_path / "models").exists()
+
+
+def test_months_count_back_from_end():
+    from tt_cli.common import time_window
+
+    start, end = time_window(None, "2025-06-30", months=3)
+    assert (start, end) == (pd.Timestamp("2025-03-30", tz="UTC"), pd.Timestamp("2025-06-30", tz="UTC"))

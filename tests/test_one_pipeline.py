@@ -233,8 +233,11 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
     result = tt(env, "ingest", *args, "--source", "csv", *flag)
 
     assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "STEP_FAILURE" not in result.output
     failed = [line for line in result.output.splitlines() if line.startswith("failed")]
     assert len(failed) == 1 and failed[0].startswith("failed AAPL 1d:")
+    [summary] = [line.split("│")[1:-1] for line in result.output.splitlines() if line.startswith("│ 1d")]
+    assert [cell.strip() for cell in summary] == ["1d", "3", "0", "2", "1", f"{2 * 185:,}", "3", "0"]
     assert "row 100: high < low" in result.output.replace("\n", "")
     engine = create_engine(env["DATABASE_URL"])
     count = "SELECT symbol, count(*) FROM {} GROUP BY symbol ORDER BY symbol"
@@ -268,3 +271,21 @@ def test_via_dagster_registers_symbols_in_the_order_given(tmp_path):
     assert result.exit_code == 0, result.output
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert list(instance.get_dynamic_partitions("symbol")) == order
+
+
+def test_a_window_without_stored_bars_is_named_alike_on_both_paths(tmp_path):
+    write_csv(tmp_path, ["AAA", "BBB"], timeframes=("1d",))  # bars of 2025 only
+    for path in ("direct", "dagster"):
+        env = environment(tmp_path, path, TT_CSV_DIR=str(tmp_path))
+        flag = ["--via-dagster"] if path == "dagster" else []
+        stored = tt(
+            env, "ingest", "--symbols", "AAA,BBB", "--source", "csv", "--interval", "1d", "--start", START
+        )
+        assert stored.exit_code == 0, stored.output
+        window = ["--symbols", "AAA,BBB", "--source", "csv", "--steps", "64"]
+        result = tt(env, "train", *window, "--start", "2023-01-01", "--end", "2024-01-01", *flag)
+        assert result.exit_code == 1, result.output
+        assert (
+            "1d: no stored bar in [2023-01-01, 2024-01-01) (stored: AAA 2025-01-02..2025-09-29"
+            in result.output
+        )

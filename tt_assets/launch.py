@@ -51,7 +51,7 @@ def _dagster_home_ready(home: Path) -> bool:
 
 # Runs launched from the CLI show their own progress; Dagster's console logger only adds warnings and errors
 # (the full event log is still stored in the instance and shown by `dagster dev`).
-CONSOLE_WARNINGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+CONSOLE_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_job(
@@ -62,7 +62,7 @@ def run_job(
     from tt_assets.definitions import defs
 
     return defs.resolve_job_def(name).execute_in_process(
-        instance=instance, run_config={**CONSOLE_WARNINGS, **(run_config or {})}, **kwargs
+        instance=instance, run_config={**CONSOLE_QUIET, **(run_config or {})}, **kwargs
     )
 
 
@@ -109,8 +109,6 @@ def partition_reports(
     """One tt_pipeline.market.PartitionReport per partition of a market_data_job range run, read from the
     run's raw_bars materialisations and the failure it raised (which names each failed partition and its
     reason); a partition the run never reported is failed with the run's error."""
-    from dataclasses import replace
-
     from tt_assets.market import RAW_BARS
     from tt_assets.partitions import bar_partitions, split_key
     from tt_pipeline.market import PartitionReport
@@ -126,7 +124,12 @@ def partition_reports(
         data = event.step_failure_data
         user = data.user_failure_data
         if user is not None and "failed_partitions" in user.metadata:
-            failed.update(user.metadata["failed_partitions"].value)
+            failed.update(
+                {
+                    key: PartitionReport.from_metadata(values)
+                    for key, values in user.metadata["failed_partitions"].value.items()
+                }
+            )
         else:
             error = data.error
             while error is not None and error.cause is not None:
@@ -136,7 +139,11 @@ def partition_reports(
     out = []
     for key in map(str, keys):
         symbol, timeframe = split_key(key)
-        report = reports.get(key) or PartitionReport(symbol, timeframe, "failed")
-        reason = failed.get(key) or (None if key in reports else run_error or f"run {result.run_id} failed")
-        out.append(replace(report, status="failed", reason=reason) if reason else report)
+        if key in failed:
+            out.append(failed[key])
+        elif key in reports:
+            out.append(reports[key])
+        else:
+            reason = run_error or f"run {result.run_id} failed"
+            out.append(PartitionReport(symbol, timeframe, "failed", reason=reason))
     return out

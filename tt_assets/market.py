@@ -78,7 +78,7 @@ def market_data(
     for key in context.partition_keys:
         symbol, timeframe = split_key(key)
         by_timeframe.setdefault(timeframe, []).append(symbol)
-    failed: dict[str, str] = {}
+    failed: dict[str, dict] = {}  # partition key -> its PartitionReport (plain values)
     try:
         for timeframe, symbols in by_timeframe.items():
             outcomes = refresh_partitions(
@@ -94,7 +94,7 @@ def market_data(
                 key = bar_key(outcome.symbol, outcome.timeframe)
                 yield from _partition_events(context.instance, key, outcome, source.name if source else None)
                 if outcome.reason:
-                    failed[key] = outcome.reason
+                    failed[key] = outcome.report().to_metadata()
                 context.log.info(f"{key}: {outcome.report().status} {outcome.reason or ''}".rstrip())
     finally:
         if source is not None:
@@ -102,7 +102,7 @@ def market_data(
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(context.partition_keys)} partition(s) failed: "
-            + "; ".join(f"{key}: {reason}" for key, reason in failed.items()),
+            + "; ".join(f"{key}: {report['reason']}" for key, report in failed.items()),
             metadata={"failed_partitions": failed},
         )
 

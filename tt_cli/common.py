@@ -31,7 +31,7 @@ def stamp(value: pd.Timestamp) -> str:
 
 def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """--start/--end as UTC Timestamps; with `months` (instead of --start), start is that many months
-    before today.
+    before --end (default today).
 
     BadInput naming the flag when the window leaves the NYSE calendar (2000 .. now): a start before the
     calendar or not before now, an end before the calendar or in the future, or a start not before the end.
@@ -39,13 +39,13 @@ def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp 
     from tt_resources.calendar import CALENDAR_START
 
     now = pd.Timestamp.now(tz="UTC")
-    if months:
-        start = now.normalize() - pd.DateOffset(months=months)
+    end = utc(end)
+    if months:  # the history ends at --end (default now)
+        start = (end or now).normalize() - pd.DateOffset(months=months)
         start_flag = f"--months {months} (from {stamp(start)})"
     else:
         start = utc(start)
         start_flag = f"--start {stamp(start)}" if start is not None else ""
-    end = utc(end)
     end_flag = f"--end {stamp(end)}" if end is not None else ""
     first = utc(CALENDAR_START)
     for flag, value in ((start_flag, start), (end_flag, end)):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tt_cli.common import BadInput, open_database
+from tt_resources.timeframes import TIMEFRAME_NAMES
 
 SHOW_MAX_ROWS = 10_000  # `tt show --last` beyond this prints this many rows and a note
 
@@ -35,7 +36,7 @@ def upgrade() -> None:
 @click.command()
 @click.argument("table", required=False)
 @click.option("--symbol", "symbols", multiple=True, help="Only these symbols (repeatable).")
-@click.option("--timeframe", help="Only this timeframe (1d, 1h, 15m).")
+@click.option("--timeframe", type=click.Choice(TIMEFRAME_NAMES), help="Only this timeframe.")
 @click.option(
     "--last",
     "last",

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from tt_cli.common import open_database, refresh, report_partitions, universe
+from tt_cli.common import BadInput, open_database, refresh, report_partitions, universe
+from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import AGENT, HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -72,7 +73,7 @@ class DemoSummary:
         )
 
 
-def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
+def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     """Refresh every timeframe, build the 1d dataset, retrain when the retraining rule fires, summarise."""
     from tt_assets.automation import RetrainPolicy
     from tt_assets.models import TrainingConfig, rl_config
@@ -83,7 +84,6 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
 
     engine = open_database()
     pipeline = ViaDagster(engine, None, status=console.status)
-    symbols = universe(None, n_symbols)
     summary = DemoSummary(symbols=len(symbols))
     console.print(f"[bold]{len(symbols)} symbols[/bold] x {', '.join(TIMEFRAME_NAMES)}")
     summary.partitions = refresh(pipeline, console, symbols, list(TIMEFRAME_NAMES))
@@ -118,15 +118,23 @@ def run_demo(n_symbols: int, steps: int | None, console) -> DemoSummary:
 
 @click.command()
 @click.option(
-    "--symbols", "n_symbols", default=DEFAULT_SYMBOLS, show_default=True, help="Watchlist symbols to use."
+    "--symbols",
+    "n_symbols",
+    type=click.IntRange(MIN_SYMBOLS),
+    default=DEFAULT_SYMBOLS,
+    show_default=True,
+    help="The watchlist's first N symbols.",
 )
 @click.option("--steps", type=int, default=None, help="PPO timesteps (default: the demo's budget).")
 def demo(n_symbols: int, steps: int | None) -> None:
     """Ingest, check and featurise 3 timeframes, then train and evaluate a 1d PPO agent, all via Dagster."""
     from tt_assets.launch import ensure_dagster_home
 
+    symbols = universe(None, n_symbols)
+    if len(symbols) < n_symbols:
+        raise BadInput(f"--symbols {n_symbols}: the watchlist has {len(symbols)} symbols")
     console = Console()
     started = time.perf_counter()
     home = ensure_dagster_home()
-    summary = run_demo(n_symbols, steps, console)
+    summary = run_demo(symbols, steps, console)
     summary.print(console, home, time.perf_counter() - started)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
+from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import AGENT, TRAIN_TABLE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -19,9 +20,9 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     """Stitched (window -1) out-of-sample metrics, PPO first, then the baselines."""
     stitched = metrics.sort_values("policy", key=lambda s: s.ne(AGENT))
     table = Table(title=title)
-    table.add_column("policy")
-    for name in TRAIN_TABLE_METRICS:
-        table.add_column(name, justify="right")
+    table.add_column("policy", no_wrap=True)
+    for name in TRAIN_TABLE_METRICS:  # narrow terminals wrap a cell, never cut it
+        table.add_column(name, justify="right", overflow="fold")
     for _, row in stitched.iterrows():
         table.add_row(row["policy"], *(f"{row[name]:.4f}" for name in TRAIN_TABLE_METRICS))
     return table
@@ -32,7 +33,8 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     "--months",
     type=click.IntRange(1, 600),
     default=None,
-    help="History to train on, ending now: shorthand for --start (default 12 when --start is not given).",
+    help="History to train on, ending at --end (default now): shorthand for --start (default 12 when "
+    "--start is not given).",
 )
 @click.option("--start", type=DATE, default=None, help="First bar (UTC) of the dataset and of first fetches.")
 @click.option("--end", type=DATE, default=None, help="Bars before this instant (UTC); default now.")
@@ -103,6 +105,10 @@ def train(
         raise BadInput(str(exc)) from None
     start, end = time_window(start, end, months=None if start is not None else months or 12)
     names = universe(symbols, limit)
+    if len(names) < MIN_SYMBOLS:
+        raise BadInput(
+            f"a portfolio needs at least {MIN_SYMBOLS} symbols, got {len(names)}: {', '.join(names)}"
+        )
 
     console = Console()
     pipeline = open_pipeline(via_dagster, source, console)

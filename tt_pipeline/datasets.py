@@ -87,6 +87,14 @@ def build_dataset(
         window = window[window["ts"] >= start]
     if end is not None:
         window = window[window["ts"] < end]
+    if window.empty:
+        spans = ", ".join(
+            f"{s} {g['ts'].iloc[0]:%Y-%m-%d}..{g['ts'].iloc[-1]:%Y-%m-%d}" for s, g in groups.items()
+        )
+        raise DatasetError(
+            f"{timeframe}: no stored bar in [{_day(start)}, {_day(end)}) (stored: {spans}); a refresh only "
+            "extends a partition after its last bar"
+        )
     try:
         panel = build_panel(engine, timeframe, passed, start=start, end=end, bars=window)
     except ValueError as exc:
@@ -116,6 +124,10 @@ def build_dataset(
     }
     registry.record_dataset(engine, row)
     return Dataset(registry.dataset(engine, row["dataset_version"]), panel, excluded)
+
+
+def _day(value) -> str:
+    return "..." if value is None else f"{value:%Y-%m-%d}"
 
 
 def load_dataset(engine: sa.Engine, version: str) -> Dataset:

@@ -49,8 +49,9 @@ def _dagster_home_ready(home: Path) -> bool:
     return all((home / path).exists() for path in ("dagster.yaml", *SQLITE_STORAGE))
 
 
-# Runs launched from the CLI show their own progress; Dagster's console logger only adds warnings and errors
-# (the full event log is still stored in the instance and shown by `dagster dev`).
+# Runs launched from the CLI show their own progress and print each failure's reason in one line, so
+# Dagster's console logger stays silent (the full event log, stack traces included, is stored in the
+# instance and shown by `dagster dev`).
 CONSOLE_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 

@@ -104,6 +104,18 @@ def materialize_market_data(
             yield key_range, result
 
 
+def failure_reason(data) -> str:
+    """One line for a step failure (StepFailureData): the Failure's description, else the first line of the
+    innermost exception (the user code's, not Dagster's wrapper), with its type."""
+    user = data.user_failure_data
+    if user is not None and user.description:
+        return user.description.strip().splitlines()[0]
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0] if error is not None else "step failed"
+
+
 def partition_reports(
     instance: dg.DagsterInstance, key_range: dg.PartitionKeyRange, result: dg.ExecuteInProcessResult
 ) -> list:
@@ -132,10 +144,7 @@ def partition_reports(
                 }
             )
         else:
-            error = data.error
-            while error is not None and error.cause is not None:
-                error = error.cause
-            run_error = error.message.strip().splitlines()[0] if error else "step failed"
+            run_error = failure_reason(data)
     keys = bar_partitions.get_partition_keys_in_range(key_range, dynamic_partitions_store=instance)
     out = []
     for key in map(str, keys):

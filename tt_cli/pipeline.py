@@ -228,13 +228,7 @@ def _materialized(result, asset: str, name: str) -> str:
 
 def _failure(result) -> str:
     """The first line of the run's first step failure: the user's Failure description, else the error."""
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            return data.user_failure_data.description.strip().splitlines()[0]
-        error = data.error
-        while error is not None and error.cause is not None:  # the user code's exception, not Dagster's
-            error = error.cause
-        if error is not None:
-            return error.message.strip().splitlines()[0]
-    return "see `dagster dev`"
+    from tt_assets.launch import failure_reason
+
+    failures = result.get_step_failure_events()
+    return failure_reason(failures[0].step_failure_data) if failures else "see `dagster dev`"

@@ -100,10 +100,12 @@ def refresh_partitions(
 
     `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` as in
     tt_resources.ingest (naive means UTC). A partition's failure never stops the others."""
+    from tt_resources.db.features import feature_marks
     from tt_resources.db.prices import high_water_marks, read_bars
 
     now = utc(now) or pd.Timestamp.now(tz="UTC")
     marks = high_water_marks(engine, timeframe).set_index("symbol")["last_ts"] if source else None
+    featured = feature_marks(engine, timeframe) if features else {}
     outcomes = []
     for symbol in symbols:
         fetched = None
@@ -116,7 +118,9 @@ def refresh_partitions(
         written = None
         if features and quality.ok:
             revised_from = fetched.first_ts if fetched is not None else None
-            written = update_features(engine, symbol, timeframe, bars, revised_from=revised_from)
+            written = update_features(
+                engine, symbol, timeframe, bars, done=featured.get(symbol), revised_from=revised_from
+            )
         outcome = PartitionOutcome(
             symbol,
             timeframe,
@@ -140,16 +144,16 @@ def update_features(
     timeframe: str,
     bars: pd.DataFrame,
     *,
+    done: pd.Timestamp | None,
     revised_from: pd.Timestamp | None = None,
 ) -> int:
-    """Write the feature rows of one partition's `bars` (all its stored bars, sorted by ts) that are
-    missing, or whose bar was re-fetched (from `revised_from` on); returns the rows written. Each row is
-    computed with LOOKBACK_BARS of history before it, so the tail equals a full recomputation."""
+    """Write the feature rows of one partition's `bars` (all its stored bars, sorted by ts) after `done`
+    (its latest stored feature row, None: none), and those whose bar was re-fetched (from `revised_from`
+    on); returns the rows written. Each row is computed with LOOKBACK_BARS of history before it, so the
+    tail equals a full recomputation."""
     from tt_resources.db.features import upsert_features
-    from tt_resources.db.registry import last_feature_ts
     from tt_rl.features import LOOKBACK_BARS, compute_features
 
-    done = last_feature_ts(engine, symbol, timeframe)
     first_new = 0 if done is None else int(bars["ts"].searchsorted(done, side="right"))
     if revised_from is not None:
         first_new = min(first_new, int(bars["ts"].searchsorted(revised_from, side="left")))

@@ -46,3 +46,14 @@ def read_features(
     return read_frame(
         engine, select_series(features, ("symbol", "ts", *FEATURE_COLUMNS), symbols, timeframe, start, end)
     )
+
+
+def feature_marks(engine: sa.Engine | sa.Connection, timeframe: str) -> dict[str, pd.Timestamp]:
+    """Symbol -> start of its latest stored feature row (UTC) for one timeframe; one query."""
+    stmt = (
+        sa.select(features.c.symbol, sa.func.max(features.c.ts).label("last_ts"))
+        .where(features.c.timeframe == timeframe)
+        .group_by(features.c.symbol)
+    )
+    marks = read_frame(engine, stmt)
+    return dict(zip(marks["symbol"], marks["last_ts"], strict=True))

@@ -1,7 +1,7 @@
 """The dataset and model registry: tt_dataset, tt_model and the stitched rows of tt_eval (SQLAlchemy Core).
 
 Every caller resolves the exact row it uses by its id (dataset_version, model_id); nothing here guesses
-"the latest" of a timeframe except `latest_feature_ts`, a high-water mark.
+"the latest" of a timeframe.
 """
 
 from __future__ import annotations
@@ -11,17 +11,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.db.schema import datasets, evals, features, models
-
-
-def last_feature_ts(engine: sa.Engine, symbol: str, timeframe: str) -> pd.Timestamp | None:
-    """Start of the latest stored feature row of one partition (UTC), or None."""
-    query = sa.select(sa.func.max(features.c.ts)).where(
-        features.c.symbol == symbol, features.c.timeframe == timeframe
-    )
-    with engine.connect() as conn:
-        value = conn.execute(query).scalar()
-    return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+from tt_resources.db.schema import datasets, evals, models
 
 
 def record_dataset(engine: sa.Engine, row: dict[str, Any]) -> bool:

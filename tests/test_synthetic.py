@@ -88,3 +88,34 @@ def test_returns_have_fat_tails_volatility_clustering_and_common_factors():
     assert other_sector > 0.1  # the market factor
     assert same_sector > other_sector  # plus the sector factor
     assert 0.005 < daily["AAA"].std() < 0.05
+
+
+def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
+    """TT_SYNTHETIC_SIGNAL=sign_persistence: each session drifts SIGNAL_STRENGTH (log) in the direction of the
+    previous session's close -> close move; the plain market ("none") has no such edge. Holding yesterday's
+    risers earns about SIGNAL_STRENGTH a day more than holding yesterday's fallers."""
+    from tt_resources.synthetic import SIGNAL_STRENGTH
+
+    start = NOW - pd.Timedelta(days=3 * 365)
+    edges = {}
+    for signal in ("sign_persistence", "none"):
+        market = source(signal=signal)
+        log_returns = np.concatenate(
+            [
+                np.diff(np.log(market.fetch(sym, "1d", start, NOW)["close"].to_numpy()))
+                for sym in ("AAPL", "XOM", "JPM", "KO", "NVDA", "PFE")
+            ]
+        )
+        edges[signal] = float(np.mean(log_returns[1:] * np.sign(log_returns[:-1])))
+    assert edges["sign_persistence"] - edges["none"] == pytest.approx(SIGNAL_STRENGTH, rel=0.25)
+    assert abs(edges["none"]) < 0.5 * SIGNAL_STRENGTH
+    # the planted drift is in the session (open -> close), not the overnight gap
+    plain, planted = (source(signal=s).fetch("KO", "1d", start, NOW) for s in ("none", "sign_persistence"))
+    np.testing.assert_allclose(
+        planted["open"] / planted["close"].shift(), plain["open"] / plain["close"].shift()
+    )
+
+
+def test_unknown_signal_is_refused():
+    with pytest.raises(ValueError, match="unknown synthetic signal 'momentum'"):
+        source(signal="momentum")

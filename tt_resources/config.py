@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
     )
     tt_source: Source = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
+    tt_synthetic_signal: Literal["none", "sign_persistence"] = Field(
+        "sign_persistence",
+        description="signal planted in the synthetic market: `sign_persistence` (a known 1-day edge, so the "
+        "demo can show learning) or `none` (the plain market)",
+    )
     tt_csv_dir: Path | None = Field(
         None, description="directory of `<SYMBOL>_<tf>.csv/.parquet` files; unset: `<data dir>/csv`"
     )

@@ -5,8 +5,14 @@ component has a daily stochastic volatility (AR(1) log-volatility: GARCH-like cl
 volatility profile, Student-t(4) shocks (fat tails) and an overnight gap at the open. 1h and 1d bars are
 aggregates of the 15-minute path, so the three timeframes always agree. Bars exist only in NYSE sessions.
 
-Random draws come from generators seeded by (seed, component, calendar year), and the volatility filter is
-causal, so extending the horizon never changes bars already generated: incremental ingests stay consistent.
+Planted signal (`signal`, setting TT_SYNTHETIC_SIGNAL): "sign_persistence" adds to every session's
+open -> close path a drift of +-SIGNAL_STRENGTH (log return, spread evenly over its bars) with the sign of
+the previous session's close -> close return, so a policy that holds yesterday's risers has a real, known edge
+(tt_rl.planted.sign_persistence_oracle is its oracle); "none" is the plain market, where no policy has one.
+
+Random draws come from generators seeded by (seed, component, calendar year), and the volatility filter and
+the planted drift are causal, so extending the horizon never changes bars already generated: incremental
+ingests stay consistent. A database holds one market: switching the signal needs a fresh database.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ SECTORS = (
     "Real Estate",
     "Materials",
 )
+SIGNALS = ("none", "sign_persistence")
+SIGNAL_STRENGTH = 0.002  # per-session drift of the planted sign-persistence signal (log return)
 T_DF = 4.0  # Student-t degrees of freedom of every shock
 _T_SCALE = np.sqrt((T_DF - 2) / T_DF)  # makes t(4) draws unit-variance
 _HOUR_NS = 3_600 * 10**9
@@ -94,7 +102,8 @@ class _Grid:
 
 
 class SyntheticSource:
-    """Deterministic bars from (seed, symbol). `sectors` maps symbol -> sector (default: hashed)."""
+    """Deterministic bars from (seed, symbol, signal). `sectors` maps symbol -> sector (default: hashed);
+    `signal` is one of SIGNALS (default: the TT_SYNTHETIC_SIGNAL setting)."""
 
     name = "synthetic"
 
@@ -103,7 +112,15 @@ class SyntheticSource:
         seed: int = 7,
         sectors: Mapping[str, str] | None = None,
         clock: Callable[[], pd.Timestamp] | None = None,
+        signal: str | None = None,
     ) -> None:
+        if signal is None:
+            from tt_resources.config import settings
+
+            signal = settings().tt_synthetic_signal
+        if signal not in SIGNALS:
+            raise ValueError(f"unknown synthetic signal {signal!r}; valid: {', '.join(SIGNALS)}")
+        self.signal = signal
         self.seed = int(seed)
         self.sectors = dict(sectors or {})
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
@@ -180,6 +197,8 @@ class SyntheticSource:
         gap = np.zeros_like(ret)
         gap[grid.first] = 0.35 * (0.009 + idio_vol) * draws["gap"]
         gap[0] = 0.0
+        if self.signal == "sign_persistence":
+            ret = ret + self._planted_drift(gap + ret)
         log_close = np.log(price0) + np.cumsum(gap + ret)
         close = np.exp(log_close)
         open_ = np.exp(log_close - ret)
@@ -201,6 +220,20 @@ class SyntheticSource:
             "wap": (high + low + close) / 3.0,
             "bar_count": np.maximum(1.0, np.round(volume / trade_size)),
         }
+
+    def _planted_drift(self, log_returns: np.ndarray) -> np.ndarray:
+        """Per-bar drift (like `log_returns`, 15-minute log returns incl. gaps) of the sign-persistence signal:
+        each session's bars share +-SIGNAL_STRENGTH with the sign of the previous session's realised return."""
+        grid = self._grid
+        starts = np.flatnonzero(grid.first)
+        base = np.add.reduceat(
+            log_returns, starts
+        )  # each session's close -> close log return before the drift
+        drift = np.zeros(len(starts))
+        for s in range(1, len(starts)):
+            drift[s] = SIGNAL_STRENGTH * np.sign(base[s - 1] + drift[s - 1])
+        bars = np.diff(np.r_[starts, len(log_returns)])
+        return (drift / bars)[grid.session_idx]
 
     def _aggregate(self, path: dict[str, np.ndarray], timeframe: str) -> dict[str, np.ndarray]:
         """1h / 1d bars from 15m bars: first open, max high, min low, last close, summed volume."""

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tt_resources.terms import AGENT, CASH
+from tt_resources.terms import AGENT
+from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
@@ -119,62 +120,64 @@ def run_case(
     scored = evaluation_config(config)
     policy_env = build_env(panel, scored)
     weights_env = build_env(panel, scored, weights_action=True)
-    periods = 252
+    periods = get_timeframe(panel.timeframe).bars_per_year
 
-    def test_sharpe(act) -> tuple[float, np.ndarray, np.ndarray]:
-        returns, turnover = episode_returns(policy_env, act, split)
-        return performance(returns, periods, turnover=turnover)["sharpe"], returns, turnover
+    def test_sharpe(act) -> float:
+        return float(performance(episode_returns(policy_env, act, split)[0], periods)["sharpe"])
 
     curve: list[tuple[int, float]] = []
 
     class LearningCurve(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every == 0:
-                curve.append((self.num_timesteps, test_sharpe(_greedy(self.model))[0]))
+                curve.append((self.num_timesteps, test_sharpe(_greedy(self.model))))
             return True
 
     with tempfile.TemporaryDirectory() as scratch:
         trained = train(
             panel.slice(0, split), config, model_dir=model_dir or Path(scratch), callbacks=[LearningCurve()]
         )
-        from stable_baselines3 import PPO
-        from stable_baselines3.common.vec_env import VecNormalize
-
-        model = PPO.load(trained.path / "model.zip", device="cpu")
-        stats = trained.path / "vecnormalize.pkl"
-        if stats.exists():
-            from stable_baselines3.common.vec_env import DummyVecEnv
-
-            norm = VecNormalize.load(
-                str(stats), DummyVecEnv([lambda: build_env(panel.slice(0, split), config)])
-            )
-            norm.training = False
-            model.set_env(norm)
-    sharpe, ppo_returns, _ = test_sharpe(_greedy(model, norm if stats.exists() else None))
-    results = {AGENT: (sharpe, ppo_returns)}
-    policies = {ORACLE: ORACLES[kind], **BASELINES}
+        act = _saved_policy(trained.path, panel.slice(0, split), config)
+    ppo_returns = episode_returns(policy_env, act, split)[0]
+    runs = {AGENT: ppo_returns}
     state = weights_env.unwrapped.state
-    for name, policy in policies.items():
-        returns, turnover = episode_returns(weights_env, lambda obs, policy=policy: policy(state), split)
-        results[name] = (performance(returns, periods, turnover=turnover)["sharpe"], returns)
-    oracle = results[ORACLE][0]
-    half = next((steps for steps, s in curve if oracle > 0 and s >= 0.5 * oracle), None)
+    for name, policy in {ORACLE: ORACLES[kind], **BASELINES}.items():
+        runs[name] = episode_returns(weights_env, lambda obs, policy=policy: policy(state), split)[0]
+    # cash's Sharpe is undefined (no volatility); it is 0 for ranking
+    sharpes = {name: float(np.nan_to_num(performance(r, periods)["sharpe"])) for name, r in runs.items()}
+    oracle = sharpes[ORACLE]
     return CaseResult(
         kind=kind,
         n_symbols=n_symbols,
         n_bars=len(panel),
         timesteps=timesteps,
         seed=seed,
-        test_bars=len(panel) - 1 - split,
-        sharpe={
-            k: float(v[0]) if v[0] == v[0] else 0.0 if k == CASH else float("nan") for k, v in results.items()
-        },
-        total_return={k: float(np.prod(1 + v[1]) - 1) for k, v in results.items()},
+        test_bars=len(ppo_returns),
+        sharpe=sharpes,
+        total_return={name: float(np.prod(1.0 + r) - 1.0) for name, r in runs.items()},
         ppo_returns=ppo_returns,
         curve=curve,
-        steps_to_half=half,
+        steps_to_half=next((steps for steps, s in curve if oracle > 0 and s >= 0.5 * oracle), None),
         seconds=round(time.perf_counter() - started, 1),
     )
+
+
+def _saved_policy(run: Path, train_panel: Panel, config: RLConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The deterministic policy saved in a train() run directory, with its frozen observation statistics."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from tt_rl.env import build_env
+    from tt_rl.train import MODEL_FILE, NORMALIZE_FILE
+
+    model = PPO.load(run / MODEL_FILE, device="cpu")
+    normalizer = None
+    if (run / NORMALIZE_FILE).exists():
+        normalizer = VecNormalize.load(
+            str(run / NORMALIZE_FILE), DummyVecEnv([lambda: build_env(train_panel, config)])
+        )
+        normalizer.training = False
+    return _greedy(model, normalizer)
 
 
 def _greedy(model, normalizer=None) -> Callable[[np.ndarray], np.ndarray]:
@@ -185,8 +188,3 @@ def _greedy(model, normalizer=None) -> Callable[[np.ndarray], np.ndarray]:
         return model.predict(norm.normalize_obs(obs) if norm is not None else obs, deterministic=True)[0]
 
     return act
-
-
-def panel_of(kind: str, **kwargs: Any) -> Panel:
-    """The planted panel a case of `kind` trains and tests on (for inspection)."""
-    return planted_panel(kind, **kwargs)

@@ -7,7 +7,8 @@ decision filled at the next open trades at the price it observed (the signal is 
 - sign_persistence: r[t+1] = strength * sign(r[t]) + noise, per asset (time-series momentum of one bar).
   Oracle: hold the assets whose last return was positive.
 - reversal: r_i[t+1] = -strength * (r_i[t] - mean_j r_j[t]) + noise (cross-sectional short-term
-  reversal). Oracle: hold the assets whose last return was below the cross-sectional mean.
+  reversal). Oracle: hold the assets whose last return was below the cross-sectional mean, each in proportion
+  to its expected rebound.
 - drift: asset 0 drifts by `strength` per bar, the others not at all. Oracle: hold asset 0 only.
 - vol_regime: a hidden two-state Markov regime (mean stay `regime_bars` bars): calm (sigma, drift
   +strength) and stormy (3 sigma, drift -2 strength); the 20-bar realised volatility feature reveals it.
@@ -148,8 +149,10 @@ def sign_persistence_oracle(state) -> np.ndarray:
 
 
 def reversal_oracle(state) -> np.ndarray:
-    last = _feature(state, "ret_1")
-    return _sized(state, (last < last.mean()).astype(float))
+    """Scores proportional to the expected next return, strength * (mean - r_i), where it is positive."""
+    last = _feature(state, "ret_1").astype(np.float64)
+    edge = np.maximum(last.mean() - last, 0.0)
+    return _sized(state, edge / edge.max() if edge.max() > 0 else edge)
 
 
 def drift_oracle(state) -> np.ndarray:

@@ -38,17 +38,9 @@ def test_optional_columns_in_any_order(tmp_path):
 
 
 def test_primary_exchange_names_a_trading_calendar(tmp_path):
-    path = write(tmp_path, "symbol,primary_exchange
-AAPL,nasdaq
-SPY,ARCA
-VOD,LSE
-KO,
-")
+    path = write(tmp_path, "symbol,primary_exchange\nAAPL,nasdaq\nSPY,ARCA\nVOD,LSE\nKO,\n")
     assert load_watchlist(path).frame["primary_exchange"].tolist() == ["NASDAQ", "ARCA", "LSE", ""]
-    path = write(tmp_path, "symbol,primary_exchange
-AAPL,NASDAQ
-XYZ,MOON
-")
+    path = write(tmp_path, "symbol,primary_exchange\nAAPL,NASDAQ\nXYZ,MOON\n")
     with pytest.raises(WatchlistError, match=r"watchlist\.csv:3: XYZ: no trading calendar for exchange 'MOON'"):
         load_watchlist(path)
 

@@ -131,9 +131,9 @@ def _why_off_grid(stamp: pd.Timestamp, timeframe: str, exchange: str) -> str:
         return _no_session(day, exchange)
     session_open, session_close = cal.schedule.loc[day, ["open", "close"]]
     if stamp < session_open:
-        return f"before the {session_open.tz_convert(cal.tz):%H:%M} open (pre-market); regular hours only"
+        return f"before the {session_open.tz_convert(cal.tz):%H:%M} open (pre-market; regular hours only)"
     if stamp >= session_close:
-        return f"at or after the {session_close.tz_convert(cal.tz):%H:%M} close (after hours); regular hours only"
+        return f"at or after the {session_close.tz_convert(cal.tz):%H:%M} close (after hours; regular hours only)"
     rule = "every 15 minutes from the open" if timeframe == "15m" else "at the open, then every full hour"
     return f"not a {timeframe} bar start ({timeframe} bars start {rule})"
 

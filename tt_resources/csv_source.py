@@ -217,6 +217,9 @@ def _timestamps(
 ) -> np.ndarray:
     """Bar starts as UTC datetime64[ns]; 1d dates (and midnights in the row's zone) as 00:00 UTC of that date,
     which bar_grid.conform reads as the session date."""
+    missing = values.isna().to_numpy()
+    if missing.any():
+        rows.fail(int(np.argmax(missing)), "timestamp missing")
     if isinstance(values.dtype, pd.DatetimeTZDtype):  # Parquet, zone-aware
         wall = values.dt.tz_localize(None)
         offset = (wall - values.dt.tz_convert(None)).to_numpy()
@@ -224,13 +227,10 @@ def _timestamps(
         wall, offset = values, np.full(len(values), np.timedelta64("NaT"), "m8[ns]")
     else:
         wall, offset = _parse_text(values.astype("string"), date_format, rows)
-    missing = wall.isna().to_numpy()
-    if missing.any():
-        rows.fail(int(np.argmax(missing)), "timestamp missing")
     aware = ~np.isnat(offset)
     if aware.any() and not aware.all():
         row = int(np.argmax(aware != aware[0]))
-        has = "has" if aware[row] else "has no"
+        has = "has a" if aware[row] else "has no"
         rows.fail(row, f"{values.iloc[row]!r} {has} UTC offset, unlike {rows(0)}: all rows or none need one")
     wall = pd.DatetimeIndex(wall).as_unit("ns")
     if timeframe == "1d":

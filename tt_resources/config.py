@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     @field_validator("tt_csv_tz")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        check_zone(value)
+        try:
+            check_zone(value)
+        except ValueError:
+            raise ValueError("not an IANA time zone name (e.g. America/New_York)") from None
         return value
 
     @classmethod

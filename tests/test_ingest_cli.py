@@ -267,6 +267,19 @@ def test_naive_intraday_times_take_the_zone_from_tz_or_the_setting(sqlite_url, t
     assert again.exit_code == 0, again.output
 
 
+def test_tz_reaches_the_dagster_runs(sqlite_url, tmp_path):
+    grid = calendar.expected_bar_starts("1h", utc("2024-06-03"), utc("2024-06-04"))
+    csv_file(
+        tmp_path / "csv", "AAPL_1h.csv", (f"{t:%Y-%m-%d %H:%M}" for t in grid.tz_convert("America/New_York"))
+    )
+    args = ("--start", "2024-06-03", "--end", "2024-06-04", "--tz", "America/New_York", "--via-dagster")
+    result = ingest_csv(
+        sqlite_url, tmp_path / "csv", "AAPL", "1h", *args, DAGSTER_HOME=str(tmp_path / "home")
+    )
+    assert result.exit_code == 0, result.output
+    assert list(stored(sqlite_url, "AAPL", "1h")["ts"]) == list(grid)
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [

@@ -41,7 +41,9 @@ def test_primary_exchange_names_a_trading_calendar(tmp_path):
     path = write(tmp_path, "symbol,primary_exchange\nAAPL,nasdaq\nSPY,ARCA\nVOD,LSE\nKO,\n")
     assert load_watchlist(path).frame["primary_exchange"].tolist() == ["NASDAQ", "ARCA", "LSE", ""]
     path = write(tmp_path, "symbol,primary_exchange\nAAPL,NASDAQ\nXYZ,MOON\n")
-    with pytest.raises(WatchlistError, match=r"watchlist\.csv:3: XYZ: no trading calendar for exchange 'MOON'"):
+    with pytest.raises(
+        WatchlistError, match=r"watchlist\.csv:3: XYZ: no trading calendar for exchange 'MOON'"
+    ):
         load_watchlist(path)
 
 

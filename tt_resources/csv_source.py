@@ -265,7 +265,7 @@ def _parse_text(text: pd.Series, date_format: str | None, rows: Rows) -> tuple[p
         )
 
     def number(column: str) -> pd.Series:
-        return pd.to_numeric(parts[column])
+        return parts[column].astype("float64")
 
     year = number("y").fillna(number("y8")).fillna(number("yn")).fillna(number("yn2"))
     month = number("m").fillna(number("m8")).fillna(_month_numbers(parts, rows))
@@ -287,7 +287,7 @@ def _parse_text(text: pd.Series, date_format: str | None, rows: Rows) -> tuple[p
             }
         ),
         errors="coerce",
-    ) + pd.to_timedelta(pd.to_numeric(parts["frac"]).fillna(0), unit="s")
+    ) + pd.to_timedelta(parts["frac"].astype("float64").fillna(0), unit="s")
     invalid = (wall.isna() & text.notna()).to_numpy()
     if invalid.any():
         row = int(np.argmax(invalid))
@@ -310,7 +310,7 @@ def _date_order(parts: pd.DataFrame, text: pd.Series, date_format: str | None, r
     """`day-first` or `month-first` for dates like 03/06/2024: `date_format`, else what the file shows.
 
     CsvFormatError when the file shows both orders, or neither and no format is given."""
-    first, second = pd.to_numeric(parts["a"]).to_numpy(), pd.to_numeric(parts["b"]).to_numpy()
+    first, second = parts["a"].astype("float64").to_numpy(), parts["b"].astype("float64").to_numpy()
     slashed = ~np.isnan(first)
     if date_format or not slashed.any():
         return date_format
@@ -338,7 +338,7 @@ def _offsets(zone: pd.Series) -> np.ndarray:
     """UTC offsets of `Z`/`UTC`/`GMT`/`+HH[:MM]` strings as timedelta64[ns]; NaT where none is written."""
     text = zone.str.upper().replace({"Z": "+00:00", "UTC": "+00:00", "GMT": "+00:00"})
     fields = text.str.extract(r"(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})?")
-    minutes = pd.to_numeric(fields["h"]) * 60 + pd.to_numeric(fields["m"]).fillna(0)
+    minutes = fields["h"].astype("float64") * 60 + fields["m"].astype("float64").fillna(0)
     signed = minutes.where(fields["sign"] == "+", -minutes)
     return pd.to_timedelta(signed, unit="min").to_numpy("m8[ns]")
 

@@ -61,6 +61,21 @@ def test_offsets_that_cross_a_clock_change_are_read_per_row(tmp_path):
     assert bars["ts"].iloc[0] == utc("2024-03-08 14:30") and bars["ts"].iloc[26] == utc("2024-03-11 13:30")
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2024-06-03T13:30:00Z",
+        "2024-06-03 13:30:00 UTC",
+        "2024-06-03T09:30:00-0400",
+        "2024-06-03T09:30-04",
+        "2024-06-03T19:00:00.000+05:30",
+    ],
+)
+def test_offset_spellings(tmp_path, stamp):
+    write(tmp_path, "AAPL_15m.csv", rows(stamp, "2024-06-13T13:45:00Z"))
+    assert CsvSource(tmp_path).fetch("AAPL", "15m", START, END)["ts"].iloc[0] == utc("2024-06-03 13:30")
+
+
 def test_parquet_with_naive_times_and_a_configured_zone(tmp_path, monkeypatch):
     frame = pd.DataFrame(
         {

@@ -54,7 +54,7 @@ _TIMESTAMP = re.compile(
       | (?P<mon2>[a-z]{3,9})\.?\s(?P<dn2>\d{1,2}),?\s(?P<yn2>\d{4})         # Jun 3, 2024
     )
     (?:(?:T|\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<frac>\.\d{1,9})?)?)?
-    \s*(?P<tz>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?\s*$""",
+    \s*(?P<tz>Z|UTC|GMT|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2}))?)?\s*$""",
     re.VERBOSE | re.IGNORECASE,
 )
 _MONTHS = {f"{pd.Timestamp(2000, month, 1):%b}".lower(): month for month in range(1, 13)}  # jan: 1
@@ -214,9 +214,9 @@ def _map_columns(path: Path, raw: pd.DataFrame) -> dict[str, str]:
 
 def _timestamps(
     values: pd.Series, timeframe: str, tz: str | None, date_format: str | None, rows: Rows
-) -> np.ndarray:
-    """Bar starts as UTC datetime64[ns]; 1d dates (and midnights in the row's zone) as 00:00 UTC of that date,
-    which bar_grid.conform reads as the session date."""
+) -> pd.DatetimeIndex:
+    """Bar starts in UTC; in 1d files a date, or midnight where the row was written, as 00:00 UTC of that
+    date, which bar_grid.conform reads as the session date."""
     missing = values.isna().to_numpy()
     if missing.any():
         rows.fail(int(np.argmax(missing)), "timestamp missing")
@@ -233,23 +233,24 @@ def _timestamps(
         has = "has a" if aware[row] else "has no"
         rows.fail(row, f"{values.iloc[row]!r} {has} UTC offset, unlike {rows(0)}: all rows or none need one")
     wall = pd.DatetimeIndex(wall).as_unit("ns")
-    if timeframe == "1d":
-        dated = wall == wall.normalize()  # a date, or midnight where the row was written: that date
-        if dated.all():
-            return wall.tz_localize("UTC").to_numpy()
+    dated = (wall == wall.normalize()) if timeframe == "1d" else np.zeros(len(wall), dtype=bool)
+    instants = wall.to_numpy().copy()  # dated rows stay at 00:00 of their date, read as UTC
+    timed = np.flatnonzero(~dated)
     if aware.all():
-        return (wall - offset).tz_localize("UTC").to_numpy()
-    if tz is None:
-        rows.fail(
-            0,
-            f"naive timestamp {values.iloc[0]!r} and no time zone: give UTC offsets in the file or name the "
-            "file's zone with --tz / TT_CSV_TZ (e.g. America/New_York)",
-        )
-    local = wall.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    if local.isna().any():
-        row = int(np.argmax(local.isna()))
-        rows.fail(row, f"{values.iloc[row]!r} does not exist or is ambiguous in {tz} (a clock change)")
-    return local.tz_convert("UTC").to_numpy()
+        instants[timed] = wall[timed] - offset[timed]
+    elif len(timed):
+        if tz is None:
+            rows.fail(
+                int(timed[0]),
+                f"naive timestamp {values.iloc[timed[0]]!r} and no time zone: give UTC offsets in the file or "
+                "name the file's zone with --tz / TT_CSV_TZ (e.g. America/New_York)",
+            )
+        local = wall[timed].tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        if local.isna().any():
+            row = int(timed[np.argmax(local.isna())])
+            rows.fail(row, f"{values.iloc[row]!r} does not exist or is ambiguous in {tz} (a clock change)")
+        instants[timed] = local.tz_convert(None)
+    return pd.DatetimeIndex(instants).tz_localize("UTC")
 
 
 def _parse_text(text: pd.Series, date_format: str | None, rows: Rows) -> tuple[pd.Series, np.ndarray]:
@@ -293,7 +294,7 @@ def _parse_text(text: pd.Series, date_format: str | None, rows: Rows) -> tuple[p
         row = int(np.argmax(invalid))
         rule = f" ({order})" if pd.notna(parts["a"].iloc[row]) else ""
         rows.fail(row, f"{text.iloc[row]!r} is not a valid date and time{rule}")
-    return wall, _offsets(parts["tz"])
+    return wall, _offsets(parts)
 
 
 def _month_numbers(parts: pd.DataFrame, rows: Rows) -> pd.Series:
@@ -334,12 +335,11 @@ def _date_order(parts: pd.DataFrame, text: pd.Series, date_format: str | None, r
     )
 
 
-def _offsets(zone: pd.Series) -> np.ndarray:
-    """UTC offsets of `Z`/`UTC`/`GMT`/`+HH[:MM]` strings as timedelta64[ns]; NaT where none is written."""
-    text = zone.str.upper().replace({"Z": "+00:00", "UTC": "+00:00", "GMT": "+00:00"})
-    fields = text.str.extract(r"(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})?")
-    minutes = fields["h"].astype("float64") * 60 + fields["m"].astype("float64").fillna(0)
-    signed = minutes.where(fields["sign"] == "+", -minutes)
+def _offsets(parts: pd.DataFrame) -> np.ndarray:
+    """UTC offsets (`Z`, `UTC`, `GMT`, `+HH[:MM]`) of the extracted timestamp parts as timedelta64[ns]; NaT
+    where none is written."""
+    minutes = parts["oh"].astype("float64") * 60 + parts["om"].astype("float64").fillna(0)
+    signed = minutes.where(parts["sign"] == "+", -minutes).mask(parts["tz"].notna() & parts["sign"].isna(), 0)
     return pd.to_timedelta(signed, unit="min").to_numpy("m8[ns]")
 
 

@@ -69,3 +69,27 @@ def test_session_open():
     assert calendar.session_open("2024-11-29") == utc("2024-11-29 14:30")
     with pytest.raises(ValueError, match="not an NYSE session"):
         calendar.session_open("2024-11-28")
+
+
+def test_the_calendar_covers_1970_on():
+    assert calendar.session_open("1999-01-04") == utc("1999-01-04 14:30")
+    assert calendar.nyse().first_session == pd.Timestamp("1970-01-02")  # 1 January 1970 was a holiday
+    assert len(calendar.expected_bar_starts("1d", utc("1999-01-01"), utc("2000-01-01"))) == 252
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("", "XNYS"), ("NYSE", "XNYS"), ("nasdaq", "XNYS"), ("ARCA", "XNYS"), ("AMEX", "XNYS"), ("LSE", "XLON")],
+)
+def test_exchange_names_map_to_calendars(name, code):
+    assert calendar.exchange_code(name) == code
+
+
+def test_an_exchange_without_a_calendar_is_named():
+    with pytest.raises(calendar.CalendarError, match="no trading calendar for exchange 'MOON'"):
+        calendar.exchange_code("moon")
+
+
+def test_other_exchanges_have_their_own_sessions():
+    london = calendar.expected_bar_starts("1h", utc("2024-06-03"), utc("2024-06-04"), exchange="XLON")
+    assert list(london.tz_convert("Europe/London").strftime("%H:%M"))[:2] == ["08:00", "09:00"]

@@ -89,10 +89,13 @@ def test_option_values_out_of_range_are_rejected_by_click(tmp_path, args, messag
             "--start 2030-01-01 is in the future: no bar has closed since then",
         ),
         (
-            ["ingest", "--start", "1990-01-01"],
-            "--start 1990-01-01 is before 2000-01-01, where the platform's NYSE calendar starts",
+            ["ingest", "--start", "1960-01-01"],
+            "--start 1960-01-01 is before 1970-01-01, where the platform's calendars start",
         ),
-        (["train", "--months", "600"], "--months 600 (from "),
+        (
+            ["train", "--months", "600", "--end", "1980-01-01"],
+            "--months 600 (from 1930-01-01) is before 1970-01-01",
+        ),
         (
             ["ingest", "--start", "2025-02-01", "--end", "2025-01-01"],
             "--start 2025-02-01 is not before --end 2025-01-01",

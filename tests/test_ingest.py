@@ -107,6 +107,6 @@ def test_bad_csv_file_fails_its_partition_only_and_writes_nothing(engine, tmp_pa
     by_symbol = {r.symbol: r for r in results}
     assert by_symbol["GOOD"].status == "updated" and by_symbol["GOOD"].bars_written == len(good)
     assert by_symbol["BAD"].status == "failed"
-    assert "BAD_1d.csv: row 6: high < low" in by_symbol["BAD"].error
+    assert "BAD_1d.csv: line 7: high < low" in by_symbol["BAD"].error
     assert by_symbol["MISSING"].status == "failed" and "MISSING_1d" in by_symbol["MISSING"].error
     assert stored(engine, "BAD", "1d").empty

@@ -34,7 +34,17 @@ def test_symbols_are_stripped_and_upper_cased_and_optional_columns_default(tmp_p
 
 def test_optional_columns_in_any_order(tmp_path):
     path = write(tmp_path, "sector,symbol,currency\nEnergy,xom,usd\n")
-    assert load_watchlist(path).frame.iloc[0].tolist() == ["XOM", "SMART", "USD", "Energy"]
+    assert load_watchlist(path).frame.iloc[0].tolist() == ["XOM", "SMART", "USD", "Energy", ""]
+
+
+def test_primary_exchange_names_a_trading_calendar(tmp_path):
+    path = write(tmp_path, "symbol,primary_exchange\nAAPL,nasdaq\nSPY,ARCA\nVOD,LSE\nKO,\n")
+    assert load_watchlist(path).frame["primary_exchange"].tolist() == ["NASDAQ", "ARCA", "LSE", ""]
+    path = write(tmp_path, "symbol,primary_exchange\nAAPL,NASDAQ\nXYZ,MOON\n")
+    with pytest.raises(
+        WatchlistError, match=r"watchlist\.csv:3: XYZ: no trading calendar for exchange 'MOON'"
+    ):
+        load_watchlist(path)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import click
 import pandas as pd
 import sqlalchemy as sa
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,7 +34,7 @@ def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp 
     """--start/--end as UTC Timestamps; with `months` (instead of --start), start is that many months
     before --end (default today).
 
-    BadInput naming the flag when the window leaves the NYSE calendar (2000 .. now): a start before the
+    BadInput naming the flag when the window leaves the calendars (1970 .. now): a start before the
     calendar or not before now, an end before the calendar or in the future, or a start not before the end.
     """
     from tt_resources.calendar import CALENDAR_START
@@ -50,7 +51,7 @@ def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp 
     first = utc(CALENDAR_START)
     for flag, value in ((start_flag, start), (end_flag, end)):
         if value is not None and value < first:
-            raise BadInput(f"{flag} is before {stamp(first)}, where the platform's NYSE calendar starts")
+            raise BadInput(f"{flag} is before {stamp(first)}, where the platform's calendars start")
     if start is not None and start >= now:
         raise BadInput(f"{start_flag} is in the future: no bar has closed since then")
     if end is not None and end > now:
@@ -97,12 +98,12 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
 
         def advance(report) -> None:
             note = f"{report.symbol}: {report.status}" + (f" ({report.reason})" if report.reason else "")
-            progress.update(tasks[report.timeframe], advance=1, note=note[:60])
+            progress.update(tasks[report.timeframe], advance=1, note=escape(note[:60]))
 
         reports = pipeline.refresh(symbols, timeframes, start=start, end=end, progress=advance)
     if start is not None or end is not None:
         for line in empty_windows(pipeline.engine, symbols, timeframes, start, end):
-            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+            console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False, soft_wrap=True)
     return reports
 
 
@@ -136,12 +137,13 @@ def empty_windows(
 
 
 def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
-    """Print the summary table and one line per failed partition with its reason; exit 1 when a partition
-    failed and `fail`. Returns the failed reports."""
+    """Print the summary table and one line per failed partition with its reason (the source's text, never
+    read as console markup); exit 1 when a partition failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
     failed = [r for r in reports if r.status == "failed"]
     for r in failed:
-        console.print(f"[red]failed[/red] {r.symbol} {r.timeframe}: {r.reason}", highlight=False)
+        line = f"[red]failed[/red] {r.symbol} {r.timeframe}: {escape(str(r.reason))}"
+        console.print(line, highlight=False, soft_wrap=True)  # one line, however long: grep finds it whole
     if failed and fail:
         raise SystemExit(1)
     return failed

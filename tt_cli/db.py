@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tt_cli.common import BadInput, open_database
@@ -114,7 +115,7 @@ def _print_rows(engine: sa.Engine, name: str, stmt: sa.Select, *, capped: bool) 
             numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
             view.add_column(name, justify="right" if numeric else "left")
     for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
-        view.add_row(*(_cell(value) for value in row))
+        view.add_row(*(escape(_cell(value)) for value in row))  # stored text is not console markup
     console.print(view)
     if capped and len(frame) == SHOW_MAX_ROWS:
         console.print(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 from rich.console import Console
 
-from tt_cli.common import DATE, open_pipeline, refresh, report_partitions, time_window, universe
+from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
+from tt_resources.config import DateFormat
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 
@@ -21,15 +27,54 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
     "--source", type=click.Choice(["synthetic", "csv", "ibkr"]), help="Default: TT_SOURCE, else synthetic."
 )
 @click.option(
+    "--tz",
+    metavar="ZONE",
+    help="CSV source: IANA time zone of naive timestamps in the files, e.g. America/New_York (TT_CSV_TZ).",
+)
+@click.option(
+    "--date-format",
+    type=click.Choice(typing.get_args(DateFormat)),
+    help="CSV source: field order of dates like 03/06/2024 when a file does not show it (TT_CSV_DATE_FORMAT).",
+)
+@click.option(
     "--via-dagster",
     is_flag=True,
     help="Run the same steps as Dagster runs (runs, lineage and check results in `dagster dev`).",
 )
-def ingest(start, end, interval, limit, symbols, source, via_dagster) -> None:
+def ingest(start, end, interval, limit, symbols, source, tz, date_format, via_dagster) -> None:
     """Fetch the missing tail of every symbol x timeframe partition and store it (fresh ones make no request)."""
     start, end = time_window(start, end)
     timeframes = list(TIMEFRAME_NAMES) if interval == "all" else [interval]
     names = universe(symbols, limit)
     console = Console()
-    pipeline = open_pipeline(via_dagster, source, console)
-    report_partitions(console, refresh(pipeline, console, names, timeframes, start=start, end=end))
+    with csv_settings(source, tz=tz, date_format=date_format):
+        pipeline = open_pipeline(via_dagster, source, console)
+        reports = refresh(pipeline, console, names, timeframes, start=start, end=end)
+    report_partitions(console, reports)
+
+
+@contextmanager
+def csv_settings(source: str | None, **options: str | None) -> Iterator[None]:
+    """The CSV source's settings (TT_CSV_TZ, TT_CSV_DATE_FORMAT) set from the options that are given while
+    the command runs (Dagster runs read them too), restored afterwards; BadInput for an unknown zone or a
+    run whose source is not csv."""
+    from tt_resources import config
+
+    given = {config.Settings.variable(f"tt_csv_{name}"): value for name, value in options.items() if value}
+    if given and (source or config.settings().tt_source) != "csv":
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name, value in options.items() if value)
+        raise BadInput(f"{flags}: only for the csv source (--source csv)")
+    try:
+        config.check_zone(options.get("tz"))
+    except ValueError as exc:
+        raise BadInput(f"--tz: {exc}") from None
+    before = {name: os.environ.get(name) for name in given}
+    os.environ.update(given)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

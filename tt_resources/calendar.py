@@ -1,10 +1,15 @@
-"""NYSE session calendar (exchange_calendars XNYS) and the bar grid each timeframe follows.
+"""Exchange session calendars (exchange_calendars) and the bar grid each timeframe follows.
+
+Every calendar covers CALENDAR_START (1970-01-01) to one year ahead, built once per process and exchange
+(about 0.5 s). The default exchange is NYSE (`XNYS`), which also covers NASDAQ, ARCA, AMEX, BATS and IEX
+listings (the same sessions); `exchange_code` maps an exchange name to its calendar.
 
 Bars are identified by their start instant (UTC); instants passed in must be tz-aware (`terms.aware_utc`).
-Regular trading hours only, early closes included:
-- 15m: 09:30, 09:45, ... 15:45 America/New_York (26 bars; 14 on a 13:00 early close);
-- 1h: 09:30 (a half-hour bar, as IBKR builds them), then 10:00, 11:00, ... 15:00 (7 bars; 4 on an early close);
-- 1d: one bar per session, starting at the session open.
+Regular trading hours only, early closes included (New York times for XNYS):
+- 15m: 09:30, 09:45, ... 15:45 (26 bars; 14 on a 13:00 early close): every 15 minutes from the open;
+- 1h: 09:30 (a half-hour bar, as IBKR builds them), then 10:00, 11:00, ... 15:00 (7 bars; 4 on an early
+  close): the open, then every full hour;
+- 1d: one bar per session, starting at the session open (the one stored timestamp of a session's daily bar).
 A bar ends at the next grid boundary or at the session close, whichever comes first.
 """
 
@@ -19,29 +24,56 @@ import pandas as pd
 from tt_resources.terms import aware_utc
 from tt_resources.timeframes import get_timeframe
 
-CALENDAR_START = "2000-01-01"
+CALENDAR_START = "1970-01-01"  # exchange_calendars' XNYS holidays are complete from 1970 on
+DEFAULT_EXCHANGE = "XNYS"
+# IBKR's names of US listing exchanges that exchange_calendars does not know as aliases (all on XNYS hours)
+EXCHANGE_ALIASES = {"ARCA": "XNYS", "AMEX": "XNYS", "IEX": "XNYS", "ISLAND": "XNYS", "PINK": "XNYS"}
 _HOUR = np.int64(3_600 * 10**9)
 
 
+class CalendarError(ValueError):
+    """No trading calendar for an exchange name, or an instant outside the calendar's span."""
+
+
+def exchange_code(name: str | None) -> str:
+    """The exchange_calendars code for an exchange name or code (NYSE, NASDAQ, ARCA -> XNYS; LSE -> XLON;
+    empty -> XNYS); CalendarError naming it when there is none."""
+    name = (name or "").strip().upper()
+    if not name:
+        return DEFAULT_EXCHANGE
+    try:
+        return EXCHANGE_ALIASES.get(name) or xcals.resolve_alias(name)
+    except xcals.errors.InvalidCalendarName:
+        raise CalendarError(
+            f"no trading calendar for exchange {name!r} (give an exchange such as NYSE, NASDAQ, ARCA, AMEX "
+            "or an exchange_calendars code such as XNYS, XLON)"
+        ) from None
+
+
 @cache
+def exchange_calendar(code: str = DEFAULT_EXCHANGE) -> xcals.ExchangeCalendar:
+    """The calendar of exchange `code` (exchange_code's result) from CALENDAR_START to one year ahead."""
+    return xcals.get_calendar(code, start=CALENDAR_START)
+
+
 def nyse() -> xcals.ExchangeCalendar:
-    """The XNYS calendar from 2000 to one year ahead (built once per process)."""
-    return xcals.get_calendar("XNYS", start=CALENDAR_START)
+    """The XNYS calendar (see exchange_calendar)."""
+    return exchange_calendar(DEFAULT_EXCHANGE)
 
 
-def sessions(start, end) -> pd.DataFrame:
+def sessions(start, end, exchange: str = DEFAULT_EXCHANGE) -> pd.DataFrame:
     """Sessions whose date lies in [date(start) - 1 day, date(end) + 1 day]: columns open, close (UTC)."""
     start, end = aware_utc(start, "start"), aware_utc(end, "end")
     first = (start - pd.Timedelta(days=1)).tz_localize(None).normalize()
     last = (end + pd.Timedelta(days=1)).tz_localize(None).normalize()
-    return nyse().schedule.loc[first:last, ["open", "close"]]
+    return exchange_calendar(exchange).schedule.loc[first:last, ["open", "close"]]
 
 
-def bar_table(timeframe: str, start, end) -> pd.DataFrame:
+def bar_table(timeframe: str, start, end, exchange: str = DEFAULT_EXCHANGE) -> pd.DataFrame:
     """Every bar of `timeframe` starting in [start, end): columns ts (start), end, session (date), UTC."""
     tf = get_timeframe(timeframe)
     start, end = aware_utc(start, "start"), aware_utc(end, "end")
-    sched = sessions(start, end)
+    sched = sessions(start, end, exchange)
     opens = sched["open"].to_numpy("datetime64[ns]").view("i8")
     closes = sched["close"].to_numpy("datetime64[ns]").view("i8")
     if tf.name == "1d":
@@ -67,24 +99,29 @@ def bar_table(timeframe: str, start, end) -> pd.DataFrame:
     return frame.loc[mask].reset_index(drop=True)
 
 
-def expected_bar_starts(timeframe: str, start, end) -> pd.DatetimeIndex:
-    """UTC start instants of the `timeframe` bars that start in [start, end) in NYSE regular sessions."""
-    return pd.DatetimeIndex(bar_table(timeframe, start, end)["ts"], name="ts")
+def expected_bar_starts(timeframe: str, start, end, exchange: str = DEFAULT_EXCHANGE) -> pd.DatetimeIndex:
+    """UTC start instants of the `timeframe` bars that start in [start, end) in the exchange's sessions."""
+    return pd.DatetimeIndex(bar_table(timeframe, start, end, exchange)["ts"], name="ts")
 
 
-def last_closed_bar(timeframe: str, now) -> pd.Timestamp | None:
+def last_closed_bar(timeframe: str, now, exchange: str = DEFAULT_EXCHANGE) -> pd.Timestamp | None:
     """Start of the latest `timeframe` bar that has closed at `now` (bar end <= now); None if there is none."""
     now = aware_utc(now, "now")
-    recent = bar_table(timeframe, now - pd.Timedelta(days=15), now)
+    recent = bar_table(timeframe, now - pd.Timedelta(days=15), now, exchange)
     closed = recent.loc[recent["end"] <= now, "ts"]
     return closed.iloc[-1] if len(closed) else None
 
 
-def session_open(day) -> pd.Timestamp:
-    """The UTC open of the NYSE session on calendar date `day`; ValueError if the exchange is closed then."""
+def session_open(day, exchange: str = DEFAULT_EXCHANGE) -> pd.Timestamp:
+    """The UTC open of the session on calendar date `day`; ValueError if the exchange is closed then."""
     date = pd.Timestamp(day)
     date = (date.tz_convert(None) if date.tzinfo else date).normalize()
     try:
-        return nyse().schedule.at[date, "open"]
+        return exchange_calendar(exchange).schedule.at[date, "open"]
     except KeyError:
-        raise ValueError(f"{date.date()} is not an NYSE session") from None
+        raise ValueError(f"{date.date()} is not an {exchange_label(exchange)} session") from None
+
+
+def exchange_label(exchange: str) -> str:
+    """How messages name an exchange's calendar: NYSE for XNYS, else its code."""
+    return "NYSE" if exchange == DEFAULT_EXCHANGE else exchange

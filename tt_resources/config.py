@@ -12,14 +12,16 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Source = Literal["synthetic", "csv", "ibkr"]
+DateFormat = Literal["day-first", "month-first"]
 
 
 class SettingsError(ValueError):
@@ -48,6 +50,16 @@ class Settings(BaseSettings):
     tt_csv_dir: Path | None = Field(
         None, description="directory of `<SYMBOL>_<tf>.csv/.parquet` files; unset: `<data dir>/csv`"
     )
+    tt_csv_tz: str | None = Field(
+        None,
+        description="IANA time zone of naive timestamps in CSV/Parquet files (e.g. `America/New_York`); unset: "
+        "naive intraday times are rejected (`tt ingest --tz`)",
+    )
+    tt_csv_date_format: DateFormat | None = Field(
+        None,
+        description="field order of CSV dates like `03/06/2024`: `day-first` or `month-first`; unset: what "
+        "the file shows (a field above 12), else the file is rejected (`tt ingest --date-format`)",
+    )
     ib_host: str = Field("127.0.0.1", description="IB Gateway / TWS host")
     ib_port: int = Field(4002, ge=1, le=65535, description="IB Gateway / TWS port")
     ib_client_id: int = Field(
@@ -68,6 +80,15 @@ class Settings(BaseSettings):
         description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",
     )
 
+    @field_validator("tt_csv_tz")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        try:
+            check_zone(value)
+        except ValueError:
+            raise ValueError("not an IANA time zone name (e.g. America/New_York)") from None
+        return value
+
     @classmethod
     def variable(cls, field: str) -> str:
         """The environment variable of a field, e.g. `IB_PORT`."""
@@ -76,6 +97,16 @@ class Settings(BaseSettings):
     def is_set(self, field: str) -> bool:
         """True when the environment (or `.env`) sets the field's variable."""
         return field in self.model_fields_set
+
+
+def check_zone(tz: str | None) -> None:
+    """ValueError when `tz` is not an IANA time zone name (None passes)."""
+    if tz is None:
+        return
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{tz!r} is not an IANA time zone name (e.g. America/New_York)") from None
 
 
 @cache

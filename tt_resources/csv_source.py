@@ -2,20 +2,32 @@
 
 Columns (case-insensitive, common spellings accepted): a timestamp (`ts`, `timestamp`, `datetime`, `date`,
 `time`), `open`, `high`, `low`, `close`, `volume`, optional `wap` (`vwap`, `average`) and `bar_count`
-(`barcount`, `count`, `trades`). Timestamps are bar starts: aware values are converted to UTC; naive ones
-need the source's `tz`; in 1d files a plain date means that NYSE session's open. A bad file raises
-CsvFormatError naming the file and the first bad row (1-based data row, header excluded); nothing of it is
-returned, so nothing of it is written.
+(`barcount`, `count`, `trades`). Timestamps are bar starts, read with one rule for the whole file:
+- dates: `2024-06-03`, `2024/06/03`, `20240603`, `3 Jun 2024`, `Jun 3, 2024`; `03/06/2024` (also with `.` or
+  `-`) is day-first or month-first as the file shows (a first field above 12: day-first; a second field above
+  12: month-first); a file where it does not show needs `date_format` (`day-first` | `month-first`);
+- an optional time `[T ]HH:MM[:SS[.f]]` and UTC offset (`Z`, `UTC`, `+02:00`, `-0400`, `-04`), per row, so a
+  file may cross a clock change; every row has an offset or none does;
+- naive times are in the source's `tz` (TT_CSV_TZ); in 1d files a date, or midnight in the row's own zone,
+  names the session of that date.
+The bars then pass `bar_grid.conform` (the exchange's grid; 1d bars move to their session's open). A bad file
+raises CsvFormatError naming the file and the first bad row - `line N` for CSV (the header is line 1, as an
+editor counts), `row N` for Parquet (the first data row is row 1) - and nothing of it is returned, so nothing
+of it is written. A file with no bar in the asked window raises OutsideWindow with its span.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn, get_args
 
 import numpy as np
 import pandas as pd
 
-from tt_resources import calendar, config
+from tt_resources import bar_grid, config
+from tt_resources.calendar import DEFAULT_EXCHANGE
 from tt_resources.sources import SourceError, SourceStats, SymbolNotFound
 from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
@@ -31,10 +43,46 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bar_count": ("bar_count", "barcount", "count", "trades"),
 }
 OPTIONAL = ("wap", "bar_count")
+DATE_FORMATS: tuple[str, ...] = get_args(config.DateFormat)  # field order of dates like 03/06/2024
+
+_TIMESTAMP = re.compile(
+    r"""^\s*(?:
+        (?P<y>\d{4})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})       # 2024-06-03, 2024/6/3
+      | (?P<y8>\d{4})(?P<m8>\d{2})(?P<d8>\d{2})                              # 20240603
+      | (?P<a>\d{1,2})(?P<sep2>[-/.])(?P<b>\d{1,2})(?P=sep2)(?P<ya>\d{4})   # 03/06/2024: day or month first
+      | (?P<dn>\d{1,2})[-\s](?P<mon>[a-z]{3,9})\.?[-\s](?P<yn>\d{4})        # 3 Jun 2024, 03-Jun-2024
+      | (?P<mon2>[a-z]{3,9})\.?\s(?P<dn2>\d{1,2}),?\s(?P<yn2>\d{4})         # Jun 3, 2024
+    )
+    (?:(?:T|\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<frac>\.\d{1,9})?)?)?
+    \s*(?P<tz>Z|UTC|GMT|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2}))?)?\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_MONTHS = {f"{pd.Timestamp(2000, month, 1):%b}".lower(): month for month in range(1, 13)}  # jan: 1
 
 
 class CsvFormatError(SourceError):
     """A bars file breaks a rule; the message names the file and the first bad row."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """How messages name a file's data rows: `line N` in a CSV file (the header is line 1, as an editor
+    counts), `row N` in a Parquet file (the first data row is row 1)."""
+
+    path: Path
+    index: np.ndarray  # position in the data -> the row's number among the file's data rows, from 0
+
+    def __call__(self, position: int) -> str:
+        number = int(self.index[position])
+        return f"row {number + 1}" if self.path.suffix == ".parquet" else f"line {number + 2}"
+
+    def fail(self, position: int, reason: str) -> NoReturn:
+        """Raise the file's one-line CsvFormatError for the row at `position`."""
+        raise CsvFormatError(f"{self.path}: {self(position)}: {reason}; nothing from this file is used")
+
+
+class OutsideWindow(SourceError):
+    """A bars file holds bars, but none in the window asked for; the message gives the file's span."""
 
 
 def default_directory() -> Path:
@@ -43,13 +91,24 @@ def default_directory() -> Path:
 
 
 class CsvSource:
-    """Reads `<directory>/<SYMBOL>_<timeframe>.{csv,parquet}`; `tz` is the zone of naive timestamps."""
+    """Reads `<directory>/<SYMBOL>_<timeframe>.{csv,parquet}`.
+
+    `tz` (default TT_CSV_TZ) is the IANA zone of naive timestamps; `date_format` (default TT_CSV_DATE_FORMAT)
+    the field order of `03/06/2024`-style dates when a file does not show it. ValueError for an unknown zone
+    or format."""
 
     name = "csv"
 
-    def __init__(self, directory: str | Path | None = None, tz: str | None = None) -> None:
+    def __init__(
+        self, directory: str | Path | None = None, tz: str | None = None, date_format: str | None = None
+    ) -> None:
+        settings = config.settings()
         self.directory = Path(directory) if directory else default_directory()
-        self.tz = tz
+        self.tz = tz or settings.tt_csv_tz
+        self.date_format = date_format or settings.tt_csv_date_format
+        config.check_zone(self.tz)
+        if self.date_format is not None and self.date_format not in DATE_FORMATS:
+            raise ValueError(f"date format {self.date_format!r}: use one of {', '.join(DATE_FORMATS)}")
         self.stats = SourceStats()
 
     def path(self, symbol: str, timeframe: str) -> Path:
@@ -60,12 +119,17 @@ class CsvSource:
         raise SymbolNotFound(f"no file {symbol}_{timeframe}.csv or .parquet in {self.directory}")
 
     def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
-        """Bars of the file starting in [start, end); the whole file is validated first."""
-        get_timeframe(timeframe)
-        path = self.path(symbol, timeframe)
+        """Bars of the file starting in [start, end); the whole file is validated first.
+
+        OutsideWindow when the file has bars but none in the window."""
+        tf = get_timeframe(timeframe)
+        start, end = aware_utc(start, "start"), aware_utc(end, "end")
+        path = self.path(symbol, tf.name)
         self.stats.requests += 1
-        bars = read_bars_file(path, timeframe, self.tz)
-        window = bars[(bars["ts"] >= aware_utc(start, "start")) & (bars["ts"] < aware_utc(end, "end"))]
+        bars = read_bars_file(path, tf.name, self.tz, self.date_format, bar_grid.exchange_of(symbol))
+        window = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
+        if window.empty:
+            raise OutsideWindow(outside_window(path, bars["ts"], start, end))
         self.stats.bars += len(window)
         return window.reset_index(drop=True)
 
@@ -76,24 +140,61 @@ class CsvSource:
         """Nothing to release."""
 
 
-def read_bars_file(path: Path, timeframe: str, tz: str | None = None) -> pd.DataFrame:
-    """Load and validate one bars file into a bars frame; CsvFormatError names the file and row."""
-    try:
-        raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
-    except (OSError, ValueError) as exc:
-        raise CsvFormatError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+def outside_window(path: Path, ts: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """The one line for a file without a bar in [start, end): its span and the flag that would reach it."""
+    first, last = ts.iloc[0], ts.iloc[-1]
+    span = f"{len(ts):,} bars from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    window = f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC"
+    if last < start:
+        hint = f"all before the window {window}; pass --start {first:%Y-%m-%d} (or earlier) to ingest them"
+    elif first >= end:
+        hint = f"all after the window {window}; pass a later --end, or none"
+    else:
+        hint = f"none in the window {window}"
+    return f"{path}: nothing stored: its {span} lie {hint}"
+
+
+def read_bars_file(
+    path: Path,
+    timeframe: str,
+    tz: str | None = None,
+    date_format: str | None = None,
+    exchange: str = DEFAULT_EXCHANGE,
+) -> pd.DataFrame:
+    """Load and validate one bars file into a bars frame on `exchange`'s grid (see module doc);
+    CsvFormatError names the file and row."""
+    raw, rows = _read(path)
     columns = _map_columns(path, raw)
-    ts = _timestamps(path, raw[columns["ts"]], timeframe, tz)
-    frame = pd.DataFrame({"ts": ts})
+    frame = pd.DataFrame({"ts": _timestamps(raw[columns["ts"]], timeframe, tz, date_format, rows)})
     for name in SOURCE_BAR_COLUMNS[1:]:
         source = columns.get(name)
         values = raw[source] if source else pd.Series(np.nan, index=raw.index)
         frame[name] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
         unparsable = frame[name].isna() & raw[source].notna() if source else None
         if unparsable is not None and unparsable.any():
-            _fail(path, unparsable, f"{name} is not a number ({raw[source][unparsable].iloc[0]!r})")
-    _check(path, frame)
-    return frame
+            row = int(np.argmax(unparsable.to_numpy()))
+            rows.fail(row, f"{name} is not a number ({raw[source].iloc[row]!r})")
+    _check(frame, raw[columns["ts"]], rows)
+    try:
+        return bar_grid.conform(frame, path.stem, timeframe, exchange=exchange, subject=str(path), rows=rows)
+    except bar_grid.OffGridError as exc:
+        raise CsvFormatError(f"{exc}; nothing from this file is used") from None
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, Rows]:
+    """The file's data rows (blank CSV lines dropped) and how messages name them."""
+    try:
+        if path.suffix == ".parquet":
+            raw = pd.read_parquet(path).reset_index(drop=True)
+        else:
+            raw = pd.read_csv(path, dtype=str, skip_blank_lines=False).dropna(how="all")
+    except pd.errors.EmptyDataError:
+        raise CsvFormatError(f"{path}: empty file (no header, no rows)") from None
+    except (OSError, ValueError) as exc:
+        raise CsvFormatError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+    if raw.empty:
+        raise CsvFormatError(f"{path}: no rows (only the header {','.join(map(str, raw.columns))})")
+    return raw, Rows(path, raw.index.to_numpy())
 
 
 def _map_columns(path: Path, raw: pd.DataFrame) -> dict[str, str]:
@@ -111,50 +212,153 @@ def _map_columns(path: Path, raw: pd.DataFrame) -> dict[str, str]:
     return columns
 
 
-def _fail(path: Path, mask: pd.Series | np.ndarray, reason: str) -> None:
-    row = int(np.argmax(np.asarray(mask))) + 1
-    raise CsvFormatError(f"{path}: row {row}: {reason}; nothing from this file is used")
-
-
-def _timestamps(path: Path, values: pd.Series, timeframe: str, tz: str | None) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
+def _timestamps(
+    values: pd.Series, timeframe: str, tz: str | None, date_format: str | None, rows: Rows
+) -> pd.DatetimeIndex:
+    """Bar starts in UTC; in 1d files a date, or midnight where the row was written, as 00:00 UTC of that
+    date, which bar_grid.conform reads as the session date."""
+    missing = values.isna().to_numpy()
+    if missing.any():
+        rows.fail(int(np.argmax(missing)), "timestamp missing")
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # Parquet, zone-aware
+        wall = values.dt.tz_localize(None)
+        offset = (wall - values.dt.tz_convert(None)).to_numpy()
+    elif pd.api.types.is_datetime64_dtype(values):  # Parquet, naive
+        wall, offset = values, np.full(len(values), np.timedelta64("NaT"), "m8[ns]")
     else:
-        parsed = pd.to_datetime(values, errors="coerce", utc=False, format="mixed")
-        bad = parsed.isna()
-        if bad.any():
-            _fail(path, bad, f"unparsable timestamp {values[bad].iloc[0]!r}")
-    if parsed.dt.tz is not None:
-        return parsed.dt.tz_convert("UTC")
-    if timeframe == "1d" and (parsed == parsed.dt.normalize()).all():
-        opens = calendar.nyse().schedule["open"].reindex(pd.DatetimeIndex(parsed))
-        if opens.isna().any():
-            closed = opens.isna().to_numpy()
-            _fail(path, closed, f"{parsed[closed].iloc[0].date()} is not an NYSE session")
-        return pd.Series(opens.to_numpy(), index=values.index).dt.tz_convert("UTC")
-    if tz is None:
-        raise CsvFormatError(
-            f"{path}: row 1: naive timestamp {values.iloc[0]!r} and no time zone configured "
-            "(give offsets in the file or set the source's tz)"
+        wall, offset = _parse_text(values.astype("string"), date_format, rows)
+    aware = ~np.isnat(offset)
+    if aware.any() and not aware.all():
+        row = int(np.argmax(aware != aware[0]))
+        has = "has a" if aware[row] else "has no"
+        rows.fail(row, f"{values.iloc[row]!r} {has} UTC offset, unlike {rows(0)}: all rows or none need one")
+    wall = pd.DatetimeIndex(wall).as_unit("ns")
+    dated = (wall == wall.normalize()) if timeframe == "1d" else np.zeros(len(wall), dtype=bool)
+    instants = wall.to_numpy().copy()  # dated rows stay at 00:00 of their date, read as UTC
+    timed = np.flatnonzero(~dated)
+    if aware.all():
+        instants[timed] = wall[timed] - offset[timed]
+    elif len(timed):
+        if tz is None:
+            rows.fail(
+                int(timed[0]),
+                f"naive timestamp {values.iloc[timed[0]]!r} and no time zone: give UTC offsets in the file or "
+                "name the file's zone with --tz / TT_CSV_TZ (e.g. America/New_York)",
+            )
+        local = wall[timed].tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        if local.isna().any():
+            row = int(timed[np.argmax(local.isna())])
+            rows.fail(row, f"{values.iloc[row]!r} does not exist or is ambiguous in {tz} (a clock change)")
+        instants[timed] = local.tz_convert(None)
+    return pd.DatetimeIndex(instants).tz_localize("UTC")
+
+
+def _parse_text(text: pd.Series, date_format: str | None, rows: Rows) -> tuple[pd.Series, np.ndarray]:
+    """Wall-clock datetimes and UTC offsets (NaT: none) of timestamp strings, one date rule for the file."""
+    parts = text.str.extract(_TIMESTAMP)
+    unmatched = (parts.isna().all(axis=1) & text.notna()).to_numpy()
+    if unmatched.any():
+        row = int(np.argmax(unmatched))
+        rows.fail(
+            row,
+            f"unparsable timestamp {text.iloc[row]!r} (write e.g. 2024-06-03T09:30:00-04:00, 2024-06-03 or "
+            "03/06/2024)",
         )
-    try:
-        return parsed.dt.tz_localize(tz, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
-    except (ValueError, TypeError) as exc:
-        raise CsvFormatError(f"{path}: timestamps cannot be localised to {tz}: {exc}") from None
+
+    def number(column: str) -> pd.Series:
+        return parts[column].astype("float64")
+
+    year = number("y").fillna(number("y8")).fillna(number("yn")).fillna(number("yn2"))
+    month = number("m").fillna(number("m8")).fillna(_month_numbers(parts, rows))
+    day = number("d").fillna(number("d8")).fillna(number("dn")).fillna(number("dn2"))
+    order = _date_order(parts, text, date_format, rows)
+    first, second = number("a"), number("b")
+    year = year.fillna(number("ya"))
+    month = month.fillna(first if order == "month-first" else second)
+    day = day.fillna(second if order == "month-first" else first)
+    wall = pd.to_datetime(
+        pd.DataFrame(
+            {
+                "year": year,
+                "month": month,
+                "day": day,
+                "hour": number("H").fillna(0),
+                "minute": number("M").fillna(0),
+                "second": number("S").fillna(0),
+            }
+        ),
+        errors="coerce",
+    ) + pd.to_timedelta(parts["frac"].astype("float64").fillna(0), unit="s")
+    invalid = (wall.isna() & text.notna()).to_numpy()
+    if invalid.any():
+        row = int(np.argmax(invalid))
+        rule = f" ({order})" if pd.notna(parts["a"].iloc[row]) else ""
+        rows.fail(row, f"{text.iloc[row]!r} is not a valid date and time{rule}")
+    return wall, _offsets(parts)
 
 
-def _check(path: Path, frame: pd.DataFrame) -> None:
-    """Order, uniqueness and price rules; the first bad row is reported with every rule it breaks."""
+def _month_numbers(parts: pd.DataFrame, rows: Rows) -> pd.Series:
+    names = parts["mon"].fillna(parts["mon2"])
+    numbers = names.str[:3].str.lower().map(_MONTHS)
+    unknown = (numbers.isna() & names.notna()).to_numpy()
+    if unknown.any():
+        row = int(np.argmax(unknown))
+        rows.fail(row, f"{names.iloc[row]!r} is not a month name")
+    return numbers.astype("float64")
+
+
+def _date_order(parts: pd.DataFrame, text: pd.Series, date_format: str | None, rows: Rows) -> str | None:
+    """`day-first` or `month-first` for dates like 03/06/2024: `date_format`, else what the file shows.
+
+    CsvFormatError when the file shows both orders, or neither and no format is given."""
+    first, second = parts["a"].astype("float64").to_numpy(), parts["b"].astype("float64").to_numpy()
+    slashed = ~np.isnan(first)
+    if date_format or not slashed.any():
+        return date_format
+    day_first, month_first = first > 12, second > 12
+    if day_first.any() and month_first.any():
+        a, b = int(np.argmax(day_first)), int(np.argmax(month_first))
+        rows.fail(
+            max(a, b),
+            f"{text.iloc[b]!r} is month-first but {text.iloc[a]!r} ({rows(a)}) is day-first; "
+            "write one order throughout",
+        )
+    if day_first.any():
+        return "day-first"
+    if month_first.any():
+        return "month-first"
+    row = int(np.argmax(slashed))
+    rows.fail(
+        row,
+        f"dates such as {text.iloc[row]!r} read both day-first and month-first (no field above 12 in the "
+        "file tells which): pass --date-format day-first or month-first (or set TT_CSV_DATE_FORMAT)",
+    )
+
+
+def _offsets(parts: pd.DataFrame) -> np.ndarray:
+    """UTC offsets (`Z`, `UTC`, `GMT`, `+HH[:MM]`) of the extracted timestamp parts as timedelta64[ns]; NaT
+    where none is written."""
+    minutes = parts["oh"].astype("float64") * 60 + parts["om"].astype("float64").fillna(0)
+    signed = minutes.where(parts["sign"] == "+", -minutes).mask(parts["tz"].notna() & parts["sign"].isna(), 0)
+    return pd.to_timedelta(signed, unit="min").to_numpy("m8[ns]")
+
+
+def _check(frame: pd.DataFrame, written: pd.Series, rows: Rows) -> None:
+    """Order, uniqueness and price rules; the first bad row is reported with every rule it breaks and its
+    timestamp as `written`."""
     delta = frame["ts"].diff()
+    o, h, lo, c = (frame[n] for n in PRICE_COLUMNS)
     rules = {
         "timestamp before the previous row's": delta < pd.Timedelta(0),
         "duplicate timestamp": delta == pd.Timedelta(0),
         **{f"{n} missing or not positive": ~(frame[n] > 0) for n in PRICE_COLUMNS},
         "volume missing or negative": ~(frame["volume"] >= 0),
-        "high < low": frame["high"] < frame["low"],
+        "high < low": h < lo,
+        "open outside [low, high]": (o < lo) | (o > h),
+        "close outside [low, high]": (c < lo) | (c > h),
     }
     bad = np.logical_or.reduce([mask.to_numpy() for mask in rules.values()])
     if bad.any():
         row = int(np.argmax(bad))
         reasons = ", ".join(name for name, mask in rules.items() if mask.iloc[row])
-        _fail(path, bad, f"{reasons} (ts {frame['ts'].iloc[row].isoformat()})")
+        rows.fail(row, f"{reasons} (timestamp {written.iloc[row]!s})")

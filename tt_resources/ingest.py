@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources import calendar
+from tt_resources import bar_grid, calendar
 from tt_resources.db.prices import high_water_marks, upsert_price_bars
 from tt_resources.sources import MarketDataSource
 from tt_resources.terms import utc
@@ -108,7 +108,7 @@ def ingest_after(
     before = source.stats.snapshot()
     try:
         source.bind(engine)
-        bars = source.fetch(symbol, tf.name, window_start, window_end)
+        bars = bar_grid.conform(source.fetch(symbol, tf.name, window_start, window_end), symbol, tf.name)
         written = upsert_price_bars(engine, bars.assign(symbol=symbol, timeframe=tf.name), source=source.name)
     except Exception as exc:  # one partition's failure must not stop the others
         used = source.stats.since(before)

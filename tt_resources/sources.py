@@ -94,7 +94,8 @@ def _watchlist_column(*columns: str) -> dict[str, str | tuple[str, ...]]:
 def make_source(name: str | None = None, **options) -> MarketDataSource:
     """The source called `name` (default TT_SOURCE, else synthetic), built with `options`.
 
-    synthetic: seed, sectors (default: the watchlist's); csv: directory (default TT_CSV_DIR or `<data dir>/csv`), tz;
+    synthetic: seed, sectors (default: the watchlist's); csv: directory (default TT_CSV_DIR or `<data dir>/csv`),
+    tz (TT_CSV_TZ), date_format (TT_CSV_DATE_FORMAT);
     ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts, listings
     (symbol -> (exchange, currency); default: the watchlist's).
     """

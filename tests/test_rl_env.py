@@ -165,13 +165,13 @@ def test_reward_is_differential_sharpe_less_penalties(panel):
     env = build_env(panel, cfg)
     state = env.unwrapped.state
     env.reset(options={"start": 12})
-    eta, v0 = cfg.reward.eta, cfg.env.target_vol**2 / 252
-    mean, second, drawdown = 0.0, v0, 0.0
+    eta, floor = cfg.reward.eta, cfg.reward.vol_floor**2 / 252
+    mean, second, drawdown = 0.0, cfg.env.target_vol**2 / 252, 0.0
     penalised = set()
     for action in np.random.default_rng(2).uniform(-1, 1, (60, 4)).astype(np.float32):
         _, reward, *_, info = env.step(action)
         r = info["period_return"]
-        sigma = max(second - mean**2, v0) ** 0.5
+        sigma = max(second - mean**2, floor) ** 0.5
         dsr = (second * (r - mean) - 0.5 * max(mean, 0.0) * (r * r - second)) / sigma**3
         sharpe = min(max(dsr, -2.0), 2.0)
         mean, second = mean + eta * (r - mean), second + eta * (r * r - second)

@@ -105,6 +105,7 @@ class RewardConfig:
     volatility (formulas: tt_rl.kernels). Costs are inside the step return, so they are charged once."""
 
     eta: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.01  # adaptation rate of the DSR's moving moments
+    vol_floor: PositiveFloat = 0.01  # annualised floor of the volatility the DSR divides by
     drawdown_penalty: NonNegativeFloat = 0.5  # per unit of new drawdown beyond the tolerance
     drawdown_tolerance: Fraction = 0.2  # drawdown (fraction) a policy may enter at no extra cost
     turnover_penalty: NonNegativeFloat = (
@@ -129,6 +130,7 @@ class PPOConfig:
     gae_lambda: Fraction = 0.95
     clip_range: PositiveFloat = 0.2
     ent_coef: NonNegativeFloat = 0.0
+    log_std_init: Annotated[float, Strict(), Field(ge=-5, le=2)] = 0.0  # initial log std of the actions
     # "cross_sectional": one scoring network shared by the assets (tt_rl.policy); "mlp": SB3's MlpPolicy
     policy: Literal["cross_sectional", "mlp"] = "cross_sectional"
     net_arch: Annotated[list[PositiveInt], Field(min_length=1)] = field(default_factory=lambda: [64, 64])

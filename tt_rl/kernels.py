@@ -16,14 +16,16 @@ reward = D - drawdown_penalty * new_drawdown / sigma - turnover_penalty * turnov
 Saffell's (1998, "Performance functions and reinforcement learning for trading systems") differential Sharpe
 ratio of the step return R (net of costs, so costs are charged once, inside R), O(1) per step: with moving
 moments A (mean) and B (second moment) of R and rate eta, D = (B dA - A+ dB / 2) / sigma^3, dA = R - A,
-dB = R^2 - B, sigma^2 = max(B - A^2, v0), clipped to +-clip. A+ = max(A, 0) departs from the paper on
+dB = R^2 - B, sigma^2 = max(B - A^2, v_floor), clipped to +-clip. A+ = max(A, 0) departs from the paper on
 purpose: with a negative running mean, -A dB / 2 grows with R^2 and the paper's D rewards a large loss
 (a -59 % step scored the maximum reward); with A+ the term is increasing in R whenever A <= 0. new_drawdown
 is the drawdown beyond `drawdown_tolerance` that this step added (max(dd, tol) - max(dd_before, tol), >= 0),
 so holding through an ordinary dip costs nothing and flat is not the optimum; turnover_penalty is an extra
-cost per unit of turnover (a fraction, like the cost rate; default 0). The variance floor v0 = target_vol^2 /
-bars_per_year (the per-bar variance of a portfolio on target) also seeds B, so the first steps are finite and
-of order R / sigma; a non-finite R counts as -100 %.
+cost per unit of turnover (a fraction, like the cost rate; default 0). B starts at target_vol^2 /
+bars_per_year (a portfolio on target), so the first steps are of order R / sigma; the floor v_floor =
+vol_floor^2 / bars_per_year is far below it (1 % a year by default), so a quiet portfolio is scored on its own
+volatility: a floor at the target volatility made D proportional to the return of any portfolio below target
+and preferred a diluted book to the Sharpe-optimal one. A non-finite R counts as -100 %.
 """
 
 from __future__ import annotations
@@ -67,26 +69,29 @@ class RewardParams(NamedTuple):
 
     eta: float  # adaptation rate of the moving moments
     clip: float  # cap on |D|
-    var_floor: float  # v0, per-bar variance
+    var_seed: float  # B before the first step: the per-bar variance of a portfolio on target
+    var_floor: float  # per-bar variance floor of sigma^2
     drawdown_penalty: float
     drawdown_tolerance: float  # drawdown (fraction) below which a new drawdown costs nothing
     turnover_penalty: float  # extra cost per unit turnover (fraction)
 
     @classmethod
     def of(cls, config: RewardConfig, target_vol: float, bars_per_year: float) -> RewardParams:
-        """From a RewardConfig; the variance floor from the env's annual target vol and bars per year."""
+        """From a RewardConfig; the variance seed from the env's annual target vol, the floor from the reward's
+        annual vol_floor, both per bar."""
         return cls(
             float(config.eta),
             float(config.clip),
             float(target_vol**2 / bars_per_year),
+            float(config.vol_floor**2 / bars_per_year),
             float(config.drawdown_penalty),
             float(config.drawdown_tolerance),
             float(config.turnover_penalty),
         )
 
     def initial_moments(self) -> np.ndarray:
-        """(A, B) before the first step: (0, v0)."""
-        return np.array([0.0, self.var_floor])
+        """(A, B) before the first step: (0, the variance seed)."""
+        return np.array([0.0, self.var_seed])
 
 
 @njit(cache=True)

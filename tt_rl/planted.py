@@ -36,7 +36,7 @@ PLANTED_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "noise")
 STRENGTH = {  # per-bar size of each kind's signal (fraction of price) at its default sigma of 1.5 %
     "sign_persistence": 0.003,
     "reversal": 0.15,  # a reversal coefficient, not a return
-    "drift": 0.002,
+    "drift": 0.003,
     "vol_regime": 0.0015,
     "noise": 0.0,
 }

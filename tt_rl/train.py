@@ -271,10 +271,14 @@ def _policy(config: RLConfig) -> tuple[Any, Any]:
     """(policy, policy_kwargs) for PPO: ppo.policy "cross_sectional" (tt_rl.policy) or SB3's "mlp"."""
     ppo = config.ppo
     if ppo.policy == "mlp":
-        return "MlpPolicy", {"net_arch": list(ppo.net_arch)}
+        return "MlpPolicy", {"net_arch": list(ppo.net_arch), "log_std_init": ppo.log_std_init}
     from tt_rl.policy import CrossSectionalPolicy
 
-    return CrossSectionalPolicy, {"net_arch": list(ppo.net_arch), "window": config.env.window_size}
+    return CrossSectionalPolicy, {
+        "net_arch": list(ppo.net_arch),
+        "window": config.env.window_size,
+        "log_std_init": ppo.log_std_init,
+    }
 
 
 def _new_model_id() -> str:

@@ -34,7 +34,7 @@ def test_symbols_are_stripped_and_upper_cased_and_optional_columns_default(tmp_p
 
 def test_optional_columns_in_any_order(tmp_path):
     path = write(tmp_path, "sector,symbol,currency\nEnergy,xom,usd\n")
-    assert load_watchlist(path).frame.iloc[0].tolist() == ["XOM", "SMART", "USD", "Energy"]
+    assert load_watchlist(path).frame.iloc[0].tolist() == ["XOM", "SMART", "USD", "Energy", ""]
 
 
 @pytest.mark.parametrize(

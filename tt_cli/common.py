@@ -139,6 +139,13 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
     """Print the summary table and one line per failed partition with its reason; exit 1 when a partition
     failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
+    for r in reports:
+        if r.holes:
+            console.print(
+                f"[yellow]holes[/yellow] {r.symbol} {r.timeframe}: {r.holes} span(s) the source did not deliver "
+                "(tt_fetch_hole); later runs retry them",
+                highlight=False,
+            )
     failed = [r for r in reports if r.status == "failed"]
     for r in failed:
         console.print(f"[red]failed[/red] {r.symbol} {r.timeframe}: {r.reason}", highlight=False)
@@ -187,7 +194,8 @@ def check_writable(path: Path) -> None:
 
 
 def ingest_summary(results) -> Table:
-    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits)."""
+    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits,
+    bars quarantined, open holes)."""
     table = Table(title="ingest summary")
     for column in (
         "timeframe",
@@ -198,6 +206,8 @@ def ingest_summary(results) -> Table:
         "bars",
         "requests",
         "pacing",
+        "quarantined",
+        "holes",
     ):
         table.add_column(column, justify="left" if column == "timeframe" else "right")
     for timeframe in dict.fromkeys(r.timeframe for r in results):
@@ -209,6 +219,8 @@ def ingest_summary(results) -> Table:
             f"{sum(r.bars_written for r in rows):,}",
             str(sum(r.requests for r in rows)),
             str(sum(r.pacing_waits for r in rows)),
+            str(sum(r.quarantined for r in rows)),
+            str(sum(r.holes for r in rows)),
         )
     return table
 

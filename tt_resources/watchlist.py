@@ -1,6 +1,7 @@
 """The watchlist: which US stocks the platform tracks (data/tensorwatchlist.csv by default).
 
-CSV with a `symbol` header and optional `exchange`, `currency`, `sector` columns. Symbols are stripped and
+CSV with a `symbol` header and optional `exchange`, `currency`, `sector` and `primary_exchange` columns
+(`primary_exchange` picks one listing when IBKR answers several for a symbol, e.g. NYSE vs ARCA). Symbols are stripped and
 upper-cased; blank lines are skipped; a file that is not UTF-8 text, an empty file, duplicates and symbols
 that break `check_symbol`'s rule are errors that name the file and line.
 """
@@ -18,8 +19,8 @@ from tt_resources import config
 
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9.\- ]{0,11}")
 SYMBOL_RULE = "1-12 of A-Z 0-9 . - space, starting with a letter or digit"
-COLUMNS = ("symbol", "exchange", "currency", "sector")
-DEFAULTS = {"exchange": "SMART", "currency": "USD", "sector": ""}
+COLUMNS = ("symbol", "exchange", "currency", "sector", "primary_exchange")
+DEFAULTS = {"exchange": "SMART", "currency": "USD", "sector": "", "primary_exchange": ""}
 
 
 class WatchlistError(ValueError):
@@ -39,7 +40,7 @@ def check_symbol(text: str) -> str:
 
 @dataclass(frozen=True)
 class Watchlist:
-    """The loaded watchlist: `frame` has one row per symbol (symbol, exchange, currency, sector), file order."""
+    """The loaded watchlist: `frame` has one row per symbol (COLUMNS), file order."""
 
     path: Path
     frame: pd.DataFrame
@@ -77,8 +78,8 @@ def load_watchlist(path: str | Path | None = None, limit: int | None = None) -> 
     return Watchlist(path=path, frame=frame)
 
 
-def _parse(path: Path, text: str) -> list[tuple[str, str, str, str]]:
-    """Validated (symbol, exchange, currency, sector) rows in file order."""
+def _parse(path: Path, text: str) -> list[tuple[str, str, str, str, str]]:
+    """Validated (symbol, exchange, currency, sector, primary_exchange) rows in file order."""
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
     names = [name.strip().lower() for name in header or []]
@@ -87,7 +88,7 @@ def _parse(path: Path, text: str) -> list[tuple[str, str, str, str]]:
             f"{path}:1: header must have a 'symbol' column (got {','.join(names) or 'nothing'})"
         )
     index = {name: names.index(name) for name in COLUMNS if name in names}
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     first_line: dict[str, int] = {}
     for fields in reader:
         line = reader.line_num
@@ -109,6 +110,7 @@ def _parse(path: Path, text: str) -> list[tuple[str, str, str, str]]:
                 (values.get("exchange") or DEFAULTS["exchange"]).upper(),
                 (values.get("currency") or DEFAULTS["currency"]).upper(),
                 values.get("sector") or DEFAULTS["sector"],
+                (values.get("primary_exchange") or DEFAULTS["primary_exchange"]).upper(),
             )
         )
     if not rows:

@@ -459,3 +459,47 @@ class FakeIBGateway:
         identical = any(i == identity and t > record.at - r.identical_s for t, _, i in recent)
         recent.append((record.at, record.symbol, identity))
         return in_window >= r.max_requests or same_contract >= r.per_contract or identical
+
+
+def main() -> None:
+    """Serve in this process until stdin closes: prints the port, then writes a JSON summary to --summary.
+
+    `python -m tests.fake_ibgateway --now 2026-11-18T21:30Z --latency 0.5,2 --soft-concurrency 20`: IBKR's
+    identical and per-contract rules, the rolling budget only with --rolling-budget (as IBKR for bars of
+    1 min and more), a soft limit on open requests and on requests per second."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--now", required=True)
+    parser.add_argument("--latency", default="0,0", help="seconds a,b: answers wait uniform(a, b)")
+    parser.add_argument("--soft-concurrency", type=int)
+    parser.add_argument("--soft-rate", type=int)
+    parser.add_argument("--rolling-budget", action="store_true")
+    parser.add_argument("--summary", required=True)
+    args = parser.parse_args()
+    low, high = (float(x) for x in args.latency.split(","))
+    gateway = FakeIBGateway(
+        pd.Timestamp(args.now),
+        faults=Faults(latency_s=(low, high), soft_concurrency=args.soft_concurrency, soft_rate=args.soft_rate),
+    )
+    gateway.rolling_budget = args.rolling_budget
+    print(gateway.start(), flush=True)
+    sys.stdin.read()  # until the parent closes it
+    gateway.stop()
+    outcomes: dict[str, int] = {}
+    for r in gateway.historical():
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    summary = {
+        "historical_requests": len(gateway.historical()),
+        "outcomes": outcomes,
+        "bars_served": int(sum(len(bars) for bars in gateway.served.values())),
+        "clients": sorted({r.client_id for r in gateway.requests}),
+    }
+    with open(args.summary, "w") as out:
+        json.dump(summary, out)
+
+
+if __name__ == "__main__":
+    main()

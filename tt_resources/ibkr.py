@@ -260,8 +260,9 @@ class IbkrSource:
             yield self._chunk_done(call, Chunk(start, end, empty_bars(), call.stats, "failed", str(exc)))
             return
         first = max(start, head) if head is not None else start
+        lookups = call.stats  # the contract and head requests count with the first chunk
         for chunk_start, chunk_end, duration in chunk_plan(tf, first, end):
-            call = _Call()
+            call, lookups = _Call(stats=lookups), SourceStats()
             try:
                 bars = self._run(call, self._request(contract, symbol, tf, chunk_end, duration, call))
                 frame = None if bars is None else _bars_frame(bars, tf)

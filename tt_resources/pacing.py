@@ -15,8 +15,10 @@ The budget lives in the database (tt_ib_request: one row per paced request; tt_i
 and the pause), so it holds across processes on one machine and across machines sharing PostgreSQL. A
 request may be sent only when a transaction that holds the budget's lock (PostgreSQL: an advisory
 transaction lock; SQLite: BEGIN IMMEDIATE) finds every rule satisfied *now* on the database's clock and
-records it; otherwise the caller sleeps for the time the rules name and asks again. Rows in flight carry a
-lease (`lease_s`), so a crashed process never holds the budget for longer than that.
+records it; otherwise the caller sleeps for the time the rules name and asks again. The rules count a
+request at its answer (or now, while in flight), an instant never earlier than the one IBKR saw, so a
+sender that was slow between reserving and sending cannot break them. Rows in flight carry a lease
+(`lease_s`), so a crashed process never holds the budget for longer than that.
 """
 
 from __future__ import annotations
@@ -118,6 +120,15 @@ def wait_needed(
     return max(0.0, wait)
 
 
+def _sent(row, now: float) -> Sent:
+    """A ledger row as the rules see it. The instant a request reached IBKR lies between its reservation and
+    its answer, so the rules count it at its answer (`done_at`), or `now` while it is in flight: never
+    earlier than it really was, however late the sender was after reserving."""
+    in_flight = row.done_at is None and row.lease_until >= now
+    at = now if in_flight else row.done_at if row.done_at is not None else row.lease_until
+    return Sent(at, row.identity, row.contract, in_flight)
+
+
 def identity_of(request: Hashable) -> str:
     """A request's identity as stored: a short hash of its repr."""
     return hashlib.sha1(repr(request).encode()).hexdigest()[:40]
@@ -172,30 +183,17 @@ class PacingBudget:
         """(ticket, 0) when the request was recorded as sent now; (None, seconds to wait) otherwise."""
         r = self.rules
         with self._locked() as (conn, now):
-            conn.execute(
-                sa.delete(ib_requests).where(
-                    ib_requests.c.sent_at < now - r.horizon_s,
-                    sa.or_(ib_requests.c.done_at.is_not(None), ib_requests.c.lease_until < now),
-                )
-            )
+            counted_at = sa.func.coalesce(ib_requests.c.done_at, ib_requests.c.lease_until)
+            conn.execute(sa.delete(ib_requests).where(counted_at < now - r.horizon_s))
             rows = conn.execute(
                 sa.select(
-                    ib_requests.c.sent_at,
                     ib_requests.c.identity,
                     ib_requests.c.contract,
                     ib_requests.c.done_at,
                     ib_requests.c.lease_until,
-                ).where(
-                    sa.or_(
-                        ib_requests.c.sent_at >= now - r.horizon_s,
-                        sa.and_(ib_requests.c.done_at.is_(None), ib_requests.c.lease_until >= now),
-                    )
-                )
+                ).where(counted_at >= now - r.horizon_s)
             ).all()
-            history = [
-                Sent(row.sent_at, row.identity, row.contract, row.done_at is None and row.lease_until >= now)
-                for row in rows
-            ]
+            history = [_sent(row, now) for row in rows]
             state = self._state(conn)
             limit = r.concurrency if r.mode == "strict" else int(state["concurrency"])
             wait = wait_needed(

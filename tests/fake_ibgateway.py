@@ -482,7 +482,9 @@ def main() -> None:
     low, high = (float(x) for x in args.latency.split(","))
     gateway = FakeIBGateway(
         pd.Timestamp(args.now),
-        faults=Faults(latency_s=(low, high), soft_concurrency=args.soft_concurrency, soft_rate=args.soft_rate),
+        faults=Faults(
+            latency_s=(low, high), soft_concurrency=args.soft_concurrency, soft_rate=args.soft_rate
+        ),
     )
     gateway.rolling_budget = args.rolling_budget
     print(gateway.start(), flush=True)

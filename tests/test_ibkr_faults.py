@@ -236,3 +236,41 @@ def test_adaptive_mode_backs_off_the_soft_limit_and_loses_nothing(engine, gatewa
     assert {r.outcome for r in gateway.historical()} == {"ok", "soft_pacing"}
     for symbol in symbols:
         assert_stored_is_expected(engine, gateway, symbol, "1h", WEEKS_AGO)
+
+
+def test_tt_ingest_shows_quarantined_bars_and_open_holes(sqlite_url, tmp_path):
+    """The CLI summary counts quarantined bars and open holes and names the partitions with holes."""
+    from tests.test_ingest_cli import run, summary_rows
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    gateway = FakeIBGateway(now, rules=RULES)
+    start = (now - pd.Timedelta(days=60)).normalize()
+    bars = gateway.expected("AAPL", "1h", start, now)["ts"]
+    gateway.faults = Faults(
+        bad_bars={("AAPL", bars.iloc[3]): "high<low"},
+        no_data={"MSFT": (start, start + pd.Timedelta(days=31))},
+    )
+    gateway.start()
+    try:
+        result = run(
+            sqlite_url,
+            *(
+                "--source",
+                "ibkr",
+                "--symbols",
+                "AAPL,MSFT",
+                "--interval",
+                "1h",
+                "--start",
+                f"{start:%Y-%m-%d}",
+            ),
+            IB_PORT=str(gateway.port),
+            IB_CLIENT_ID="60",
+            TT_DATA_DIR=str(tmp_path),
+        )
+    finally:
+        gateway.stop()
+    # columns: partitions fresh updated failed bars requests pacing quarantined holes
+    cells = summary_rows(result.output)["1h"]
+    assert cells[:3] == ["2", "0", "2"] and cells[-2:] == ["1", "1"], result.output
+    assert "holes MSFT 1h: 1 span(s) the source did not deliver (tt_fetch_hole)" in result.output

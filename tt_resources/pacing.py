@@ -7,9 +7,10 @@ IBKR's rules (https://interactivebrokers.github.io/tws-api/historical_limitation
 - strict mode: at most 60 requests in any 10 minutes. IBKR now applies this only to bars of 30 s or less
   and throttles heavy use of larger bars softly, so the **adaptive** mode (default for bars >= 1 min) drops it
   and instead bounds the requests in flight with additive increase / multiplicative decrease (AIMD): each
-  answered request adds 1/limit (about +1 per round of answers, up to `concurrency`), each pacing violation
+  answered request adds 1/limit (about +1 per round of answers, up to `concurrency`), a pacing violation
   halves the limit and pauses every sender for `backoff_s` (doubling with each violation in a row, at most
-  `backoff_max_s`). In strict mode a violation pauses every sender for the whole window.
+  `backoff_max_s`) - once per round: violations of requests sent before the last halving only count. In
+  strict mode a violation pauses every sender for the whole window.
 
 The budget lives in the database (tt_ib_request: one row per paced request; tt_ib_pacing: the adaptive limit
 and the pause), so it holds across processes on one machine and across machines sharing PostgreSQL. A
@@ -171,7 +172,12 @@ class PacingBudget:
             start = max(1.0, self.rules.concurrency / 4)
             conn.execute(
                 sa.insert(ib_pacing).values(
-                    mode=self.rules.mode, concurrency=start, paused_until=0.0, streak=0, violations=0
+                    mode=self.rules.mode,
+                    concurrency=start,
+                    paused_until=0.0,
+                    decreased_at=0.0,
+                    streak=0,
+                    violations=0,
                 )
             )
             row = (
@@ -218,6 +224,10 @@ class PacingBudget:
             state = self._state(conn)
             where = ib_pacing.c.mode == r.mode
             if outcome == "pacing":
+                sent_at = conn.execute(sa.select(ib_requests.c.sent_at).where(ib_requests.c.id == ticket))
+                if sent_at.scalar_one() < state["decreased_at"]:  # sent under the limit already halved
+                    conn.execute(sa.update(ib_pacing).where(where).values(violations=state["violations"] + 1))
+                    return
                 streak = state["streak"] + 1
                 pause = (
                     r.window_s
@@ -230,6 +240,7 @@ class PacingBudget:
                     .values(
                         concurrency=max(1.0, state["concurrency"] / 2),
                         paused_until=max(state["paused_until"], now + pause),
+                        decreased_at=now,
                         streak=streak,
                         violations=state["violations"] + 1,
                     )

@@ -135,6 +135,8 @@ ib_pacing = sa.Table(  # adaptive pacing state shared by every process (one row 
     sa.Column("mode", sa.String(16), primary_key=True),
     sa.Column("concurrency", sa.Float, nullable=False),  # AIMD limit on requests in flight
     sa.Column("paused_until", sa.Float, nullable=False),  # no request before this epoch second
+    sa.Column("decreased_at", sa.Float, nullable=False),  # the last halving: violations of requests sent
+    # before it were sent under the old limit and do not halve it again
     sa.Column("streak", sa.Integer, nullable=False),  # pacing violations since the last success
     sa.Column("violations", sa.Integer, nullable=False),  # total seen
 )

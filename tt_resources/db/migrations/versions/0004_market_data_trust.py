@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("mode", sa.String(length=16), nullable=False),
         sa.Column("concurrency", sa.Float(), nullable=False),
         sa.Column("paused_until", sa.Float(), nullable=False),
+        sa.Column("decreased_at", sa.Float(), nullable=False),
         sa.Column("streak", sa.Integer(), nullable=False),
         sa.Column("violations", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("mode"),

@@ -114,7 +114,7 @@ def empty_windows(
     end: pd.Timestamp | None,
 ) -> list[str]:
     """One line per (symbol, timeframe) with no stored bar in [start, end), naming the flags and what is
-    stored (ingest only extends a partition forward, it never fills in bars before its first one)."""
+    stored (a source with nothing there, or a window after the last bar it has)."""
     from tt_resources.db.prices import window_counts
 
     counts = window_counts(engine, symbols, timeframes, start, end)

@@ -150,6 +150,9 @@ class PacingBudget:
         self.engine = engine
         self._postgres = engine.url.get_backend_name() == "postgresql"
         self._local = threading.Lock()  # one transaction per process at a time (SQLite's StaticPool too)
+        self._condition: asyncio.Condition | None = None
+        self._flying = 0  # this process's requests between acquire and done
+        self._limit = max(1, self.rules.concurrency // 4)  # the in-flight limit last read
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
@@ -185,8 +188,9 @@ class PacingBudget:
             )
         return row
 
-    def try_reserve(self, identity: str, contract: str) -> tuple[int | None, float]:
-        """(ticket, 0) when the request was recorded as sent now; (None, seconds to wait) otherwise."""
+    def try_reserve(self, identity: str, contract: str) -> tuple[int | None, float, int]:
+        """(ticket, 0, in-flight limit) when the request was recorded as sent now; (None, seconds to wait,
+        limit) otherwise."""
         r = self.rules
         with self._locked() as (conn, now):
             counted_at = sa.func.coalesce(ib_requests.c.done_at, ib_requests.c.lease_until)
@@ -206,13 +210,13 @@ class PacingBudget:
                 r, now, history, identity, contract, limit=limit, paused_until=state["paused_until"]
             )
             if wait > 0:
-                return None, wait
+                return None, wait, limit
             ticket = conn.execute(
                 sa.insert(ib_requests)
                 .values(identity=identity, contract=contract, sent_at=now, lease_until=now + r.lease_s)
                 .returning(ib_requests.c.id)
             ).scalar_one()
-            return ticket, 0.0
+            return ticket, 0.0, limit
 
     def release(self, ticket: int, outcome: str) -> None:
         """Record the answer of `ticket`: ok (AIMD increase), pacing (decrease and pause) or error."""
@@ -250,20 +254,46 @@ class PacingBudget:
                 conn.execute(sa.update(ib_pacing).where(where).values(concurrency=grown, streak=0))
 
     async def acquire(self, request: Hashable, contract: Hashable) -> tuple[int, float]:
-        """Wait until `request` on `contract` may be sent and record it; returns (ticket, seconds waited)."""
+        """Wait until `request` on `contract` may be sent and record it; returns (ticket, seconds waited).
+
+        Senders of this process first wait here for one of `limit` local slots (the in-flight limit last
+        read), so only they ask the database; the others wait without a query."""
         identity, name = identity_of(request), str(contract)[:32]
+        slots = self._slots()
+        async with slots:
+            await slots.wait_for(lambda: self._flying < self._limit)
+            self._flying += 1
         waited = 0.0
-        while True:
-            ticket, wait = await asyncio.to_thread(self.try_reserve, identity, name)
-            if ticket is not None:
-                return ticket, waited
-            wait = wait * (1.0 + random.random() / 2) if wait == POLL_S else wait
-            waited += wait
-            await asyncio.sleep(wait)
+        try:
+            while True:
+                ticket, wait, self._limit = await asyncio.to_thread(self.try_reserve, identity, name)
+                if ticket is not None:
+                    return ticket, waited
+                wait = wait * (1.0 + random.random() / 2) if wait == POLL_S else wait
+                waited += wait
+                await asyncio.sleep(wait)
+        except BaseException:
+            await self._free()
+            raise
 
     async def done(self, ticket: int, outcome: str) -> None:
-        """`release` from the event loop."""
-        await asyncio.to_thread(self.release, ticket, outcome)
+        """`release` from the event loop, then free the local slot."""
+        try:
+            await asyncio.to_thread(self.release, ticket, outcome)
+        finally:
+            await self._free()
+
+    def _slots(self) -> asyncio.Condition:
+        """The local slots' condition (made on the event loop that uses the budget)."""
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    async def _free(self) -> None:
+        slots = self._slots()
+        async with slots:
+            self._flying -= 1
+            slots.notify_all()
 
     def violations(self) -> int:
         """Pacing violations recorded in this mode so far (every process)."""

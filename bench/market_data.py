@@ -30,7 +30,7 @@ from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
 from tt_resources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
-from tt_resources.pacing import PacingRules, PacingThrottle  # noqa: E402
+from tt_resources.pacing import PacingRules  # noqa: E402
 from tt_resources.synthetic import SyntheticSource  # noqa: E402
 from tt_resources.timeframes import TIMEFRAMES  # noqa: E402
 
@@ -102,9 +102,7 @@ def bench_chunk_plan() -> dict:
     rules = PacingRules(max_requests=1000, window_s=1.0, identical_s=0.1, per_contract=100, margin_s=0.05)
     gateway = FakeIBGateway(NOW, rules=rules, head=NOW - pd.DateOffset(years=10))
     gateway.start()
-    source = IbkrSource(
-        "127.0.0.1", gateway.port, 31, throttle=PacingThrottle(rules), settings=IbkrSettings()
-    )
+    source = IbkrSource("127.0.0.1", gateway.port, 31, rules=rules, settings=IbkrSettings())
     try:
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_engine(f"sqlite:///{tmp}/plan.sqlite")

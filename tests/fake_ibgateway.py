@@ -8,10 +8,14 @@ contract details, head timestamps, historical bars and current time with the rea
 
 Bars come from a deterministic series (`series`) on the NYSE grid of tt_resources.calendar, served up to the
 gateway's clock `now` (closed bars only). Each historical request is checked like IBKR does and violations are
-answered with IBKR's error codes and texts: 162 for pacing (identical request within 15 s, more than 5 per
-contract in 2 s, the rolling budget), "Time length exceed max" and "HMDS query returned no data"; 321 for
-durations over 365 days not given in years and bar sizes it does not know. Faults are injectable (`Faults`).
-Every request lands in `requests` so tests can check what the client sent and when.
+answered with IBKR's error codes and texts: 162 for pacing (identical request within 15 s, a sixth request
+per contract in 2 s, the rolling budget when `rolling_budget`, over all client connections), "Time length
+exceed max" and "HMDS query returned no data"; 321 for durations over 365 days not given in years and bar
+sizes it does not know; 200 for symbols IBKR does not spell that way (class shares: "BRK B", never "BRK.B").
+Faults are injectable (`Faults`): gateway restarts, "no data" for chosen spans, several listings, bad bars,
+client ids in use, latency and a soft limit on concurrent or fast requests. Every request lands in
+`requests` and every bar sent in `served`, so tests can check what the client sent, when, and what it got.
+Run as `python -m tests.fake_ibgateway` it serves in its own process (see `main`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,19 @@ CLIENT_ID_IN_USE = "Unable to connect as the client id is already in use. Retry 
 class Faults:
     """Misbehaviour to inject; counters are consumed as requests arrive."""
 
+    restart_after: int | None = None  # after N historical answers, drop every socket and refuse for restart_s
+    restart_s: float = 3.0
+    no_data: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)  # symbol -> span
+    # whose requests ending inside it get 162 "no data" (a halt)...
+    no_data_times: int | None = None  # ...this many times (None: always)
+    listings: dict[str, list[str]] = field(default_factory=dict)  # symbol -> primary exchanges it answers
+    bad_bars: dict[tuple[str, pd.Timestamp], str] = field(default_factory=dict)  # (symbol, ts) ->
+    # "volume" (sent as -1), "wap" (sent as 0) or "high<low"
+    all_ids_in_use: bool = False  # every client id is answered with 326
+    latency_s: tuple[float, float] = (0.0, 0.0)  # historical answers wait uniform(a, b) seconds
+    soft_concurrency: int | None = None  # more historical requests open than this -> 162 pacing
+    soft_rate: int | None = None  # more historical requests than this within 1 s -> 162 pacing
+
     unknown_symbols: set[str] = field(default_factory=set)  # contract details -> error 200
     no_data_symbols: set[str] = field(default_factory=set)  # historical -> 162 "HMDS query returned no data"
     pacing_violations: int = 0  # the next N historical requests get 162 pacing violation
@@ -72,7 +89,7 @@ class Request:
     end: str = ""
     duration: str = ""
     bar_size: str = ""
-    outcome: str = "ok"  # ok | no_data | pacing | too_long | invalid | silent | dropped | not_found
+    outcome: str = "ok"  # ok | no_data | pacing | soft_pacing | too_long | invalid | silent | dropped | ...
     bars: int = 0
     listing: tuple[str, str] = ("", "")  # (exchange, currency) asked for (contract requests)
 
@@ -98,10 +115,17 @@ def series(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) 
     )
 
 
-def contract_data(symbol: str, con_id: int, exchange: str = "SMART", currency: str = "USD") -> tuple:
+def con_id_of(symbol: str, primary: str = "NASDAQ") -> int:
+    """The stand-in's conId of a listing."""
+    return 10_000 + zlib.crc32(f"{symbol}@{primary}".encode()) % 1_000_000
+
+
+def contract_data(
+    symbol: str, con_id: int, exchange: str = "SMART", currency: str = "USD", primary: str = "NASDAQ"
+) -> tuple:
     """CONTRACT_DATA fields after reqId for a common stock listed as asked, in the decoder's order."""
     head = (symbol, "STK", "", 0, "", exchange, currency, symbol, "NMS", symbol, con_id, 0.01, "")
-    trading = ("ACTIVETIM,LMT,MKT", "SMART,NYSE,NASDAQ", 1, 0, f"{symbol} INC", "NASDAQ", "")
+    trading = ("ACTIVETIM,LMT,MKT", "SMART,NYSE,NASDAQ", 1, 0, f"{symbol} INC", primary, "")
     industry = ("Technology", "", "", "US/Eastern", "", "", "", 0)
     tail = (0, "1", "", "", "26", "", "COMMON", 1, 1, 100)  # numSecIds=0, aggGroup .. sizes
     return (*head, *trading, *industry, *tail)
@@ -135,14 +159,21 @@ class FakeIBGateway:
         self.head = head if head is not None else now - pd.DateOffset(years=5)
         self.faults = faults or Faults()
         self.requests: list[Request] = []
+        self.served: dict[tuple[str, str], pd.DataFrame] = {}  # (symbol, timeframe) -> bars sent, by ts
+        self.rolling_budget = True  # enforce max_requests per window_s (IBKR: only bars <= 30 s now)
         self.port = 0
+        self._open: set[tuple[int, int]] = set()  # (client id, req id) of historical requests not answered
+        self._random = np.random.default_rng(0)
         self._clients: dict[int, asyncio.StreamWriter] = {}
         self._held: set[int] = set()
         self._bars_sent = 0
+        self._answered = 0
+        self._last_second: deque[float] = deque()  # arrivals within the last second (soft rate limit)
         self._recent: deque[tuple[float, str, tuple]] = deque()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ibgateway", daemon=True)
         self._server: asyncio.Server | None = None
+        self.restarts: list[float] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -167,6 +198,24 @@ class FakeIBGateway:
         """Close every client socket now (as a gateway restart would)."""
         for writer in list(self._clients.values()):
             self._loop.call_soon_threadsafe(writer.close)
+
+    async def _restart(self, down_s: float) -> None:
+        """IB Gateway's nightly restart: drop every socket, refuse connections for `down_s`, listen again."""
+        self._server.close()
+        for writer in list(self._clients.values()):
+            writer.close()
+        self._clients.clear()
+        self.restarts.append(time.monotonic())
+        await asyncio.sleep(down_s)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    def violations(self) -> list[Request]:
+        """Historical requests the stand-in answered with a pacing violation (its rules or its soft limit)."""
+        return [r for r in self.historical() if r.outcome in ("pacing", "soft_pacing")]
+
+    def served_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """Every distinct bar sent for (symbol, timeframe) as sent (bad values included), sorted by ts."""
+        return self.served.get((symbol, timeframe), series(symbol, timeframe, self.now, self.now)).copy()
 
     def historical(self) -> list[Request]:
         """The historical-data requests received so far."""
@@ -194,7 +243,7 @@ class FakeIBGateway:
                 fields = await self._read(reader)
                 if fields[0] == "71":  # START_API: version, clientId, optCapab
                     client_id = int(fields[2])
-                    if client_id in self._clients or client_id in self._held:
+                    if client_id in self._clients or client_id in self._held or self.faults.all_ids_in_use:
                         writer.write(self._frame(4, 2, -1, 326, CLIENT_ID_IN_USE, ""))
                         await writer.drain()
                         client_id = -1
@@ -239,7 +288,9 @@ class FakeIBGateway:
         elif msg == 9:  # reqContractDetails(version, reqId, contract...)
             # fields: version, reqId, conId, symbol, secType, lastTrade, strike, right, multiplier, exchange,
             # primaryExchange, currency, ...
-            self._contract_details(client_id, send, int(fields[2]), fields[4], (fields[10], fields[12]))
+            self._contract_details(
+                client_id, send, int(fields[2]), fields[4], (fields[10], fields[12]), fields[11]
+            )
         elif (
             msg == 87
         ):  # reqHeadTimeStamp(reqId, contract(12), includeExpired, useRTH, whatToShow, formatDate)
@@ -255,15 +306,17 @@ class FakeIBGateway:
             self.requests.append(Request(time.monotonic(), client_id, "cancel_historical", end=fields[2]))
 
     def _contract_details(
-        self, client_id: int, send, req_id: int, symbol: str, listing: tuple[str, str]
+        self, client_id: int, send, req_id: int, symbol: str, listing: tuple[str, str], primary: str
     ) -> None:
         self.requests.append(Request(time.monotonic(), client_id, "contract", symbol, listing=listing))
-        if symbol in self.faults.unknown_symbols:
+        if symbol in self.faults.unknown_symbols or "." in symbol:  # IBKR spells class shares "BRK B"
             send(self._frame(4, 2, req_id, 200, NOT_FOUND, ""))
             return
-        con_id = 10_000 + zlib.crc32(symbol.encode()) % 1_000_000
-        # CONTRACT_DATA as serialised for server versions >= 164 (no version field, no mdSizeMultiplier)
-        send(self._frame(10, req_id, *contract_data(symbol, con_id, *listing)))
+        primaries = [p for p in self.faults.listings.get(symbol, ["NASDAQ"]) if p == primary or not primary]
+        for listed in primaries:
+            # CONTRACT_DATA as serialised for server versions >= 164 (no version field, no mdSizeMultiplier)
+            data = contract_data(symbol, con_id_of(symbol, listed), *listing, primary=listed)
+            send(self._frame(10, req_id, *data))
         send(self._frame(52, 1, req_id))
 
     def _historical(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
@@ -275,15 +328,35 @@ class FakeIBGateway:
         record = Request(time.monotonic(), client_id, "historical", symbol, end_text, duration, bar_size)
         self.requests.append(record)
         faults = self.faults
+        key = (client_id, req_id)
+
+        def answer(*frames: bytes) -> None:
+            """Send now, or after the injected latency (the request stays open meanwhile)."""
+            low, high = faults.latency_s
+            delay = float(self._random.uniform(low, high)) if high > 0 else 0.0
+            self._open.add(key)
+
+            def send() -> None:
+                self._open.discard(key)
+                if not writer.is_closing():
+                    for frame in frames:
+                        writer.write(frame)
+
+            if delay > 0:
+                self._loop.call_later(delay, send)
+            else:
+                send()
 
         def error(code: int, text: str, outcome: str) -> None:
             record.outcome = outcome
-            writer.write(self._frame(4, 2, req_id, code, text, ""))
+            answer(self._frame(4, 2, req_id, code, text, ""))
 
         violation = self._pacing_violation(record, (symbol, end_text, duration, bar_size, what, use_rth))
         if faults.pacing_violations > 0 or violation:
             faults.pacing_violations = max(0, faults.pacing_violations - 1)
             return error(162, PACING, "pacing")
+        if self._soft_limited(record):
+            return error(162, PACING, "soft_pacing")
         if faults.silent_requests > 0 or symbol in faults.silent_symbols:
             faults.silent_requests = max(0, faults.silent_requests - 1)
             record.outcome = "silent"
@@ -301,6 +374,11 @@ class FakeIBGateway:
         if limit is not None and end - span < end - limit:
             return error(162, TOO_LONG, "too_long")
         bars = self.expected(symbol, timeframe, end - span, min(end, self.now))
+        halt = faults.no_data.get(symbol)
+        if halt is not None and halt[0] <= end <= halt[1] and faults.no_data_times != 0:
+            if faults.no_data_times is not None:
+                faults.no_data_times -= 1
+            bars = bars.iloc[:0]
         if symbol in faults.no_data_symbols or bars.empty:
             return error(162, NO_DATA.format(symbol=symbol), "no_data")
         if faults.drop_after_bars is not None and self._bars_sent + len(bars) > faults.drop_after_bars:
@@ -310,8 +388,20 @@ class FakeIBGateway:
                 self._held.add(client_id)
             writer.close()
             return None
+        if faults.restart_after is not None and self._answered >= faults.restart_after:
+            faults.restart_after = None
+            record.outcome = "dropped"
+            self._restarting = asyncio.ensure_future(self._restart(faults.restart_s))
+            return None
+        self._answered += 1
         self._bars_sent += len(bars)
         record.bars = len(bars)
+        bars = self._spoil(symbol, bars)
+        known = self.served.get((symbol, timeframe))
+        sent = bars.drop(columns=["end", "session"])
+        self.served[(symbol, timeframe)] = (
+            sent if known is None else pd.concat([known, sent]).drop_duplicates("ts").sort_values("ts")
+        )
         if timeframe == "1d":  # daily bars always come as session dates
             dates = pd.to_datetime(bars["session"]).dt.strftime("%Y%m%d")
         elif fmt == "2":
@@ -325,19 +415,93 @@ class FakeIBGateway:
         )
         flat = [value for row in rows for value in row]
         start_text = (end - span).strftime("%Y%m%d-%H:%M:%S")
-        writer.write(self._frame(17, req_id, start_text, end.strftime("%Y%m%d-%H:%M:%S"), len(bars), *flat))
+        answer(self._frame(17, req_id, start_text, end.strftime("%Y%m%d-%H:%M:%S"), len(bars), *flat))
+
+    def _spoil(self, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
+        """Bars with the injected bad values: volume -1, WAP 0, high below low."""
+        bad = {ts: kind for (name, ts), kind in self.faults.bad_bars.items() if name == symbol}
+        if not bad:
+            return bars
+        bars = bars.copy()
+        for ts, kind in bad.items():
+            at = bars["ts"] == ts
+            if kind == "volume":
+                bars.loc[at, "volume"] = -1
+            elif kind == "wap":
+                bars.loc[at, "wap"] = 0.0
+            else:  # high < low
+                bars.loc[at, ["high", "low"]] = bars.loc[at, ["low", "high"]].to_numpy()
+        return bars
+
+    def _soft_limited(self, record: Request) -> bool:
+        """IBKR's soft throttle: too many requests open at once, or too many within a second."""
+        f = self.faults
+        if f.soft_concurrency is not None and len(self._open) >= f.soft_concurrency:
+            return True
+        if f.soft_rate is not None:
+            recent = sum(
+                1 for r in self.historical() if r.at > record.at - 1.0 and r.outcome != "soft_pacing"
+            )
+            return recent > f.soft_rate
+        return False
 
     def _pacing_violation(self, record: Request, identity: tuple) -> bool:
         """IBKR's three pacing rules over the requests received (violating ones count too)."""
         r = self.rules
         recent = self._recent
-        horizon = max(r.window_s, r.identical_s, r.per_contract_window_s)
+        horizon = max(r.window_s if self.rolling_budget else 0.0, r.identical_s, r.per_contract_window_s)
         while recent and recent[0][0] < record.at - horizon:
             recent.popleft()
-        in_window = sum(1 for t, _, _ in recent if t > record.at - r.window_s)
+        in_window = sum(1 for t, _, _ in recent if t > record.at - r.window_s) if self.rolling_budget else 0
         same_contract = sum(
             1 for t, s, _ in recent if s == record.symbol and t > record.at - r.per_contract_window_s
         )
         identical = any(i == identity and t > record.at - r.identical_s for t, _, i in recent)
         recent.append((record.at, record.symbol, identity))
         return in_window >= r.max_requests or same_contract >= r.per_contract or identical
+
+
+def main() -> None:
+    """Serve in this process until stdin closes: prints the port, then writes a JSON summary to --summary.
+
+    `python -m tests.fake_ibgateway --now 2026-11-18T21:30Z --latency 0.5,2 --soft-concurrency 20`: IBKR's
+    identical and per-contract rules, the rolling budget only with --rolling-budget (as IBKR for bars of
+    1 min and more), a soft limit on open requests and on requests per second."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--now", required=True)
+    parser.add_argument("--latency", default="0,0", help="seconds a,b: answers wait uniform(a, b)")
+    parser.add_argument("--soft-concurrency", type=int)
+    parser.add_argument("--soft-rate", type=int)
+    parser.add_argument("--rolling-budget", action="store_true")
+    parser.add_argument("--summary", required=True)
+    args = parser.parse_args()
+    low, high = (float(x) for x in args.latency.split(","))
+    gateway = FakeIBGateway(
+        pd.Timestamp(args.now),
+        faults=Faults(
+            latency_s=(low, high), soft_concurrency=args.soft_concurrency, soft_rate=args.soft_rate
+        ),
+    )
+    gateway.rolling_budget = args.rolling_budget
+    print(gateway.start(), flush=True)
+    sys.stdin.read()  # until the parent closes it
+    gateway.stop()
+    outcomes: dict[str, int] = {}
+    for r in gateway.historical():
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    summary = {
+        "historical_requests": len(gateway.historical()),
+        "outcomes": outcomes,
+        "bars_served": int(sum(len(bars) for bars in gateway.served.values())),
+        "clients": sorted({r.client_id for r in gateway.requests}),
+    }
+    with open(args.summary, "w") as out:
+        json.dump(summary, out)
+
+
+if __name__ == "__main__":
+    main()

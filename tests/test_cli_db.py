@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_show_prints_the_latest_rows_of_a_filled_table(db_url):
     assert run(["db", "upgrade"], db_url).exit_code == 0
     upsert_price_bars(engine, pd.concat([daily_bars("AAPL", 25), daily_bars("AA", 3)]))
     inventory = run(["show"], db_url)
-    assert "│ tt_prices    │   28 │" in inventory.output
+    assert re.search(r"│ tt_prices +│ +28 │", inventory.output), inventory.output
     result = run(["show", "tt_prices", "--symbol", "AAPL", "--timeframe", "1d", "--last", "20"], db_url)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("│ AAPL")]
@@ -84,7 +85,7 @@ def test_show_on_an_empty_table_says_so(sqlite_url):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "prices"], "unknown table 'prices'; valid: tt_action, tt_contracts, tt_dataset"),
+        (["show", "prices"], "unknown table 'prices'; valid: tt_action, tt_bar_quarantine, tt_contracts"),
         (
             ["show", "tt_prices", "--columns", "symbol,colour"],
             "tt_prices has no column 'colour'; valid: symbol,",

@@ -109,7 +109,7 @@ RULES = {
     "high_below_low": "high < low",
     "open_outside": "open outside [low, high]",
     "close_outside": "close outside [low, high]",
-    "negative_volume": "negative or missing volume",
+    "negative_volume": "negative volume",
     "duplicate_key": "duplicate (symbol, timeframe, ts)",
     "unknown_timeframe": "unknown timeframe",
 }
@@ -199,7 +199,7 @@ def test_read_bars_filters_symbols_and_window(engine):
 
 def test_high_water_marks_per_partition(engine):
     empty = high_water_marks(engine)
-    assert empty.empty and list(empty.columns) == ["symbol", "timeframe", "last_ts", "n_bars"]
+    assert empty.empty and list(empty.columns) == ["symbol", "timeframe", "first_ts", "last_ts", "n_bars"]
     upsert_price_bars(
         engine, pd.concat([make_bars("A", n=5), make_bars("AA", n=2), make_bars("A", "1d", n=3)])
     )

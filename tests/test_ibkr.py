@@ -12,11 +12,12 @@ from ib_async.wrapper import RequestError
 
 from tests.fake_ibgateway import IN_YEARS, FakeIBGateway, Faults
 from tt_resources import calendar
+from tt_resources.db.holes import open_holes
 from tt_resources.db.prices import read_bars
 from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.ibkr import IbkrSettings, IbkrSource, chunk_plan, run_on_ib_loop
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.pacing import PacingRules, PacingThrottle
+from tt_resources.pacing import PacingRules
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,7 +57,7 @@ def make_source(gateway):
             "127.0.0.1",
             gateway.port,
             5,
-            throttle=PacingThrottle(rules),
+            rules=rules,
             settings=dataclasses.replace(SETTINGS, **settings),
         )
         made.append(source)
@@ -181,7 +182,7 @@ def test_contracts_are_asked_for_on_the_watchlists_exchange_and_currency(
         port=gateway.port,
         client_id=5,
         engine=engine,
-        throttle=PacingThrottle(RULES),
+        rules=RULES,
     )
     try:
         results = ingest_many(engine, source, ["SAP", "AAPL"], ["1d"], start=WEEKS_AGO, now=NOW)
@@ -195,14 +196,23 @@ def test_contracts_are_asked_for_on_the_watchlists_exchange_and_currency(
     assert stored == asked
 
 
-def test_no_data_stops_the_walk(engine, gateway, make_source):
+def test_a_symbol_without_data_leaves_holes_retried_until_the_attempts_run_out(engine, gateway, make_source):
     gateway.faults = Faults(no_data_symbols={"EMPTY"})
-    result = ingest_partition(
-        engine, make_source(), "EMPTY", "1h", start=NOW - pd.Timedelta(days=90), now=NOW
+    start = NOW - pd.Timedelta(days=90)
+    results = [
+        ingest_partition(engine, make_source(), "EMPTY", "1h", start=start, now=NOW, hole_attempts=2)
+        for _ in range(3)
+    ]
+    assert [r.status for r in results] == ["updated", "updated", "fresh"]
+    assert results[0].bars_written == 0 and results[0].holes_found == results[0].holes_open == 3
+    assert results[1].holes_found == 3 and results[2].holes_open == 3  # kept open, no longer asked
+    assert [r.outcome for r in gateway.historical()] == ["no_data"] * 6  # every chunk, then each hole again
+    holes = open_holes(engine, "1h", "EMPTY")
+    assert [h.attempts for h in holes] == [2, 2, 2] and "HMDS query returned no data" in holes[0].reason
+    assert holes[0].start == start and holes[-1].end == calendar.last_closed_bar("1h", NOW) + pd.Timedelta(
+        seconds=1
     )
-    assert result.status == "updated" and result.bars_written == 0
-    assert [r.outcome for r in gateway.historical()] == ["no_data"]  # nothing asked after "no data"
-    assert list(log_rows(engine).query("request == 'historical'")["outcome"]) == ["no_data"]
+    assert list(log_rows(engine).query("request == 'historical'")["outcome"]) == ["no_data"] * 6
 
 
 def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
@@ -247,6 +257,7 @@ def test_dropped_connection_reconnects_with_a_new_client_id_and_resumes(engine, 
 
 def test_throttle_keeps_within_the_budget(engine, gateway, make_source):
     tight = PacingRules(
+        mode="strict",
         max_requests=4,
         window_s=1.0,
         identical_s=0.3,

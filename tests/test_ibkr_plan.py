@@ -1,4 +1,4 @@
-"""The pacing throttle (deterministic clock) and the IBKR chunk plan / duration strings."""
+"""The pacing rules (a fixed clock) and the IBKR chunk plan / duration strings."""
 
 from __future__ import annotations
 
@@ -8,51 +8,48 @@ import pandas as pd
 import pytest
 
 from tt_resources.ibkr import chunk_plan, duration_for, ib_end
-from tt_resources.pacing import PacingRules, PacingThrottle
+from tt_resources.pacing import POLL_S, PacingRules, Sent, wait_needed
 
 END = pd.Timestamp("2026-11-18 21:00:01", tz="UTC")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+NOW = 1000.0
 
 
-def throttle(**rules) -> tuple[PacingThrottle, FakeClock]:
-    clock = FakeClock()
-    return PacingThrottle(PacingRules(margin_s=0.0, **rules), clock=clock), clock
+def wait(history: list[Sent], identity="r", contract="AAPL", *, limit=16, paused_until=0.0, **rules) -> float:
+    r = PacingRules(margin_s=0.0, **rules)
+    return wait_needed(r, NOW, history, identity, contract, limit=limit, paused_until=paused_until)
 
 
-def test_rolling_budget():
-    pacer, _ = throttle(max_requests=3, window_s=10.0, per_contract=100)
-    waits = [pacer.reserve(("r", i), f"C{i}") for i in range(5)]
-    assert waits == [0.0, 0.0, 0.0, 10.0, 10.0]
+def sent(ago: float, identity="x", contract="C", in_flight=False) -> Sent:
+    return Sent(NOW - ago, identity, contract, in_flight)
 
 
-def test_identical_request_is_spaced():
-    pacer, clock = throttle(identical_s=15.0)
-    assert pacer.reserve("same", "AAPL") == 0.0
-    clock.t += 5
-    assert pacer.reserve("same", "AAPL") == pytest.approx(10.0)
-    assert pacer.reserve("other", "AAPL") == pytest.approx(10.0)  # reservations are handed out in order
+def test_strict_rolling_budget_and_the_adaptive_mode_without_it():
+    history = [sent(9.0 - i, f"r{i}", f"C{i}") for i in range(3)]  # 3 requests 9, 8, 7 s ago
+    assert wait(history, mode="strict", max_requests=3, window_s=10.0) == pytest.approx(1.0)
+    assert wait(history, mode="strict", max_requests=4, window_s=10.0) == 0.0
+    assert wait(history, mode="adaptive", max_requests=3, window_s=10.0) == 0.0
 
 
-def test_per_contract_limit():
-    pacer, _ = throttle(per_contract=5, per_contract_window_s=2.0)
-    waits = [pacer.reserve(("r", i), "AAPL") for i in range(6)]
-    assert waits[:5] == [0.0] * 5 and waits[5] == pytest.approx(2.0)
-    assert pacer.reserve("x", "MSFT") == pytest.approx(2.0)  # never earlier than the previous reservation
+def test_identical_request_is_spaced_15_s():
+    assert wait([sent(5.0, "same")], "same") == pytest.approx(10.0)
+    assert wait([sent(5.0, "same")], "other") == 0.0
+    assert wait([sent(16.0, "same")], "same") == 0.0
 
 
-def test_history_is_forgotten_once_no_rule_needs_it():
-    pacer, clock = throttle(max_requests=2, window_s=10.0)
-    pacer.reserve("a", "A")
-    pacer.reserve("b", "B")
-    clock.t += 11
-    assert pacer.reserve("c", "C") == 0.0
+def test_a_sixth_request_per_contract_within_2_s_waits():
+    five = [sent(1.5 - 0.1 * i, f"r{i}", "AAPL") for i in range(5)]
+    assert wait(five[:4], contract="AAPL") == 0.0
+    assert wait(five, contract="AAPL") == pytest.approx(0.5)  # until the oldest is 2 s old
+    assert wait(five, contract="MSFT") == 0.0
+
+
+def test_in_flight_limit_and_pause():
+    flying = [sent(0.0, f"r{i}", f"C{i}", in_flight=True) for i in range(3)]
+    assert wait(flying, limit=3) == POLL_S
+    assert wait(flying, limit=4) == 0.0
+    assert wait([], paused_until=NOW + 7.0) == pytest.approx(7.0)
 
 
 @pytest.mark.parametrize(
@@ -60,10 +57,12 @@ def test_history_is_forgotten_once_no_rule_needs_it():
     [("1d", 3, 3, {"1 Y"}), ("1h", 2, 24, {"1 M"}), ("15m", 1, 53, {"1 W", "1 D"})],
 )
 def test_default_histories_take_the_step_table_minimum(timeframe, years, requests, durations):
-    plan = chunk_plan(timeframe, END - pd.DateOffset(years=years), END)
+    start = END - pd.DateOffset(years=years)
+    plan = chunk_plan(timeframe, start, END)
     assert len(plan) == requests
-    assert {duration for _, duration in plan} == durations
-    assert plan[0][0] == END and all(a[0] > b[0] for a, b in itertools.pairwise(plan))
+    assert {duration for _, _, duration in plan} == durations
+    assert plan[0][0] == start and plan[-1][1] == END  # oldest first, back to back
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
 
 
 def test_short_spans_are_whole_days_and_long_daily_spans_years():

@@ -237,7 +237,18 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
     failed = [line for line in result.output.splitlines() if line.startswith("failed")]
     assert len(failed) == 1 and failed[0].startswith("failed AAPL 1d:")
     [summary] = [line.split("│")[1:-1] for line in result.output.splitlines() if line.startswith("│ 1d")]
-    assert [cell.strip() for cell in summary] == ["1d", "3", "0", "2", "1", f"{2 * 185:,}", "3", "0"]
+    assert [cell.strip() for cell in summary] == [
+        "1d",
+        "3",
+        "0",
+        "2",
+        "1",
+        f"{2 * 185:,}",
+        "3",
+        "0",
+        "0",
+        "0",
+    ]
     assert "AAPL_1d.csv: line 101: high < low" in result.output
     engine = create_engine(env["DATABASE_URL"])
     count = "SELECT symbol, count(*) FROM {} GROUP BY symbol ORDER BY symbol"

@@ -29,6 +29,21 @@ def test_features_columns_and_values():
     assert out["rsi_14"].dropna().between(0, 100).all()
 
 
+def test_unknown_volume_scores_no_information_and_leaves_no_gap():
+    """IBKR's unknown volume (stored as NULL) on one bar must not blank the volume z-score for 20 bars (the
+    panel would then refuse the symbol): the statistics use the known volumes, the bar itself scores 0."""
+    bars = synthetic_bars(["X"], n_bars=80, seed=1).drop(columns="symbol")
+    known = compute_features(bars)
+    bars.loc[50, "volume"] = np.nan
+    out = compute_features(bars)
+    assert out["volume_z_20"].iloc[20:].notna().all()
+    assert out.loc[50, "volume_z_20"] == 0.0
+    window = bars["volume"].iloc[32:52].dropna()  # bar 51's 20-bar window without the unknown one
+    expected = (bars.loc[51, "volume"] - window.mean()) / window.std()
+    assert out.loc[51, "volume_z_20"] == pytest.approx(expected)
+    assert out.loc[60:, "vol_20"].tolist() == known.loc[60:, "vol_20"].tolist()  # prices are untouched
+
+
 def test_panel_ffill_drop_and_roundtrip(tmp_path, caplog):
     bars = synthetic_bars(["A", "AA", "GAP", "HOLE"], n_bars=120, seed=2)
     ts = sorted(bars["ts"].unique())

@@ -115,7 +115,7 @@ def empty_windows(
     end: pd.Timestamp | None,
 ) -> list[str]:
     """One line per (symbol, timeframe) with no stored bar in [start, end), naming the flags and what is
-    stored (ingest only extends a partition forward, it never fills in bars before its first one)."""
+    stored (a source with nothing there, or a window after the last bar it has)."""
     from tt_resources.db.prices import window_counts
 
     counts = window_counts(engine, symbols, timeframes, start, end)
@@ -140,6 +140,13 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
     """Print the summary table and one line per failed partition with its reason (the source's text, never
     read as console markup); exit 1 when a partition failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
+    for r in reports:
+        if r.holes:
+            console.print(
+                f"[yellow]holes[/yellow] {r.symbol} {r.timeframe}: {r.holes} span(s) the source did not deliver "
+                "(tt_fetch_hole); later runs retry them",
+                highlight=False,
+            )
     failed = [r for r in reports if r.status == "failed"]
     for r in failed:
         line = f"[red]failed[/red] {r.symbol} {r.timeframe}: {escape(str(r.reason))}"
@@ -189,7 +196,8 @@ def check_writable(path: Path) -> None:
 
 
 def ingest_summary(results) -> Table:
-    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits)."""
+    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits,
+    bars quarantined, open holes)."""
     table = Table(title="ingest summary")
     for column in (
         "timeframe",
@@ -200,6 +208,8 @@ def ingest_summary(results) -> Table:
         "bars",
         "requests",
         "pacing",
+        "quarantined",
+        "holes",
     ):
         table.add_column(column, justify="left" if column == "timeframe" else "right")
     for timeframe in dict.fromkeys(r.timeframe for r in results):
@@ -211,6 +221,8 @@ def ingest_summary(results) -> Table:
             f"{sum(r.bars_written for r in rows):,}",
             str(sum(r.requests for r in rows)),
             str(sum(r.pacing_waits for r in rows)),
+            str(sum(r.quarantined for r in rows)),
+            str(sum(r.holes for r in rows)),
         )
     return table
 

@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_pipeline.quality import BarQuality, assess_bars, content_version
-from tt_resources.ingest import PartitionResult, ingest_after
+from tt_resources.ingest import PartitionResult, Stored, in_parallel, ingest_after, stored_partitions
 from tt_resources.sources import MarketDataSource
 from tt_resources.terms import utc
 
@@ -34,13 +34,15 @@ class PartitionReport:
     bars_written: int = 0
     pacing_waits: int = 0
     reason: str | None = None  # why it failed: the source's error or the broken bar-quality rules
+    quarantined: int = 0  # bars in tt_bar_quarantine (sent by the source, breaking a bar rule)
+    holes: int = 0  # open holes: spans the source did not deliver (tt_fetch_hole), retried by later runs
 
     def to_metadata(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_metadata(cls, values: dict[str, object]) -> PartitionReport:
-        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__ if name in values})
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class PartitionOutcome:
             bars_written=fetched.bars_written if fetched else 0,
             pacing_waits=fetched.pacing_waits if fetched else 0,
             reason=self.reason,
+            quarantined=self.quality.quarantined,
+            holes=fetched.holes_open if fetched else 0,
         )
 
 
@@ -96,32 +100,34 @@ def refresh_partitions(
     now=None,
     progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> list[PartitionOutcome]:
-    """Refresh each symbol's `timeframe` partition, in order; `progress` is called after each one.
+    """Refresh each symbol's `timeframe` partition; results in symbol order; `progress` is called as each one
+    finishes. Up to `source.concurrency` partitions run at once (IBKR: TT_IB_CONCURRENCY, others: one).
 
     `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` as in
     tt_resources.ingest (naive means UTC). A partition's failure never stops the others."""
     from tt_resources.db.features import feature_marks
-    from tt_resources.db.prices import high_water_marks, read_bars
 
     now = utc(now) or pd.Timestamp.now(tz="UTC")
-    marks = high_water_marks(engine, timeframe).set_index("symbol")["last_ts"] if source else None
+    stored = stored_partitions(engine, timeframe) if source else {}
     featured = feature_marks(engine, timeframe) if features else {}
-    outcomes = []
-    for symbol in symbols:
+
+    def refresh(symbol: str) -> PartitionOutcome:
+        from tt_resources.db.prices import quarantined, read_bars
+
         fetched = None
         if source is not None:
             fetched = ingest_after(
-                engine, source, symbol, timeframe, marks.get(symbol), start=start, end=end, now=now
+                engine, source, symbol, timeframe, stored.get(symbol, Stored()), start=start, end=end, now=now
             )
         bars = read_bars(engine, [symbol], timeframe)
-        quality = assess_bars(bars, timeframe, now)
+        quality = assess_bars(bars, timeframe, now, quarantined=len(quarantined(engine, [symbol], timeframe)))
         written = None
         if features and quality.ok:
             revised_from = fetched.first_ts if fetched is not None else None
             written = update_features(
                 engine, symbol, timeframe, bars, done=featured.get(symbol), revised_from=revised_from
             )
-        outcome = PartitionOutcome(
+        return PartitionOutcome(
             symbol,
             timeframe,
             fetched,
@@ -132,10 +138,9 @@ def refresh_partitions(
             content_version=content_version(bars),
             features_written=written,
         )
-        outcomes.append(outcome)
-        if progress is not None:
-            progress(outcome)
-    return outcomes
+
+    workers = getattr(source, "concurrency", 1) if source is not None else 1
+    return in_parallel(refresh, list(symbols), workers=workers, done=progress)
 
 
 def update_features(

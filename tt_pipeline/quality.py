@@ -28,6 +28,8 @@ class BarQuality:
     off_grid: int  # bars whose start is not a calendar bar start
     future: int  # bars starting after the last closed bar
     bad_ohlc: int  # non-finite, non-positive, low > min(open, close), high < max(open, close), volume < 0
+    unknown_volume: int = 0  # bars whose volume the source does not know (stored NULL; IBKR sends -1)
+    quarantined: int = 0  # bars the source sent that break a bar rule, kept out (tt_bar_quarantine)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +58,8 @@ class BarQuality:
             ),
             "ohlc_sanity": f"{self.bad_ohlc} bar(s) with bad prices or volume",
         }
+        if self.quarantined:  # the missing bars the coverage rule counts include these
+            found["coverage"] += f", {self.quarantined} of them quarantined"
         failed = self.failed_rules()
         return "; ".join(f"{rule}: {found[rule]}" for rule in failed) if failed else None
 
@@ -71,21 +75,27 @@ RAW_BARS_RULES: dict[str, tuple[str, Callable[[BarQuality], bool]]] = {
         lambda q: q.n_bars > 0 and q.off_grid == 0 and q.future == 0,
     ),
     "ohlc_sanity": (
-        "finite positive prices, low <= open/close <= high, volume >= 0",
+        "finite positive prices, low <= open/close <= high, volume >= 0 or unknown (bars breaking this when "
+        "fetched are quarantined, not stored: metadata `quarantined`)",
         lambda q: q.n_bars > 0 and q.bad_ohlc == 0,
     ),
 }
 
 
-def assess_bars(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = None) -> BarQuality:
-    """Check one symbol's bars (columns ts, open, high, low, close, volume; any order) against the calendar."""
+def assess_bars(
+    bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = None, *, quarantined: int = 0
+) -> BarQuality:
+    """Check one symbol's bars (columns ts, open, high, low, close, volume; any order) against the calendar.
+
+    A NaN volume is unknown, not bad (counted in `unknown_volume`); `quarantined` is the partition's count
+    in tt_bar_quarantine, reported alongside."""
     import numpy as np
     import pandas as pd
 
     from tt_resources.calendar import expected_bar_starts, last_closed_bar
 
     if bars.empty:
-        return BarQuality(0, 0, 0.0, 0, 0, 0, 0)
+        return BarQuality(0, 0, 0.0, 0, 0, 0, 0, quarantined=quarantined)
     ts = pd.DatetimeIndex(bars["ts"]).sort_values()
     expected = expected_bar_starts(timeframe, ts[0], ts[-1] + pd.Timedelta(1, "ns"))
     on_grid = ts.isin(expected)
@@ -99,7 +109,7 @@ def assess_bars(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = N
             | (prices <= 0).any(axis=1)
             | (prices[:, 2] > np.minimum(prices[:, 0], prices[:, 3]))
             | (prices[:, 1] < np.maximum(prices[:, 0], prices[:, 3]))
-            | ~(volume >= 0)
+            | (volume < 0)
         )
     return BarQuality(
         n_bars=len(ts),
@@ -109,6 +119,8 @@ def assess_bars(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = N
         off_grid=int((~on_grid).sum()),
         future=len(ts) if last_closed is None else int((ts > last_closed).sum()),
         bad_ohlc=int(bad.sum()),
+        unknown_volume=int(np.isnan(volume).sum()),
+        quarantined=quarantined,
     )
 
 

@@ -66,8 +66,33 @@ class Settings(BaseSettings):
         17, ge=0, description="first IB API client id (the next ones are tried if taken)"
     )
     ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
-    tt_ib_max_requests: int = Field(60, ge=1, description="historical requests per pacing window (IBKR: 60)")
-    tt_ib_window_s: float = Field(600.0, gt=0, description="pacing window in seconds (IBKR: 600)")
+    tt_ib_pacing: Literal["adaptive", "strict"] = Field(
+        "adaptive",
+        description="IBKR pacing: `adaptive` (bounded concurrency, AIMD on pacing violations; IBKR's rule for "
+        "bars >= 1 min) or `strict` (also at most TT_IB_MAX_REQUESTS per TT_IB_WINDOW_S)",
+    )
+    tt_ib_max_requests: int = Field(
+        60, ge=1, description="strict pacing: historical requests per pacing window (IBKR: 60)"
+    )
+    tt_ib_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="strict pacing: window in seconds, also the pause after a violation (IBKR: 600)",
+    )
+    tt_ib_concurrency: int = Field(
+        16,
+        ge=1,
+        le=49,
+        description="most IBKR historical requests in flight at once, all processes (IBKR: 50)",
+    )
+    tt_ib_reconnect_s: float = Field(
+        300.0,
+        ge=0,
+        description="how long to keep reconnecting to a gateway that went away (e.g. its restart)",
+    )
+    tt_ib_hole_attempts: int = Field(
+        3, ge=1, description="fetches of a span IBKR did not deliver before later runs stop retrying it"
+    )
     tt_watchlist: Path | None = Field(None, description="watchlist CSV; unset: `data/tensorwatchlist.csv`")
     tt_watchlist_limit: int | None = Field(None, ge=1, description="use only the watchlist's first N symbols")
     dagster_home: Path | None = Field(

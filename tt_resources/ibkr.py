@@ -1,15 +1,20 @@
 """Historical bars from Interactive Brokers through ib_async's async API.
 
-The source owns a private event loop in a daemon thread, so its blocking `fetch` works from any caller
-(scripts, Dagster ops, notebooks) without nest_asyncio. Per partition it:
-1. qualifies the contract once (memory, then tt_contracts, then reqContractDetails; error 200 -> SymbolNotFound);
+The source shares one process-wide event loop in a daemon thread, so its blocking calls work from any
+caller (scripts, Dagster ops, worker threads, notebooks) without nest_asyncio. Per partition it:
+1. qualifies the contract once (memory, then tt_contracts, then reqContractDetails under IBKR's spelling of
+   the symbol, e.g. BRK.B -> "BRK B"); several listings are narrowed to the watchlist's primary exchange
+   (or its exchange when that is not SMART), else the symbol fails naming them; error 200 -> SymbolNotFound;
 2. asks once for the head timestamp (earliest TRADES bar; cached in tt_contracts.head_ts);
-3. walks backwards from `end` in chunks of IBKR's step table (1d: "1 Y", 1h: "1 M", 15m: "1 W"; a shorter
-   "N D" for the oldest chunk or a short tail) with explicit UTC endDateTime and formatDate=2, de-duplicating on
-   bar start and stopping at the head timestamp, at `start` or at "HMDS query returned no data".
-Every request passes the process-wide pacing throttle (tt_resources.pacing), is retried with bounded
-exponential backoff on pacing violations (error 162), timeouts (cancelled first) and disconnects (reconnected,
-with a new client id when the old one is still held), and is logged to tt_fetch_log.
+3. walks *forward* from max(start, head) in chunks of IBKR's step table (1d: "1 Y", 1h: "1 M", 15m: "1 W"; a
+   shorter "N D" for the last chunk) with explicit UTC endDateTime and formatDate=2, yielding each chunk as it
+   arrives (so the caller stores it before the next request); a chunk answered "HMDS query returned no data"
+   is yielded as a hole and the walk goes on.
+Every request passes the shared pacing budget (tt_resources.pacing) and is logged to tt_fetch_log. Pacing
+violations (error 162) are retried after the budget's pause; timeouts (cancelled first) with bounded
+exponential backoff; a lost or refused connection is re-established with backoff for up to `reconnect_s`
+(IB Gateway's nightly restart), resuming the same chunk. Client ids client_id, +1, +2 are tried; when every
+one answers error 326 the partition fails at once naming them.
 """
 
 from __future__ import annotations
@@ -19,35 +24,29 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from ib_async import IB, BarDataList, Contract, Stock
+from ib_async import IB, BarDataList, Contract, ContractDetails, Stock
 from ib_async import util as ib_util
 from ib_async.wrapper import RequestError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from tt_resources import calendar, config
 from tt_resources.db.bulk import insert_frame, upsert_frame
 from tt_resources.db.schema import contracts, fetch_log
-from tt_resources.pacing import PacingRules, PacingThrottle, shared_throttle
-from tt_resources.sources import SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources.pacing import PacingBudget, PacingRules
+from tt_resources.sources import Chunk, SourceError, SourceStats, SymbolNotFound, empty_bars
 from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 from tt_resources.watchlist import DEFAULTS as WATCHLIST_DEFAULTS
 
-DEFAULT_LISTING = (WATCHLIST_DEFAULTS["exchange"], WATCHLIST_DEFAULTS["currency"])  # (exchange, currency)
+# (exchange, currency, primary exchange) asked for when the watchlist says nothing
+DEFAULT_LISTING = (WATCHLIST_DEFAULTS["exchange"], WATCHLIST_DEFAULTS["currency"], "")
 
 # IBKR's step table: the longest request per bar size, as a walking offset and as a duration string
 CHUNKS: dict[str, tuple[pd.DateOffset, str]] = {
@@ -65,6 +64,14 @@ class RequestTimedOut(SourceError):
     """No answer within the request timeout (the request was cancelled)."""
 
 
+class GatewayUnreachable(ConnectionError):
+    """The gateway refused or dropped the connection (e.g. its nightly restart); worth retrying."""
+
+
+class ClientIdsInUse(SourceError):
+    """Every client id tried was answered with error 326."""
+
+
 @dataclass(frozen=True)
 class IbkrSettings:
     """Connection and retry settings (seconds)."""
@@ -74,23 +81,28 @@ class IbkrSettings:
     client_id: int = 17
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 60.0
-    max_attempts: int = 5  # per request, over pacing violations, timeouts and disconnects
-    backoff_s: float = 2.0  # first pacing backoff; doubles up to backoff_max_s
-    backoff_max_s: float = 120.0
+    max_attempts: int = 5  # per request, over timeouts
+    pacing_attempts: int = 8  # pacing violations of one request before it fails
+    backoff_s: float = (
+        2.0  # first backoff after a timeout or a refused connection; doubles up to backoff_max_s
+    )
+    backoff_max_s: float = 30.0
+    reconnect_s: float = 300.0  # keep reconnecting this long to a gateway that went away
     client_id_attempts: int = 3  # client ids tried on (re)connect: client_id, client_id + 1, ...
     what_to_show: str = "TRADES"
     use_rth: bool = True
 
     @classmethod
     def from_env(cls, **overrides) -> IbkrSettings:
-        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_TIMEOUT_S (request timeout) from the settings, then
-        `overrides`."""
+        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_TIMEOUT_S (request timeout), TT_IB_RECONNECT_S from the
+        settings, then `overrides`."""
         env = config.settings()
         values = {
             "host": env.ib_host,
             "port": env.ib_port,
             "client_id": env.ib_client_id,
             "request_timeout_s": env.ib_timeout_s,
+            "reconnect_s": env.tt_ib_reconnect_s,
         }
         return cls(**{**values, **overrides})
 
@@ -106,19 +118,43 @@ def duration_for(timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{max(1, math.ceil((end - start) / pd.Timedelta(days=1)))} D"
 
 
-def chunk_plan(timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, str]]:
-    """The (endDateTime, duration) requests that cover [start, end) when IBKR fills every chunk."""
+def chunk_plan(
+    timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+) -> list[tuple[pd.Timestamp, pd.Timestamp, str]]:
+    """The (chunk start, endDateTime, duration) requests that cover [start, end), oldest first."""
     offset = CHUNKS[timeframe][0]
-    plan, chunk_end = [], end
-    while chunk_end > start:
-        plan.append((chunk_end, duration_for(timeframe, start, chunk_end)))
-        chunk_end = chunk_end - offset
+    plan, chunk_start = [], start
+    while chunk_start < end:
+        chunk_end = min(chunk_start + offset, end)
+        plan.append((chunk_start, chunk_end, duration_for(timeframe, chunk_start, chunk_end)))
+        chunk_start = chunk_end
     return plan
 
 
 def ib_end(ts: pd.Timestamp) -> str:
     """endDateTime in IBKR's explicit-UTC form 'yyyymmdd-hh:mm:ss'."""
     return ts.tz_convert("UTC").strftime("%Y%m%d-%H:%M:%S")
+
+
+def ib_symbol(symbol: str) -> str:
+    """IBKR's spelling of a watchlist symbol: class shares take a space, BRK.B -> 'BRK B'."""
+    return symbol.replace(".", " ")
+
+
+def pick_listing(symbol: str, details: list[ContractDetails], exchange: str, primary: str) -> ContractDetails:
+    """The one listing meant when IBKR answers several: the watchlist's primary exchange, else its exchange
+    when that is not SMART; SourceError naming every listing when that does not single one out."""
+    if len(details) == 1:
+        return details[0]
+    wanted = primary or ("" if exchange == "SMART" else exchange)
+    matches = [d for d in details if wanted and wanted in (d.contract.primaryExchange, d.contract.exchange)]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(
+        f"{d.contract.primaryExchange or d.contract.exchange} (conId {d.contract.conId})" for d in details
+    )
+    hint = f"none or several on {wanted}" if wanted else "set primary_exchange for it in the watchlist"
+    raise SourceError(f"{symbol}: IBKR lists {len(details)} contracts: {listed}; {hint}")
 
 
 _loop_lock = threading.Lock()
@@ -149,8 +185,18 @@ def run_on_ib_loop[T](coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
+@dataclass
+class _Call:
+    """What one blocking call did: its counters and its tt_fetch_log rows."""
+
+    stats: SourceStats = field(default_factory=SourceStats)
+    log: list[dict] = field(default_factory=list)
+    written: int = 0  # log rows already in tt_fetch_log
+
+
 class IbkrSource:
-    """MarketDataSource backed by IB Gateway/TWS. `engine` (optional) receives tt_contracts and tt_fetch_log."""
+    """MarketDataSource backed by IB Gateway/TWS. `engine` (optional, else `bind`) receives tt_contracts,
+    tt_fetch_log and the shared pacing budget; without one the budget is private to the source."""
 
     name = "ibkr"
 
@@ -161,51 +207,96 @@ class IbkrSource:
         client_id: int = 17,
         *,
         engine: sa.Engine | None = None,
-        throttle: PacingThrottle | None = None,
+        rules: PacingRules | None = None,
         settings: IbkrSettings | None = None,
-        listings: Mapping[str, tuple[str, str]] | None = None,
+        listings: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
-        self.listings = dict(listings or {})  # symbol -> (exchange, currency); others: SMART, USD
+        self.listings = dict(listings or {})  # symbol -> (exchange, currency[, primary]); others: SMART, USD
         self.settings = dataclasses.replace(
             settings or IbkrSettings(), host=host, port=int(port), client_id=int(client_id)
         )
         self.engine = engine
-        self.throttle = throttle or shared_throttle(PacingRules.from_env())
+        self.rules = rules or PacingRules.from_env()
+        self.concurrency = self.rules.concurrency  # partitions worth fetching at once (ingest's workers)
         self.stats = SourceStats()
         self.client_id = self.settings.client_id  # the id of the current connection
+        self._budget: PacingBudget | None = None
         self._ib: IB | None = None
+        self._connecting: asyncio.Lock | None = None
         self._contracts: dict[str, Contract] = {}
         self._heads: dict[str, pd.Timestamp | None] = {}
         self._unknown: dict[str, str] = {}
-        self._log: list[dict] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, **options) -> IbkrSource:
-        """Settings from IB_HOST / IB_PORT / IB_CLIENT_ID / IB_TIMEOUT_S; `options` override (engine,
-        throttle and listings go to the constructor)."""
-        engine, throttle = options.pop("engine", None), options.pop("throttle", None)
-        listings = options.pop("listings", None)
+        """Settings from IB_HOST / IB_PORT / IB_CLIENT_ID / IB_TIMEOUT_S / TT_IB_*; `options` override
+        (engine, rules and listings go to the constructor)."""
+        engine, rules, listings = (options.pop(k, None) for k in ("engine", "rules", "listings"))
         s = IbkrSettings.from_env(**options)
-        return cls(
-            s.host, s.port, s.client_id, engine=engine, throttle=throttle, settings=s, listings=listings
-        )
+        return cls(s.host, s.port, s.client_id, engine=engine, rules=rules, settings=s, listings=listings)
+
+    @property
+    def budget(self) -> PacingBudget:
+        """The pacing budget on the source's database (created on first use)."""
+        with self._lock:
+            if self._budget is None:
+                self._budget = PacingBudget(self.engine, self.rules)
+            return self._budget
 
     # ------------------------------------------------------------------ public
-    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
-        """Bars of `symbol` starting in [start, end), stitched from as many chunk requests as needed."""
-        tf = get_timeframe(timeframe)
+    def fetch_chunks(self, symbol: str, timeframe: str, start, end) -> Iterator[Chunk]:
+        """The bars of [start, end) chunk by chunk, oldest first, each as soon as it arrived (see module doc).
+
+        A chunk IBKR answers with "no data" has status no_data; a failure ends the walk with one chunk of
+        status failed spanning the rest of the window, whose reason is one line naming the symbol."""
+        tf = get_timeframe(timeframe).name
         start, end = aware_utc(start, "start"), aware_utc(end, "end")
+        call = _Call()
         try:
-            bars = run_on_ib_loop(self._fetch(symbol, tf.name, start, end))
-        finally:
-            self._flush_log()
-        self.stats.bars += len(bars)
-        return bars
+            contract = self._run(call, self._contract(symbol, tf, call))
+            head = self._run(call, self._head(contract, symbol, tf, call))
+        except SourceError as exc:
+            yield self._chunk_done(call, Chunk(start, end, empty_bars(), call.stats, "failed", str(exc)))
+            return
+        first = max(start, head) if head is not None else start
+        lookups = call.stats  # the contract and head requests count with the first chunk
+        for chunk_start, chunk_end, duration in chunk_plan(tf, first, end):
+            call, lookups = _Call(stats=lookups), SourceStats()
+            try:
+                bars = self._run(call, self._request(contract, symbol, tf, chunk_end, duration, call))
+                frame = None if bars is None else _bars_frame(bars, tf)
+            except SourceError as exc:
+                failed = Chunk(chunk_start, end, empty_bars(), call.stats, "failed", str(exc))
+                yield self._chunk_done(call, failed)
+                return
+            if frame is None:
+                reason = f"IBKR error 162: {call.log[-1]['message']}"
+                yield self._chunk_done(
+                    call, Chunk(chunk_start, chunk_end, empty_bars(), call.stats, "no_data", reason)
+                )
+                continue
+            frame = frame[(frame["ts"] >= chunk_start) & (frame["ts"] < chunk_end)].reset_index(drop=True)
+            yield self._chunk_done(call, Chunk(chunk_start, chunk_end, frame, call.stats))
+
+    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
+        """Bars of `symbol` starting in [start, end), stitched from every chunk; SourceError on a failure."""
+        frames = []
+        for chunk in self.fetch_chunks(symbol, timeframe, start, end):
+            if chunk.status == "failed":
+                raise SourceError(chunk.reason)
+            frames.append(chunk.bars)
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return empty_bars()
+        bars = pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
+        return bars[list(SOURCE_BAR_COLUMNS)]
 
     def bind(self, engine: sa.Engine) -> None:
-        """Record contracts and requests in `engine` unless the source was built with an engine already."""
-        if self.engine is None:
-            self.engine = engine
+        """Record contracts, requests and the pacing budget in `engine` unless built with an engine already."""
+        with self._lock:
+            if self.engine is None:
+                self.engine, self._budget = engine, None
 
     def close(self) -> None:
         """Disconnect from the gateway (idempotent)."""
@@ -213,79 +304,165 @@ class IbkrSource:
             ib, self._ib = self._ib, None
             _ib_loop().call_soon_threadsafe(ib.disconnect)
 
-    # ------------------------------------------------------------------ event loop
-    async def _connect(self) -> IB:
-        """The connected IB client; (re)connects, moving to the next client id when one is refused."""
-        if self._ib is not None and self._ib.isConnected():
-            return self._ib
-        if self._ib is not None:
-            self.stats.reconnects += 1
-            self._ib.disconnect()
+    # ------------------------------------------------------------------ bookkeeping
+    def _run[T](self, call: _Call, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the ib loop; `call`'s log rows are written whatever happens."""
+        try:
+            return run_on_ib_loop(coro)
+        finally:
+            self._flush_log(call)
+
+    def _chunk_done(self, call: _Call, chunk: Chunk) -> Chunk:
+        with self._lock:
+            self.stats.add(call.stats)
+            self.stats.bars += len(chunk.bars)
+        return chunk
+
+    def _flush_log(self, call: _Call) -> None:
+        """Write `call`'s request log rows not yet written to tt_fetch_log (one transaction)."""
+        rows, call.written = call.log[call.written :], len(call.log)
+        if self.engine is not None and rows:
+            frame = pd.DataFrame(rows)
+            frame["error_code"] = frame["error_code"].astype("Int64")
+            insert_frame(self.engine, fetch_log, frame)
+
+    def _log_row(self, call: _Call, symbol: str, timeframe: str, request: str, **fields) -> dict:
+        row = dict.fromkeys(("end_ts", "duration", "bar_size", "error_code", "message"))
+        row.update(symbol=symbol, timeframe=timeframe, source=self.name, request=request, bars=0, **fields)
+        call.log.append(row)
+        return row
+
+    # ------------------------------------------------------------------ connection
+    async def _connect(self, call: _Call) -> IB:
+        """The connected IB client; (re)connects, moving to the next client id when one is in use (326).
+
+        GatewayUnreachable when the gateway refuses or drops the connection; ClientIdsInUse when every id
+        tried is in use."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._ib is not None and self._ib.isConnected():
+                return self._ib
+            if self._ib is not None:
+                call.stats.reconnects += 1
+                self._ib.disconnect()
+                self._ib = None
+            s = self.settings
+            ids = list(range(s.client_id, s.client_id + s.client_id_attempts))
+            for client_id in ids:
+                ib = await self._open(client_id)
+                if ib is not None:
+                    self._ib, self.client_id = ib, client_id
+                    return ib
+            raise ClientIdsInUse(
+                f"IB Gateway at {s.host}:{s.port}: error 326 (client id already in use) for client ids "
+                f"{', '.join(map(str, ids))}; close those API sessions or set IB_CLIENT_ID to a free id"
+            )
+
+    async def _open(self, client_id: int) -> IB | None:
+        """A new connection as `client_id`; None when the gateway answers 326 (id in use)."""
         s = self.settings
-        errors = []
-        for client_id in range(s.client_id, s.client_id + s.client_id_attempts):
-            ib = IB()
-            ib.RaiseRequestErrors = True
-            try:
-                await ib.connectAsync(s.host, s.port, client_id, timeout=s.connect_timeout_s, readonly=True)
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                errors.append(f"client id {client_id}: {type(exc).__name__} {exc}".strip())
-                continue
-            self._ib, self.client_id = ib, client_id
-            return ib
-        raise SourceError(f"cannot connect to IB Gateway at {s.host}:{s.port}: {'; '.join(errors)}")
+        ib = IB()
+        ib.RaiseRequestErrors = True
+        codes: list[int] = []
+        closed: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    # ------------------------------------------------------------------ requests
-    async def _attempts(self, describe: str, attempt: Callable[[IB], Awaitable]):
-        """Run `attempt` with bounded retries on pacing violations, timeouts and disconnects."""
-        s = self.settings
+        def on_error(req_id: int, code: int, message: str, contract) -> None:
+            codes.append(code)
 
-        def count_retry(state: RetryCallState) -> None:
-            self.stats.retries += 1
+        def on_api_error(message: str) -> None:
+            if not closed.done():
+                closed.set_result(message)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((PacingViolation, RequestTimedOut, ConnectionError)),
-            stop=stop_after_attempt(s.max_attempts),
-            wait=wait_exponential(multiplier=s.backoff_s, max=s.backoff_max_s),
-            before_sleep=count_retry,
-            reraise=True,
+        ib.errorEvent += on_error
+        ib.client.apiError += on_api_error
+        connecting = asyncio.ensure_future(
+            ib.connectAsync(s.host, s.port, client_id, timeout=s.connect_timeout_s, readonly=True)
         )
         try:
-            async for retry in retrying:
-                with retry:
-                    return await attempt(await self._connect())
-        except (PacingViolation, RequestTimedOut, ConnectionError) as exc:
-            raise SourceError(f"{describe} failed after {s.max_attempts} attempts: {exc}") from None
-        return None
+            await asyncio.wait({connecting, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if 326 in codes:
+                return None
+            if not connecting.done():  # the gateway closed the socket before the API was ready
+                raise GatewayUnreachable(f"connection closed by the gateway: {closed.result()}")
+            try:
+                connecting.result()
+            except (OSError, TimeoutError) as exc:
+                if 326 in codes:
+                    return None
+                raise GatewayUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            return ib
+        finally:
+            ib.client.apiError -= on_api_error
+            if not connecting.done() or connecting.exception() is not None or 326 in codes:
+                connecting.cancel()
+                ib.disconnect()
+
+    # ------------------------------------------------------------------ requests
+    async def _attempts(self, describe: str, attempt: Callable[[IB], Awaitable], call: _Call):
+        """Run `attempt` until it answers: pacing violations retry after the budget's pause (at most
+        `pacing_attempts`), timeouts with exponential backoff (at most `max_attempts`), a lost or refused
+        connection with backoff for up to `reconnect_s`."""
+        s = self.settings
+        pacing = timeouts = refused = 0
+        down_since: float | None = None
+        while True:
+            try:
+                answer = await attempt(await self._connect(call))
+            except PacingViolation as exc:
+                pacing += 1
+                if pacing >= s.pacing_attempts:
+                    raise SourceError(f"{describe}: {pacing} pacing violations in a row ({exc})") from None
+                call.stats.retries += 1
+                continue  # the shared budget holds the next send until IBKR's pause is over
+            except RequestTimedOut as exc:
+                timeouts += 1
+                if timeouts >= s.max_attempts:
+                    raise SourceError(f"{describe} failed after {timeouts} attempts: {exc}") from None
+                delay = s.backoff_s * 2 ** (timeouts - 1)
+            except ConnectionError as exc:  # GatewayUnreachable, or the socket dropped mid-request
+                down_since = down_since if down_since is not None else time.monotonic()
+                if time.monotonic() - down_since >= s.reconnect_s:
+                    raise SourceError(
+                        f"{describe}: IB Gateway at {s.host}:{s.port} unreachable for {s.reconnect_s:g} s "
+                        f"({exc})"
+                    ) from None
+                refused += 1
+                delay = s.backoff_s * 2 ** min(refused - 1, 10)
+            else:
+                return answer
+            call.stats.retries += 1
+            await asyncio.sleep(min(delay, s.backoff_max_s))
 
     async def _send(
         self,
         log: dict,
         start: Callable[[], Awaitable],
+        call: _Call,
         *,
         paced: tuple | None = None,
         cancel: Callable[[], None] | None = None,
     ):
         """Pace (when `paced` is the request's identity), send via `start`, await the answer; log it."""
+        ticket = None
         if paced is not None:
-            waited = await self.throttle.wait(paced, log["symbol"])
-            self.stats.pacing_waits += waited > 0
-        self.stats.requests += 1
+            ticket, waited = await self.budget.acquire(paced, log["symbol"])
+            call.stats.pacing_waits += waited > 0
+        call.stats.requests += 1
         began = time.monotonic()
         log.update(requested_at=datetime.now(UTC), outcome="ok")
-        self._log.append(log)
         try:
             return await asyncio.wait_for(start(), self.settings.request_timeout_s)
         except TimeoutError:
             if cancel is not None:
                 cancel()
-            self.stats.timeouts += 1
+            call.stats.timeouts += 1
             log["outcome"] = "timeout"
             raise RequestTimedOut(f"no answer within {self.settings.request_timeout_s:g} s") from None
         except RequestError as exc:
             log.update(error_code=exc.code, message=exc.message, outcome=_outcome(exc))
             if log["outcome"] == "pacing":
-                self.stats.pacing_waits += 1
+                call.stats.pacing_waits += 1
                 raise PacingViolation(f"IBKR error 162: {exc.message}") from None
             raise
         except ConnectionError as exc:
@@ -293,64 +470,46 @@ class IbkrSource:
             raise
         finally:
             log["latency_s"] = time.monotonic() - began
-
-    def _log_row(self, symbol: str, timeframe: str, request: str, **fields) -> dict:
-        row = dict.fromkeys(("end_ts", "duration", "bar_size", "error_code", "message"))
-        return {**row, "symbol": symbol, "timeframe": timeframe, "source": self.name, "request": request,
-                "bars": 0, **fields}  # fmt: skip
-
-    def _flush_log(self) -> None:
-        """Write the buffered request log to tt_fetch_log (one transaction) and clear it."""
-        rows, self._log = self._log, []
-        if self.engine is not None and rows:
-            frame = pd.DataFrame(rows)
-            frame["error_code"] = frame["error_code"].astype("Int64")
-            insert_frame(self.engine, fetch_log, frame)
+            if ticket is not None:
+                answered = log["outcome"] in ("ok", "no_data", "not_found")
+                await self.budget.done(
+                    ticket, "pacing" if log["outcome"] == "pacing" else "ok" if answered else "error"
+                )
 
     # ------------------------------------------------------------------ contracts
-    async def _contract(self, symbol: str, timeframe: str) -> Contract:
+    async def _contract(self, symbol: str, timeframe: str, call: _Call) -> Contract:
         """The qualified contract: memory, tt_contracts, or one reqContractDetails (stored)."""
         if symbol in self._unknown:
             raise SymbolNotFound(self._unknown[symbol])
         if symbol in self._contracts:
             return self._contracts[symbol]
-        if self.engine is not None:
-            with self.engine.connect() as conn:
-                row = (
-                    conn.execute(sa.select(contracts).where(contracts.c.symbol == symbol)).mappings().first()
-                )
-            if row is not None:
-                self._heads[symbol] = None if row["head_ts"] is None else pd.Timestamp(row["head_ts"])
-                self._contracts[symbol] = Contract(
-                    conId=row["con_id"],
-                    symbol=symbol,
-                    secType=row["sec_type"],
-                    exchange=row["exchange"],
-                    primaryExchange=row["primary_exchange"] or "",
-                    currency=row["currency"],
-                    localSymbol=row["local_symbol"] or "",
-                    tradingClass=row["trading_class"] or "",
-                )
-                return self._contracts[symbol]
+        stored = await asyncio.to_thread(self._stored_contract, symbol)
+        if stored is not None:
+            return stored
+        exchange, currency, primary = (*self.listings.get(symbol, DEFAULT_LISTING), "")[:3]
+        exchange = exchange or DEFAULT_LISTING[0]
+        currency = currency or DEFAULT_LISTING[1]
 
         async def attempt(ib: IB):
-            log = self._log_row(symbol, timeframe, "contract")
+            log = self._log_row(call, symbol, timeframe, "contract")
+            asked = Stock(ib_symbol(symbol), exchange, currency, primaryExchange=primary)
             try:
-                exchange, currency = self.listings.get(symbol, DEFAULT_LISTING)
-                details = await self._send(
-                    log, lambda: ib.reqContractDetailsAsync(Stock(symbol, exchange, currency))
-                )
+                details = await self._send(log, lambda: ib.reqContractDetailsAsync(asked), call)
             except RequestError as exc:
                 details, reason = [], f"IBKR error {exc.code}: {exc.message}"
             else:
                 reason = "no contract details"
-            if not details:
-                self._unknown[symbol] = f"{symbol}: not found at IBKR ({reason})"
-                raise SymbolNotFound(self._unknown[symbol])
             log["bars"] = len(details)
-            return details[0]
+            if not details:
+                self._unknown[symbol] = f"{symbol}: not found at IBKR as {asked.symbol!r} ({reason})"
+                raise SymbolNotFound(self._unknown[symbol])
+            try:
+                return pick_listing(symbol, details, exchange, primary)
+            except SourceError as exc:
+                self._unknown[symbol] = str(exc)
+                raise
 
-        details = await self._attempts(f"{symbol} contract lookup", attempt)
+        details = await self._attempts(f"{symbol} contract lookup", attempt, call)
         self._contracts[symbol] = contract = details.contract
         if self.engine is not None:
             record = {
@@ -366,36 +525,69 @@ class IbkrSource:
                 "time_zone": details.timeZoneId,
                 "qualified_at": pd.Timestamp.now(tz="UTC"),
             }
-            upsert_frame(self.engine, contracts, pd.DataFrame([record]), ["symbol"])
+            await asyncio.to_thread(upsert_frame, self.engine, contracts, pd.DataFrame([record]), ["symbol"])
         return contract
 
-    async def _head(self, contract: Contract, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    def _stored_contract(self, symbol: str) -> Contract | None:
+        """The contract (and head timestamp) an earlier process stored in tt_contracts, or None."""
+        if self.engine is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(contracts).where(contracts.c.symbol == symbol)).mappings().first()
+        if row is None:
+            return None
+        self._heads[symbol] = None if row["head_ts"] is None else pd.Timestamp(row["head_ts"])
+        self._contracts[symbol] = Contract(
+            conId=row["con_id"],
+            symbol=ib_symbol(symbol),
+            secType=row["sec_type"],
+            exchange=row["exchange"],
+            primaryExchange=row["primary_exchange"] or "",
+            currency=row["currency"],
+            localSymbol=row["local_symbol"] or "",
+            tradingClass=row["trading_class"] or "",
+        )
+        return self._contracts[symbol]
+
+    async def _head(
+        self, contract: Contract, symbol: str, timeframe: str, call: _Call
+    ) -> pd.Timestamp | None:
         """Earliest TRADES bar IBKR has for `contract` (asked once, cached in tt_contracts.head_ts)."""
         if self._heads.get(symbol) is not None:
             return self._heads[symbol]
         s = self.settings
 
         async def attempt(ib: IB):
-            log = self._log_row(symbol, timeframe, "head_timestamp")
+            log = self._log_row(call, symbol, timeframe, "head_timestamp")
             try:
                 head = await self._send(
                     log,
                     lambda: ib.reqHeadTimeStampAsync(contract, s.what_to_show, s.use_rth, 2),
-                    paced=("head", symbol),
+                    call,
+                    paced=("head", contract.conId),
                 )
             except RequestError:
-                return None  # IBKR has no head for it: the chunk walk stops at "no data" instead
+                return None  # IBKR has no head for it: the walk then starts at the window start
             return pd.Timestamp(head).tz_convert("UTC")
 
-        self._heads[symbol] = head = await self._attempts(f"{symbol} head timestamp", attempt)
+        self._heads[symbol] = head = await self._attempts(f"{symbol} head timestamp", attempt, call)
         if self.engine is not None and head is not None:
-            with self.engine.begin() as conn:
-                conn.execute(sa.update(contracts).where(contracts.c.symbol == symbol).values(head_ts=head))
+
+            def store() -> None:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        sa.update(contracts).where(contracts.c.symbol == symbol).values(head_ts=head)
+                    )
+
+            await asyncio.to_thread(store)
         return head
 
     # ------------------------------------------------------------------ bars
-    async def _chunk(self, contract: Contract, symbol: str, timeframe: str, end: pd.Timestamp, duration: str):
-        """One historical request (with retries); [] when IBKR says "HMDS query returned no data"."""
+    async def _request(
+        self, contract: Contract, symbol: str, timeframe: str, end: pd.Timestamp, duration: str, call: _Call
+    ) -> list | None:
+        """One historical request (with retries): its bars, or None when IBKR says "HMDS query returned no
+        data"."""
         s = self.settings
         end_text, bar_size = ib_end(end), get_timeframe(timeframe).ib_bar_size
 
@@ -410,54 +602,26 @@ class IbkrSource:
                 return future
 
             log = self._log_row(
-                symbol, timeframe, "historical", end_ts=end, duration=duration, bar_size=bar_size
+                call, symbol, timeframe, "historical", end_ts=end, duration=duration, bar_size=bar_size
             )
             try:
                 bars = await self._send(
                     log,
                     start,
-                    paced=(symbol, end_text, duration, bar_size),
+                    call,
+                    paced=(contract.conId, end_text, duration, bar_size, s.what_to_show),
                     cancel=lambda: ib.client.cancelHistoricalData(req_id),
                 )
             except RequestError as exc:
                 if log["outcome"] == "no_data":
-                    return []
+                    return None
                 raise SourceError(f"{symbol} {timeframe}: IBKR error {exc.code}: {exc.message}") from None
             log["bars"] = len(bars)
             return list(bars)
 
         return await self._attempts(
-            f"{symbol} {timeframe} historical request (end {end_text}, {duration})", attempt
+            f"{symbol} {timeframe} historical request (end {end_text}, {duration})", attempt, call
         )
-
-    async def _fetch(
-        self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-    ) -> pd.DataFrame:
-        contract = await self._contract(symbol, timeframe)
-        head = await self._head(contract, symbol, timeframe)
-        start = max(start, head) if head is not None else start
-        offset = CHUNKS[timeframe][0]
-        frames, chunk_end = [], end
-        while chunk_end > start:
-            bars = await self._chunk(
-                contract, symbol, timeframe, chunk_end, duration_for(timeframe, start, chunk_end)
-            )
-            if not bars:
-                break
-            frame = _bars_frame(bars, timeframe)
-            frames.append(frame)
-            earliest = frame["ts"].iloc[0]
-            if earliest >= chunk_end:
-                break
-            boundary = chunk_end - offset
-            # IBKR normally fills the whole chunk; if bars the calendar expects are missing, resume at the earliest
-            gap = calendar.expected_bar_starts(timeframe, max(boundary, start), earliest)
-            chunk_end = earliest if len(gap) else boundary
-        if not frames:
-            return empty_bars()
-        bars = pd.concat(frames).drop_duplicates("ts", keep="first").sort_values("ts")
-        bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
-        return bars.reset_index(drop=True)[list(SOURCE_BAR_COLUMNS)]
 
 
 def _outcome(exc: RequestError) -> str:
@@ -470,7 +634,9 @@ def _outcome(exc: RequestError) -> str:
 
 
 def _bars_frame(bars: list, timeframe: str) -> pd.DataFrame:
-    """ib_async BarData -> bars frame sorted by ts; daily bars (session dates) start at the session open."""
+    """ib_async BarData -> bars frame sorted by ts; daily bars (session dates) start at the session open.
+
+    IBKR's "unknown" markers become NaN: volume -1, WAP 0 (or below), bar count -1."""
     dates = [b.date for b in bars]
     if timeframe == "1d":
         opens = calendar.nyse().schedule["open"].reindex(pd.DatetimeIndex(dates))
@@ -495,4 +661,7 @@ def _bars_frame(bars: list, timeframe: str) -> pd.DataFrame:
             "bar_count": [float(b.barCount) for b in bars],
         }
     )
+    frame["volume"] = frame["volume"].where(frame["volume"] >= 0)
+    frame["wap"] = frame["wap"].where(frame["wap"] > 0)
+    frame["bar_count"] = frame["bar_count"].where(frame["bar_count"] >= 0)
     return frame.sort_values("ts", kind="stable").reset_index(drop=True)

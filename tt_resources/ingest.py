@@ -1,24 +1,35 @@
 """Incremental ingest of bars into tt_prices, one (symbol, timeframe) partition at a time.
 
-A partition's target is the latest bar that has closed by `now` (or by `end`) on the NYSE calendar. If the
-stored high-water mark already reaches it, nothing is requested ("fresh"). Otherwise the source is asked for
-[high-water mark, target] - the stored last bar is fetched again so a revised bar gets corrected - or, for an
-empty partition, for the timeframe's default history (3 years 1d, 2 years 1h, 1 year 15m) unless `start` says
-otherwise. Failures are caught per partition and reported in the result; ingest_many always finishes the rest.
+A partition's target is the latest bar that has closed by `now` (or by `end`) on the NYSE calendar. The
+planner (`plan_spans`) asks the source for, oldest first:
+- the **head** [start, first stored bar) when `start` is earlier than the partition's first bar (backfill);
+- every open **hole** (tt_fetch_hole) with fewer than `hole_attempts` failed fetches;
+- the **tail** [high-water mark, target] - the stored last bar is fetched again so a revised bar gets
+  corrected - or, for an empty partition, the timeframe's default history (3 years 1d, 2 years 1h, 1 year
+  15m) unless `start` says otherwise.
+No span: the partition is fresh and nothing is requested. Each chunk the source delivers is stored in its own
+transaction as it arrives (bars that break a bar rule go to tt_bar_quarantine, the others to tt_prices), so a
+failure never discards what was received; a "no data" chunk becomes a hole, a span walked to its end closes
+the holes inside it that were not recorded again, and a backfill that fails part-way leaves its remainder
+as a hole. Failures are caught per
+partition and reported in the result; ingest_many always finishes the rest, running up to the source's
+`concurrency` partitions at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
 
 from tt_resources import bar_grid, calendar
-from tt_resources.db.prices import high_water_marks, upsert_price_bars
-from tt_resources.sources import MarketDataSource
+from tt_resources.db.holes import Hole, open_holes, record_hole, resolve_holes
+from tt_resources.db.prices import high_water_marks, replace_quarantine, split_invalid, upsert_price_bars
+from tt_resources.sources import Chunk, MarketDataSource, SourceStats, fetch_chunks
 from tt_resources.terms import utc
 from tt_resources.timeframes import get_timeframe
 
@@ -39,6 +50,73 @@ class PartitionResult:
     last_ts: pd.Timestamp | None = None
     pacing_waits: int = 0
     error: str | None = None
+    quarantined: int = 0  # bars the source sent that break a bar rule (kept in tt_bar_quarantine)
+    holes_found: int = 0  # spans the source did not deliver in this run
+    holes_open: int = 0  # the partition's open holes after this run
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a partition holds before the run: its first and last bar (None: empty) and its open holes."""
+
+    first_ts: pd.Timestamp | None = None
+    last_ts: pd.Timestamp | None = None
+    holes: tuple[Hole, ...] = ()
+
+
+@dataclass(frozen=True)
+class Span:
+    """A span [start, end) to ask the source for. kind: history (empty partition) | backfill | hole | tail."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    kind: str
+    hole: Hole | None = None
+
+
+def stored_partitions(engine: sa.Engine, timeframe: str) -> dict[str, Stored]:
+    """symbol -> Stored for every partition of `timeframe` with bars or open holes; two queries."""
+    marks = high_water_marks(engine, timeframe)
+    holes: dict[str, list[Hole]] = {}
+    for hole in open_holes(engine, timeframe):
+        holes.setdefault(hole.symbol, []).append(hole)
+    stored = {
+        row.symbol: Stored(row.first_ts, row.last_ts, tuple(holes.get(row.symbol, ())))
+        for row in marks.itertuples()
+    }
+    for symbol, found in holes.items():
+        stored.setdefault(symbol, Stored(holes=tuple(found)))
+    return stored
+
+
+def plan_spans(
+    timeframe: str,
+    stored: Stored,
+    target: pd.Timestamp,
+    *,
+    start: pd.Timestamp | None = None,
+    hole_attempts: int = 3,
+) -> list[Span]:
+    """The spans to fetch (see module doc), oldest first; [] when the partition is fresh."""
+    tf = get_timeframe(timeframe)
+    window_end = target + pd.Timedelta(seconds=1)  # exclusive: the target bar is the last one asked for
+    holes = [(utc(h.start), utc(h.end), h) for h in stored.holes]
+    last = utc(stored.last_ts)
+    starts = [t for t in (utc(stored.first_ts), *(s for s, _, _ in holes)) if t is not None]
+    if not starts:  # nothing stored, nothing missing: a first walk
+        return [Span(start or window_end - tf.default_history, window_end, "history")]
+    spans = [Span(s, e, "hole", h) for s, e, h in holes if h.attempts < hole_attempts]
+    first = min(starts)
+    if start is not None and start < first and len(calendar.expected_bar_starts(tf.name, start, first)):
+        spans.append(Span(start, first, "backfill"))
+    # the tail starts where earlier walks reached: the last stored bar (asked again, to catch a revision)
+    # or the end of a hole after it
+    hole_end = max((e for _, e, _ in holes if last is None or e > last), default=None)
+    if hole_end is not None and hole_end < window_end:
+        spans.append(Span(hole_end, window_end, "tail"))
+    elif hole_end is None and last < target:
+        spans.append(Span(last, window_end, "tail"))
+    return sorted(spans, key=lambda span: span.start)
 
 
 def ingest_partition(
@@ -50,12 +128,13 @@ def ingest_partition(
     start=None,
     end=None,
     now=None,
+    hole_attempts: int | None = None,
 ) -> PartitionResult:
     """Bring one partition up to the latest closed bar (see module doc). Naive start/end/now mean UTC."""
-    marks = high_water_marks(engine, get_timeframe(timeframe).name)
-    last = marks.loc[marks["symbol"] == symbol, "last_ts"]
+    tf = get_timeframe(timeframe).name
+    stored = stored_partitions(engine, tf).get(symbol, Stored())
     return ingest_after(
-        engine, source, symbol, timeframe, last.iloc[0] if len(last) else None, start=start, end=end, now=now
+        engine, source, symbol, tf, stored, start=start, end=end, now=now, hole_attempts=hole_attempts
     )
 
 
@@ -70,18 +149,45 @@ def ingest_many(
     now=None,
     progress: Callable[[PartitionResult], None] | None = None,
 ) -> list[PartitionResult]:
-    """Ingest every symbol x timeframe (timeframe-major); `progress` is called after each partition."""
+    """Ingest every symbol x timeframe (timeframe-major), up to `source.concurrency` partitions at once;
+    results in that order; `progress` is called (in the caller's thread) as each partition finishes."""
+    symbols = list(symbols)
     results = []
     for timeframe in timeframes:
-        marks = high_water_marks(engine, get_timeframe(timeframe).name).set_index("symbol")["last_ts"]
-        for symbol in symbols:
-            result = ingest_after(
-                engine, source, symbol, timeframe, marks.get(symbol), start=start, end=end, now=now
-            )
-            results.append(result)
-            if progress is not None:
-                progress(result)
+        tf = get_timeframe(timeframe).name
+        stored = stored_partitions(engine, tf)
+        results += in_parallel(
+            lambda symbol, tf=tf, stored=stored: ingest_after(
+                engine, source, symbol, tf, stored.get(symbol, Stored()), start=start, end=end, now=now
+            ),
+            symbols,
+            workers=getattr(source, "concurrency", 1),
+            done=progress,
+        )
     return results
+
+
+def in_parallel[T, R](
+    work: Callable[[T], R], items: Sequence[T], *, workers: int, done: Callable[[R], None] | None = None
+) -> list[R]:
+    """work(item) for every item, `workers` at a time in threads; results in item order; `done` is called
+    in the caller's thread as each one finishes. The first exception stops the rest and propagates."""
+    if workers <= 1 or len(items) <= 1:
+        results = []
+        for item in items:
+            results.append(work(item))
+            if done is not None:
+                done(results[-1])
+        return results
+    pool = ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="ingest")
+    try:
+        futures = [pool.submit(work, item) for item in items]
+        for future in as_completed(futures):
+            if done is not None:
+                done(future.result())
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def ingest_after(
@@ -89,43 +195,110 @@ def ingest_after(
     source: MarketDataSource,
     symbol: str,
     timeframe: str,
-    last_ts,
+    stored: Stored,
     *,
     start=None,
     end=None,
     now=None,
+    hole_attempts: int | None = None,
 ) -> PartitionResult:
-    """Bring one partition whose stored high-water mark is `last_ts` (None: empty) up to the latest closed
-    bar (see module doc); the callers that handle many partitions read the marks in one query."""
+    """Bring one partition that holds `stored` up to the latest closed bar, backfilling before its first bar
+    to `start` and retrying its open holes (see module doc); the callers that handle many partitions read
+    `stored` for all of them at once (stored_partitions). `hole_attempts` defaults to TT_IB_HOLE_ATTEMPTS."""
+    from tt_resources.config import settings
+
     tf = get_timeframe(timeframe)
     now = utc(now) or pd.Timestamp.now(tz="UTC")
     target = calendar.last_closed_bar(tf.name, min(now, utc(end) or now))
-    last_ts = utc(last_ts)
-    if target is None or (last_ts is not None and last_ts >= target):
-        return PartitionResult(symbol, tf.name, "fresh", last_ts=last_ts)
-    window_end = target + pd.Timedelta(seconds=1)  # exclusive: the target bar is the last one asked for
-    window_start = last_ts if last_ts is not None else utc(start) or window_end - tf.default_history
-    before = source.stats.snapshot()
-    try:
-        source.bind(engine)
-        bars = bar_grid.conform(source.fetch(symbol, tf.name, window_start, window_end), symbol, tf.name)
-        written = upsert_price_bars(engine, bars.assign(symbol=symbol, timeframe=tf.name), source=source.name)
-    except Exception as exc:  # one partition's failure must not stop the others
-        used = source.stats.since(before)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("ingest %s %s failed: %s", symbol, tf.name, reason)
+    if target is None:
+        return PartitionResult(symbol, tf.name, "fresh", last_ts=utc(stored.last_ts))
+    attempts = hole_attempts if hole_attempts is not None else settings().tt_ib_hole_attempts
+    spans = plan_spans(tf.name, stored, target, start=utc(start), hole_attempts=attempts)
+    if not spans:
         return PartitionResult(
-            symbol, tf.name, "failed", used.requests, pacing_waits=used.pacing_waits, error=reason
+            symbol, tf.name, "fresh", last_ts=utc(stored.last_ts), holes_open=len(stored.holes)
         )
-    used = source.stats.since(before)
+    source.bind(engine)
+    walk = _Walk(engine, source.name, symbol, tf.name)
+    error = None
+    try:
+        for span in spans:
+            error = walk.span(fetch_chunks(source, symbol, tf.name, span.start, span.end), span)
+            if error is not None:
+                break
+    except Exception as exc:  # one partition's failure must not stop the others
+        error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if error is not None:
+        log.warning("ingest %s %s failed: %s", symbol, tf.name, error)
+    holes_open = len(open_holes(engine, tf.name, symbol))
+    used = walk.stats
     return PartitionResult(
         symbol,
         tf.name,
-        "updated",
+        "failed" if error is not None else "updated",
         requests=used.requests,
-        bars_fetched=len(bars),
-        bars_written=written.inserted + written.updated,
-        first_ts=bars["ts"].iloc[0] if len(bars) else None,
-        last_ts=bars["ts"].iloc[-1] if len(bars) else None,
+        bars_fetched=walk.fetched,
+        bars_written=walk.written,
+        first_ts=walk.first_ts,
+        last_ts=walk.last_ts,
         pacing_waits=used.pacing_waits,
+        error=error,
+        quarantined=walk.quarantined,
+        holes_found=walk.holes_found,
+        holes_open=holes_open,
     )
+
+
+class _Walk:
+    """Stores one partition's chunks as they arrive and keeps the counts of the walk."""
+
+    def __init__(self, engine: sa.Engine, source: str, symbol: str, timeframe: str) -> None:
+        self.engine, self.source, self.symbol, self.timeframe = engine, source, symbol, timeframe
+        self.stats = SourceStats()
+        self.fetched = self.written = self.quarantined = self.holes_found = 0
+        self.first_ts: pd.Timestamp | None = None
+        self.last_ts: pd.Timestamp | None = None
+
+    def span(self, chunks: Iterable[Chunk], span: Span) -> str | None:
+        """Store every chunk of `span`; the failure reason when the walk failed, else None."""
+        repeats = span.hole.attempts + 1 if span.hole is not None else 1
+        recorded = set()
+        for chunk in chunks:
+            self.stats.add(chunk.stats)
+            with self.engine.begin() as conn:
+                if chunk.status == "ok":
+                    self._store(conn, chunk)
+                elif chunk.status == "no_data":
+                    if len(calendar.expected_bar_starts(self.timeframe, chunk.start, chunk.end)):
+                        record_hole(
+                            conn, self.symbol, self.timeframe, chunk.start, chunk.end, chunk.reason, repeats
+                        )
+                        recorded.add((chunk.start, chunk.end))
+                        self.holes_found += 1
+                elif span.kind in ("backfill", "hole"):  # failed: the rest of the span stays to be fetched
+                    hole = span.hole
+                    start, end = (hole.start, hole.end) if hole is not None else (chunk.start, span.end)
+                    record_hole(conn, self.symbol, self.timeframe, start, end, chunk.reason, repeats)
+                    self.holes_found += hole is None
+            if chunk.status == "failed":
+                return chunk.reason
+        with self.engine.begin() as conn:  # walked to its end: what is still missing was recorded again
+            resolve_holes(conn, self.symbol, self.timeframe, span.start, span.end, keep=recorded)
+        return None
+
+    def _store(self, conn: sa.Connection, chunk: Chunk) -> None:
+        """The chunk's valid bars into tt_prices, its invalid ones into the quarantine. Bars off the exchange's
+        grid reject the chunk (bar_grid.conform raises, nothing of the chunk is written)."""
+        conformed = bar_grid.conform(chunk.bars, self.symbol, self.timeframe)
+        bars = conformed.assign(symbol=self.symbol, timeframe=self.timeframe)
+        good, rejected = split_invalid(bars)
+        written = upsert_price_bars(conn, good, source=self.source)
+        self.quarantined += replace_quarantine(
+            conn, self.symbol, self.timeframe, chunk.start, chunk.end, rejected, source=self.source
+        )
+        self.fetched += len(conformed)
+        self.written += written.inserted + written.updated
+        if len(conformed):
+            first, last = conformed["ts"].iloc[0], conformed["ts"].iloc[-1]
+            self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
+            self.last_ts = last if self.last_ts is None else max(self.last_ts, last)

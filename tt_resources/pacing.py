@@ -1,93 +1,302 @@
-"""IBKR historical-data pacing: a process-wide throttle that keeps every request inside IBKR's limits.
+"""IBKR historical-data pacing: one budget shared by every process and worker that uses the same database.
 
-Rules (IBKR's, with the window lengths configurable so tests can shorten them):
-- at most `max_requests` historical requests in any rolling `window_s` (default 60 per 600 s);
-- never the identical request (same contract, end, duration, bar size, data type) within `identical_s` (15 s);
-- at most `per_contract` requests for one contract within `per_contract_window_s` (5 per 2 s).
-Each request reserves the earliest instant that satisfies all three (plus `margin_s` for network jitter);
-reservations are handed out in order, so the schedule is correct for any number of threads or event loops.
+IBKR's rules (https://interactivebrokers.github.io/tws-api/historical_limitations.html):
+- never the identical request (contract, end, duration, bar size, data type) within 15 s;
+- "six or more requests for the same contract within two seconds" is a violation: at most 5 per 2 s;
+- at most 50 historical requests open at once;
+- strict mode: at most 60 requests in any 10 minutes. IBKR now applies this only to bars of 30 s or less
+  and throttles heavy use of larger bars softly, so the **adaptive** mode (default for bars >= 1 min) drops it
+  and instead bounds the requests in flight with additive increase / multiplicative decrease (AIMD): each
+  answered request adds 1/limit (about +1 per round of answers, up to `concurrency`), a pacing violation
+  halves the limit and pauses every sender for `backoff_s` (doubling with each violation in a row, at most
+  `backoff_max_s`) - once per round: violations of requests sent before the last halving only count. In
+  strict mode a violation pauses every sender for the whole window.
+
+The budget lives in the database (tt_ib_request: one row per paced request; tt_ib_pacing: the adaptive limit
+and the pause), so it holds across processes on one machine and across machines sharing PostgreSQL. A
+request may be sent only when a transaction that holds the budget's lock (PostgreSQL: an advisory
+transaction lock; SQLite: BEGIN IMMEDIATE) finds every rule satisfied *now* on the database's clock and
+records it; otherwise the caller sleeps for the time the rules name and asks again. The rules count a
+request at its answer (or now, while in flight), an instant never earlier than the one IBKR saw, so a
+sender that was slow between reserving and sending cannot break them. Rows in flight carry a lease
+(`lease_s`), so a crashed process never holds the budget for longer than that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from typing import Literal
+
+import sqlalchemy as sa
+
+from tt_resources.db.schema import ib_pacing, ib_requests
+
+Mode = Literal["strict", "adaptive"]
+LOCK_KEY = 0x7474_6962  # PostgreSQL advisory lock id of the pacing budget ("ttib")
+POLL_S = 0.1  # how long a sender waits when only the in-flight limit stops it (plus up to 50 % jitter)
 
 
 @dataclass(frozen=True)
 class PacingRules:
-    """IBKR's historical-data pacing limits (seconds)."""
+    """IBKR's historical-data pacing limits (seconds) and the adaptive mode's parameters."""
 
-    max_requests: int = 60
+    mode: Mode = "adaptive"
+    max_requests: int = 60  # strict mode: requests in any rolling `window_s`
     window_s: float = 600.0
     identical_s: float = 15.0
-    per_contract: int = 5
+    per_contract: int = 5  # requests allowed per contract within per_contract_window_s (the 6th violates)
     per_contract_window_s: float = 2.0
+    concurrency: int = 16  # most requests in flight at once (IBKR allows 50)
+    backoff_s: float = 2.0  # adaptive: pause after a violation, doubling per violation in a row
+    backoff_max_s: float = 60.0
+    lease_s: float = 120.0  # a request not reported done frees its in-flight slot after this
     margin_s: float = 0.25  # absorbs network and gateway jitter; negligible against the windows
 
     @classmethod
     def from_env(cls) -> PacingRules:
-        """The rolling budget from the settings TT_IB_MAX_REQUESTS and TT_IB_WINDOW_S (default 60 per 600 s)."""
+        """TT_IB_PACING, TT_IB_MAX_REQUESTS, TT_IB_WINDOW_S, TT_IB_CONCURRENCY from the settings."""
         from tt_resources.config import settings
 
         env = settings()
-        return cls(max_requests=env.tt_ib_max_requests, window_s=env.tt_ib_window_s)
+        return cls(
+            mode=env.tt_ib_pacing,
+            max_requests=env.tt_ib_max_requests,
+            window_s=env.tt_ib_window_s,
+            concurrency=env.tt_ib_concurrency,
+            lease_s=env.ib_timeout_s + 60.0,
+        )
+
+    @property
+    def horizon_s(self) -> float:
+        """How far back any rule looks."""
+        window = self.window_s if self.mode == "strict" else 0.0
+        return max(window, self.identical_s, self.per_contract_window_s) + self.margin_s
 
 
-class PacingThrottle:
-    """Hands out send times that respect `rules`; `reserve` says how long to wait before sending."""
+@dataclass(frozen=True)
+class Sent:
+    """A recorded request: when it was sent (epoch s), its identity and contract, whether still in flight."""
 
-    def __init__(self, rules: PacingRules | None = None, clock: Callable[[], float] = time.monotonic):
+    at: float
+    identity: str
+    contract: str
+    in_flight: bool
+
+
+def wait_needed(
+    rules: PacingRules,
+    now: float,
+    history: list[Sent],
+    identity: str,
+    contract: str,
+    *,
+    limit: int,
+    paused_until: float,
+) -> float:
+    """Seconds until `identity` on `contract` may be sent given the `history` (0: send now).
+
+    `limit` is the in-flight bound (the adaptive limit, or `rules.concurrency`); when only it stops the
+    request the answer is POLL_S, since the free slot depends on when an answer arrives."""
+    r = rules
+    wait = max(0.0, paused_until - now)
+    same = sorted(s.at for s in history if s.contract == contract and s.at > now - r.per_contract_window_s)
+    if len(same) >= r.per_contract:
+        wait = max(wait, same[-r.per_contract] + r.per_contract_window_s + r.margin_s - now)
+    last_identical = max((s.at for s in history if s.identity == identity), default=None)
+    if last_identical is not None:
+        wait = max(wait, last_identical + r.identical_s + r.margin_s - now)
+    if r.mode == "strict":
+        recent = sorted(s.at for s in history if s.at > now - r.window_s)
+        if len(recent) >= r.max_requests:
+            wait = max(wait, recent[-r.max_requests] + r.window_s + r.margin_s - now)
+    if wait <= 0 and sum(s.in_flight for s in history) >= limit:
+        return POLL_S
+    return max(0.0, wait)
+
+
+def _sent(row, now: float) -> Sent:
+    """A ledger row as the rules see it. The instant a request reached IBKR lies between its reservation and
+    its answer, so the rules count it at its answer (`done_at`), or `now` while it is in flight: never
+    earlier than it really was, however late the sender was after reserving."""
+    in_flight = row.done_at is None and row.lease_until >= now
+    at = now if in_flight else row.done_at if row.done_at is not None else row.lease_until
+    return Sent(at, row.identity, row.contract, in_flight)
+
+
+def identity_of(request: Hashable) -> str:
+    """A request's identity as stored: a short hash of its repr."""
+    return hashlib.sha1(repr(request).encode()).hexdigest()[:40]
+
+
+class PacingBudget:
+    """The shared budget on `engine` (tt_ib_request, tt_ib_pacing); `acquire` before sending, `release` after.
+
+    Without an engine, a private in-memory SQLite database holds the budget (one process only)."""
+
+    def __init__(self, engine: sa.Engine | None = None, rules: PacingRules | None = None) -> None:
         self.rules = rules or PacingRules()
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._sent: deque[float] = deque()
-        self._by_contract: defaultdict[Hashable, deque[float]] = defaultdict(deque)
-        self._identical: dict[Hashable, float] = {}
+        if engine is None:
+            engine = sa.create_engine(
+                "sqlite://", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+            )
+            ib_requests.metadata.create_all(engine, tables=[ib_requests, ib_pacing])
+        self.engine = engine
+        self._postgres = engine.url.get_backend_name() == "postgresql"
+        self._local = threading.Lock()  # one transaction per process at a time (SQLite's StaticPool too)
+        self._condition: asyncio.Condition | None = None
+        self._flying = 0  # this process's requests between acquire and done
+        self._limit = max(1, self.rules.concurrency // 4)  # the in-flight limit last read
 
-    def reserve(self, request: Hashable, contract: Hashable) -> float:
-        """Reserve the next allowed send time for `request` on `contract`; seconds from now (>= 0)."""
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def _locked(self) -> Iterator[tuple[sa.Connection, float]]:
+        """A transaction holding the budget's lock, and the database clock's now (epoch seconds)."""
+        with self._local, self.engine.connect() as conn:
+            if self._postgres:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                now = conn.execute(sa.text("SELECT extract(epoch from clock_timestamp())")).scalar_one()
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                now = time.time()
+            yield conn, float(now)
+            conn.commit()
+
+    def _state(self, conn: sa.Connection) -> sa.RowMapping:
+        """The mode's adaptive state (created on first use: limit starts at a quarter of the bound)."""
+        row = conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().first()
+        if row is None:
+            start = max(1.0, self.rules.concurrency / 4)
+            conn.execute(
+                sa.insert(ib_pacing).values(
+                    mode=self.rules.mode,
+                    concurrency=start,
+                    paused_until=0.0,
+                    decreased_at=0.0,
+                    streak=0,
+                    violations=0,
+                )
+            )
+            row = (
+                conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().one()
+            )
+        return row
+
+    def try_reserve(self, identity: str, contract: str) -> tuple[int | None, float, int]:
+        """(ticket, 0, in-flight limit) when the request was recorded as sent now; (None, seconds to wait,
+        limit) otherwise."""
         r = self.rules
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._sent[-1] if self._sent else now)
-            if len(self._sent) >= r.max_requests:
-                slot = max(slot, self._sent[-r.max_requests] + r.window_s + r.margin_s)
-            mine = self._by_contract[contract]
-            if len(mine) >= r.per_contract:
-                slot = max(slot, mine[-r.per_contract] + r.per_contract_window_s + r.margin_s)
-            if request in self._identical:
-                slot = max(slot, self._identical[request] + r.identical_s + r.margin_s)
-            self._sent.append(slot)
-            mine.append(slot)
-            self._identical[request] = slot
-            self._forget(now)
-            return slot - now
+        with self._locked() as (conn, now):
+            counted_at = sa.func.coalesce(ib_requests.c.done_at, ib_requests.c.lease_until)
+            conn.execute(sa.delete(ib_requests).where(counted_at < now - r.horizon_s))
+            rows = conn.execute(
+                sa.select(
+                    ib_requests.c.identity,
+                    ib_requests.c.contract,
+                    ib_requests.c.done_at,
+                    ib_requests.c.lease_until,
+                ).where(counted_at >= now - r.horizon_s)
+            ).all()
+            history = [_sent(row, now) for row in rows]
+            state = self._state(conn)
+            limit = r.concurrency if r.mode == "strict" else int(state["concurrency"])
+            wait = wait_needed(
+                r, now, history, identity, contract, limit=limit, paused_until=state["paused_until"]
+            )
+            if wait > 0:
+                return None, wait, limit
+            ticket = conn.execute(
+                sa.insert(ib_requests)
+                .values(identity=identity, contract=contract, sent_at=now, lease_until=now + r.lease_s)
+                .returning(ib_requests.c.id)
+            ).scalar_one()
+            return ticket, 0.0, limit
 
-    async def wait(self, request: Hashable, contract: Hashable) -> float:
-        """Reserve a slot and sleep until it; returns the seconds waited."""
-        delay = self.reserve(request, contract)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return delay
-
-    def _forget(self, now: float) -> None:
-        """Drop history no rule can look at any more (keeps memory bounded)."""
+    def release(self, ticket: int, outcome: str) -> None:
+        """Record the answer of `ticket`: ok (AIMD increase), pacing (decrease and pause) or error."""
         r = self.rules
-        while len(self._sent) > r.max_requests and self._sent[0] < now - r.window_s:
-            self._sent.popleft()
-        for key in [k for k, t in self._identical.items() if t < now - r.identical_s]:
-            del self._identical[key]
-        for key in [k for k, q in self._by_contract.items() if q[-1] < now - r.per_contract_window_s]:
-            del self._by_contract[key]
+        with self._locked() as (conn, now):
+            conn.execute(
+                sa.update(ib_requests).where(ib_requests.c.id == ticket).values(done_at=now, outcome=outcome)
+            )
+            state = self._state(conn)
+            where = ib_pacing.c.mode == r.mode
+            if outcome == "pacing":
+                sent_at = conn.execute(sa.select(ib_requests.c.sent_at).where(ib_requests.c.id == ticket))
+                if sent_at.scalar_one() < state["decreased_at"]:  # sent under the limit already halved
+                    conn.execute(sa.update(ib_pacing).where(where).values(violations=state["violations"] + 1))
+                    return
+                streak = state["streak"] + 1
+                pause = (
+                    r.window_s
+                    if r.mode == "strict"
+                    else min(r.backoff_max_s, r.backoff_s * 2 ** (streak - 1))
+                )
+                conn.execute(
+                    sa.update(ib_pacing)
+                    .where(where)
+                    .values(
+                        concurrency=max(1.0, state["concurrency"] / 2),
+                        paused_until=max(state["paused_until"], now + pause),
+                        decreased_at=now,
+                        streak=streak,
+                        violations=state["violations"] + 1,
+                    )
+                )
+            elif outcome == "ok":
+                grown = min(float(r.concurrency), state["concurrency"] + 1.0 / state["concurrency"])
+                conn.execute(sa.update(ib_pacing).where(where).values(concurrency=grown, streak=0))
 
+    async def acquire(self, request: Hashable, contract: Hashable) -> tuple[int, float]:
+        """Wait until `request` on `contract` may be sent and record it; returns (ticket, seconds waited).
 
-@cache
-def shared_throttle(rules: PacingRules) -> PacingThrottle:
-    """The one throttle per rule set in this process: every IbkrSource with these rules shares it."""
-    return PacingThrottle(rules)
+        Senders of this process first wait here for one of `limit` local slots (the in-flight limit last
+        read), so only they ask the database; the others wait without a query."""
+        identity, name = identity_of(request), str(contract)[:32]
+        slots = self._slots()
+        async with slots:
+            await slots.wait_for(lambda: self._flying < self._limit)
+            self._flying += 1
+        waited = 0.0
+        try:
+            while True:
+                ticket, wait, self._limit = await asyncio.to_thread(self.try_reserve, identity, name)
+                if ticket is not None:
+                    return ticket, waited
+                wait = wait * (1.0 + random.random() / 2) if wait == POLL_S else wait
+                waited += wait
+                await asyncio.sleep(wait)
+        except BaseException:
+            await self._free()
+            raise
+
+    async def done(self, ticket: int, outcome: str) -> None:
+        """`release` from the event loop, then free the local slot."""
+        try:
+            await asyncio.to_thread(self.release, ticket, outcome)
+        finally:
+            await self._free()
+
+    def _slots(self) -> asyncio.Condition:
+        """The local slots' condition (made on the event loop that uses the budget)."""
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    async def _free(self) -> None:
+        slots = self._slots()
+        async with slots:
+            self._flying -= 1
+            slots.notify_all()
+
+    def violations(self) -> int:
+        """Pacing violations recorded in this mode so far (every process)."""
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(ib_pacing.c.violations).where(ib_pacing.c.mode == self.rules.mode))
+            return int(count.scalar() or 0)

@@ -9,6 +9,7 @@ bounded by tz-aware instants (`terms.aware_utc`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +40,11 @@ class SourceStats:
     reconnects: int = 0
     bars: int = 0  # bars returned by fetch()
 
+    def add(self, other: SourceStats) -> None:
+        """Add `other`'s counts to these."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def snapshot(self) -> SourceStats:
         return dataclasses.replace(self)
 
@@ -47,6 +53,21 @@ class SourceStats:
         return SourceStats(
             **{f.name: getattr(self, f.name) - getattr(before, f.name) for f in dataclasses.fields(self)}
         )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What a source delivered for the span [start, end) of a partition (a bars frame, see module doc).
+
+    status: ok | no_data (the source says it has no bars there although it should; a hole) | failed (it could
+    not deliver; `reason` says why and no later chunk of the walk follows). `stats` counts its requests."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    bars: pd.DataFrame
+    stats: SourceStats
+    status: str = "ok"
+    reason: str | None = None
 
 
 @runtime_checkable
@@ -67,6 +88,24 @@ class MarketDataSource(Protocol):
     def close(self) -> None:
         """Release connections (idempotent)."""
         ...
+
+
+def fetch_chunks(
+    source: MarketDataSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+) -> Iterator[Chunk]:
+    """The source's delivery of [start, end) chunk by chunk (IBKR: one chunk per historical request, so each
+    can be stored as it arrives); a source without `fetch_chunks` gives one chunk (failed when it raises)."""
+    if hasattr(source, "fetch_chunks"):
+        yield from source.fetch_chunks(symbol, timeframe, start, end)
+        return
+    before = source.stats.snapshot()
+    try:
+        bars = source.fetch(symbol, timeframe, start, end)
+    except Exception as exc:  # the source's own one-line error; the caller reports it for this partition
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        yield Chunk(start, end, empty_bars(), source.stats.since(before), "failed", reason)
+        return
+    yield Chunk(start, end, bars, source.stats.since(before))
 
 
 def empty_bars() -> pd.DataFrame:
@@ -96,8 +135,8 @@ def make_source(name: str | None = None, **options) -> MarketDataSource:
 
     synthetic: seed, sectors (default: the watchlist's); csv: directory (default TT_CSV_DIR or `<data dir>/csv`),
     tz (TT_CSV_TZ), date_format (TT_CSV_DATE_FORMAT);
-    ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, throttle, timeouts, listings
-    (symbol -> (exchange, currency); default: the watchlist's).
+    ibkr: host, port, client_id (default IB_HOST/IB_PORT/IB_CLIENT_ID), engine, rules, timeouts, listings
+    (symbol -> (exchange, currency, primary exchange); default: the watchlist's).
     """
     name = (name or config.settings().tt_source).strip().lower()
     if name == "synthetic":
@@ -112,6 +151,6 @@ def make_source(name: str | None = None, **options) -> MarketDataSource:
     if name == "ibkr":
         from tt_resources.ibkr import IbkrSource
 
-        options.setdefault("listings", _watchlist_column("exchange", "currency"))
+        options.setdefault("listings", _watchlist_column("exchange", "currency", "primary_exchange"))
         return IbkrSource.from_env(**options)
     raise ValueError(f"unknown market-data source {name!r}; valid: {', '.join(SOURCE_NAMES)}")

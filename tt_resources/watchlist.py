@@ -1,8 +1,9 @@
 """The watchlist: which US stocks the platform tracks (data/tensorwatchlist.csv by default).
 
 CSV with a `symbol` header and optional `exchange`, `currency`, `sector` and `primary_exchange` columns.
-`primary_exchange` names the listing exchange whose trading calendar the symbol's bars follow (NYSE, NASDAQ,
-ARCA, AMEX or an exchange_calendars code; empty: NYSE). Symbols are stripped and upper-cased; blank lines are
+`primary_exchange` names the listing exchange: the trading calendar the symbol's bars follow (NYSE, NASDAQ,
+ARCA, AMEX or an exchange_calendars code; empty: NYSE) and the listing IBKR's answer is narrowed to when it
+lists several for a symbol (e.g. NYSE vs ARCA). Symbols are stripped and upper-cased; blank lines are
 skipped; a file that is not UTF-8 text, an empty file, duplicates, symbols that break `check_symbol`'s rule
 and primary exchanges without a calendar are errors that name the file and line.
 """

@@ -122,7 +122,7 @@ class PPOConfig:
     n_envs: PositiveInt = 1
     vec_env: Literal["dummy", "subproc"] = "dummy"
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 0  # numpy's seed range
-    learning_rate: PositiveFloat = 3e-4
+    learning_rate: PositiveFloat = 1e-3
     n_steps: Annotated[int, Strict(), Field(ge=2)] = 512  # per environment and update
     batch_size: Annotated[int, Strict(), Field(ge=2)] = 128
     n_epochs: PositiveInt = 5

@@ -19,7 +19,8 @@ LOOKBACK_BARS = 250
 
 def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     """Features of one symbol's bars: returns, realised volatility (per bar), momentum, RSI, volume z-score,
-    high-low range. Units: fractions per bar (vol is not annualised), RSI 0..100."""
+    high-low range. Units: fractions per bar (vol is not annualised), RSI 0..100. An unknown volume (NaN)
+    leaves the volume statistics to the known ones and scores 0 (no information) at its own bar."""
     missing = [c for c in OHLCV_COLUMNS if c not in bars.columns]
     if missing:
         raise ValueError(f"bars frame lacks column(s) {', '.join(missing)}")
@@ -35,9 +36,12 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     total = avg_gain + avg_loss
     rsi = (100.0 * avg_gain / total.where(total > 0)).where(total > 0, 50.0).where(avg_gain.notna())
 
-    vol_mean = volume.rolling(20).mean()
-    vol_std = volume.rolling(20).std()
+    # over the known volumes of the last 20 bars (at least 10); a bar whose volume the source did not know
+    # (NULL, IBKR's -1) carries no volume information: its z-score is the neutral 0, not a gap in the panel
+    vol_mean = volume.rolling(20, min_periods=10).mean()
+    vol_std = volume.rolling(20, min_periods=10).std()
     volume_z = ((volume - vol_mean) / vol_std.where(vol_std > 0)).where(vol_std != 0, 0.0)
+    volume_z = volume_z.mask(volume.isna() & vol_mean.notna(), 0.0)
 
     out = pd.DataFrame(
         {

@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.db.bulk import UpsertResult, duplicate_rows, float_values, read_frame, upsert_time_series
-from tt_resources.db.schema import prices
+from tt_resources.db.bulk import (
+    UpsertResult,
+    duplicate_rows,
+    float_values,
+    insert_frame,
+    read_frame,
+    upsert_time_series,
+)
+from tt_resources.db.schema import prices, quarantine
 from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -33,9 +40,29 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
 
     The result has the frame's tt_prices columns only (others are ignored), `ts` as datetime64[us, UTC]
     and symbol/timeframe/source as categoricals. Raises BarValidationError for missing columns, naive timestamps,
-    unknown timeframes, NaN or non-positive prices, high < low, open/close outside [low, high], negative or
-    missing volume and duplicate (symbol, timeframe, ts) keys.
+    unknown timeframes, duplicate (symbol, timeframe, ts) keys and any bar that breaks a BAR_RULES rule (NaN or
+    non-positive prices, high < low, open/close outside [low, high], negative volume). A missing volume (NaN)
+    is an unknown volume and is stored as NULL.
     """
+    bars = _prepare(frame)
+    rules = {
+        "missing symbol": (bars["symbol"].isna() | (bars["symbol"] == "")).to_numpy(),
+        f"unknown timeframe (valid: {', '.join(TIMEFRAME_NAMES)})": ~bars["timeframe"]
+        .isin(TIMEFRAME_NAMES)
+        .to_numpy(),
+        "missing timestamp": bars["ts"].isna().to_numpy(),
+        **bar_problems(bars),
+        "duplicate (symbol, timeframe, ts) in the batch": duplicate_rows(bars, KEY_COLUMNS),
+    }
+    bad = np.logical_or.reduce(list(rules.values()))
+    if bad.any():
+        row = int(np.argmax(bad))
+        _fail(bars, bars["ts"], row, [name for name, mask in rules.items() if mask[row]], int(bad.sum()))
+    return bars
+
+
+def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's tt_prices columns, text as categoricals, `ts` as datetime64[us, UTC] (naive: an error)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise BarValidationError(f"bars frame lacks column(s) {', '.join(missing)}")
@@ -50,26 +77,35 @@ def validate_bars(frame: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
             _fail(bars, ts, 0, ["naive timestamp (need tz-aware UTC)"], len(bars))
     bars["ts"] = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    o, h, lo, c = (float_values(bars[col]) for col in PRICE_COLUMNS)
-    volume = float_values(bars["volume"])
-    rules = {
-        "missing symbol": (bars["symbol"].isna() | (bars["symbol"] == "")).to_numpy(),
-        f"unknown timeframe (valid: {', '.join(TIMEFRAME_NAMES)})": ~bars["timeframe"]
-        .isin(TIMEFRAME_NAMES)
-        .to_numpy(),
-        "missing timestamp": bars["ts"].isna().to_numpy(),
-        "NaN or non-positive price": ~((o > 0) & (h > 0) & (lo > 0) & (c > 0)),
-        "high < low": h < lo,
-        "open outside [low, high]": (o < lo) | (o > h),
-        "close outside [low, high]": (c < lo) | (c > h),
-        "negative or missing volume": ~(volume >= 0),
-        "duplicate (symbol, timeframe, ts) in the batch": duplicate_rows(bars, KEY_COLUMNS),
-    }
-    bad = np.logical_or.reduce(list(rules.values()))
-    if bad.any():
-        row = int(np.argmax(bad))
-        _fail(bars, bars["ts"], row, [name for name, mask in rules.items() if mask[row]], int(bad.sum()))
     return bars
+
+
+def bar_problems(bars: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per BAR_RULES rule, the mask of bars that break it (the rules a single bar can break on its own)."""
+    o, h, lo, c = (float_values(bars[col]) for col in PRICE_COLUMNS)
+    with np.errstate(invalid="ignore"):
+        return {
+            "NaN or non-positive price": ~((o > 0) & (h > 0) & (lo > 0) & (c > 0)),
+            "high < low": h < lo,
+            "open outside [low, high]": (o < lo) | (o > h),
+            "close outside [low, high]": (c < lo) | (c > h),
+            "negative volume": float_values(bars["volume"]) < 0,
+        }
+
+
+def split_invalid(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bars that pass every rule, ready to store; bars that break a BAR_RULES rule with a `reason` column).
+
+    BarValidationError as validate_bars for what no single bar explains (columns, naive or missing
+    timestamps, unknown timeframes, duplicate keys)."""
+    bars = _prepare(frame)
+    problems = bar_problems(bars)
+    bad = np.logical_or.reduce(list(problems.values()))
+    rejected = bars.loc[bad].reset_index(drop=True)
+    rejected["reason"] = [
+        "; ".join(name for name, mask in problems.items() if mask[i]) for i in np.flatnonzero(bad)
+    ]
+    return validate_bars(bars.loc[~bad].reset_index(drop=True)), rejected
 
 
 def _values(column: pd.Series):
@@ -143,11 +179,13 @@ def read_bars(
 
 
 def high_water_marks(engine: sa.Engine | sa.Connection, timeframe: str | None = None) -> pd.DataFrame:
-    """One row per stored (symbol, timeframe): last_ts (latest bar start, UTC) and n_bars; one query."""
+    """One row per stored (symbol, timeframe): first_ts and last_ts (earliest and latest bar start, UTC) and
+    n_bars; one query."""
     stmt = (
         sa.select(
             prices.c.symbol,
             prices.c.timeframe,
+            sa.func.min(prices.c.ts).label("first_ts"),
             sa.func.max(prices.c.ts).label("last_ts"),
             sa.func.count().label("n_bars"),
         )
@@ -184,3 +222,39 @@ def window_counts(
         .group_by(prices.c.symbol, prices.c.timeframe)
     )
     return read_frame(engine, stmt)
+
+
+def replace_quarantine(
+    conn: sa.Connection,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    rejected: pd.DataFrame,
+    *,
+    source: str,
+) -> int:
+    """Make tt_bar_quarantine's bars of (symbol, timeframe) in [start, end) the `rejected` ones (split_invalid's
+    second frame: the latest answer for that span); returns how many were quarantined."""
+    conn.execute(
+        sa.delete(quarantine).where(
+            quarantine.c.symbol == symbol,
+            quarantine.c.timeframe == timeframe,
+            quarantine.c.ts >= aware_utc(start, "start"),
+            quarantine.c.ts < aware_utc(end, "end"),
+        )
+    )
+    if rejected.empty:
+        return 0
+    rows = rejected.assign(
+        symbol=symbol, timeframe=timeframe, source=source, quarantined_at=pd.Timestamp(datetime.now(UTC))
+    )
+    return insert_frame(conn, quarantine, rows[[c.name for c in quarantine.columns]])
+
+
+def quarantined(
+    engine: sa.Engine | sa.Connection, symbols: Sequence[str] | None, timeframe: str
+) -> pd.DataFrame:
+    """Quarantined bars of `timeframe` for `symbols` (None = all): symbol, ts, OHLCV, reason; sorted."""
+    columns = ("symbol", "ts", *SOURCE_BAR_COLUMNS[1:], "reason")
+    return read_frame(engine, select_series(quarantine, columns, symbols, timeframe))

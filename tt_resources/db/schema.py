@@ -27,11 +27,29 @@ prices = sa.Table(
     sa.Column("high", Price, nullable=False),
     sa.Column("low", Price, nullable=False),
     sa.Column("close", Price, nullable=False),
-    sa.Column("volume", Price, nullable=False),
+    sa.Column("volume", Price),  # NULL: the source does not know it (IBKR sends -1)
     sa.Column("wap", Price),
     sa.Column("bar_count", sa.Integer),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("ingested_at", UTCDateTime, nullable=False),
+)
+
+quarantine = sa.Table(  # bars a source sent that break a bar rule: kept out of tt_prices, with the reason
+    "tt_bar_quarantine",
+    metadata,
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("timeframe", TimeframeCol, primary_key=True),
+    sa.Column("ts", UTCDateTime, primary_key=True),
+    sa.Column("open", Price),
+    sa.Column("high", Price),
+    sa.Column("low", Price),
+    sa.Column("close", Price),
+    sa.Column("volume", Price),
+    sa.Column("wap", Price),
+    sa.Column("bar_count", sa.Integer),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_at", UTCDateTime, nullable=False),
 )
 
 features = sa.Table(
@@ -81,6 +99,46 @@ fetch_log = sa.Table(
     sa.Column("latency_s", sa.Float),
     sa.Column("requested_at", UTCDateTime, nullable=False),
     sa.Index("ix_tt_fetch_log_partition", "symbol", "timeframe", "requested_at"),
+)
+
+fetch_holes = sa.Table(  # spans [start_ts, end_ts) of a partition the source did not deliver
+    "tt_fetch_hole",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", Symbol, nullable=False),
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("start_ts", UTCDateTime, nullable=False),
+    sa.Column("end_ts", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # e.g. "IBKR error 162: HMDS query returned no data"
+    sa.Column("attempts", sa.Integer, nullable=False),  # fetches of this span that did not deliver it
+    sa.Column("found_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),  # NULL while open; set when a later fetch delivered the span
+    sa.Index("ix_tt_fetch_hole_partition", "symbol", "timeframe", "resolved_at"),
+)
+
+ib_requests = sa.Table(  # the shared IBKR pacing ledger: one row per paced request, every process
+    "tt_ib_request",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity", sa.String(64), nullable=False),  # hash of contract, end, duration, bar size, type
+    sa.Column("contract", sa.String(32), nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=False),  # epoch seconds on the database's clock
+    sa.Column("lease_until", sa.Float, nullable=False),  # in flight until done_at or this instant
+    sa.Column("done_at", sa.Float),
+    sa.Column("outcome", sa.String(16)),  # ok | pacing | error
+    sa.Index("ix_tt_ib_request_sent", "sent_at"),
+)
+
+ib_pacing = sa.Table(  # adaptive pacing state shared by every process (one row per pacing mode)
+    "tt_ib_pacing",
+    metadata,
+    sa.Column("mode", sa.String(16), primary_key=True),
+    sa.Column("concurrency", sa.Float, nullable=False),  # AIMD limit on requests in flight
+    sa.Column("paused_until", sa.Float, nullable=False),  # no request before this epoch second
+    sa.Column("decreased_at", sa.Float, nullable=False),  # the last halving: violations of requests sent
+    # before it were sent under the old limit and do not halve it again
+    sa.Column("streak", sa.Integer, nullable=False),  # pacing violations since the last success
+    sa.Column("violations", sa.Integer, nullable=False),  # total seen
 )
 
 datasets = sa.Table(

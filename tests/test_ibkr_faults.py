@@ -1,0 +1,278 @@
+"""IB Gateway faults (issue 16) against the wire-level stand-in: each test asserts the stored bars against
+what the stand-in served - no gap except recorded holes, no duplicate, no bar discarded."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.fake_ibgateway import FakeIBGateway, Faults, con_id_of
+from tests.test_ibkr import HEAD, NOW, RULES, SETTINGS, WEEKS_AGO, log_rows
+from tt_pipeline.market import refresh_partitions
+from tt_resources import calendar
+from tt_resources.db.holes import open_holes
+from tt_resources.db.prices import quarantined, read_bars
+from tt_resources.db.schema import contracts
+from tt_resources.ibkr import IbkrSource
+from tt_resources.ingest import ingest_many, ingest_partition
+from tt_resources.pacing import PacingRules
+
+pytestmark = pytest.mark.timeout(180)
+
+END = calendar.last_closed_bar("15m", NOW) + pd.Timedelta(seconds=1)
+
+
+@pytest.fixture
+def gateway():
+    gw = FakeIBGateway(NOW, rules=RULES, head=HEAD)
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def make_source(gateway):
+    made: list[IbkrSource] = []
+
+    def make(rules: PacingRules = RULES, listings=None, **settings) -> IbkrSource:
+        source = IbkrSource(
+            "127.0.0.1",
+            gateway.port,
+            5,
+            rules=rules,
+            settings=dataclasses.replace(SETTINGS, **settings),
+            listings=listings,
+        )
+        made.append(source)
+        return source
+
+    yield make
+    for source in made:
+        source.close()
+
+
+def served_and_stored(engine, gateway, symbol: str, timeframe: str, asked_as: str | None = None):
+    """(what the stand-in sent, what is stored), both by ts; asserts the stored ts are unique."""
+    served = gateway.served_bars(asked_as or symbol, timeframe).set_index("ts")
+    stored = read_bars(engine, [symbol], timeframe).set_index("ts")
+    assert stored.index.is_unique
+    return served, stored
+
+
+def assert_stored_is_expected(engine, gateway, symbol, timeframe, start, *, asked_as=None, missing=()):
+    """Stored bars == the stand-in's series over [start, end) minus the `missing` spans, value for value."""
+    expected = gateway.expected(asked_as or symbol, timeframe, start, END).set_index("ts")
+    for a, b in missing:
+        expected = expected[(expected.index < a) | (expected.index >= b)]
+    stored = read_bars(engine, [symbol], timeframe).set_index("ts")
+    assert stored.index.is_unique
+    assert list(stored.index) == list(expected.index)
+    assert stored["close"].to_list() == pytest.approx(expected["close"].to_list())
+    assert stored["volume"].to_list() == pytest.approx(expected["volume"].to_list())
+
+
+def test_gateway_restart_is_waited_out_and_the_walk_resumes(engine, gateway, make_source):
+    """The socket closes mid-plan and connections are refused for a while: the source reconnects with
+    backoff and the walk resumes at the chunk it was on."""
+    gateway.faults = Faults(restart_after=2, restart_s=1.5)
+    source = make_source(reconnect_s=60.0, backoff_s=0.1, backoff_max_s=0.5)
+    results = ingest_many(engine, source, ["AAPL", "MSFT"], ["15m"], start=WEEKS_AGO, now=NOW)
+    assert [r.status for r in results] == ["updated", "updated"], [r.error for r in results]
+    assert len(gateway.restarts) == 1 and source.stats.reconnects >= 1
+    assert "dropped" in {r.outcome for r in gateway.historical()}
+    for symbol in ("AAPL", "MSFT"):
+        assert_stored_is_expected(engine, gateway, symbol, "15m", WEEKS_AGO)
+    assert "disconnected" in set(log_rows(engine)["outcome"])
+
+
+def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_finishes(
+    engine, gateway, make_source
+):
+    gateway.faults = Faults(restart_after=2, restart_s=4.0)
+    first = ingest_partition(
+        engine, make_source(reconnect_s=0.5, backoff_s=0.1), "AAPL", "15m", start=WEEKS_AGO, now=NOW
+    )
+    assert first.status == "failed" and "unreachable for 0.5 s" in first.error
+    kept = read_bars(engine, ["AAPL"], "15m")
+    assert first.bars_written == len(kept) > 0  # the two chunks answered before the restart
+    served, stored = served_and_stored(engine, gateway, "AAPL", "15m")
+    assert list(stored.index) == list(served.index)
+
+    # back up: the next run asks from the last stored bar on and ends with no gap and no duplicate
+    gateway.faults = Faults()
+    source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
+    second = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    assert second.status == "updated", second.error
+    assert second.first_ts == kept["ts"].iloc[-1]  # resumed at the high-water mark
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
+
+
+def test_no_data_mid_history_is_a_hole_that_a_later_run_fills(engine, gateway, make_source):
+    """IBKR answers "no data" for the chunk ending inside a halt although older weeks have data: the walk
+    goes on to the head timestamp, the hole is recorded and reported, and the next run retries it."""
+    start = NOW - pd.Timedelta(weeks=6)
+    halt = (NOW - pd.Timedelta(weeks=4), NOW - pd.Timedelta(weeks=3))
+    gateway.faults = Faults(no_data={"AAPL": halt}, no_data_times=1)
+    first = ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW)
+    assert first.status == "updated" and first.holes_found == first.holes_open == 1
+    [hole] = open_holes(engine, "15m", "AAPL")
+    assert halt[0] <= hole.end <= halt[1] and hole.attempts == 1 and "returned no data" in hole.reason
+    assert hole.end - hole.start == pd.Timedelta(weeks=1)  # one chunk of the step table
+    outcomes = [r.outcome for r in gateway.historical()]
+    assert outcomes.count("no_data") == 1 and outcomes[-1] == "ok"  # walked on past the hole
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", start, missing=[(hole.start, hole.end)])
+    assert "no_data" in set(log_rows(engine)["outcome"])
+
+    second = ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW)
+    assert second.status == "updated" and second.holes_open == 0 and second.bars_written > 0
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", start)
+    assert ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW).status == "fresh"
+
+
+def test_start_before_the_first_stored_bar_backfills_the_head(engine, gateway, make_source):
+    ingest_partition(engine, make_source(), "AAPL", "1h", start=WEEKS_AGO, now=NOW)
+    earlier = NOW - pd.Timedelta(weeks=10)
+    result = ingest_partition(engine, make_source(), "AAPL", "1h", start=earlier, now=NOW)
+    assert result.status == "updated" and result.first_ts < WEEKS_AGO
+    assert_stored_is_expected(engine, gateway, "AAPL", "1h", earlier)
+    assert ingest_partition(engine, make_source(), "AAPL", "1h", start=earlier, now=NOW).status == "fresh"
+
+
+@pytest.mark.parametrize("order", [["NYSE", "ARCA"], ["ARCA", "NYSE"]])
+def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
+    engine, gateway, make_source, order
+):
+    gateway.faults = Faults(listings={"SPYX": order})
+    failed = ingest_partition(engine, make_source(), "SPYX", "1d", start=WEEKS_AGO, now=NOW)
+    assert failed.status == "failed"
+    assert failed.error == (
+        f"SPYX: IBKR lists 2 contracts: {order[0]} (conId {con_id_of('SPYX', order[0])}), {order[1]} "
+        f"(conId {con_id_of('SPYX', order[1])}); set primary_exchange for it in the watchlist"
+    )
+    assert read_bars(engine, ["SPYX"], "1d").empty
+
+    source = make_source(listings={"SPYX": ("SMART", "USD", "ARCA")})
+    assert ingest_partition(engine, source, "SPYX", "1d", start=WEEKS_AGO, now=NOW).status == "updated"
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(contracts).where(contracts.c.symbol == "SPYX")).mappings().one()
+    assert (stored["con_id"], stored["primary_exchange"]) == (con_id_of("SPYX", "ARCA"), "ARCA")
+    assert_stored_is_expected(engine, gateway, "SPYX", "1d", WEEKS_AGO)
+
+
+def test_class_shares_are_asked_in_ibkr_spelling_and_stored_under_the_watchlist_symbol(
+    engine, gateway, make_source
+):
+    results = ingest_many(engine, make_source(), ["BRK.B", "BF.B"], ["1h"], start=WEEKS_AGO, now=NOW)
+    assert {r.status for r in results} == {"updated"}, [r.error for r in results]
+    asked = {r.symbol for r in gateway.requests if r.kind in ("contract", "historical")}
+    assert asked == {"BRK B", "BF B"}
+    for symbol in ("BRK.B", "BF.B"):
+        assert_stored_is_expected(engine, gateway, symbol, "1h", WEEKS_AGO, asked_as=symbol.replace(".", " "))
+    assert read_bars(engine, ["BRK B"], "1h").empty
+    with engine.connect() as conn:
+        assert {r.symbol for r in conn.execute(sa.select(contracts.c.symbol))} == {"BRK.B", "BF.B"}
+
+
+def test_one_bad_bar_is_quarantined_and_unknown_values_are_stored_as_unknown(engine, gateway, make_source):
+    bars = gateway.expected("AAPL", "15m", WEEKS_AGO, END)["ts"]
+    no_volume, no_wap, crossed = bars.iloc[5], bars.iloc[40], bars.iloc[100]
+    gateway.faults = Faults(
+        bad_bars={("AAPL", no_volume): "volume", ("AAPL", no_wap): "wap", ("AAPL", crossed): "high<low"}
+    )
+    [outcome] = refresh_partitions(engine, make_source(), ["AAPL"], "15m", start=WEEKS_AGO, now=NOW)
+    assert outcome.fetched.status == "updated" and outcome.fetched.quarantined == 1
+    served, stored = served_and_stored(engine, gateway, "AAPL", "15m")
+    assert list(stored.index) == [ts for ts in served.index if ts != crossed]  # every good bar kept
+    assert np.isnan(stored.at[no_volume, "volume"]) and stored.at[no_volume, "close"] > 0
+    assert np.isnan(stored.at[no_wap, "wap"]) and stored.at[no_wap, "volume"] > 0
+    assert stored.drop([no_volume]).loc[:, "volume"].notna().all()
+    [bad] = quarantined(engine, ["AAPL"], "15m").to_dict("records")
+    assert bad["ts"] == crossed and bad["reason"].startswith("high < low")
+    assert bad["high"] == served.at[crossed, "high"] < bad["low"]
+    # the checks see it: one bar quarantined, one unknown volume, and the partition passes
+    assert outcome.quality.quarantined == 1 and outcome.quality.unknown_volume == 1
+    assert outcome.quality.ok and outcome.report().quarantined == 1 and outcome.features_written
+
+
+def test_client_id_in_use_on_every_id_fails_at_once_naming_326_and_the_ids(engine, gateway, make_source):
+    gateway.faults = Faults(all_ids_in_use=True)
+    results = ingest_many(engine, make_source(), ["AAPL", "MSFT"], ["1d"], start=WEEKS_AGO, now=NOW)
+    expected = (
+        f"IB Gateway at 127.0.0.1:{gateway.port}: error 326 (client id already in use) for client ids 5, 6, 7; "
+        "close those API sessions or set IB_CLIENT_ID to a free id"
+    )
+    assert [(r.status, r.error) for r in results] == [("failed", expected)] * 2
+    assert not gateway.historical()
+
+
+def test_strict_mode_waits_out_the_window_after_a_violation_and_keeps_the_bars(engine, gateway, make_source):
+    strict = dataclasses.replace(RULES, mode="strict", window_s=1.5)
+    gateway.faults = Faults(pacing_violations=1)
+    source = make_source(rules=strict)
+    result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    assert result.status == "updated" and result.pacing_waits >= 1
+    historical = gateway.historical()
+    assert [r.outcome for r in historical][:2] == ["pacing", "ok"]
+    assert historical[1].at - historical[0].at >= strict.window_s  # IBKR's window waited out
+    assert source.budget.violations() == 1
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
+
+
+def test_adaptive_mode_backs_off_the_soft_limit_and_loses_nothing(engine, gateway, make_source):
+    """More partitions than the stand-in's soft limit allows at once: the violations are recovered by
+    halving the in-flight limit, and every partition ends complete."""
+    gateway.rolling_budget = False
+    # the limit starts at concurrency / 4 = 4 in flight, twice the soft limit; answers take 0.5-1 s, so the
+    # first requests overlap on any machine however loaded
+    gateway.faults = Faults(latency_s=(0.5, 1.0), soft_concurrency=2)
+    adaptive = dataclasses.replace(RULES, mode="adaptive", concurrency=16, backoff_s=0.1, backoff_max_s=0.5)
+    symbols = [f"S{i:02d}" for i in range(12)]
+    results = ingest_many(engine, make_source(rules=adaptive), symbols, ["1h"], start=WEEKS_AGO, now=NOW)
+    assert {r.status for r in results} == {"updated"}, [r.error for r in results]
+    soft = [r for r in gateway.historical() if r.outcome == "soft_pacing"]
+    assert soft, "the in-flight limit exceeded the stand-in's soft limit at least once"
+    assert {r.outcome for r in gateway.historical()} == {"ok", "soft_pacing"}
+    for symbol in symbols:
+        assert_stored_is_expected(engine, gateway, symbol, "1h", WEEKS_AGO)
+
+
+def test_tt_ingest_shows_quarantined_bars_and_open_holes(sqlite_url, tmp_path):
+    """The CLI summary counts quarantined bars and open holes and names the partitions with holes."""
+    from tests.test_ingest_cli import run, summary_rows
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    gateway = FakeIBGateway(now, rules=RULES)
+    start = (now - pd.Timedelta(days=60)).normalize()
+    bars = gateway.expected("AAPL", "1h", start, now)["ts"]
+    gateway.faults = Faults(
+        bad_bars={("AAPL", bars.iloc[3]): "high<low"},
+        no_data={"MSFT": (start, start + pd.Timedelta(days=31))},
+    )
+    gateway.start()
+    try:
+        result = run(
+            sqlite_url,
+            *(
+                "--source",
+                "ibkr",
+                "--symbols",
+                "AAPL,MSFT",
+                "--interval",
+                "1h",
+                "--start",
+                f"{start:%Y-%m-%d}",
+            ),
+            IB_PORT=str(gateway.port),
+            IB_CLIENT_ID="60",
+            TT_DATA_DIR=str(tmp_path),
+        )
+    finally:
+        gateway.stop()
+    # columns: partitions fresh updated failed bars requests pacing quarantined holes
+    cells = summary_rows(result.output)["1h"]
+    assert cells[:3] == ["2", "0", "2"] and cells[-2:] == ["1", "1"], result.output
+    assert "holes MSFT 1h: 1 span(s) the source did not deliver (tt_fetch_hole)" in result.output

@@ -1,0 +1,116 @@
+"""Fetch holes in tt_fetch_hole: spans [start_ts, end_ts) of a partition that a source did not deliver.
+
+A hole is recorded when IBKR answers "no data" for a chunk inside the history it says it has, or when a walk
+that fills in older bars fails part-way. It stays open (resolved_at NULL) until a later fetch delivers the
+span; `attempts` counts the fetches that did not. The writers take a Connection so the caller records holes
+in the same transaction as the bars of the chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from tt_resources.db.schema import fetch_holes
+
+
+@dataclass(frozen=True)
+class Hole:
+    """One open hole of a partition."""
+
+    id: int
+    symbol: str
+    timeframe: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    reason: str
+    attempts: int
+
+
+def open_holes(engine: sa.Engine, timeframe: str, symbol: str | None = None) -> list[Hole]:
+    """Open holes of `timeframe` (one symbol, or all), by symbol and start; one query."""
+    stmt = sa.select(fetch_holes).where(
+        fetch_holes.c.timeframe == timeframe, fetch_holes.c.resolved_at.is_(None)
+    )
+    if symbol is not None:
+        stmt = stmt.where(fetch_holes.c.symbol == symbol)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt.order_by(fetch_holes.c.symbol, fetch_holes.c.start_ts)).mappings().all()
+    return [
+        Hole(
+            r["id"],
+            r["symbol"],
+            r["timeframe"],
+            pd.Timestamp(r["start_ts"]),
+            pd.Timestamp(r["end_ts"]),
+            r["reason"],
+            r["attempts"],
+        )
+        for r in rows
+    ]
+
+
+def record_hole(
+    conn: sa.Connection,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    reason: str,
+    attempts: int = 1,
+) -> None:
+    """Record [start, end) as open; an open hole with exactly that span gets one more attempt instead."""
+    same = (
+        fetch_holes.c.symbol == symbol,
+        fetch_holes.c.timeframe == timeframe,
+        fetch_holes.c.start_ts == start,
+        fetch_holes.c.end_ts == end,
+        fetch_holes.c.resolved_at.is_(None),
+    )
+    bumped = conn.execute(
+        sa.update(fetch_holes).where(*same).values(attempts=fetch_holes.c.attempts + 1, reason=reason)
+    )
+    if bumped.rowcount == 0:
+        conn.execute(
+            sa.insert(fetch_holes).values(
+                symbol=symbol,
+                timeframe=timeframe,
+                start_ts=start,
+                end_ts=end,
+                reason=reason,
+                attempts=attempts,
+                found_at=pd.Timestamp.now(tz="UTC"),
+            )
+        )
+
+
+def resolve_holes(
+    conn: sa.Connection,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    keep: set[tuple[pd.Timestamp, pd.Timestamp]] = frozenset(),
+) -> int:
+    """Close the open holes of (symbol, timeframe) lying inside [start, end), which was just walked, except
+    those whose (start, end) is in `keep` (recorded again by that walk); returns how many were closed."""
+    inside = conn.execute(
+        sa.select(fetch_holes.c.id, fetch_holes.c.start_ts, fetch_holes.c.end_ts).where(
+            fetch_holes.c.symbol == symbol,
+            fetch_holes.c.timeframe == timeframe,
+            fetch_holes.c.resolved_at.is_(None),
+            fetch_holes.c.start_ts >= start,
+            fetch_holes.c.end_ts <= end,
+        )
+    ).all()
+    ids = [row.id for row in inside if (row.start_ts, row.end_ts) not in keep]
+    if ids:
+        conn.execute(
+            sa.update(fetch_holes)
+            .where(fetch_holes.c.id.in_(ids))
+            .values(resolved_at=pd.Timestamp.now(tz="UTC"))
+        )
+    return len(ids)

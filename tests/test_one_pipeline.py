@@ -21,10 +21,20 @@ SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"
 RL_CONFIG = (
     '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, '
-    '"env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+    '"env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 1}}'
 )
 # columns that differ between two runs of the same pipeline by construction (ids, wall-clock times, paths)
-VOLATILE = {"ingested_at", "computed_at", "created_at", "path", "eval_id", "model_id", "run_id", "episode_id"}
+VOLATILE = {
+    "ingested_at",
+    "computed_at",
+    "created_at",
+    "path",
+    "eval_id",
+    "model_id",
+    "fold_model_id",
+    "run_id",
+    "episode_id",
+}
 
 
 def write_csv(directory, symbols, timeframes=("1d", "1h", "15m"), start=START, end=END) -> None:
@@ -59,7 +69,7 @@ ORDER = {
     "tt_prices": ["symbol", "timeframe", "ts"],
     "tt_features": ["symbol", "timeframe", "ts"],
     "tt_dataset": ["dataset_version"],
-    "tt_eval": ["policy", "window"],
+    "tt_eval": ["policy", "fold", "seed"],
 }
 
 

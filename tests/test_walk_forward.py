@@ -4,6 +4,7 @@ Real PPO (tiny budgets) on a synthetic panel, real databases (SQLite and Postgre
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 
@@ -31,7 +32,7 @@ def test_no_fold_trains_at_or_after_its_test_start_minus_the_embargo(
     folds = plan_folds(n_bars, first_test, n_folds, embargo=embargo, min_train=12, scheme=scheme)
     assert [f.index for f in folds] == list(range(n_folds))
     assert folds[0].test_start == first_test and folds[-1].test_end == n_bars - 1
-    for before, after in zip(folds, folds[1:], strict=False):
+    for before, after in itertools.pairwise(folds):
         assert after.test_start == before.test_end  # returns stitch without gap or overlap
     for fold in folds:
         last_training_bar = fold.train_stop - 1

@@ -28,7 +28,8 @@ class StepFailed(click.ClickException):
 
 @dataclass(frozen=True)
 class Trained:
-    """A trained and evaluated model: its id and stitched out-of-sample metrics (one row per policy)."""
+    """A trained and evaluated walk-forward model: its id and out-of-sample metrics stitched over the folds,
+    summarised over the seeds (one row per policy)."""
 
     model_id: str
     metrics: pd.DataFrame
@@ -84,13 +85,13 @@ class Direct:
             raise StepFailed(str(exc)) from None
 
     def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None) -> Trained:
-        from tt_pipeline.models import evaluate_model, train_model
+        from tt_pipeline.models import evaluate_model, train_walk_forward
         from tt_resources import config
         from tt_resources.db import registry
 
         run_id = f"cli-{uuid.uuid4().hex[:12]}"
         timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
-        trained = train_model(
+        trained = train_walk_forward(
             self.engine,
             dataset_version,
             rl,

@@ -159,7 +159,7 @@ def test_defaults_round_trip():
     assert RLConfig.from_dict({}) == cfg
     assert data["ppo"]["net_arch"] == [64, 64] and data["env"]["max_episode_steps"] == 252
     assert cfg.env.cost_rate == pytest.approx(3e-4)
-    assert EvalConfig.test_fraction == 0.3 and EnvConfig.window_size == 10  # plain class defaults
+    assert EvalConfig.test_fraction == 0.3 and EnvConfig.window_size == 1  # plain class defaults
 
 
 @pytest.fixture(scope="module")

@@ -94,12 +94,12 @@ def test_accounting_matches_tensortrade_oms():
 
 def test_no_look_ahead(panel):
     cut = 60
-    changed = Panel(
-        panel.timeframe,
-        panel.symbols,
-        panel.index,
-        np.where(np.arange(len(panel))[:, None] > cut, panel.prices * 3.0, panel.prices),
-        np.where(np.arange(len(panel))[:, None, None] > cut, panel.features * -7.0, panel.features),
+    later = np.arange(len(panel))[:, None] > cut
+    changed = dataclasses.replace(
+        panel,
+        prices=np.where(later, panel.prices * 3.0, panel.prices),
+        opens=np.where(later, panel.opens * 5.0, panel.opens),
+        features=np.where(later[:, :, None], panel.features * -7.0, panel.features),
     )
     actions = np.random.default_rng(0).uniform(-1, 1, (80, len(panel.symbols))).astype(np.float32)
     results = []
@@ -134,9 +134,8 @@ def test_stopper_terminated_vs_truncated(panel):
     assert [o[2] for o in out] == [False, False, True] and not out[-1][3]
     assert out[-1][4]["stop_reason"] == "end_of_data"
 
-    crash = panel.prices.copy()
-    crash[30:] *= 0.5
-    crashed = Panel(panel.timeframe, panel.symbols, panel.index, crash, panel.features)
+    crash = np.where(np.arange(len(panel))[:, None] >= 30, 0.5, 1.0)
+    crashed = dataclasses.replace(panel, prices=panel.prices * crash, opens=panel.opens * crash)
     env = build_env(crashed, _config(max_drawdown=0.05, target_vol=0.6, max_weight=1.0))
     env.reset(options={"start": 25})
     for _ in range(10):
@@ -147,9 +146,9 @@ def test_stopper_terminated_vs_truncated(panel):
 
 
 def test_reward_finite_on_extreme_moves(panel):
-    wild = panel.prices.copy()
-    wild[40::2] *= 1e-6  # -99.9999 % and back, every other bar
-    wild_panel = Panel(panel.timeframe, panel.symbols, panel.index, wild, panel.features)
+    wild = np.ones_like(panel.prices)
+    wild[40::2] = 1e-6  # -99.9999 % and back, every other bar
+    wild_panel = dataclasses.replace(panel, prices=panel.prices * wild, opens=panel.opens * wild)
     env = build_env(wild_panel, _config(max_drawdown=float("inf"), max_weight=1.0, target_vol=5.0))
     env.reset(options={"start": 9})
     rewards = [env.step(np.ones(4, dtype=np.float32))[1] for _ in range(100)]
@@ -160,20 +159,25 @@ def test_reward_finite_on_extreme_moves(panel):
 def test_reward_is_differential_sharpe_less_penalties(panel):
     """The compiled step's reward and its record against the formula written out in Python from the info."""
     cfg = _config(max_drawdown=float("inf"))
-    cfg.reward = dataclasses.replace(cfg.reward, drawdown_penalty=0.7, turnover_penalty=0.3, clip=2.0)
+    cfg.reward = dataclasses.replace(
+        cfg.reward, drawdown_penalty=0.7, drawdown_tolerance=0.0, turnover_penalty=0.3, clip=2.0
+    )
     env = build_env(panel, cfg)
     state = env.unwrapped.state
     env.reset(options={"start": 12})
     eta, v0 = cfg.reward.eta, cfg.env.target_vol**2 / 252
-    mean, second = 0.0, v0
+    mean, second, drawdown = 0.0, v0, 0.0
     penalised = set()
     for action in np.random.default_rng(2).uniform(-1, 1, (60, 4)).astype(np.float32):
         _, reward, *_, info = env.step(action)
         r = info["period_return"]
-        dsr = (second * (r - mean) - 0.5 * mean * (r * r - second)) / max(second - mean**2, v0) ** 1.5
+        sigma = max(second - mean**2, v0) ** 0.5
+        dsr = (second * (r - mean) - 0.5 * max(mean, 0.0) * (r * r - second)) / sigma**3
         sharpe = min(max(dsr, -2.0), 2.0)
         mean, second = mean + eta * (r - mean), second + eta * (r * r - second)
-        terms = (sharpe, 0.7 * info["drawdown"], 0.3 * info["turnover"])
+        new_drawdown = max(info["drawdown"] - drawdown, 0.0)
+        drawdown = info["drawdown"]
+        terms = (sharpe, min(0.7 * new_drawdown / sigma, 2.0), min(0.3 * info["turnover"] / sigma, 2.0))
         assert reward == pytest.approx(terms[0] - terms[1] - terms[2], rel=1e-9, abs=1e-12)
         record = dict(zip(STEP_RECORD, state.record, strict=True))
         assert (record["sharpe_term"], record["drawdown_penalty"], record["turnover_penalty"]) == (
@@ -215,9 +219,9 @@ def test_baselines_share_costs_and_timing(panel):
             turnovers.append(info["turnover"])
             done = terminated or truncated
         worth[name] = info["net_worth"]
-        if name == "equal_weight":  # buy once, then hold: only the first step trades
+        if name == "equal_weight":  # buy once at bar 21's open (the fill), then hold: only that step trades
             assert turnovers[0] > 0.99 and max(turnovers[1:]) < 1e-9
-            expected = (1 - 0.0003) * 100_000 / 4 * (panel.prices[60] / panel.prices[20]).sum()
+            expected = (1 - 0.0003) * 100_000 / 4 * (panel.prices[60] / panel.opens[21]).sum()
             assert info["net_worth"] == pytest.approx(expected, rel=1e-3)
     assert worth["cash"] == 100_000.0
     assert pd.Series(worth).nunique() == 3

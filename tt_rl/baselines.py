@@ -21,7 +21,7 @@ def equal_weight(state: TradingState) -> np.ndarray:
     """Buy 1/N of each asset at the episode's first bar, then hold (weights drift with prices)."""
     if state.t == state.start:
         return np.full(state.n_assets, 1.0 / state.n_assets)
-    return state.portfolio.weights
+    return state.held_weights()
 
 
 def equal_weight_vol(state: TradingState) -> np.ndarray:

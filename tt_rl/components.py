@@ -16,7 +16,8 @@ from tt_rl.state import TradingState
 
 
 class VolatilityTargetedAction(ActionScheme):
-    """Box(-1, 1, N) scores -> volatility-targeted, capped target weights (see TradingState.act)."""
+    """Box(-1, 1, N) actions -> scores (long-only (a + 1) / 2) -> volatility-targeted, capped target weights
+    (see TradingState.act)."""
 
     def __init__(self, state: TradingState) -> None:
         super().__init__()
@@ -51,7 +52,8 @@ class TargetWeightsAction(ActionScheme):
 
 
 class RiskAwareReward(RewardScheme):
-    """Differential Sharpe ratio (Moody & Saffell 1998, O(1) per step) - a * drawdown - b * turnover.
+    """Differential Sharpe ratio (Moody & Saffell 1998, O(1) per step) - a * new drawdown beyond a tolerance
+    - b * turnover, each term over the running volatility.
 
     The arithmetic (`tt_rl.kernels.risk_aware_reward`, coefficients from the env's RewardConfig) runs inside the
     state's compiled step; this scheme hands TensorTrade the step's reward. Its terms are in `state.record`."""
@@ -65,7 +67,8 @@ class RiskAwareReward(RewardScheme):
 
 
 class DrawdownStopper(Stopper):
-    """Terminates when drawdown from the running peak exceeds the limit, or at the episode's last bar."""
+    """Terminates on ruin (net worth <= 0 or a margin call: see kernels.env_step; always, in training and
+    evaluation), when drawdown from the running peak exceeds the limit, or at the episode's last bar."""
 
     def __init__(self, state: TradingState) -> None:
         super().__init__()
@@ -77,7 +80,9 @@ class DrawdownStopper(Stopper):
 
     def stop(self, env) -> bool:
         state = self.state
-        if state.portfolio.drawdown > state.config.max_drawdown:
+        if state.ruined:
+            self.reason = "ruin"
+        elif state.portfolio.drawdown > state.config.max_drawdown:
             self.reason = "drawdown"
         elif state.t >= state.end:
             self.reason = "end_of_data"

@@ -78,11 +78,15 @@ def _strict(key: str) -> Callable[[type[_Section]], type[_Section]]:
 class EnvConfig:
     """Trading environment. Volatilities are annualised fractions, costs in basis points of traded value."""
 
-    window_size: PositiveInt = 10  # bars of features in one observation
+    window_size: PositiveInt = 1  # bars of features in one observation
     initial_cash: PositiveFloat = 100_000.0
     commission_bps: NonNegativeFloat = 1.0
     slippage_bps: NonNegativeFloat = 2.0
     long_only: StrictBool = True
+    # when a decision at bar t trades: at t+1's open (realistic) or at t's close (the close that was observed)
+    fill: Literal["next_open", "close"] = "next_open"
+    # ruin ends the episode: net worth <= 0 or below this share of the gross position value (margin call)
+    maintenance_margin: Fraction = 0.25
     target_vol: PositiveFloat = 0.15  # forecast portfolio volatility the weights are scaled to
     max_weight: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.25  # per-asset cap on |weight|
     max_leverage: PositiveFloat = 1.0  # cap on gross exposure sum |weight|
@@ -106,12 +110,16 @@ class EnvConfig:
 
 @_strict("reward")
 class RewardConfig:
-    """RiskAwareReward = differential Sharpe ratio - drawdown_penalty * drawdown - turnover_penalty * turnover."""
+    """RiskAwareReward = differential Sharpe ratio - penalties, all in units of a step return over the running
+    volatility (formulas: tt_rl.kernels). Costs are inside the step return, so they are charged once."""
 
     eta: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.01  # adaptation rate of the DSR's moving moments
-    drawdown_penalty: NonNegativeFloat = 0.5
-    turnover_penalty: NonNegativeFloat = 0.1
-    clip: PositiveFloat = 10.0  # |differential Sharpe term| cap
+    drawdown_penalty: NonNegativeFloat = 0.5  # per unit of new drawdown beyond the tolerance
+    drawdown_tolerance: Fraction = 0.2  # drawdown (fraction) a policy may enter at no extra cost
+    turnover_penalty: NonNegativeFloat = (
+        0.0  # extra cost per unit turnover on top of the real costs (fraction)
+    )
+    clip: PositiveFloat = 10.0  # cap on |each term|
 
 
 @_strict("ppo")
@@ -126,10 +134,12 @@ class PPOConfig:
     n_steps: Annotated[int, Strict(), Field(ge=2)] = 512  # per environment and update
     batch_size: Annotated[int, Strict(), Field(ge=2)] = 128
     n_epochs: PositiveInt = 5
-    gamma: Fraction = 0.99
+    gamma: Fraction = 0.0
     gae_lambda: Fraction = 0.95
     clip_range: PositiveFloat = 0.2
     ent_coef: NonNegativeFloat = 0.0
+    # "cross_sectional": one scoring network shared by the assets (tt_rl.policy); "mlp": SB3's MlpPolicy
+    policy: Literal["cross_sectional", "mlp"] = "cross_sectional"
     net_arch: Annotated[list[PositiveInt], Field(min_length=1)] = field(default_factory=lambda: [64, 64])
     normalize: StrictBool = True  # VecNormalize observations and rewards
     checkpoint_every: PositiveInt = 10_000  # timesteps between checkpoints

@@ -11,11 +11,19 @@ invalidates it when that module's file changes, not when a compiled function it 
 file, so a cached `env_step` would keep running an old `trade_and_mark` edited elsewhere. Compiled once per
 machine (first use ~5-10 s), then loaded from the cache (~1 s).
 
-Reward: reward = D - drawdown_penalty * drawdown - turnover_penalty * turnover, where D is Moody & Saffell's
-(1998) differential Sharpe ratio of the step return R, O(1) per step: with moving moments A (mean) and B
-(second moment) of R and rate eta, D = (B dA - A dB / 2) / max(B - A^2, v0)^(3/2), dA = R - A, dB = R^2 - B,
-clipped to +-clip. The variance floor v0 = target_vol^2 / bars_per_year (the per-bar variance of a portfolio
-on target) also seeds B, so the first steps are finite and of order R / sigma; a non-finite R counts as -100 %.
+Reward (`risk_aware_reward`), every term in the units of D, a step return over the running volatility:
+reward = D - drawdown_penalty * new_drawdown / sigma - turnover_penalty * turnover / sigma, where D is Moody &
+Saffell's (1998, "Performance functions and reinforcement learning for trading systems") differential Sharpe
+ratio of the step return R (net of costs, so costs are charged once, inside R), O(1) per step: with moving
+moments A (mean) and B (second moment) of R and rate eta, D = (B dA - A+ dB / 2) / sigma^3, dA = R - A,
+dB = R^2 - B, sigma^2 = max(B - A^2, v0), clipped to +-clip. A+ = max(A, 0) departs from the paper on
+purpose: with a negative running mean, -A dB / 2 grows with R^2 and the paper's D rewards a large loss
+(a -59 % step scored the maximum reward); with A+ the term is increasing in R whenever A <= 0. new_drawdown
+is the drawdown beyond `drawdown_tolerance` that this step added (max(dd, tol) - max(dd_before, tol), >= 0),
+so holding through an ordinary dip costs nothing and flat is not the optimum; turnover_penalty is an extra
+cost per unit of turnover (a fraction, like the cost rate; default 0). The variance floor v0 = target_vol^2 /
+bars_per_year (the per-bar variance of a portfolio on target) also seeds B, so the first steps are finite and
+of order R / sigma; a non-finite R counts as -100 %.
 """
 
 from __future__ import annotations
@@ -61,7 +69,8 @@ class RewardParams(NamedTuple):
     clip: float  # cap on |D|
     var_floor: float  # v0, per-bar variance
     drawdown_penalty: float
-    turnover_penalty: float
+    drawdown_tolerance: float  # drawdown (fraction) below which a new drawdown costs nothing
+    turnover_penalty: float  # extra cost per unit turnover (fraction)
 
     @classmethod
     def of(cls, config: RewardConfig, target_vol: float, bars_per_year: float) -> RewardParams:
@@ -71,6 +80,7 @@ class RewardParams(NamedTuple):
             float(config.clip),
             float(target_vol**2 / bars_per_year),
             float(config.drawdown_penalty),
+            float(config.drawdown_tolerance),
             float(config.turnover_penalty),
         )
 
@@ -161,10 +171,22 @@ def forecast_variance(
 
 
 @njit(cache=True)
+def action_scores(action: np.ndarray, long_only: bool) -> np.ndarray:
+    """Policy actions (N,) in [-1, 1] (clipped) -> scores: long-only (a + 1) / 2 in [0, 1], so the policy's
+    initial mean 0 is a half-risk position and every action value maps to a distinct score; long/short a."""
+    n = len(action)
+    scores = np.empty(n)
+    for i in range(n):
+        a = min(max(float(action[i]), -1.0), 1.0)
+        scores[i] = 0.5 * (a + 1.0) if long_only else a
+    return scores
+
+
+@njit(cache=True)
 def vol_targeted_weights(
     scores: np.ndarray, vols: np.ndarray, returns: np.ndarray, sizing: Sizing
 ) -> np.ndarray:
-    """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]) -> weights whose forecast volatility is
+    """Scores (N,) clipped to [-1, 1] (long-only: [0, 1]; see `action_scores`) -> weights whose forecast volatility is
     target_vol * mean |score|, each |weight| capped at max_weight, then scaled to sum |weight| <= max_leverage.
 
     Each asset's raw weight is score / vol (risk budget proportional to the score); `vols` (N,) annualised,
@@ -201,21 +223,22 @@ def scale_to_vol(raw: np.ndarray, variance: float, target_vol: float) -> np.ndar
 
 @njit(cache=True)
 def risk_aware_reward(
-    moments: np.ndarray, r: float, drawdown: float, turnover: float, p: RewardParams
+    moments: np.ndarray, r: float, drawdown_before: float, drawdown: float, turnover: float, p: RewardParams
 ) -> tuple[float, float, float, float]:
-    """(reward, D, drawdown term, turnover term) of a step with return `r`, drawdown and turnover (fractions);
-    updates `moments` (A, B) in place."""
+    """(reward, D, drawdown term, turnover term) of a step with return `r`, drawdown before and after it and
+    turnover (fractions; see the module doc); updates `moments` (A, B) in place."""
     if not math.isfinite(r):
         r = -1.0
     mean, second = moments[0], moments[1]
     d_mean, d_second = r - mean, r * r - second
-    variance = max(second - mean * mean, p.var_floor)
-    dsr = (second * d_mean - 0.5 * mean * d_second) / variance**1.5
+    sigma = math.sqrt(max(second - mean * mean, p.var_floor))
+    dsr = (second * d_mean - 0.5 * max(mean, 0.0) * d_second) / sigma**3
     sharpe = min(max(dsr, -p.clip), p.clip)
     moments[0] = mean + p.eta * d_mean
     moments[1] = second + p.eta * d_second
-    drawdown_term = p.drawdown_penalty * drawdown
-    turnover_term = p.turnover_penalty * turnover
+    new_drawdown = max(drawdown, p.drawdown_tolerance) - max(drawdown_before, p.drawdown_tolerance)
+    drawdown_term = min(p.drawdown_penalty * max(new_drawdown, 0.0) / sigma, p.clip)
+    turnover_term = min(p.turnover_penalty * turnover / sigma, p.clip)
     return sharpe - drawdown_term - turnover_term, sharpe, drawdown_term, turnover_term
 
 
@@ -241,6 +264,7 @@ def env_step(
     cov_window: int,
     band: float,
     cost_rate: float,
+    maintenance_margin: float,
     values: np.ndarray,
     cash: float,
     worth: float,
@@ -253,30 +277,38 @@ def env_step(
     window: int,
     observations: np.ndarray,
     obs_row: int,
-) -> tuple[tuple, float]:
-    """One environment step from bar t: target weights (`vol_targeted_weights` of the scores `action` when
-    `sized`, else `action` itself), `trade_and_mark` into book[:, row], the reward (`risk_aware_reward`, updating
-    `moments`) and the observation at t+1 into observations[0, obs_row].
+) -> tuple[tuple, float, bool]:
+    """One environment step from bar t: target weights (`vol_targeted_weights` of the `action_scores` of
+    `action` when `sized`, else `action` itself), the positions carried over the gap to the fill, `trade_and_mark`
+    into book[:, row], the reward (`risk_aware_reward`, updating `moments`) and the observation at t+1 into
+    observations[0, obs_row].
 
-    `market` (3, T, N): gross return t -> t+1, annualised vol, log return per bar; the sample covariance
-    uses the last `cov_window` log returns up to t (0: model only). Returns (record, new peak), the record
-    laid out as `tt_rl.record.STEP_RECORD`."""
+    `market` (4, T, N): [0] gross return of the fill price -> close of bar t+1, [1] annualised vol,
+    [2] log return per bar, [3] gross return of the close of t -> the fill price (the overnight gap to t+1's
+    open when filling at the next open, ones when filling at t's close). The sample covariance uses the last
+    `cov_window` log returns up to t (0: model only). Returns (record, new peak, ruined): the record laid out
+    as `tt_rl.record.STEP_RECORD`; ruined when the net worth is <= 0 or below `maintenance_margin` times the
+    gross position value."""
     if sized:
         lo = max(0, t - cov_window + 1) if cov_window else t + 1
-        target = vol_targeted_weights(action, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
+        scores = action_scores(action, Sizing(*sizing_fields).long_only)
+        target = vol_targeted_weights(scores, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
     else:
         target = action.astype(np.float64)
-    before = worth
+    before, drawdown_before = worth, 1.0 - worth / peak
+    at_fill = values * market[3, t]
+    worth = cash + at_fill.sum()
     cash, worth, peak, traded, rebalanced = trade_and_mark(
-        values, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
+        at_fill, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
     )
     period_return = worth / before - 1.0
     drawdown = 1.0 - worth / peak
     turnover = traded / before
     reward, sharpe, drawdown_term, turnover_term = risk_aware_reward(
-        moments, period_return, drawdown, turnover, RewardParams(*reward_fields)
+        moments, period_return, drawdown_before, drawdown, turnover, RewardParams(*reward_fields)
     )
     observe(features, t + 1, window, book[1, row], observations[0, obs_row])
+    ruined = worth <= 0.0 or worth < maintenance_margin * np.abs(book[0, row]).sum()
     record = (
         t + 1,
         reward,
@@ -291,4 +323,4 @@ def env_step(
         cost_rate * traded,
         rebalanced,
     )
-    return record, peak
+    return record, peak, ruined

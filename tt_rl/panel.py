@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ DEFAULT_FFILL_LIMIT = 3  # bars a symbol's missing close may be carried forward
 
 @dataclass(frozen=True)
 class Panel:
-    """prices: float64 (T, N) closes; features: float32 (T, N, F) in `feature_names` order; index: bar starts."""
+    """prices: float64 (T, N) closes; opens: float64 (T, N) opening prices; features: float32 (T, N, F) in
+    `feature_names` order; index: bar starts."""
 
     timeframe: str
     symbols: tuple[str, ...]
@@ -28,15 +29,17 @@ class Panel:
     prices: np.ndarray
     features: np.ndarray
     feature_names: tuple[str, ...] = FEATURE_COLUMNS
+    opens: np.ndarray = field(kw_only=True)
 
     def __post_init__(self) -> None:
         # one time unit (ns, UTC) whatever the reader returned, so `version` and `save` do not depend on it
         object.__setattr__(self, "index", pd.DatetimeIndex(self.index).tz_convert("UTC").as_unit("ns"))
         t, n = len(self.index), len(self.symbols)
-        if self.prices.shape != (t, n) or self.features.shape != (t, n, len(self.feature_names)):
+        shapes = (self.prices.shape, self.opens.shape, self.features.shape)
+        if shapes != ((t, n), (t, n), (t, n, len(self.feature_names))):
             raise ValueError(
                 f"panel shapes disagree: index {t}, symbols {n}, prices {self.prices.shape}, "
-                f"features {self.features.shape}"
+                f"opens {self.opens.shape}, features {self.features.shape}"
             )
 
     def __len__(self) -> int:
@@ -44,11 +47,12 @@ class Panel:
 
     @property
     def version(self) -> str:
-        """Content hash (hex, 16 chars) of timeframe, symbols, index, prices and features."""
+        """Content hash (hex, 16 chars) of timeframe, symbols, index, prices, opens and features."""
         digest = hashlib.sha256()
         digest.update(f"{self.timeframe}|{','.join(self.symbols)}|{','.join(self.feature_names)}".encode())
         digest.update(self.index.asi8.tobytes())
         digest.update(np.ascontiguousarray(self.prices).tobytes())
+        digest.update(np.ascontiguousarray(self.opens).tobytes())
         digest.update(np.ascontiguousarray(self.features).tobytes())
         return digest.hexdigest()[:16]
 
@@ -61,6 +65,7 @@ class Panel:
             self.prices[start:stop],
             self.features[start:stop],
             self.feature_names,
+            opens=self.opens[start:stop],
         )
 
     def test_start(self, test_fraction: float) -> pd.Timestamp:
@@ -84,13 +89,17 @@ class Panel:
                 feature_names=np.array(self.feature_names),
                 index=self.index.asi8,
                 prices=self.prices,
+                opens=self.opens,
                 features=self.features,
             )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Panel:
+        """Read a `save`d file; ValueError when it predates opening prices (rebuild the dataset)."""
         with np.load(Path(path), allow_pickle=False) as data:
+            if "opens" not in data:
+                raise ValueError(f"{path}: panel saved without opening prices; rebuild its dataset")
             return cls(
                 str(data["timeframe"]),
                 tuple(str(s) for s in data["symbols"]),
@@ -98,6 +107,7 @@ class Panel:
                 data["prices"],
                 data["features"],
                 tuple(str(s) for s in data["feature_names"]),
+                opens=data["opens"],
             )
 
 
@@ -108,7 +118,7 @@ def panel_from_frames(
     *,
     ffill_limit: int = DEFAULT_FFILL_LIMIT,
 ) -> Panel:
-    """Align long bars (symbol, ts, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
+    """Align long bars (symbol, ts, open, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
 
     Missing closes are carried forward up to `ffill_limit` bars; symbols with longer gaps inside the common
     span are dropped with one warning listing them. Warm-up bars where any feature is missing are cut; a
@@ -127,6 +137,8 @@ def panel_from_frames(
     close = close.loc[start:]
     no_bar = close.isna()  # bars a symbol lacks: only there are its features carried forward too
     close = close.ffill(limit=ffill_limit)
+    # a bar a symbol lacks did not trade: it opens (and closes) at the carried-forward close
+    opens = bars.pivot(index="ts", columns="symbol", values="open").reindex_like(close).where(~no_bar, close)
     gappy = sorted(close.columns[close.isna().any()])
     if gappy:
         log.warning(
@@ -156,6 +168,7 @@ def panel_from_frames(
         index,
         close.to_numpy(dtype="float64")[first:],
         cube[first:].astype(np.float32),
+        opens=opens[symbols].to_numpy(dtype="float64")[first:],
     )
 
 

@@ -1,7 +1,9 @@
 """The market + portfolio state an environment's components share, stepped by one compiled call.
 
-Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then
-are traded at t's close and earn the move from t to t+1, which is what a step books before returning.
+Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then are
+traded at the next bar's open (env.fill = "next_open", the default: the positions held carry the overnight
+gap, the new ones earn t+1's open -> close) or at t's close (env.fill = "close"), and the step books the
+portfolio at t+1's close before returning.
 
 A step -- sizing, trading, marking, reward, next observation -- is one call of the compiled `tt_rl.kernels.env_step`, which
 writes its arrays into preallocated rows (`RowBlocks`) and returns the step's scalars as one tuple, the
@@ -33,12 +35,21 @@ class TradingState:
         self.prices = np.ascontiguousarray(panel.prices, dtype=np.float64)
         self._price_rows = list(self.prices)  # views, so a step indexes a list, not an array
         vol = panel.features[:, :, panel.feature_names.index(config.vol_feature)].astype(np.float64)
-        # market[0, t] = gross return of bar t -> t+1 (ones at the last bar), [1] annualised vol, [2] log return
+        # market[0, t] = gross return fill -> close of t+1, [1] annualised vol, [2] log return, [3] gross return
+        # close of t -> fill (ones at the last bar); see kernels.env_step
+        closes = np.vstack([self.prices[1:] / self.prices[:-1], np.ones((1, n))])
+        if config.fill == "next_open":
+            gap = np.vstack(
+                [np.asarray(panel.opens, dtype=np.float64)[1:] / self.prices[:-1], np.ones((1, n))]
+            )
+        else:
+            gap = np.ones((t, n))
         self.market = np.stack(
             [
-                np.vstack([self.prices[1:] / self.prices[:-1], np.ones((1, n))]),
+                closes / gap,
                 np.maximum(np.nan_to_num(vol) * np.sqrt(bars_per_year), config.min_vol),
                 panel.features[:, :, panel.feature_names.index("log_ret_1")].astype(np.float64),
+                gap,
             ]
         )
         self.vols = self.market[1]
@@ -66,26 +77,33 @@ class TradingState:
         cash = self.portfolio.initial_cash
         self.record = (start, 0.0, 0.0, 0.0, 0.0, cash, cash, 0.0, 0.0, 0.0, 0.0, False)
         self.reward = self.period_return = self.turnover = self.costs = 0.0
-        self.rebalanced = False
+        self.rebalanced = self.ruined = False
         block, row = self._observations.claim()
         observe(self.obs_features, start, self.config.window_size, self.portfolio.weights, block[0, row])
         self.observation = self._observations.views[0][row]
 
-    def act(self, scores: np.ndarray) -> None:
-        """Trade to the volatility-targeted weights of `scores` (N,) (see `kernels.vol_targeted_weights`,
-        from the volatilities and returns known at bar t), then move to t+1 and mark to market."""
-        self._step(scores, True)
+    def act(self, actions: np.ndarray) -> None:
+        """Trade to the volatility-targeted weights of the policy's actions (N,) in [-1, 1] (see
+        `kernels.action_scores` and `kernels.vol_targeted_weights`, from the volatilities and returns known at
+        bar t) at the fill price, then move to t+1's close and mark to market."""
+        self._step(actions, True)
 
     def execute(self, target: np.ndarray) -> None:
-        """Rebalance to `target` weights (N,) at bar t's close unless inside the no-trade band, then move to
-        t+1 and mark to market."""
+        """Rebalance to `target` weights (N,) at the fill price unless inside the no-trade band, then move to
+        t+1's close and mark to market."""
         self._step(np.asarray(target, dtype=np.float64), False)
+
+    def held_weights(self) -> np.ndarray:
+        """Weights (N,) of the current positions at the fill price: the target that trades nothing ("hold").
+        They differ from `portfolio.weights` (at t's close) by the gap to the next open."""
+        values = self.portfolio.values * self.market[3, self.t]
+        return values / (self.portfolio.cash + values.sum())
 
     def _step(self, action: np.ndarray, sized: bool) -> None:
         book, cfg = self.portfolio, self.config
         block, row = book.rows.claim()
         obs_block, obs_row = self._observations.claim()
-        record, peak = env_step(
+        record, peak, self.ruined = env_step(
             action,
             sized,
             self.t,
@@ -94,6 +112,7 @@ class TradingState:
             self._cov_window,
             cfg.no_trade_band,
             book.cost_rate,
+            cfg.maintenance_margin,
             book.values,
             book.cash,
             book.net_worth,

@@ -228,8 +228,9 @@ def _fit(
         else:
             if ppo.normalize:
                 venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=ppo.gamma)
+            policy, policy_kwargs = _policy(config)
             model = PPO(
-                "MlpPolicy",
+                policy,
                 venv,
                 learning_rate=ppo.learning_rate,
                 n_steps=ppo.n_steps,
@@ -239,7 +240,7 @@ def _fit(
                 gae_lambda=ppo.gae_lambda,
                 clip_range=ppo.clip_range,
                 ent_coef=ppo.ent_coef,
-                policy_kwargs={"net_arch": list(ppo.net_arch)},
+                policy_kwargs=policy_kwargs,
                 seed=ppo.seed,
                 device="cpu",
                 verbose=0,
@@ -281,6 +282,16 @@ def _resume(run: Path, venv, config: RLConfig) -> tuple[Any, Any, int]:
             reason = " ".join(str(exc).split())
             log.warning("skipping unreadable checkpoint %s (%s: %s)", reading, type(exc).__name__, reason)
     return None, venv, 0
+
+
+def _policy(config: RLConfig) -> tuple[Any, Any]:
+    """(policy, policy_kwargs) for PPO: ppo.policy "cross_sectional" (tt_rl.policy) or SB3's "mlp"."""
+    ppo = config.ppo
+    if ppo.policy == "mlp":
+        return "MlpPolicy", {"net_arch": list(ppo.net_arch)}
+    from tt_rl.policy import CrossSectionalPolicy
+
+    return CrossSectionalPolicy, {"net_arch": list(ppo.net_arch), "window": config.env.window_size}
 
 
 def _new_model_id() -> str:

@@ -1,0 +1,91 @@
+"""Cross-sectional actor-critic for SB3 PPO: one scoring network shared by every asset.
+
+The observation (tt_rl.kernels.observe) is W bars x N assets x F features, then the N current weights. Each
+asset's input row is its own W*F features, its weight, the cross-sectional mean of the W*F features (the
+market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
+(N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
+an embedding, and one linear head maps every embedding to that asset's action mean; the value is a linear
+function of all embeddings. Sharing the scoring network across assets gives it N samples per step of what a
+feature means, instead of learning the same rule N times from 1/N of the data.
+
+Imports torch and SB3: only training and evaluation load this module.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+
+class AssetRows(BaseFeaturesExtractor):
+    """(B, W*N*F + N) observations -> (B, N * net_arch[-1]) per-asset embeddings of one shared MLP."""
+
+    def __init__(
+        self, observation_space: gymnasium.spaces.Box, n_assets: int, window: int, net_arch: list[int]
+    ) -> None:
+        super().__init__(observation_space, n_assets * net_arch[-1])
+        self.n_assets, self.window = n_assets, window
+        self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
+        layers: list[nn.Module] = []
+        width = 2 * self.per_bar + 1 + n_assets
+        for size in net_arch:
+            layers += [nn.Linear(width, size), nn.Tanh()]
+            width = size
+        self.shared = nn.Sequential(*layers)
+        self.register_buffer("identity", torch.eye(n_assets))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch, n = obs.shape[0], self.n_assets
+        bars = obs[:, :-n].reshape(batch, self.window, n, self.per_bar // self.window)
+        own = bars.permute(0, 2, 1, 3).reshape(batch, n, self.per_bar)
+        market = own.mean(dim=1, keepdim=True).expand(-1, n, -1)
+        weights = obs[:, -n:].unsqueeze(-1)
+        rows = torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1)
+        return self.shared(rows).reshape(batch, -1)
+
+
+class AssetHead(nn.Module):
+    """(B, N * H) embeddings -> (B, N) action means through one Linear(H, 1) shared by the assets."""
+
+    def __init__(self, n_assets: int, width: int) -> None:
+        super().__init__()
+        self.n_assets = n_assets
+        self.linear = nn.Linear(width, 1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.linear(latent.reshape(latent.shape[0], self.n_assets, -1)).squeeze(-1)
+
+
+class CrossSectionalPolicy(ActorCriticPolicy):
+    """ActorCriticPolicy whose features are `AssetRows` and whose action head is `AssetHead` (see module doc).
+    `net_arch` is the shared per-asset MLP, `window` the observation's bars; the policy and value heads add
+    no hidden layers."""
+
+    def __init__(
+        self, observation_space, action_space, lr_schedule, *, net_arch: list[int], window: int, **kwargs
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[],
+            features_extractor_class=AssetRows,
+            features_extractor_kwargs={
+                "n_assets": int(np.prod(action_space.shape)),
+                "window": window,
+                "net_arch": list(net_arch),
+            },
+            **kwargs,
+        )
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        n_assets = int(np.prod(self.action_space.shape))
+        self.action_net = AssetHead(n_assets, self.features_dim // n_assets)
+        if self.ortho_init:
+            self.action_net.apply(lambda module: self.init_weights(module, gain=0.01))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

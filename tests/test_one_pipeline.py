@@ -151,6 +151,68 @@ def test_panel_refuses_to_fill_features_missing_after_the_warm_up(sqlite_engine)
         build_panel(sqlite_engine, "1d", SYMBOLS)
 
 
+def test_universe_selection_sees_the_training_span_only(sqlite_engine, tmp_path):
+    """A defect that appears only in the test period does not decide which symbols are traded (that would
+    select on the future); it is reported. The same defect before the split leaves the symbol out."""
+    from tt_pipeline.datasets import build_dataset
+    from tt_pipeline.market import refresh_partitions
+
+    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+
+    def break_bar(symbol: str, ts: str) -> None:  # high below low: an ohlc_sanity failure
+        from tt_resources.db.schema import prices
+
+        at = pd.Timestamp(ts, tz="UTC").to_pydatetime()
+        with sqlite_engine.begin() as conn:
+            broken = conn.execute(
+                sa.update(prices)
+                .where(prices.c.symbol == symbol, prices.c.ts == at)
+                .values(high=prices.c.low * 0.5)
+            )
+            assert broken.rowcount == 1
+
+    break_bar("CCC", "2025-09-02 13:30:00")  # in the test period (the last 30 % of the window)
+    dataset = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dataset.panel.symbols == tuple(SYMBOLS) and dataset.excluded == {}
+    assert dataset.row["split_ts"] < pd.Timestamp("2025-09-02 13:30", tz="UTC")
+    assert dataset.test_defects == {"CCC": "ohlc_sanity: 1 bar(s) with bad prices or volume"}
+
+    break_bar("BBB", "2025-03-03 14:30:00")  # in the training period
+    dataset = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dataset.panel.symbols == ("AAA", "CCC")
+    assert dataset.excluded == {"BBB": "ohlc_sanity: 1 bar(s) with bad prices or volume"}
+
+
+def test_a_symbol_that_ends_early_is_named_with_where_it_ends(sqlite_engine, tmp_path):
+    from tt_pipeline.datasets import build_dataset
+    from tt_pipeline.market import refresh_partitions
+    from tt_resources.db.schema import features, prices
+
+    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    with sqlite_engine.begin() as conn:  # BBB's history ends in June (a delisting, or a shorter file)
+        for table in (prices, features):
+            conn.execute(
+                sa.delete(table).where(
+                    table.c.symbol == "BBB",
+                    table.c.ts >= pd.Timestamp("2025-07-01", tz="UTC").to_pydatetime(),
+                )
+            )
+    dropped = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dropped.panel.symbols == ("AAA", "CCC")
+    assert dropped.panel.index[-1] >= pd.Timestamp("2025-09-26", tz="UTC")  # the others keep their history
+    [reason] = dropped.excluded.values()
+    assert reason.startswith("ends 2025-06-30 (") and reason.endswith(
+        "bars before most) (span policy drop_short)"
+    )
+
+    common = build_dataset(
+        sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path, span_policy="common_span"
+    )
+    assert common.panel.symbols == tuple(SYMBOLS) and common.excluded == {}
+    assert common.panel.index[-1] == pd.Timestamp("2025-06-30 13:30", tz="UTC")
+    assert common.span_note.startswith("common span 2025-") and "BBB ends 2025-06-30" in common.span_note
+
+
 @pytest.mark.parametrize("via_dagster", [False, True])
 def test_off_grid_bars_fail_the_partition_and_the_dataset_gate(tmp_path, via_dagster):
     write_csv(tmp_path, ["BBB"], timeframes=("1d",))

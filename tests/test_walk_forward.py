@@ -55,12 +55,23 @@ def test_plan_folds_refuses_too_little_data():
 
 def test_eval_config_rules():
     with pytest.raises(RLConfigError, match=r"eval\.embargo: must be >= env.window_size = 10 \(got 4\)"):
-        RLConfig.from_dict({"eval": {"embargo": 4}})
+        RLConfig.from_dict({"env": {"window_size": 10}, "eval": {"embargo": 4}})
     with pytest.raises(RLConfigError, match=r"eval\.oracle: must be a planted market's oracle .*'nope'"):
         RLConfig.from_dict({"eval": {"oracle": "nope"}})
     with pytest.raises(RLConfigError, match=r"eval\.scheme"):
         RLConfig.from_dict({"eval": {"scheme": "expanding"}})
-    assert RLConfig().embargo == 10 and RLConfig.from_dict({"eval": {"embargo": 12}}).embargo == 12
+    assert RLConfig.from_dict({"env": {"window_size": 10}}).embargo == 10  # default: the observation window
+    assert RLConfig.from_dict({"eval": {"embargo": 12}}).embargo == 12
+
+
+def test_a_named_oracle_is_scored_beside_the_baselines():
+    from tt_pipeline.models import policies
+    from tt_rl.baselines import BASELINES
+    from tt_rl.planted import ORACLES
+
+    chosen = policies(RLConfig.from_dict({"eval": {"oracle": "sign_persistence"}}))
+    assert chosen == {**BASELINES, "oracle": ORACLES["sign_persistence"]}
+    assert policies(RLConfig()) == BASELINES
 
 
 def test_hit_rate_counts_invested_steps_only():

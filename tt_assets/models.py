@@ -22,16 +22,20 @@ TRAINING_GROUP = "training"
 TRAINING_DATASET = dg.AssetKey("training_dataset")
 PPO_MODEL = dg.AssetKey("ppo_model")
 RETRAIN_REASON_TAG = "tt/retrain_reason"
+NO_SPAN_NOTE = "all symbols span the window"  # span_note when no symbol starts late or ends early
 
 
 class DatasetConfig(dg.Config):
     """Which bars make the dataset: `symbols` (None = every registered symbol), bars in [start, end)
-    (ISO-8601; None = all stored) and the share held out as the out-of-sample test period."""
+    (ISO-8601; None = all stored), the share held out as the out-of-sample test period and the span policy
+    for uneven histories (tt_pipeline.datasets.uneven_spans)."""
 
     symbols: list[str] | None = None
     start: str | None = None
     end: str | None = None
     test_fraction: float = EvalConfig.test_fraction  # the same default as `tt train`
+    # symbols whose history starts later or ends earlier than most: "drop_short" or "common_span"
+    span_policy: str = "drop_short"
 
 
 class TrainingConfig(dg.Config):
@@ -89,6 +93,7 @@ def training_dataset(
             data_dir=settings.data_dir(),
             start=config.start,
             end=config.end,
+            span_policy=config.span_policy,
         )
     except DatasetError as exc:
         raise dg.Failure(str(exc)) from None
@@ -99,6 +104,9 @@ def training_dataset(
             "content_version": row["content_version"],
             "symbols": len(row["symbols"]),
             "symbols_excluded": dataset.excluded,
+            "span_policy": config.span_policy,
+            "span_note": dataset.span_note or NO_SPAN_NOTE,
+            "test_period_defects": dataset.test_defects,
             "bars": row["n_bars"],
             "start_ts": iso(row["start_ts"]),
             "split_ts": iso(row["split_ts"]),

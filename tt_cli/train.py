@@ -119,6 +119,14 @@ def evaluation_note(rl) -> str:
     default=None,
     help="RLConfig file (.json/.yaml).",
 )
+@click.option(
+    "--span-policy",
+    type=click.Choice(["drop_short", "common_span"]),
+    default="drop_short",
+    show_default=True,
+    help="Symbols whose history starts later or ends earlier than most: leave them out, or cut every "
+    "symbol to the span all have.",
+)
 @click.option("--log-training/--no-log-training", default=None, help="Log training episodes to the database.")
 @click.option("--n-envs", type=click.IntRange(1), default=None, help="Parallel environments.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -144,6 +152,7 @@ def train(
     timeframe,
     source,
     config_path,
+    span_policy,
     log_training,
     n_envs,
     seed,
@@ -183,13 +192,19 @@ def train(
     if report_partitions(console, reports, fail=False):
         console.print("[yellow]the dataset leaves out partitions whose bars fail the quality rules[/yellow]")
     dataset = pipeline.build_dataset(
-        timeframe, names, start=start, end=end, test_fraction=rl.eval.test_fraction
+        timeframe, names, start=start, end=end, test_fraction=rl.eval.test_fraction, span_policy=span_policy
     )
-    left_out = sorted(set(names) - set(dataset["symbols"]))
+    left_out = [
+        f"{s} ({dataset['excluded'].get(s, 'not in the panel')})"
+        for s in names
+        if s not in dataset["symbols"]
+    ]
     console.print(
         f"dataset {dataset['dataset_version']}: {len(dataset['symbols'])} symbols x {dataset['n_bars']} "
         f"{timeframe} bars, {dataset['start_ts']:%Y-%m-%d} .. {dataset['end_ts']:%Y-%m-%d}, test from "
-        f"{dataset['split_ts']:%Y-%m-%d}" + (f"; left out: {', '.join(left_out)}" if left_out else ""),
+        f"{dataset['split_ts']:%Y-%m-%d}"
+        + (f"; left out: {'; '.join(left_out)}" if left_out else "")
+        + (f"; {dataset['span_note']}" if dataset["span_note"] else ""),
         highlight=False,
     )
     jobs = rl.eval.n_folds * rl.eval.seeds

@@ -1,7 +1,6 @@
 """training_dataset -> ppo_model -> evaluation through Dagster with tiny PPO settings (SQLite)."""
 
 import dagster as dg
-import pandas as pd
 import yaml
 
 from tt_assets.definitions import defs
@@ -115,8 +114,10 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
         )
         assert trained.success
         [model] = registry.models_on_dataset(sqlite_engine, versions[1])
-        assert pd.Timestamp(model["train_end"]) < second["split_ts"]
-        for fold_model in registry.fold_models(sqlite_engine, model["model_id"]):
+        assert model["test_start"] == second["split_ts"]  # the walk-forward's test period is the dataset's
+        folds = registry.fold_models(sqlite_engine, model["model_id"])
+        assert [f["fold"] for f in folds] == [0, 1] and folds[0]["train_end"] < second["split_ts"]
+        for fold_model in folds:  # each fold refits on the bars before its own test window
             assert fold_model["train_end"] < fold_model["test_start"]
         stitched = registry.stitched_metrics(sqlite_engine, model["model_id"])
         assert (stitched["test_end"] > second["split_ts"]).all()

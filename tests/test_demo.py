@@ -41,7 +41,7 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert list(table) == ["ppo", "equal_weight", "equal_weight_vol", "cash"]
     assert table["ppo"][2] == "-" or ".." in table["ppo"][2]  # the interval across the 2 seeds
     assert table["cash"][1:5] == ["-", "-", "-", "-"]  # no volatility: no Sharpe, PSR or DSR
-    assert "2 walk-forward folds (anchored, embargo 1 bars) x 2 seed(s)" in first.output
+    assert "2 walk-forward folds (anchored, embargo 1 bar) x 2 seed(s)" in first.output
     assert "Nothing significant found" in first.output or "is significant" in first.output
     assert max(map(len, lines)) <= 80
     assert (tmp_path / "tt.sqlite").exists()

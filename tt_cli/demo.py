@@ -28,11 +28,12 @@ DEFAULT_SYMBOLS = 25
 SIGNIFICANT = 0.95  # a DSR from which the agent's Sharpe ratio counts as significant
 
 TRAIN_TIMEFRAME = "1d"
-# walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model; the whole
-# demo stays within 5 minutes on 2 cores (see docs/rl.md for the measured time)
+# walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model, 24,576 steps in
+# all as the single fit had: 2.5 min on an idle 2-core machine; with 8,192 per model (32,768) the demo took
+# 339 s at load 6.5 (shared machine)
 DEMO_FOLDS = 2
 DEMO_SEEDS = 2
-DEMO_TIMESTEPS = 8_192
+DEMO_TIMESTEPS = 6_144
 
 
 @dataclass

@@ -89,7 +89,8 @@ METRIC_KIND = {m.name: m.kind for m in METRICS}
 def evaluation_note(rl) -> str:
     """One line under the table: how the numbers were made."""
     return (
-        f"{rl.eval.n_folds} walk-forward folds ({rl.eval.scheme}, embargo {rl.embargo} bars) x "
+        f"{rl.eval.n_folds} walk-forward folds ({rl.eval.scheme}, embargo {rl.embargo} "
+        f"bar{'s' if rl.embargo != 1 else ''}) x "
         f"{rl.eval.seeds} seed(s); PPO = mean over seeds, 95% CI = Student-t over seeds; PSR = P(Sharpe > 0); "
         "DSR = PSR deflated by the configurations tried on this dataset"
     )

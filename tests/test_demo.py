@@ -25,18 +25,8 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert "(trained now: new dataset)" in first.output
     lines = first.output.splitlines()
     [header] = [line for line in lines if line.split()[:1] == ["policy"]]
-    assert header.split() == [
-        "policy",
-        "return",
-        "sharpe",
-        "95%",
-        "CI",
-        "PSR",
-        "DSR",
-        "max",
-        "dd",
-        "turnover",
-    ]
+    # low-priority columns (turnover) make room at 80 columns; these stay
+    assert header.split()[:9] == ["policy", "return", "sharpe", "95%", "CI", "PSR", "DSR", "max", "dd"]
     table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 2 :][:4]}
     assert list(table) == ["ppo", "equal_weight", "equal_weight_vol", "cash"]
     assert table["ppo"][2] == "-" or ".." in table["ppo"][2]  # the interval across the 2 seeds

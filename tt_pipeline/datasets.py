@@ -89,6 +89,8 @@ def build_dataset(
     start, end = utc(start), utc(end)
     bars = read_bars(engine, symbols, timeframe)
     groups = dict(tuple(bars.groupby("symbol", sort=False)))
+    excluded = {s: "no bars stored" for s in symbols if s not in groups}
+    _enough(timeframe, symbols, excluded)
     window = bars
     if start is not None:
         window = window[window["ts"] >= start]
@@ -102,7 +104,8 @@ def build_dataset(
             f"{timeframe}: no stored bar in [{_day(start)}, {_day(end)}) (stored: {spans}); a refresh only "
             "extends a partition after its last bar"
         )
-    window, excluded, span_note = uneven_spans(window, span_policy, DEFAULT_FFILL_LIMIT)
+    window, short, span_note = uneven_spans(window, span_policy, DEFAULT_FFILL_LIMIT)
+    excluded.update(short)
     starts = np.sort(window["ts"].unique())
     cutoff = pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])  # first bar of the test period
     in_window = dict(tuple(window.groupby("symbol", sort=False)))
@@ -118,13 +121,7 @@ def build_dataset(
         later = assess_bars(own[own["ts"] >= cutoff], timeframe, now)
         if not later.ok:
             test_defects[symbol] = later.reason()
-    passed = [s for s in symbols if s not in excluded]
-    if len(passed) < MIN_SYMBOLS:
-        left_out = "; ".join(f"{s}: {why}" for s, why in excluded.items())
-        raise DatasetError(
-            f"{timeframe}: {len(passed)} of {len(symbols)} symbol(s) pass the bar-quality rules, "
-            f"need at least {MIN_SYMBOLS}" + (f" (left out: {left_out})" if left_out else "")
-        )
+    passed = _enough(timeframe, symbols, excluded)
     try:
         panel = build_panel(
             engine, timeframe, passed, start=start, end=end, bars=window[window["symbol"].isin(passed)]
@@ -163,6 +160,19 @@ def build_dataset(
     }
     registry.record_dataset(engine, row)
     return Dataset(registry.dataset(engine, row["dataset_version"]), panel, excluded, test_defects, span_note)
+
+
+def _enough(timeframe: str, symbols: list[str], excluded: dict[str, str]) -> list[str]:
+    """The symbols not `excluded`; DatasetError naming every left-out symbol's reason when fewer than
+    MIN_SYMBOLS remain."""
+    passed = [s for s in symbols if s not in excluded]
+    if len(passed) < MIN_SYMBOLS:
+        left_out = "; ".join(f"{s}: {why}" for s, why in excluded.items())
+        raise DatasetError(
+            f"{timeframe}: {len(passed)} of {len(symbols)} symbol(s) pass the bar-quality rules, "
+            f"need at least {MIN_SYMBOLS}" + (f" (left out: {left_out})" if left_out else "")
+        )
+    return passed
 
 
 def uneven_spans(

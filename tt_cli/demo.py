@@ -28,9 +28,9 @@ DEFAULT_SYMBOLS = 25
 SIGNIFICANT = 0.95  # a DSR from which the agent's Sharpe ratio counts as significant
 
 TRAIN_TIMEFRAME = "1d"
-# walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model, 24,576 steps in
-# all as the single fit had: 2.5 min on an idle 2-core machine; with 8,192 per model (32,768) the demo took
-# 339 s at load 6.5 (shared machine)
+# walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model (24,576 in all,
+# as the single fit had): the whole demo took 179 s here (2 cores, load ~3 from other work); 8,192 per model
+# took 339 s at load 6.5
 DEMO_FOLDS = 2
 DEMO_SEEDS = 2
 DEMO_TIMESTEPS = 6_144

@@ -1,7 +1,7 @@
 """Seed a migrated database with a realistic trained model and its walk-forward evaluation for dashboard tests.
 
 Writes tt_dataset, tt_model, a logged training episode, test episodes for ppo and the baselines on every window
-(per step: tt_portfolio, tt_holdings, tt_action, tt_reward), tt_eval rows (per window and stitched = -1) and
+(per step: tt_portfolio, tt_holdings, tt_action, tt_reward), tt_eval rows (per fold and stitched = -1) and
 tt_prices + tt_fetch_log for the freshness panel (one stale and one failed partition). Deterministic for a seed
 and a `now`.
 """
@@ -420,7 +420,8 @@ def seed_evaluation(
                 eval_rows.append(
                     {
                         "policy": policy,
-                        "window": w,
+                        "fold": w,
+                        "seed": -1,
                         "train_start": index[0],
                         "train_end": index[lo - 1],
                         "test_start": index[lo],
@@ -434,7 +435,8 @@ def seed_evaluation(
             eval_rows.append(
                 {
                     "policy": policy,
-                    "window": -1,
+                    "fold": -1,
+                    "seed": -1,
                     "train_start": index[0],
                     "train_end": index[split - 1],
                     "test_start": index[split],

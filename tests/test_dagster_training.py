@@ -1,7 +1,6 @@
 """training_dataset -> ppo_model -> evaluation through Dagster with tiny PPO settings (SQLite)."""
 
 import dagster as dg
-import pandas as pd
 import yaml
 
 from tt_assets.definitions import defs
@@ -16,7 +15,7 @@ BARS_CONFIG = {
 TINY_RL = {
     "env": {"window_size": 5, "max_episode_steps": 64},
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "net_arch": [16]},
-    "eval": {"n_windows": 2},
+    "eval": {"n_folds": 2, "seeds": 1},
 }
 
 
@@ -53,7 +52,9 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
         assert dataset["test_fraction"].value == 0.3
 
         model = events["ppo_model"].metadata
-        assert model["total_timesteps"].value >= 128
+        assert model["total_timesteps"].value >= 2 * 128  # one model per fold
+        assert (model["folds"].value, model["seeds"].value, model["embargo_bars"].value) == (2, 1, 5)
+        assert len(model["fold_models"].value) == 2
         assert model["dataset_version"].value == dataset["dataset_version"].value
         assert model["code_version"].value and model["model_id"].value
 
@@ -67,8 +68,9 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
         test_start = registry.dataset(sqlite_engine, dataset["dataset_version"].value)["split_ts"]
         assert stitched_ppo["test_start"] == test_start  # its own dataset's test period
         assert "| ppo" in evaluation["metrics"].value and "equal_weight" in evaluation["metrics"].value
+        assert "psr" in evaluation["metrics"].value and "dsr" in evaluation["metrics"].value
         assert evaluation["equity_curve"].value.startswith(
-            "![1d out-of-sample equity](data:image/png;base64,"
+            "![1d out-of-sample equity, folds stitched](data:image/png;base64,"
         )
 
 
@@ -112,7 +114,11 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
         )
         assert trained.success
         [model] = registry.models_on_dataset(sqlite_engine, versions[1])
-        assert pd.Timestamp(model["train_end"]) < second["split_ts"]
+        assert model["test_start"] == second["split_ts"]  # the walk-forward's test period is the dataset's
+        folds = registry.fold_models(sqlite_engine, model["model_id"])
+        assert [f["fold"] for f in folds] == [0, 1] and folds[0]["train_end"] < second["split_ts"]
+        for fold_model in folds:  # each fold refits on the bars before its own test window
+            assert fold_model["train_end"] < fold_model["test_start"]
         stitched = registry.stitched_metrics(sqlite_engine, model["model_id"])
         assert (stitched["test_end"] > second["split_ts"]).all()
         assert (stitched["test_start"] == second["split_ts"]).all()  # the bar the first test step starts from

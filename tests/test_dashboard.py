@@ -16,7 +16,7 @@ from dashboard_seed import INITIAL_NET_WORTH, seed_evaluation, start_live_episod
 from streamlit.testing.v1 import AppTest
 
 from tt_resources.db.schema import evals, holdings, portfolio
-from tt_resources.terms import METRIC_NAMES, POLICY_NAMES
+from tt_resources.terms import METRIC_NAMES, POLICY_NAMES, SIGNIFICANCE_NAMES
 
 TRADE_COLUMNS = (
     "ts",
@@ -105,7 +105,7 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
         stored = pd.DataFrame(
             conn.execute(
                 sa.select(evals.c.policy, *(evals.c[m] for m in METRIC_NAMES))
-                .where(evals.c.model_id == seeded.model_id, evals.c.window == -1)
+                .where(evals.c.model_id == seeded.model_id, evals.c.fold == -1)
                 .order_by(evals.c.policy)
             ).all()
         )
@@ -128,7 +128,8 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
                 .group_by(holdings.c.symbol)
             ).all()
         )
-    shown = table(at, "policy", *METRIC_NAMES).sort_values("policy").reset_index(drop=True)
+    shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
+    shown = shown[["policy", *METRIC_NAMES]].sort_values("policy").reset_index(drop=True)
     pd.testing.assert_frame_equal(shown, stored, check_dtype=False)
 
     stitched = INITIAL_NET_WORTH
@@ -169,7 +170,7 @@ def test_picking_one_test_window_compares_it_with_that_windows_baselines(sqlite_
     assert equity["data"][0]["name"] == "PPO agent"
     assert all(len(values(t["y"])) == seeded.steps_per_window for t in equity["data"])
     assert len(equity["data"]) == len(POLICY_NAMES)
-    window_rows = table(at, "policy", *METRIC_NAMES)
+    window_rows = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
     assert window_rows.empty  # a single window has no stitched (-1) rows; its rows sit in the expander
     with sqlite_engine.connect() as conn:
         final = conn.execute(

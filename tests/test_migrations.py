@@ -13,7 +13,7 @@ def test_upgrade_from_empty_is_idempotent(db_url):
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     assert set(TABLES) <= set(sa.inspect(engine).get_table_names())
 
 
@@ -51,3 +51,25 @@ def test_migrated_schema_matches_metadata(engine):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_0005_renames_window_to_fold_and_keeps_the_rows(db_url):
+    engine = create_engine(db_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO tt_eval (model_id, timeframe, policy, "window", test_start, test_end, sharpe, '
+                "created_at) VALUES ('m1', '1d', 'ppo', -1, '2026-01-02 00:00:00', '2026-02-02 00:00:00', 1.5, "
+                "'2026-03-01 00:00:00')"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT model_id, fold, seed, sharpe, psr FROM tt_eval")).all() == [
+            ("m1", -1, -1, 1.5, None)
+        ]
+    command.downgrade(alembic_config(engine), "0003")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text('SELECT "window", sharpe FROM tt_eval')).all() == [(-1, 1.5)]
+    engine.dispose()

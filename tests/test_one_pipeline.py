@@ -21,10 +21,20 @@ SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"
 RL_CONFIG = (
     '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, '
-    '"env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+    '"env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 1}}'
 )
 # columns that differ between two runs of the same pipeline by construction (ids, wall-clock times, paths)
-VOLATILE = {"ingested_at", "computed_at", "created_at", "path", "eval_id", "model_id", "run_id", "episode_id"}
+VOLATILE = {
+    "ingested_at",
+    "computed_at",
+    "created_at",
+    "path",
+    "eval_id",
+    "model_id",
+    "fold_model_id",
+    "run_id",
+    "episode_id",
+}
 
 
 def write_csv(directory, symbols, timeframes=("1d", "1h", "15m"), start=START, end=END) -> None:
@@ -59,7 +69,7 @@ ORDER = {
     "tt_prices": ["symbol", "timeframe", "ts"],
     "tt_features": ["symbol", "timeframe", "ts"],
     "tt_dataset": ["dataset_version"],
-    "tt_eval": ["policy", "window"],
+    "tt_eval": ["policy", "fold", "seed"],
 }
 
 
@@ -139,6 +149,68 @@ def test_panel_refuses_to_fill_features_missing_after_the_warm_up(sqlite_engine)
         ValueError, match=rf"1d features of BBB missing for {dropped} bar\(s\) from 2025-07-01"
     ):
         build_panel(sqlite_engine, "1d", SYMBOLS)
+
+
+def test_universe_selection_sees_the_training_span_only(sqlite_engine, tmp_path):
+    """A defect that appears only in the test period does not decide which symbols are traded (that would
+    select on the future); it is reported. The same defect before the split leaves the symbol out."""
+    from tt_pipeline.datasets import build_dataset
+    from tt_pipeline.market import refresh_partitions
+
+    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+
+    def break_bar(symbol: str, ts: str) -> None:  # high below low: an ohlc_sanity failure
+        from tt_resources.db.schema import prices
+
+        at = pd.Timestamp(ts, tz="UTC").to_pydatetime()
+        with sqlite_engine.begin() as conn:
+            broken = conn.execute(
+                sa.update(prices)
+                .where(prices.c.symbol == symbol, prices.c.ts == at)
+                .values(high=prices.c.low * 0.5)
+            )
+            assert broken.rowcount == 1
+
+    break_bar("CCC", "2025-09-02 13:30:00")  # in the test period (the last 30 % of the window)
+    dataset = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dataset.panel.symbols == tuple(SYMBOLS) and dataset.excluded == {}
+    assert dataset.row["split_ts"] < pd.Timestamp("2025-09-02 13:30", tz="UTC")
+    assert dataset.test_defects == {"CCC": "ohlc_sanity: 1 bar(s) with bad prices or volume"}
+
+    break_bar("BBB", "2025-03-03 14:30:00")  # in the training period
+    dataset = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dataset.panel.symbols == ("AAA", "CCC")
+    assert dataset.excluded == {"BBB": "ohlc_sanity: 1 bar(s) with bad prices or volume"}
+
+
+def test_a_symbol_that_ends_early_is_named_with_where_it_ends(sqlite_engine, tmp_path):
+    from tt_pipeline.datasets import build_dataset
+    from tt_pipeline.market import refresh_partitions
+    from tt_resources.db.schema import features, prices
+
+    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    with sqlite_engine.begin() as conn:  # BBB's history ends in June (a delisting, or a shorter file)
+        for table in (prices, features):
+            conn.execute(
+                sa.delete(table).where(
+                    table.c.symbol == "BBB",
+                    table.c.ts >= pd.Timestamp("2025-07-01", tz="UTC").to_pydatetime(),
+                )
+            )
+    dropped = build_dataset(sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path)
+    assert dropped.panel.symbols == ("AAA", "CCC")
+    assert dropped.panel.index[-1] >= pd.Timestamp("2025-09-26", tz="UTC")  # the others keep their history
+    [reason] = dropped.excluded.values()
+    assert reason.startswith("ends 2025-06-30 (") and reason.endswith(
+        "bars before most) (span policy drop_short)"
+    )
+
+    common = build_dataset(
+        sqlite_engine, "1d", SYMBOLS, test_fraction=0.3, data_dir=tmp_path, span_policy="common_span"
+    )
+    assert common.panel.symbols == tuple(SYMBOLS) and common.excluded == {}
+    assert common.panel.index[-1] == pd.Timestamp("2025-06-30 13:30", tz="UTC")
+    assert common.span_note.startswith("common span 2025-") and "BBB ends 2025-06-30" in common.span_note
 
 
 @pytest.mark.parametrize("via_dagster", [False, True])

@@ -47,7 +47,7 @@ BAD_VALUES = [
     ("reward", "eta", 0, "must be > 0 (got 0)"),
     ("eval", "test_fraction", 1, "must be < 1 (got 1)"),
     ("eval", "test_fraction", 0, "must be > 0 (got 0)"),
-    ("eval", "n_windows", 0, "must be >= 1 (got 0)"),
+    ("eval", "n_folds", 0, "must be >= 1 (got 0)"),
     ("logging", "flush_every", 0, "must be >= 1 (got 0)"),
 ]
 

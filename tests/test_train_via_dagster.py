@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dagster as dg
 import pytest
 from click.testing import CliRunner
 
 from tt_cli.main import cli
-from tt_resources.terms import POLICY_NAMES
+from tt_resources.terms import ORACLE, POLICY_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +23,7 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     config = tmp_path / "rl.json"
     config.write_text(
         '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},'
-        ' "env": {"max_episode_steps": 50}, "eval": {"n_windows": 2}}'
+        ' "env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 1}}'
     )
     args = [
         "train",
@@ -37,9 +39,11 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    metrics_table = result.output[result.output.index("out-of-sample 1d") :]
-    policies = [line.split("│")[1].strip() for line in metrics_table.splitlines() if line.startswith("│")]
-    assert sorted(policies) == sorted(POLICY_NAMES)
+    lines = result.output[result.output.index("out-of-sample 1d") :].splitlines()
+    header = next(k for k, line in enumerate(lines) if line.split()[:1] == ["policy"])
+    rows = itertools.takewhile(str.strip, lines[header + 2 :])  # the table ends at a blank line
+    policies = [line.split()[0] for line in rows]
+    assert sorted(policies) == sorted(p for p in POLICY_NAMES if p != ORACLE)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = [run.job_name for run in instance.get_runs()]
         assert sorted(jobs) == ["market_data_job", "retrain_job", "training_job"]

@@ -1,10 +1,13 @@
-"""Training assets per timeframe: training_dataset -> ppo_model -> evaluation.
+"""Training assets per timeframe: training_dataset -> ppo_model (walk-forward: a model per fold and seed) ->
+evaluation (folds stitched, seeds summarised, significance).
 
 Each body is a call into tt_pipeline. Each asset resolves the exact upstream row it uses from the latest
 materialisation of its upstream asset in this partition: ppo_model trains on the dataset_version that
 training_dataset materialised, evaluation scores the model_id that ppo_model materialised, on that model's
 own dataset and split. Nothing heavy is imported when the code location loads.
 """
+
+import math
 
 import dagster as dg
 
@@ -19,16 +22,20 @@ TRAINING_GROUP = "training"
 TRAINING_DATASET = dg.AssetKey("training_dataset")
 PPO_MODEL = dg.AssetKey("ppo_model")
 RETRAIN_REASON_TAG = "tt/retrain_reason"
+NO_SPAN_NOTE = "all symbols span the window"  # span_note when no symbol starts late or ends early
 
 
 class DatasetConfig(dg.Config):
     """Which bars make the dataset: `symbols` (None = every registered symbol), bars in [start, end)
-    (ISO-8601; None = all stored) and the share held out as the out-of-sample test period."""
+    (ISO-8601; None = all stored), the share held out as the out-of-sample test period and the span policy
+    for uneven histories (tt_pipeline.datasets.uneven_spans)."""
 
     symbols: list[str] | None = None
     start: str | None = None
     end: str | None = None
     test_fraction: float = EvalConfig.test_fraction  # the same default as `tt train`
+    # symbols whose history starts later or ends earlier than most: "drop_short" or "common_span"
+    span_policy: str = "drop_short"
 
 
 class TrainingConfig(dg.Config):
@@ -86,6 +93,7 @@ def training_dataset(
             data_dir=settings.data_dir(),
             start=config.start,
             end=config.end,
+            span_policy=config.span_policy,
         )
     except DatasetError as exc:
         raise dg.Failure(str(exc)) from None
@@ -96,6 +104,9 @@ def training_dataset(
             "content_version": row["content_version"],
             "symbols": len(row["symbols"]),
             "symbols_excluded": dataset.excluded,
+            "span_policy": config.span_policy,
+            "span_note": dataset.span_note or NO_SPAN_NOTE,
+            "test_period_defects": dataset.test_defects,
             "bars": row["n_bars"],
             "start_ts": iso(row["start_ts"]),
             "split_ts": iso(row["split_ts"]),
@@ -112,37 +123,43 @@ def training_dataset(
     deps=[training_dataset],
     group_name=TRAINING_GROUP,
     kinds={"pytorch"},
-    code_version="2",
-    description="PPO agent trained on the training period of training_dataset's latest materialisation; "
-    "registered in tt_model.",
+    code_version="3",
+    description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
+    "fold, each trained on the bars before its fold's test window (embargo between); registered in tt_model "
+    "(the walk-forward model and one row per fold and seed).",
 )
 def ppo_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    from tt_pipeline.models import train_model
+    from tt_pipeline.models import train_walk_forward
     from tt_rl.train import code_version
 
     timeframe = context.partition_key
     version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
     if version is None:
         raise dg.Failure(f"no {timeframe} training_dataset yet: materialise training_dataset first")
-    trained = train_model(
+    rl = rl_config(config)
+    trained = train_walk_forward(
         database.get_engine(),
         version,
-        rl_config(config),
+        rl,
         run_id=context.run_id,
         model_dir=settings.data_dir() / "models" / timeframe,
+        progress=lambda done, total, fold: context.log.info(f"training job {done + 1}/{total} (fold {fold})"),
     )
     return dg.MaterializeResult(
         metadata={
             "model_id": trained.model_id,
-            "path": dg.MetadataValue.path(str(trained.path)),
+            "folds": rl.eval.n_folds,
+            "seeds": rl.eval.seeds,
+            "scheme": rl.eval.scheme,
+            "embargo_bars": rl.embargo,
+            "fold_models": [m.model_id for m in trained.members],
             "total_timesteps": trained.total_timesteps,
             "training_seconds": round(trained.seconds, 2),
             "dataset_version": version,
             "code_version": code_version(),
             "retrain_reason": context.run.tags.get(RETRAIN_REASON_TAG, "requested"),
-            **{f"train_{k}": v for k, v in (trained.metrics or {}).items() if isinstance(v, int | float)},
         },
         data_version=dg.DataVersion(trained.model_id),
     )
@@ -153,9 +170,10 @@ def ppo_model(
     deps=[ppo_model],
     group_name=TRAINING_GROUP,
     kinds={"pandas"},
-    code_version="2",
-    description="Out-of-sample metrics of ppo_model's latest model on its own dataset's test period, in "
-    "consecutive windows, against the baselines (tt_eval).",
+    code_version="3",
+    description="Walk-forward out-of-sample metrics of ppo_model's latest model: each fold's models on its "
+    "test window, stitched over the folds, mean and 95 % interval over seeds, probabilistic and deflated "
+    "Sharpe ratios, against the baselines (and a planted market's oracle) on the same windows (tt_eval).",
 )
 def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     from tt_pipeline.models import evaluate_model
@@ -167,13 +185,22 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     result = evaluate_model(database.get_engine(), model_id, run_id=context.run_id)
     table = summary_table(result.metrics)
     ppo = table.loc[table["policy"] == AGENT]
+
+    def agent(name: str) -> float | None:
+        value = float(ppo[name].iloc[0]) if len(ppo) else float("nan")
+        return value if math.isfinite(value) else None
+
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,
-            "sharpe": float(ppo["sharpe"].iloc[0]) if len(ppo) else None,
+            "sharpe": agent("sharpe"),
+            "sharpe_ci_low": agent("sharpe_ci_low"),
+            "sharpe_ci_high": agent("sharpe_ci_high"),
+            "psr": agent("psr"),
+            "dsr": agent("dsr"),
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
             "equity_curve": dg.MetadataValue.md(
-                equity_chart_md(result.equity, f"{timeframe} out-of-sample equity")
+                equity_chart_md(result.equity, f"{timeframe} out-of-sample equity, folds stitched")
             ),
         },
         data_version=dg.DataVersion(model_id),

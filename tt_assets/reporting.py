@@ -6,16 +6,18 @@ import base64
 import io
 from typing import TYPE_CHECKING
 
-from tt_resources.terms import AGENT, SUMMARY_METRICS
+from tt_resources.terms import AGENT, SIGNIFICANCE_NAMES, SUMMARY_METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Stitched (window -1) out-of-sample metrics, one row per policy, PPO first."""
-    columns = ["policy", *(c for c in SUMMARY_METRICS if c in metrics.columns)]
-    stitched = metrics.loc[metrics["window"] == -1, columns]
+    """Out-of-sample metrics stitched over the folds and averaged over the seeds (fold -1, seed -1) with the
+    significance columns, one row per policy, PPO first."""
+    wanted = (*SUMMARY_METRICS, *SIGNIFICANCE_NAMES)
+    columns = ["policy", *(c for c in wanted if c in metrics.columns)]
+    stitched = metrics.loc[(metrics["fold"] == -1) & (metrics["seed"] == -1), columns]
     rank = stitched["policy"].ne(AGENT)
     return (
         stitched.assign(_rank=rank)

@@ -28,7 +28,8 @@ class StepFailed(click.ClickException):
 
 @dataclass(frozen=True)
 class Trained:
-    """A trained and evaluated model: its id and stitched out-of-sample metrics (one row per policy)."""
+    """A trained and evaluated walk-forward model: its id and out-of-sample metrics stitched over the folds,
+    summarised over the seeds (one row per policy)."""
 
     model_id: str
     metrics: pd.DataFrame
@@ -66,12 +67,22 @@ class Direct:
             market.close()
         return reports
 
-    def build_dataset(self, timeframe: str, symbols: Sequence[str], *, start, end, test_fraction: float):
+    def build_dataset(
+        self,
+        timeframe: str,
+        symbols: Sequence[str],
+        *,
+        start,
+        end,
+        test_fraction: float,
+        span_policy: str = "drop_short",
+    ) -> dict:
+        """The tt_dataset row plus `excluded` ({symbol: reason}) and `span_note`."""
         from tt_pipeline.datasets import DatasetError, build_dataset
         from tt_resources import config
 
         try:
-            return build_dataset(
+            dataset = build_dataset(
                 self.engine,
                 timeframe,
                 list(symbols),
@@ -79,18 +90,20 @@ class Direct:
                 data_dir=config.data_dir(),
                 start=start,
                 end=end,
-            ).row
+                span_policy=span_policy,
+            )
         except DatasetError as exc:
             raise StepFailed(str(exc)) from None
+        return {**dataset.row, "excluded": dataset.excluded, "span_note": dataset.span_note}
 
     def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None) -> Trained:
-        from tt_pipeline.models import evaluate_model, train_model
+        from tt_pipeline.models import evaluate_model, train_walk_forward
         from tt_resources import config
         from tt_resources.db import registry
 
         run_id = f"cli-{uuid.uuid4().hex[:12]}"
         timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
-        trained = train_model(
+        trained = train_walk_forward(
             self.engine,
             dataset_version,
             rl,
@@ -144,9 +157,19 @@ class ViaDagster:
                 reports.append(report)
         return reports
 
-    def build_dataset(self, timeframe: str, symbols: Sequence[str], *, start, end, test_fraction: float):
+    def build_dataset(
+        self,
+        timeframe: str,
+        symbols: Sequence[str],
+        *,
+        start,
+        end,
+        test_fraction: float,
+        span_policy: str = "drop_short",
+    ):
         import dagster as dg
 
+        from tt_assets.models import NO_SPAN_NOTE
         from tt_resources.db import registry
 
         dataset = {
@@ -154,6 +177,7 @@ class ViaDagster:
             "start": _iso(start),
             "end": _iso(end),
             "test_fraction": test_fraction,
+            "span_policy": span_policy,
         }
         result = self._run(
             "training_job",
@@ -162,7 +186,12 @@ class ViaDagster:
             assets=[dg.AssetKey("training_dataset")],
         )
         version = _materialized(result, "training_dataset", "dataset_version")
-        return registry.dataset(self.engine, version)
+        note = _materialized(result, "training_dataset", "span_note")
+        return {
+            **registry.dataset(self.engine, version),
+            "excluded": _materialized(result, "training_dataset", "symbols_excluded"),
+            "span_note": None if note == NO_SPAN_NOTE else note,
+        }
 
     def train_and_evaluate(
         self, dataset_version: str, rl, *, model_dir=None, reason: str = "requested"

@@ -3,29 +3,97 @@ train_mvp)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
 from tt_pipeline.quality import MIN_SYMBOLS
-from tt_resources.terms import AGENT, TRAIN_TABLE_METRICS
+from tt_resources.terms import METRICS, POLICY_NAMES, SIGNIFICANCE_NAMES, TRAIN_TABLE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
+CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
+# columns dropped first when the terminal is narrow: the last of this list goes first
+PRIORITY = ("sharpe", CI_COLUMN, "psr", "dsr", "total_return", "max_drawdown", "turnover", "cagr", "sortino")
 
-def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
-    """Stitched (window -1) out-of-sample metrics, PPO first, then the baselines."""
-    stitched = metrics.sort_values("policy", key=lambda s: s.ne(AGENT))
-    table = Table(title=title)
-    table.add_column("policy", no_wrap=True)
-    for name in TRAIN_TABLE_METRICS:  # narrow terminals wrap a cell, never cut it
-        table.add_column(name, justify="right", overflow="fold")
-    for _, row in stitched.iterrows():
-        table.add_row(row["policy"], *(f"{row[name]:.4f}" for name in TRAIN_TABLE_METRICS))
+
+def _finite(value) -> bool:
+    """A number to show (NULL from the database and NaN are shown as "-")."""
+    return value is not None and math.isfinite(value)
+
+
+def _cell(name: str, value) -> str:
+    if name == CI_COLUMN:
+        low, high = value
+        return f"{low:.2f}..{high:.2f}" if _finite(low) and _finite(high) else "-"
+    if not _finite(value):
+        return "-"
+    return f"{value:.1%}" if METRIC_KIND.get(name) == "percent" else f"{value:.2f}"
+
+
+def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Table:
+    """Out-of-sample rows (one per policy: folds stitched, mean over seeds) as a table at most `width`
+    characters wide: PPO first, the oracle next, then the baselines; columns `names` (tt_eval metrics) with
+    the Sharpe ratio's interval across seeds, PSR and DSR beside the Sharpe ratio. Columns of low priority
+    are dropped until the table fits; numbers are never cut."""
+    rows = metrics.sort_values("policy", key=lambda p: p.map(_policy_rank)).to_dict("records")
+    shown = [n for n in names if n != "sharpe"]
+    if "sharpe" in names:
+        at = names.index("sharpe")
+        shown[at:at] = ["sharpe", CI_COLUMN, *SIGNIFICANCE_NAMES[:2]]
+    cells = {
+        n: [_cell(n, (r["sharpe_ci_low"], r["sharpe_ci_high"]) if n == CI_COLUMN else r.get(n)) for r in rows]
+        for n in shown
+    }
+    policy_width = max(len("policy"), *(len(r["policy"]) for r in rows))
+
+    widths = {c: max(len(HEADERS.get(c, c)), *map(len, cells[c])) for c in shown}
+
+    def needed(columns: list[str]) -> int:  # box.SIMPLE_HEAD: padding 1 + 1 + a 1-space rule per column
+        return 1 + policy_width + 3 + sum(widths[c] + 3 for c in columns)
+
+    drop_order = [c for c in reversed(shown) if c not in PRIORITY] + [
+        c for c in reversed(PRIORITY) if c in shown
+    ]
+    while needed(shown) > width and drop_order:
+        shown.remove(drop_order.pop(0))
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("policy", no_wrap=True, min_width=policy_width)
+    for name in shown:
+        table.add_column(HEADERS.get(name, name), justify="right", no_wrap=True, min_width=widths[name])
+    for k, row in enumerate(rows):
+        table.add_row(row["policy"], *(cells[name][k] for name in shown))
     return table
+
+
+def _policy_rank(policy: str) -> int:
+    return POLICY_NAMES.index(policy) if policy in POLICY_NAMES else len(POLICY_NAMES)
+
+
+HEADERS = {
+    "total_return": "return",
+    "ann_volatility": "vol",
+    "max_drawdown": "max dd",
+    CI_COLUMN: "95% CI",
+    "psr": "PSR",
+    "dsr": "DSR",
+}
+METRIC_KIND = {m.name: m.kind for m in METRICS}
+
+
+def evaluation_note(rl) -> str:
+    """One line under the table: how the numbers were made."""
+    return (
+        f"{rl.eval.n_folds} walk-forward folds ({rl.eval.scheme}, embargo {rl.embargo} "
+        f"bar{'s' if rl.embargo != 1 else ''}) x "
+        f"{rl.eval.seeds} seed(s); PPO = mean over seeds, 95% CI = Student-t over seeds; PSR = P(Sharpe > 0); "
+        "DSR = PSR deflated by the configurations tried on this dataset"
+    )
 
 
 @click.command()
@@ -52,6 +120,14 @@ def _metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     default=None,
     help="RLConfig file (.json/.yaml).",
 )
+@click.option(
+    "--span-policy",
+    type=click.Choice(["drop_short", "common_span"]),
+    default="drop_short",
+    show_default=True,
+    help="Symbols whose history starts later or ends earlier than most: leave them out, or cut every "
+    "symbol to the span all have.",
+)
 @click.option("--log-training/--no-log-training", default=None, help="Log training episodes to the database.")
 @click.option("--n-envs", type=click.IntRange(1), default=None, help="Parallel environments.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -77,6 +153,7 @@ def train(
     timeframe,
     source,
     config_path,
+    span_policy,
     log_training,
     n_envs,
     seed,
@@ -116,20 +193,30 @@ def train(
     if report_partitions(console, reports, fail=False):
         console.print("[yellow]the dataset leaves out partitions whose bars fail the quality rules[/yellow]")
     dataset = pipeline.build_dataset(
-        timeframe, names, start=start, end=end, test_fraction=rl.eval.test_fraction
+        timeframe, names, start=start, end=end, test_fraction=rl.eval.test_fraction, span_policy=span_policy
     )
-    left_out = sorted(set(names) - set(dataset["symbols"]))
+    left_out = [
+        f"{s} ({dataset['excluded'].get(s, 'not in the panel')})"
+        for s in names
+        if s not in dataset["symbols"]
+    ]
     console.print(
         f"dataset {dataset['dataset_version']}: {len(dataset['symbols'])} symbols x {dataset['n_bars']} "
         f"{timeframe} bars, {dataset['start_ts']:%Y-%m-%d} .. {dataset['end_ts']:%Y-%m-%d}, test from "
-        f"{dataset['split_ts']:%Y-%m-%d}" + (f"; left out: {', '.join(left_out)}" if left_out else ""),
+        f"{dataset['split_ts']:%Y-%m-%d}"
+        + (f"; left out: {'; '.join(left_out)}" if left_out else "")
+        + (f"; {dataset['span_note']}" if dataset["span_note"] else ""),
         highlight=False,
     )
-    console.print(f"training PPO for {rl.ppo.total_timesteps} steps ({pipeline.name})")
+    jobs = rl.eval.n_folds * rl.eval.seeds
+    console.print(
+        f"training PPO: {rl.eval.n_folds} folds x {rl.eval.seeds} seed(s) = {jobs} models of "
+        f"{rl.ppo.total_timesteps} steps ({pipeline.name})"
+    )
     trained = pipeline.train_and_evaluate(
         dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
     )
     console.print(f"model {trained.model_id}")
-    console.print(
-        _metrics_table(trained.metrics, f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}")
-    )
+    title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
+    console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
+    console.print(evaluation_note(rl), highlight=False)

@@ -21,7 +21,7 @@ from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
 from tt_resources.db.migrate import upgrade
-from tt_resources.terms import EQUAL_WEIGHT, METRIC_NAMES, METRICS, POLICY_NAMES
+from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, POLICY_NAMES, SIGNIFICANCE
 from tt_resources.timeframes import get_timeframe
 
 LOG = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def metric_columns(columns) -> dict:
     """Streamlit column configs that label and format tt_eval metric columns (data stays unrounded)."""
     return {
         m.name: st.column_config.NumberColumn(m.label, format=NUMBER_FORMATS[m.kind])
-        for m in METRICS
+        for m in (*METRICS, *SIGNIFICANCE)
         if m.name in columns
     }
 
@@ -65,7 +65,7 @@ def metric_columns(columns) -> dict:
 
 def episode_label(row) -> str:
     """Picker label, e.g. '🟢 train · ppo · ppo-1d-live (120 steps)'."""
-    where = f"test w{int(row.window)}" if row.split == "test" and pd.notna(row.window) else row.split
+    where = f"test fold {int(row.window)}" if row.split == "test" and pd.notna(row.window) else row.split
     return f"{STATUS_ICONS.get(row.status, '')} {where} · {row.policy} · {row.episode_id} ({row.steps} steps)"
 
 
@@ -89,7 +89,7 @@ def pick(engine: sa.Engine, catalog: pd.DataFrame) -> tuple[str, pd.DataFrame, p
         ["_live", "started_at"], ascending=[True, False], kind="stable"
     )
     options = ([OUT_OF_SAMPLE] if not metrics.empty else []) + ordered["episode_id"].tolist()
-    names = {OUT_OF_SAMPLE: "Out-of-sample: all test windows"} | {
+    names = {OUT_OF_SAMPLE: "Out-of-sample: all walk-forward folds"} | {
         r.episode_id: episode_label(r) for r in ordered.itertuples()
     }
     choice = st.sidebar.selectbox("Episode", options, format_func=names.get, key="episode")
@@ -125,19 +125,27 @@ def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame
 
 
 def risk_table(metrics: pd.DataFrame) -> None:
-    """tt_eval rows: stitched (window -1) per policy, and every window in an expander."""
-    columns = ["policy", *METRIC_NAMES]
-    stitched = metrics[metrics["window"] == -1]
+    """tt_eval rows: per policy stitched over the folds and averaged over the seeds (fold -1, seed -1) with
+    the significance columns, and every fold and seed in an expander."""
+    columns = ["policy", *METRIC_NAMES, *(m.name for m in SIGNIFICANCE)]
+    summary = metrics[(metrics["fold"] == -1) & (metrics["seed"] == -1)]
     st.subheader("Risk metrics")
     st.dataframe(
-        stitched[columns].reset_index(drop=True),
+        summary[columns].reset_index(drop=True),
         hide_index=True,
         column_config=metric_columns(columns),
     )
-    with st.expander("Per-window metrics"):
-        windows = metrics[metrics["window"] >= 0]
+    seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique())
+    trials = metrics.loc[metrics["policy"] == AGENT, "n_trials"].dropna()
+    st.caption(
+        f"{AGENT}: mean over {len(seeds) or 1} seed(s), Sharpe CI = 95% Student-t interval across seeds; "
+        "PSR = probability that the true Sharpe ratio is above 0 (cash); DSR = the PSR deflated for the "
+        f"{int(trials.iloc[0]) if len(trials) else 1} configuration(s) tried on this dataset."
+    )
+    with st.expander("Per-fold metrics"):
+        folds = metrics[metrics["fold"] >= 0]
         st.dataframe(
-            windows[["window", "test_start", "test_end", *columns]].reset_index(drop=True),
+            folds[["fold", "seed", "test_start", "test_end", *columns]].reset_index(drop=True),
             hide_index=True,
             column_config=metric_columns(columns),
         )
@@ -302,22 +310,24 @@ def evaluation_view(
     split_ts: pd.Timestamp | None,
     timeframe: str,
 ):
-    """Agent against the baselines on every walk-forward test window, stitched."""
+    """Agent against the baselines on every walk-forward fold, stitched (the agent's first seed)."""
+    seeds = metrics.loc[metrics["seed"] >= 0, "seed"]
+    first_seed = seeds.min() if len(seeds) else -1
     refs = metrics.loc[
-        (metrics["window"] >= 0) & metrics["episode_id"].notna(), ["policy", "window", "episode_id"]
+        (metrics["fold"] >= 0) & metrics["episode_id"].notna() & metrics["seed"].isin([-1, first_seed]),
+        ["policy", "fold", "episode_id"],
     ]
     chosen = refs.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id").sort_values(
-        "window"
+        "fold"
     )
-    windows = metrics.loc[metrics["window"] >= 0, ["window", "test_start", "test_end"]].drop_duplicates(
-        "window"
-    )
+    folds = metrics.loc[metrics["fold"] >= 0, ["fold", "test_start", "test_end"]].drop_duplicates("fold")
     first, last = metrics["test_start"].min(), metrics["test_end"].max()
+    shown = f"; curves of seed {first_seed}" if len(seeds) else ""
     st.caption(
-        f"Out-of-sample: {len(windows)} walk-forward test windows, {first:%Y-%m-%d} → {last:%Y-%m-%d}; "
+        f"Out-of-sample: {len(folds)} walk-forward folds, {first:%Y-%m-%d} → {last:%Y-%m-%d}{shown}; "
         f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
     )
-    results(engine, chosen, metrics, windows, split_ts, timeframe)
+    results(engine, chosen, metrics, folds, split_ts, timeframe)
 
 
 def episode_view(
@@ -328,16 +338,19 @@ def episode_view(
     split_ts: pd.Timestamp | None,
     timeframe: str,
 ):
-    """One episode; a test window is compared with the baselines of the same window."""
+    """One episode; a test fold's episode is compared with the baselines of the same fold."""
     chosen = pd.DataFrame([row])
-    window_metrics = metrics.iloc[0:0]
+    fold_metrics = metrics.iloc[0:0]
     if row["split"] == "test" and pd.notna(row["window"]):
-        window_metrics = metrics[metrics["window"] == row["window"]]
-        others = window_metrics.loc[window_metrics["policy"] != row["policy"], ["policy", "episode_id"]]
+        fold_metrics = metrics[metrics["fold"] == row["window"]]
+        others = fold_metrics.loc[
+            (fold_metrics["policy"] != row["policy"]) & fold_metrics["episode_id"].notna(),
+            ["policy", "episode_id"],
+        ]
         others = others.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id")
         chosen = pd.concat([chosen, others], ignore_index=True)
-    windows = window_metrics[["window", "test_start", "test_end"]].drop_duplicates("window")
-    results(engine, chosen, window_metrics, windows, split_ts, timeframe)
+    folds = fold_metrics[["fold", "test_start", "test_end"]].drop_duplicates("fold")
+    results(engine, chosen, fold_metrics, folds, split_ts, timeframe)
 
 
 @st.fragment(run_every=LIVE_REFRESH_SECONDS)

@@ -58,7 +58,7 @@ def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scatter:
 def equity_figure(
     curves: Mapping[str, pd.DataFrame], split_ts: pd.Timestamp | None, windows: pd.DataFrame
 ) -> go.Figure:
-    """Net worth per policy; test windows shaded (`windows`: window, test_start, test_end) and the train/test
+    """Net worth per policy; test windows shaded (`windows`: fold, test_start, test_end) and the train/test
     boundary `split_ts` marked."""
     points = {policy: line(curve) for policy, curve in curves.items()}
     fig = go.Figure([_line(policy, p["ts"], p["net_worth"]) for policy, p in points.items()])
@@ -69,7 +69,7 @@ def equity_figure(
             fillcolor="#93c5fd" if i % 2 == 0 else "#bfdbfe",
             opacity=0.12,
             line_width=0,
-            annotation_text=f"w{row.window}",
+            annotation_text=f"fold {row.fold}",
             annotation_position="top left",
         )
     if split_ts is not None and not pd.isna(split_ts):

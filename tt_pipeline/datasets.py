@@ -11,8 +11,10 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from tt_pipeline.quality import MIN_SYMBOLS, assess_bars
@@ -24,13 +26,24 @@ class DatasetError(ValueError):
     """No dataset can be built or loaded; the message names the timeframe, symbols and reasons."""
 
 
+SpanPolicy = Literal["drop_short", "common_span"]
+# symbols with a shorter history are left out (named with where they start or end), so one late listing
+# does not shorten every symbol's history; "common_span" keeps them and cuts the panel instead
+DEFAULT_SPAN_POLICY: SpanPolicy = "drop_short"
+SPAN_POLICIES: tuple[str, ...] = ("drop_short", "common_span")
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A registered dataset: its tt_dataset row, the panel, and the symbols the gate left out (reason each)."""
+    """A registered dataset: its tt_dataset row, the panel, the symbols left out (reason each), the kept
+    symbols whose bars break a quality rule in the test period only (reason each), and the span note of
+    the "common_span" policy."""
 
     row: dict[str, Any]
     panel: Panel
     excluded: dict[str, str] = field(default_factory=dict)
+    test_defects: dict[str, str] = field(default_factory=dict)
+    span_note: str | None = None
 
     @property
     def version(self) -> str:
@@ -53,36 +66,32 @@ def build_dataset(
     start=None,
     end=None,
     now=None,
+    span_policy: SpanPolicy = DEFAULT_SPAN_POLICY,
 ) -> Dataset:
-    """Gate, align and register the dataset of `symbols` over [start, end) (None: all stored bars).
+    """Select, align and register the dataset of `symbols` over [start, end) (None: all stored bars).
 
-    The gate is the raw_bars checks' rules on each symbol's whole stored partition; the symbols that
-    break one are left out (named in `excluded`). The panel is saved under
+    Symbols whose history starts later or ends earlier than most (more than the fill limit) are handled by
+    `span_policy` (see `uneven_spans`). The test period is the window's last `test_fraction` of bar starts;
+    the bar-quality gate (the raw_bars checks' rules) sees each symbol's bars before it only, so what
+    happens in the test period never decides which symbols are traded: a symbol whose bars break a rule
+    there is kept and named in `test_defects`. The panel is saved under
     `<data_dir>/datasets/<timeframe>/<content_version>.npz`. Raises DatasetError when fewer than
     MIN_SYMBOLS symbols remain, when the features do not reach the bars, or when `test_fraction` is not
     in (0, 1)."""
     from tt_resources.db import registry
     from tt_resources.db.prices import read_bars
-    from tt_rl.panel import build_panel
+    from tt_rl.panel import DEFAULT_FFILL_LIMIT, build_panel
 
     if not 0 < test_fraction < 1:
         raise DatasetError(f"test_fraction must be between 0 and 1, not {test_fraction}")
+    if span_policy not in SPAN_POLICIES:
+        raise DatasetError(f"span_policy must be one of {', '.join(SPAN_POLICIES)}, not {span_policy!r}")
     start, end = utc(start), utc(end)
     bars = read_bars(engine, symbols, timeframe)
     groups = dict(tuple(bars.groupby("symbol", sort=False)))
-    excluded = {}
-    for symbol in symbols:
-        quality = assess_bars(groups.get(symbol, bars.iloc[:0]), timeframe, now)
-        if not quality.ok:
-            excluded[symbol] = quality.reason()
-    passed = [s for s in symbols if s not in excluded]
-    if len(passed) < MIN_SYMBOLS:
-        left_out = "; ".join(f"{s}: {why}" for s, why in excluded.items())
-        raise DatasetError(
-            f"{timeframe}: {len(passed)} of {len(symbols)} symbol(s) pass the bar-quality rules, "
-            f"need at least {MIN_SYMBOLS}" + (f" (left out: {left_out})" if left_out else "")
-        )
-    window = bars[bars["symbol"].isin(passed)]
+    excluded = {s: "no bars stored" for s in symbols if s not in groups}
+    _enough(timeframe, symbols, excluded)
+    window = bars
     if start is not None:
         window = window[window["ts"] >= start]
     if end is not None:
@@ -95,16 +104,43 @@ def build_dataset(
             f"{timeframe}: no stored bar in [{_day(start)}, {_day(end)}) (stored: {spans}); a refresh only "
             "extends a partition after its last bar"
         )
+    window, short, span_note = uneven_spans(window, span_policy, DEFAULT_FFILL_LIMIT)
+    excluded.update(short)
+    starts = np.sort(window["ts"].unique())
+    cutoff = pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])  # first bar of the test period
+    in_window = dict(tuple(window.groupby("symbol", sort=False)))
+    test_defects = {}
+    for symbol in symbols:
+        if symbol in excluded:
+            continue
+        own = in_window.get(symbol, window.iloc[:0])
+        quality = assess_bars(own[own["ts"] < cutoff], timeframe, now)
+        if not quality.ok:
+            excluded[symbol] = quality.reason()
+            continue
+        later = assess_bars(own[own["ts"] >= cutoff], timeframe, now)
+        if not later.ok:
+            test_defects[symbol] = later.reason()
+    passed = _enough(timeframe, symbols, excluded)
     try:
-        panel = build_panel(engine, timeframe, passed, start=start, end=end, bars=window)
+        panel = build_panel(
+            engine, timeframe, passed, start=start, end=end, bars=window[window["symbol"].isin(passed)]
+        )
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     if len(panel.symbols) < MIN_SYMBOLS:
         raise DatasetError(
             f"{timeframe}: {len(panel.symbols)} symbol(s) without long gaps in the window, need {MIN_SYMBOLS}"
         )
-    excluded.update({s: "gaps longer than the fill limit" for s in passed if s not in panel.symbols})
-    split_ts = panel.test_start(test_fraction)
+    excluded.update(
+        {s: f"gaps longer than {DEFAULT_FFILL_LIMIT} bars" for s in passed if s not in panel.symbols}
+    )
+    split = int(panel.index.searchsorted(cutoff, side="left"))
+    if split >= len(panel):
+        raise DatasetError(
+            f"{timeframe}: the panel ends before the test period starts at {cutoff.isoformat()}"
+        )
+    split_ts = panel.index[split]
     content = panel.version
     path = data_dir / "datasets" / timeframe / f"{content}.npz"
     if not path.exists():
@@ -123,7 +159,60 @@ def build_dataset(
         "test_fraction": test_fraction,
     }
     registry.record_dataset(engine, row)
-    return Dataset(registry.dataset(engine, row["dataset_version"]), panel, excluded)
+    return Dataset(registry.dataset(engine, row["dataset_version"]), panel, excluded, test_defects, span_note)
+
+
+def _enough(timeframe: str, symbols: list[str], excluded: dict[str, str]) -> list[str]:
+    """The symbols not `excluded`; DatasetError naming every left-out symbol's reason when fewer than
+    MIN_SYMBOLS remain."""
+    passed = [s for s in symbols if s not in excluded]
+    if len(passed) < MIN_SYMBOLS:
+        left_out = "; ".join(f"{s}: {why}" for s, why in excluded.items())
+        raise DatasetError(
+            f"{timeframe}: {len(passed)} of {len(symbols)} symbol(s) pass the bar-quality rules, "
+            f"need at least {MIN_SYMBOLS}" + (f" (left out: {left_out})" if left_out else "")
+        )
+    return passed
+
+
+def uneven_spans(
+    window: pd.DataFrame, policy: SpanPolicy, tolerance: int
+) -> tuple[pd.DataFrame, dict[str, str], str | None]:
+    """Apply the panel's span policy to long bars (symbol, ts, ...): (bars kept, {dropped symbol: reason},
+    note on the span).
+
+    A symbol is short when its first bar comes more than `tolerance` bar starts after the median symbol's
+    first bar, or its last bar more than `tolerance` before the median symbol's last bar. "drop_short"
+    leaves short symbols out (reason: where the symbol starts or ends, and where the others do);
+    "common_span" keeps every symbol and cuts the bars to the span they all have (the note names the
+    symbols that set it). Note: a symbol that ends inside the test period is known to end only by looking
+    at the test period; either policy then uses that knowledge, and the reason or note says where."""
+    grid = np.sort(window["ts"].unique())
+    spans = window.groupby("symbol", sort=False)["ts"].agg(["min", "max"])
+    first = np.searchsorted(grid, spans["min"].to_numpy())
+    last = np.searchsorted(grid, spans["max"].to_numpy())
+    ref_first, ref_last = int(np.median(first)), int(np.median(last))
+    late = first > ref_first + tolerance
+    early = last < ref_last - tolerance
+    if not (late | early).any():
+        return window, {}, None
+
+    def where(k: int) -> str:
+        symbol, parts = spans.index[k], []
+        if late[k]:
+            parts.append(f"starts {spans['min'].iloc[k]:%Y-%m-%d} ({first[k] - ref_first} bars after most)")
+        if early[k]:
+            parts.append(f"ends {spans['max'].iloc[k]:%Y-%m-%d} ({ref_last - last[k]} bars before most)")
+        return f"{symbol} " + " and ".join(parts)
+
+    short = [k for k in range(len(spans)) if late[k] or early[k]]
+    if policy == "drop_short":
+        reasons = {spans.index[k]: where(k).split(" ", 1)[1] + " (span policy drop_short)" for k in short}
+        return window[~window["symbol"].isin(reasons)], reasons, None
+    lo, hi = spans["min"].max(), spans["max"].min()
+    kept = window[(window["ts"] >= lo) & (window["ts"] <= hi)]
+    note = f"common span {lo:%Y-%m-%d}..{hi:%Y-%m-%d}: " + "; ".join(where(k) for k in short)
+    return kept, {}, note
 
 
 def _day(value) -> str:

@@ -1,52 +1,334 @@
-"""Training a model on a registered dataset and evaluating it on that same dataset's test period.
+"""Walk-forward training and evaluation of a configuration on a registered dataset.
 
+A walk-forward model is one configuration on one dataset: `eval.n_folds` folds (tt_rl.walk_forward) over the
+dataset's test period, `eval.seeds` PPO models per fold, each trained on its fold's training bars. The work
+is split into pure jobs so that folds x seeds can run as separate steps: `train_fold` (one (fold, seed)
+model), `score_fold_model` (that model on its test window), `score_fold_policies` (baselines and oracle on
+one fold) and the gather step `gather_evaluation` (stitch, significance, tt_eval). `train_walk_forward` and
+`evaluate_model` run them one after the other.
+
+tt_model holds the walk-forward model (no group_id: what tt_eval, retraining and the dashboard name) and one
+row per (fold, seed) model naming it in group_id, with its training and test spans.
 torch, Stable-Baselines3 and tensortrade are imported inside tt_rl's train/evaluate when these run.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from tt_pipeline.datasets import DatasetError, load_dataset
+from tt_pipeline.datasets import Dataset, DatasetError, load_dataset
 from tt_rl.config import RLConfig
+from tt_rl.walk_forward import Fold, plan_folds
 
 
-def train_model(
+@dataclass(frozen=True)
+class WalkForwardModel:
+    """A trained walk-forward model: its id, its folds' models (tt_rl.train.TrainedModel, by fold then
+    seed), timesteps over all of them and wall seconds."""
+
+    model_id: str
+    members: list
+    total_timesteps: int
+    seconds: float
+
+
+def folds(dataset: Dataset, config: RLConfig) -> list[Fold]:
+    """The walk-forward folds of `dataset` (its test period starts at split_ts) under `config`'s eval
+    settings; DatasetError when the dataset is too short for them."""
+    panel = dataset.panel
+    first_test = int(panel.index.searchsorted(dataset.row["split_ts"], side="left"))
+    try:
+        return plan_folds(
+            len(panel),
+            max(first_test, config.env.window_size - 1),
+            config.eval.n_folds,
+            embargo=config.embargo,
+            min_train=config.env.window_size + 2,
+            scheme=config.eval.scheme,
+        )
+    except ValueError as exc:
+        raise DatasetError(f"dataset {dataset.version}: {exc}") from None
+
+
+def seeds(config: RLConfig) -> list[int]:
+    """The PPO seeds of each fold: ppo.seed, ppo.seed + 1, ... (eval.seeds of them)."""
+    return [config.ppo.seed + i for i in range(config.eval.seeds)]
+
+
+def train_fold(
+    engine: sa.Engine,
+    dataset_version: str,
+    config: RLConfig,
+    *,
+    group_id: str,
+    fold: int,
+    seed: int,
+    run_id: str,
+    model_dir: Path,
+    callbacks: list | None = None,
+):
+    """One (fold, seed) job: train PPO with `seed` on fold `fold`'s training bars of the registered dataset
+    and register it in tt_model under the walk-forward model `group_id` with its training and test spans.
+    Returns tt_rl.train.TrainedModel."""
+    from tt_rl.train import train
+
+    dataset = load_dataset(engine, dataset_version)
+    span = folds(dataset, config)[fold]
+    seeded = copy.deepcopy(config)
+    seeded.ppo.seed = seed
+    index = dataset.panel.index
+    return train(
+        dataset.panel.slice(span.train_start, span.train_stop),
+        seeded,
+        engine=engine,
+        model_dir=model_dir,
+        run_id=run_id,
+        dataset_version=dataset_version,
+        callbacks=callbacks,
+        registry_fields={
+            "group_id": group_id,
+            "fold": fold,
+            "seed": seed,
+            "test_start": index[span.test_start].to_pydatetime(),
+            "test_end": index[span.test_end].to_pydatetime(),
+        },
+    )
+
+
+def register_walk_forward(
+    engine: sa.Engine,
+    dataset_version: str,
+    config: RLConfig,
+    *,
+    group_id: str,
+    members: list,
+    run_id: str,
+    model_dir: Path,
+    seconds: float,
+) -> None:
+    """Register the walk-forward model `group_id` (tt_model row without group_id) once its folds' models
+    `members` (TrainedModel) are trained: training span of the first to the last fold, test period."""
+    from tt_resources.db import rl_log
+    from tt_rl.train import code_version
+
+    dataset = load_dataset(engine, dataset_version)
+    spans = folds(dataset, config)
+    index = dataset.panel.index
+    timesteps = sum(m.total_timesteps for m in members)
+    rl_log.register_model(
+        engine,
+        model_id=group_id,
+        timeframe=dataset.panel.timeframe,
+        path=str(model_dir),
+        dataset_version=dataset_version,
+        code_version=code_version(),
+        symbols=list(dataset.panel.symbols),
+        config=config.to_dict(),
+        train_metrics={
+            "folds": len(spans),
+            "seeds": config.eval.seeds,
+            "members": [m.model_id for m in members],
+            "timesteps": timesteps,
+            "seconds": round(seconds, 3),
+        },
+        total_timesteps=timesteps,
+        train_start=index[spans[0].train_start].to_pydatetime(),
+        train_end=index[spans[-1].train_stop - 1].to_pydatetime(),
+        test_start=index[spans[0].test_start].to_pydatetime(),
+        test_end=index[spans[-1].test_end].to_pydatetime(),
+        run_id=run_id,
+    )
+
+
+def train_walk_forward(
     engine: sa.Engine,
     dataset_version: str,
     config: RLConfig,
     *,
     run_id: str,
     model_dir: Path,
-):
-    """Train PPO on the training part (bars before split_ts) of the registered dataset and register the
-    model in tt_model with that dataset_version; returns tt_rl.train.TrainedModel."""
-    from tt_rl.train import train
-
-    dataset = load_dataset(engine, dataset_version)
-    train_panel, _ = dataset.panel.split(dataset.row["split_ts"])
-    return train(
-        train_panel,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> WalkForwardModel:
+    """Train every (fold, seed) model of `config` on the registered dataset, one after the other, and
+    register the walk-forward model. `progress(done, total, fold)` is called before each job."""
+    started = time.perf_counter()
+    config.check()
+    spans = folds(load_dataset(engine, dataset_version), config)
+    group_id = uuid.uuid4().hex[:16]
+    jobs = [(span.index, seed) for span in spans for seed in seeds(config)]
+    members = []
+    for done, (fold, seed) in enumerate(jobs):
+        if progress is not None:
+            progress(done, len(jobs), fold)
+        members.append(
+            train_fold(
+                engine,
+                dataset_version,
+                config,
+                group_id=group_id,
+                fold=fold,
+                seed=seed,
+                run_id=run_id,
+                model_dir=model_dir,
+            )
+        )
+    seconds = time.perf_counter() - started
+    register_walk_forward(
+        engine,
+        dataset_version,
         config,
-        engine=engine,
-        model_dir=model_dir,
+        group_id=group_id,
+        members=members,
         run_id=run_id,
-        dataset_version=dataset_version,
+        model_dir=model_dir,
+        seconds=seconds,
     )
+    return WalkForwardModel(group_id, members, sum(m.total_timesteps for m in members), seconds)
 
 
-def evaluate_model(engine: sa.Engine, model_id: str, *, run_id: str):
-    """Evaluate the registered model on its own dataset (the bars after its training span) with its own
-    config, against the baselines; writes tt_eval and the test episodes. Returns tt_rl.evaluate.Evaluation.
-    DatasetError when the model or its dataset is not registered."""
+def _walk_forward(engine: sa.Engine, model_id: str) -> tuple[dict, Dataset, RLConfig, list[Fold]]:
+    """(tt_model row, dataset, config, folds) of the walk-forward model `model_id`; DatasetError when it is
+    not registered or has no folds' models."""
     from tt_resources.db import registry
-    from tt_rl.evaluate import evaluate
 
     model = registry.model(engine, model_id)
     if model is None:
         raise DatasetError(f"model {model_id} is not registered in tt_model")
+    if model["group_id"] is not None:
+        raise DatasetError(
+            f"model {model_id} is fold {model['fold']} of walk-forward model {model['group_id']}"
+        )
     dataset = load_dataset(engine, model["dataset_version"])
     config = RLConfig.from_dict(model["config"], source=f"model {model_id}")
-    return evaluate(model["path"], dataset.panel, config, engine=engine, model_id=model_id, run_id=run_id)
+    return model, dataset, config, folds(dataset, config)
+
+
+def score_fold_model(engine: sa.Engine, fold_model_id: str, *, run_id: str):
+    """One (fold, seed) job: the fold's model on its test window (tt_rl.evaluate.PolicyRun); logs the test
+    episode."""
+    from tt_resources.db import registry
+    from tt_rl.evaluate import score_model
+
+    member = registry.model(engine, fold_model_id)
+    if member is None or member["group_id"] is None:
+        raise DatasetError(f"model {fold_model_id} is not a walk-forward fold's model in tt_model")
+    _, dataset, config, spans = _walk_forward(engine, member["group_id"])
+    return score_model(
+        member["path"],
+        dataset.panel,
+        config,
+        spans[member["fold"]],
+        seed=member["seed"],
+        engine=engine,
+        model_id=fold_model_id,
+        run_id=run_id,
+    )
+
+
+def score_fold_policies(engine: sa.Engine, model_id: str, fold: int, *, run_id: str) -> list:
+    """One fold's job for the policies without a model: the baselines and, when eval.oracle names one, the
+    planted market's oracle (policy "oracle") on the fold's test window; logs their episodes."""
+    from tt_rl.evaluate import score_policies
+
+    _, dataset, config, spans = _walk_forward(engine, model_id)
+    return score_policies(
+        dataset.panel, config, spans[fold], policies(config), engine=engine, model_id=model_id, run_id=run_id
+    )
+
+
+def policies(config: RLConfig) -> dict:
+    """The weight policies scored beside the agent: the baselines, then the oracle when eval.oracle names
+    one."""
+    from tt_resources.terms import ORACLE
+    from tt_rl.baselines import BASELINES
+
+    chosen = dict(BASELINES)
+    if config.eval.oracle is not None:
+        from tt_rl.planted import ORACLES
+
+        chosen[ORACLE] = ORACLES[config.eval.oracle]
+    return chosen
+
+
+def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: str):
+    """The gather step: tt_eval rows of the walk-forward model `model_id` from all its jobs' runs
+    (tt_rl.evaluate.gather), with the DSR over the configurations tried on its dataset; writes tt_eval.
+    Returns tt_rl.evaluate.Evaluation."""
+    from tt_resources.db import rl_log
+    from tt_rl.evaluate import STITCHED, gather
+
+    model, dataset, config, spans = _walk_forward(engine, model_id)
+    n_trials, trial_sharpes = _trials(engine, model)
+    result = gather(
+        runs,
+        dataset.panel,
+        initial_cash=config.env.initial_cash,
+        n_trials=n_trials,
+        trial_sharpes=trial_sharpes,
+    )
+    metrics = result.metrics
+    index = dataset.panel.index
+    span = {s.index: (index[s.train_start], index[s.train_stop - 1]) for s in spans}
+    span[STITCHED] = (index[spans[0].train_start], index[spans[-1].train_stop - 1])
+    metrics.insert(0, "model_id", model_id)
+    metrics["train_start"] = [span[f][0] for f in metrics["fold"]]
+    metrics["train_end"] = [span[f][1] for f in metrics["fold"]]
+    metrics["run_id"] = run_id
+    rl_log.write_eval(engine, metrics)
+    return result
+
+
+def evaluate_model(engine: sa.Engine, model_id: str, *, run_id: str):
+    """Score the walk-forward model `model_id` on every fold (its folds' models, the baselines, the oracle)
+    and gather: writes tt_eval and the test episodes. Returns tt_rl.evaluate.Evaluation. DatasetError when
+    the model or its dataset is not registered, or the model has no folds' models."""
+    from tt_resources.db import registry
+
+    _, _, _, spans = _walk_forward(engine, model_id)
+    members = registry.fold_models(engine, model_id)
+    if not members:
+        raise DatasetError(f"model {model_id} has no walk-forward folds' models in tt_model: retrain it")
+    runs = [score_fold_model(engine, m["model_id"], run_id=run_id) for m in members]
+    for span in spans:
+        runs += score_fold_policies(engine, model_id, span.index, run_id=run_id)
+    return gather_evaluation(engine, model_id, runs, run_id=run_id)
+
+
+def _trials(engine: sa.Engine, model: dict) -> tuple[int, list[float]]:
+    """(N, per-period stitched Sharpe ratios of the other configurations) for the deflated Sharpe ratio:
+    N counts the distinct configurations (seed aside) of the walk-forward models on the model's dataset,
+    this one included; each other configuration contributes its newest evaluated model's Sharpe."""
+    from tt_resources.db import registry
+    from tt_resources.terms import AGENT
+    from tt_resources.timeframes import get_timeframe
+
+    own = trial_key(model["config"])
+    scale = math.sqrt(get_timeframe(model["timeframe"]).bars_per_year)
+    keys, sharpes = {own}, {}
+    for other in reversed(registry.models_on_dataset(engine, model["dataset_version"])):
+        key = trial_key(other["config"])
+        keys.add(key)
+        if key == own or key in sharpes:
+            continue
+        metrics = registry.stitched_metrics(engine, other["model_id"])
+        agent = metrics.loc[metrics["policy"] == AGENT, "sharpe"] if len(metrics) else []
+        if len(agent) and math.isfinite(agent.iloc[0]):
+            sharpes[key] = float(agent.iloc[0]) / scale
+    return len(keys), list(sharpes.values())
+
+
+def trial_key(config: dict) -> str:
+    """A configuration's identity as a trial: tt_pipeline.retraining.config_key without the PPO seed (seeds
+    are repetitions of one configuration, not other configurations)."""
+    from tt_pipeline.retraining import config_key
+
+    ppo = {k: v for k, v in config.get("ppo", {}).items() if k != "seed"}
+    return config_key({**config, "ppo": ppo})

@@ -82,9 +82,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("calmar", "Calmar", "ratio"),  # cagr / max_drawdown
     Metric("turnover", "Turnover / bar", "percent"),  # average per-step turnover
     Metric("costs", "Costs / capital", "percent"),  # total costs paid / initial net worth
-    Metric("hit_rate", "Hit rate", "percent"),  # share of steps with a positive return
+    Metric("hit_rate", "Hit rate", "percent"),  # share of invested steps with a positive return
 )
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+# tt_eval's significance columns (tt_rl.significance; tt_rl.evaluate fills them)
+SIGNIFICANCE: tuple[Metric, ...] = (
+    Metric("psr", "PSR vs cash", "ratio"),  # P(true Sharpe > 0), probabilistic Sharpe ratio
+    Metric("dsr", "DSR", "ratio"),  # PSR against the best of n_trials configurations' expected Sharpe
+    Metric("sharpe_ci_low", "Sharpe CI low", "ratio"),  # 95 % Student-t interval across seeds
+    Metric("sharpe_ci_high", "Sharpe CI high", "ratio"),
+)
+SIGNIFICANCE_NAMES: tuple[str, ...] = tuple(m.name for m in SIGNIFICANCE)
 # named subsets, in METRICS order, for the short tables
 # `tt train`'s results table: all but the two derived ones (calmar, hit_rate)
 TRAIN_TABLE_METRICS: tuple[str, ...] = (
@@ -122,8 +130,10 @@ AGENT = "ppo"  # the trained PPO agent
 EQUAL_WEIGHT = "equal_weight"  # buy 1/N at the first bar, then hold
 EQUAL_WEIGHT_VOL = "equal_weight_vol"  # equal weights scaled to the target volatility every bar
 CASH = "cash"  # stay in cash
+ORACLE = "oracle"  # a planted market's oracle (tt_rl.planted.ORACLES, named by eval.oracle)
 POLICY_LABELS: dict[str, str] = {
     AGENT: "PPO agent",
+    ORACLE: "Oracle (planted signal)",
     EQUAL_WEIGHT: "Equal weight (buy & hold)",
     EQUAL_WEIGHT_VOL: "Equal weight, vol-targeted",
     CASH: "Cash",

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, StrictBool, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from tt_resources.terms import FEATURE_COLUMNS
@@ -142,11 +151,38 @@ class PPOConfig:
 
 @_strict("eval")
 class EvalConfig:
-    """Walk-forward evaluation: the bars after the model's training span, cut into `n_windows` windows."""
+    """Walk-forward evaluation (tt_rl.walk_forward): the dataset's test period, its last `test_fraction` of the
+    bars, is cut into `n_folds` consecutive test windows; each fold trains `seeds` PPO models on the bars
+    before its window (all of them: anchored, or the first fold's length: rolling), `embargo` bars short of
+    it, and scores them with the baselines (and the oracle of a planted market) on that window."""
 
-    # share of a panel's bars held out for testing (used by callers that split)
+    # share of a panel's bars held out for testing (the dataset's split)
     test_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.3
-    n_windows: PositiveInt = 3
+    n_folds: PositiveInt = 3
+    scheme: Literal["anchored", "rolling"] = "anchored"
+    # bars between a fold's last training bar and its first test bar (None: env.window_size, the least allowed)
+    embargo: PositiveInt | None = None
+    seeds: PositiveInt = 2  # PPO models per fold, seeded ppo.seed, ppo.seed + 1, ...
+    oracle: str | None = (
+        None  # a key of tt_rl.planted.ORACLES: scored like a baseline under the name "oracle"
+    )
+
+    @field_validator("oracle")
+    @classmethod
+    def _known_oracle(cls, name: str | None) -> str | None:
+        if name is not None and name not in oracle_names():
+            known = ", ".join(oracle_names()) or "none in this build"
+            raise ValueError(f"must be a planted market's oracle ({known})")
+        return name
+
+
+def oracle_names() -> tuple[str, ...]:
+    """Keys of tt_rl.planted.ORACLES (imported only when an oracle is named: it loads the compiled kernels)."""
+    try:
+        from tt_rl.planted import ORACLES
+    except ModuleNotFoundError:
+        return ()
+    return tuple(ORACLES)
 
 
 @_strict("logging")
@@ -185,7 +221,16 @@ class RLConfig:
             raise ValueError(
                 f"ppo.batch_size: must be <= ppo.n_steps * ppo.n_envs = {rollout} (got {self.ppo.batch_size})"
             )
+        if self.eval.embargo is not None and self.eval.embargo < self.env.window_size:
+            raise ValueError(
+                f"eval.embargo: must be >= env.window_size = {self.env.window_size} (got {self.eval.embargo})"
+            )
         return self
+
+    @property
+    def embargo(self) -> int:
+        """Bars between a fold's last training bar and its first test bar: eval.embargo or env.window_size."""
+        return self.env.window_size if self.eval.embargo is None else self.eval.embargo
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable), one key per section."""
@@ -276,8 +321,11 @@ def _describe_error(error: dict[str, Any], key: str) -> str:
     index = "".join(f"[{part}]" for part in error["loc"] if isinstance(part, int))
     path = ".".join([*([key] if key else []), *loc]) + index
     kind, ctx = error["type"], error.get("ctx", {})
-    if kind == "value_error":  # a model validator's message, key path included
-        return str(ctx["error"])
+    if (
+        kind == "value_error"
+    ):  # a field validator's reason, or a model validator's message (key path included)
+        reason = str(ctx["error"])
+        return f"{path}: {reason} (got {_show(error['input'])})" if loc else reason
     if kind == "unexpected_keyword_argument":
         return f"{path}: {_unknown(path)}"
     bounds = [f"{_BOUNDS[name]} {_number(ctx[name])}" for name in _BOUNDS if name in ctx]

@@ -1,15 +1,21 @@
-"""Walk-forward out-of-sample evaluation of a trained model against baselines on the same windows and costs.
+"""Out-of-sample scoring on walk-forward folds (tt_rl.walk_forward), and the gather step that stitches them.
 
-The test span is every bar after the model's training span (from its meta.json), so train and test never
-overlap; it is cut into `eval.n_windows` consecutive windows. Each window is one episode per policy (PPO with
-its deterministic action; baselines through TargetWeightsAction), starting in cash. The drawdown stopper is
-off during evaluation so every policy covers the whole window. Window -1 stitches the windows' step returns.
+Scoring runs one test episode per policy on one fold's test window, starting in cash: a fold's PPO model
+acts deterministically (`score_model`, one call per (fold, seed) job), the baselines and the oracle of a
+planted market through TargetWeightsAction (`score_policies`, one call per fold). The drawdown stopper is
+off and episodes are not truncated, so every policy covers the whole window; the same costs apply to all.
+`gather` turns the runs into tt_eval rows: per fold, stitched over the folds (fold -1) per seed, and one
+summary row per policy (fold -1, seed -1: the mean over seeds with a Student-t interval of the Sharpe ratio)
+with the probabilistic Sharpe ratio against cash and, for the agent, the deflated Sharpe ratio over the
+configurations tried on the dataset (tt_rl.significance).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,127 +23,245 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.terms import AGENT
+from tt_resources.terms import AGENT, POLICY_NAMES
 from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
+from tt_rl.significance import (
+    deflated_sharpe,
+    mean_confidence_interval,
+    probabilistic_sharpe,
+    sharpe_per_period,
+)
 from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
+from tt_rl.walk_forward import Fold
+
+NO_SEED = -1  # seed of a deterministic policy's rows, and of the summary row across seeds
+STITCHED = -1  # fold of the rows stitched over all folds
+CI_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One policy's test episode on one fold: per-step bar moved to, return, turnover and whether the
+    portfolio held a position; total costs / initial cash; the logged episode and the scored model."""
+
+    policy: str
+    fold: int
+    seed: int
+    bars: np.ndarray
+    returns: np.ndarray
+    turnover: np.ndarray
+    invested: np.ndarray
+    costs: float
+    episode_id: str | None = None
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """metrics: one row per policy x window (window -1 = stitched); equity: net worth, index ts x policy."""
+    """metrics: tt_eval rows (policy x fold x seed); equity: net worth over the stitched test period,
+    index ts x column (a policy, or `ppo s<seed>` per agent seed)."""
 
     metrics: pd.DataFrame
     equity: pd.DataFrame
 
 
-@dataclass
-class _Run:
-    """One policy's episode over one window: step returns, turnover, costs and bar indices."""
-
-    bars: np.ndarray
-    returns: np.ndarray
-    turnover: np.ndarray
-    costs: float
-    episode_id: str | None
+def evaluation_config(config: RLConfig) -> RLConfig:
+    """`config` for test episodes: no drawdown stop, no truncation, no random start."""
+    scored = copy.deepcopy(config)
+    scored.env.max_drawdown = float("inf")
+    scored.env.max_episode_steps = None
+    scored.env.random_start = False
+    return scored
 
 
-def test_windows(
-    panel: Panel, train_end: pd.Timestamp, window_size: int, n_windows: int
-) -> list[tuple[int, int]]:
-    """(start bar, end bar) of each window: consecutive, covering the bars after `train_end`."""
-    first = max(int(panel.index.searchsorted(train_end, side="right")), window_size - 1)
-    last = len(panel) - 1
-    if last - first < n_windows:
-        raise ValueError(
-            f"panel has {max(last - first, 0)} bars after the training end {train_end.isoformat()}; "
-            f"need more than {n_windows} for {n_windows} window(s)"
-        )
-    edges = np.linspace(first, last, n_windows + 1).astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
-
-
-def evaluate(
+def score_model(
     model_path: str | Path,
     panel: Panel,
     config: RLConfig,
+    fold: Fold,
     *,
+    seed: int,
     engine: sa.Engine | None = None,
     model_id: str | None = None,
     run_id: str | None = None,
-) -> Evaluation:
-    """Evaluate the model saved in `model_path` (a train() run directory) on the bars of `panel` after its
-    training span; writes tt_eval and logs every test episode when `engine` is given."""
+) -> PolicyRun:
+    """The PPO model saved in `model_path` (a train() run directory) on `fold`'s test window of `panel`
+    (the whole dataset panel: the observation reaches back before the window). ValueError when the model
+    was trained on a bar of the embargoed span or later, or on other symbols or features."""
     from stable_baselines3 import PPO
 
-    from tt_rl.baselines import BASELINES
     from tt_rl.env import build_env
 
     run = Path(model_path)
     meta = json.loads((run / META_FILE).read_text())
     model_id = model_id or meta["model_id"]
     _check_compatible(meta, panel)
-    eval_config = copy.deepcopy(config)
-    eval_config.env.max_drawdown = float("inf")
-    eval_config.env.max_episode_steps = None
-    eval_config.env.random_start = False
-    train_end = pd.Timestamp(meta["train_end"])
-    windows = test_windows(panel, train_end, config.env.window_size, config.eval.n_windows)
-
+    last_allowed = panel.index[fold.train_stop - 1]
+    if pd.Timestamp(meta["train_end"]) > last_allowed:
+        raise ValueError(
+            f"model {model_id} trained up to {meta['train_end']}, after fold {fold.index}'s last training "
+            f"bar {last_allowed.isoformat()}"
+        )
+    scored = evaluation_config(config)
     model = PPO.load(run / MODEL_FILE, device="cpu")
-    normalizer = _load_normalizer(run, panel, eval_config)
-    policy_env = build_env(panel, eval_config)
-    weights_env = build_env(panel, eval_config, weights_action=True)
+    normalizer = _load_normalizer(run, panel, scored)
 
-    def act_ppo(obs: np.ndarray, env) -> np.ndarray:
+    def act(obs: np.ndarray, env) -> np.ndarray:
         if normalizer is not None:
             obs = normalizer.normalize_obs(obs)
         return model.predict(obs, deterministic=True)[0]
 
-    actors = {AGENT: (policy_env, act_ppo)}
-    for name, policy in BASELINES.items():
-        actors[name] = (weights_env, lambda obs, env, policy=policy: policy(env.unwrapped.state))
-
-    envs = {
-        name: _with_logger(env, engine, name, model_id, run_id, eval_config)
-        for name, (env, _) in actors.items()
-    }
-    runs: dict[str, list[_Run]] = {name: [] for name in actors}
+    env = _with_logger(build_env(panel, scored), engine, AGENT, model_id, run_id, scored, fold.index)
     try:
-        for k, (start, end) in enumerate(windows):
-            for name, (_, act) in actors.items():
-                if engine is not None:
-                    envs[name].meta["window"] = k
-                runs[name].append(_run_episode(envs[name], act, start, end))
+        scored_run = _run_episode(env, act, fold, AGENT, seed)
     finally:
-        for env in envs.values():
+        env.close()
+    return dataclasses.replace(scored_run, model_id=model_id)
+
+
+def score_policies(
+    panel: Panel,
+    config: RLConfig,
+    fold: Fold,
+    policies: Mapping[str, object],
+    *,
+    engine: sa.Engine | None = None,
+    model_id: str | None = None,
+    run_id: str | None = None,
+) -> list[PolicyRun]:
+    """Weight policies (name -> tt_rl.baselines.WeightPolicy: target weights (N,) from the TradingState) on
+    `fold`'s test window; their episodes are logged under `model_id` (the evaluated walk-forward model)."""
+    from tt_rl.env import build_env
+
+    scored = evaluation_config(config)
+    runs = []
+    for name, policy in policies.items():
+        env = _with_logger(
+            build_env(panel, scored, weights_action=True), engine, name, model_id, run_id, scored, fold.index
+        )
+        try:
+            runs.append(
+                _run_episode(env, lambda obs, env, p=policy: p(env.unwrapped.state), fold, name, NO_SEED)
+            )
+        finally:
             env.close()
+    return runs
 
+
+def gather(
+    runs: Sequence[PolicyRun],
+    panel: Panel,
+    *,
+    initial_cash: float,
+    n_trials: int = 1,
+    trial_sharpes: Sequence[float] = (),
+) -> Evaluation:
+    """tt_eval rows and stitched equity curves of every policy's runs over all folds (see module doc).
+
+    The agent's deflated Sharpe ratio counts `n_trials` configurations tried on the dataset (this one
+    included) whose per-period stitched Sharpe ratios are `trial_sharpes` (other configurations) plus this
+    one's mean over seeds. Other policies were not searched: their DSR is NaN."""
     periods = get_timeframe(panel.timeframe).bars_per_year
+    by_policy: dict[str, dict[int, list[PolicyRun]]] = {}
+    for run in runs:
+        by_policy.setdefault(run.policy, {}).setdefault(run.seed, []).append(run)
+    order = sorted(
+        by_policy, key=lambda p: (POLICY_NAMES.index(p) if p in POLICY_NAMES else len(POLICY_NAMES), p)
+    )
     rows, equity = [], {}
-    for name, policy_runs in runs.items():
-        for k, r in enumerate(policy_runs):
-            rows.append(_row(name, k, panel, r.bars, r.returns, r.turnover, r.costs, r.episode_id, periods))
-        bars = np.concatenate([r.bars for r in policy_runs])
-        returns = np.concatenate([r.returns for r in policy_runs])
-        turnover = np.concatenate([r.turnover for r in policy_runs])
-        costs = sum(r.costs for r in policy_runs)
-        rows.append(_row(name, -1, panel, bars, returns, turnover, costs, None, periods))
-        curve = config.env.initial_cash * np.concatenate(([1.0], np.cumprod(1.0 + returns)))
-        equity[name] = pd.Series(curve, index=panel.index[np.concatenate(([windows[0][0]], bars))])
+    for policy in order:
+        seeds = {seed: sorted(r, key=lambda run: run.fold) for seed, r in sorted(by_policy[policy].items())}
+        folds = {tuple(run.fold for run in seed_runs) for seed_runs in seeds.values()}
+        if len(folds) != 1:
+            raise ValueError(f"{policy}: seeds cover different folds {sorted(folds)}")
+        stitched = {seed: _stitch(seed_runs) for seed, seed_runs in seeds.items()}
+        trials = None
+        if policy == AGENT:
+            own = np.array([sharpe_per_period(s.returns) for s in stitched.values()])
+            own = own[np.isfinite(own)]
+            trials = np.array([*trial_sharpes, own.mean() if len(own) else np.nan])
+        summary = []
+        for seed, seed_runs in seeds.items():
+            for run in seed_runs:
+                rows.append(_row(run, panel, periods))
+            row = _row(stitched[seed], panel, periods, trials=trials, n_trials=n_trials)
+            rows.append(row)
+            summary.append(row)
+            column = policy if seed == NO_SEED else f"{policy} s{seed}"
+            curve = initial_cash * np.concatenate(([1.0], np.cumprod(1.0 + stitched[seed].returns)))
+            start = seed_runs[0].bars[0] - 1
+            equity[column] = pd.Series(
+                curve, index=panel.index[np.concatenate(([start], stitched[seed].bars))]
+            )
+        if set(seeds) != {NO_SEED}:
+            rows.append(_summary(summary))
     metrics = pd.DataFrame(rows)
-    metrics.insert(0, "model_id", model_id)
     metrics.insert(1, "timeframe", panel.timeframe)
-    metrics["train_start"] = pd.Timestamp(meta["train_start"])
-    metrics["train_end"] = train_end
-    metrics["run_id"] = run_id
-    if engine is not None:
-        from tt_resources.db import rl_log
-
-        rl_log.write_eval(engine, metrics)
     return Evaluation(metrics, pd.DataFrame(equity).rename_axis("ts"))
+
+
+def _stitch(runs: list[PolicyRun]) -> PolicyRun:
+    """One policy-seed's runs over the folds, in fold order, as one run (fold -1)."""
+    first = runs[0]
+    return PolicyRun(
+        first.policy,
+        STITCHED,
+        first.seed,
+        *(
+            np.concatenate([getattr(r, name) for r in runs])
+            for name in ("bars", "returns", "turnover", "invested")
+        ),
+        sum(r.costs for r in runs),
+    )
+
+
+def _row(
+    run: PolicyRun,
+    panel: Panel,
+    periods: int,
+    *,
+    trials: np.ndarray | None = None,
+    n_trials: int = 1,
+) -> dict:
+    """A tt_eval row of one run: metrics, PSR against cash (per-period Sharpe 0) and, given the trials'
+    Sharpe ratios, the DSR."""
+    return {
+        "policy": run.policy,
+        "fold": run.fold,
+        "seed": run.seed,
+        "fold_model_id": run.model_id,
+        "test_start": panel.index[run.bars[0] - 1],
+        "test_end": panel.index[run.bars[-1]],
+        "episode_id": run.episode_id,
+        **performance(run.returns, periods, turnover=run.turnover, costs=run.costs, invested=run.invested),
+        "psr": probabilistic_sharpe(run.returns),
+        "dsr": deflated_sharpe(run.returns, trials, n_trials) if trials is not None else float("nan"),
+        "n_trials": n_trials if trials is not None else None,
+        "sharpe_ci_low": float("nan"),
+        "sharpe_ci_high": float("nan"),
+    }
+
+
+def _summary(stitched: list[dict]) -> dict:
+    """The summary row across seeds: every number the mean of the seeds' stitched rows, and the Student-t
+    interval (CI_LEVEL) of their Sharpe ratios."""
+    frame = pd.DataFrame(stitched)
+    numbers = frame.select_dtypes("number").drop(columns=["fold", "seed"]).mean()
+    _, low, high = mean_confidence_interval(frame["sharpe"].to_numpy(), CI_LEVEL)
+    first = stitched[0]
+    return {
+        **first,
+        **numbers.to_dict(),
+        "seed": NO_SEED,
+        "fold_model_id": None,
+        "episode_id": None,
+        "n_trials": first["n_trials"],
+        "sharpe_ci_low": low,
+        "sharpe_ci_high": high,
+    }
 
 
 def _check_compatible(meta: dict, panel: Panel) -> None:
@@ -167,7 +291,7 @@ def _load_normalizer(run: Path, panel: Panel, config: RLConfig):
     return normalizer
 
 
-def _with_logger(env, engine, policy: str, model_id, run_id, config: RLConfig):
+def _with_logger(env, engine, policy: str, model_id, run_id, config: RLConfig, fold: int):
     if engine is None:
         return env
     from tt_rl.episode_log import EpisodeLogger
@@ -179,38 +303,35 @@ def _with_logger(env, engine, policy: str, model_id, run_id, config: RLConfig):
         policy=policy,
         model_id=model_id,
         run_id=run_id,
+        window=fold,
         flush_every=config.logging.flush_every,
         holdings=True,
     )
 
 
-def _run_episode(env, act, start: int, end: int) -> _Run:
-    """Run bars start..end with `act(obs, env) -> action`; collects per-step results from the info dicts."""
-    obs, _ = env.reset(options={"start": start, "end": end})
-    bars, returns, turnover, costs = [], [], [], 0.0
+def _run_episode(env, act, fold: Fold, policy: str, seed: int) -> PolicyRun:
+    """Run `fold`'s test window with `act(obs, env) -> action`; per-step results from the info dicts. A step
+    is invested when the portfolio held a position at its start or its end."""
+    obs, _ = env.reset(options={"start": fold.test_start, "end": fold.test_end})
+    bars, returns, turnover, exposure, costs = [], [], [], [0.0], 0.0
     done = False
     while not done:
         obs, _, terminated, truncated, info = env.step(act(obs, env))
         bars.append(info["bar"])
         returns.append(info["period_return"])
         turnover.append(info["turnover"])
+        exposure.append(float(np.abs(info["weights"]).sum()))
         costs += info["costs"]
         done = terminated or truncated
-    return _Run(
+    held = np.asarray(exposure) > 0.0
+    return PolicyRun(
+        policy,
+        fold.index,
+        seed,
         np.asarray(bars),
         np.asarray(returns),
         np.asarray(turnover),
+        held[:-1] | held[1:],
         costs / env.unwrapped.state.portfolio.initial_cash,
         getattr(env, "last_episode_id", None),
     )
-
-
-def _row(policy, window, panel, bars, returns, turnover, costs, episode_id, periods) -> dict:
-    return {
-        "policy": policy,
-        "window": window,
-        "test_start": panel.index[bars[0] - 1],
-        "test_end": panel.index[bars[-1]],
-        "episode_id": episode_id,
-        **performance(returns, periods, turnover=turnover, costs=costs),
-    }

@@ -3,7 +3,9 @@
 Conventions match empyrical: Sharpe = mean / std (ddof 1) * sqrt(periods_per_year); Sortino uses the
 downside deviation sqrt(mean(min(r, 0)^2)); CAGR annualises over len(r) / periods_per_year years. Max drawdown
 is a positive fraction measured from the initial net worth too (empyrical ignores a loss on the first step).
-Undefined values (zero volatility, no drawdown) are NaN.
+Hit rate is the share of invested steps with a positive return: a step where the portfolio held no position
+(all cash) is neither a win nor a loss. Undefined values (zero volatility, no drawdown, never invested) are
+NaN.
 """
 
 from __future__ import annotations
@@ -23,16 +25,26 @@ def max_drawdown(returns: np.ndarray) -> float:
     return float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
 
 
+def hit_rate(returns: np.ndarray, invested: np.ndarray | None = None) -> float:
+    """Share of the `invested` steps (bool mask; None: all) with a positive return; NaN when none."""
+    r = np.asarray(returns, dtype=np.float64)
+    if invested is not None:
+        r = r[np.asarray(invested, dtype=bool)]
+    return float(np.mean(r > 0.0)) if len(r) else float("nan")
+
+
 def performance(
     returns: np.ndarray,
     periods_per_year: int,
     *,
     turnover: np.ndarray | None = None,
     costs: float = 0.0,
+    invested: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics of simple per-step `returns` (net of costs), keyed by tt_resources.terms.METRIC_NAMES.
     `turnover` (per step, fraction of net worth) is averaged; `costs` (total costs / initial net worth) is
-    passed through."""
+    passed through; `invested` (bool per step: the portfolio held a position during the step; None: every
+    step) selects the steps the hit rate counts."""
     r = np.asarray(returns, dtype=np.float64)
     n = len(r)
     if n == 0:
@@ -53,5 +65,5 @@ def performance(
         "calmar": _ratio(cagr, mdd),
         "turnover": float(np.mean(turnover)) if turnover is not None and len(turnover) else 0.0,
         "costs": float(costs),
-        "hit_rate": float(np.mean(r > 0.0)),
+        "hit_rate": hit_rate(r, invested),
     }

@@ -120,8 +120,9 @@ def panel_from_frames(
 ) -> Panel:
     """Align long bars (symbol, ts, open, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
 
-    Missing closes are carried forward up to `ffill_limit` bars; symbols with longer gaps inside the common
-    span are dropped with one warning listing them. Warm-up bars where any feature is missing are cut; a
+    The panel starts at the first bar every symbol has. Missing closes are carried forward up to
+    `ffill_limit` bars; symbols with longer gaps, or whose bars end earlier, are dropped with one warning
+    naming each (where it ends, or its gap); tt_pipeline.datasets applies an explicit span policy first. Warm-up bars where any feature is missing are cut; a
     feature missing after the warm-up raises ValueError (symbol and bars named). Features are computed from
     the bars when `features` is None.
     """
@@ -140,12 +141,17 @@ def panel_from_frames(
     # a bar a symbol lacks did not trade: it opens (and closes) at the carried-forward close
     opens = bars.pivot(index="ts", columns="symbol", values="open").reindex_like(close).where(~no_bar, close)
     gappy = sorted(close.columns[close.isna().any()])
-    if gappy:
+    if gappy:  # a symbol whose bars stop early is named with its last bar, not as a gap
+        ends = close[gappy].apply(pd.Series.last_valid_index)
         log.warning(
-            "dropping %d symbol(s) with gaps longer than %d bars: %s",
+            "dropping %d symbol(s): %s",
             len(gappy),
-            ffill_limit,
-            ", ".join(gappy),
+            "; ".join(
+                f"{s} ends {ends[s]:%Y-%m-%d}, the others {close.index[-1]:%Y-%m-%d}"
+                if close[s].loc[ends[s] :].iloc[1:].isna().all()
+                else f"{s} has a gap longer than {ffill_limit} bars"
+                for s in gappy
+            ),
         )
         close = close.drop(columns=gappy)
     if close.shape[1] == 0:

@@ -2,8 +2,8 @@
 
 A run lives in `<model_dir>/<model_id>/`: checkpoints/ while training, then model.zip, vecnormalize.pkl,
 config.json, metrics.json and meta.json (symbols, features, training span). A run that stopped before
-writing model.zip is resumed from its latest checkpoint by the next `train` call with the same panel and
-config. torch and SB3 are imported inside the functions (tt_rl.train itself stays light to import).
+writing model.zip is resumed from its newest readable checkpoint by the next `train` call with the same panel
+and config (a checkpoint truncated by a kill is skipped with a warning naming it). torch and SB3 are imported inside the functions (tt_rl.train itself stays light to import).
 """
 
 from __future__ import annotations
@@ -65,14 +65,14 @@ def _unfinished_run(model_dir: Path, key: str) -> Path | None:
     return None
 
 
-def _latest_checkpoint(run: Path) -> tuple[Path, Path, int] | None:
-    """(model zip, vecnormalize pkl, timesteps) of the newest checkpoint in `run/checkpoints`."""
+def _checkpoints(run: Path) -> list[tuple[Path, Path, int]]:
+    """(model zip, vecnormalize pkl, timesteps) of every checkpoint in `run/checkpoints`, newest first."""
     found = []
     for path in (run / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"):
         steps = int(path.stem.split("_")[-2])
         stats = path.with_name(f"{CHECKPOINT_PREFIX}_vecnormalize_{steps}_steps.pkl")
         found.append((path, stats, steps))
-    return max(found, key=lambda item: item[2]) if found else None
+    return sorted(found, key=lambda item: item[2], reverse=True)
 
 
 def make_training_envs(
@@ -123,8 +123,10 @@ def train(
     run_id: str | None = None,
     dataset_version: str | None = None,
     callbacks: list | None = None,
+    registry_fields: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Train PPO on all of `panel` and save the run; registers tt_model when `engine` is given.
+    """Train PPO on all of `panel` and save the run; registers tt_model when `engine` is given, with the
+    extra tt_model columns `registry_fields` (a walk-forward fold's group_id, fold, seed, test span).
 
     `callbacks` are extra SB3 callbacks (e.g. progress reporting). Same seed, data and config give the same
     weights (CPU, torch_threads threads). The config is validated again first (RLConfigError, nothing
@@ -162,7 +164,7 @@ def train(
             panel, config, run, engine=engine, model_id=model_id, run_id=run_id, callbacks=callbacks
         )
     except BaseException:
-        if created and _latest_checkpoint(run) is None:
+        if created and not _checkpoints(run):
             shutil.rmtree(run, ignore_errors=True)
         raise
 
@@ -186,6 +188,7 @@ def train(
             train_start=panel.index[0].to_pydatetime(),
             train_end=panel.index[-1].to_pydatetime(),
             run_id=run_id,
+            **(registry_fields or {}),
         )
     return TrainedModel(model_id, run, metrics, int(model.num_timesteps), seconds)
 
@@ -215,18 +218,13 @@ def _fit(
         run_id=run_id,
     )
     try:
-        checkpoint = _latest_checkpoint(run)
-        resumed_from = 0
-        if checkpoint is not None:
-            zip_path, stats_path, resumed_from = checkpoint
+        model, venv, resumed_from = _resume(run, venv, config)
+        if model is not None:
             log.info("resuming %s from checkpoint at %d timesteps", model_id, resumed_from)
             if engine is not None:
                 from tt_resources.db import rl_log
 
                 rl_log.mark_stale_episodes(engine, model_id=model_id)
-            if ppo.normalize:
-                venv = VecNormalize.load(str(stats_path), venv)
-            model = PPO.load(zip_path, env=venv, device="cpu")
         else:
             if ppo.normalize:
                 venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=ppo.gamma)
@@ -265,6 +263,25 @@ def _fit(
     finally:
         venv.close()
     return model, resumed_from
+
+
+def _resume(run: Path, venv, config: RLConfig) -> tuple[Any, Any, int]:
+    """(model, env, timesteps) from the newest readable checkpoint of `run`, or (None, venv, 0) when there
+    is none. A checkpoint that cannot be read (a kill while it was written leaves it truncated) is skipped
+    with one warning naming the file, and the next older one is tried."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    for zip_path, stats_path, steps in _checkpoints(run):
+        reading = stats_path
+        try:
+            env = VecNormalize.load(str(stats_path), venv) if config.ppo.normalize else venv
+            reading = zip_path
+            return PPO.load(zip_path, env=env, device="cpu"), env, steps
+        except Exception as exc:  # whatever a truncated zip or pickle raises (ValueError, EOFError, ...)
+            reason = " ".join(str(exc).split())
+            log.warning("skipping unreadable checkpoint %s (%s: %s)", reading, type(exc).__name__, reason)
+    return None, venv, 0
 
 
 def _policy(config: RLConfig) -> tuple[Any, Any]:

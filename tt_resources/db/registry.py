@@ -1,4 +1,5 @@
-"""The dataset and model registry: tt_dataset, tt_model and the stitched rows of tt_eval (SQLAlchemy Core).
+"""The dataset and model registry: tt_dataset, tt_model (walk-forward models and their folds' models) and the
+stitched rows of tt_eval (SQLAlchemy Core).
 
 Every caller resolves the exact row it uses by its id (dataset_version, model_id); nothing here guesses
 "the latest" of a timeframe.
@@ -42,22 +43,38 @@ def model(engine: sa.Engine, model_id: str) -> dict[str, Any] | None:
 
 
 def models_on_dataset(engine: sa.Engine, dataset_version: str) -> list[dict[str, Any]]:
-    """Every tt_model row trained on `dataset_version`, oldest first."""
+    """Every walk-forward model (tt_model row without group_id) trained on `dataset_version`, oldest first."""
     query = (
         sa.select(models)
-        .where(models.c.dataset_version == dataset_version)
+        .where(models.c.dataset_version == dataset_version, models.c.group_id.is_(None))
         .order_by(models.c.created_at, models.c.model_id)
     )
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
+def fold_models(engine: sa.Engine, group_id: str) -> list[dict[str, Any]]:
+    """The tt_model rows of the walk-forward model `group_id`'s folds, by fold then seed (newest registration
+    of a (fold, seed) only)."""
+    query = (
+        sa.select(models)
+        .where(models.c.group_id == group_id)
+        .order_by(models.c.fold, models.c.seed, models.c.created_at.desc())
+    )
+    with engine.connect() as conn:
+        rows = [dict(row) for row in conn.execute(query).mappings()]
+    newest = {}
+    for row in rows:
+        newest.setdefault((row["fold"], row["seed"]), row)
+    return list(newest.values())
+
+
 def stitched_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
-    """The newest evaluation of `model_id` over all its windows stitched (window -1): one row per policy
-    (empty frame when the model has not been evaluated)."""
+    """The newest evaluation of the walk-forward model `model_id` over all its folds stitched, summarised over
+    the seeds (fold -1, seed -1): one row per policy (empty frame when the model has not been evaluated)."""
     query = (
         sa.select(evals)
-        .where(evals.c.model_id == model_id, evals.c.window == -1)
+        .where(evals.c.model_id == model_id, evals.c.fold == -1, evals.c.seed == -1)
         .order_by(evals.c.created_at.desc(), evals.c.eval_id.desc())
     )
     with engine.connect() as conn:

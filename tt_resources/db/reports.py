@@ -24,7 +24,7 @@ from tt_resources.db.schema import (
     portfolio,
     prices,
 )
-from tt_resources.terms import METRIC_NAMES
+from tt_resources.terms import METRIC_NAMES, SIGNIFICANCE_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 BUCKET_COLUMNS: tuple[str, ...] = (
@@ -128,9 +128,11 @@ def model_summary(engine: sa.Engine, model_id: str) -> dict:
 
 
 def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
-    """tt_eval rows of a model (latest evaluation run only), ordered by window (-1 = stitched) then policy.
+    """tt_eval rows of a walk-forward model (latest evaluation run only), ordered by fold (-1 = stitched),
+    seed (-1 = none, or the mean over seeds) then policy.
 
-    Columns: policy, window, test_start, test_end, episode_id, created_at and terms.METRIC_NAMES.
+    Columns: policy, fold, seed, test_start, test_end, episode_id, created_at, terms.METRIC_NAMES,
+    terms.SIGNIFICANCE_NAMES and n_trials.
     """
     latest_run = (
         sa.select(evals.c.created_at)
@@ -142,15 +144,17 @@ def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
     stmt = (
         sa.select(
             evals.c.policy,
-            evals.c.window,
+            evals.c.fold,
+            evals.c.seed,
             evals.c.test_start,
             evals.c.test_end,
             evals.c.episode_id,
             evals.c.created_at,
-            *(evals.c[name] for name in METRIC_NAMES),
+            *(evals.c[name] for name in (*METRIC_NAMES, *SIGNIFICANCE_NAMES)),
+            evals.c.n_trials,
         )
         .where(evals.c.model_id == model_id, evals.c.created_at == latest_run)
-        .order_by(evals.c.window, evals.c.policy)
+        .order_by(evals.c.fold, evals.c.seed, evals.c.policy)
     )
     return read_frame(engine, stmt)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tt_resources.db.types import JSONType, Price, UTCDateTime
-from tt_resources.terms import FEATURE_COLUMNS, METRIC_NAMES
+from tt_resources.terms import FEATURE_COLUMNS, METRIC_NAMES, SIGNIFICANCE_NAMES
 
 metadata = sa.MetaData()
 
@@ -174,7 +174,15 @@ models = sa.Table(
     sa.Column("train_end", UTCDateTime),
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # a walk-forward fold's model (migration 0005): NULL group_id = a walk-forward model (the group: config x
+    # dataset, what tt_eval scores); its folds' models name it and carry fold, seed and their test window
+    sa.Column("group_id", Id),
+    sa.Column("fold", sa.Integer),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("test_start", UTCDateTime),  # first bar of the fold's test window (the decision bar)
+    sa.Column("test_end", UTCDateTime),
     sa.Index("ix_tt_model_timeframe_created", "timeframe", "created_at"),
+    sa.Index("ix_tt_model_group", "group_id", "fold", "seed"),
 )
 
 episodes = sa.Table(
@@ -188,7 +196,7 @@ episodes = sa.Table(
     sa.Column(
         "policy", sa.String(32), nullable=False
     ),  # ppo | equal_weight | equal_weight_vol | cash | random
-    sa.Column("window", sa.Integer),  # walk-forward window index (test episodes)
+    sa.Column("window", sa.Integer),  # walk-forward fold of a test episode
     sa.Column("status", sa.String(16), nullable=False),  # running | finished | incomplete
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
@@ -263,19 +271,23 @@ evals = sa.Table(
     "tt_eval",
     metadata,
     sa.Column("eval_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("model_id", Id, nullable=False),
+    sa.Column("model_id", Id, nullable=False),  # the walk-forward model (tt_model row without group_id)
     sa.Column("timeframe", TimeframeCol, nullable=False),
-    sa.Column("policy", sa.String(32), nullable=False),  # ppo or a baseline name
-    sa.Column("window", sa.Integer, nullable=False),  # -1 = all windows stitched together
+    sa.Column("policy", sa.String(32), nullable=False),  # ppo, oracle or a baseline name
+    sa.Column("fold", sa.Integer, nullable=False),  # walk-forward fold; -1 = all folds stitched together
+    sa.Column("seed", sa.BigInteger, nullable=False, default=-1),  # PPO seed; -1 = none / mean over seeds
+    sa.Column("fold_model_id", Id),  # the fold's PPO model scored in the row
     sa.Column("train_start", UTCDateTime),
     sa.Column("train_end", UTCDateTime),
     sa.Column("test_start", UTCDateTime, nullable=False),
     sa.Column("test_end", UTCDateTime, nullable=False),
     sa.Column("episode_id", Id),  # the logged test episode with the equity curve
     *(sa.Column(name, Price) for name in METRIC_NAMES),  # tt_resources.terms.METRICS, in display order
+    *(sa.Column(name, Price) for name in SIGNIFICANCE_NAMES),  # tt_resources.terms.SIGNIFICANCE
+    sa.Column("n_trials", sa.Integer),  # configurations tried on the dataset, the DSR's N (agent rows)
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index("ix_tt_eval_model", "model_id", "policy", "window"),
+    sa.Index("ix_tt_eval_model", "model_id", "policy", "fold", "seed"),
 )
 
 TABLES: dict[str, sa.Table] = {t.name: t for t in metadata.sorted_tables}

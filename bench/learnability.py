@@ -20,11 +20,10 @@ from report import write_results  # bench/report.py (scripts run with bench/ on 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tt_rl.significance import probabilistic_sharpe  # noqa: E402
-
-from tt_resources.terms import AGENT  # noqa: E402
-from tt_rl.learnability import ORACLE, run_case  # noqa: E402
+from tt_resources.terms import AGENT, ORACLE  # noqa: E402
+from tt_rl.learnability import run_case  # noqa: E402
 from tt_rl.planted import KINDS  # noqa: E402
+from tt_rl.significance import probabilistic_sharpe  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_PSR_NOISE = 0.95

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tt_rl.significance import probabilistic_sharpe
 
-from tt_resources.terms import AGENT
-from tt_rl.learnability import ORACLE, run_case
+from tt_resources.terms import AGENT, ORACLE
+from tt_rl.learnability import run_case
+from tt_rl.significance import probabilistic_sharpe
 
 STEPS = 30_000
 

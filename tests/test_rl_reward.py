@@ -12,8 +12,8 @@ import pytest
 from tt_rl.baselines import BASELINES
 from tt_rl.config import RLConfig
 from tt_rl.env import build_env  # imports torch._dynamo before tensortrade (see tt_rl.components)
+from tt_rl.evaluate import evaluation_config
 from tt_rl.kernels import action_scores
-from tt_rl.learnability import evaluation_config
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, panel_from_frames
 from tt_rl.planted import ORACLES, PLANTED_KINDS, planted_panel, sign_persistence_oracle

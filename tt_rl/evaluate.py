@@ -116,7 +116,7 @@ def score_model(
 
     env = _with_logger(build_env(panel, scored), engine, AGENT, model_id, run_id, scored, fold.index)
     try:
-        scored_run = _run_episode(env, act, fold, AGENT, seed)
+        scored_run = run_episode(env, act, fold, AGENT, seed)
     finally:
         env.close()
     return dataclasses.replace(scored_run, model_id=model_id)
@@ -144,7 +144,7 @@ def score_policies(
         )
         try:
             runs.append(
-                _run_episode(env, lambda obs, env, p=policy: p(env.unwrapped.state), fold, name, NO_SEED)
+                run_episode(env, lambda obs, env, p=policy: p(env.unwrapped.state), fold, name, NO_SEED)
             )
         finally:
             env.close()
@@ -309,7 +309,7 @@ def _with_logger(env, engine, policy: str, model_id, run_id, config: RLConfig, f
     )
 
 
-def _run_episode(env, act, fold: Fold, policy: str, seed: int) -> PolicyRun:
+def run_episode(env, act, fold: Fold, policy: str, seed: int) -> PolicyRun:
     """Run `fold`'s test window with `act(obs, env) -> action`; per-step results from the info dicts. A step
     is invested when the portfolio held a position at its start or its end."""
     obs, _ = env.reset(options={"start": fold.test_start, "end": fold.test_end})

@@ -2,7 +2,8 @@
 market's oracle and the baselines, after costs, through the same environment.
 
 A case trains on the first `1 - test_fraction` of the panel and tests on the rest, each policy run as one
-deterministic episode from the first test bar (starting in cash, drawdown stop off, ruin still ends it). The
+deterministic episode from the first test bar (tt_rl.evaluate's runner and test settings: starting in cash,
+drawdown stop off, ruin still ends it). The
 learning curve is PPO's test Sharpe every `eval_every` steps; `steps_to_half` is the first of those at which
 it reached half the oracle's. torch and SB3 load inside `run_case`.
 """
@@ -19,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from tt_resources.terms import AGENT
+from tt_resources.terms import AGENT, ORACLE
 from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
+from tt_rl.evaluate import evaluation_config, run_episode
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
 from tt_rl.planted import ORACLES, planted_panel
-
-ORACLE = "oracle"
+from tt_rl.walk_forward import Fold
 
 
 @dataclass(frozen=True)
@@ -64,31 +65,6 @@ class CaseResult:
         return {**out, "ratio": self.ratio, "best_baseline": self.best_baseline}
 
 
-def evaluation_config(config: RLConfig) -> RLConfig:
-    """`config` for scoring: whole windows (no drawdown stop, no truncation, no random start)."""
-    scored = copy.deepcopy(config)
-    scored.env.max_drawdown = float("inf")
-    scored.env.max_episode_steps = None
-    scored.env.random_start = False
-    return scored
-
-
-def episode_returns(
-    env, act: Callable[[np.ndarray], np.ndarray], start: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step returns and turnover of one deterministic episode of `act(obs) -> action` from bar `start` to
-    the panel's end (or ruin)."""
-    obs, _ = env.reset(options={"start": start})
-    returns, turnover = [], []
-    done = False
-    while not done:
-        obs, _, terminated, truncated, info = env.step(act(obs))
-        returns.append(info["period_return"])
-        turnover.append(info["turnover"])
-        done = terminated or truncated
-    return np.asarray(returns), np.asarray(turnover)
-
-
 def run_case(
     kind: str,
     *,
@@ -121,9 +97,13 @@ def run_case(
     policy_env = build_env(panel, scored)
     weights_env = build_env(panel, scored, weights_action=True)
     periods = get_timeframe(panel.timeframe).bars_per_year
+    test = Fold(0, 0, split, split, len(panel) - 1)  # trained on bars before `split`, tested from it
+
+    def test_returns(env, act: Callable[[np.ndarray], np.ndarray], policy: str = AGENT) -> np.ndarray:
+        return run_episode(env, lambda obs, env: act(obs), test, policy, seed).returns
 
     def test_sharpe(act) -> float:
-        return float(performance(episode_returns(policy_env, act, split)[0], periods)["sharpe"])
+        return float(performance(test_returns(policy_env, act), periods)["sharpe"])
 
     curve: list[tuple[int, float]] = []
 
@@ -138,11 +118,11 @@ def run_case(
             panel.slice(0, split), config, model_dir=model_dir or Path(scratch), callbacks=[LearningCurve()]
         )
         act = _saved_policy(trained.path, panel.slice(0, split), config)
-    ppo_returns = episode_returns(policy_env, act, split)[0]
+    ppo_returns = test_returns(policy_env, act)
     runs = {AGENT: ppo_returns}
     state = weights_env.unwrapped.state
     for name, policy in {ORACLE: ORACLES[kind], **BASELINES}.items():
-        runs[name] = episode_returns(weights_env, lambda obs, policy=policy: policy(state), split)[0]
+        runs[name] = test_returns(weights_env, lambda obs, policy=policy: policy(state), name)
     # cash's Sharpe is undefined (no volatility); it is 0 for ranking
     sharpes = {name: float(np.nan_to_num(performance(r, periods)["sharpe"])) for name, r in runs.items()}
     oracle = sharpes[ORACLE]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tt_rl.panel import Panel, panel_from_frames
+from tt_rl.synthetic import long_bars
 
 PlantedKind = Literal["sign_persistence", "reversal", "drift", "vol_regime", "noise"]
 KINDS: tuple[str, ...] = get_args(PlantedKind)
@@ -108,23 +109,7 @@ def planted_panel(
     volume = rng.integers(100_000, 1_000_000, close.shape).astype(float)
     ts = pd.bdate_range("2000-01-03", periods=n_bars, tz="UTC") + pd.Timedelta(hours=14, minutes=30)
     symbols = [f"P{j:02d}" for j in range(n_symbols)]
-    bars = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "symbol": sym,
-                    "ts": ts,
-                    "open": open_[:, j],
-                    "high": high[:, j],
-                    "low": low[:, j],
-                    "close": close[:, j],
-                    "volume": volume[:, j],
-                }
-            )
-            for j, sym in enumerate(symbols)
-        ],
-        ignore_index=True,
-    )
+    bars = long_bars(symbols, ts, open_, high, low, close, volume)
     return panel_from_frames("1d", bars)
 
 

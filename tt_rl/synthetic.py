@@ -26,6 +26,19 @@ def synthetic_bars(
     high = np.round(np.maximum(open_, close) * (1 + spread), 2)
     low = np.round(np.minimum(open_, close) * (1 - spread), 2)
     volume = rng.integers(100_000, 5_000_000, close.shape).astype(float)
+    return long_bars(symbols, ts, open_, high, low, close, volume)
+
+
+def long_bars(
+    symbols: list[str],
+    ts: pd.DatetimeIndex,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+) -> pd.DataFrame:
+    """Long bars frame (symbol, ts, open, high, low, close, volume) from (T, N) arrays, one column per symbol."""
     frames = [
         pd.DataFrame(
             {

@@ -27,10 +27,12 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     [header] = [line for line in lines if line.split()[:1] == ["policy"]]
     # low-priority columns (turnover) make room at 80 columns; these stay
     assert header.split()[:9] == ["policy", "return", "sharpe", "95%", "CI", "PSR", "DSR", "max", "dd"]
-    table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 2 :][:4]}
-    assert list(table) == ["ppo", "equal_weight", "equal_weight_vol", "cash"]
+    table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 2 :][:5]}
+    # the default synthetic market plants sign persistence (TT_SYNTHETIC_SIGNAL): its oracle is scored too
+    assert list(table) == ["ppo", "oracle", "equal_weight", "equal_weight_vol", "cash"]
     assert table["ppo"][2] == "-" or ".." in table["ppo"][2]  # the interval across the 2 seeds
     assert table["cash"][1:5] == ["-", "-", "-", "-"]  # no volatility: no Sharpe, PSR or DSR
+    assert table["oracle"][2] == "-" and table["oracle"][4] == "-"  # deterministic: no seeds, never searched
     assert "2 walk-forward folds (anchored, embargo 1 bar) x 2 seed(s)" in first.output
     assert "Nothing significant found" in first.output or "is significant" in first.output
     assert max(map(len, lines)) <= 80
@@ -60,6 +62,7 @@ def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "none")  # the plain market: no planted signal, no oracle
     result = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "128"])
     assert result.exit_code == 0, result.output
     assert "raw_bars checks passed: 24/24" in result.output
@@ -68,8 +71,10 @@ def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch
         counts = [
             conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in ("tt_dataset", "tt_eval")
         ]
+        policies = set(conn.execute(sa.text("SELECT DISTINCT policy FROM tt_eval")).scalars())
     engine.dispose()
     assert counts[0] == 1 and counts[1] > 0
+    assert policies == {"ppo", "equal_weight", "equal_weight_vol", "cash"}
     assert not (tmp_path / "tt.sqlite").exists()  # nothing went to the embedded default
 
 

@@ -170,19 +170,11 @@ class EvalConfig:
     @field_validator("oracle")
     @classmethod
     def _known_oracle(cls, name: str | None) -> str | None:
-        if name is not None and name not in oracle_names():
-            known = ", ".join(oracle_names()) or "none in this build"
-            raise ValueError(f"must be a planted market's oracle ({known})")
+        from tt_rl.planted import KINDS  # the markets, each with its oracle (tt_rl.planted.ORACLES)
+
+        if name is not None and name not in KINDS:
+            raise ValueError(f"must be a planted market's oracle ({', '.join(KINDS)})")
         return name
-
-
-def oracle_names() -> tuple[str, ...]:
-    """Keys of tt_rl.planted.ORACLES (imported only when an oracle is named: it loads the compiled kernels)."""
-    try:
-        from tt_rl.planted import ORACLES
-    except ModuleNotFoundError:
-        return ()
-    return tuple(ORACLES)
 
 
 @_strict("logging")

@@ -52,6 +52,9 @@ NOT_FOUND = "No security definition has been found for the request"
 CLIENT_ID_IN_USE = "Unable to connect as the client id is already in use. Retry with a unique client id."
 
 
+BARRIER_S = 300.0  # longest wait of Faults.answer_after_clients: a bound against hangs only
+
+
 @dataclass
 class Faults:
     """Misbehaviour to inject; counters are consumed as requests arrive."""
@@ -68,6 +71,9 @@ class Faults:
     latency_s: tuple[float, float] = (0.0, 0.0)  # historical answers wait uniform(a, b) seconds
     soft_concurrency: int | None = None  # more historical requests open than this -> 162 pacing
     soft_rate: int | None = None  # more historical requests than this within 1 s -> 162 pacing
+    # historical answers wait until this many distinct client ids have connected (at most BARRIER_S seconds):
+    # makes clients in several processes overlap however their start-up is staggered
+    answer_after_clients: int = 0
 
     unknown_symbols: set[str] = field(default_factory=set)  # contract details -> error 200
     no_data_symbols: set[str] = field(default_factory=set)  # historical -> 162 "HMDS query returned no data"
@@ -166,6 +172,7 @@ class FakeIBGateway:
         self._random = np.random.default_rng(0)
         self._clients: dict[int, asyncio.StreamWriter] = {}
         self._held: set[int] = set()
+        self._connected: set[int] = set()  # every client id that ever connected
         self._bars_sent = 0
         self._answered = 0
         self._last_second: deque[float] = deque()  # arrivals within the last second (soft rate limit)
@@ -249,6 +256,7 @@ class FakeIBGateway:
                         client_id = -1
                         return
                     self._clients[client_id] = writer
+                    self._connected.add(client_id)
                     writer.write(self._frame(15, 1, ACCOUNT))
                     writer.write(self._frame(9, 1, 1))
                     writer.write(self._frame(4, 2, -1, 2104, "Market data farm connection is OK:usfarm", ""))
@@ -342,10 +350,13 @@ class FakeIBGateway:
                     for frame in frames:
                         writer.write(frame)
 
-            if delay > 0:
-                self._loop.call_later(delay, send)
-            else:
-                send()
+            def when_clients_connected(deadline: float) -> None:
+                if len(self._connected) >= faults.answer_after_clients or time.monotonic() > deadline:
+                    self._loop.call_later(delay, send) if delay > 0 else send()
+                else:
+                    self._loop.call_later(0.05, when_clients_connected, deadline)
+
+            when_clients_connected(time.monotonic() + BARRIER_S)
 
         def error(code: int, text: str, outcome: str) -> None:
             record.outcome = outcome

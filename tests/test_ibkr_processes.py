@@ -9,7 +9,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from tests.fake_ibgateway import FakeIBGateway
+from tests.fake_ibgateway import FakeIBGateway, Faults
 from tests.test_concurrent_start import assert_all_succeeded, run_together
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
@@ -26,20 +26,28 @@ def test_two_processes_share_the_pacing_budget(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path / 'tt.sqlite'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     now = pd.Timestamp.now(tz="UTC").floor("s")
     gateway = FakeIBGateway(now, rules=RULES)
+    gateway.faults = Faults(
+        answer_after_clients=2
+    )  # both processes connected before any answer: they overlap
     gateway.start()
     start = (now - pd.Timedelta(days=45)).normalize()
+    # --end today (00:00 UTC): the processes' target bar cannot move if an hourly bar closes while they run
+    cutoff = now.normalize()
     env = {
         "DATABASE_URL": url,
         "TT_DATA_DIR": str(tmp_path / "data"),
         "IB_PORT": str(gateway.port),
         "IB_CLIENT_ID": "40",
+        "IB_TIMEOUT_S": "600",  # the first process's requests wait for the second to connect
         "TT_IB_PACING": "strict",
         "TT_IB_MAX_REQUESTS": str(RULES.max_requests),
         "TT_IB_WINDOW_S": str(RULES.window_s),
     }
     args = ["ingest", "--source", "ibkr", "--symbols", "AAPL,MSFT", "--interval", "1h"]
     try:
-        results = run_together([*args, "--start", f"{start:%Y-%m-%d}"], env, tmp_path)
+        results = run_together(
+            [*args, "--start", f"{start:%Y-%m-%d}", "--end", f"{cutoff:%Y-%m-%d}"], env, tmp_path
+        )
     finally:
         gateway.stop()
     assert_all_succeeded(results)
@@ -56,7 +64,7 @@ def test_two_processes_share_the_pacing_budget(backend, tmp_path, request):
     assert all(sum(t - RULES.window_s < u <= t for u in times) <= RULES.max_requests for t in times)
     assert any(a.client_id != b.client_id for a, b in itertools.pairwise(historical))
     engine = create_engine(url)
-    end = calendar.last_closed_bar("1h", now) + pd.Timedelta(seconds=1)
+    end = calendar.last_closed_bar("1h", cutoff) + pd.Timedelta(seconds=1)
     for symbol in ("AAPL", "MSFT"):
         stored = read_bars(engine, [symbol], "1h")
         expected = gateway.expected(symbol, "1h", start, end)

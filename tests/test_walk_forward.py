@@ -195,7 +195,7 @@ def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, pa
 
     # a second configuration on the same dataset: two trials, the agent's Sharpe deflated
     other = _tiny()
-    other.ppo.learning_rate = 1e-3  # another configuration
+    other.ppo.learning_rate = other.ppo.learning_rate / 2  # another configuration
     second = train_walk_forward(engine, version, other, run_id="run-2", model_dir=tmp_path / "models")
     deflated = evaluate_model(engine, second.model_id, run_id="run-2").metrics
     row = deflated[(deflated["policy"] == "ppo") & (deflated["fold"] == -1) & (deflated["seed"] == 0)].iloc[0]

@@ -35,7 +35,7 @@ bench: setup
 	for b in bench/*.py; do $(RUN) python $$b || exit 1; done
 
 dashboard: setup
-	$(RUN) streamlit run tt_dashboard/app.py --server.address 127.0.0.1 --server.headless true --client.toolbarMode viewer
+	$(RUN) streamlit run tt_dashboard/app.py --server.address 127.0.0.1 --server.headless true --client.toolbarMode viewer --browser.gatherUsageStats false
 
 dev: setup
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1

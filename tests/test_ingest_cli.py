@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tt_cli.common import SUMMARY_COUNTS
 from tt_cli.main import cli
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
@@ -21,13 +22,18 @@ def run(db_url: str, *args: str, **env: str):
 
 
 def summary_rows(output: str) -> dict[str, list[str]]:
-    """timeframe -> the summary table's cells."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
-        if cells and cells[0] in ("1d", "1h", "15m"):
-            rows[cells[0]] = cells[1:]
-    return rows
+    """timeframe -> its counts in the ingest summary, in SUMMARY_COUNTS order (partitions .. open holes).
+
+    The summary has one row per count and one column per timeframe: cells split on the box's "│"."""
+    rows = [
+        [c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")
+    ]
+    [header] = [cells for cells in rows if cells[:1] == [""]]
+    counts = {cells[0]: cells[1:] for cells in rows if cells[0] in SUMMARY_COUNTS}
+    assert list(counts) == list(SUMMARY_COUNTS), output
+    return {
+        timeframe: [counts[label][i] for label in SUMMARY_COUNTS] for i, timeframe in enumerate(header[1:])
+    }
 
 
 def test_ingest_then_everything_fresh(db_url):

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.test_ingest_cli import summary_rows
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
@@ -308,9 +309,7 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
     assert "Traceback" not in result.output and "STEP_FAILURE" not in result.output
     failed = [line for line in result.output.splitlines() if line.startswith("failed")]
     assert len(failed) == 1 and failed[0].startswith("failed AAPL 1d:")
-    [summary] = [line.split("│")[1:-1] for line in result.output.splitlines() if line.startswith("│ 1d")]
-    assert [cell.strip() for cell in summary] == [
-        "1d",
+    assert summary_rows(result.output)["1d"] == [
         "3",
         "0",
         "2",

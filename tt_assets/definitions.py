@@ -3,7 +3,13 @@
 Loading imports only dagster, pandas and SQLAlchemy; tensortrade, torch and SB3 load inside asset bodies.
 """
 
+# ruff: noqa: E402  the asset modules are imported after quiet.quiet() on purpose
+
 import dagster as dg
+
+from tt_resources import quiet
+
+quiet.quiet()  # before the asset modules below build definitions that raise Dagster's beta/preview warnings
 
 from tt_assets.automation import (
     RetrainPolicy,

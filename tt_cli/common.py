@@ -4,11 +4,13 @@ database and the pipeline, the symbol universe, and the partition progress and s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import pandas as pd
 import sqlalchemy as sa
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -195,35 +197,34 @@ def check_writable(path: Path) -> None:
         raise BadInput(f"sqlite file {path}: its directory {path.parent} is read-only")
 
 
+# ingest summary rows: label -> the count over one timeframe's partition reports
+SUMMARY_COUNTS: dict[str, Callable[[list], int]] = {
+    "partitions": len,
+    "fresh": lambda rows: sum(r.status == "fresh" for r in rows),
+    "updated": lambda rows: sum(r.status == "updated" for r in rows),
+    "failed": lambda rows: sum(r.status == "failed" for r in rows),
+    "bars written": lambda rows: sum(r.bars_written for r in rows),
+    "requests": lambda rows: sum(r.requests for r in rows),
+    "pacing waits": lambda rows: sum(r.pacing_waits for r in rows),
+    "bars quarantined": lambda rows: sum(r.quarantined for r in rows),
+    "open holes": lambda rows: sum(r.holes for r in rows),
+}
+
+
 def ingest_summary(results) -> Table:
-    """Per-timeframe counts of partition results (fresh/updated/failed, bars written, requests, pacing waits,
-    bars quarantined, open holes)."""
-    table = Table(title="ingest summary")
-    for column in (
-        "timeframe",
-        "partitions",
-        "fresh",
-        "updated",
-        "failed",
-        "bars",
-        "requests",
-        "pacing",
-        "quarantined",
-        "holes",
-    ):
-        table.add_column(column, justify="left" if column == "timeframe" else "right")
-    for timeframe in dict.fromkeys(r.timeframe for r in results):
-        rows = [r for r in results if r.timeframe == timeframe]
-        table.add_row(
-            timeframe,
-            str(len(rows)),
-            *(str(sum(r.status == s for r in rows)) for s in ("fresh", "updated", "failed")),
-            f"{sum(r.bars_written for r in rows):,}",
-            str(sum(r.requests for r in rows)),
-            str(sum(r.pacing_waits for r in rows)),
-            str(sum(r.quarantined for r in rows)),
-            str(sum(r.holes for r in rows)),
-        )
+    """Counts of partition results, one row per count (SUMMARY_COUNTS) and one column per timeframe.
+
+    Timeframes run across, not down: a handful of columns, each as wide as its largest number, so the table
+    reads whole in an 80-column terminal and no number is ever cut."""
+    by_timeframe: dict[str, list] = {}
+    for r in results:
+        by_timeframe.setdefault(r.timeframe, []).append(r)
+    table = Table(title="ingest summary", box=box.SQUARE)
+    table.add_column("", no_wrap=True)
+    for timeframe in by_timeframe:
+        table.add_column(timeframe, justify="right", no_wrap=True)
+    for label, count in SUMMARY_COUNTS.items():
+        table.add_row(label, *(f"{count(rows):,}" for rows in by_timeframe.values()))
     return table
 
 

@@ -24,6 +24,13 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
+    def invoke(self, ctx: click.Context):
+        """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported."""
+        from tt_resources import quiet
+
+        quiet.choose(verbose=ctx.params["verbose"])
+        return super().invoke(ctx)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
@@ -33,7 +40,12 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-def cli() -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show third-party notices the platform silences (TensorFlow's C++ log, Dagster beta/preview warnings).",
+)
+def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""
     from tt_cli.common import BadInput
     from tt_resources.config import SettingsError, settings

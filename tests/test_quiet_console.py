@@ -1,0 +1,86 @@
+"""Quiet, whole consoles: `tt demo` in an 80-column terminal prints no third-party notice and no cut line
+(stdout and stderr of a real process, so TensorFlow's C++ log is seen too); `tt --verbose` lets them through."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.test_ingest_cli import summary_rows
+from tt_resources.db.engine import create_engine
+from tt_resources.quiet import without_info_records
+
+NOISE = ("Warning", "warning:", "I0000", "W0000", "absl", "oneDNN", "Beta", "Preview")
+RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+
+
+def tt(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m tt_cli ARGS` in an 80-column terminal on the embedded defaults under tmp_path; stderr
+    merged into stdout in order."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME", "PYTHONWARNINGS")}
+    env.update(TT_DATA_DIR=str(tmp_path), COLUMNS="80", LINES="50")
+    return subprocess.run(
+        [sys.executable, "-m", "tt_cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,  # against a hang only
+    )
+
+
+@pytest.mark.slow
+def test_demo_at_80_columns_is_quiet_and_every_number_whole(tmp_path):
+    result = tt(tmp_path, "demo", "--symbols", "2", "--steps", "128")
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if len(line) > 80] == [], result.stdout
+    assert [line for line in lines if any(word in line for word in NOISE)] == [], result.stdout
+    assert "…" not in result.stdout
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}")
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(sa.text("SELECT timeframe, count(*) FROM tt_prices GROUP BY timeframe")).all()
+        )
+    engine.dispose()
+    rows = summary_rows(result.stdout)
+    assert set(rows) == {"1d", "1h", "15m"}
+    # a first run writes every stored bar: the summary's "bars written" (5th count) is the stored count, whole
+    assert {tf: cells[4] for tf, cells in rows.items()} == {tf: f"{n:,}" for tf, n in stored.items()}
+    assert all(n > 1000 for n in stored.values())  # numbers with a thousands separator were printed whole
+
+
+def test_verbose_lets_dagster_beta_warnings_through(tmp_path):
+    args = ("ingest", "--symbols", "AAA", "--interval", "1d", "--source", "synthetic", "--start", RECENT)
+    quiet = tt(tmp_path / "quiet", *args, "--via-dagster")
+    verbose = tt(tmp_path / "verbose", "--verbose", *args, "--via-dagster")
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stdout + verbose.stdout
+    assert "BetaWarning" not in quiet.stdout and "PreviewWarning" not in quiet.stdout
+    # tt_assets.partitions builds a MultiToSingleDimensionPartitionMapping, which Dagster marks beta
+    assert "BetaWarning: Class `MultiToSingleDimensionPartitionMapping`" in verbose.stdout
+    assert (
+        summary_rows(quiet.stdout)["1d"][:4] == summary_rows(verbose.stdout)["1d"][:4] == ["1", "0", "1", "0"]
+    )
+
+
+def test_tensorflow_info_records_are_dropped_and_errors_kept():
+    captured = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1795983599.847700   17768 port.cc:153] oneDNN custom operations are on.\n"
+        "I0000 00:00:1795983599.903696   17768 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n"
+        "W0000 00:00:1795983599.903696   17768 cuda_blas.cc:1407] a warning record\n"
+        "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+        "Traceback (most recent call last):\n"
+    )
+    assert without_info_records(captured) == (
+        "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+        "Traceback (most recent call last):\n"
+    )
+    assert without_info_records("a Python line\n") == "a Python line\n"

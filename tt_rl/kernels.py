@@ -296,8 +296,10 @@ def env_step(
     gross position value."""
     if sized:
         lo = max(0, t - cov_window + 1) if cov_window else t + 1
-        scores = action_scores(action, Sizing(*sizing_fields).long_only)
-        target = vol_targeted_weights(scores, market[1, t], market[2, lo : t + 1], Sizing(*sizing_fields))
+        sizing = Sizing(*sizing_fields)
+        target = vol_targeted_weights(
+            action_scores(action, sizing.long_only), market[1, t], market[2, lo : t + 1], sizing
+        )
     else:
         target = action.astype(np.float64)
     before, drawdown_before = worth, 1.0 - worth / peak
@@ -313,7 +315,10 @@ def env_step(
         moments, period_return, drawdown_before, drawdown, turnover, RewardParams(*reward_fields)
     )
     observe(features, t + 1, window, book[1, row], observations[0, obs_row])
-    ruined = worth <= 0.0 or worth < maintenance_margin * np.abs(book[0, row]).sum()
+    gross = 0.0
+    for value in book[0, row]:
+        gross += abs(value)
+    ruined = worth <= 0.0 or worth < maintenance_margin * gross
     record = (
         t + 1,
         reward,

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
         description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",
     )
 
+    tt_dagster_url: str = Field(
+        "http://127.0.0.1:3000",
+        description="Dagster UI address the dashboard links to (a model's run and assets)",
+    )
+    tt_dashboard_url: str = Field(
+        "http://127.0.0.1:8501",
+        description="dashboard address Dagster's metadata links to (a model's view: `?model=<model_id>`)",
+    )
+
     @field_validator("tt_csv_tz")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
@@ -172,6 +181,16 @@ def watchlist_path() -> Path:
 def dagster_home() -> Path:
     """DAGSTER_HOME, default `<data dir>/dagster_home` (absolute)."""
     return (settings().dagster_home or data_dir() / "dagster_home").resolve()
+
+
+def dagster_url() -> str:
+    """TT_DAGSTER_URL without a trailing slash."""
+    return settings().tt_dagster_url.rstrip("/")
+
+
+def dashboard_url() -> str:
+    """TT_DASHBOARD_URL without a trailing slash."""
+    return settings().tt_dashboard_url.rstrip("/")
 
 
 def markdown_table() -> str:

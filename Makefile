@@ -38,7 +38,7 @@ dashboard: setup
 	$(RUN) streamlit run tt_dashboard/app.py --server.address 127.0.0.1 --server.headless true --client.toolbarMode viewer --browser.gatherUsageStats false
 
 dev: setup
-	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1
+	$(RUN) tt dev $(DEV_ARGS)
 
 clean:
 	rm -rf .venv data/tt.sqlite* data/dagster_home data/models data/datasets

@@ -30,14 +30,14 @@ PROBABILITIES = ("psr", "dsr")  # shown as a probability in %
 CI_LABEL = "Sharpe 95 % CI"
 KINDS = {m.name: m.kind for m in (*METRICS, *SIGNIFICANCE)}
 LABELS = {m.name: m.label for m in (*METRICS, *SIGNIFICANCE)}
-# line colours of the inline chart and the square of the same colour that names it in the legend
+# line colours of the inline chart and the word that names each in the legend (plain text renders everywhere)
 COLOURS: tuple[tuple[str, str], ...] = (
-    ("#1f77b4", "\N{LARGE BLUE SQUARE}"),
-    ("#ff7f0e", "\N{LARGE ORANGE SQUARE}"),
-    ("#2ca02c", "\N{LARGE GREEN SQUARE}"),
-    ("#d62728", "\N{LARGE RED SQUARE}"),
-    ("#9467bd", "\N{LARGE PURPLE SQUARE}"),
-    ("#8c564b", "\N{LARGE BROWN SQUARE}"),
+    ("#1f77b4", "blue"),
+    ("#ff7f0e", "orange"),
+    ("#2ca02c", "green"),
+    ("#d62728", "red"),
+    ("#9467bd", "purple"),
+    ("#8c564b", "brown"),
 )
 
 
@@ -108,14 +108,15 @@ def chart_curves(equity: pd.DataFrame) -> pd.DataFrame:
 
 def equity_sketch_md(equity: pd.DataFrame) -> str:
     """Markdown of an inline equity chart: an SVG (data URI) of the curves of `chart_curves`, sampled as finely
-    as fits under INLINE_MARKDOWN_LIMIT, and a legend line "<square> <label> <total return>" per policy with
-    the net-worth range. ValueError when even a coarse sketch does not fit (too many policies)."""
+    as fits under INLINE_MARKDOWN_LIMIT, and a legend line "<colour>: <label> <total return>" per policy
+    and the net-worth range. ValueError when even a coarse sketch does not fit (too many policies)."""
     curves = chart_curves(equity).ffill().dropna(axis=1, how="all")
     if len(curves.columns) > len(COLOURS):
         raise ValueError(f"{len(curves.columns)} curves; the inline chart draws at most {len(COLOURS)}")
     low, high = float(curves.min().min()), float(curves.max().max())
-    legend = " ".join(
-        f"{COLOURS[i][1]} {policy_label(p)} {metric_text('total_return', curves[p].iloc[-1] / curves[p].iloc[0] - 1)}"
+    legend = "; ".join(
+        f"{COLOURS[i][1]}: {policy_label(p)} "
+        + metric_text("total_return", curves[p].iloc[-1] / curves[p].iloc[0] - 1)
         for i, p in enumerate(curves.columns)
     )
     legend += f" (net worth {low:,.0f} to {high:,.0f})"

@@ -88,6 +88,7 @@ def test_make_dev_serves_quietly_and_a_signal_stops_every_process(tmp_path, stop
         stop(make)
         _, alive = psutil.wait_procs(started, timeout=STOP_BOUND)
         assert alive == [], [" ".join(p.cmdline())[:120] for p in alive]
+        assert session(make.pid) == []  # nor any started after the webserver answered
     finally:
         for process in session(make.pid):
             process.kill()

@@ -38,6 +38,8 @@ STATUS_ICONS = {"running": "🟢", "finished": "", "incomplete": "⚠️"}
 NUMBER_FORMATS = {"percent": "percent", "ratio": "%.2f"}  # streamlit format of each terms.MetricKind
 DOLLARS = "dollar"  # streamlit's number format: $1,234.57
 SHORT_ID = 8  # hex digits of an id shown in labels
+PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
+ROW_PIXELS = 35  # st.dataframe's row height
 
 
 def usd(value: float) -> str:
@@ -379,8 +381,15 @@ def freshness_panel(data: Reports) -> None:
     st.dataframe(
         partitions[["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]],
         hide_index=True,
-        column_config=coverage | {"outcome": "Last fetch", "message": "Message"},
-        key="partitions",
+        column_config=coverage
+        | {
+            "symbol": "Symbol",
+            "timeframe": "Timeframe",
+            "status": "Status",
+            "outcome": "Last fetch",
+            "message": "Message",
+        },
+        height=ROW_PIXELS * (min(len(partitions), PARTITION_ROWS) + 1) + 3,  # header + rows + border
     )
 
 

@@ -92,7 +92,9 @@ def make_training_envs(
     log_from_step = 0
     last, episode_steps = config.logging.training_episodes, config.env.max_episode_steps
     if last is not None and episode_steps is not None:
-        log_from_step = max(config.ppo.total_timesteps // config.ppo.n_envs - last * episode_steps, 0)
+        ppo = config.ppo  # SB3 collects whole rollouts: each env takes a multiple of n_steps
+        env_steps = -(-ppo.total_timesteps // (ppo.n_steps * ppo.n_envs)) * ppo.n_steps
+        log_from_step = max(env_steps - (last + 1) * episode_steps, 0)
 
     def make() -> Any:
         from tt_rl.env import build_env

@@ -114,7 +114,14 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
     assert [s.value for s in at.selectbox] == ["1d", seeded.model_id, "__out_of_sample__"]
 
     figs = figures(at)
-    assert list(figs) == ["Equity curve", "Drawdown", "Rolling Sharpe (30 bars)"]
+    assert list(figs) == [  # tab by tab
+        "Equity curve",
+        "Drawdown",
+        "Rolling Sharpe (30 bars)",
+        "Weights over time (top holdings)",
+        "P&L attribution by symbol",
+        "Turnover and costs over time",
+    ]
     equity = figs["Equity curve"]
     test_steps = seeded.windows * seeded.steps_per_window
     tested = [t for t in equity["data"] if "training" not in t["name"]]
@@ -164,22 +171,11 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
     assert at.metric[0].label == "Net worth"
     assert at.metric[0].value == f"${stitched:,.2f}"
 
-    at.segmented_control(key="section").set_value("Holdings & attribution").run()
-    assert_clean(at)
-    assert list(figures(at)) == [
-        "Weights over time (top holdings)",
-        "P&L attribution by symbol",
-        "Turnover and costs over time",
-    ]
     attribution = figures(at)["P&L attribution by symbol"]["data"][0]
     assert dict(zip(attribution["x"], values(attribution["y"]), strict=True)) == pytest.approx(pnl_by_symbol)
 
-    at.segmented_control(key="section").set_value("Trades").run()
-    assert_clean(at)
     trades = table(at, *TRADE_COLUMNS)
     assert (trades["symbol"].iloc[0], trades["trade_value"].iloc[0]) == pytest.approx(tuple(biggest))
-    at.segmented_control(key="section").set_value("Data freshness").run()
-    assert_clean(at)
     fresh = table(at, *FRESHNESS_COLUMNS).set_index("timeframe")
     assert fresh.loc["1d", ["fresh", "stale", "no data", "failed"]].tolist() == [6, 0, 1, 0]
     assert fresh.loc["1h", ["fresh", "stale", "no data", "failed"]].tolist() == [5, 1, 1, 0]
@@ -266,8 +262,6 @@ def test_money_is_shown_in_dollars(sqlite_engine, dashboard):
 def test_freshness_lists_every_registered_partition_in_watchlist_order(sqlite_engine, dashboard):
     seed_evaluation(sqlite_engine)
     at = dashboard(url_of(sqlite_engine)).run()
-    at.segmented_control(key="section").set_value("Data freshness").run()
-    assert_clean(at)
     partitions = table(at, *PARTITION_COLUMNS)
     expected = [(s, t) for t in TIMEFRAME_NAMES for s in (*SYMBOLS, UNFETCHED)]
     assert list(partitions[["symbol", "timeframe"]].itertuples(index=False, name=None)) == expected

@@ -257,7 +257,7 @@ def test_freshness_lists_every_registered_partition_in_watchlist_order(served):
     from selenium.webdriver.common.by import By
 
     open_page(served)
-    served.driver.find_element(By.XPATH, "//button[contains(., 'Data freshness')]").click()
+    served.driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Data freshness']").click()
     table = grid_with(served.driver, *PARTITIONS_HEADER)
     expected = [(s, t) for t in TIMEFRAME_NAMES for s in (*SYMBOLS, UNFETCHED)]
     assert list(table[["Symbol", "Timeframe"]].itertuples(index=False, name=None)) == expected

@@ -437,8 +437,10 @@ def results(
     training: pd.DataFrame | None = None,
 ) -> None:
     """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth) and the agent's
-    `training` episodes (drawn before the boundary): KPIs, then the section picked in the section bar (only
-    that section is computed; `risk()` draws the Performance section's risk tables)."""
+    `training` episodes (drawn before the boundary): KPIs, then one tab per section, all sent with the page so
+    that switching tabs needs no server round trip (`risk()` draws the Performance tab's risk tables). Sending
+    only the open tab halves the first page's charts but costs every switch a rerun of 2-3 s on a loaded
+    machine (bench/dashboard.py), against ~0.2 s here."""
     training = training if training is not None else chosen.iloc[0:0]
     longest = int(chosen.groupby("policy")["steps"].sum().max())
     stride = bucket_stride(longest, LINE_BUCKETS)
@@ -457,19 +459,17 @@ def results(
         curves.get(EQUAL_WEIGHT),
         bars_per_year,
     )
-    section = st.segmented_control(
-        "Section", SECTIONS, default=SECTIONS[0], key="section", label_visibility="collapsed"
-    )
-    if section == "Holdings & attribution":
-        holdings_panel(data, curves[agent_policy], stride, agent["episode_id"].tolist())
-    elif section == "Trades":
-        trades_panel(data, agent["episode_id"].tolist(), timeframe, names)
-    elif section == "Data freshness":
-        freshness_panel(data)
-    else:
+    tabs = dict(zip(SECTIONS, st.tabs(SECTIONS), strict=True))
+    with tabs["Performance"]:  # drawn first: the default view shows while the other tabs are computed
         trained = [stitch(buckets, [r.episode_id], [r.initial_net_worth]) for r in training.itertuples()]
         performance(curves, split_ts, windows, bars_per_year, [c for c in trained if not c.empty])
         risk()
+    with tabs["Holdings & attribution"]:
+        holdings_panel(data, curves[agent_policy], stride, agent["episode_id"].tolist())
+    with tabs["Trades"]:
+        trades_panel(data, agent["episode_id"].tolist(), timeframe, names)
+    with tabs["Data freshness"]:
+        freshness_panel(data)
 
 
 def evaluation_view(

@@ -2,7 +2,7 @@
 
 Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
 brings its schema up to date on first use. Query answers are cached until the database changes (one cheap
-query, reports.change_token, per page run). `?model=<model_id>` opens that model (Dagster's metadata links
+query, reports.change_token, per page run); data freshness is recomputed every minute. `?model=<model_id>` opens that model (Dagster's metadata links
 here); each model links back to its Dagster run and the ppo_model asset. A running episode is followed live: a
 fragment re-runs every LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
 Money is in the account currency, US dollars (the watchlist's stocks trade in USD).
@@ -382,7 +382,8 @@ def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: d
 def freshness_panel(data: Reports) -> None:
     """Per timeframe: partitions fresh/stale/without data/failed, last bar, coverage; then every partition
     (the watchlist's symbols x timeframes, in watchlist order, and any other stored one)."""
-    partitions = data.partition_freshness(registered_symbols())
+    now = pd.Timestamp.now(tz="UTC").floor("min")  # in the cache key: staleness moves with the clock, and
+    partitions = data.partition_freshness(registered_symbols(), now)  # new bars show within a minute
     if partitions.empty:
         st.info("No market data stored yet and no watchlist to list its partitions.")
         return
@@ -393,6 +394,12 @@ def freshness_panel(data: Reports) -> None:
         "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
         "last_ts": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
         "n_bars": st.column_config.NumberColumn("Bars"),
+        "timeframe": "Timeframe",
+        "partitions": "Partitions",
+        "fresh": "Fresh",
+        "stale": "Stale",
+        "no data": "No data",
+        "failed": "Failed",
     }
     st.dataframe(reports.freshness_summary(partitions), hide_index=True, column_config=coverage)
     st.subheader("Partitions")
@@ -402,7 +409,6 @@ def freshness_panel(data: Reports) -> None:
         column_config=coverage
         | {
             "symbol": "Symbol",
-            "timeframe": "Timeframe",
             "status": "Status",
             "outcome": "Last fetch",
             "message": "Message",

@@ -220,3 +220,11 @@ def test_a_fold_models_training_episodes_belong_to_its_walk_forward_model(engine
     logged = reports.model_episodes(engine, seeded.model_id).set_index("episode_id")
     assert logged.loc["fold-train-episode", ["fold", "seed"]].tolist() == [0, 1]
     assert fold_model not in set(reports.model_catalog(engine)["model_id"])
+
+
+def test_partition_freshness_lists_registered_symbols_first_in_their_order(engine, seeded):
+    registered = ["ZZZ", *reversed(seeded.symbols)]  # ZZZ: registered, never fetched
+    fresh = reports.partition_freshness(engine, registered)
+    daily = fresh[fresh["timeframe"] == "1d"]
+    assert daily["symbol"].tolist() == registered
+    assert daily.set_index("symbol").loc["ZZZ", ["status", "n_bars"]].tolist() == ["no data", 0]

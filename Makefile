@@ -20,7 +20,7 @@ test: setup
 	bash scripts/ensure_services.sh
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) pytest
+	TT_REQUIRE_BROWSER=1 $(RUN) pytest
 
 lint: setup
 	$(RUN) ruff check .

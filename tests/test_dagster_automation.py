@@ -166,3 +166,8 @@ def test_sharpe_rule_fires_once_per_dataset_code_and_config(sqlite_engine):
 def test_sharpe_rule_ignores_the_progress_bar_setting():
     shown = {**RETRAIN_CONFIG, "ppo": {**RETRAIN_CONFIG["ppo"], "progress_bar": True}}
     assert config_key(shown) == config_key(RETRAIN_CONFIG) != config_key(OTHER_CONFIG)
+
+
+def test_sharpe_rule_ignores_the_logging_settings():
+    logged = {**RETRAIN_CONFIG, "logging": {"log_training": True, "training_episodes": 2}}
+    assert config_key(logged) == config_key(RETRAIN_CONFIG)

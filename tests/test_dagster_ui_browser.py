@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.test_dagster_training import BARS_CONFIG, SYMBOLS, TINY_RL
-from tests.test_dashboard_browser import browser_available, chromium, free_port  # noqa: F401  (a fixture)
+from tests.test_dashboard_browser import chromium, free_port, require_browser
 from tt_assets.partitions import range_tags, symbol_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,10 +126,10 @@ def metadata_table(driver, first_header: str) -> list[dict[str, str]]:
     return []
 
 
-@pytest.mark.usefixtures("browser_available")
 def test_evaluation_metadata_reads_formatted_with_an_inline_chart_and_a_dashboard_link(
     trained_instance, tmp_path
 ):
+    require_browser()
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -12,11 +12,20 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import streamlit as st
-from dashboard_seed import INITIAL_NET_WORTH, seed_evaluation, start_live_episode
+from dashboard_seed import (
+    FAILED_PARTITION,
+    INITIAL_NET_WORTH,
+    STALE_PARTITION,
+    SYMBOLS,
+    seed_evaluation,
+    start_live_episode,
+)
 from streamlit.testing.v1 import AppTest
 
+from tt_resources import config
 from tt_resources.db.schema import evals, holdings, portfolio
-from tt_resources.terms import METRIC_NAMES, POLICY_NAMES, SIGNIFICANCE_NAMES
+from tt_resources.terms import METRIC_NAMES, POLICY_LABELS, POLICY_NAMES, SIGNIFICANCE_NAMES
+from tt_resources.timeframes import TIMEFRAME_NAMES
 
 TRADE_COLUMNS = (
     "ts",
@@ -27,7 +36,7 @@ TRADE_COLUMNS = (
     "quantity",
     "weight",
     "cost",
-    "episode_id",
+    "episode",
     "step",
 )
 FRESHNESS_COLUMNS = (
@@ -35,25 +44,38 @@ FRESHNESS_COLUMNS = (
     "partitions",
     "fresh",
     "stale",
+    "no data",
     "failed",
     "last_bar",
     "min_coverage",
     "mean_coverage",
 )
+PARTITION_COLUMNS = ("symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message")
+UNFETCHED = "ZZZ"  # on the test watchlist, never fetched
+WINDOW_COLUMNS = ("fold", "seed", "test_start", "test_end", "policy", *METRIC_NAMES)
 APP = Path(__file__).resolve().parents[1] / "tt_dashboard" / "app.py"
 
 
 @pytest.fixture
-def dashboard(monkeypatch):
-    """Build an AppTest of the dashboard for a database URL (set as DATABASE_URL, as `make dashboard` would)."""
+def dashboard(monkeypatch, tmp_path):
+    """Build an AppTest of the dashboard for a database URL (set as DATABASE_URL, as `make dashboard` would),
+    with a watchlist of the seeded symbols and UNFETCHED (TT_WATCHLIST)."""
+    watchlist = tmp_path / "watchlist.csv"
+    watchlist.write_text("symbol\n" + "\n".join([*SYMBOLS, UNFETCHED]) + "\n")
+    monkeypatch.setenv("TT_WATCHLIST", str(watchlist))
+    monkeypatch.delenv("TT_WATCHLIST_LIMIT", raising=False)
 
-    def build(url: str) -> AppTest:
+    def build(url: str, query: dict[str, str] | None = None) -> AppTest:
         monkeypatch.setenv("DATABASE_URL", url)
-        return AppTest.from_file(str(APP), default_timeout=120)
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.query_params.update(query or {})
+        return at
 
     st.cache_resource.clear()
+    st.cache_data.clear()
     yield build
     st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 def url_of(engine: sa.Engine) -> str:
@@ -92,11 +114,19 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
     assert [s.value for s in at.selectbox] == ["1d", seeded.model_id, "__out_of_sample__"]
 
     figs = figures(at)
-    assert list(figs) == ["Equity curve", "Drawdown", "Rolling Sharpe (30 bars)"]
+    assert list(figs) == [  # tab by tab
+        "Equity curve",
+        "Drawdown",
+        "Rolling Sharpe (30 bars)",
+        "Weights over time (top holdings)",
+        "P&L attribution by symbol",
+        "Turnover and costs over time",
+    ]
     equity = figs["Equity curve"]
     test_steps = seeded.windows * seeded.steps_per_window
-    assert len(equity["data"]) == len(POLICY_NAMES)
-    assert all(len(values(trace["y"])) == test_steps for trace in equity["data"])
+    tested = [t for t in equity["data"] if "training" not in t["name"]]
+    assert [t["name"] for t in tested] == [POLICY_LABELS[p] for p in POLICY_NAMES]
+    assert all(len(values(trace["y"])) == test_steps for trace in tested)
     boundary = [s for s in equity["layout"]["shapes"] if s["type"] == "line"]
     assert pd.Timestamp(boundary[0]["x0"]) == seeded.split_ts.tz_localize(None)
     assert "train | test" in [a["text"] for a in equity["layout"]["annotations"]]
@@ -128,36 +158,28 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
                 .group_by(holdings.c.symbol)
             ).all()
         )
+    stored["policy"] = stored["policy"].map(POLICY_LABELS)
     shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
     shown = shown[["policy", *METRIC_NAMES]].sort_values("policy").reset_index(drop=True)
-    pd.testing.assert_frame_equal(shown, stored, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        shown, stored.sort_values("policy").reset_index(drop=True), check_dtype=False
+    )
 
     stitched = INITIAL_NET_WORTH
     for final in finals:
         stitched *= final / INITIAL_NET_WORTH
     assert at.metric[0].label == "Net worth"
-    assert at.metric[0].value == f"{stitched:,.0f}"
+    assert at.metric[0].value == f"${stitched:,.2f}"
 
-    at.segmented_control(key="section").set_value("Holdings & attribution").run()
-    assert_clean(at)
-    assert list(figures(at)) == [
-        "Weights over time (top holdings)",
-        "P&L attribution by symbol",
-        "Turnover and costs over time",
-    ]
     attribution = figures(at)["P&L attribution by symbol"]["data"][0]
     assert dict(zip(attribution["x"], values(attribution["y"]), strict=True)) == pytest.approx(pnl_by_symbol)
 
-    at.segmented_control(key="section").set_value("Trades").run()
-    assert_clean(at)
     trades = table(at, *TRADE_COLUMNS)
     assert (trades["symbol"].iloc[0], trades["trade_value"].iloc[0]) == pytest.approx(tuple(biggest))
-    at.segmented_control(key="section").set_value("Data freshness").run()
-    assert_clean(at)
     fresh = table(at, *FRESHNESS_COLUMNS).set_index("timeframe")
-    assert fresh.loc["1d", ["fresh", "stale", "failed"]].tolist() == [6, 0, 0]
-    assert fresh.loc["1h", ["fresh", "stale", "failed"]].tolist() == [5, 1, 0]
-    assert fresh.loc["15m", ["fresh", "stale", "failed"]].tolist() == [5, 0, 1]
+    assert fresh.loc["1d", ["fresh", "stale", "no data", "failed"]].tolist() == [6, 0, 1, 0]
+    assert fresh.loc["1h", ["fresh", "stale", "no data", "failed"]].tolist() == [5, 1, 1, 0]
+    assert fresh.loc["15m", ["fresh", "stale", "no data", "failed"]].tolist() == [5, 0, 1, 1]
 
 
 def test_picking_one_test_window_compares_it_with_that_windows_baselines(sqlite_engine, dashboard):
@@ -167,18 +189,110 @@ def test_picking_one_test_window_compares_it_with_that_windows_baselines(sqlite_
     at.selectbox(key="episode").select(episode_id).run()
     assert_clean(at)
     equity = figures(at)["Equity curve"]
-    assert equity["data"][0]["name"] == "PPO agent"
+    assert [t["name"] for t in equity["data"]] == [POLICY_LABELS[p] for p in POLICY_NAMES]
     assert all(len(values(t["y"])) == seeded.steps_per_window for t in equity["data"])
-    assert len(equity["data"]) == len(POLICY_NAMES)
-    window_rows = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
-    assert window_rows.empty  # a single window has no stitched (-1) rows; its rows sit in the expander
     with sqlite_engine.connect() as conn:
         final = conn.execute(
             sa.select(portfolio.c.net_worth).where(
                 portfolio.c.episode_id == episode_id, portfolio.c.step == seeded.steps_per_window - 1
             )
         ).scalar_one()
-    assert at.metric[0].value == f"{final:,.0f}"
+    assert at.metric[0].value == f"${final:,.2f}"
+
+
+def test_one_test_window_shows_that_windows_risk_metrics(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    at.selectbox(key="episode").select(seeded.test_episodes[("ppo", 1)]).run()
+    assert_clean(at)
+    with sqlite_engine.connect() as conn:
+        stored = pd.DataFrame(
+            conn.execute(
+                sa.select(evals.c.policy, *(evals.c[m] for m in METRIC_NAMES)).where(
+                    evals.c.model_id == seeded.model_id, evals.c.fold == 1
+                )
+            ).all()
+        )
+    stored["policy"] = stored["policy"].map(POLICY_LABELS)
+    shown = table(at, *WINDOW_COLUMNS)
+    assert shown["fold"].tolist() == [1] * len(POLICY_NAMES)
+    pd.testing.assert_frame_equal(
+        shown[["policy", *METRIC_NAMES]].sort_values("policy").reset_index(drop=True),
+        stored.sort_values("policy").reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_the_evaluation_lists_every_test_windows_risk_metrics(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    shown = table(at, *WINDOW_COLUMNS)
+    assert sorted(shown["fold"].unique()) == list(range(seeded.windows))
+    assert len(shown) == seeded.windows * len(POLICY_NAMES)
+
+
+def test_training_episodes_are_drawn_before_the_train_test_boundary(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    [training] = [t for t in figures(at)["Equity curve"]["data"] if "training" in t["name"]]
+    stamps = pd.to_datetime(pd.Series(training["x"]), utc=True).dropna()
+    assert len(stamps) == 120  # the seeded training episode's steps
+    assert stamps.max() <= seeded.split_ts  # a step is stamped with the bar it marks to
+
+
+def test_episode_picker_reads_window_split_and_policy(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    shown = at.selectbox(key="episode").options  # the labels the picker shows
+    assert "fold 1 test · PPO agent (40 bars)" in shown
+    assert "train ep 1 · PPO agent (120 bars)" in shown
+    assert not any(seeded.model_id in label for label in shown)
+
+
+def test_money_is_shown_in_dollars(sqlite_engine, dashboard):
+    seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Net worth"].startswith("$") and shown["Costs paid"].startswith("$")
+
+
+def test_freshness_lists_every_registered_partition_in_watchlist_order(sqlite_engine, dashboard):
+    seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    partitions = table(at, *PARTITION_COLUMNS)
+    expected = [(s, t) for t in TIMEFRAME_NAMES for s in (*SYMBOLS, UNFETCHED)]
+    assert list(partitions[["symbol", "timeframe"]].itertuples(index=False, name=None)) == expected
+    status = partitions.set_index(["symbol", "timeframe"])["status"]
+    assert status[(UNFETCHED, "1d")] == "no data"
+    assert (status[STALE_PARTITION], status[FAILED_PARTITION]) == ("stale", "failed")
+
+
+def test_model_query_parameter_selects_that_model(sqlite_engine, dashboard):
+    first = seed_evaluation(sqlite_engine)
+    seed_evaluation(
+        sqlite_engine,
+        model_id="ppo-1h-later",
+        timeframe="1h",
+        windows=1,
+        steps_per_window=20,
+        with_prices=False,
+    )
+    at = dashboard(url_of(sqlite_engine), {"model": first.model_id}).run()
+    assert_clean(at)
+    assert (at.selectbox(key="timeframe").value, at.selectbox(key="model").value) == ("1d", first.model_id)
+
+
+def test_the_model_links_back_to_its_dagster_run_and_asset(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    base = config.dagster_url()
+    [links] = [c.value for c in at.caption if "in Dagster" in c.value]
+    assert f"({base}/runs/seed-run)" in links and f"({base}/assets/ppo_model)" in links
+    assert seeded.model_id in links
 
 
 def test_empty_database_page_points_to_make_demo(engine, dashboard):
@@ -186,7 +300,14 @@ def test_empty_database_page_points_to_make_demo(engine, dashboard):
     assert_clean(at)
     assert any("make demo" in info.value for info in at.info)
     assert not at.get("plotly_chart")
-    assert any("No market data stored yet" in info.value for info in at.info)
+
+
+def test_empty_database_page_lists_the_registered_partitions_without_data(engine, dashboard):
+    at = dashboard(url_of(engine)).run()
+    assert_clean(at)
+    partitions = table(at, *PARTITION_COLUMNS)
+    assert len(partitions) == len(TIMEFRAME_NAMES) * (len(SYMBOLS) + 1)
+    assert set(partitions["status"]) == {"no data"}
 
 
 def test_unreachable_database_shows_one_line_without_the_password(dashboard):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,10 +11,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from dashboard_seed import seed_evaluation
+from dashboard_seed import SYMBOLS, SeededEvaluation, seed_evaluation
+
+from tt_resources.db.engine import create_engine
+from tt_resources.db.migrate import upgrade
+from tt_resources.terms import METRICS, POLICY_LABELS, POLICY_NAMES
+from tt_resources.timeframes import TIMEFRAME_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,6 +36,21 @@ CHROME_FLAGS = (
     "--window-size=1600,1400",
 )
 
+UNFETCHED = "ZZZ"  # on the test watchlist, never fetched
+DAGSTER_URL = "http://dagster.example:3000"
+DOLLARS = r"\$\d{1,3}(,\d{3})*\.\d{2}"  # e.g. $110,369.55
+WINDOW_HEADER = ("Fold", "Seed", "Test from", "Test to", "Policy", *(m.label for m in METRICS))
+PARTITIONS_HEADER = (
+    "Symbol",
+    "Timeframe",
+    "Status",
+    "Last bar (UTC)",
+    "Bars",
+    "Coverage",
+    "Last fetch",
+    "Message",
+)
+
 pytestmark = pytest.mark.slow
 
 
@@ -38,8 +61,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_dashboard(database_url: str, log_path: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run `streamlit run tt_dashboard/app.py` against `database_url`; yield its base URL once healthy."""
+def serve_dashboard(
+    database_url: str, log_path: Path, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `streamlit run tt_dashboard/app.py` against `database_url` (and `env`); yield its base URL once
+    healthy."""
     port = free_port()
     command = [
         sys.executable,
@@ -52,7 +78,7 @@ def serve_dashboard(database_url: str, log_path: Path, timeout: float = 60.0) ->
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
     ]
-    env = os.environ | {"DATABASE_URL": database_url}
+    env = os.environ | (env or {}) | {"DATABASE_URL": database_url}
     with log_path.open("w") as log:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -96,45 +122,152 @@ def chromium(profile: Path):
         driver.quit()
 
 
-@pytest.fixture
-def browser_available() -> None:
+def browser_required() -> bool:
+    """`make test` (TT_REQUIRE_BROWSER=1, after scripts/ensure_services.sh installed chromium) and CI fail when
+    the browser is missing; elsewhere the browser tests skip."""
+    return os.environ.get("CI") == "true" or os.environ.get("TT_REQUIRE_BROWSER") == "1"
+
+
+def require_browser() -> None:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        if os.environ.get("CI") == "true":
+        if browser_required():
             pytest.fail(
-                "chromium and chromium-driver are required in CI (apt-get install chromium chromium-driver)"
+                "chromium and chromium-driver are required (scripts/ensure_services.sh installs them: "
+                "apt-get install chromium chromium-driver)"
             )
         pytest.skip("chromium / chromedriver not installed")
 
 
-def test_dashboard_renders_in_headless_chromium(sqlite_engine, tmp_path, browser_available):
+@dataclass(frozen=True)
+class Served:
+    """A dashboard served on a seeded SQLite database and a browser on it."""
+
+    base: str
+    driver: object
+    seeded: SeededEvaluation
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    """One seeded database (the watchlist: the seeded symbols and UNFETCHED), one `streamlit run` and one
+    headless Chromium for the module's tests."""
+    require_browser()
+    tmp = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{tmp / 'tt.sqlite'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    seeded = seed_evaluation(engine)
+    engine.dispose()
+    watchlist = tmp / "watchlist.csv"
+    watchlist.write_text("symbol\n" + "\n".join([*SYMBOLS, UNFETCHED]) + "\n")
+    env = {"TT_WATCHLIST": str(watchlist), "TT_DAGSTER_URL": DAGSTER_URL}
+    with serve_dashboard(url, tmp / "streamlit.log", env=env) as base, chromium(tmp / "profile") as driver:
+        yield Served(base, driver, seeded)
+
+
+def open_page(served: Served, query: str = "") -> None:
+    """Load the dashboard in a fresh session and wait until the equity chart and the KPIs are drawn."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
+
+    driver = served.driver
+    driver.get(served.base + query)
+    wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 3)
+    wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricValue']"))
+
+
+def wait(driver, seconds: float = 90):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    seeded = seed_evaluation(sqlite_engine)
-    url = sqlite_engine.url.render_as_string(hide_password=False)
-    with serve_dashboard(url, tmp_path / "streamlit.log") as base, chromium(tmp_path / "profile") as driver:
-        driver.get(base)
-        wait = WebDriverWait(driver, 90)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 3)
-        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Risk metrics"))
-        driver.save_screenshot(str(tmp_path / "dashboard.png"))
-        body = driver.find_element(By.TAG_NAME, "body").text
-        for text in (
-            "TensorTrade P&L",
-            "Out-of-sample",
-            "Equity curve",
-            "Drawdown",
-            "Net worth",
-            "Total return",
-        ):
-            assert text in body, text
-        assert seeded.model_id in driver.page_source
-        assert "train | test" in driver.page_source
+    return WebDriverWait(driver, seconds)
 
-        tab = driver.find_element(By.XPATH, "//button[contains(., 'Data freshness')]")
-        tab.click()
-        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Partitions that need attention"))
-        assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
-        assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stAlertContentError']")
+
+def choose(driver, label: str, option: str) -> None:
+    """Pick `option` (its shown text) in the selectbox labelled `label`."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f"input[role='combobox'][aria-label='{label}']").click()
+    wait(driver).until(
+        lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, "[role='option']") if o.text.strip() == option]
+    )[0].click()
+
+
+GRIDS_JS = """
+return [...document.querySelectorAll("[data-testid='stDataFrame'] table[role='grid']")].map(t => ({
+    header: [...t.querySelectorAll("thead th")].map(e => e.textContent),
+    rows: [...t.querySelectorAll("tbody tr")].map(r => [...r.querySelectorAll("td")].map(e => e.textContent)),
+}));
+"""
+
+
+def grids(driver) -> list[pd.DataFrame]:
+    """Every st.dataframe on the page as a frame of its cells' text, read in one script so a re-render cannot
+    interleave (the grid's accessible table: raw values, the rows in view)."""
+    return [pd.DataFrame(g["rows"], columns=g["header"]) for g in driver.execute_script(GRIDS_JS)]
+
+
+def grid_with(driver, *columns: str) -> pd.DataFrame:
+    """The first grid whose header is `columns`, once it is on the page."""
+    found = wait(driver).until(lambda d: [g for g in grids(d) if list(g.columns) == list(columns)])
+    return found[0]
+
+
+def body_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_dashboard_renders_in_headless_chromium(served, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    open_page(served)
+    driver = served.driver
+    wait(driver).until(lambda d: "Risk metrics" in body_text(d))
+    driver.save_screenshot(str(tmp_path / "dashboard.png"))
+    body = body_text(driver)
+    for text in ("TensorTrade P&L", "Out-of-sample", "Equity curve", "Drawdown", "Net worth", "Total return"):
+        assert text in body, text
+    assert "train | test" in driver.page_source
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stAlertContentError']")
     assert (tmp_path / "dashboard.png").stat().st_size > 20_000
+
+
+def test_kpis_show_dollars_with_cents(served):
+    from selenium.webdriver.common.by import By
+
+    open_page(served)
+    labels = [e.text for e in served.driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricLabel']")]
+    shown = [e.text for e in served.driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricValue']")]
+    kpis = dict(zip(labels, shown, strict=True))
+    assert re.fullmatch(DOLLARS, kpis["Net worth"]), kpis
+    assert re.fullmatch(DOLLARS, kpis["Costs paid"]), kpis
+
+
+def test_one_test_window_shows_its_risk_metrics(served):
+    open_page(served)
+    choose(served.driver, "Episode", "fold 1 test · PPO agent (40 bars)")
+    wait(served.driver).until(lambda d: "Risk metrics: test window 1" in body_text(d))
+    table = grid_with(served.driver, *WINDOW_HEADER)
+    assert table["Fold"].tolist() == ["1"] * len(POLICY_NAMES)
+    assert sorted(table["Policy"]) == sorted(POLICY_LABELS[p] for p in POLICY_NAMES)
+
+
+def test_freshness_lists_every_registered_partition_in_watchlist_order(served):
+    from selenium.webdriver.common.by import By
+
+    open_page(served)
+    served.driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Data freshness']").click()
+    table = grid_with(served.driver, *PARTITIONS_HEADER)
+    expected = [(s, t) for t in TIMEFRAME_NAMES for s in (*SYMBOLS, UNFETCHED)]
+    assert list(table[["Symbol", "Timeframe"]].itertuples(index=False, name=None)) == expected
+    assert table.set_index(["Symbol", "Timeframe"]).loc[(UNFETCHED, "1d"), "Status"] == "no data"
+
+
+def test_the_model_links_back_to_its_dagster_run(served):
+    from selenium.webdriver.common.by import By
+
+    open_page(served, f"/?model={served.seeded.model_id}")
+    hrefs = [a.get_attribute("href") for a in served.driver.find_elements(By.CSS_SELECTOR, "a[href]")]
+    assert f"{DAGSTER_URL}/runs/seed-run" in hrefs
+    assert f"{DAGSTER_URL}/assets/ppo_model" in hrefs

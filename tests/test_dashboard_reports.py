@@ -10,7 +10,7 @@ from dashboard_seed import FAILED_PARTITION, STALE_PARTITION, seed_evaluation, s
 
 from tt_dashboard.series import from_steps, line, rebucket, rolling_sharpe, stitch
 from tt_resources.db import reports
-from tt_resources.db.schema import holdings, portfolio, prices
+from tt_resources.db.schema import episodes, holdings, models, portfolio, prices
 
 
 @pytest.fixture
@@ -187,3 +187,44 @@ def test_rolling_sharpe_equals_the_textbook_formula_on_one_step_buckets():
     got = rolling_sharpe(curve, 20, 252)
     assert got.to_numpy()[19:] == pytest.approx(expected.to_numpy()[19:])
     assert got.iloc[:19].isna().all()
+
+
+def test_a_fold_models_training_episodes_belong_to_its_walk_forward_model(engine, seeded):
+    fold_model = "fold-model-0-1"
+    with engine.begin() as conn:
+        conn.execute(
+            models.insert(),
+            {
+                "model_id": fold_model,
+                "timeframe": seeded.timeframe,
+                "path": "data/models/fold",
+                "config": {},
+                "created_at": pd.Timestamp.now(tz="UTC").to_pydatetime(),
+                "group_id": seeded.model_id,
+                "fold": 0,
+                "seed": 1,
+            },
+        )
+        conn.execute(
+            episodes.insert(),
+            {
+                "episode_id": "fold-train-episode",
+                "model_id": fold_model,
+                "split": "train",
+                "policy": "ppo",
+                "status": "finished",
+                "started_at": pd.Timestamp.now(tz="UTC").to_pydatetime(),
+                "steps": 0,
+            },
+        )
+    logged = reports.model_episodes(engine, seeded.model_id).set_index("episode_id")
+    assert logged.loc["fold-train-episode", ["fold", "seed"]].tolist() == [0, 1]
+    assert fold_model not in set(reports.model_catalog(engine)["model_id"])
+
+
+def test_partition_freshness_lists_registered_symbols_first_in_their_order(engine, seeded):
+    registered = ["ZZZ", *reversed(seeded.symbols)]  # ZZZ: registered, never fetched
+    fresh = reports.partition_freshness(engine, registered)
+    daily = fresh[fresh["timeframe"] == "1d"]
+    assert daily["symbol"].tolist() == registered
+    assert daily.set_index("symbol").loc["ZZZ", ["status", "n_bars"]].tolist() == ["no data", 0]

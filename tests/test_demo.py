@@ -37,6 +37,16 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert "Nothing significant found" in first.output or "is significant" in first.output
     assert max(map(len, lines)) <= 80
     assert (tmp_path / "tt.sqlite").exists()
+    engine = create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}")
+    with engine.connect() as conn:  # training episodes for the dashboard's train side, per fold and seed
+        trained = conn.execute(
+            sa.text(
+                "SELECT m.fold, m.seed, count(*) FROM tt_episode e JOIN tt_model m ON m.model_id = e.model_id"
+                " WHERE e.split = 'train' AND e.status = 'finished' GROUP BY m.fold, m.seed"
+            )
+        ).all()
+    engine.dispose()
+    assert sorted((fold, seed) for fold, seed, _ in trained) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
     second = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "256"])
     assert second.exit_code == 0, second.output

@@ -162,6 +162,20 @@ def test_logged_rows_are_what_the_env_reported(engine, panel):
             assert h.pnl == pytest.approx(h.value - before[h.symbol].value, rel=1e-9, abs=1e-9)
 
 
+def test_training_logs_only_its_last_episodes_when_asked(sqlite_engine, panel, tmp_path):
+    from tt_rl.train import train
+
+    cfg = _tiny(total=400)  # 10 episodes of 40 steps
+    cfg.logging.log_training, cfg.logging.training_episodes = True, 2
+    trained = train(panel, cfg, engine=sqlite_engine, model_dir=tmp_path)
+    with sqlite_engine.connect() as conn:
+        logged = conn.execute(
+            sa.select(episodes.c.status, episodes.c.steps).where(episodes.c.model_id == trained.model_id)
+        ).all()
+    finished = [steps for status, steps in logged if status == "finished"]
+    assert finished == [40, 40]  # the last two of the ten, not the eight before them
+
+
 def test_logger_marks_abandoned_episode_incomplete(sqlite_engine, panel):
     from tt_rl.env import build_env
     from tt_rl.episode_log import EpisodeLogger

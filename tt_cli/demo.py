@@ -34,6 +34,7 @@ TRAIN_TIMEFRAME = "1d"
 DEMO_FOLDS = 2
 DEMO_SEEDS = 2
 DEMO_TIMESTEPS = 32_768
+DEMO_TRAINING_EPISODES = 2  # training episodes logged per fold and seed (the dashboard's train side)
 
 
 def planted_oracle() -> str | None:
@@ -120,6 +121,7 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     rl = rl_config(TrainingConfig(total_timesteps=steps or DEMO_TIMESTEPS))
     rl.eval.n_folds, rl.eval.seeds = DEMO_FOLDS, DEMO_SEEDS
     rl.eval.oracle = planted_oracle()
+    rl.logging.log_training, rl.logging.training_episodes = True, DEMO_TRAINING_EPISODES
     dataset = pipeline.build_dataset(
         TRAIN_TIMEFRAME, symbols, start=None, end=None, test_fraction=rl.eval.test_fraction
     )

@@ -1,13 +1,18 @@
 """Streamlit P&L dashboard (`make dashboard`: `streamlit run tt_dashboard/app.py`).
 
 Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
-brings its schema up to date on first use. A running episode is followed live: a fragment re-runs every
-LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
+brings its schema up to date on first use. Query answers are cached until the database changes (one cheap
+query, reports.change_token, per page run); data freshness is recomputed every minute. `?model=<model_id>` opens that model (Dagster's metadata links
+here); each model links back to its Dagster run and the ppo_model asset. A running episode is followed live: a
+fragment re-runs every LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
+Money is in the account currency, US dollars (the watchlist's stocks trade in USD).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 
 import numpy as np
 import pandas as pd
@@ -20,7 +25,6 @@ from tt_dashboard.series import bucket_stride, from_steps, headline, holding_sum
 from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
-from tt_resources.db.migrate import upgrade
 from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, POLICY_NAMES, SIGNIFICANCE
 from tt_resources.timeframes import get_timeframe
 
@@ -31,17 +35,87 @@ LINE_BUCKETS = 1_000  # buckets per line chart (a bucket draws as at most 3 poin
 MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
 SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
-STATUS_ICONS = {"running": "🟢", "finished": "✅", "incomplete": "⚠️"}
+STATUS_ICONS = {"running": "🟢", "finished": "", "incomplete": "⚠️"}
 NUMBER_FORMATS = {"percent": "percent", "ratio": "%.2f"}  # streamlit format of each terms.MetricKind
+DOLLARS = "dollar"  # streamlit's number format: $1,234.57
+SHORT_ID = 8  # hex digits of an id shown in labels
+PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
+ROW_PIXELS = 35  # st.dataframe's row height
+
+
+def usd(value: float) -> str:
+    """Dollars with thousands separators and cents, e.g. -$1,234.50."""
+    return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
 
 
 @st.cache_resource(show_spinner=False)
 def database(url: str) -> sa.Engine:
     """A migrated engine for `url` (connection checked, schema upgraded once per process)."""
+    from tt_resources.db.migrate import upgrade  # alembic: imported once, here
+
     engine = create_engine(url)
     check_connection(engine)
     upgrade(engine)
     return engine
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _report(name: str, url: str, token: tuple, *args, **kwargs):
+    """reports.<name>(engine, *args, **kwargs), cached per database state `token`."""
+    return getattr(reports, name)(database(url), *args, **kwargs)
+
+
+class Reports:
+    """tt_resources.db.reports bound to one database: `Reports(url).model_catalog()`; each answer is cached
+    until reports.change_token changes (read once when the object is made, i.e. once per page run)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = database(url)
+        self.token = reports.change_token(self.engine)
+
+    def __getattr__(self, name: str):
+        return functools.partial(_report, name, self.url, self.token)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Once per server, in the background: import exchange_calendars and build the NYSE calendar that data
+    freshness needs (a few seconds), so the first visit of that section does not wait for them."""
+
+    def build() -> None:
+        from tt_resources.calendar import last_closed_bar
+        from tt_resources.timeframes import TIMEFRAME_NAMES
+
+        for timeframe in TIMEFRAME_NAMES:
+            last_closed_bar(timeframe, pd.Timestamp.now(tz="UTC"))
+
+    thread = threading.Thread(target=build, name="calendar-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def registered_symbols() -> list[str]:
+    """The watchlist's symbols (TT_WATCHLIST, TT_WATCHLIST_LIMIT): the symbol partitions Dagster's
+    watchlist_sensor keeps registered; [] when the watchlist cannot be read."""
+    path = config.watchlist_path()
+    try:
+        modified = path.stat().st_mtime_ns
+    except OSError:
+        modified = None
+    return _watchlist(str(path), modified, config.settings().tt_watchlist_limit)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _watchlist(path: str, modified: int | None, limit: int | None) -> list[str]:
+    """The symbols of the watchlist file `path` (as it was at `modified`)."""
+    from tt_resources.watchlist import WatchlistError, load_watchlist
+
+    try:
+        return load_watchlist(path, limit=limit).symbols
+    except WatchlistError as exc:
+        LOG.warning("data freshness lists stored partitions only: %s", exc)
+        return []
 
 
 def one_line(exc: BaseException, url: str) -> str:
@@ -57,43 +131,89 @@ def metric_columns(columns) -> dict:
         m.name: st.column_config.NumberColumn(m.label, format=NUMBER_FORMATS[m.kind])
         for m in (*METRICS, *SIGNIFICANCE)
         if m.name in columns
-    }
+    } | {"policy": st.column_config.TextColumn("Policy")}
+
+
+def with_policy_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(policy=frame["policy"].map(charts.policy_label))
 
 
 # ---------------------------------------------------------------- picking what to show
 
 
-def episode_label(row) -> str:
-    """Picker label, e.g. '🟢 train · ppo · ppo-1d-live (120 steps)'."""
-    where = f"test fold {int(row.window)}" if row.split == "test" and pd.notna(row.window) else row.split
-    return f"{STATUS_ICONS.get(row.status, '')} {where} · {row.policy} · {row.episode_id} ({row.steps} steps)"
+def model_label(row) -> str:
+    """Picker label, e.g. '1d · 2026-11-29 21:40 · dataset 3f9e2a1b · model 8c1d2e4f'."""
+    when = f"{row.created_at:%Y-%m-%d %H:%M}" if pd.notna(row.created_at) else "not registered"
+    dataset = f" · dataset {row.dataset_version[:SHORT_ID]}" if isinstance(row.dataset_version, str) else ""
+    evaluated = "" if pd.notna(row.evaluated_at) else " · not evaluated"
+    return f"{row.timeframe} · {when}{dataset} · model {row.model_id[:SHORT_ID]}{evaluated}"
 
 
-def pick(engine: sa.Engine, catalog: pd.DataFrame) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
-    """Sidebar pickers; defaults follow the catalog order (latest evaluation first).
+def episode_labels(episodes: pd.DataFrame) -> dict[str, str]:
+    """Picker label per episode_id: 'fold 1 test · seed 0 · PPO agent', 'train ep 3 · fold 0 · seed 1 ·
+    PPO agent' (training episodes numbered per fold's model in start order), with a status icon."""
+    train = episodes[episodes["split"] != "test"].sort_values("started_at", kind="stable")
+    number = train.groupby([train["fold"].fillna(-1), train["seed"].fillna(-1)]).cumcount() + 1
+    labels = {}
+    for row in episodes.itertuples():
+        fold = row.window if pd.notna(row.window) else row.fold
+        where = f"fold {int(fold)}" if pd.notna(fold) else ""
+        seed = f"seed {int(row.seed)}" if pd.notna(row.seed) else ""
+        if row.split == "test":
+            parts = [f"{where} test".strip(), seed]
+        else:
+            parts = [f"{row.split} ep {number.get(row.Index, 1)}", where, seed]
+        text = " · ".join(p for p in [*parts, charts.policy_label(row.policy)] if p)
+        labels[row.episode_id] = f"{STATUS_ICONS.get(row.status, '')} {text} ({row.steps} bars)".strip()
+    return labels
 
-    Returns (model_id, episodes of the model, its tt_eval rows, chosen episode id or OUT_OF_SAMPLE)."""
+
+def requested_model(catalog: pd.DataFrame) -> None:
+    """Preselect the model named by `?model=` (and its timeframe) on a session's first run."""
+    wanted = st.query_params.get("model")
+    if wanted is None or "model" in st.session_state:
+        return
+    match = catalog[catalog["model_id"] == wanted]
+    if match.empty:
+        st.warning(f"Model {wanted} (from the link) is not in this database; showing the latest model.")
+        return
+    st.session_state["timeframe"] = match["timeframe"].iloc[0]
+    st.session_state["model"] = wanted
+
+
+def pick(data: Reports, catalog: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, str, dict]:
+    """Pickers above the report; defaults follow the catalog order (latest evaluation first).
+
+    Returns (the model's catalog row, its episodes, its tt_eval rows, the chosen episode id or OUT_OF_SAMPLE,
+    episode labels)."""
+    requested_model(catalog)
+    left, middle, right = st.columns([1, 4, 4])
     timeframes = list(dict.fromkeys(catalog["timeframe"]))
-    timeframe = st.sidebar.selectbox("Timeframe", timeframes, key="timeframe")
-    candidates = catalog[catalog["timeframe"] == timeframe]
-    labels = {
-        r.model_id: f"{r.model_id} · evaluated {r.evaluated_at:%Y-%m-%d %H:%M}"
-        if pd.notna(r.evaluated_at)
-        else f"{r.model_id} · not evaluated"
-        for r in candidates.itertuples()
-    }
-    model_id = st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key="model")
-    episodes = reports.model_episodes(engine, model_id)
-    metrics = reports.eval_metrics(engine, model_id)
+    timeframe = left.selectbox("Timeframe", timeframes, key="timeframe")
+    candidates = catalog[catalog["timeframe"] == timeframe].set_index("model_id", drop=False)
+    labels = {r.model_id: model_label(r) for r in candidates.itertuples()}
+    model_id = middle.selectbox("Model", list(labels), format_func=labels.get, key="model")
+    st.query_params["model"] = model_id
+    episodes = data.model_episodes(model_id)
+    metrics = data.eval_metrics(model_id)
     ordered = episodes.assign(_live=episodes["status"] != "running").sort_values(
-        ["_live", "started_at"], ascending=[True, False], kind="stable"
+        ["_live", "split", "window", "seed", "policy", "started_at"],
+        ascending=[True, True, True, True, True, False],
+        kind="stable",
     )
     options = ([OUT_OF_SAMPLE] if not metrics.empty else []) + ordered["episode_id"].tolist()
-    names = {OUT_OF_SAMPLE: "Out-of-sample: all walk-forward folds"} | {
-        r.episode_id: episode_label(r) for r in ordered.itertuples()
-    }
-    choice = st.sidebar.selectbox("Episode", options, format_func=names.get, key="episode")
-    return model_id, episodes, metrics, choice
+    names = {OUT_OF_SAMPLE: "Out-of-sample: all walk-forward folds"} | episode_labels(episodes)
+    choice = right.selectbox("Episode", options, format_func=names.get, key="episode")
+    return candidates.loc[model_id], episodes, metrics, choice, names
+
+
+def dagster_links(model: pd.Series) -> None:
+    """Links to the model's Dagster run and the ppo_model asset (TT_DAGSTER_URL)."""
+    base = config.dagster_url()
+    links = [f"[ppo_model asset]({base}/assets/ppo_model)"]
+    if isinstance(model["run_id"], str):
+        links.insert(0, f"[run {model['run_id'][:SHORT_ID]}]({base}/runs/{model['run_id']})")
+    st.caption(f"Model `{model['model_id']}` in Dagster: " + " · ".join(links))
 
 
 # ---------------------------------------------------------------- panels
@@ -107,16 +227,23 @@ def kpis(curve: pd.DataFrame, initial: float, benchmark: pd.DataFrame | None, ba
         edge = numbers["total_return"] - headline(benchmark, initial, bars_per_year)["total_return"]
         delta = f"{edge:+.2%} vs equal weight"
     cols = st.columns(5)
-    cols[0].metric("Net worth", f"{numbers['net_worth']:,.0f}")
+    cols[0].metric("Net worth", usd(numbers["net_worth"]), f"from {usd(initial)}", delta_color="off")
     cols[1].metric("Total return", f"{numbers['total_return']:.2%}", delta)
     cols[2].metric("Sharpe (ann.)", f"{numbers['sharpe']:.2f}")
     cols[3].metric("Max drawdown", f"{numbers['max_drawdown']:.2%}")
-    cols[4].metric("Costs paid", f"{numbers['costs']:,.0f}")
+    cols[4].metric("Costs paid", usd(numbers["costs"]))
 
 
-def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame, bars_per_year: int) -> None:
-    """Equity (with the train/test boundary), drawdown and rolling Sharpe charts."""
-    st.plotly_chart(charts.equity_figure(curves, split_ts, windows), key="equity")
+def performance(
+    curves: dict[str, pd.DataFrame],
+    split_ts,
+    windows: pd.DataFrame,
+    bars_per_year: int,
+    training: list[pd.DataFrame] = (),
+) -> None:
+    """Equity (with the train/test boundary and the agent's `training` episodes), drawdown and rolling
+    Sharpe charts."""
+    st.plotly_chart(charts.equity_figure(curves, split_ts, windows, training), key="equity")
     left, right = st.columns(2)
     left.plotly_chart(charts.drawdown_figure(curves), key="drawdown")
     steps = max(int(c["n"].sum()) for c in curves.values())
@@ -125,37 +252,52 @@ def performance(curves: dict[str, pd.DataFrame], split_ts, windows: pd.DataFrame
 
 
 def risk_table(metrics: pd.DataFrame) -> None:
-    """tt_eval rows: per policy stitched over the folds and averaged over the seeds (fold -1, seed -1) with
-    the significance columns, and every fold and seed in an expander."""
+    """The evaluation's tt_eval rows: per policy stitched over the test windows and averaged over the seeds
+    (fold -1, seed -1) with the significance columns, then every test window's rows."""
     columns = ["policy", *METRIC_NAMES, *(m.name for m in SIGNIFICANCE)]
     summary = metrics[(metrics["fold"] == -1) & (metrics["seed"] == -1)]
-    st.subheader("Risk metrics")
+    st.subheader("Risk metrics: all test windows stitched")
     st.dataframe(
-        summary[columns].reset_index(drop=True),
+        with_policy_labels(summary[columns]).reset_index(drop=True),
         hide_index=True,
         column_config=metric_columns(columns),
     )
     seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique())
     trials = metrics.loc[metrics["policy"] == AGENT, "n_trials"].dropna()
     st.caption(
-        f"{AGENT}: mean over {len(seeds) or 1} seed(s), Sharpe CI = 95% Student-t interval across seeds; "
-        "PSR = probability that the true Sharpe ratio is above 0 (cash); DSR = the PSR deflated for the "
-        f"{int(trials.iloc[0]) if len(trials) else 1} configuration(s) tried on this dataset."
+        f"{charts.policy_label(AGENT)}: mean over {len(seeds) or 1} seed(s), Sharpe CI = 95% Student-t "
+        "interval across seeds; PSR = probability that the true Sharpe ratio is above 0 (cash); DSR = the PSR "
+        f"deflated for the {int(trials.iloc[0]) if len(trials) else 1} configuration(s) tried on this dataset."
     )
-    with st.expander("Per-fold metrics"):
-        folds = metrics[metrics["fold"] >= 0]
-        st.dataframe(
-            folds[["fold", "seed", "test_start", "test_end", *columns]].reset_index(drop=True),
-            hide_index=True,
-            column_config=metric_columns(columns),
-        )
+    window_table(metrics[metrics["fold"] >= 0], "Risk metrics per test window")
 
 
-def holdings_panel(engine: sa.Engine, agent: pd.DataFrame, stride: int, episode_ids: list[str]) -> None:
+def window_table(rows: pd.DataFrame, title: str) -> None:
+    """tt_eval rows of single test windows: fold, seed (agent rows; blank for baselines), window, metrics."""
+    columns = ["fold", "seed", "test_start", "test_end", "policy", *METRIC_NAMES]
+    st.subheader(title)
+    if rows.empty:
+        st.info("This episode is not part of an evaluation: no risk metrics were computed for it.")
+        return
+    shown = with_policy_labels(rows[columns]).assign(seed=rows["seed"].where(rows["seed"] >= 0))
+    st.dataframe(
+        shown.reset_index(drop=True),
+        hide_index=True,
+        column_config=metric_columns(columns)
+        | {
+            "fold": st.column_config.NumberColumn("Fold"),
+            "seed": st.column_config.NumberColumn("Seed"),
+            "test_start": st.column_config.DatetimeColumn("Test from", format="YYYY-MM-DD"),
+            "test_end": st.column_config.DatetimeColumn("Test to", format="YYYY-MM-DD"),
+        },
+    )
+
+
+def holdings_panel(data: Reports, agent: pd.DataFrame, stride: int, episode_ids: list[str]) -> None:
     """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time.
 
     `agent` is the agent's bucketed curve read with `stride` steps per bucket."""
-    attribution = reports.symbol_attribution(engine, episode_ids)
+    attribution = data.symbol_attribution(episode_ids)
     if attribution.empty:
         st.info("No holdings were logged for this selection.")
         return
@@ -163,7 +305,7 @@ def holdings_panel(engine: sa.Engine, agent: pd.DataFrame, stride: int, episode_
     coarse = stride * bucket_stride(
         len(agent), MAX_BUCKETS
     )  # a multiple of stride: buckets start on agent rows
-    weights = reports.weight_buckets(engine, episode_ids, top, coarse).merge(
+    weights = data.weight_buckets(episode_ids, top, coarse).merge(
         agent[["episode_id", "step", "ts"]], on=["episode_id", "step"]
     )
     st.plotly_chart(charts.weights_figure(weights), key="weights")
@@ -172,42 +314,55 @@ def holdings_panel(engine: sa.Engine, agent: pd.DataFrame, stride: int, episode_
     right.plotly_chart(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), key="turnover")
 
 
-def trades_panel(engine: sa.Engine, episode_ids: list[str], timeframe: str) -> None:
-    """Largest trades, holding periods and costs per symbol."""
-    trades = reports.largest_trades(engine, episode_ids, limit=15)
+def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: dict[str, str]) -> None:
+    """Largest trades, holding periods and costs per symbol (money in dollars)."""
+    trades = data.largest_trades(episode_ids, limit=15)
     st.subheader("Largest trades")
+    columns = [
+        "ts",
+        "symbol",
+        "side",
+        "trade_value",
+        "price",
+        "quantity",
+        "weight",
+        "cost",
+        "episode",
+        "step",
+    ]
     st.dataframe(
-        trades.assign(side=np.where(trades["trade_value"] > 0, "buy", "sell"))[
-            [
-                "ts",
-                "symbol",
-                "side",
-                "trade_value",
-                "price",
-                "quantity",
-                "weight",
-                "cost",
-                "episode_id",
-                "step",
-            ]
-        ],
+        trades.assign(
+            side=np.where(trades["trade_value"] > 0, "buy", "sell"),
+            episode=trades["episode_id"].map(names),
+        )[columns],
         hide_index=True,
         column_config={
-            "trade_value": st.column_config.NumberColumn("Traded value", format="%.0f"),
-            "price": st.column_config.NumberColumn("Price", format="%.2f"),
+            "ts": st.column_config.DatetimeColumn("Bar (UTC)", format="YYYY-MM-DD HH:mm"),
+            "symbol": "Symbol",
+            "side": "Side",
+            "trade_value": st.column_config.NumberColumn("Traded value", format=DOLLARS),
+            "price": st.column_config.NumberColumn("Price", format=DOLLARS),
             "quantity": st.column_config.NumberColumn("Shares after", format="%.1f"),
             "weight": st.column_config.NumberColumn("Weight after", format="percent"),
-            "cost": st.column_config.NumberColumn("Cost", format="%.2f"),
+            "cost": st.column_config.NumberColumn("Cost", format=DOLLARS),
+            "episode": "Episode",
+            "step": st.column_config.NumberColumn("Bar #"),
         },
     )
     left, right = st.columns(2)
-    left.subheader(f"Holding periods ({timeframe} bars)")
+    left.subheader("Holding periods")
     left.dataframe(
-        holding_summary(reports.holding_periods(engine, episode_ids)),
+        holding_summary(data.holding_periods(episode_ids)),
         hide_index=True,
-        column_config={"mean_bars": st.column_config.NumberColumn("mean_bars", format="%.1f")},
+        column_config={
+            "symbol": "Symbol",
+            "positions": "Positions",
+            "mean_bars": st.column_config.NumberColumn(f"Mean ({timeframe} bars)", format="%.1f"),
+            "median_bars": st.column_config.NumberColumn(f"Median ({timeframe} bars)", format="%.1f"),
+            "max_bars": st.column_config.NumberColumn(f"Longest ({timeframe} bars)"),
+        },
     )
-    attribution = reports.symbol_attribution(engine, episode_ids)
+    attribution = data.symbol_attribution(episode_ids)
     right.subheader("Costs by symbol")
     right.dataframe(
         attribution.assign(
@@ -215,37 +370,51 @@ def trades_panel(engine: sa.Engine, episode_ids: list[str], timeframe: str) -> N
         )[["symbol", "trades", "traded", "costs", "cost_bps"]],
         hide_index=True,
         column_config={
-            "traded": st.column_config.NumberColumn("Traded value", format="%.0f"),
-            "costs": st.column_config.NumberColumn("Costs", format="%.2f"),
+            "symbol": "Symbol",
+            "trades": "Trades",
+            "traded": st.column_config.NumberColumn("Traded value", format=DOLLARS),
+            "costs": st.column_config.NumberColumn("Costs", format=DOLLARS),
             "cost_bps": st.column_config.NumberColumn("Cost (bps of traded)", format="%.1f"),
         },
     )
 
 
-def freshness_panel(engine: sa.Engine) -> None:
-    """Per timeframe: partitions fresh/stale/failed, last bar, coverage; the unhealthy partitions listed."""
-    partitions = reports.partition_freshness(engine)
+def freshness_panel(data: Reports) -> None:
+    """Per timeframe: partitions fresh/stale/without data/failed, last bar, coverage; then every partition
+    (the watchlist's symbols x timeframes, in watchlist order, and any other stored one)."""
+    now = pd.Timestamp.now(tz="UTC").floor("min")  # in the cache key: staleness moves with the clock, and
+    partitions = data.partition_freshness(registered_symbols(), now)  # new bars show within a minute
     if partitions.empty:
-        st.info("No market data stored yet.")
+        st.info("No market data stored yet and no watchlist to list its partitions.")
         return
+    coverage = {
+        "min_coverage": st.column_config.NumberColumn("Min coverage", format="percent"),
+        "mean_coverage": st.column_config.NumberColumn("Mean coverage", format="percent"),
+        "coverage": st.column_config.NumberColumn("Coverage", format="percent"),
+        "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
+        "last_ts": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
+        "n_bars": st.column_config.NumberColumn("Bars"),
+        "timeframe": "Timeframe",
+        "partitions": "Partitions",
+        "fresh": "Fresh",
+        "stale": "Stale",
+        "no data": "No data",
+        "failed": "Failed",
+    }
+    st.dataframe(reports.freshness_summary(partitions), hide_index=True, column_config=coverage)
+    st.subheader("Partitions")
     st.dataframe(
-        reports.freshness_summary(partitions),
+        partitions[["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]],
         hide_index=True,
-        column_config={
-            "min_coverage": st.column_config.NumberColumn("Min coverage", format="percent"),
-            "mean_coverage": st.column_config.NumberColumn("Mean coverage", format="percent"),
+        column_config=coverage
+        | {
+            "symbol": "Symbol",
+            "status": "Status",
+            "outcome": "Last fetch",
+            "message": "Message",
         },
+        height=ROW_PIXELS * (min(len(partitions), PARTITION_ROWS) + 1) + 3,  # header + rows + border
     )
-    problems = partitions[partitions["status"] != "fresh"]
-    if not problems.empty:
-        st.caption("Partitions that need attention")
-        st.dataframe(
-            problems[
-                ["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]
-            ],
-            hide_index=True,
-            column_config={"coverage": st.column_config.NumberColumn("Coverage", format="percent")},
-        )
 
 
 # ---------------------------------------------------------------- views
@@ -264,18 +433,26 @@ def curves_for(buckets: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.Data
 
 
 def results(
-    engine: sa.Engine,
+    data: Reports,
     chosen: pd.DataFrame,
-    metrics: pd.DataFrame,
     windows: pd.DataFrame,
     split_ts: pd.Timestamp | None,
     timeframe: str,
+    names: dict[str, str],
+    risk,
+    training: pd.DataFrame | None = None,
 ) -> None:
-    """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth): KPIs, then the
-    section picked in the section bar (only that section is computed)."""
+    """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth) and the agent's
+    `training` episodes (drawn before the boundary): KPIs, then one tab per section, all sent with the page so
+    that switching tabs needs no server round trip (`risk()` draws the Performance tab's risk tables). Sending
+    only the open tab halves the first page's charts but costs every switch a rerun of 2-3 s on a loaded
+    machine (bench/dashboard.py), against ~0.2 s here."""
+    training = training if training is not None else chosen.iloc[0:0]
     longest = int(chosen.groupby("policy")["steps"].sum().max())
     stride = bucket_stride(longest, LINE_BUCKETS)
-    curves = curves_for(reports.portfolio_buckets(engine, chosen["episode_id"].tolist(), stride), chosen)
+    ids = [*chosen["episode_id"], *training["episode_id"]]
+    buckets = data.portfolio_buckets(ids, stride)
+    curves = curves_for(buckets, chosen)
     if not curves:
         st.info("No steps have been logged for this selection yet.")
         return
@@ -288,29 +465,29 @@ def results(
         curves.get(EQUAL_WEIGHT),
         bars_per_year,
     )
-    section = st.segmented_control(
-        "Section", SECTIONS, default=SECTIONS[0], key="section", label_visibility="collapsed"
-    )
-    if section == "Holdings & attribution":
-        holdings_panel(engine, curves[agent_policy], stride, agent["episode_id"].tolist())
-    elif section == "Trades":
-        trades_panel(engine, agent["episode_id"].tolist(), timeframe)
-    elif section == "Data freshness":
-        freshness_panel(engine)
-    else:
-        performance(curves, split_ts, windows, bars_per_year)
-        if not metrics.empty:
-            risk_table(metrics)
+    tabs = dict(zip(SECTIONS, st.tabs(SECTIONS), strict=True))
+    with tabs["Performance"]:  # drawn first: the default view shows while the other tabs are computed
+        trained = [stitch(buckets, [r.episode_id], [r.initial_net_worth]) for r in training.itertuples()]
+        performance(curves, split_ts, windows, bars_per_year, [c for c in trained if not c.empty])
+        risk()
+    with tabs["Holdings & attribution"]:
+        holdings_panel(data, curves[agent_policy], stride, agent["episode_id"].tolist())
+    with tabs["Trades"]:
+        trades_panel(data, agent["episode_id"].tolist(), timeframe, names)
+    with tabs["Data freshness"]:
+        freshness_panel(data)
 
 
 def evaluation_view(
-    engine: sa.Engine,
+    data: Reports,
     episodes: pd.DataFrame,
     metrics: pd.DataFrame,
     split_ts: pd.Timestamp | None,
     timeframe: str,
+    names: dict[str, str],
 ):
-    """Agent against the baselines on every walk-forward fold, stitched (the agent's first seed)."""
+    """Agent against the baselines on every walk-forward fold, stitched (the agent's first seed), with the
+    first seed's logged training episodes before the train/test boundary."""
     seeds = metrics.loc[metrics["seed"] >= 0, "seed"]
     first_seed = seeds.min() if len(seeds) else -1
     refs = metrics.loc[
@@ -320,29 +497,38 @@ def evaluation_view(
     chosen = refs.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id").sort_values(
         "fold"
     )
+    training = episodes[
+        (episodes["split"] == "train")
+        & (episodes["status"] == "finished")
+        & (episodes["seed"].isna() | (episodes["seed"] == first_seed))
+    ].sort_values("start_ts")
     folds = metrics.loc[metrics["fold"] >= 0, ["fold", "test_start", "test_end"]].drop_duplicates("fold")
     first, last = metrics["test_start"].min(), metrics["test_end"].max()
     shown = f"; curves of seed {first_seed}" if len(seeds) else ""
     st.caption(
         f"Out-of-sample: {len(folds)} walk-forward folds, {first:%Y-%m-%d} → {last:%Y-%m-%d}{shown}; "
+        f"{len(training)} training episode(s) drawn dotted; "
         f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
     )
-    results(engine, chosen, metrics, folds, split_ts, timeframe)
+    results(data, chosen, folds, split_ts, timeframe, names, lambda: risk_table(metrics), training)
 
 
 def episode_view(
-    engine: sa.Engine,
+    data: Reports,
     row: pd.Series,
     episodes: pd.DataFrame,
     metrics: pd.DataFrame,
     split_ts: pd.Timestamp | None,
     timeframe: str,
+    names: dict[str, str],
 ):
-    """One episode; a test fold's episode is compared with the baselines of the same fold."""
+    """One episode; a test window's episode is compared with the baselines of the same window, and that
+    window's risk metrics are shown (the agent's row of this seed, the baselines')."""
     chosen = pd.DataFrame([row])
     fold_metrics = metrics.iloc[0:0]
     if row["split"] == "test" and pd.notna(row["window"]):
-        fold_metrics = metrics[metrics["fold"] == row["window"]]
+        seed = row["seed"] if pd.notna(row["seed"]) else -1
+        fold_metrics = metrics[(metrics["fold"] == row["window"]) & metrics["seed"].isin([-1, seed])]
         others = fold_metrics.loc[
             (fold_metrics["policy"] != row["policy"]) & fold_metrics["episode_id"].notna(),
             ["policy", "episode_id"],
@@ -350,7 +536,8 @@ def episode_view(
         others = others.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id")
         chosen = pd.concat([chosen, others], ignore_index=True)
     folds = fold_metrics[["fold", "test_start", "test_end"]].drop_duplicates("fold")
-    results(engine, chosen, fold_metrics, folds, split_ts, timeframe)
+    title = f"Risk metrics: test window {int(row['window'])}" if not fold_metrics.empty else "Risk metrics"
+    results(data, chosen, folds, split_ts, timeframe, names, lambda: window_table(fold_metrics, title))
 
 
 @st.fragment(run_every=LIVE_REFRESH_SECONDS)
@@ -379,7 +566,7 @@ def live_view(engine: sa.Engine, row: pd.Series, split_ts: pd.Timestamp | None, 
     performance({row["policy"]: curve}, split_ts, pd.DataFrame(), bars_per_year)
 
 
-def empty_page(engine: sa.Engine, url: str) -> None:
+def empty_page(data: Reports, url: str) -> None:
     """What a fresh installation shows: how to get results, and the market data already stored (if any)."""
     st.info(
         f"**No trained models or evaluations yet** in the {describe(url)}.\n\n"
@@ -387,42 +574,45 @@ def empty_page(engine: sa.Engine, url: str) -> None:
         "then reload this page."
     )
     st.subheader("Data freshness")
-    freshness_panel(engine)
+    freshness_panel(data)
 
 
-def page(engine: sa.Engine, url: str) -> None:
+def page(url: str) -> None:
     st.title("TensorTrade P&L")
-    st.sidebar.caption(f"Database: {describe(url)}")
-    catalog = reports.model_catalog(engine)
+    st.caption(f"Database: {describe(url)} · money in US dollars")
+    data = Reports(url)
+    warm_up()
+    catalog = data.model_catalog()
     if catalog.empty:
-        empty_page(engine, url)
+        empty_page(data, url)
         return
-    model_id, episodes, metrics, choice = pick(engine, catalog)
-    summary = reports.model_summary(engine, model_id)
+    model, episodes, metrics, choice, names = pick(data, catalog)
+    dagster_links(model)
+    summary = data.model_summary(model["model_id"])
     split_ts = summary.get("split_ts") or summary.get("train_end")  # first held-out bar, else end of training
-    timeframe = catalog.loc[catalog["model_id"] == model_id, "timeframe"].iloc[0]
+    timeframe = model["timeframe"]
     running = episodes[episodes["status"] == "running"]
     if not running.empty and choice not in set(running["episode_id"]):
         st.info(
             f"{len(running)} episode(s) of this model are being logged: pick one under Episode to watch it live."
         )
     if choice == OUT_OF_SAMPLE:
-        evaluation_view(engine, episodes, metrics, split_ts, timeframe)
+        evaluation_view(data, episodes, metrics, split_ts, timeframe, names)
         return
     row = episodes.set_index("episode_id").loc[choice].copy()
     row["episode_id"] = choice
-    st.caption(f"Episode {choice}: {row['split']} · {row['policy']} · {row['status']}")
+    st.caption(f"Episode {names[choice]} · {row['status']} · id {choice}")
     if row["status"] == "running":
-        live_view(engine, row, split_ts, timeframe)
+        live_view(data.engine, row, split_ts, timeframe)
     else:
-        episode_view(engine, row, episodes, metrics, split_ts, timeframe)
+        episode_view(data, row, episodes, metrics, split_ts, timeframe, names)
 
 
 def main() -> None:
     st.set_page_config(page_title="TensorTrade P&L", page_icon="📈", layout="wide")
     url = config.database_url()
     try:
-        page(database(url), url)
+        page(url)
     except DatabaseConnectionError as exc:
         st.error(f"{exc}. Check DATABASE_URL, or unset it to use the embedded SQLite database.")
     except Exception as exc:  # one line on the page, the traceback in the server log

@@ -3,7 +3,7 @@ thousand points whatever the episode length."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -29,7 +29,9 @@ def _naive_utc(ts) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
-def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, height: int = 340) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, dollars: bool = False, height: int = 340
+) -> go.Figure:
     fig.update_layout(
         title=title,
         height=height,
@@ -40,6 +42,8 @@ def _layout(fig: go.Figure, title: str, yaxis: str, *, percent: bool = False, he
     )
     if percent:
         fig.update_yaxes(tickformat=".1%")
+    if dollars:  # axis in whole dollars, hover to the cent
+        fig.update_yaxes(tickprefix="$", tickformat=",.0f", hoverformat=",.2f")
     return fig
 
 
@@ -56,12 +60,29 @@ def _line(policy: str, ts: pd.Series, values: pd.Series, **style) -> go.Scatter:
 
 
 def equity_figure(
-    curves: Mapping[str, pd.DataFrame], split_ts: pd.Timestamp | None, windows: pd.DataFrame
+    curves: Mapping[str, pd.DataFrame],
+    split_ts: pd.Timestamp | None,
+    windows: pd.DataFrame,
+    training: Sequence[pd.DataFrame] = (),
 ) -> go.Figure:
-    """Net worth per policy; test windows shaded (`windows`: fold, test_start, test_end) and the train/test
+    """Net worth per policy in dollars; the agent's `training` episodes (curves, each from its own start)
+    dotted as one trace, test windows shaded (`windows`: fold, test_start, test_end) and the train/test
     boundary `split_ts` marked."""
     points = {policy: line(curve) for policy, curve in curves.items()}
     fig = go.Figure([_line(policy, p["ts"], p["net_worth"]) for policy, p in points.items()])
+    if training:
+        gap = pd.DataFrame({"ts": [pd.NaT], "net_worth": [float("nan")]})  # breaks the line between episodes
+        trained = pd.concat([part for curve in training for part in (line(curve), gap)], ignore_index=True)
+        fig.add_trace(
+            go.Scatter(
+                x=trained["ts"],
+                y=trained["net_worth"],
+                name=f"{policy_label(AGENT)} (training episodes)",
+                mode="lines",
+                line={"color": POLICY_COLORS[AGENT], "width": 1.5, "dash": "dot"},
+                connectgaps=False,
+            )
+        )
     for i, row in enumerate(windows.itertuples()):
         fig.add_vrect(
             x0=_naive_utc(row.test_start),
@@ -84,7 +105,7 @@ def equity_figure(
             xanchor="right",
             yanchor="bottom",
         )
-    return _layout(fig, "Equity curve", "Net worth", height=420)
+    return _layout(fig, "Equity curve", "Net worth ($)", dollars=True, height=420)
 
 
 def drawdown_figure(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
@@ -145,7 +166,7 @@ def attribution_figure(attribution: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group")
-    return _layout(fig, "P&L attribution by symbol", "Account currency", height=380)
+    return _layout(fig, "P&L attribution by symbol", "P&L and costs ($)", dollars=True, height=380)
 
 
 def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
@@ -172,4 +193,4 @@ def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
             "rangemode": "tozero",
         }
     )
-    return _layout(fig, "Turnover and costs over time", "Costs")
+    return _layout(fig, "Turnover and costs over time", "Costs ($)", dollars=True)

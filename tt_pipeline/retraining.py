@@ -20,7 +20,10 @@ import sqlalchemy as sa
 from tt_resources.terms import AGENT
 
 # settings that change how training is shown, not what it learns
-PRESENTATION = {"ppo": ("progress_bar",)}
+PRESENTATION = {
+    "ppo": ("progress_bar",),
+    "logging": ("log_training", "training_episodes", "flush_every", "holdings_in_training"),
+}
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,9 @@ class LogConfig:
     """Episode logging to the database."""
 
     log_training: StrictBool = False
+    # with log_training: log only the episodes that start in the last (this + 1) x max_episode_steps steps
+    # of each training env's budget, at least this many finished ones (None: every training episode)
+    training_episodes: PositiveInt | None = None
     flush_every: PositiveInt = 1024  # steps buffered before one bulk write
     # per-symbol rows for training episodes (evaluation always logs them)
     holdings_in_training: StrictBool = False

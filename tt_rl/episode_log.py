@@ -28,8 +28,9 @@ class EpisodeLogger(gymnasium.Wrapper):
     """Log the wrapped project env's episodes (split train|test, policy ppo|baseline) to tt_episode & co.
 
     `engine` is an Engine or a database URL (only its URL is used: the writer process connects). `holdings`
-    adds one tt_holdings row per step and symbol with a position or a trade. A write's error is raised by a
-    later step, reset, flush or close."""
+    adds one tt_holdings row per step and symbol with a position or a trade. Episodes that start before the
+    env has taken `log_from_step` steps are not logged (training logs only its last episodes). A write's
+    error is raised by a later step, reset, flush or close."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class EpisodeLogger(gymnasium.Wrapper):
         flush_every: int = 1024,
         holdings: bool = True,
         config: dict | None = None,
+        log_from_step: int = 0,
     ) -> None:
         super().__init__(env)
         self.meta = {
@@ -54,6 +56,8 @@ class EpisodeLogger(gymnasium.Wrapper):
             "window": window,
         }
         self.flush_every = int(flush_every)
+        self.log_from_step = int(log_from_step)
+        self._env_steps = 0  # steps taken by the wrapped env, logged or not
         self.holdings = holdings
         self.config = config
         self.state = env.unwrapped.state
@@ -74,6 +78,8 @@ class EpisodeLogger(gymnasium.Wrapper):
     def reset(self, **kwargs: Any):
         self.close_episode("incomplete")
         obs, info = self.env.reset(**kwargs)
+        if self._env_steps < self.log_from_step:
+            return obs, info
         state = self.state
         self.episode_id = uuid.uuid4().hex
         self._pending_start = {  # stored with the first flush, in the same transaction
@@ -94,6 +100,9 @@ class EpisodeLogger(gymnasium.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._env_steps += 1
+        if self.episode_id is None:  # an episode started before log_from_step
+            return obs, reward, terminated, truncated, info
         book, i = self.state.portfolio, self._pending
         self._records.append(self.state.record)
         self._actions[i] = action

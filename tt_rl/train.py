@@ -89,6 +89,12 @@ def make_training_envs(
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     url = log_engine.url.render_as_string(hide_password=False) if log_engine is not None else None
+    log_from_step = 0
+    last, episode_steps = config.logging.training_episodes, config.env.max_episode_steps
+    if last is not None and episode_steps is not None:
+        ppo = config.ppo  # SB3 collects whole rollouts: each env takes a multiple of n_steps
+        env_steps = -(-ppo.total_timesteps // (ppo.n_steps * ppo.n_envs)) * ppo.n_steps
+        log_from_step = max(env_steps - (last + 1) * episode_steps, 0)
 
     def make() -> Any:
         from tt_rl.env import build_env
@@ -105,6 +111,7 @@ def make_training_envs(
                 model_id=model_id,
                 flush_every=config.logging.flush_every,
                 holdings=config.logging.holdings_in_training,
+                log_from_step=log_from_step,
             )
         return Monitor(env)
 

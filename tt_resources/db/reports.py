@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.calendar import expected_bar_starts, last_closed_bar
 from tt_resources.db.bulk import read_frame
 from tt_resources.db.schema import (
     datasets,
@@ -48,6 +47,24 @@ OK_OUTCOMES: tuple[str, ...] = ("ok", "no_data")
 """tt_fetch_log outcomes that leave a partition healthy (no_data ends a backward walk at the head)."""
 
 
+def change_token(engine: sa.Engine) -> tuple:
+    """A value that changes whenever a report could: newest evaluation, model and fetch, episode count and
+    steps logged (one query over indexed columns; the dashboard keys its caches on it)."""
+    stmt = sa.select(
+        sa.select(sa.func.max(evals.c.eval_id)).scalar_subquery(),
+        sa.select(sa.func.max(models.c.created_at)).scalar_subquery(),
+        sa.select(sa.func.max(fetch_log.c.id)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(episodes).scalar_subquery(),
+        sa.select(sa.func.sum(episodes.c.steps)).scalar_subquery(),
+        sa.select(sa.func.count())
+        .select_from(episodes)
+        .where(episodes.c.status == "running")
+        .scalar_subquery(),
+    )
+    with engine.connect() as conn:
+        return tuple(conn.execute(stmt).one())
+
+
 def has_results(engine: sa.Engine) -> bool:
     """True when the database holds at least one logged episode or evaluation."""
     with engine.connect() as conn:
@@ -58,15 +75,20 @@ def has_results(engine: sa.Engine) -> bool:
 
 
 def model_catalog(engine: sa.Engine) -> pd.DataFrame:
-    """Models that have episodes or evaluations, newest activity first.
+    """Walk-forward models (not their folds' models) and unregistered models that have episodes or
+    evaluations, newest activity first.
 
-    Columns: model_id, timeframe, created_at (NaT when the model is not registered yet), evaluated_at (latest
-    tt_eval row, NaT when none), last_episode_at (latest episode start), running (episodes with status running).
+    Columns: model_id, timeframe, created_at (NaT when the model is not registered yet), dataset_version and
+    run_id (None when unregistered), evaluated_at (latest tt_eval row, NaT when none), last_episode_at (latest
+    episode start), running (episodes with status running).
     """
     ids = sa.union(
-        sa.select(models.c.model_id, models.c.timeframe),
+        sa.select(models.c.model_id, models.c.timeframe).where(models.c.group_id.is_(None)),
         sa.select(evals.c.model_id, evals.c.timeframe),
-        sa.select(episodes.c.model_id, episodes.c.timeframe).where(episodes.c.model_id.is_not(None)),
+        sa.select(episodes.c.model_id, episodes.c.timeframe).where(
+            episodes.c.model_id.is_not(None),
+            episodes.c.model_id.not_in(sa.select(models.c.model_id).where(models.c.group_id.is_not(None))),
+        ),
     ).subquery("ids")
     evaluated = (
         sa.select(evals.c.model_id, sa.func.max(evals.c.created_at).label("evaluated_at"))
@@ -86,6 +108,8 @@ def model_catalog(engine: sa.Engine) -> pd.DataFrame:
         ids.c.model_id,
         ids.c.timeframe,
         models.c.created_at,
+        models.c.dataset_version,
+        models.c.run_id,
         evaluated.c.evaluated_at,
         logged.c.last_episode_at,
         sa.func.coalesce(logged.c.running, 0).label("running"),
@@ -160,14 +184,18 @@ def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
 
 
 def model_episodes(engine: sa.Engine, model_id: str) -> pd.DataFrame:
-    """Episodes of a model: its own (train and test) and the baseline episodes its evaluation refers to.
+    """Episodes of a model: its own and its folds' models' (train and test) and the baseline episodes its
+    evaluation refers to.
 
     Columns: episode_id, policy, split, window, status, started_at, finished_at, start_ts, end_ts, steps,
-    initial_net_worth, final_net_worth; newest first.
+    initial_net_worth, final_net_worth, fold and seed (of the fold's model that played it; NA for baselines
+    and models outside a walk-forward); newest first.
     """
+    member = models.alias("member")
     referenced = sa.select(evals.c.episode_id).where(
         evals.c.model_id == model_id, evals.c.episode_id.is_not(None)
     )
+    folds = sa.select(models.c.model_id).where(models.c.group_id == model_id)
     stmt = (
         sa.select(
             episodes.c.episode_id,
@@ -182,8 +210,17 @@ def model_episodes(engine: sa.Engine, model_id: str) -> pd.DataFrame:
             episodes.c.steps,
             episodes.c.initial_net_worth,
             episodes.c.final_net_worth,
+            member.c.fold,
+            member.c.seed,
         )
-        .where(sa.or_(episodes.c.model_id == model_id, episodes.c.episode_id.in_(referenced)))
+        .select_from(episodes.outerjoin(member, member.c.model_id == episodes.c.model_id))
+        .where(
+            sa.or_(
+                episodes.c.model_id == model_id,
+                episodes.c.model_id.in_(folds),
+                episodes.c.episode_id.in_(referenced),
+            )
+        )
         .order_by(episodes.c.started_at.desc(), episodes.c.episode_id)
     )
     return read_frame(engine, stmt)
@@ -425,14 +462,21 @@ def holding_periods(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFra
     return runs[["episode_id", "symbol", "first_step", "last_step", "steps"]]
 
 
-def partition_freshness(engine: sa.Engine, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Freshness of every stored or fetched (symbol, timeframe) partition at `now` (default: the clock).
+def partition_freshness(
+    engine: sa.Engine, registered: Sequence[str] = (), now: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Freshness of every partition at `now` (default: the clock): the `registered` symbols (in their order) x
+    TIMEFRAME_NAMES, then any other stored or fetched (symbol, timeframe), alphabetically.
 
-    status: `failed` when the partition's latest tt_fetch_log outcome is not in OK_OUTCOMES, else `stale` when its
-    last bar is older than the timeframe's latest closed bar (or it has no bars), else `fresh`. coverage: stored bars
-    / calendar bars between the first and the last stored bar (as the raw_bars asset check counts them), 0..1.
-    Columns: symbol, timeframe, first_ts, last_ts, n_bars, coverage, outcome, message, fetched_at, status.
+    status: `failed` when the partition's latest tt_fetch_log outcome is not in OK_OUTCOMES, else `no data` when
+    no bar is stored, else `stale` when its last bar is older than the timeframe's latest closed bar, else
+    `fresh`. coverage: stored bars / calendar bars between the first and the last stored bar (as the raw_bars
+    asset check counts them), 0..1.
+    Columns: symbol, timeframe, first_ts, last_ts, n_bars, coverage, outcome, message, fetched_at, status;
+    ordered by timeframe (TIMEFRAME_NAMES order), then symbol as above.
     """
+    from tt_resources.calendar import expected_bar_starts, last_closed_bar  # exchange_calendars: slow import
+
     now = now or pd.Timestamp.now(tz="UTC")
     key = [prices.c.symbol, prices.c.timeframe]
     bars = read_frame(
@@ -459,7 +503,11 @@ def partition_freshness(engine: sa.Engine, now: pd.Timestamp | None = None) -> p
             fetch_log.c.requested_at.label("fetched_at"),
         ).select_from(fetch_log.join(latest, latest.c.id == fetch_log.c.id)),
     )
-    frame = bars.merge(fetches, on=["symbol", "timeframe"], how="outer")
+    wanted = pd.DataFrame(
+        [(symbol, timeframe) for symbol in dict.fromkeys(registered) for timeframe in TIMEFRAME_NAMES],
+        columns=["symbol", "timeframe"],
+    )
+    frame = wanted.merge(bars.merge(fetches, on=["symbol", "timeframe"], how="outer"), how="outer")
     frame["n_bars"] = frame["n_bars"].fillna(0).astype(int)
     frame["coverage"] = 0.0
     frame["status"] = "fresh"
@@ -475,30 +523,36 @@ def partition_freshness(engine: sa.Engine, now: pd.Timestamp | None = None) -> p
             last = grid.searchsorted(pd.DatetimeIndex(part.loc[stored, "last_ts"]), side="right")
             expected = np.maximum(last - first, 1)
             frame.loc[part.index[stored], "coverage"] = np.minimum(part.loc[stored, "n_bars"] / expected, 1.0)
-        is_stale = ~stored | ((part["last_ts"] < closed) if closed is not None else False)
-        frame.loc[part.index[is_stale], "status"] = "stale"
+        if closed is not None:
+            frame.loc[part.index[stored & (part["last_ts"] < closed)], "status"] = "stale"
+        frame.loc[part.index[~stored], "status"] = "no data"
     failed = frame["outcome"].notna() & ~frame["outcome"].isin(OK_OUTCOMES)
     frame.loc[failed, "status"] = "failed"
+    order = {s: i for i, s in enumerate(dict.fromkeys([*registered, *sorted(set(frame["symbol"]))]))}
+    frame["_tf"] = frame["timeframe"].map({t: i for i, t in enumerate(TIMEFRAME_NAMES)})
+    frame["_symbol"] = frame["symbol"].map(order)
     columns = ["symbol", "timeframe", "first_ts", "last_ts", "n_bars", "coverage", "outcome", "message"]
-    return (
-        frame[[*columns, "fetched_at", "status"]].sort_values(["timeframe", "symbol"]).reset_index(drop=True)
-    )
+    return frame.sort_values(["_tf", "_symbol"])[[*columns, "fetched_at", "status"]].reset_index(drop=True)
+
+
+FRESHNESS_STATUSES: tuple[str, ...] = ("fresh", "stale", "no data", "failed")
+"""partition_freshness statuses, healthiest first."""
 
 
 def freshness_summary(partitions: pd.DataFrame) -> pd.DataFrame:
-    """Per timeframe (in TIMEFRAME_NAMES order): partitions, fresh, stale, failed, last_bar, min/mean coverage."""
+    """Per timeframe (in TIMEFRAME_NAMES order): partitions, fresh, stale, no data, failed, last_bar, min/mean
+    coverage (over the partitions with bars)."""
     counts = pd.crosstab(partitions["timeframe"], partitions["status"]).reindex(
-        columns=["fresh", "stale", "failed"], fill_value=0
+        columns=list(FRESHNESS_STATUSES), fill_value=0
     )
-    stats = partitions.groupby("timeframe").agg(
-        partitions=("symbol", "size"),
-        last_bar=("last_ts", "max"),
-        min_coverage=("coverage", "min"),
-        mean_coverage=("coverage", "mean"),
+    stored = partitions[partitions["n_bars"] > 0]
+    stats = partitions.groupby("timeframe").agg(partitions=("symbol", "size"), last_bar=("last_ts", "max"))
+    stats = stats.join(
+        stored.groupby("timeframe").agg(min_coverage=("coverage", "min"), mean_coverage=("coverage", "mean"))
     )
     order = [t for t in TIMEFRAME_NAMES if t in stats.index]
     return (
         stats.join(counts)
-        .loc[order, ["partitions", "fresh", "stale", "failed", "last_bar", "min_coverage", "mean_coverage"]]
+        .loc[order, ["partitions", *FRESHNESS_STATUSES, "last_bar", "min_coverage", "mean_coverage"]]
         .reset_index()
     )

@@ -239,3 +239,58 @@ def test_backfill_held_the_pacing_budget_across_both_workers(ibkr_backfill):
     historical = ibkr_backfill.gateway.historical()
     assert not ibkr_backfill.gateway.violations()
     assert not pacing_breaks(historical, RULES)
+
+
+# ------------------------------------------------------------------ walk-forward training over the workers
+
+FOLDS, SEEDS = 2, 2
+
+
+@dataclass
+class Training:
+    site: Site
+    result: tuple[int, str]
+
+
+@pytest.fixture(scope="module")
+def celery_training(tmp_path_factory) -> Iterator[Training]:
+    """`tt train --via-dagster` (synthetic bars of 3 symbols, 2 folds x 2 seeds of a short PPO) on the celery
+    executor with two workers."""
+    directory = tmp_path_factory.mktemp("celery_training")
+    config = directory / "rl.json"
+    config.write_text(
+        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, "env": {"max_episode_steps": 50},'
+        f' "eval": {{"n_folds": {FOLDS}, "seeds": {SEEDS}}}}}'
+    )
+    train = ["train", "--via-dagster", "--limit", "3", "--steps", "128", "--months", "14"]
+    with celery_site(directory, {"TT_SOURCE": "synthetic"}) as site:
+        [result] = run_each([[*train, "--config", str(config)]], site.env, directory)
+        yield Training(site, result)
+
+
+def test_training_on_workers_succeeds(celery_training):
+    assert_all_succeeded([celery_training.result])
+
+
+def test_training_on_workers_gets_the_stitched_evaluation_of_every_fold_and_seed(celery_training):
+    from tt_resources.db import registry
+    from tt_resources.terms import AGENT
+
+    with celery_training.site.instance() as instance:
+        model = instance.get_latest_materialization_event(dg.AssetKey("ppo_model")).asset_materialization
+        scored = instance.get_latest_materialization_event(dg.AssetKey("evaluation")).asset_materialization
+    assert len(model.metadata["fold_models"].value) == FOLDS * SEEDS
+    assert scored.metadata["model_id"].value == model.metadata["model_id"].value
+    engine = create_engine(celery_training.site.env["DATABASE_URL"])
+    try:
+        stitched = registry.stitched_metrics(engine, model.metadata["model_id"].value)
+    finally:
+        engine.dispose()
+    assert AGENT in set(stitched["policy"])
+
+
+def test_training_steps_ran_on_the_workers(celery_training):
+    with celery_training.site.instance() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
+        workers = {worker for run_id, _, worker in celery_steps(instance) if run_id == run.run_id}
+    assert workers and workers <= set(celery_training.site.workers)

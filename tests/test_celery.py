@@ -1,19 +1,13 @@
 """Scale-out on Celery: real RabbitMQ, two real Celery workers started by `tt workers`, a Dagster instance on
 PostgreSQL (dagster.celery.yaml) and TT_EXECUTOR=celery.
 
-Each test uses its own Celery queue, worker names, Dagster database and platform database, so parallel test
-sessions on one broker never take each other's steps. Waits are bounded against hangs only.
+Each fixture builds its own site (tests/celery_site.py: Celery queue, worker names, Dagster database and
+platform database), so parallel test sessions on one broker never take each other's steps.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,130 +17,31 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_ADMIN_URL
+from tests.celery_site import Site, celery_site, celery_steps
 from tests.fake_ibgateway import FakeIBGateway, Faults, pacing_breaks
-from tests.scratch import scratch_postgres
 from tests.test_concurrent_start import assert_all_succeeded, run_each
 from tt_resources import calendar
-from tt_resources.config import PROJECT_ROOT, Settings
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
 from tt_resources.pacing import PacingRules
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1500)]
 
-BROKER = Settings.model_fields["tt_celery_broker"].default
-READY_PINGS = 300  # pings (1 s each) for the workers to come up: a bound against hangs only
-STOP_TIMEOUT_S = 300  # warm shutdown of idle workers: a bound against hangs only
 RULES = PacingRules(mode="strict", max_requests=6, window_s=3.0)  # IBKR's identical and per-contract rules
 TIMEFRAMES = ("1d", "1h", "15m")
 SYMBOL_SETS = (("AAPL", "MSFT"), ("NVDA", "AMZN"))  # one `tt ingest` process each, at once
 
 
-@dataclass
-class Site:
-    """One scale-out site: the environment every process shares and the worker names."""
-
-    env: dict[str, str]
-    home: Path
-    workers: tuple[str, ...]
-
-    @contextmanager
-    def instance(self) -> Iterator[dg.DagsterInstance]:
-        """The site's Dagster instance, opened with the site's DAGSTER_PG_* variables."""
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in self.env.items():
-                if name.startswith("DAGSTER_PG_"):
-                    patch.setenv(name, value)
-            with dg.DagsterInstance.from_config(str(self.home)) as instance:
-                yield instance
-
-
 @contextmanager
-def celery_site(directory: Path, env: dict[str, str]) -> Iterator[Site]:
-    """A Dagster instance on a fresh PostgreSQL database (dagster.celery.yaml), a fresh platform database,
-    a queue of its own and two `tt workers` processes reading it (stopped with Ctrl-C on exit)."""
+def site_or_skip(directory: Path, env: dict[str, str]) -> Iterator[Site]:
+    """tests.celery_site.celery_site with two workers; the test is skipped when PostgreSQL is unreachable."""
     with ExitStack() as stack:
         try:
-            dagster_db = make_url(stack.enter_context(scratch_postgres(PG_ADMIN_URL, "dagster_celery")))
-            platform_db = stack.enter_context(scratch_postgres(PG_ADMIN_URL, "tt_celery"))
+            site = stack.enter_context(celery_site(directory, env))
         except sa.exc.OperationalError as exc:
             pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
-        home = directory / "dagster_home"
-        home.mkdir()
-        shutil.copy(PROJECT_ROOT / "dagster.celery.yaml", home / "dagster.yaml")
-        tag = uuid.uuid4().hex[:8]
-        site_env = {
-            **env,
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_PG_HOST": dagster_db.host or "127.0.0.1",
-            "DAGSTER_PG_PORT": str(dagster_db.port or 5432),
-            "DAGSTER_PG_USER": dagster_db.username or "postgres",
-            "DAGSTER_PG_PASSWORD": dagster_db.password or "unused-with-trust-auth",
-            "DAGSTER_PG_DB": dagster_db.database,
-            "DATABASE_URL": platform_db,
-            "TT_DATA_DIR": str(directory / "data"),
-            "TT_EXECUTOR": "celery",
-            "TT_CELERY_QUEUE": f"tt-test-{tag}",
-        }
-        prefix = f"t{tag}-w"
-        site = Site(site_env, home, (_node(f"{prefix}1"), _node(f"{prefix}2")))
-        stack.enter_context(_workers(site, prefix, directory / "workers.log"))
         yield site
-
-
-def _node(name: str) -> str:
-    from celery.utils.nodenames import host_format
-
-    return host_format(f"{name}@%h")
-
-
-@contextmanager
-def _workers(site: Site, prefix: str, log: Path) -> Iterator[None]:
-    """`tt workers -n 2` in its own session, up once both workers answer a ping; Ctrl-C (SIGINT) on exit."""
-    from celery import Celery
-
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tt_cli", "workers", "-n", "2", "--prefix", prefix],
-            env=os.environ | site.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    app = Celery(broker=BROKER)
-    try:
-        for _ in range(READY_PINGS):
-            assert process.poll() is None, log.read_text()
-            answered = {name for reply in app.control.ping(list(site.workers), timeout=1.0) for name in reply}
-            if answered == set(site.workers):
-                break
-        else:
-            pytest.fail(f"workers did not answer within {READY_PINGS} pings:\n{log.read_text()}")
-        yield
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def celery_steps(instance: dg.DagsterInstance) -> list[tuple[str, str, str]]:
-    """(run id, step key, worker) of every step a Celery worker executed, from the engine event
-    dagster-celery records as the worker starts the step ("Executing steps <keys> in celery worker")."""
-    steps = []
-    for run in instance.get_runs():
-        for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-            event = record.get_dagster_event()
-            metadata = event.engine_event_data.metadata
-            if "Celery worker" in metadata:
-                steps.append((run.run_id, event.step_key, metadata["Celery worker"].value))
-    return steps
 
 
 # ------------------------------------------------------------------ a raw_bars + features backfill over IBKR
@@ -182,9 +77,8 @@ def ibkr_backfill(tmp_path_factory) -> Iterator[Backfill]:
         "TT_IB_WINDOW_S": str(RULES.window_s),
     }
     try:
-        with celery_site(directory, env) as site:
-            pool = ["dagster", "instance", "concurrency", "set", "ibkr", "2"]
-            subprocess.run([sys.executable, "-m", *pool], env=os.environ | site.env, check=True)
+        with site_or_skip(directory, env) as site:
+            site.set_pool("ibkr", 2)
             ingest = ["ingest", "--via-dagster", "--source", "ibkr", "--interval", "all"]
             window = ["--start", f"{start:%Y-%m-%d}", "--end", f"{cutoff:%Y-%m-%d}"]
             commands = [[*ingest, "--symbols", ",".join(s), *window] for s in SYMBOL_SETS]
@@ -263,7 +157,7 @@ def celery_training(tmp_path_factory) -> Iterator[Training]:
         f' "eval": {{"n_folds": {FOLDS}, "seeds": {SEEDS}}}}}'
     )
     train = ["train", "--via-dagster", "--limit", "3", "--steps", "128", "--months", "14"]
-    with celery_site(directory, {"TT_SOURCE": "synthetic"}) as site:
+    with site_or_skip(directory, {"TT_SOURCE": "synthetic"}) as site:
         [result] = run_each([[*train, "--config", str(config)]], site.env, directory)
         yield Training(site, result)
 

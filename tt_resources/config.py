@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     dagster_home: Path | None = Field(
         None,
         description="Dagster instance; unset: `<data dir>/dagster_home` (copy `dagster.postgres.yaml` "
-        "there for PostgreSQL storage)",
+        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery)",
     )
     tt_executor: Literal["multiprocess", "celery"] = Field(
         "multiprocess",

@@ -87,21 +87,22 @@ def celery_site(directory: Path, env: dict[str, str], workers: int = 2) -> Itera
             "TT_CELERY_QUEUE": f"tt-test-{tag}",
         }
         prefix = f"t{tag}-w"
-        names = tuple(_node(f"{prefix}{i}") for i in range(1, workers + 1))
-        site = Site(site_env, home, names)
-        stack.enter_context(_workers(site, prefix, directory / "workers.log"))
+        site = Site(site_env, home, worker_names(prefix, workers))
+        stack.enter_context(workers_running(site, prefix, directory / "workers.log"))
         yield site
 
 
-def _node(name: str) -> str:
+def worker_names(prefix: str, count: int) -> tuple[str, ...]:
+    """The node names `tt workers -n COUNT --prefix PREFIX` gives its workers on this host."""
     from celery.utils.nodenames import host_format
 
-    return host_format(f"{name}@%h")
+    return tuple(host_format(f"{prefix}{i}@%h") for i in range(1, count + 1))
 
 
 @contextmanager
-def _workers(site: Site, prefix: str, log: Path) -> Iterator[None]:
-    """`tt workers` in its own session, up once every worker answers a ping; Ctrl-C (SIGINT) on exit."""
+def workers_running(site: Site, prefix: str, log: Path) -> Iterator[subprocess.Popen]:
+    """`tt workers` (its process) in its own session, up once every worker answers a ping; Ctrl-C (SIGINT)
+    on exit, then waited for (killed with its process group only if it hangs)."""
     from celery import Celery
 
     with log.open("w") as out:
@@ -122,7 +123,7 @@ def _workers(site: Site, prefix: str, log: Path) -> Iterator[None]:
                 break
         else:
             raise WorkersDidNotStart(f"no answer within {READY_PINGS} pings:\n{log.read_text()}")
-        yield
+        yield process
     finally:
         process.send_signal(signal.SIGINT)
         try:

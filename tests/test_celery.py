@@ -8,6 +8,10 @@ platform database), so parallel test sessions on one broker never take each othe
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,9 +22,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.celery_site import Site, celery_site, celery_steps
+from tests.celery_site import Site, celery_site, celery_steps, worker_names, workers_running
 from tests.fake_ibgateway import FakeIBGateway, Faults, pacing_breaks
-from tests.test_concurrent_start import assert_all_succeeded, run_each
+from tests.test_concurrent_start import HANG_TIMEOUT, assert_all_succeeded, run_each
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
@@ -188,3 +192,30 @@ def test_training_steps_ran_on_the_workers(celery_training):
         [run] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
         workers = {worker for run_id, _, worker in celery_steps(instance) if run_id == run.run_id}
     assert workers and workers <= set(celery_training.site.workers)
+
+
+# ------------------------------------------------------------------ tt workers
+
+
+def test_tt_workers_stop_cleanly_on_ctrl_c(tmp_path):
+    import psutil
+
+    prefix = f"t{uuid.uuid4().hex[:8]}-w"
+    site = Site({"TT_CELERY_QUEUE": f"tt-test-{prefix}"}, tmp_path, worker_names(prefix, 2))
+    with workers_running(site, prefix, tmp_path / "workers.log") as process:
+        workers = psutil.Process(process.pid).children(recursive=True)
+    assert process.returncode == 0 and not [w for w in workers if w.is_running()]
+
+
+def test_tt_workers_name_an_unreachable_broker_without_its_password():
+    env = {"TT_CELERY_BROKER": "amqp://tt:s3cret@127.0.0.1:1//"}  # nothing listens on port 1
+    done = subprocess.run(
+        [sys.executable, "-m", "tt_cli", "workers", "-n", "1"],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1
+    assert "amqp://tt:**@127.0.0.1:1//" in lines[0] and "s3cret" not in done.stdout + done.stderr

@@ -40,6 +40,7 @@ TRAIN_SYMBOLS = 10
 FOLDS, SEEDS = 2, 2
 TRAIN_STEPS = 2048
 REPEATS = 5
+HANG_TIMEOUT_S = 7200  # a bound against hangs only: the full watchlist on one worker of a loaded machine
 NOTE = (
     "2 cores shared with other work: the 1-vs-2-worker ratio shows Celery's overhead and that the work is "
     "correct when spread, more than speed-up"
@@ -50,7 +51,8 @@ def market_data(site, directory: Path) -> float:
     """Seconds for the full watchlist's bars and features, three `tt ingest --via-dagster` at once."""
     ingest = ["ingest", "--via-dagster", "--source", "synthetic", "--limit", str(SYMBOLS)]
     started = time.perf_counter()
-    results = run_each([[*ingest, "--interval", tf] for tf in TIMEFRAMES], site.env, directory)
+    commands = [[*ingest, "--interval", tf] for tf in TIMEFRAMES]
+    results = run_each(commands, site.env, directory, hang_timeout=HANG_TIMEOUT_S)
     seconds = time.perf_counter() - started
     assert_all_succeeded(results)
     return seconds
@@ -69,7 +71,8 @@ def training(site, directory: Path) -> float:
     )
     train = ["train", "--via-dagster", "--limit", str(TRAIN_SYMBOLS), "--months", "24"]
     started = time.perf_counter()
-    [result] = run_each([[*train, "--steps", str(TRAIN_STEPS), "--config", str(config)]], site.env, directory)
+    command = [*train, "--steps", str(TRAIN_STEPS), "--config", str(config)]
+    [result] = run_each([command], site.env, directory, hang_timeout=HANG_TIMEOUT_S)
     seconds = time.perf_counter() - started
     assert_all_succeeded([result])
     return seconds

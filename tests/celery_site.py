@@ -88,6 +88,7 @@ def celery_site(directory: Path, env: dict[str, str], workers: int = 2) -> Itera
         }
         prefix = f"t{tag}-w"
         site = Site(site_env, home, worker_names(prefix, workers))
+        stack.callback(delete_queue, site_env["TT_CELERY_QUEUE"])  # once the workers have stopped
         stack.enter_context(workers_running(site, prefix, directory / "workers.log"))
         yield site
 
@@ -132,6 +133,14 @@ def workers_running(site: Site, prefix: str, log: Path) -> Iterator[subprocess.P
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def delete_queue(name: str) -> None:
+    """Delete the Celery queue `name` from the broker (a site's queue outlives its workers otherwise)."""
+    from kombu import Connection
+
+    with Connection(BROKER) as connection:
+        connection.default_channel.queue_delete(name)
 
 
 def celery_steps(instance: dg.DagsterInstance) -> list[tuple[str, str, str]]:

@@ -22,7 +22,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.celery_site import Site, celery_site, celery_steps, worker_names, workers_running
+from tests.celery_site import (
+    Site,
+    celery_site,
+    celery_steps,
+    delete_queue,
+    worker_names,
+    workers_running,
+)
 from tests.fake_ibgateway import FakeIBGateway, Faults, pacing_breaks
 from tests.test_concurrent_start import HANG_TIMEOUT, assert_all_succeeded, run_each
 from tt_resources import calendar
@@ -201,9 +208,13 @@ def test_tt_workers_stop_cleanly_on_ctrl_c(tmp_path):
     import psutil
 
     prefix = f"t{uuid.uuid4().hex[:8]}-w"
-    site = Site({"TT_CELERY_QUEUE": f"tt-test-{prefix}"}, tmp_path, worker_names(prefix, 2))
-    with workers_running(site, prefix, tmp_path / "workers.log") as process:
-        workers = psutil.Process(process.pid).children(recursive=True)
+    queue = f"tt-test-{prefix}"
+    site = Site({"TT_CELERY_QUEUE": queue}, tmp_path, worker_names(prefix, 2))
+    try:
+        with workers_running(site, prefix, tmp_path / "workers.log") as process:
+            workers = psutil.Process(process.pid).children(recursive=True)
+    finally:
+        delete_queue(queue)
     assert process.returncode == 0 and not [w for w in workers if w.is_running()]
 
 

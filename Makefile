@@ -38,7 +38,7 @@ dashboard: setup
 	$(RUN) streamlit run tt_dashboard/app.py --server.address 127.0.0.1 --server.headless true --client.toolbarMode viewer --browser.gatherUsageStats false
 
 dev: setup
-	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1
+	$(RUN) tt dev $(DEV_ARGS)
 
 # N Celery workers for TT_EXECUTOR=celery (broker TT_CELERY_BROKER); Ctrl-C stops them
 N ?= 2

@@ -67,11 +67,15 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
         ]
         test_start = registry.dataset(sqlite_engine, dataset["dataset_version"].value)["split_ts"]
         assert stitched_ppo["test_start"] == test_start  # its own dataset's test period
-        assert "| ppo" in evaluation["metrics"].value and "equal_weight" in evaluation["metrics"].value
-        assert "psr" in evaluation["metrics"].value and "dsr" in evaluation["metrics"].value
-        assert evaluation["equity_curve"].value.startswith(
+        table = {r.data["Policy"]: r.data for r in evaluation["metrics"].value.records}
+        assert list(table)[:3] == ["PPO agent", "Equal weight (buy & hold)", "Equal weight, vol-targeted"]
+        assert table["PPO agent"]["Total return"].endswith(" %")
+        assert evaluation["sharpe"].value == round(stitched_ppo["sharpe"], 2)
+        assert evaluation["equity_curve"].value.startswith("![out-of-sample equity](data:image/svg+xml,")
+        assert evaluation["equity_curve_detail"].value.startswith(
             "![1d out-of-sample equity, folds stitched](data:image/png;base64,"
         )
+        assert evaluation["dashboard"].value.endswith(f"/?model={model['model_id'].value}")
 
 
 def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(

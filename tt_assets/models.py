@@ -7,12 +7,18 @@ training_dataset materialised, evaluation scores the model_id that ppo_model mat
 own dataset and split. Nothing heavy is imported when the code location loads.
 """
 
-import math
-
 import dagster as dg
 
 from tt_assets.partitions import SYMBOL_DIM, timeframe_of_bars, timeframe_partitions
-from tt_assets.reporting import equity_chart_md, summary_table
+from tt_assets.reporting import (
+    MISSING,
+    dashboard_link,
+    equity_chart_md,
+    equity_sketch_md,
+    metrics_table,
+    rounded,
+    summary_table,
+)
 from tt_resources import config as settings
 from tt_resources.resources import DatabaseResource
 from tt_resources.terms import AGENT
@@ -150,6 +156,7 @@ def ppo_model(
     return dg.MaterializeResult(
         metadata={
             "model_id": trained.model_id,
+            "dashboard": dashboard_link(trained.model_id),
             "folds": rl.eval.n_folds,
             "seeds": rl.eval.seeds,
             "scheme": rl.eval.scheme,
@@ -186,20 +193,23 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     table = summary_table(result.metrics)
     ppo = table.loc[table["policy"] == AGENT]
 
-    def agent(name: str) -> float | None:
-        value = float(ppo[name].iloc[0]) if len(ppo) else float("nan")
-        return value if math.isfinite(value) else None
+    def agent(name: str, digits: int) -> float | str:
+        """The agent's `name`, rounded (numeric: the UI plots it over materialisations), or "n/a"."""
+        value = rounded(ppo[name].iloc[0], digits) if len(ppo) and name in ppo else None
+        return MISSING if value is None else value
 
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,
-            "sharpe": agent("sharpe"),
-            "sharpe_ci_low": agent("sharpe_ci_low"),
-            "sharpe_ci_high": agent("sharpe_ci_high"),
-            "psr": agent("psr"),
-            "dsr": agent("dsr"),
-            "metrics": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
-            "equity_curve": dg.MetadataValue.md(
+            "dashboard": dashboard_link(model_id),
+            "sharpe": agent("sharpe", 2),
+            "sharpe_ci_low": agent("sharpe_ci_low", 2),
+            "sharpe_ci_high": agent("sharpe_ci_high", 2),
+            "psr": agent("psr", 3),
+            "dsr": agent("dsr", 3),
+            "metrics": metrics_table(table),
+            "equity_curve": dg.MetadataValue.md(equity_sketch_md(result.equity)),
+            "equity_curve_detail": dg.MetadataValue.md(
                 equity_chart_md(result.equity, f"{timeframe} out-of-sample equity, folds stitched")
             ),
         },

@@ -1,24 +1,75 @@
-"""Evaluation presentation for the Dagster UI: the metrics summary table and an equity-curve image."""
+"""Evaluation presentation for the Dagster UI: the metrics table, the equity chart and the dashboard link, in the
+words and units a trader reads (policy labels of tt_resources.terms, returns in %, ratios to 2 decimals, "n/a"
+for what could not be computed).
+
+What the UI shows inline (dagster-webserver 1.13, asset page and run log): a table metadata value as a table; a
+markdown value only when shorter than `INLINE_MARKDOWN_LIMIT` characters (longer ones hide behind
+"[Show Markdown]"). Hence the equity chart is a small SVG sketch that fits, with a legend, beside the full
+PNG chart behind the click.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from tt_resources.terms import AGENT, SIGNIFICANCE_NAMES, SUMMARY_METRICS
+import dagster as dg
+
+from tt_resources import config
+from tt_resources.terms import AGENT, METRICS, POLICY_LABELS, POLICY_NAMES, SIGNIFICANCE, SUMMARY_METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
 
+INLINE_MARKDOWN_LIMIT = 1000  # dagster-webserver's MetadataEntry: markdown below this length renders inline
+MISSING = "n/a"
+PROBABILITIES = ("psr", "dsr")  # shown as a probability in %
+CI_LABEL = "Sharpe 95 % CI"
+KINDS = {m.name: m.kind for m in (*METRICS, *SIGNIFICANCE)}
+LABELS = {m.name: m.label for m in (*METRICS, *SIGNIFICANCE)}
+# line colours of the inline chart and the word that names each in the legend (plain text renders everywhere)
+COLOURS: tuple[tuple[str, str], ...] = (
+    ("#1f77b4", "blue"),
+    ("#ff7f0e", "orange"),
+    ("#2ca02c", "green"),
+    ("#d62728", "red"),
+    ("#9467bd", "purple"),
+    ("#8c564b", "brown"),
+)
+
+
+def policy_label(column: str) -> str:
+    """Display name of a policy or of one agent seed's curve (`ppo s1` -> "PPO agent, seed 1")."""
+    policy, _, seed = column.partition(" s")
+    label = POLICY_LABELS.get(policy, column if not seed else policy)
+    return f"{label}, seed {seed}" if seed else label
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """`value` of metric `name` as shown to people: percent kinds and PSR/DSR in % with 1 decimal, ratios with
+    2 decimals, missing or non-finite as "n/a"."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    if name in PROBABILITIES or KINDS.get(name) == "percent":
+        return f"{100 * value:.1f} %"
+    return f"{value:.2f}"
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    """A finite float rounded for numeric metadata (Dagster plots it), None when missing or non-finite."""
+    return round(float(value), digits) if value is not None and math.isfinite(value) else None
+
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Out-of-sample metrics stitched over the folds and averaged over the seeds (fold -1, seed -1) with the
-    significance columns, one row per policy, PPO first."""
-    wanted = (*SUMMARY_METRICS, *SIGNIFICANCE_NAMES)
+    significance columns, one row per policy in POLICY_NAMES order (the agent first)."""
+    wanted = (*SUMMARY_METRICS, *(m.name for m in SIGNIFICANCE))
     columns = ["policy", *(c for c in wanted if c in metrics.columns)]
     stitched = metrics.loc[(metrics["fold"] == -1) & (metrics["seed"] == -1), columns]
-    rank = stitched["policy"].ne(AGENT)
+    rank = stitched["policy"].map(lambda p: POLICY_NAMES.index(p) if p in POLICY_NAMES else len(POLICY_NAMES))
     return (
         stitched.assign(_rank=rank)
         .sort_values(["_rank", "policy"])
@@ -27,15 +78,103 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def metrics_table(summary: pd.DataFrame) -> dg.TableMetadataValue:
+    """`summary_table` as a Dagster table of display strings: Policy, the summary metrics by label, PSR, DSR
+    and the Sharpe interval ("[low, high]", n/a with one seed)."""
+    names = [c for c in summary.columns if c in LABELS and not c.startswith("sharpe_ci")]
+    headers = ["Policy", *(LABELS[n] for n in names)]
+    has_ci = {"sharpe_ci_low", "sharpe_ci_high"} <= set(summary.columns)
+    if has_ci:
+        headers.append(CI_LABEL)
+    records = []
+    for row in summary.to_dict("records"):
+        cells = [policy_label(row["policy"]), *(metric_text(n, row[n]) for n in names)]
+        if has_ci:
+            low, high = (metric_text(n, row[n]) for n in ("sharpe_ci_low", "sharpe_ci_high"))
+            cells.append(MISSING if MISSING in (low, high) else f"[{low}, {high}]")
+        records.append(dg.TableRecord(dict(zip(headers, cells, strict=True))))
+    schema = dg.TableSchema(columns=[dg.TableColumn(h, "string") for h in headers])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def chart_curves(equity: pd.DataFrame) -> pd.DataFrame:
+    """One curve per policy (index ts, columns policy names): the agent's seeds averaged, as in the table."""
+    seeds = [c for c in equity.columns if c.startswith(f"{AGENT} s")]
+    curves = equity.drop(columns=seeds)
+    if seeds and AGENT not in curves.columns:
+        curves.insert(0, AGENT, equity[seeds].mean(axis=1))
+    return curves
+
+
+def equity_sketch_md(equity: pd.DataFrame) -> str:
+    """Markdown of an inline equity chart: an SVG (data URI) of the curves of `chart_curves`, sampled as finely
+    as fits under INLINE_MARKDOWN_LIMIT, and a legend line "<colour>: <label> <total return>" per policy
+    and the net-worth range. ValueError when even a coarse sketch does not fit (too many policies)."""
+    curves = chart_curves(equity).ffill().dropna(axis=1, how="all")
+    if len(curves.columns) > len(COLOURS):
+        raise ValueError(f"{len(curves.columns)} curves; the inline chart draws at most {len(COLOURS)}")
+    low, high = float(curves.min().min()), float(curves.max().max())
+    legend = "; ".join(
+        f"{COLOURS[i][1]}: {policy_label(p)} "
+        + metric_text("total_return", curves[p].iloc[-1] / curves[p].iloc[0] - 1)
+        for i, p in enumerate(curves.columns)
+    )
+    legend += f" (net worth {low:,.0f} to {high:,.0f})"
+    for points in (60, 48, 40, 32, 24, 16, 12, 8):
+        markdown = f"![out-of-sample equity]({_svg_uri(curves, points, low, high)})\n\n{legend}"
+        if len(markdown) < INLINE_MARKDOWN_LIMIT:
+            return markdown
+    raise ValueError("the equity sketch does not fit inline")
+
+
+def _svg_uri(curves: pd.DataFrame, points: int, low: float, high: float) -> str:
+    """Data URI of an SVG (viewBox 100 x 30, 400 x 120 px) drawing each column as a path through `points`
+    evenly spaced samples, scaled to [low, high]; percent-encoded only where a URI or markdown needs it."""
+    import numpy as np
+
+    width, height = 100, 30
+    picks = np.unique(np.linspace(0, len(curves) - 1, min(points, len(curves))).round().astype(int))
+    span = (high - low) or 1.0
+    paths = []
+    for i, column in enumerate(curves.columns):
+        values = curves[column].to_numpy()[picks]
+        xs = np.round(picks / max(len(curves) - 1, 1) * width).astype(int)
+        ys = np.round(height - (values - low) / span * height).astype(int)
+        paths.append(f"<path stroke='{COLOURS[i][0]}' d='M{xs[0]},{ys[0]}{_steps(xs, ys)}'/>")
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='400' height='120' viewBox='-1 -1 102 32'>"
+        f"<g fill='none' stroke-width='.4'>{''.join(paths)}</g></svg>"
+    )
+    return "data:image/svg+xml," + quote(svg, safe="/:=',.-")
+
+
+def _steps(xs, ys) -> str:
+    """SVG path commands from the first point through the others: relative lines, flat runs merged into one
+    horizontal step."""
+    out, flat = [], 0
+    for dx, dy in zip(xs[1:] - xs[:-1], ys[1:] - ys[:-1], strict=True):
+        if dy == 0:
+            flat += dx
+            continue
+        if flat:
+            out.append(f"h{flat}")
+            flat = 0
+        out.append(f"l{dx},{dy}")
+    if flat:
+        out.append(f"h{flat}")
+    return "".join(out)
+
+
 def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
-    """Markdown image (PNG, base64 data URI) of equity curves: index ts, one column per policy."""
+    """Markdown image (PNG, base64 data URI) of every equity curve (index ts, one column per policy or agent
+    seed), legend in the policy labels of the table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    equity.plot(ax=ax, linewidth=1)
+    equity.rename(columns=policy_label).plot(ax=ax, linewidth=1)
     ax.set_title(title)
     ax.set_ylabel("net worth")
     fig.tight_layout()
@@ -43,3 +182,8 @@ def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def dashboard_link(model_id: str) -> dg.UrlMetadataValue:
+    """The dashboard's view of `model_id` (TT_DASHBOARD_URL/?model=<model_id>)."""
+    return dg.MetadataValue.url(f"{config.dashboard_url()}/?model={quote(model_id, safe='')}")

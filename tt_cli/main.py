@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "tt_cli.ingest:ingest",
     "train": "tt_cli.train:train",
     "demo": "tt_cli.demo:demo",
+    "dev": "tt_cli.dev:dev",
     "workers": "tt_cli.workers:workers",
 }
 

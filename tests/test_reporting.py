@@ -1,0 +1,109 @@
+"""The evaluation's Dagster metadata in people's units: formatted metric cells, one policy vocabulary, an
+equity chart short enough for the UI to render inline, the dashboard link."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tt_assets.reporting import (
+    INLINE_MARKDOWN_LIMIT,
+    dashboard_link,
+    equity_sketch_md,
+    metric_text,
+    metrics_table,
+    policy_label,
+    summary_table,
+)
+from tt_resources.terms import POLICY_LABELS
+
+NAN = float("nan")
+
+
+def stitched_row(policy: str, **values: float) -> dict:
+    base = dict(policy=policy, fold=-1, seed=-1, total_return=0.3018100545268789, cagr=0.1, sharpe=1.2345)
+    base.update(sortino=2.0, max_drawdown=0.125, turnover=0.01, costs=0.0021, psr=0.8712, dsr=NAN)
+    base.update(sharpe_ci_low=0.4, sharpe_ci_high=2.04)
+    return base | values
+
+
+def equity_curves(columns: list[str], bars: int = 500) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    index = pd.date_range("2025-01-01", periods=bars, freq="D", tz="UTC")
+    return pd.DataFrame(
+        {c: 100_000 * np.cumprod(1 + rng.normal(4e-4, 0.01, bars)) for c in columns}, index=index
+    ).assign(cash=100_000.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("total_return", 0.3018100545268789, "30.2 %"),
+        ("max_drawdown", 0.125, "12.5 %"),
+        ("costs", 0.0021, "0.2 %"),
+        ("sharpe", 1.2345, "1.23"),
+        ("psr", 0.8712, "87.1 %"),
+        ("dsr", NAN, "n/a"),
+        ("sortino", None, "n/a"),
+        ("calmar", float("inf"), "n/a"),
+    ],
+)
+def test_metric_cells_read_as_percent_ratio_probability_or_na(name, value, text):
+    assert metric_text(name, value) == text
+
+
+def test_metrics_table_rows_are_labelled_policies_agent_first_with_the_sharpe_interval():
+    summary = summary_table(
+        pd.DataFrame(
+            [
+                stitched_row("cash", sharpe=NAN, sharpe_ci_low=NAN),
+                stitched_row("ppo"),
+                stitched_row("ppo", fold=0),  # a single fold's row is not in the summary
+                stitched_row("equal_weight"),
+            ]
+        )
+    )
+    table = metrics_table(summary)
+    rows = [r.data for r in table.records]
+    assert [r["Policy"] for r in rows] == ["PPO agent", "Equal weight (buy & hold)", "Cash"]
+    assert rows[0] == {
+        "Policy": "PPO agent",
+        "Total return": "30.2 %",
+        "CAGR": "10.0 %",
+        "Sharpe": "1.23",
+        "Sortino": "2.00",
+        "Max drawdown": "12.5 %",
+        "Turnover / bar": "1.0 %",
+        "Costs / capital": "0.2 %",
+        "PSR vs cash": "87.1 %",
+        "DSR": "n/a",
+        "Sharpe 95 % CI": "[0.40, 2.04]",
+    }
+    assert (rows[2]["Sharpe"], rows[2]["Sharpe 95 % CI"]) == ("n/a", "n/a")
+    assert [c.name for c in table.schema.columns] == list(rows[0])
+
+
+def test_seed_curves_are_named_in_the_tables_vocabulary():
+    assert policy_label("ppo s1") == "PPO agent, seed 1"
+    assert policy_label("equal_weight_vol") == POLICY_LABELS["equal_weight_vol"]
+
+
+@pytest.mark.parametrize("policies", [["ppo s0", "ppo s1", "equal_weight"], [*POLICY_LABELS][:-1]])
+def test_equity_sketch_fits_the_inline_limit_and_its_legend_names_every_policy(policies):
+    markdown = equity_sketch_md(equity_curves(policies))
+    assert len(markdown) < INLINE_MARKDOWN_LIMIT
+    image, legend = markdown.split("\n\n")
+    svg = unquote(re.fullmatch(r"!\[[^]]*\]\(data:image/svg\+xml,([^)\s]+)\)", image).group(1))
+    drawn = {p for p in POLICY_LABELS if p in policies or f"{p} s0" in policies} | {"cash"}
+    assert svg.count("<path ") == len(drawn)
+    assert all(POLICY_LABELS[p] in legend for p in drawn)
+    assert "seed" not in legend  # the agent's seeds are averaged, as in the table
+
+
+def test_dashboard_link_opens_the_models_view(monkeypatch):
+    monkeypatch.setenv("TT_DASHBOARD_URL", "http://dash.example:8501/")
+    assert dashboard_link("1d-wf-abc123").url == "http://dash.example:8501/?model=1d-wf-abc123"

@@ -230,3 +230,13 @@ def test_tt_workers_name_an_unreachable_broker_without_its_password():
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1
     assert "amqp://tt:**@127.0.0.1:1//" in lines[0] and "s3cret" not in done.stdout + done.stderr
+
+
+def test_training_jobs_spread_over_both_workers(celery_training):
+    with celery_training.site.instance() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
+        steps = [(step, worker) for run_id, step, worker in celery_steps(instance) if run_id == run.run_id]
+    jobs = {worker for step, worker in steps if "train_fold" in step}  # ppo_model's per-(fold, seed) steps
+    if not jobs:
+        pytest.skip(f"ppo_model trains every fold and seed in one step here: {sorted(s for s, _ in steps)}")
+    assert jobs == set(celery_training.site.workers)

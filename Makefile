@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: setup demo test lint format bench dashboard dev clean
+.PHONY: setup demo test lint format bench dashboard dev workers clean
 
 .venv/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -39,6 +39,11 @@ dashboard: setup
 
 dev: setup
 	$(RUN) tt dev $(DEV_ARGS)
+
+# N Celery workers for TT_EXECUTOR=celery (broker TT_CELERY_BROKER); Ctrl-C stops them
+N ?= 2
+workers: setup
+	$(RUN) tt workers -n $(N)
 
 clean:
 	rm -rf .venv data/tt.sqlite* data/dagster_home data/models data/datasets

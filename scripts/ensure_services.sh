@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the local services the tests need are present and running:
-# PostgreSQL on 127.0.0.1:5432 (Debian cluster; installed if missing) and headless Chromium + ChromeDriver.
+# PostgreSQL on 127.0.0.1:5432 (Debian cluster; installed if missing), RabbitMQ on 127.0.0.1:5672 (the Celery
+# broker; installed if missing, guest/guest on loopback) and headless Chromium + ChromeDriver.
 set -euo pipefail
 
 apt_install() {
@@ -27,6 +28,15 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1" >/dev/null 2>&1; 
   pg_ctlcluster --skip-systemctl-redirect "$version" main reload
   sleep 1
   psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1" >/dev/null
+fi
+
+# RabbitMQ answers AMQP on 5672 (bash's /dev/tcp: no client needed); started detached, waited for (bounded, against hangs).
+rabbitmq_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbitmq_up; then
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  rabbitmq-server -detached
+  for _ in $(seq 1 120); do rabbitmq_up && break; sleep 1; done
+  rabbitmq_up || { echo "ensure_services: RabbitMQ did not answer on 127.0.0.1:5672 within 120 s" >&2; exit 1; }
 fi
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 import pytest
 import sqlalchemy as sa
 
-from tests.scratch import scratch_postgres
+from tests.scratch import PG_ADMIN_URL, scratch_postgres
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
 
@@ -32,7 +32,6 @@ def pytest_configure(config) -> None:
     absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
-PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")
 
 

@@ -21,6 +21,7 @@ Run as `python -m tests.fake_ibgateway` it serves in its own process (see `main`
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import struct
 import threading
@@ -516,3 +517,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def pacing_breaks(historical: list[Request], rules: PacingRules) -> list[str]:
+    """IBKR's pacing rules broken by `historical` requests (of every client together), read from their
+    arrival times: an identical request (symbol, end, duration, bar size) within `rules.identical_s`, or more
+    than `rules.max_requests` requests within any `rules.window_s`. One line per break; [] when none."""
+    breaks = []
+    for a, b in itertools.combinations(historical, 2):
+        same = (a.symbol, a.end, a.duration, a.bar_size) == (b.symbol, b.end, b.duration, b.bar_size)
+        if same and abs(b.at - a.at) < rules.identical_s:
+            breaks.append(f"identical {a.symbol} {a.end} {a.bar_size} {abs(b.at - a.at):.2f} s apart")
+    times = sorted(r.at for r in historical)
+    for t in times:
+        in_window = sum(t - rules.window_s < u <= t for u in times)
+        if in_window > rules.max_requests:
+            breaks.append(f"{in_window} requests within {rules.window_s} s")
+    return breaks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,9 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from tt_resources.db.engine import create_engine
+
+# the PostgreSQL server tests and benchmarks make databases on: TT_TEST_PG_URL, default the local cluster
+PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @contextmanager

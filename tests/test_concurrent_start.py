@@ -23,10 +23,18 @@ def run_together(
 ) -> list[tuple[int, str]]:
     """Start `copies` identical `tt <args>` processes at once (output to files in `directory`), then wait for
     all; (exit code, output) of each."""
-    logs = [directory / f"tt-{i}.log" for i in range(copies)]
+    return run_each([args] * copies, env, directory)
+
+
+def run_each(
+    commands: list[list[str]], env: dict[str, str], directory: Path, hang_timeout: float = HANG_TIMEOUT
+) -> list[tuple[int, str]]:
+    """Start a `tt <args>` process per entry of `commands` at once (output to files in `directory`), then
+    wait for all (each at most `hang_timeout` seconds: a bound against hangs); (exit code, output) of each."""
+    logs = [directory / f"tt-{i}.log" for i in range(len(commands))]
     procs = []
     try:
-        for log in logs:
+        for args, log in zip(commands, logs, strict=True):
             with log.open("w") as out:
                 procs.append(
                     subprocess.Popen(
@@ -37,7 +45,7 @@ def run_together(
                         stderr=subprocess.STDOUT,
                     )
                 )
-        codes = [proc.wait(timeout=HANG_TIMEOUT) for proc in procs]
+        codes = [proc.wait(timeout=hang_timeout) for proc in procs]
     finally:
         for proc in procs:
             proc.kill()

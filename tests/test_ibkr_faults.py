@@ -200,13 +200,27 @@ def test_one_bad_bar_is_quarantined_and_unknown_values_are_stored_as_unknown(eng
 
 def test_client_id_in_use_on_every_id_fails_at_once_naming_326_and_the_ids(engine, gateway, make_source):
     gateway.faults = Faults(all_ids_in_use=True)
-    results = ingest_many(engine, make_source(), ["AAPL", "MSFT"], ["1d"], start=WEEKS_AGO, now=NOW)
+    source = make_source(client_id_attempts=3)
+    results = ingest_many(engine, source, ["AAPL", "MSFT"], ["1d"], start=WEEKS_AGO, now=NOW)
     expected = (
         f"IB Gateway at 127.0.0.1:{gateway.port}: error 326 (client id already in use) for client ids 5, 6, 7; "
         "close those API sessions or set IB_CLIENT_ID to a free id"
     )
     assert [(r.status, r.error) for r in results] == [("failed", expected)] * 2
     assert not gateway.historical()
+
+
+def test_client_ids_tried_are_ib_client_ids_from_ib_client_id(engine, gateway, monkeypatch):
+    monkeypatch.setenv("IB_PORT", str(gateway.port))
+    monkeypatch.setenv("IB_CLIENT_ID", "5")
+    monkeypatch.setenv("IB_CLIENT_IDS", "2")
+    gateway.faults = Faults(all_ids_in_use=True)
+    source = IbkrSource.from_env(rules=RULES)
+    try:
+        [result] = ingest_many(engine, source, ["AAPL"], ["1d"], start=WEEKS_AGO, now=NOW)
+    finally:
+        source.close()
+    assert "error 326 (client id already in use) for client ids 5, 6;" in result.error
 
 
 def test_strict_mode_waits_out_the_window_after_a_violation_and_keeps_the_bars(engine, gateway, make_source):

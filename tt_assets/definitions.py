@@ -21,6 +21,7 @@ from tt_assets.automation import (
     training_job,
     watchlist_sensor,
 )
+from tt_assets.executors import executor
 from tt_assets.market import market_data
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_resources.resources import DatabaseResource, MarketDataResource, WatchlistResource
@@ -42,4 +43,5 @@ defs = dg.Definitions(
     schedules=[daily_bars_schedule, intraday_bars_schedule],
     sensors=[watchlist_sensor, retraining_sensor],
     resources=resources_from_env(),
+    executor=executor(),  # TT_EXECUTOR: Dagster's default, or Celery workers
 )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from filelock import FileLock
 
 from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
@@ -56,15 +57,45 @@ CONSOLE_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_job(
-    instance: dg.DagsterInstance, name: str, *, run_config: dict | None = None, **kwargs
-) -> dg.ExecuteInProcessResult:
-    """Execute the code location's job `name` in-process against `instance` (kwargs: partition_key, tags,
-    asset_selection, raise_on_error)."""
+    instance: dg.DagsterInstance,
+    name: str,
+    *,
+    run_config: dict | None = None,
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+    """Execute the code location's job `name` against `instance`: in-process, or with TT_EXECUTOR=celery
+    through the code location's executor (this process orchestrates, Celery workers run the steps)."""
     from tt_assets.definitions import defs
+    from tt_assets.executors import uses_celery
 
-    return defs.resolve_job_def(name).execute_in_process(
-        instance=instance, run_config={**CONSOLE_QUIET, **(run_config or {})}, **kwargs
-    )
+    run_config = {**CONSOLE_QUIET, **(run_config or {})}
+    job = defs.resolve_job_def(name)
+    if not uses_celery():
+        return job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            partition_key=partition_key,
+            tags=tags,
+            asset_selection=asset_selection,
+            raise_on_error=raise_on_error,
+        )
+    if partition_key is not None:
+        tags = {**(tags or {}), **job.get_tags_for_partition_key(partition_key, asset_selection)}
+    recon = ReconstructableRepository.for_module(
+        "tt_assets.definitions", "defs", working_directory=str(config.PROJECT_ROOT)
+    ).get_reconstructable_job(name)
+    with dg.execute_job(
+        recon,
+        instance,
+        run_config=run_config,
+        tags=tags,
+        asset_selection=asset_selection,
+        raise_on_error=raise_on_error,
+    ) as result:
+        return result
 
 
 def register_symbols(instance: dg.DagsterInstance, symbols: Iterable[str]) -> list[str]:
@@ -81,7 +112,7 @@ def materialize_market_data(
     *,
     run_config: dict | None = None,
     status: Callable[[str], object] | None = None,
-) -> Iterator[tuple[dg.PartitionKeyRange, dg.ExecuteInProcessResult]]:
+) -> Iterator[tuple[dg.PartitionKeyRange, dg.ExecuteInProcessResult | dg.JobExecutionResult]]:
     """Run market_data_job (raw_bars + checks + features) over `symbols` x `timeframes`, a key range per run.
 
     Yields (range, result) as each run ends; a failed run does not stop the others. `status(text)` is
@@ -117,7 +148,9 @@ def failure_reason(data) -> str:
 
 
 def partition_reports(
-    instance: dg.DagsterInstance, key_range: dg.PartitionKeyRange, result: dg.ExecuteInProcessResult
+    instance: dg.DagsterInstance,
+    key_range: dg.PartitionKeyRange,
+    result: dg.ExecuteInProcessResult | dg.JobExecutionResult,
 ) -> list:
     """One tt_pipeline.market.PartitionReport per partition of a market_data_job range run, read from the
     run's raw_bars materialisations and the failure it raised (which names each failed partition and its

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "train": "tt_cli.train:train",
     "demo": "tt_cli.demo:demo",
     "dev": "tt_cli.dev:dev",
+    "workers": "tt_cli.workers:workers",
 }
 
 

@@ -63,7 +63,13 @@ class Settings(BaseSettings):
     ib_host: str = Field("127.0.0.1", description="IB Gateway / TWS host")
     ib_port: int = Field(4002, ge=1, le=65535, description="IB Gateway / TWS port")
     ib_client_id: int = Field(
-        17, ge=0, description="first IB API client id (the next ones are tried if taken)"
+        17, ge=0, description="first IB API client id (the next ones are tried if taken: IB_CLIENT_IDS)"
+    )
+    ib_client_ids: int = Field(
+        8,
+        ge=1,
+        description="client ids tried from IB_CLIENT_ID on: at least the connections open at once (Celery "
+        "workers' `ibkr` pool slots + `tt` processes); the gateway answers 326 for an id in use",
     )
     ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
     tt_ib_pacing: Literal["adaptive", "strict"] = Field(
@@ -98,7 +104,22 @@ class Settings(BaseSettings):
     dagster_home: Path | None = Field(
         None,
         description="Dagster instance; unset: `<data dir>/dagster_home` (copy `dagster.postgres.yaml` "
-        "there for PostgreSQL storage)",
+        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery)",
+    )
+    tt_executor: Literal["multiprocess", "celery"] = Field(
+        "multiprocess",
+        description="where Dagster runs steps: `multiprocess` (the run's own processes; `tt` runs in-process) "
+        "or `celery` (Celery workers, `tt workers`; every run, `tt demo` and `--via-dagster` included)",
+    )
+    tt_celery_broker: str = Field(
+        "amqp://guest@127.0.0.1:5672//",
+        description="Celery broker URL (RabbitMQ) of the `celery` executor and `tt workers`; its password is "
+        "never printed",
+    )
+    tt_celery_queue: str = Field(
+        "dagster",
+        min_length=1,
+        description="Celery queue the `celery` executor sends steps to and workers read",
     )
     tt_retrain_min_sharpe: float = Field(
         0.0,

@@ -13,8 +13,10 @@ caller (scripts, Dagster ops, worker threads, notebooks) without nest_asyncio. P
 Every request passes the shared pacing budget (tt_resources.pacing) and is logged to tt_fetch_log. Pacing
 violations (error 162) are retried after the budget's pause; timeouts (cancelled first) with bounded
 exponential backoff; a lost or refused connection is re-established with backoff for up to `reconnect_s`
-(IB Gateway's nightly restart), resuming the same chunk. Client ids client_id, +1, +2 are tried; when every
-one answers error 326 the partition fails at once naming them.
+(IB Gateway's nightly restart), resuming the same chunk. Client ids client_id, +1, ... (IB_CLIENT_IDS of
+them) are tried in turn, so processes and Celery workers connecting at once each get their own (the gateway,
+the one authority on ids in use, answers 326 for a taken one); when every one answers 326 the partition fails
+at once naming them.
 """
 
 from __future__ import annotations
@@ -88,19 +90,20 @@ class IbkrSettings:
     )
     backoff_max_s: float = 30.0
     reconnect_s: float = 300.0  # keep reconnecting this long to a gateway that went away
-    client_id_attempts: int = 3  # client ids tried on (re)connect: client_id, client_id + 1, ...
+    client_id_attempts: int = 8  # client ids tried on (re)connect: client_id, client_id + 1, ...
     what_to_show: str = "TRADES"
     use_rth: bool = True
 
     @classmethod
     def from_env(cls, **overrides) -> IbkrSettings:
-        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_TIMEOUT_S (request timeout), TT_IB_RECONNECT_S from the
-        settings, then `overrides`."""
+        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_CLIENT_IDS, IB_TIMEOUT_S (request timeout), TT_IB_RECONNECT_S
+        from the settings, then `overrides`."""
         env = config.settings()
         values = {
             "host": env.ib_host,
             "port": env.ib_port,
             "client_id": env.ib_client_id,
+            "client_id_attempts": env.ib_client_ids,
             "request_timeout_s": env.ib_timeout_s,
             "reconnect_s": env.tt_ib_reconnect_s,
         }

@@ -113,9 +113,8 @@ def test_each_fold_and_seed_trains_in_its_own_step_and_process(fan_out):
         if e.step_key.startswith("ppo_model.train_fold[")
     ]
     assert sorted(e.step_key for e in trained) == [f"ppo_model.train_fold[{key}]" for key in JOB_KEYS]
-    assert len({e.dagster_event.pid for e in trained}) == 4 and os.getpid() not in {
-        e.dagster_event.pid for e in trained
-    }
+    processes = {e.dagster_event.pid for e in trained}
+    assert len(processes) == 4 and os.getpid() not in processes
 
 
 def test_evaluation_of_the_fanned_out_model_equals_the_in_process_walk_forward(fan_out):

@@ -1,11 +1,15 @@
 """Training assets per timeframe: training_dataset -> ppo_model (walk-forward: a model per fold and seed) ->
 evaluation (folds stitched, seeds summarised, significance).
 
-Each body is a call into tt_pipeline. Each asset resolves the exact upstream row it uses from the latest
+Each body is a call into tt_pipeline. ppo_model is a graph of three ops: plan_jobs (the walk-forward model's
+id and its (fold, seed) jobs, fanned out as dynamic outputs), train_fold (one job per step) and
+register_model (the gather step). Each asset resolves the exact upstream row it uses from the latest
 materialisation of its upstream asset in this partition: ppo_model trains on the dataset_version that
 training_dataset materialised, evaluation scores the model_id that ppo_model materialised, on that model's
 own dataset and split. Nothing heavy is imported when the code location loads.
 """
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -124,36 +128,66 @@ def training_dataset(
     )
 
 
-@dg.asset(
-    partitions_def=timeframe_partitions,
-    deps=[training_dataset],
-    group_name=TRAINING_GROUP,
-    kinds={"pytorch"},
-    code_version="3",
-    description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
-    "fold, each trained on the bars before its fold's test window (embargo between); registered in tt_model "
-    "(the walk-forward model and one row per fold and seed).",
+def model_dir(timeframe: str) -> Path:
+    """Where a timeframe's models are saved: <data dir>/models/<timeframe>."""
+    return settings.data_dir() / "models" / timeframe
+
+
+@dg.op(
+    ins={"training_dataset": dg.In(dg.Nothing)},
+    out={"plan": dg.Out(), "jobs": dg.DynamicOut()},
+    description="Plans the walk-forward model on training_dataset's latest materialisation: its id, and one "
+    "job per fold and seed (mapping key fold<i>_seed<s>).",
 )
-def ppo_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, database: DatabaseResource
-) -> dg.MaterializeResult:
-    from tt_pipeline.models import train_walk_forward
-    from tt_rl.train import code_version
+def plan_jobs(context: dg.OpExecutionContext, config: TrainingConfig, database: DatabaseResource):
+    from tt_pipeline.datasets import DatasetError
+    from tt_pipeline.models import plan_walk_forward
+    from tt_rl.config import RLConfigError
 
     timeframe = context.partition_key
     version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
     if version is None:
         raise dg.Failure(f"no {timeframe} training_dataset yet: materialise training_dataset first")
-    rl = rl_config(config)
-    trained = train_walk_forward(
-        database.get_engine(),
-        version,
-        rl,
-        run_id=context.run_id,
-        model_dir=settings.data_dir() / "models" / timeframe,
-        progress=lambda done, total, fold: context.log.info(f"training job {done + 1}/{total} (fold {fold})"),
+    try:
+        plan = plan_walk_forward(database.get_engine(), version, rl_config(config))
+    except (DatasetError, RLConfigError) as exc:
+        raise dg.Failure(str(exc)) from None
+    context.log.info(
+        f"walk-forward model {plan.group_id}: {len(plan.jobs)} training jobs on dataset {version}"
     )
-    return dg.MaterializeResult(
+    yield dg.Output(plan, "plan")
+    for job in plan.jobs:
+        yield dg.DynamicOutput(job, mapping_key=job.key, output_name="jobs")
+
+
+@dg.op(description="Trains one job's PPO model (a fold and a seed) and registers it in tt_model.")
+def train_fold(context: dg.OpExecutionContext, plan, job, database: DatabaseResource):
+    from tt_pipeline import models
+
+    context.log.info(f"training job {job.number}/{len(plan.jobs)} (fold {job.fold}, seed {job.seed})")
+    return models.train_fold(
+        database.get_engine(), plan, job, run_id=context.run_id, model_dir=model_dir(context.partition_key)
+    )
+
+
+@dg.op(
+    out=dg.Out(dg.Nothing),
+    description="Gathers the jobs' models and registers the walk-forward model in tt_model.",
+)
+def register_model(context: dg.OpExecutionContext, plan, members: list, database: DatabaseResource):
+    from tt_pipeline.models import register_walk_forward
+    from tt_rl.train import code_version
+
+    trained = register_walk_forward(
+        database.get_engine(),
+        plan,
+        members,
+        run_id=context.run_id,
+        model_dir=model_dir(context.partition_key),
+    )
+    rl = plan.config
+    return dg.Output(
+        None,
         metadata={
             "model_id": trained.model_id,
             "dashboard": dashboard_link(trained.model_id),
@@ -164,12 +198,34 @@ def ppo_model(
             "fold_models": [m.model_id for m in trained.members],
             "total_timesteps": trained.total_timesteps,
             "training_seconds": round(trained.seconds, 2),
-            "dataset_version": version,
+            "dataset_version": plan.dataset_version,
             "code_version": code_version(),
             "retrain_reason": context.run.tags.get(RETRAIN_REASON_TAG, "requested"),
         },
         data_version=dg.DataVersion(trained.model_id),
     )
+
+
+@dg.config_mapping
+def training_config(config: TrainingConfig) -> dict:
+    """ppo_model's run config (`{"config": TrainingConfig}`) is plan_jobs' config."""
+    return {"plan_jobs": {"config": config.model_dump()}}
+
+
+@dg.graph_asset(
+    partitions_def=timeframe_partitions,
+    ins={"training_dataset": dg.AssetIn(TRAINING_DATASET, dagster_type=dg.Nothing)},
+    config=training_config,
+    group_name=TRAINING_GROUP,
+    kinds={"pytorch"},
+    code_version="4",
+    description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
+    "fold, each trained on the bars before its fold's test window (embargo between), each (fold, seed) job "
+    "its own step; registered in tt_model (the walk-forward model and one row per fold and seed).",
+)
+def ppo_model(training_dataset):
+    plan, jobs = plan_jobs(training_dataset)
+    return register_model(plan, jobs.map(lambda job: train_fold(plan, job)).collect())
 
 
 @dg.asset(

@@ -2,10 +2,12 @@
 
 A walk-forward model is one configuration on one dataset: `eval.n_folds` folds (tt_rl.walk_forward) over the
 dataset's test period, `eval.seeds` PPO models per fold, each trained on its fold's training bars. The work
-is split into pure jobs so that folds x seeds can run as separate steps: `train_fold` (one (fold, seed)
-model), `score_fold_model` (that model on its test window), `score_fold_policies` (baselines and oracle on
-one fold) and the gather step `gather_evaluation` (stitch, significance, tt_eval). `train_walk_forward` and
-`evaluate_model` run them one after the other.
+is split into pure jobs so that folds x seeds can run as separate steps: `plan_walk_forward` (the model's id
+and its (fold, seed) jobs), `train_fold` (one job's model), the gather step `register_walk_forward`;
+`score_fold_model` (a fold's model on its test window), `score_fold_policies` (baselines and oracle on one
+fold) and the gather step `gather_evaluation` (stitch, significance, tt_eval). Dagster's ppo_model runs each
+training job as its own step (tt_assets.models); `train_walk_forward` and `evaluate_model` run the jobs one
+after the other.
 
 tt_model holds the walk-forward model (no group_id: what tt_eval, retraining and the dashboard name) and one
 row per (fold, seed) model naming it in group_id, with its training and test spans.
@@ -16,9 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +30,34 @@ from tt_rl.walk_forward import Fold, plan_folds
 
 
 @dataclass(frozen=True)
+class FoldJob:
+    """One (fold, seed) training job of a walk-forward plan; `number` counts the plan's jobs from 1."""
+
+    fold: int
+    seed: int
+    number: int
+
+    @property
+    def key(self) -> str:
+        """The job's name, e.g. "fold0_seed1" (a Dagster mapping key)."""
+        return f"fold{self.fold}_seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class WalkForwardPlan:
+    """What a walk-forward model trains: its id `group_id`, the registered dataset, the configuration and
+    the (fold, seed) jobs, by fold then seed."""
+
+    group_id: str
+    dataset_version: str
+    config: RLConfig
+    jobs: list[FoldJob]
+
+
+@dataclass(frozen=True)
 class WalkForwardModel:
     """A trained walk-forward model: its id, its folds' models (tt_rl.train.TrainedModel, by fold then
-    seed), timesteps over all of them and wall seconds."""
+    seed), timesteps over all of them and training seconds summed over them."""
 
     model_id: str
     members: list
@@ -63,27 +88,38 @@ def seeds(config: RLConfig) -> list[int]:
     return [config.ppo.seed + i for i in range(config.eval.seeds)]
 
 
+def plan_walk_forward(engine: sa.Engine, dataset_version: str, config: RLConfig) -> WalkForwardPlan:
+    """Plan the walk-forward model of `config` on the registered dataset under a new id: one job per fold
+    and seed. RLConfigError for an invalid config, DatasetError when the dataset is too short for the folds."""
+    config.check()
+    spans = folds(load_dataset(engine, dataset_version), config)
+    pairs = [(span.index, seed) for span in spans for seed in seeds(config)]
+    jobs = [FoldJob(fold, seed, number) for number, (fold, seed) in enumerate(pairs, start=1)]
+    return WalkForwardPlan(uuid.uuid4().hex[:16], dataset_version, copy.deepcopy(config), jobs)
+
+
 def train_fold(
     engine: sa.Engine,
-    dataset_version: str,
-    config: RLConfig,
+    plan: WalkForwardPlan,
+    job: FoldJob,
     *,
-    group_id: str,
-    fold: int,
-    seed: int,
     run_id: str,
     model_dir: Path,
     callbacks: list | None = None,
 ):
-    """One (fold, seed) job: train PPO with `seed` on fold `fold`'s training bars of the registered dataset
-    and register it in tt_model under the walk-forward model `group_id` with its training and test spans.
-    Returns tt_rl.train.TrainedModel."""
+    """One (fold, seed) job: train PPO with the job's seed on its fold's training bars of the plan's dataset
+    and register it in tt_model under the walk-forward model plan.group_id with its training and test
+    spans. A job already registered under the plan (a re-run after a crash) is returned as registered, not
+    trained again. Returns tt_rl.train.TrainedModel."""
     from tt_rl.train import train
 
-    dataset = load_dataset(engine, dataset_version)
-    span = folds(dataset, config)[fold]
-    seeded = copy.deepcopy(config)
-    seeded.ppo.seed = seed
+    done = _registered_fold(engine, plan.group_id, job)
+    if done is not None:
+        return done
+    dataset = load_dataset(engine, plan.dataset_version)
+    span = folds(dataset, plan.config)[job.fold]
+    seeded = copy.deepcopy(plan.config)
+    seeded.ppo.seed = job.seed
     index = dataset.panel.index
     return train(
         dataset.panel.slice(span.train_start, span.train_stop),
@@ -91,53 +127,67 @@ def train_fold(
         engine=engine,
         model_dir=model_dir,
         run_id=run_id,
-        dataset_version=dataset_version,
+        dataset_version=plan.dataset_version,
         callbacks=callbacks,
         registry_fields={
-            "group_id": group_id,
-            "fold": fold,
-            "seed": seed,
+            "group_id": plan.group_id,
+            "fold": job.fold,
+            "seed": job.seed,
             "test_start": index[span.test_start].to_pydatetime(),
             "test_end": index[span.test_end].to_pydatetime(),
         },
     )
 
 
+def _registered_fold(engine: sa.Engine, group_id: str, job: FoldJob):
+    """The tt_rl.train.TrainedModel of `job` already registered under `group_id`, or None."""
+    from tt_resources.db import registry
+    from tt_rl.train import TrainedModel
+
+    for row in registry.fold_models(engine, group_id):
+        if (row["fold"], row["seed"]) == (job.fold, job.seed):
+            metrics = row["train_metrics"] or {}
+            return TrainedModel(
+                row["model_id"],
+                Path(row["path"]),
+                metrics,
+                row["total_timesteps"],
+                metrics.get("seconds", 0.0),
+            )
+    return None
+
+
 def register_walk_forward(
-    engine: sa.Engine,
-    dataset_version: str,
-    config: RLConfig,
-    *,
-    group_id: str,
-    members: list,
-    run_id: str,
-    model_dir: Path,
-    seconds: float,
-) -> None:
-    """Register the walk-forward model `group_id` (tt_model row without group_id) once its folds' models
-    `members` (TrainedModel) are trained: training span of the first to the last fold, test period."""
-    from tt_resources.db import rl_log
+    engine: sa.Engine, plan: WalkForwardPlan, members: list, *, run_id: str, model_dir: Path
+) -> WalkForwardModel:
+    """Register the walk-forward model plan.group_id (tt_model row without group_id) once its jobs' models
+    `members` (TrainedModel, by fold then seed) are trained: training span of the first to the last fold,
+    test period. Registering it again (a re-run after a crash) leaves the existing row as it is."""
+    from tt_resources.db import registry, rl_log
     from tt_rl.train import code_version
 
-    dataset = load_dataset(engine, dataset_version)
-    spans = folds(dataset, config)
-    index = dataset.panel.index
     timesteps = sum(m.total_timesteps for m in members)
+    trained = WalkForwardModel(plan.group_id, members, timesteps, sum(m.seconds for m in members))
+    if registry.model(engine, plan.group_id) is not None:
+        return trained
+    dataset = load_dataset(engine, plan.dataset_version)
+    spans = folds(dataset, plan.config)
+    index = dataset.panel.index
     rl_log.register_model(
         engine,
-        model_id=group_id,
+        model_id=plan.group_id,
         timeframe=dataset.panel.timeframe,
         path=str(model_dir),
-        dataset_version=dataset_version,
+        dataset_version=plan.dataset_version,
         code_version=code_version(),
         symbols=list(dataset.panel.symbols),
-        config=config.to_dict(),
+        config=plan.config.to_dict(),
         train_metrics={
             "folds": len(spans),
-            "seeds": config.eval.seeds,
+            "seeds": plan.config.eval.seeds,
             "members": [m.model_id for m in members],
             "timesteps": timesteps,
-            "seconds": round(seconds, 3),
+            "seconds": round(trained.seconds, 3),
         },
         total_timesteps=timesteps,
         train_start=index[spans[0].train_start].to_pydatetime(),
@@ -146,52 +196,17 @@ def register_walk_forward(
         test_end=index[spans[-1].test_end].to_pydatetime(),
         run_id=run_id,
     )
+    return trained
 
 
 def train_walk_forward(
-    engine: sa.Engine,
-    dataset_version: str,
-    config: RLConfig,
-    *,
-    run_id: str,
-    model_dir: Path,
-    progress: Callable[[int, int, int], None] | None = None,
+    engine: sa.Engine, dataset_version: str, config: RLConfig, *, run_id: str, model_dir: Path
 ) -> WalkForwardModel:
-    """Train every (fold, seed) model of `config` on the registered dataset, one after the other, and
-    register the walk-forward model. `progress(done, total, fold)` is called before each job."""
-    started = time.perf_counter()
-    config.check()
-    spans = folds(load_dataset(engine, dataset_version), config)
-    group_id = uuid.uuid4().hex[:16]
-    jobs = [(span.index, seed) for span in spans for seed in seeds(config)]
-    members = []
-    for done, (fold, seed) in enumerate(jobs):
-        if progress is not None:
-            progress(done, len(jobs), fold)
-        members.append(
-            train_fold(
-                engine,
-                dataset_version,
-                config,
-                group_id=group_id,
-                fold=fold,
-                seed=seed,
-                run_id=run_id,
-                model_dir=model_dir,
-            )
-        )
-    seconds = time.perf_counter() - started
-    register_walk_forward(
-        engine,
-        dataset_version,
-        config,
-        group_id=group_id,
-        members=members,
-        run_id=run_id,
-        model_dir=model_dir,
-        seconds=seconds,
-    )
-    return WalkForwardModel(group_id, members, sum(m.total_timesteps for m in members), seconds)
+    """Plan the walk-forward model of `config` on the registered dataset, train its (fold, seed) jobs one
+    after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps)."""
+    plan = plan_walk_forward(engine, dataset_version, config)
+    members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
+    return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
 
 
 def _walk_forward(engine: sa.Engine, model_id: str) -> tuple[dict, Dataset, RLConfig, list[Fold]]:

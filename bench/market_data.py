@@ -1,15 +1,21 @@
 """Market-data benchmark: synthetic generation speed, end-to-end ingest speed per backend, IBKR chunk-plan size.
 
-Writes bench/results/market_data.json. Figures:
+Writes bench/results/market_data.json; `python bench/market_data.py [section ...]` measures only those sections
+and keeps the others' last figures. Sections:
 - synthetic: all 150 symbols x (3 y of 1d, 2 y of 1h, 1 y of 15m), bars and bars/s (target: under 20 s);
 - ingest: `ingest_many` of 25 synthetic symbols x 3 timeframes into a fresh SQLite file and a fresh PostgreSQL
   database (bars/s), then a second run (every partition fresh, zero requests);
+- via_dagster: the full watchlist (150 symbols x 3 timeframes, synthetic source) through Dagster end to end,
+  the path `tt demo` and `tt ingest --via-dagster` take (market_data_job range runs in-process against a
+  fresh DAGSTER_HOME and a fresh embedded SQLite database: raw_bars, the checks, features), a first run and a
+  second (nothing new) run; target: the first under 60 s;
 - ibkr_chunk_plan: historical requests the chunk plan issues for 150 symbols vs IBKR's step-table minimum, and
   the requests the real IbkrSource actually sent to the fake gateway for two symbols.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -18,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from report import write_results  # bench/report.py (scripts run with bench/ on sys.path)
+from report import RESULTS_DIR, write_results  # bench/report.py (scripts run with bench/ on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,6 +94,45 @@ def bench_postgres() -> dict | None:
         return None
 
 
+def bench_via_dagster() -> dict:
+    """The watchlist's 150 symbols x 3 timeframes through market_data_job, twice, on fresh storage."""
+    from tt_cli.pipeline import ViaDagster
+    from tt_resources.watchlist import load_watchlist
+
+    symbols = load_watchlist(limit=150).symbols
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("DATABASE_URL", "TT_SOURCE"):
+            os.environ.pop(name, None)
+        os.environ.update(TT_DATA_DIR=tmp, DAGSTER_HOME=f"{tmp}/dagster_home")
+        engine = create_engine(f"sqlite:///{tmp}/tt.sqlite")
+        upgrade(engine)
+        pipeline = ViaDagster(engine, "synthetic")
+        figures = {"symbols": len(symbols), "load_before": round(os.getloadavg()[0], 2)}
+        for run in ("first", "second"):
+            began, cpu = time.perf_counter(), time.process_time()
+            reports = pipeline.refresh(symbols, list(TIMEFRAMES), progress=lambda report: None)
+            seconds = time.perf_counter() - began
+            statuses = sorted({r.status for r in reports})
+            figures[run] = {
+                "partitions": len(reports),
+                "statuses": {status: sum(r.status == status for r in reports) for status in statuses},
+                "bars_written": sum(r.bars_written for r in reports),
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(time.process_time() - cpu, 1),
+                "load_after": round(os.getloadavg()[0], 2),
+            }
+        figures["first"]["bars_per_s"] = round(figures["first"]["bars_written"] / figures["first"]["seconds"])
+        figures.update(
+            runs=len(pipeline.run_ids),
+            checks_passed=pipeline.checks_passed,
+            checks_total=pipeline.checks_total,
+            target_seconds=60,
+        )
+        pipeline.instance.dispose()
+        engine.dispose()
+    return figures
+
+
 def step_table_minimum(timeframe: str) -> int:
     """How many of IBKR's longest requests (1 Y / 1 M / 1 W) it takes to reach back over the default window."""
     start, end = window(timeframe)
@@ -119,18 +164,35 @@ def bench_chunk_plan() -> dict:
             "planned_total": sum(planned.values()), "fake_gateway_two_symbols_sent": sent}  # fmt: skip
 
 
-def main() -> None:
-    results = {
-        "measured_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "synthetic_generation": bench_synthetic(),
-        "ingest_sqlite": None,
-        "ingest_postgres": bench_postgres(),
-        "ibkr_chunk_plan": bench_chunk_plan(),
-    }
+def bench_ingest_sqlite() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        results["ingest_sqlite"] = bench_ingest(f"sqlite:///{tmp}/bench.sqlite")
+        return bench_ingest(f"sqlite:///{tmp}/bench.sqlite")
+
+
+SECTIONS = {
+    "synthetic_generation": bench_synthetic,
+    "ingest_sqlite": bench_ingest_sqlite,
+    "ingest_postgres": bench_postgres,
+    "ibkr_chunk_plan": bench_chunk_plan,
+    "via_dagster": bench_via_dagster,
+}
+
+
+def main(names: list[str]) -> None:
+    """Measure the named sections (default: all); the other sections keep their last figures."""
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    path = RESULTS_DIR / "market_data.json"
+    results = json.loads(path.read_text()) if names and path.exists() else {}
+    for name, bench in SECTIONS.items():
+        if not names or name in names:
+            figures = bench()  # None: skipped (PostgreSQL unreachable)
+            stamp = {"measured_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}
+            results[name] = None if figures is None else {**figures, **stamp}
+    results.pop("measured_at", None)
     write_results("market_data", results)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

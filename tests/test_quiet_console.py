@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -12,11 +13,16 @@ import pytest
 import sqlalchemy as sa
 
 from tests.test_ingest_cli import summary_rows
+from tt_cli.train import HEADERS
 from tt_resources.db.engine import create_engine
 from tt_resources.quiet import without_info_records
+from tt_resources.terms import HEADLINE_METRICS, TRAIN_TABLE_METRICS
 
 NOISE = ("Warning", "warning:", "I0000", "W0000", "absl", "oneDNN", "Beta", "Preview")
 RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+# a whole cell of the results table: a number (percent or not), an interval low..high, or "-" (undefined)
+WHOLE_CELL = re.compile(r"-|-?\d[\d,]*\.\d+%?|-?\d+\.\d{2}\.\.-?\d+\.\d{2}")
+SIGNIFICANCE_HEADERS = ["95% CI", "PSR", "DSR"]
 
 
 def tt(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -34,14 +40,47 @@ def tt(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def results_tables(output: str, title: str) -> dict[str, list[str]]:
+    """The results table(s) titled `title` (and their `(cont.)` continuations): header -> cells per row,
+    policy included. Cells are parted by at least two spaces (headers like `max dd` hold one)."""
+    lines = output.splitlines()
+    columns: dict[str, list[str]] = {}
+    for k, line in enumerate(lines):
+        if not line.startswith(title):
+            continue
+        header = next(i for i in range(k + 1, len(lines)) if lines[i].split()[:1] == ["policy"])
+        names = re.split(r"\s{2,}", lines[header].strip())
+        for row in lines[header + 2 :]:
+            if not row.strip():  # the table ends at a blank line
+                break
+            cells = re.split(r"\s{2,}", row.strip())
+            assert len(cells) == len(names), row
+            for name, cell in zip(names, cells, strict=True):
+                columns.setdefault(name, []).append(cell)
+    return columns
+
+
+def assert_quiet_at_80_columns(output: str) -> None:
+    lines = output.splitlines()
+    assert [line for line in lines if len(line) > 80] == [], output
+    assert [line for line in lines if any(word in line for word in NOISE)] == [], output
+    assert "…" not in output
+
+
+def assert_whole_results(columns: dict[str, list[str]], metrics: tuple[str, ...]) -> None:
+    """Every metric's column is shown (in one of the tables), every cell whole."""
+    expected = ["policy", *(HEADERS.get(m, m) for m in metrics), *SIGNIFICANCE_HEADERS]
+    assert sorted(columns) == sorted(expected)
+    cells = [cell for name, values in columns.items() if name != "policy" for cell in values]
+    assert cells and [cell for cell in cells if not WHOLE_CELL.fullmatch(cell)] == []
+
+
 @pytest.mark.slow
 def test_demo_at_80_columns_is_quiet_and_every_number_whole(tmp_path):
-    result = tt(tmp_path, "demo", "--symbols", "2", "--steps", "128")
+    result = tt(tmp_path, "demo", "--symbols", "10", "--steps", "1024")
     assert result.returncode == 0, result.stdout
-    lines = result.stdout.splitlines()
-    assert [line for line in lines if len(line) > 80] == [], result.stdout
-    assert [line for line in lines if any(word in line for word in NOISE)] == [], result.stdout
-    assert "…" not in result.stdout
+    assert_quiet_at_80_columns(result.stdout)
+    assert_whole_results(results_tables(result.stdout, "1d out-of-sample"), HEADLINE_METRICS)
 
     engine = create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}")
     with engine.connect() as conn:
@@ -54,6 +93,20 @@ def test_demo_at_80_columns_is_quiet_and_every_number_whole(tmp_path):
     # a first run writes every stored bar: the summary's "bars written" (5th count) is the stored count, whole
     assert {tf: cells[4] for tf, cells in rows.items()} == {tf: f"{n:,}" for tf, n in stored.items()}
     assert all(n > 1000 for n in stored.values())  # numbers with a thousands separator were printed whole
+
+
+@pytest.mark.slow
+def test_train_at_80_columns_shows_every_metric_whole(tmp_path):
+    config = tmp_path / "rl.json"
+    config.write_text(
+        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},'
+        ' "env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 2}}'
+    )
+    args = ("--limit", "3", "--steps", "128", "--months", "14", "--config", str(config))
+    result = tt(tmp_path, "train", *args)
+    assert result.returncode == 0, result.stdout
+    assert_quiet_at_80_columns(result.stdout)
+    assert_whole_results(results_tables(result.stdout, "out-of-sample 1d"), TRAIN_TABLE_METRICS)
 
 
 def test_verbose_lets_dagster_beta_warnings_through(tmp_path):

@@ -45,6 +45,34 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def open_instance() -> dg.DagsterInstance:
+    """The persistent instance (DAGSTER_HOME, see ensure_dagster_home) for runs launched in this process.
+
+    When the instance keeps its event log in Dagster's default SQLite storage, it is opened as
+    tt_assets.event_log.PooledSqliteEventLogStorage: the same files, written without reopening and
+    flushing them for every event (a refresh stores ~9 events per partition)."""
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._serdes import ConfigurableClassData
+
+    ref = InstanceRef.from_dir(str(ensure_dagster_home()))
+    events, unified = ref.event_storage_data, ref.storage_data
+    if _class(events) == SQLITE_EVENT_LOG and _class(unified) in (None, SQLITE_STORAGE):
+        pooled = ConfigurableClassData(
+            "tt_assets.event_log", "PooledSqliteEventLogStorage", events.config_yaml
+        )
+        # the run and schedule storage stay the default's (InstanceRef names them beside the unified one)
+        ref = ref._replace(storage_data=None, event_storage_data=pooled)
+    return dg.DagsterInstance.from_ref(ref)
+
+
+SQLITE_EVENT_LOG = ("dagster._core.storage.event_log", "SqliteEventLogStorage")
+SQLITE_STORAGE = ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage")
+
+
+def _class(data) -> tuple[str, str] | None:
+    return None if data is None else (data.module_name, data.class_name)
+
+
 def _dagster_home_ready(home: Path) -> bool:
     """dagster.yaml and the SQLite instance storage exist."""
     return all((home / path).exists() for path in ("dagster.yaml", *SQLITE_STORAGE))

@@ -8,6 +8,8 @@ naming each failed partition and its reason. Either asset can be run alone (the 
 features alone assesses and featurises what is stored, which is what the automation condition requests.
 """
 
+from collections import Counter
+
 import dagster as dg
 
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
@@ -95,7 +97,13 @@ def market_data(
                 yield from _partition_events(context.instance, key, outcome, source.name if source else None)
                 if outcome.reason:
                     failed[key] = outcome.report().to_metadata()
-                context.log.info(f"{key}: {outcome.report().status} {outcome.reason or ''}".rstrip())
+            # one line per timeframe (an event per partition costs a storage write; each partition's report
+            # is in its materialisation's metadata, each failure in the step's Failure)
+            statuses = Counter(outcome.report().status for outcome in outcomes)
+            context.log.info(
+                f"{timeframe}: {len(outcomes)} partition(s): "
+                + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+            )
     finally:
         if source is not None:
             source.close()

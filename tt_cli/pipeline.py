@@ -120,13 +120,10 @@ class ViaDagster:
     name = "via Dagster"
 
     def __init__(self, engine: sa.Engine, source: str | None, status=None) -> None:
-        import dagster as dg
+        from tt_assets.launch import open_instance
 
-        from tt_assets.launch import ensure_dagster_home
-
-        ensure_dagster_home()
         self.engine, self.status = engine, status
-        self.instance = dg.DagsterInstance.get()
+        self.instance = open_instance()
         # the run's resources are the code location's, configured from the environment; the command's
         # --source is passed as run config of the market_data resource
         self.resources = {"market_data": {"config": {"source": source}}} if source else {}

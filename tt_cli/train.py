@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pandas as pd
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
@@ -18,7 +18,7 @@ from tt_resources.terms import METRICS, POLICY_NAMES, SIGNIFICANCE_NAMES, TRAIN_
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
-# columns dropped first when the terminal is narrow: the last of this list goes first
+# the columns of the results' first table when the terminal is too narrow for all, in this order of importance
 PRIORITY = ("sharpe", CI_COLUMN, "psr", "dsr", "total_return", "max_drawdown", "turnover", "cagr", "sortino")
 
 
@@ -36,11 +36,12 @@ def _cell(name: str, value) -> str:
     return f"{value:.1%}" if METRIC_KIND.get(name) == "percent" else f"{value:.2f}"
 
 
-def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Table:
-    """Out-of-sample rows (one per policy: folds stitched, mean over seeds) as a table at most `width`
+def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Group:
+    """Out-of-sample rows (one per policy: folds stitched, mean over seeds) as tables at most `width`
     characters wide: PPO first, the oracle next, then the baselines; columns `names` (tt_eval metrics) with
-    the Sharpe ratio's interval across seeds, PSR and DSR beside the Sharpe ratio. Columns of low priority
-    are dropped until the table fits; numbers are never cut."""
+    the Sharpe ratio's interval across seeds, PSR and DSR beside the Sharpe ratio. When the columns do not
+    fit in one table they wrap: the first table holds the PRIORITY columns that fit, continuation tables
+    (same rows) the others; numbers are never cut."""
     rows = metrics.sort_values("policy", key=lambda p: p.map(_policy_rank)).to_dict("records")
     shown = [n for n in names if n != "sharpe"]
     if "sharpe" in names:
@@ -51,24 +52,30 @@ def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], wid
         for n in shown
     }
     policy_width = max(len("policy"), *(len(r["policy"]) for r in rows))
-
     widths = {c: max(len(HEADERS.get(c, c)), *map(len, cells[c])) for c in shown}
 
     def needed(columns: list[str]) -> int:  # box.SIMPLE_HEAD: padding 1 + 1 + a 1-space rule per column
         return 1 + policy_width + 3 + sum(widths[c] + 3 for c in columns)
 
-    drop_order = [c for c in reversed(shown) if c not in PRIORITY] + [
-        c for c in reversed(PRIORITY) if c in shown
-    ]
-    while needed(shown) > width and drop_order:
-        shown.remove(drop_order.pop(0))
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("policy", no_wrap=True, min_width=policy_width)
-    for name in shown:
-        table.add_column(HEADERS.get(name, name), justify="right", no_wrap=True, min_width=widths[name])
-    for k, row in enumerate(rows):
-        table.add_row(row["policy"], *(cells[name][k] for name in shown))
-    return table
+    chunks: list[list[str]] = []
+    for column in [c for c in PRIORITY if c in shown] + [c for c in shown if c not in PRIORITY]:
+        if chunks and needed([*chunks[-1], column]) <= width:
+            chunks[-1].append(column)
+        else:
+            chunks.append([column])
+    tables = []
+    for k, chunk in enumerate(chunks):
+        table = Table(
+            title=title if k == 0 else f"{title} (cont.)", box=box.SIMPLE_HEAD, title_justify="left"
+        )
+        table.add_column("policy", no_wrap=True, min_width=policy_width)
+        columns = [c for c in shown if c in chunk]  # the metrics' order within each table
+        for name in columns:
+            table.add_column(HEADERS.get(name, name), justify="right", no_wrap=True, min_width=widths[name])
+        for i, row in enumerate(rows):
+            table.add_row(row["policy"], *(cells[name][i] for name in columns))
+        tables.append(table)
+    return Group(*tables)
 
 
 def _policy_rank(policy: str) -> int:

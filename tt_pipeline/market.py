@@ -105,9 +105,11 @@ def refresh_partitions(
 
     `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` as in
     tt_resources.ingest (naive means UTC). A partition's failure never stops the others."""
+    from tt_resources.config import settings
     from tt_resources.db.features import feature_marks
 
     now = utc(now) or pd.Timestamp.now(tz="UTC")
+    hole_attempts = settings().tt_ib_hole_attempts
     stored = stored_partitions(engine, timeframe) if source else {}
     featured = feature_marks(engine, timeframe) if features else {}
 
@@ -117,7 +119,15 @@ def refresh_partitions(
         fetched = None
         if source is not None:
             fetched = ingest_after(
-                engine, source, symbol, timeframe, stored.get(symbol, Stored()), start=start, end=end, now=now
+                engine,
+                source,
+                symbol,
+                timeframe,
+                stored.get(symbol, Stored()),
+                start=start,
+                end=end,
+                now=now,
+                hole_attempts=hole_attempts,
             )
         bars = read_bars(engine, [symbol], timeframe)
         quality = assess_bars(bars, timeframe, now, quarantined=len(quarantined(engine, [symbol], timeframe)))

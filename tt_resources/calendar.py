@@ -15,7 +15,7 @@ A bar ends at the next grid boundary or at the session close, whichever comes fi
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import exchange_calendars as xcals
 import numpy as np
@@ -104,6 +104,7 @@ def expected_bar_starts(timeframe: str, start, end, exchange: str = DEFAULT_EXCH
     return pd.DatetimeIndex(bar_table(timeframe, start, end, exchange)["ts"], name="ts")
 
 
+@lru_cache(maxsize=256)  # a refresh asks once per partition with the same `now`
 def last_closed_bar(timeframe: str, now, exchange: str = DEFAULT_EXCHANGE) -> pd.Timestamp | None:
     """Start of the latest `timeframe` bar that has closed at `now` (bar end <= now); None if there is none."""
     now = aware_utc(now, "now")

@@ -151,14 +151,25 @@ def ingest_many(
 ) -> list[PartitionResult]:
     """Ingest every symbol x timeframe (timeframe-major), up to `source.concurrency` partitions at once;
     results in that order; `progress` is called (in the caller's thread) as each partition finishes."""
+    from tt_resources.config import settings
+
     symbols = list(symbols)
+    attempts = settings().tt_ib_hole_attempts
     results = []
     for timeframe in timeframes:
         tf = get_timeframe(timeframe).name
         stored = stored_partitions(engine, tf)
         results += in_parallel(
             lambda symbol, tf=tf, stored=stored: ingest_after(
-                engine, source, symbol, tf, stored.get(symbol, Stored()), start=start, end=end, now=now
+                engine,
+                source,
+                symbol,
+                tf,
+                stored.get(symbol, Stored()),
+                start=start,
+                end=end,
+                now=now,
+                hole_attempts=attempts,
             ),
             symbols,
             workers=getattr(source, "concurrency", 1),

@@ -236,7 +236,6 @@ def test_training_jobs_spread_over_both_workers(celery_training):
     with celery_training.site.instance() as instance:
         [run] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
         steps = [(step, worker) for run_id, step, worker in celery_steps(instance) if run_id == run.run_id]
-    jobs = {worker for step, worker in steps if "train_fold" in step}  # ppo_model's per-(fold, seed) steps
-    if not jobs:
-        pytest.skip(f"ppo_model trains every fold and seed in one step here: {sorted(s for s, _ in steps)}")
-    assert jobs == set(celery_training.site.workers)
+    jobs = [(step, worker) for step, worker in steps if "train_fold[" in step]  # one per (fold, seed)
+    assert len(jobs) == FOLDS * SEEDS
+    assert {worker for _, worker in jobs} == set(celery_training.site.workers)

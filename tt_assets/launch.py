@@ -56,7 +56,7 @@ def open_instance() -> dg.DagsterInstance:
 
     ref = InstanceRef.from_dir(str(ensure_dagster_home()))
     events, unified = ref.event_storage_data, ref.storage_data
-    if _class(events) == SQLITE_EVENT_LOG and _class(unified) in (None, SQLITE_STORAGE):
+    if _class(events) == SQLITE_EVENT_LOG and _class(unified) in (None, SQLITE_UNIFIED_STORAGE):
         pooled = ConfigurableClassData(
             "tt_assets.event_log", "PooledSqliteEventLogStorage", events.config_yaml
         )
@@ -66,7 +66,7 @@ def open_instance() -> dg.DagsterInstance:
 
 
 SQLITE_EVENT_LOG = ("dagster._core.storage.event_log", "SqliteEventLogStorage")
-SQLITE_STORAGE = ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage")
+SQLITE_UNIFIED_STORAGE = ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage")
 
 
 def _class(data) -> tuple[str, str] | None:

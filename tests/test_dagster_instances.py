@@ -3,7 +3,6 @@ GraphQL API launches a materialisation."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
 from tests.scratch import scratch_postgres
+from tests.serving import free_port
 from tt_assets.definitions import defs
 from tt_resources.config import PROJECT_ROOT
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
@@ -66,12 +66,6 @@ def test_postgres_instance_runs_and_keeps_history(scratch_pg_database, sqlite_en
         assert event.asset_materialization.partition == "AAPL|1d"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_webserver_graphql_launches_a_materialisation(tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
@@ -88,7 +82,7 @@ def test_webserver_graphql_launches_a_materialisation(tmp_path, monkeypatch):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'tt.sqlite'}",
         "TT_SOURCE": "synthetic",
     }
-    port = _free_port()
+    port = free_port()
     webserver = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port)]
     server = subprocess.Popen(
         [*webserver, "-w", str(PROJECT_ROOT / "workspace.yaml")],

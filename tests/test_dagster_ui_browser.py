@@ -7,8 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +15,9 @@ import dagster as dg
 import pytest
 import yaml
 
+from tests.serving import free_port, stop, wait_until_serving
 from tests.test_dagster_training import BARS_CONFIG, SYMBOLS, TINY_RL
-from tests.test_dashboard_browser import chromium, free_port, require_browser
+from tests.test_dashboard_browser import chromium, require_browser
 from tt_assets.partitions import range_tags, symbol_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,25 +86,10 @@ def webserver(home: Path, log_path: Path) -> Iterator[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + START_BOUND
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/server_info", timeout=5):
-                        break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"webserver did not start: {log_path.read_text()[-2000:]}"
-                        ) from None
-                    time.sleep(0.5)
+            wait_until_serving(f"{base}/server_info", server, log_path, bound=START_BOUND)
             yield base
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, grace=30)
 
 
 def metadata_table(driver, first_header: str) -> list[dict[str, str]]:

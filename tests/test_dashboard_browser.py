@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dashboard_seed import SYMBOLS, SeededEvaluation, seed_evaluation
+from serving import free_port, stop, wait_until_serving
 
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
@@ -54,12 +52,6 @@ PARTITIONS_HEADER = (
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serve_dashboard(
     database_url: str, log_path: Path, timeout: float = 60.0, env: dict[str, str] | None = None
@@ -83,26 +75,12 @@ def serve_dashboard(
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                        if response.read() == b"ok":
-                            break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"streamlit did not start: {log_path.read_text()[-2000:]}"
-                        ) from None
-                    time.sleep(0.3)
+            wait_until_serving(
+                f"{base}/_stcore/health", server, log_path, bound=timeout, accept=lambda body: body == b"ok"
+            )
             yield base
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, grace=10)
 
 
 @contextmanager

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.serving import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ("will not be used", "BetaWarning", "PreviewWarning", "SupersessionWarning")
@@ -21,12 +20,6 @@ START_BOUND = 600.0  # seconds, against a hang only (a loaded 2-core machine sta
 STOP_BOUND = 120.0
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def like_a_background_job() -> None:
@@ -45,18 +38,6 @@ def session(leader: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
     return out
-
-
-def wait_for_webserver(port: int, make: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_BOUND
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                return
-        except OSError:
-            if make.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"make dev did not serve: {log.read_text()[-3000:]}") from None
-            time.sleep(1)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +63,7 @@ def test_make_dev_serves_quietly_and_a_signal_stops_every_process(tmp_path, stop
             preexec_fn=like_a_background_job,
         )
     try:
-        wait_for_webserver(port, make, log)
+        wait_until_serving(f"http://127.0.0.1:{port}/server_info", make, log, bound=START_BOUND)
         started = session(make.pid)
         assert any("dagster_webserver" in " ".join(p.cmdline()) for p in started)
         stop(make)

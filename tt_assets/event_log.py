@@ -7,6 +7,9 @@ compilation of every new engine made the event log the slowest part of a refresh
 project's disks). This subclass keeps one pooled engine per database file (the index and the latest run
 shards) and commits without a flush (WAL with synchronous=NORMAL, as tt_resources.db.engine does for the
 project's own SQLite file): a power loss may lose the last committed events, each file stays consistent.
+Dagster also asks the schema before storing each event (does the index have the asset-check table, the asset key
+table its index columns?), each time over a new connection; a table or column, once there, stays (Dagster's
+migrations only add them), so positive answers are kept.
 The files and their contents are Dagster's own, so `dagster dev` (Dagster's class) reads them as usual;
 tt_assets.launch.open_instance swaps it in for the instance's default SQLite event log.
 """
@@ -30,6 +33,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None) -> None:
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        self._present: set[str] = set()  # tables and asset-key columns known to exist in the index
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -57,6 +61,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
+    def has_table(self, table_name: str) -> bool:
+        parent = super().has_table
+        return self._known(f"table {table_name}", lambda: parent(table_name))
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        parent = super()._has_asset_key_col_on_connection
+        return self._known(f"asset_keys.{column_name}", lambda: parent(conn, column_name))
+
+    def _known(self, name: str, ask) -> bool:
+        """True if `name` was seen present before, else `ask()` (remembered when True)."""
+        if name not in self._present:
+            if not ask():
+                return False
+            self._present.add(name)
+        return True
+
     def _close_files(self) -> None:
         while self._engines:
             self._engines.popitem()[1].dispose()
@@ -64,6 +84,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def wipe(self) -> None:
         with self._db_lock:
             self._close_files()  # before the run shards are unlinked
+            self._present.clear()
         super().wipe()
 
     def dispose(self) -> None:

@@ -92,11 +92,10 @@ def market_data(
                 start=config.start,
                 end=config.end,
             )
+            yield from _timeframe_events(context.instance, outcomes, source.name if source else None)
             for outcome in outcomes:
-                key = bar_key(outcome.symbol, outcome.timeframe)
-                yield from _partition_events(context.instance, key, outcome, source.name if source else None)
                 if outcome.reason:
-                    failed[key] = outcome.report().to_metadata()
+                    failed[bar_key(outcome.symbol, outcome.timeframe)] = outcome.report().to_metadata()
             # one line per timeframe (an event per partition costs a storage write; each partition's report
             # is in its materialisation's metadata, each failure in the step's Failure)
             statuses = Counter(outcome.report().status for outcome in outcomes)
@@ -115,17 +114,19 @@ def market_data(
         )
 
 
-def _partition_events(instance: dg.DagsterInstance, key: str, outcome, source_name: str | None):
-    """The events of one partition: raw_bars materialisation and check evaluations (when it was fetched),
-    and the features materialisation (when its features were brought up to date). The evaluations target
-    the materialisation just stored, so the UI shows them as current for that partition."""
+def _timeframe_events(instance: dg.DagsterInstance, outcomes: list, source_name: str | None):
+    """The events of one timeframe's partitions (tt_pipeline.market.PartitionOutcome): raw_bars
+    materialisations (of the partitions that were fetched), then their check evaluations, then the features
+    materialisations (of the partitions whose features were brought up to date). The evaluations target the
+    materialisations just stored (read back in one query), so the UI shows them as current."""
     from tt_pipeline.quality import iso
 
-    report = outcome.report()
-    if outcome.fetched is not None and not outcome.fetch_failed:
+    fetched = [o for o in outcomes if o.fetched is not None and not o.fetch_failed]
+    for outcome in fetched:
+        report = outcome.report()
         yield dg.AssetMaterialization(
             RAW_BARS,
-            partition=key,
+            partition=bar_key(outcome.symbol, outcome.timeframe),
             metadata={
                 **report.to_metadata(),
                 "fresh": report.status == "fresh",
@@ -139,7 +140,9 @@ def _partition_events(instance: dg.DagsterInstance, key: str, outcome, source_na
             },
             tags={"dagster/data_version": outcome.content_version},
         )
-        target = _latest_materialization(instance, key)
+    targets = _latest_materializations(instance, [bar_key(o.symbol, o.timeframe) for o in fetched])
+    for outcome in fetched:
+        key = bar_key(outcome.symbol, outcome.timeframe)
         failed_rules = set(outcome.quality.failed_rules())
         for rule in RAW_BARS_RULES:
             yield dg.AssetCheckEvaluation(
@@ -148,31 +151,46 @@ def _partition_events(instance: dg.DagsterInstance, key: str, outcome, source_na
                 passed=rule not in failed_rules,
                 partition=key,
                 blocking=True,
-                target_materialization_data=target,
+                target_materialization_data=targets[key],
                 metadata={"n_bars": outcome.bars_stored, **_quality_metadata(outcome.quality)},
                 description=outcome.reason if rule in failed_rules else None,
             )
-    if outcome.features_written is not None:
-        yield dg.AssetMaterialization(
-            FEATURES,
-            partition=key,
-            metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
-        )
+    for outcome in outcomes:
+        if outcome.features_written is not None:
+            yield dg.AssetMaterialization(
+                FEATURES,
+                partition=bar_key(outcome.symbol, outcome.timeframe),
+                metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
+            )
 
 
-def _latest_materialization(instance: dg.DagsterInstance, key: str):
-    """Run id, storage id and time of raw_bars' latest materialisation of partition `key` (the event just
-    yielded: a step's events are stored as they are yielded)."""
+def _latest_materializations(instance: dg.DagsterInstance, keys: list[str]) -> dict:
+    """partition key -> run id, storage id and time of raw_bars' latest materialisation of that partition
+    (the events just yielded: a step's events are stored as they are yielded). One query for all `keys`;
+    a key whose latest record another run's newer events pushed out of it is read on its own."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData,
     )
 
-    [record] = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=RAW_BARS, asset_partitions=[key]), limit=1
-    ).records
-    return AssetCheckEvaluationTargetMaterializationData(
-        run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
-    )
+    def latest(wanted: list[str]) -> dict:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=RAW_BARS, asset_partitions=wanted), limit=len(wanted)
+        ).records
+        found: dict = {}
+        for record in records:  # newest first
+            found.setdefault(record.partition_key, record)
+        return found
+
+    records = latest(keys) if keys else {}
+    for key in keys:
+        if key not in records:
+            records.update(latest([key]))
+    return {
+        key: AssetCheckEvaluationTargetMaterializationData(
+            run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+        )
+        for key, record in records.items()
+    }
 
 
 def _quality_metadata(quality) -> dict[str, float | int]:

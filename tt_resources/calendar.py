@@ -99,8 +99,10 @@ def bar_table(timeframe: str, start, end, exchange: str = DEFAULT_EXCHANGE) -> p
     return frame.loc[mask].reset_index(drop=True)
 
 
+@lru_cache(maxsize=256)  # a refresh's partitions of one timeframe mostly span the same bars (grid, checks)
 def expected_bar_starts(timeframe: str, start, end, exchange: str = DEFAULT_EXCHANGE) -> pd.DatetimeIndex:
-    """UTC start instants of the `timeframe` bars that start in [start, end) in the exchange's sessions."""
+    """UTC start instants of the `timeframe` bars that start in [start, end) in the exchange's sessions
+    (an immutable index, shared between callers asking for the same span)."""
     return pd.DatetimeIndex(bar_table(timeframe, start, end, exchange)["ts"], name="ts")
 
 

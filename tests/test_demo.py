@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.test_quiet_console import results_tables
 from tt_cli.main import cli
 from tt_resources.db.engine import create_engine
 
@@ -24,15 +25,16 @@ def test_demo_then_second_run_is_fresh_and_does_not_retrain(tmp_path, monkeypatc
     assert "raw_bars checks passed: 24/24" in first.output
     assert "(trained now: new dataset)" in first.output
     lines = first.output.splitlines()
-    [header] = [line for line in lines if line.split()[:1] == ["policy"]]
-    # low-priority columns (turnover) make room at 80 columns; these stay
-    assert header.split()[:9] == ["policy", "return", "sharpe", "95%", "CI", "PSR", "DSR", "max", "dd"]
-    table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 2 :][:5]}
+    table = results_tables(first.output, "1d out-of-sample")  # at 80 columns: wrapped, every column whole
     # the default synthetic market plants sign persistence (TT_SYNTHETIC_SIGNAL): its oracle is scored too
-    assert list(table) == ["ppo", "oracle", "equal_weight", "equal_weight_vol", "cash"]
-    assert table["ppo"][2] == "-" or ".." in table["ppo"][2]  # the interval across the 2 seeds
-    assert table["cash"][1:5] == ["-", "-", "-", "-"]  # no volatility: no Sharpe, PSR or DSR
-    assert table["oracle"][2] == "-" and table["oracle"][4] == "-"  # deterministic: no seeds, never searched
+    policies = ["ppo", "oracle", "equal_weight", "equal_weight_vol", "cash"]
+    assert table["policy"] == policies * (len(table["policy"]) // len(policies))  # each wrapped table's rows
+    ppo, oracle, cash = 0, 1, 4
+    assert table["95% CI"][ppo] == "-" or ".." in table["95% CI"][ppo]  # the interval across the 2 seeds
+    # no volatility: no Sharpe, interval, PSR or DSR
+    assert [table[name][cash] for name in ("sharpe", "95% CI", "PSR", "DSR")] == ["-"] * 4
+    # deterministic: no seeds, never searched
+    assert table["95% CI"][oracle] == "-" and table["DSR"][oracle] == "-"
     assert "2 walk-forward folds (anchored, embargo 1 bar) x 2 seed(s)" in first.output
     assert "Nothing significant found" in first.output or "is significant" in first.output
     assert max(map(len, lines)) <= 80

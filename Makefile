@@ -1,7 +1,9 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Everything else is optional.
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(PYTHON) -m uv
+# `uv run` exports UV (its own binary): a make started under it (a test of `make dev`) uses that uv, not the
+# venv's python3, which has no uv module
+UV ?= $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
 .PHONY: setup demo test lint format bench dashboard dev workers clean

@@ -22,7 +22,7 @@ from report import write_results  # bench/report.py (scripts run with bench/ on 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import tt_rl.env  # noqa: E402, F401  torch before tensortrade (see tt_rl.components); tensortrade below
+import tt_rl.env  # noqa: E402, F401  tensortrade below goes through tt_rl.tensortrade_shell
 from tt_rl.config import RLConfig  # noqa: E402
 from tt_rl.panel import Panel, panel_from_frames  # noqa: E402
 from tt_rl.synthetic import synthetic_bars  # noqa: E402

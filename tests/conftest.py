@@ -8,7 +8,6 @@ PostgreSQL tests instead of skipping them.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -18,18 +17,6 @@ import sqlalchemy as sa
 from tests.scratch import PG_ADMIN_URL, scratch_postgres
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
-
-
-def pytest_configure(config) -> None:
-    """Bind absl's log handler (TensorFlow's logging) to the real stderr.
-
-    absl binds its handler to the sys.stderr of the moment it is imported, which under pytest is a capture
-    buffer. Every in-process Dagster run calls logging.config.dictConfig, which closes all handlers, and
-    absl then closes its stream unless it is the current sys.stderr: inside click's CliRunner it is not, so
-    pytest's own capture buffer was closed mid-session."""
-    import absl.logging
-
-    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 BACKENDS = ("sqlite", "postgres")

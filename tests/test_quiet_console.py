@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from tests.test_ingest_cli import summary_rows
 from tt_cli.train import HEADERS
 from tt_resources.db.engine import create_engine
-from tt_resources.quiet import without_info_records
 from tt_resources.terms import HEADLINE_METRICS, TRAIN_TABLE_METRICS
 
 NOISE = ("Warning", "warning:", "I0000", "W0000", "absl", "oneDNN", "Beta", "Preview")
@@ -120,20 +119,3 @@ def test_verbose_lets_dagster_beta_warnings_through(tmp_path):
     assert (
         summary_rows(quiet.stdout)["1d"][:4] == summary_rows(verbose.stdout)["1d"][:4] == ["1", "0", "1", "0"]
     )
-
-
-def test_tensorflow_info_records_are_dropped_and_errors_kept():
-    captured = (
-        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-        "I0000 00:00:1795983599.847700   17768 port.cc:153] oneDNN custom operations are on.\n"
-        "I0000 00:00:1795983599.903696   17768 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
-        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n"
-        "W0000 00:00:1795983599.903696   17768 cuda_blas.cc:1407] a warning record\n"
-        "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
-        "Traceback (most recent call last):\n"
-    )
-    assert without_info_records(captured) == (
-        "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
-        "Traceback (most recent call last):\n"
-    )
-    assert without_info_records("a Python line\n") == "a Python line\n"

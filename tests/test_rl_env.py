@@ -10,7 +10,7 @@ import pytest
 
 from tt_rl.baselines import BASELINES
 from tt_rl.config import RLConfig
-from tt_rl.env import build_env  # imports torch._dynamo before tensortrade (see tt_rl.components)
+from tt_rl.env import build_env  # first: tensortrade through tt_rl.tensortrade_shell
 from tt_rl.panel import Panel, panel_from_frames
 from tt_rl.portfolio import Portfolio
 from tt_rl.record import STEP_RECORD

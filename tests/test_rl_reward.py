@@ -11,7 +11,7 @@ import pytest
 
 from tt_rl.baselines import BASELINES
 from tt_rl.config import RLConfig
-from tt_rl.env import build_env  # imports torch._dynamo before tensortrade (see tt_rl.components)
+from tt_rl.env import build_env  # first: tensortrade through tt_rl.tensortrade_shell
 from tt_rl.evaluate import evaluation_config
 from tt_rl.kernels import action_scores
 from tt_rl.metrics import performance

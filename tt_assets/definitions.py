@@ -7,7 +7,7 @@ Loading imports only dagster, pandas and SQLAlchemy; tensortrade, torch and SB3 
 
 import dagster as dg
 
-from tt_resources import quiet
+from tt_assets import quiet
 
 quiet.quiet()  # before the asset modules below build definitions that raise Dagster's beta/preview warnings
 

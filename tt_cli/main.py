@@ -28,7 +28,7 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported."""
-        from tt_resources import quiet
+        from tt_assets import quiet
 
         quiet.choose(verbose=ctx.params["verbose"])
         return super().invoke(ctx)
@@ -45,7 +45,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Show third-party notices the platform silences (TensorFlow's C++ log, Dagster beta/preview warnings).",
+    help="Show third-party warnings the platform filters (Dagster beta/preview, tensortrade's SyntaxWarning).",
 )
 def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""

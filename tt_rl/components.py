@@ -1,18 +1,16 @@
 """TensorTrade components (ActionScheme, RewardScheme, Stopper, Observer, Informer) over a TradingState.
 
-Importing this module imports tensortrade (and with it TensorFlow, ~12 s) and torch: only env-building code
-does. torch._dynamo is imported first on purpose: torch's optimisers import triton, whose bundled LLVM aborts
-the process ("option registered more than once") when TensorFlow's LLVM was loaded before it.
+Importing this module imports tensortrade's env shell (tt_rl.tensortrade_shell, without TensorFlow): only
+env-building code does.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch._dynamo  # noqa: F401  triton's LLVM must load before TensorFlow's (tensortrade): the reverse aborts
 from gymnasium.spaces import Box
-from tensortrade.env.generic import ActionScheme, Informer, Observer, RewardScheme, Stopper
 
 from tt_rl.state import TradingState
+from tt_rl.tensortrade_shell import ActionScheme, Informer, Observer, RewardScheme, Stopper
 
 
 class VolatilityTargetedAction(ActionScheme):

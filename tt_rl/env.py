@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium
-import torch._dynamo  # noqa: F401  before tensortrade: see tt_rl.components
-from tensortrade.env.default.renderers import EmptyRenderer
-from tensortrade.env.generic import TradingEnv
 
 from tt_resources.timeframes import get_timeframe
 from tt_rl.components import (
@@ -21,6 +18,7 @@ from tt_rl.components import (
 from tt_rl.config import RLConfig
 from tt_rl.panel import Panel
 from tt_rl.state import TradingState
+from tt_rl.tensortrade_shell import EmptyRenderer, TradingEnv
 
 
 class RiskAwareTradingEnv(TradingEnv):

@@ -18,7 +18,6 @@ from tests.scratch import PG_ADMIN_URL, scratch_postgres
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
 
-
 BACKENDS = ("sqlite", "postgres")
 
 

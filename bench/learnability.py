@@ -20,9 +20,8 @@ from report import write_results  # bench/report.py (scripts run with bench/ on 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tt_resources.terms import AGENT, ORACLE  # noqa: E402
+from tt_resources.terms import AGENT, ORACLE, PLANTED_MARKETS  # noqa: E402
 from tt_rl.learnability import run_case  # noqa: E402
-from tt_rl.planted import KINDS  # noqa: E402
 from tt_rl.significance import probabilistic_sharpe  # noqa: E402
 
 TARGET_RATIO = 0.5
@@ -32,7 +31,7 @@ TARGET_PSR_NOISE = 0.95
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--kinds", nargs="+", choices=PLANTED_MARKETS, default=list(PLANTED_MARKETS))
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per kind (market seed 0)")
     parser.add_argument("--bars", type=int, default=2000)
     parser.add_argument("--symbols", type=int, default=5)

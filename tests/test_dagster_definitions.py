@@ -8,7 +8,8 @@ import sys
 import dagster as dg
 
 from tt_assets.definitions import defs
-from tt_assets.partitions import TIMEFRAMES
+from tt_assets.partitions import MAX_PARTITIONS_PER_RUN, TIMEFRAMES
+from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.config import PROJECT_ROOT
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -53,23 +54,31 @@ def test_timeframe_partitions_match_the_timeframes_module():
     assert TIMEFRAMES == TIMEFRAME_NAMES
 
 
-def test_raw_bars_policies():
-    raw_bars = defs.resolve_assets_def("raw_bars")
-    assert raw_bars.backfill_policy == dg.BackfillPolicy.multi_run(25)
-    assert raw_bars.op.pool == "ibkr"
+def test_every_bar_quality_rule_is_a_blocking_check_of_raw_bars():
     graph = defs.resolve_asset_graph()
-    names = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_bars")}
-    assert names == {"coverage", "no_duplicates", "monotonic_timestamps", "ohlc_sanity"}
+    checks = [key for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_bars")]
+    assert {key.name for key in checks} == set(RAW_BARS_RULES)
     assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
 
 
-def test_embedded_dagster_yaml_configures_run_queue_and_ibkr_pool(tmp_path, monkeypatch):
+def test_a_raw_bars_backfill_run_covers_at_most_one_pacing_window_of_partitions():
+    policy = defs.resolve_assets_def("raw_bars").backfill_policy
+    assert policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
+
+
+def test_the_embedded_instance_queues_runs_and_lets_one_raw_bars_step_fetch_at_a_time(tmp_path, monkeypatch):
+    """With dagster.yaml, runs wait in a bounded queue, and a raw_bars step that finds IBKR's pool taken waits
+    until the step holding it is done (two steps would spend one pacing budget at once)."""
     shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    pool = defs.resolve_assets_def("raw_bars").op.pool
     with dg.DagsterInstance.get() as instance:
-        config = instance.get_concurrency_config()
-        assert config.pool_config.default_pool_limit == 1
-        assert config.run_queue_config.max_concurrent_runs == 2
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert instance.root_directory == str(tmp_path)
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs >= 1
+        slots = instance.event_log_storage
+        slots.initialize_concurrency_limit_to_default(pool)  # what a step does before its first claim
+        assert slots.claim_concurrency_slot(pool, "run-a", "raw_bars").is_claimed
+        assert not slots.claim_concurrency_slot(pool, "run-b", "raw_bars").is_claimed
+        slots.free_concurrency_slot_for_step("run-a", "raw_bars")
+        assert slots.claim_concurrency_slot(pool, "run-b", "raw_bars").is_claimed

@@ -15,8 +15,8 @@ STEPS = 30_000
 
 
 def test_ppo_learns_a_planted_signal_and_beats_every_baseline():
-    """Observed: on sign persistence (oracle Sharpe 2.8) the default agent scored -0.61. Now, out-of-sample
-    and after costs, it beats every baseline and reaches a good part of the oracle within 30k steps."""
+    """On sign persistence (oracle Sharpe above 2), out-of-sample and after costs, the default agent beats
+    every baseline and reaches a good part of the oracle's Sharpe within 30k steps."""
     result = run_case("sign_persistence", n_bars=1500, timesteps=STEPS, eval_every=STEPS)
     baselines = {k: v for k, v in result.sharpe.items() if k not in (AGENT, ORACLE)}
     assert result.sharpe[ORACLE] > 2.0, result.sharpe

@@ -59,8 +59,9 @@ def _episode_rewards(panel: Panel, config: RLConfig, policy, *, episodes: int, s
 
 @pytest.mark.parametrize("kind", PLANTED_KINDS)
 def test_oracle_outscores_cash_and_random_under_the_default_reward(kind):
-    """Observed: the oracle of a planted market scored below cash (penalties charged costs twice and every
-    bar of drawdown). Under the default RewardConfig its mean reward must beat cash's (0) and random weights'."""
+    """The reward ranks a known edge first: under the default RewardConfig a planted market's oracle earns a
+    higher mean reward than cash (0) and random weights (penalties charging costs twice, or every bar of
+    drawdown, would rank it below cash)."""
     panel = planted_panel(kind, 1500, 5, seed=1)
     config = RLConfig()
     oracle = _episode_rewards(panel, config, lambda state, rng: ORACLES[kind](state), episodes=20)
@@ -95,8 +96,8 @@ def _holding_rewards(shock: float) -> tuple[float, float]:
 
 
 def test_a_large_loss_is_never_rewarded():
-    """Observed: holding a slowly losing asset, a -59 % step earned +9.686 (the maximum) and a -20 % step
-    scored like an ordinary day. The reward must fall with the loss: -59 % < -20 % < -1 % < an ordinary day."""
+    """Holding a slowly losing asset, the reward falls with the loss: -59 % < -20 % < -1 % < an ordinary day,
+    and a crash scores below zero (a reward that saturates or wraps at the extremes would pay for it)."""
     ordinary, small = _holding_rewards(-0.01)
     _, medium = _holding_rewards(-0.20)
     _, large = _holding_rewards(-0.59)
@@ -105,8 +106,8 @@ def test_a_large_loss_is_never_rewarded():
 
 
 def test_action_scores_map_the_policy_mean_to_half_risk():
-    """Observed: 59 % of the default policy's scores were exactly 0 (a Gaussian at 0 clipped to [0, 1]).
-    Long-only scores are (a + 1) / 2: distinct for every action in [-1, 1], 0.5 at the policy's initial mean."""
+    """Long-only scores are (a + 1) / 2: distinct for every action in [-1, 1], 0.5 at the policy's initial
+    mean (clipping its Gaussian at 0 to [0, 1] would make most initial scores exactly 0)."""
     actions = np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
     np.testing.assert_allclose(action_scores(actions, True), [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
     np.testing.assert_allclose(action_scores(actions, False), [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0])
@@ -115,8 +116,8 @@ def test_action_scores_map_the_policy_mean_to_half_risk():
 
 
 def test_ruin_ends_the_episode():
-    """Observed: long/short with the drawdown stop off, a +1900 % squeeze in a shorted symbol left the net
-    worth at -844,646 and the episode kept trading. Ruin (net worth <= 0 or a margin call) ends it there."""
+    """Ruin (net worth <= 0 or a margin call) ends the episode there: long/short with the drawdown stop off, a
+    +1900 % squeeze in a shorted symbol would otherwise leave a negative net worth that keeps trading."""
     days = 120
     rng = np.random.default_rng(3)
     returns = rng.normal(0.0, 0.01, (days, 2))

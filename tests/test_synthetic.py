@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tt_resources import calendar
+from tt_resources.sign_persistence import SESSION_STRENGTH, persistence_drift
 from tt_resources.synthetic import SyntheticSource
 
 NOW = pd.Timestamp("2026-11-20 22:00", tz="UTC")
@@ -25,12 +26,10 @@ def test_same_seed_and_symbol_give_the_same_bars():
 
 
 def test_later_clock_never_changes_earlier_bars():
-    early = source(now=pd.Timestamp("2025-12-31", tz="UTC")).fetch(
-        "XOM", "15m", pd.Timestamp("2025-12-01", tz="UTC"), NOW
-    )
-    late = source().fetch(
-        "XOM", "15m", pd.Timestamp("2025-12-01", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC")
-    )
+    start, end = pd.Timestamp("2025-12-01", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC")
+    early = source(now=end).fetch("XOM", "15m", start, NOW)
+    late = source().fetch("XOM", "15m", start, end)
+    assert len(early) == len(calendar.expected_bar_starts("15m", start, end)) > 500  # December's sessions
     pd.testing.assert_frame_equal(early, late)
 
 
@@ -90,11 +89,17 @@ def test_returns_have_fat_tails_volatility_clustering_and_common_factors():
     assert 0.005 < daily["AAA"].std() < 0.05
 
 
+def test_sign_persistence_drifts_in_the_direction_of_the_last_return_drift_included():
+    noise = np.array([0.01, -0.02, -0.5, 0.0])  # the second period rises only by its drift
+    np.testing.assert_array_equal(persistence_drift(noise, 0.1), [0.0, 0.1, 0.1, -0.1])
+    assets = np.array([[0.01, -0.01], [0.0, 0.0]])  # periods x assets: each asset has its own sign
+    np.testing.assert_array_equal(persistence_drift(assets, 0.1), [[0.0, 0.0], [0.1, -0.1]])
+
+
 def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
-    """TT_SYNTHETIC_SIGNAL=sign_persistence: each session drifts SIGNAL_STRENGTH (log) in the direction of the
+    """TT_SYNTHETIC_SIGNAL=sign_persistence: each session drifts SESSION_STRENGTH (log) in the direction of the
     previous session's close -> close move; the plain market ("none") has no such edge. Holding yesterday's
-    risers earns about SIGNAL_STRENGTH a day more than holding yesterday's fallers."""
-    from tt_resources.synthetic import SIGNAL_STRENGTH
+    risers earns about SESSION_STRENGTH a day more than holding yesterday's fallers."""
 
     start = NOW - pd.Timedelta(days=3 * 365)
     edges = {}
@@ -107,8 +112,8 @@ def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
             ]
         )
         edges[signal] = float(np.mean(log_returns[1:] * np.sign(log_returns[:-1])))
-    assert edges["sign_persistence"] - edges["none"] == pytest.approx(SIGNAL_STRENGTH, rel=0.25)
-    assert abs(edges["none"]) < 0.5 * SIGNAL_STRENGTH
+    assert edges["sign_persistence"] - edges["none"] == pytest.approx(SESSION_STRENGTH, rel=0.25)
+    assert abs(edges["none"]) < 0.5 * SESSION_STRENGTH
     # the planted drift is in the session (open -> close), not the overnight gap
     plain, planted = (source(signal=s).fetch("KO", "1d", start, NOW) for s in ("none", "sign_persistence"))
     np.testing.assert_allclose(

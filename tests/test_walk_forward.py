@@ -56,7 +56,7 @@ def test_plan_folds_refuses_too_little_data():
 def test_eval_config_rules():
     with pytest.raises(RLConfigError, match=r"eval\.embargo: must be >= env.window_size = 10 \(got 4\)"):
         RLConfig.from_dict({"env": {"window_size": 10}, "eval": {"embargo": 4}})
-    with pytest.raises(RLConfigError, match=r"eval\.oracle: must be a planted market's oracle .*'nope'"):
+    with pytest.raises(RLConfigError, match=r"eval\.oracle: must be 'sign_persistence', .*\(got 'nope'\)"):
         RLConfig.from_dict({"eval": {"oracle": "nope"}})
     with pytest.raises(RLConfigError, match=r"eval\.scheme"):
         RLConfig.from_dict({"eval": {"scheme": "expanding"}})

@@ -25,7 +25,7 @@ from tt_assets.reporting import (
 )
 from tt_resources import config as settings
 from tt_resources.resources import DatabaseResource
-from tt_resources.terms import AGENT
+from tt_resources.terms import AGENT, DEFAULT_SPAN_POLICY, SpanPolicy
 from tt_rl.config import EvalConfig
 
 TRAINING_GROUP = "training"
@@ -44,8 +44,8 @@ class DatasetConfig(dg.Config):
     start: str | None = None
     end: str | None = None
     test_fraction: float = EvalConfig.test_fraction  # the same default as `tt train`
-    # symbols whose history starts later or ends earlier than most: "drop_short" or "common_span"
-    span_policy: str = "drop_short"
+    # symbols whose history starts later or ends earlier than most (tt_resources.terms.SpanPolicy)
+    span_policy: SpanPolicy = DEFAULT_SPAN_POLICY
 
 
 class TrainingConfig(dg.Config):

@@ -29,8 +29,8 @@ SIGNIFICANT = 0.95  # a DSR from which the agent's Sharpe ratio counts as signif
 
 TRAIN_TIMEFRAME = "1d"
 # walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model (131,072 in
-# all): on the planted market (TT_SYNTHETIC_SIGNAL) 6,144 per model left PPO at Sharpe 0.54 and 16,384 at 0.98;
-# 32,768 reached 1.94 (oracle 3.36) and the whole demo took 183 s here (2 cores, a benchmark running beside it)
+# all), chosen from PPO's Sharpe on the planted market (TT_SYNTHETIC_SIGNAL) at several budgets against the
+# demo's time (bench/results/demo_budget.json)
 DEMO_FOLDS = 2
 DEMO_SEEDS = 2
 DEMO_TIMESTEPS = 32_768

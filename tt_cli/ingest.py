@@ -1,4 +1,4 @@
-"""`tt ingest`: bring the watchlist's bars up to date in the database (replaces mvp_pipeline)."""
+"""`tt ingest`: bring the watchlist's bars up to date in the database."""
 
 from __future__ import annotations
 

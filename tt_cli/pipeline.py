@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_pipeline.market import PartitionReport
+from tt_resources.terms import DEFAULT_SPAN_POLICY, SpanPolicy
 
 Progress = Callable[[PartitionReport], None]
 
@@ -75,7 +76,7 @@ class Direct:
         start,
         end,
         test_fraction: float,
-        span_policy: str = "drop_short",
+        span_policy: SpanPolicy = DEFAULT_SPAN_POLICY,
     ) -> dict:
         """The tt_dataset row plus `excluded` ({symbol: reason}) and `span_note`."""
         from tt_pipeline.datasets import DatasetError, build_dataset
@@ -162,7 +163,7 @@ class ViaDagster:
         start,
         end,
         test_fraction: float,
-        span_policy: str = "drop_short",
+        span_policy: SpanPolicy = DEFAULT_SPAN_POLICY,
     ):
         import dagster as dg
 

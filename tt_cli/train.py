@@ -14,7 +14,14 @@ from rich.table import Table
 
 from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
 from tt_pipeline.quality import MIN_SYMBOLS
-from tt_resources.terms import METRICS, POLICY_NAMES, SIGNIFICANCE_NAMES, TRAIN_TABLE_METRICS
+from tt_resources.terms import (
+    DEFAULT_SPAN_POLICY,
+    METRICS,
+    POLICY_NAMES,
+    SIGNIFICANCE_NAMES,
+    SPAN_POLICIES,
+    TRAIN_TABLE_METRICS,
+)
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
@@ -129,8 +136,8 @@ def evaluation_note(rl) -> str:
 )
 @click.option(
     "--span-policy",
-    type=click.Choice(["drop_short", "common_span"]),
-    default="drop_short",
+    type=click.Choice(SPAN_POLICIES),
+    default=DEFAULT_SPAN_POLICY,
     show_default=True,
     help="Symbols whose history starts later or ends earlier than most: leave them out, or cut every "
     "symbol to the span all have.",

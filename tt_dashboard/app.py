@@ -445,8 +445,8 @@ def results(
     """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth) and the agent's
     `training` episodes (drawn before the boundary): KPIs, then one tab per section, all sent with the page so
     that switching tabs needs no server round trip (`risk()` draws the Performance tab's risk tables). Sending
-    only the open tab halves the first page's charts but costs every switch a rerun of 2-3 s on a loaded
-    machine (bench/dashboard.py), against ~0.2 s here."""
+    only the open tab halves the first page's charts but costs every switch a server rerun, several times a
+    switch's time here (bench/dashboard.py; bench/results/dashboard.json)."""
     training = training if training is not None else chosen.iloc[0:0]
     longest = int(chosen.groupby("policy")["steps"].sum().max())
     stride = bucket_stride(longest, LINE_BUCKETS)

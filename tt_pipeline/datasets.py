@@ -11,26 +11,19 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from tt_pipeline.quality import MIN_SYMBOLS, assess_bars
-from tt_resources.terms import utc
+from tt_resources.terms import DEFAULT_SPAN_POLICY, SPAN_POLICIES, SpanPolicy, utc
 from tt_rl.panel import Panel
 
 
 class DatasetError(ValueError):
     """No dataset can be built or loaded; the message names the timeframe, symbols and reasons."""
-
-
-SpanPolicy = Literal["drop_short", "common_span"]
-# symbols with a shorter history are left out (named with where they start or end), so one late listing
-# does not shorten every symbol's history; "common_span" keeps them and cuts the panel instead
-DEFAULT_SPAN_POLICY: SpanPolicy = "drop_short"
-SPAN_POLICIES: tuple[str, ...] = ("drop_short", "common_span")
 
 
 @dataclass(frozen=True)

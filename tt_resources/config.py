@@ -18,6 +18,8 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tt_resources.terms import SyntheticSignal
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Source = Literal["synthetic", "csv", "ibkr"]
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
         None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
     )
     tt_source: Source = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
-    tt_synthetic_signal: Literal["none", "sign_persistence"] = Field(
+    tt_synthetic_signal: SyntheticSignal = Field(
         "sign_persistence",
         description="signal planted in the synthetic market: `sign_persistence` (a known 1-day edge, so the "
         "demo can show learning) or `none` (the plain market)",

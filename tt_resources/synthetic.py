@@ -5,10 +5,10 @@ component has a daily stochastic volatility (AR(1) log-volatility: GARCH-like cl
 volatility profile, Student-t(4) shocks (fat tails) and an overnight gap at the open. 1h and 1d bars are
 aggregates of the 15-minute path, so the three timeframes always agree. Bars exist only in NYSE sessions.
 
-Planted signal (`signal`, setting TT_SYNTHETIC_SIGNAL): "sign_persistence" adds to every session's
-open -> close path a drift of +-SIGNAL_STRENGTH (log return, spread evenly over its bars) with the sign of
-the previous session's close -> close return, so a policy that holds yesterday's risers has a real, known edge
-(tt_rl.planted.sign_persistence_oracle is its oracle); "none" is the plain market, where no policy has one.
+Planted signal (`signal`, setting TT_SYNTHETIC_SIGNAL): "sign_persistence" makes the sessions' close -> close
+returns a sign-persistence market (tt_resources.sign_persistence, SESSION_STRENGTH; the drift is spread evenly
+over each session's bars), so a policy that holds yesterday's risers has a real, known edge; "none" is the plain
+market, where no policy has one.
 
 Random draws come from generators seeded by (seed, component, calendar year), and the volatility filter and
 the planted drift are causal, so extending the horizon never changes bars already generated: incremental
@@ -25,8 +25,9 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from tt_resources import calendar
+from tt_resources.sign_persistence import SESSION_STRENGTH, persistence_drift
 from tt_resources.sources import SourceStats
-from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
+from tt_resources.terms import SOURCE_BAR_COLUMNS, SYNTHETIC_SIGNALS, SyntheticSignal, aware_utc
 from tt_resources.timeframes import get_timeframe
 
 ORIGIN = pd.Timestamp("2016-01-01", tz="UTC")  # first synthetic session; nothing exists before it
@@ -43,8 +44,6 @@ SECTORS = (
     "Real Estate",
     "Materials",
 )
-SIGNALS = ("none", "sign_persistence")
-SIGNAL_STRENGTH = 0.002  # per-session drift of the planted sign-persistence signal (log return)
 T_DF = 4.0  # Student-t degrees of freedom of every shock
 _T_SCALE = np.sqrt((T_DF - 2) / T_DF)  # makes t(4) draws unit-variance
 _HOUR_NS = 3_600 * 10**9
@@ -103,7 +102,7 @@ class _Grid:
 
 class SyntheticSource:
     """Deterministic bars from (seed, symbol, signal). `sectors` maps symbol -> sector (default: hashed);
-    `signal` is one of SIGNALS (default: the TT_SYNTHETIC_SIGNAL setting)."""
+    `signal` is one of SYNTHETIC_SIGNALS (default: the TT_SYNTHETIC_SIGNAL setting)."""
 
     name = "synthetic"
 
@@ -112,14 +111,14 @@ class SyntheticSource:
         seed: int = 7,
         sectors: Mapping[str, str] | None = None,
         clock: Callable[[], pd.Timestamp] | None = None,
-        signal: str | None = None,
+        signal: SyntheticSignal | None = None,
     ) -> None:
         if signal is None:
             from tt_resources.config import settings
 
             signal = settings().tt_synthetic_signal
-        if signal not in SIGNALS:
-            raise ValueError(f"unknown synthetic signal {signal!r}; valid: {', '.join(SIGNALS)}")
+        if signal not in SYNTHETIC_SIGNALS:
+            raise ValueError(f"unknown synthetic signal {signal!r}; valid: {', '.join(SYNTHETIC_SIGNALS)}")
         self.signal = signal
         self.seed = int(seed)
         self.sectors = dict(sectors or {})
@@ -223,15 +222,11 @@ class SyntheticSource:
 
     def _planted_drift(self, log_returns: np.ndarray) -> np.ndarray:
         """Per-bar drift (like `log_returns`, 15-minute log returns incl. gaps) of the sign-persistence signal:
-        each session's bars share +-SIGNAL_STRENGTH with the sign of the previous session's realised return."""
+        each session's bars share its drift, +-SESSION_STRENGTH with the sign of the previous session's return."""
         grid = self._grid
         starts = np.flatnonzero(grid.first)
-        base = np.add.reduceat(
-            log_returns, starts
-        )  # each session's close -> close log return before the drift
-        drift = np.zeros(len(starts))
-        for s in range(1, len(starts)):
-            drift[s] = SIGNAL_STRENGTH * np.sign(base[s - 1] + drift[s - 1])
+        base = np.add.reduceat(log_returns, starts)  # sessions' close -> close log returns before the drift
+        drift = persistence_drift(base, SESSION_STRENGTH)
         bars = np.diff(np.r_[starts, len(log_returns)])
         return (drift / bars)[grid.session_idx]
 

@@ -11,13 +11,16 @@ standard library at import, pandas inside the functions).
 - Features: `FEATURE_COLUMNS` (tt_features' columns, what `tt_rl.features.compute_features` produces).
 - Policies: `AGENT` (the trained PPO agent) and the baselines' names, `POLICY_LABELS` and `POLICY_NAMES`
   (agent first).
+- Closed sets of names, each a `Literal` (for pydantic and Dagster config) with its tuple of values (for click
+  and messages): `SpanPolicy`, `PlantedKind` (tt_rl.planted's markets, each with its oracle) and
+  `SyntheticSignal` (the signal planted in the synthetic source, TT_SYNTHETIC_SIGNAL).
 Timeframes are `tt_resources.timeframes.TIMEFRAME_NAMES`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,3 +142,21 @@ POLICY_LABELS: dict[str, str] = {
     CASH: "Cash",
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICY_LABELS)  # display order: the agent, then the baselines
+
+# ---------------------------------------------------------------- closed sets of names
+
+# what a training panel does with symbols whose history starts later or ends earlier than most
+# (tt_pipeline.datasets.uneven_spans): "drop_short" leaves them out, "common_span" cuts every symbol to the span
+# they all have
+SpanPolicy = Literal["drop_short", "common_span"]
+SPAN_POLICIES: tuple[SpanPolicy, ...] = get_args(SpanPolicy)
+DEFAULT_SPAN_POLICY: SpanPolicy = "drop_short"
+
+# tt_rl.planted's markets generated in code, each with its oracle (tt_rl.planted.ORACLES; eval.oracle names one)
+PlantedKind = Literal["sign_persistence", "reversal", "drift", "vol_regime", "noise"]
+PLANTED_MARKETS: tuple[PlantedKind, ...] = get_args(PlantedKind)
+
+# the signal planted in the synthetic source (tt_resources.synthetic): "none" or a planted kind, whose oracle
+# the demo scores beside the agent
+SyntheticSignal = Literal["none", "sign_persistence"]
+SYNTHETIC_SIGNALS: tuple[SyntheticSignal, ...] = get_args(SyntheticSignal)

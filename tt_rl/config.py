@@ -24,12 +24,11 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.dataclasses import dataclass
 
-from tt_resources.terms import FEATURE_COLUMNS
+from tt_resources.terms import FEATURE_COLUMNS, PlantedKind
 
 
 class RLConfigError(ValueError):
@@ -163,18 +162,8 @@ class EvalConfig:
     # bars between a fold's last training bar and its first test bar (None: env.window_size, the least allowed)
     embargo: PositiveInt | None = None
     seeds: PositiveInt = 2  # PPO models per fold, seeded ppo.seed, ppo.seed + 1, ...
-    oracle: str | None = (
-        None  # a key of tt_rl.planted.ORACLES: scored like a baseline under the name "oracle"
-    )
-
-    @field_validator("oracle")
-    @classmethod
-    def _known_oracle(cls, name: str | None) -> str | None:
-        from tt_rl.planted import KINDS  # the markets, each with its oracle (tt_rl.planted.ORACLES)
-
-        if name is not None and name not in KINDS:
-            raise ValueError(f"must be a planted market's oracle ({', '.join(KINDS)})")
-        return name
+    # a planted market whose oracle (tt_rl.planted.ORACLES) is scored like a baseline under the name "oracle"
+    oracle: PlantedKind | None = None
 
 
 @_strict("logging")

@@ -133,7 +133,7 @@ class LogWriter:
 
 def _send(connection: Connection, message: Any) -> None:
     """Pickle `message` with its numpy arrays out of band: the head goes first, then each array's memory is
-    written to the pipe as it is (an in-band pickle copies it three times, at ~1-2 ms per 200 KB job)."""
+    written to the pipe as it is (an in-band pickle copies it three times)."""
     buffers: list[pickle.PickleBuffer] = []
     head = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     connection.send_bytes(len(buffers).to_bytes(4, "little") + head)

@@ -4,8 +4,8 @@ Every market is daily bars of `n_symbols` assets with per-bar volatility `sigma`
 `correlation` (one common factor), returns close to close; each bar opens at the previous close, so a
 decision filled at the next open trades at the price it observed (the signal is not lost in a gap). Kinds:
 
-- sign_persistence: r[t+1] = strength * sign(r[t]) + noise, per asset (time-series momentum of one bar).
-  Oracle: hold the assets whose last return was positive.
+- sign_persistence: r[t+1] = strength * sign(r[t]) + noise, per asset (time-series momentum of one bar;
+  tt_resources.sign_persistence). Oracle: hold the assets whose last return was positive.
 - reversal: r_i[t+1] = -strength * (r_i[t] - mean_j r_j[t]) + noise (cross-sectional short-term
   reversal). Oracle: hold the assets whose last return was below the cross-sectional mean, each in proportion
   to its expected rebound.
@@ -23,18 +23,19 @@ so the agent, the oracle and the baselines pay the same costs and obey the same 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
+from tt_resources.sign_persistence import persistence_drift
+from tt_resources.terms import PLANTED_MARKETS, PlantedKind
 from tt_rl.panel import Panel, panel_from_frames
 from tt_rl.synthetic import long_bars
 
-PlantedKind = Literal["sign_persistence", "reversal", "drift", "vol_regime", "noise"]
-KINDS: tuple[str, ...] = get_args(PlantedKind)
-PLANTED_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "noise")
-STRENGTH = {  # per-bar size of each kind's signal (fraction of price) at its default sigma of 1.5 %
+PLANTED_KINDS: tuple[PlantedKind, ...] = tuple(k for k in PLANTED_MARKETS if k != "noise")  # with a signal
+# per-bar size of each kind's signal (fraction of price) at sigma 1.5 % (sign_persistence:
+# tt_resources.sign_persistence says why it differs from the synthetic source's)
+STRENGTH: dict[PlantedKind, float] = {
     "sign_persistence": 0.003,
     "reversal": 0.15,  # a reversal coefficient, not a return
     "drift": 0.003,
@@ -45,7 +46,7 @@ REGIME_BARS = 60
 
 
 def planted_returns(
-    kind: str,
+    kind: PlantedKind,
     n_bars: int,
     n_symbols: int,
     *,
@@ -55,8 +56,8 @@ def planted_returns(
     strength: float | None = None,
 ) -> np.ndarray:
     """Simple returns (n_bars, n_symbols) of a planted market of `kind` (see module doc); seeded."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown planted market {kind!r}: one of {', '.join(KINDS)}")
+    if kind not in PLANTED_MARKETS:
+        raise ValueError(f"unknown planted market {kind!r}: one of {', '.join(PLANTED_MARKETS)}")
     rng = np.random.default_rng(seed)
     k = STRENGTH[kind] if strength is None else strength
     common = rng.standard_normal((n_bars, 1))
@@ -74,19 +75,20 @@ def planted_returns(
     if kind == "drift":
         noise[:, 0] += k
         return noise
-    if kind in ("sign_persistence", "reversal"):
+    if kind == "sign_persistence":
+        return noise + persistence_drift(noise, k)
+    if kind == "reversal":
         r = np.empty_like(noise)
         r[0] = noise[0]
         for t in range(1, n_bars):
             last = r[t - 1]
-            signal = k * np.sign(last) if kind == "sign_persistence" else -k * (last - last.mean())
-            r[t] = signal + noise[t]
+            r[t] = -k * (last - last.mean()) + noise[t]
         return r
     return noise
 
 
 def planted_panel(
-    kind: str,
+    kind: PlantedKind,
     n_bars: int = 2000,
     n_symbols: int = 5,
     *,
@@ -155,7 +157,7 @@ def noise_oracle(state) -> np.ndarray:
     return np.zeros(state.n_assets)
 
 
-ORACLES: dict[str, Callable] = {
+ORACLES: dict[PlantedKind, Callable] = {
     "sign_persistence": sign_persistence_oracle,
     "reversal": reversal_oracle,
     "drift": drift_oracle,

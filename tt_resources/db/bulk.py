@@ -104,7 +104,7 @@ def _dictionary(values: pd.Series) -> pa.DictionaryArray:
 
 def json_arrays(matrix: np.ndarray) -> pa.Array:
     """Each row of a numeric (K, N) matrix as JSON array text (K,), encoded column-wise by Arrow (K json.dumps
-    calls cost ~8x more): shortest round-trip digits of the matrix's dtype, non-finite values as null."""
+    calls cost several times more): shortest round-trip digits of the matrix's dtype, non-finite values as null."""
     floats = matrix if matrix.dtype.kind == "f" else matrix.astype(np.float64)
     columns = [pa.array(column, mask=~np.isfinite(column)).cast(pa.string()) for column in floats.T]
     body = pc.binary_join_element_wise(*columns, ", ", null_handling="replace", null_replacement="null")
@@ -275,7 +275,7 @@ def _bind(data: pa.Table, rows: int) -> list[dict[str, sa.BindParameter]]:
     return [{c: sa.bindparam(f"p{i}_{c}") for c in data.column_names} for i in range(rows)]
 
 
-SQLITE_ROWS_PER_STATEMENT = 200  # multi-row VALUES: fewer statement steps per row (about 1.5x faster)
+SQLITE_ROWS_PER_STATEMENT = 200  # multi-row VALUES: fewer statement steps per row (bench/ingest.py)
 _SQL_CACHE_SIZE = 1024
 _sql_cache: dict[tuple, tuple[str, list[str]]] = {}  # (dialect, statement key, columns, rows) -> SQL, order
 

@@ -65,15 +65,6 @@ def change_token(engine: sa.Engine) -> tuple:
         return tuple(conn.execute(stmt).one())
 
 
-def has_results(engine: sa.Engine) -> bool:
-    """True when the database holds at least one logged episode or evaluation."""
-    with engine.connect() as conn:
-        return (
-            conn.execute(sa.select(episodes.c.episode_id).limit(1)).first() is not None
-            or conn.execute(sa.select(evals.c.eval_id).limit(1)).first() is not None
-        )
-
-
 def model_catalog(engine: sa.Engine) -> pd.DataFrame:
     """Walk-forward models (not their folds' models) and unregistered models that have episodes or
     evaluations, newest activity first.

@@ -33,6 +33,7 @@ def request_historical_bars(
     ib: IB,
     req_id: int,
     contract: Contract,
+    *,
     end: str,
     duration: str,
     bar_size: str,

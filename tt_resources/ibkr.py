@@ -599,7 +599,14 @@ class IbkrSource:
 
             def start() -> asyncio.Future:
                 return ib_fence.request_historical_bars(
-                    ib, req_id, contract, end_text, duration, bar_size, s.what_to_show, s.use_rth
+                    ib,
+                    req_id,
+                    contract,
+                    end=end_text,
+                    duration=duration,
+                    bar_size=bar_size,
+                    what_to_show=s.what_to_show,
+                    use_rth=s.use_rth,
                 )
 
             log = self._log_row(

@@ -201,11 +201,3 @@ def test_the_dagster_celery_worker_parts_keep_their_parameters():
     assert parameters(CeleryExecutor.app_args) == ["self"]
     assert parameters(make_app) == ["app_args"]
     assert parameters(create_task)[0] == "celery_app"
-
-
-def test_the_step_worker_app_registers_dagster_celerys_step_task():
-    from tt_assets.celery_fence import step_worker_app
-
-    app = step_worker_app("memory://", "rpc://", {"task_default_queue": "fence-test"})
-    assert "execute_plan" in app.tasks
-    assert app.conf.task_default_queue == "fence-test"

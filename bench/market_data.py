@@ -9,6 +9,11 @@ and keeps the others' last figures. Sections:
   the path `tt demo` and `tt ingest --via-dagster` take (market_data_job range runs in-process against a
   fresh DAGSTER_HOME and a fresh embedded SQLite database: raw_bars, the checks, features), a first run and a
   second (nothing new) run; target: the first under 60 s;
+- event_log: the pooled event log (tt_assets.dagster_fence.PooledSqliteEventLogStorage, the CLI's instance's)
+  against Dagster's own SqliteEventLogStorage: EVENT_LOG_SYMBOLS symbols x 3 timeframes through Dagster as in
+  via_dagster, a first and a nothing-new run on fresh storage per variant, the variants alternated
+  EVENT_LOG_ROUNDS times (the machine is shared, so CPU seconds of this process are the figure to compare; wall
+  seconds and load beside them);
 - ibkr_chunk_plan: historical requests the chunk plan issues for 150 symbols vs IBKR's step-table minimum, and
   the requests the real IbkrSource actually sent to the fake gateway for two symbols.
 """
@@ -133,6 +138,71 @@ def bench_via_dagster() -> dict:
     return figures
 
 
+EVENT_LOG_SYMBOLS = 30
+EVENT_LOG_ROUNDS = 3
+
+
+def refresh_twice(symbols: list[str], variant: str) -> dict:
+    """A first and a nothing-new refresh of `symbols` x TIMEFRAMES through Dagster on fresh storage, the
+    instance's event log `pooled` (the CLI's) or `dagster` (Dagster's default): CPU and wall seconds of each."""
+    import dagster as dg
+
+    from tt_cli.pipeline import ViaDagster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(TT_DATA_DIR=tmp, DAGSTER_HOME=f"{tmp}/dagster_home")
+        engine = create_engine(f"sqlite:///{tmp}/tt.sqlite")
+        upgrade(engine)
+        pipeline = ViaDagster(engine, "synthetic")
+        if variant == "dagster":
+            pipeline.instance.dispose()
+            pipeline.instance = dg.DagsterInstance.get()
+        figures = {"variant": variant, "event_log": type(pipeline.instance.event_log_storage).__name__}
+        for run in ("first", "second"):
+            load = os.getloadavg()[0]
+            began, cpu = time.perf_counter(), time.process_time()
+            reports = pipeline.refresh(symbols, list(TIMEFRAMES), progress=lambda report: None)
+            figures[run] = {
+                "cpu_seconds": round(time.process_time() - cpu, 2),
+                "seconds": round(time.perf_counter() - began, 2),
+                "load_before": round(load, 2),
+                "partitions": len(reports),
+            }
+        pipeline.instance.dispose()
+        engine.dispose()
+    return figures
+
+
+def bench_event_log() -> dict:
+    """Pooled vs Dagster's event log, alternated (after one untimed warm-up that imports everything)."""
+    from statistics import median
+
+    from tt_resources.watchlist import load_watchlist
+
+    for name in ("DATABASE_URL", "TT_SOURCE"):
+        os.environ.pop(name, None)
+    symbols = load_watchlist(limit=EVENT_LOG_SYMBOLS).symbols
+    refresh_twice(symbols[:1], "pooled")
+    rounds = []
+    for n in range(EVENT_LOG_ROUNDS):
+        for variant in ("pooled", "dagster") if n % 2 == 0 else ("dagster", "pooled"):
+            rounds.append(refresh_twice(symbols, variant))
+            print(json.dumps(rounds[-1]), flush=True)
+    medians = {
+        variant: {
+            f"{run}_{figure}": median(r[run][figure] for r in rounds if r["variant"] == variant)
+            for run in ("first", "second")
+            for figure in ("cpu_seconds", "seconds")
+        }
+        for variant in ("pooled", "dagster")
+    }
+    saved = {
+        figure: round(1 - medians["pooled"][figure] / medians["dagster"][figure], 3)
+        for figure in medians["pooled"]
+    }
+    return {"symbols": len(symbols), "rounds": rounds, "medians": medians, "pooled_saves": saved}
+
+
 def step_table_minimum(timeframe: str) -> int:
     """How many of IBKR's longest requests (1 Y / 1 M / 1 W) it takes to reach back over the default window."""
     start, end = window(timeframe)
@@ -175,6 +245,7 @@ SECTIONS = {
     "ingest_postgres": bench_postgres,
     "ibkr_chunk_plan": bench_chunk_plan,
     "via_dagster": bench_via_dagster,
+    "event_log": bench_event_log,
 }
 
 

@@ -4,9 +4,8 @@ pooled engines; the files stay Dagster's own, read back by a default instance (`
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from tt_assets.event_log import OPEN_FILES, PooledSqliteEventLogStorage
+from tt_assets.dagster_fence import OPEN_FILES, PooledSqliteEventLogStorage, SqliteEventLogStorage
 from tt_assets.launch import open_instance
 
 

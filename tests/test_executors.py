@@ -23,7 +23,9 @@ def test_a_set_broker_reaches_the_executor_config_as_a_reference_not_its_passwor
 def test_workers_read_the_executors_broker_and_queue_one_step_at_a_time(monkeypatch):
     monkeypatch.setenv("TT_CELERY_BROKER", "amqp://tt:s3cret@mq.internal:5672//")
     monkeypatch.setenv("TT_CELERY_QUEUE", "tt-steps")
-    conf = worker_app().conf
+    app = worker_app()
+    assert "execute_plan" in app.tasks  # dagster-celery's step task
+    conf = app.conf
     settings = (
         conf.broker_url,
         conf.task_default_queue,

@@ -53,13 +53,9 @@ def executor() -> dg.ExecutorDefinition | None:
 
 def worker_app() -> Celery:
     """The Celery app a worker runs: dagster-celery's step task on the executor's broker and settings."""
-    from dagster_celery.executor import CeleryExecutor
-    from dagster_celery.make_app import make_app
-    from dagster_celery.tasks import create_task
+    from tt_assets.celery_fence import step_worker_app
 
-    app = make_app(CeleryExecutor.for_cli(**celery_config(resolve=True)).app_args())
-    create_task(app)
-    return app
+    return step_worker_app(**celery_config(resolve=True))
 
 
 def broker_shown() -> str:

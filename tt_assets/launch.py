@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 from filelock import FileLock
 
+from tt_assets.dagster_fence import open_instance_with_pooled_event_log, reconstructable_job
 from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
 from tt_resources import config
 
@@ -49,28 +49,9 @@ def open_instance() -> dg.DagsterInstance:
     """The persistent instance (DAGSTER_HOME, see ensure_dagster_home) for runs launched in this process.
 
     When the instance keeps its event log in Dagster's default SQLite storage, it is opened as
-    tt_assets.event_log.PooledSqliteEventLogStorage: the same files, written without reopening and
+    tt_assets.dagster_fence.PooledSqliteEventLogStorage: the same files, written without reopening and
     flushing them for every event (a refresh stores ~9 events per partition)."""
-    from dagster._core.instance.ref import InstanceRef
-    from dagster._serdes import ConfigurableClassData
-
-    ref = InstanceRef.from_dir(str(ensure_dagster_home()))
-    events, unified = ref.event_storage_data, ref.storage_data
-    if _class(events) == SQLITE_EVENT_LOG and _class(unified) in (None, SQLITE_UNIFIED_STORAGE):
-        pooled = ConfigurableClassData(
-            "tt_assets.event_log", "PooledSqliteEventLogStorage", events.config_yaml
-        )
-        # the run and schedule storage stay the default's (InstanceRef names them beside the unified one)
-        ref = ref._replace(storage_data=None, event_storage_data=pooled)
-    return dg.DagsterInstance.from_ref(ref)
-
-
-SQLITE_EVENT_LOG = ("dagster._core.storage.event_log", "SqliteEventLogStorage")
-SQLITE_UNIFIED_STORAGE = ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage")
-
-
-def _class(data) -> tuple[str, str] | None:
-    return None if data is None else (data.module_name, data.class_name)
+    return open_instance_with_pooled_event_log(str(ensure_dagster_home()))
 
 
 def _dagster_home_ready(home: Path) -> bool:
@@ -116,9 +97,7 @@ def run_job(
         )
     if partition_key is not None:
         tags = {**(tags or {}), **job.get_tags_for_partition_key(partition_key, asset_selection)}
-    recon = ReconstructableRepository.for_module(
-        "tt_assets.definitions", "defs", working_directory=str(config.PROJECT_ROOT)
-    ).get_reconstructable_job(name)
+    recon = reconstructable_job("tt_assets.definitions", "defs", name, str(config.PROJECT_ROOT))
     with dg.execute_job(
         recon,
         instance,

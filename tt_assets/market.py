@@ -168,9 +168,8 @@ def _latest_materializations(instance: dg.DagsterInstance, keys: list[str]) -> d
     """partition key -> run id, storage id and time of raw_bars' latest materialisation of that partition
     (the events just yielded: a step's events are stored as they are yielded). One query for all `keys`;
     a key whose latest record another run's newer events pushed out of it is read on its own."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
+    # imported here: the fence imports SQLAlchemy, which stays out of loading the definitions
+    from tt_assets.dagster_fence import AssetCheckEvaluationTargetMaterializationData
 
     def latest(wanted: list[str]) -> dict:
         records = instance.fetch_materializations(

@@ -27,9 +27,7 @@ import click
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(host: str, port: str, dagster_args: tuple[str, ...]) -> None:
     """Dagster's UI, daemon and code server on the platform's instance (extra arguments go to `dagster dev`)."""
-    from dagster._cli import ENV_PREFIX
-    from dagster._cli import cli as dagster_cli  # what the `dagster` script runs
-
+    from tt_assets.dagster_fence import run_dagster_cli
     from tt_assets.launch import ensure_dagster_home
     from tt_resources.config import PROJECT_ROOT, data_dir
 
@@ -38,8 +36,4 @@ def dev(host: str, port: str, dagster_args: tuple[str, ...]) -> None:
     os.chdir(home)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     workspace = str(PROJECT_ROOT / "workspace.yaml")
-    dagster_cli.main(
-        args=["dev", "-w", workspace, "-h", host, "-p", port, *dagster_args],
-        prog_name="dagster",
-        auto_envvar_prefix=ENV_PREFIX,
-    )
+    run_dagster_cli(["dev", "-w", workspace, "-h", host, "-p", port, *dagster_args])

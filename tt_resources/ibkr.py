@@ -34,11 +34,10 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from ib_async import IB, BarDataList, Contract, ContractDetails, Stock
+from ib_async import IB, Contract, ContractDetails, RequestError, Stock
 from ib_async import util as ib_util
-from ib_async.wrapper import RequestError
 
-from tt_resources import calendar, config
+from tt_resources import calendar, config, ib_fence
 from tt_resources.db.bulk import insert_frame, upsert_frame
 from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.pacing import PacingBudget, PacingRules
@@ -378,7 +377,8 @@ class IbkrSource:
                 closed.set_result(message)
 
         ib.errorEvent += on_error
-        ib.client.apiError += on_api_error
+        api_errors = ib_fence.api_errors(ib)
+        api_errors += on_api_error
         connecting = asyncio.ensure_future(
             ib.connectAsync(s.host, s.port, client_id, timeout=s.connect_timeout_s, readonly=True)
         )
@@ -396,7 +396,7 @@ class IbkrSource:
                 raise GatewayUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
             return ib
         finally:
-            ib.client.apiError -= on_api_error
+            api_errors -= on_api_error
             if not connecting.done() or connecting.exception() is not None or 326 in codes:
                 connecting.cancel()
                 ib.disconnect()
@@ -595,14 +595,19 @@ class IbkrSource:
         end_text, bar_size = ib_end(end), get_timeframe(timeframe).ib_bar_size
 
         async def attempt(ib: IB):
-            req_id = ib.client.getReqId()
+            req_id = ib_fence.new_request_id(ib)
 
             def start() -> asyncio.Future:
-                future = ib.wrapper.startReq(req_id, contract, container=BarDataList())
-                ib.client.reqHistoricalData(
-                    req_id, contract, end_text, duration, bar_size, s.what_to_show, s.use_rth, 2, False, []
+                return ib_fence.request_historical_bars(
+                    ib,
+                    req_id,
+                    contract,
+                    end=end_text,
+                    duration=duration,
+                    bar_size=bar_size,
+                    what_to_show=s.what_to_show,
+                    use_rth=s.use_rth,
                 )
-                return future
 
             log = self._log_row(
                 call, symbol, timeframe, "historical", end_ts=end, duration=duration, bar_size=bar_size
@@ -613,7 +618,7 @@ class IbkrSource:
                     start,
                     call,
                     paced=(contract.conId, end_text, duration, bar_size, s.what_to_show),
-                    cancel=lambda: ib.client.cancelHistoricalData(req_id),
+                    cancel=lambda: ib_fence.cancel_historical_bars(ib, req_id),
                 )
             except RequestError as exc:
                 if log["outcome"] == "no_data":

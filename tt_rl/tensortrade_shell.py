@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import sys
 import types
-from importlib.metadata import version
 
-CHECKED_VERSION = "1.0.4"
-if (installed := version("tensortrade")) != CHECKED_VERSION:
-    raise ImportError(
-        f"tensortrade {installed} is not the version tt_rl/tensortrade_shell.py was checked against "
-        f"({CHECKED_VERSION}); re-check that file"
-    )
+from tt_resources.fences import require_checked
+
+require_checked("tensortrade", "1.0", "tt_rl/tensortrade_shell.py")
 
 
 def _no_agents(name: str):

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources.db import create_engine, upgrade  # noqa: E402
 from tt_resources.db.schema import fetch_log, prices  # noqa: E402
-from tt_resources.ibkr import IbkrSettings, IbkrSource  # noqa: E402
+from tt_resources.sources.ibkr import IbkrSettings, IbkrSource  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
 from tt_resources.pacing import PacingRules  # noqa: E402
 from tt_resources.timeframes import TIMEFRAME_NAMES  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 from tt_resources import bar_grid, calendar
 from tt_resources.db.prices import read_bars
 from tt_resources.ingest import ingest_partition
-from tt_resources.sources import SourceStats
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.base import SourceStats
+from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.terms import SOURCE_BAR_COLUMNS
 
 NOW = pd.Timestamp("2024-12-06 22:00", tz="UTC")  # a Friday after the close

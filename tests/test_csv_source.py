@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from tt_resources import calendar
-from tt_resources.csv_source import CsvFormatError, CsvSource, OutsideWindow
-from tt_resources.sources import SymbolNotFound
+from tt_resources.sources.csv import CsvFormatError, CsvSource, OutsideWindow
+from tt_resources.sources.base import SymbolNotFound
 
 START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC")
 EVER = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")

@@ -19,7 +19,7 @@ from tests.scratch import scratch_postgres
 from tests.serving import free_port
 from tt_assets.definitions import defs
 from tt_resources.config import PROJECT_ROOT
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 RUN_CONFIG = {
     "ops": {

@@ -17,7 +17,7 @@ from tt_resources import calendar
 from tt_resources.db.holes import open_holes
 from tt_resources.db.prices import quarantined, read_bars
 from tt_resources.db.schema import contracts
-from tt_resources.ibkr import IbkrSource
+from tt_resources.sources.ibkr import IbkrSource
 from tt_resources.ingest import ingest_many, ingest_partition
 from tt_resources.pacing import PacingRules
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from tt_resources import calendar
-from tt_resources.csv_source import CsvSource
+from tt_resources.sources.csv import CsvSource
 from tt_resources.db.prices import read_bars, upsert_price_bars
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 NOW = pd.Timestamp("2026-11-18 21:30", tz="UTC")  # Wednesday after the close

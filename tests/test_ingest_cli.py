@@ -12,7 +12,7 @@ from tt_cli.main import cli
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
 
 RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
 

@@ -15,8 +15,8 @@ from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
-from tt_resources.synthetic import SyntheticSource
+from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_resources.sources.synthetic import SyntheticSource
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"

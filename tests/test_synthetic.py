@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tt_resources import calendar
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
 
 NOW = pd.Timestamp("2026-11-20 22:00", tz="UTC")
 
@@ -94,7 +94,7 @@ def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
     """TT_SYNTHETIC_SIGNAL=sign_persistence: each session drifts SIGNAL_STRENGTH (log) in the direction of the
     previous session's close -> close move; the plain market ("none") has no such edge. Holding yesterday's
     risers earns about SIGNAL_STRENGTH a day more than holding yesterday's fallers."""
-    from tt_resources.synthetic import SIGNAL_STRENGTH
+    from tt_resources.sources.synthetic import SIGNAL_STRENGTH
 
     start = NOW - pd.Timedelta(days=3 * 365)
     edges = {}

@@ -14,7 +14,7 @@ import dagster as dg
 
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
 from tt_pipeline.quality import RAW_BARS_RULES
-from tt_resources.resources import DatabaseResource, MarketDataResource
+from tt_assets.resources import DatabaseResource, MarketDataResource
 
 RAW_BARS = dg.AssetKey("raw_bars")
 FEATURES = dg.AssetKey("features")

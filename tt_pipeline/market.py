@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from tt_pipeline.quality import BarQuality, assess_bars, content_version
 from tt_resources.ingest import PartitionResult, Stored, in_parallel, ingest_after, stored_partitions
-from tt_resources.sources import MarketDataSource
+from tt_resources.sources.base import MarketDataSource
 from tt_resources.terms import utc
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tt_resources import calendar, config
-from tt_resources.sources import SourceError
+from tt_resources.sources.base import SourceError
 from tt_resources.timeframes import get_timeframe
 
 Rows = Callable[[int], str]  # a bar's position -> how a message names it, e.g. "line 7" of a CSV file

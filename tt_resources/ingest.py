@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from tt_resources import bar_grid, calendar
 from tt_resources.db.holes import Hole, open_holes, record_hole, resolve_holes
 from tt_resources.db.prices import high_water_marks, replace_quarantine, split_invalid, upsert_price_bars
-from tt_resources.sources import Chunk, MarketDataSource, SourceStats, fetch_chunks
+from tt_resources.sources.base import Chunk, MarketDataSource, SourceStats, fetch_chunks
 from tt_resources.terms import utc
 from tt_resources.timeframes import get_timeframe
 

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from tt_resources import calendar
-from tt_resources.sources import SourceStats
+from tt_resources.sources.base import SourceStats
 from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 

@@ -42,7 +42,7 @@ from tt_resources import calendar, config
 from tt_resources.db.bulk import insert_frame, upsert_frame
 from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.pacing import PacingBudget, PacingRules
-from tt_resources.sources import Chunk, SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources.sources.base import Chunk, SourceError, SourceStats, SymbolNotFound, empty_bars
 from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 from tt_resources.watchlist import DEFAULTS as WATCHLIST_DEFAULTS

@@ -28,7 +28,7 @@ import pandas as pd
 
 from tt_resources import bar_grid, config
 from tt_resources.calendar import DEFAULT_EXCHANGE
-from tt_resources.sources import SourceError, SourceStats, SymbolNotFound
+from tt_resources.sources.base import SourceError, SourceStats, SymbolNotFound
 from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
 

@@ -140,16 +140,16 @@ def make_source(name: str | None = None, **options) -> MarketDataSource:
     """
     name = (name or config.settings().tt_source).strip().lower()
     if name == "synthetic":
-        from tt_resources.synthetic import SyntheticSource
+        from tt_resources.sources.synthetic import SyntheticSource
 
         options.setdefault("sectors", _watchlist_column("sector"))
         return SyntheticSource(**options)
     if name == "csv":
-        from tt_resources.csv_source import CsvSource
+        from tt_resources.sources.csv import CsvSource
 
         return CsvSource(**options)
     if name == "ibkr":
-        from tt_resources.ibkr import IbkrSource
+        from tt_resources.sources.ibkr import IbkrSource
 
         options.setdefault("listings", _watchlist_column("exchange", "currency", "primary_exchange"))
         return IbkrSource.from_env(**options)

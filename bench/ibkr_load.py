@@ -39,7 +39,7 @@ from tt_resources.db import create_engine, upgrade  # noqa: E402
 from tt_resources.db.schema import fetch_log, prices  # noqa: E402
 from tt_resources.sources.ibkr import IbkrSettings, IbkrSource  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
-from tt_resources.pacing import PacingRules  # noqa: E402
+from tt_resources.sources.pacing import PacingRules  # noqa: E402
 from tt_resources.timeframes import TIMEFRAME_NAMES  # noqa: E402
 from tt_resources.watchlist import load_watchlist  # noqa: E402
 

@@ -36,7 +36,7 @@ from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
 from tt_resources.sources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
-from tt_resources.pacing import PacingRules  # noqa: E402
+from tt_resources.sources.pacing import PacingRules  # noqa: E402
 from tt_resources.sources.synthetic import SyntheticSource  # noqa: E402
 from tt_resources.timeframes import TIMEFRAMES  # noqa: E402
 

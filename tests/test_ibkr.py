@@ -17,7 +17,7 @@ from tt_resources.db.prices import read_bars
 from tt_resources.db.schema import contracts, fetch_log
 from tt_resources.sources.ibkr import IbkrSettings, IbkrSource, chunk_plan, run_on_ib_loop
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.pacing import PacingRules
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,7 +19,7 @@ from tt_resources.db.prices import quarantined, read_bars
 from tt_resources.db.schema import contracts
 from tt_resources.sources.ibkr import IbkrSource
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.pacing import PacingRules
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,5 @@
-"""Dagster resources: thin, configurable wrappers around the database and the market-data sources.
+"""Dagster resources: thin, configurable wrappers around the database, the market-data sources and the
+watchlist.
 
 Every field defaults to the embedded setup. `from_env()` builds each resource from the settings
 (tt_resources.config.Settings): a variable that is set becomes an `EnvVar` reference (text and integers),
@@ -7,32 +8,54 @@ so the Dagster UI shows the variable's name, never its value; a float is passed 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import enum
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from tt_resources import config
+from tt_resources.sources.pacing import Mode
+from tt_resources.sources.settings import IBKR_FIELDS, MARKET_DATA_FIELDS
+from tt_resources.terms import DateFormat, SourceName
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
+def choices(name: str, names: Any) -> type[enum.StrEnum]:
+    """The values of the Literal `names` as a string enum: Dagster config has no Literal, and the Launchpad
+    offers an enum's values; its members equal the plain strings."""
+    return enum.StrEnum(name, {value: value for value in get_args(names)})
+
+
+Source = choices("Source", SourceName)
+CsvDateFormat = choices("CsvDateFormat", DateFormat)
+PacingMode = choices("PacingMode", Mode)
+
+
 def configured_fields(**fields: str) -> dict[str, Any]:
     """Resource field -> value for each `resource_field=settings_field` whose variable is set: an EnvVar
-    reference (EnvVar.int for integers) or, for a float, the checked value. Unset ones are left out, so
-    the resource keeps its default. SettingsError names a variable with a bad value."""
+    reference (EnvVar.int for integers) or, for a float or one of a closed set of names (an enum field, which
+    an EnvVar cannot fill), the checked value. Unset ones are left out, so the resource keeps its default.
+    SettingsError names a variable with a bad value."""
     env = config.settings()
     values: dict[str, Any] = {}
     for name, field in fields.items():
         if not env.is_set(field):
             continue
         value, variable = getattr(env, field), config.Settings.variable(field)
-        if isinstance(value, bool | float):
+        if isinstance(value, bool | float) or _is_choice(field):
             values[name] = value
         else:
             values[name] = dg.EnvVar.int(variable) if isinstance(value, int) else dg.EnvVar(variable)
     return values
+
+
+def _is_choice(field: str) -> bool:
+    """True when the settings field holds one of a closed set of names (a Literal, or an optional one)."""
+    annotation = config.Settings.model_fields[field].annotation
+    return any(get_origin(a) is Literal for a in (annotation, *get_args(annotation)))
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -66,45 +89,50 @@ class DatabaseResource(dg.ConfigurableResource):
 
 
 class IbkrResource(dg.ConfigurableResource):
-    """Connection settings for IB Gateway / TWS (IB_HOST, IB_PORT, IB_CLIENT_ID)."""
+    """IB Gateway / TWS: where (IB_HOST, IB_PORT, IB_CLIENT_ID and IB_CLIENT_IDS ids from it), how long to wait
+    for an answer (IB_TIMEOUT_S) and for a gateway that went away (TT_IB_RECONNECT_S), and the pacing
+    (TT_IB_PACING, TT_IB_MAX_REQUESTS, TT_IB_WINDOW_S, TT_IB_CONCURRENCY)."""
 
     host: str = "127.0.0.1"
     port: int = 4002
     client_id: int = 17
+    client_ids: int = 8
+    timeout_s: float = 60.0
+    reconnect_s: float = 300.0
+    pacing: PacingMode = PacingMode.adaptive
+    max_requests: int = 60
+    window_s: float = 600.0
+    concurrency: int = 16
 
     @classmethod
     def from_env(cls) -> IbkrResource:
-        return cls(**configured_fields(host="ib_host", port="ib_port", client_id="ib_client_id"))
+        return cls(**configured_fields(**IBKR_FIELDS))
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where bars come from: `synthetic` (embedded default), `csv` (files under `csv_dir`) or `ibkr`."""
+    """Where bars come from: `synthetic` (embedded default; `synthetic_signal` planted), `csv` (files under
+    `csv_dir`, None: `<data dir>/csv`; naive times in `csv_tz`, dates like 03/06/2024 in `csv_date_format`)
+    or `ibkr`; `hole_attempts` fetches of an undelivered span before later runs stop asking."""
 
-    source: str = "synthetic"
+    source: Source = Source.synthetic
+    synthetic_signal: str = "sign_persistence"
     csv_dir: str | None = None
+    csv_tz: str | None = None
+    csv_date_format: CsvDateFormat | None = None
+    hole_attempts: int = 3
     ibkr: IbkrResource
 
     @classmethod
     def from_env(cls) -> MarketDataResource:
-        return cls(
-            **configured_fields(source="tt_source", csv_dir="tt_csv_dir"),
-            ibkr=IbkrResource.from_env(),
-        )
+        return cls(**configured_fields(**MARKET_DATA_FIELDS), ibkr=IbkrResource.from_env())
 
-    def make_source(self):
-        """A fresh `tt_resources.sources.MarketDataSource` for this configuration (caller closes it)."""
-        from tt_resources.sources import make_source
+    def source_settings(self):
+        """The tt_resources.sources.settings.SourceSettings of this configuration."""
+        from tt_resources.sources.settings import from_config
 
-        if self.source == "ibkr":
-            return make_source(
-                "ibkr",
-                host=self.ibkr.host,
-                port=self.ibkr.port,
-                client_id=self.ibkr.client_id,
-            )
-        if self.source == "csv":
-            return make_source("csv", **({"directory": self.csv_dir} if self.csv_dir else {}))
-        return make_source("synthetic")
+        values = {name: getattr(self, name) for name in MARKET_DATA_FIELDS}
+        ibkr = {name: getattr(self.ibkr, name) for name in IBKR_FIELDS}
+        return from_config({**values, "csv_dir": self.csv_dir or str(config.csv_dir()), "ibkr": ibkr})
 
 
 class WatchlistResource(dg.ConfigurableResource):
@@ -122,3 +150,11 @@ class WatchlistResource(dg.ConfigurableResource):
         from tt_resources.watchlist import load_watchlist
 
         return load_watchlist(self.path, limit=self.limit).symbols
+
+    def listings(self, symbols: list[str]):
+        """The tt_resources.watchlist.Listing of each symbol (the whole file's, `Listing(symbol)` for one it
+        does not hold), in the given order; WatchlistError names file and line on bad input."""
+        from tt_resources.watchlist import load_watchlist
+
+        watchlist = load_watchlist(self.path)
+        return [watchlist.listing(symbol) for symbol in symbols]

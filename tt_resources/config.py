@@ -18,10 +18,9 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tt_resources.terms import DateFormat, SourceName
 
-Source = Literal["synthetic", "csv", "ibkr"]
-DateFormat = Literal["day-first", "month-first"]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class SettingsError(ValueError):
@@ -41,7 +40,7 @@ class Settings(BaseSettings):
     tt_data_dir: Path | None = Field(
         None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
     )
-    tt_source: Source = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
+    tt_source: SourceName = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
     tt_synthetic_signal: Literal["none", "sign_persistence"] = Field(
         "sign_persistence",
         description="signal planted in the synthetic market: `sign_persistence` (a known 1-day edge, so the "
@@ -192,6 +191,11 @@ def data_dir() -> Path:
 def database_url() -> str:
     """DATABASE_URL, or the embedded SQLite file `<data dir>/tt.sqlite`."""
     return settings().database_url or f"sqlite:///{data_dir() / 'tt.sqlite'}"
+
+
+def csv_dir() -> Path:
+    """TT_CSV_DIR, default `<data dir>/csv`."""
+    return settings().tt_csv_dir or data_dir() / "csv"
 
 
 def watchlist_path() -> Path:

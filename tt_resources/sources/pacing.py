@@ -59,20 +59,6 @@ class PacingRules:
     lease_s: float = 120.0  # a request not reported done frees its in-flight slot after this
     margin_s: float = 0.25  # absorbs network and gateway jitter; negligible against the windows
 
-    @classmethod
-    def from_env(cls) -> PacingRules:
-        """TT_IB_PACING, TT_IB_MAX_REQUESTS, TT_IB_WINDOW_S, TT_IB_CONCURRENCY from the settings."""
-        from tt_resources.config import settings
-
-        env = settings()
-        return cls(
-            mode=env.tt_ib_pacing,
-            max_requests=env.tt_ib_max_requests,
-            window_s=env.tt_ib_window_s,
-            concurrency=env.tt_ib_concurrency,
-            lease_s=env.ib_timeout_s + 60.0,
-        )
-
     @property
     def horizon_s(self) -> float:
         """How far back any rule looks."""

@@ -1,0 +1,102 @@
+"""The values a market-data source is built from, filled at the edge (`tt` from the settings and its flags, the
+Dagster market_data resource from its fields); below it the sources take them as arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tt_resources.sources.pacing import PacingRules
+from tt_resources.terms import DateFormat, SourceName
+
+# The market_data resource's configuration (tt_assets.resources.MarketDataResource and its IbkrResource):
+# field -> the tt_resources.config.Settings field it is filled from at the edge.
+MARKET_DATA_FIELDS = {
+    "source": "tt_source",
+    "synthetic_signal": "tt_synthetic_signal",
+    "csv_dir": "tt_csv_dir",
+    "csv_tz": "tt_csv_tz",
+    "csv_date_format": "tt_csv_date_format",
+    "hole_attempts": "tt_ib_hole_attempts",
+}
+IBKR_FIELDS = {
+    "host": "ib_host",
+    "port": "ib_port",
+    "client_id": "ib_client_id",
+    "client_ids": "ib_client_ids",
+    "timeout_s": "ib_timeout_s",
+    "reconnect_s": "tt_ib_reconnect_s",
+    "pacing": "tt_ib_pacing",
+    "max_requests": "tt_ib_max_requests",
+    "window_s": "tt_ib_window_s",
+    "concurrency": "tt_ib_concurrency",
+}
+
+
+@dataclass(frozen=True)
+class IbkrSettings:
+    """Connection and retry settings of the IBKR source (seconds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 4002
+    client_id: int = 17
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+    max_attempts: int = 5  # per request, over timeouts
+    pacing_attempts: int = 8  # pacing violations of one request before it fails
+    backoff_s: float = (
+        2.0  # first backoff after a timeout or a refused connection; doubles up to backoff_max_s
+    )
+    backoff_max_s: float = 30.0
+    reconnect_s: float = 300.0  # keep reconnecting this long to a gateway that went away
+    client_id_attempts: int = 8  # client ids tried on (re)connect: client_id, client_id + 1, ...
+    what_to_show: str = "TRADES"
+    use_rth: bool = True
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Which source and how it is built: the synthetic market's planted `signal`, the CSV directory (required
+    for csv), zone of naive times and date order, IBKR's connection and pacing; and how often ingest asks
+    again for a span the source did not deliver (`hole_attempts`)."""
+
+    name: SourceName = "synthetic"
+    hole_attempts: int = 3
+    signal: str = "sign_persistence"
+    csv_dir: Path | None = None
+    csv_tz: str | None = None
+    csv_date_format: DateFormat | None = None
+    ibkr: IbkrSettings = field(default_factory=IbkrSettings)
+    pacing: PacingRules = field(default_factory=PacingRules)
+
+
+def from_config(config: Mapping[str, Any]) -> SourceSettings:
+    """SourceSettings from the market_data resource's configuration (MARKET_DATA_FIELDS, and IBKR_FIELDS
+    under "ibkr"); the same mapping whether `tt` runs the pipeline itself or Dagster does."""
+    ib = config["ibkr"]
+    return SourceSettings(
+        name=config["source"],
+        hole_attempts=config["hole_attempts"],
+        signal=config["synthetic_signal"],
+        csv_dir=Path(config["csv_dir"]) if config["csv_dir"] else None,
+        csv_tz=config["csv_tz"],
+        csv_date_format=config["csv_date_format"],
+        ibkr=IbkrSettings(
+            host=ib["host"],
+            port=ib["port"],
+            client_id=ib["client_id"],
+            client_id_attempts=ib["client_ids"],
+            request_timeout_s=ib["timeout_s"],
+            reconnect_s=ib["reconnect_s"],
+        ),
+        pacing=PacingRules(
+            mode=ib["pacing"],
+            max_requests=ib["max_requests"],
+            window_s=ib["window_s"],
+            concurrency=ib["concurrency"],
+            lease_s=ib["timeout_s"]
+            + 60.0,  # an answer arrives within the timeout, or the request is cancelled
+        ),
+    )

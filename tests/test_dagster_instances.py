@@ -18,8 +18,8 @@ from tests.conftest import PG_ADMIN_URL
 from tests.scratch import scratch_postgres
 from tests.serving import free_port
 from tt_assets.definitions import defs
-from tt_resources.config import PROJECT_ROOT
 from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_resources.config import PROJECT_ROOT
 
 RUN_CONFIG = {
     "ops": {

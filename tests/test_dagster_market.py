@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
-from tt_resources.db.schema import prices
 from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_resources.db.schema import prices
 
 AS_OF = "2026-11-20T22:00:00+00:00"  # a Friday evening: the 1d bar of that day has closed
 START = "2026-10-31T22:00:00+00:00"  # 20 days of history for the first fetch

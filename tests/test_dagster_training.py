@@ -5,8 +5,8 @@ import yaml
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
-from tt_resources.db import registry
 from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_resources.db import registry
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 BARS_CONFIG = {

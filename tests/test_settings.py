@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tt_resources.config import PROJECT_ROOT, SettingsError, markdown_table, settings
 from tt_assets.resources import DatabaseResource, MarketDataResource
+from tt_resources.config import PROJECT_ROOT, SettingsError, markdown_table, settings
 
 
 def test_readme_configuration_table_is_the_settings_table():

@@ -37,7 +37,7 @@ def conform(
     symbol: str,
     timeframe: str,
     *,
-    exchange: str,
+    exchange: str = calendar.DEFAULT_EXCHANGE,
     subject: str | None = None,
     rows: Rows | None = None,
 ) -> pd.DataFrame:

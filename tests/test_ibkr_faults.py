@@ -261,7 +261,7 @@ def test_adaptive_mode_backs_off_the_soft_limit_and_loses_nothing(engine, gatewa
     soft = [r for r in gateway.historical() if r.outcome == "soft_pacing"]
     assert soft, "the in-flight limit exceeded the stand-in's soft limit at least once"
     assert {r.outcome for r in gateway.historical()} == {"ok", "soft_pacing"}
-    for symbol in symbols:
+    for symbol in (listing.symbol for listing in listings):
         assert_stored_is_expected(engine, gateway, symbol, "1h", WEEKS_AGO)
 
 

@@ -226,7 +226,11 @@ def test_client_ids_tried_are_ib_client_ids_from_ib_client_id(engine, gateway, m
     monkeypatch.setenv("IB_CLIENT_ID", "5")
     monkeypatch.setenv("IB_CLIENT_IDS", "2")
     gateway.faults = Faults(all_ids_in_use=True)
-    source = IbkrSource.from_env(rules=RULES)
+    from tt_cli.common import market_config
+    from tt_resources.sources import make_source
+    from tt_resources.sources.settings import from_config
+
+    source = make_source(dataclasses.replace(from_config(market_config("ibkr")), pacing=RULES), engine)
     try:
         [result] = ingest_many(engine, source, [Listing("AAPL")], ["1d"], start=WEEKS_AGO, now=NOW)
     finally:

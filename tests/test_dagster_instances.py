@@ -18,7 +18,7 @@ from tests.conftest import PG_ADMIN_URL
 from tests.scratch import scratch_postgres
 from tests.serving import free_port
 from tt_assets.definitions import defs
-from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource
+from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource, WatchlistResource
 from tt_resources.config import PROJECT_ROOT
 
 RUN_CONFIG = {
@@ -51,6 +51,7 @@ def test_postgres_instance_runs_and_keeps_history(scratch_pg_database, sqlite_en
     resources = {
         "database": DatabaseResource(url=sqlite_engine.url.render_as_string(hide_password=False)),
         "market_data": MarketDataResource(ibkr=IbkrResource()),
+        "watchlist": WatchlistResource(),
     }
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -13,7 +13,7 @@ from tests.test_ingest_cli import summary_rows
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
-from tt_assets.resources import DatabaseResource, IbkrResource, MarketDataResource, WatchlistResource
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
 from tt_resources.sources.synthetic import SyntheticSource
@@ -255,7 +255,7 @@ def test_months_is_honoured_alike_on_both_paths(tmp_path):
 def _resources(engine, source="synthetic") -> dict:
     return {
         "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),
-        "market_data": MarketDataResource(source=source, ibkr=IbkrResource()),
+        "market_data": MarketDataResource(source=source),
         "watchlist": WatchlistResource(),
     }
 

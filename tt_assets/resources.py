@@ -16,7 +16,7 @@ from pydantic import PrivateAttr
 
 from tt_resources import config
 from tt_resources.sources.pacing import Mode
-from tt_resources.sources.settings import IBKR_FIELDS, MARKET_DATA_FIELDS
+from tt_resources.sources.settings import MARKET_DATA_FIELDS
 from tt_resources.terms import DateFormat, SourceName
 
 if TYPE_CHECKING:
@@ -88,31 +88,14 @@ class DatabaseResource(dg.ConfigurableResource):
             self._engine = None
 
 
-class IbkrResource(dg.ConfigurableResource):
-    """IB Gateway / TWS: where (IB_HOST, IB_PORT, IB_CLIENT_ID and IB_CLIENT_IDS ids from it), how long to wait
-    for an answer (IB_TIMEOUT_S) and for a gateway that went away (TT_IB_RECONNECT_S), and the pacing
-    (TT_IB_PACING, TT_IB_MAX_REQUESTS, TT_IB_WINDOW_S, TT_IB_CONCURRENCY)."""
-
-    host: str = "127.0.0.1"
-    port: int = 4002
-    client_id: int = 17
-    client_ids: int = 8
-    timeout_s: float = 60.0
-    reconnect_s: float = 300.0
-    pacing: PacingMode = PacingMode.adaptive
-    max_requests: int = 60
-    window_s: float = 600.0
-    concurrency: int = 16
-
-    @classmethod
-    def from_env(cls) -> IbkrResource:
-        return cls(**configured_fields(**IBKR_FIELDS))
-
-
 class MarketDataResource(dg.ConfigurableResource):
     """Where bars come from: `synthetic` (embedded default; `synthetic_signal` planted), `csv` (files under
     `csv_dir`, None: `<data dir>/csv`; naive times in `csv_tz`, dates like 03/06/2024 in `csv_date_format`)
-    or `ibkr`; `hole_attempts` fetches of an undelivered span before later runs stop asking."""
+    or `ibkr` (IB Gateway / TWS at `ib_host`:`ib_port`, client ids `ib_client_id` and the next
+    `ib_client_ids` - 1, `ib_timeout_s` per answer, `ib_reconnect_s` for a gateway that went away, pacing
+    `ib_pacing` with `ib_max_requests` per `ib_window_s` when strict, `ib_concurrency` requests in flight);
+    `hole_attempts` fetches of an undelivered span before later runs stop asking. Each field is the setting
+    of the same meaning (tt_resources.sources.settings.MARKET_DATA_FIELDS)."""
 
     source: Source = Source.synthetic
     synthetic_signal: str = "sign_persistence"
@@ -120,19 +103,27 @@ class MarketDataResource(dg.ConfigurableResource):
     csv_tz: str | None = None
     csv_date_format: CsvDateFormat | None = None
     hole_attempts: int = 3
-    ibkr: IbkrResource
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 4002
+    ib_client_id: int = 17
+    ib_client_ids: int = 8
+    ib_timeout_s: float = 60.0
+    ib_reconnect_s: float = 300.0
+    ib_pacing: PacingMode = PacingMode.adaptive
+    ib_max_requests: int = 60
+    ib_window_s: float = 600.0
+    ib_concurrency: int = 16
 
     @classmethod
     def from_env(cls) -> MarketDataResource:
-        return cls(**configured_fields(**MARKET_DATA_FIELDS), ibkr=IbkrResource.from_env())
+        return cls(**configured_fields(**MARKET_DATA_FIELDS))
 
     def source_settings(self):
         """The tt_resources.sources.settings.SourceSettings of this configuration."""
         from tt_resources.sources.settings import from_config
 
         values = {name: getattr(self, name) for name in MARKET_DATA_FIELDS}
-        ibkr = {name: getattr(self.ibkr, name) for name in IBKR_FIELDS}
-        return from_config({**values, "csv_dir": self.csv_dir or str(config.csv_dir()), "ibkr": ibkr})
+        return from_config({**values, "csv_dir": self.csv_dir or str(config.csv_dir())})
 
 
 class WatchlistResource(dg.ConfigurableResource):

@@ -85,12 +85,12 @@ def universe(symbols: str | None, limit: int | None) -> list[str]:
 def market_config(
     source: str | None = None, *, tz: str | None = None, date_format: str | None = None
 ) -> dict:
-    """The market_data resource's configuration (tt_resources.sources.settings.MARKET_DATA_FIELDS, IBKR_FIELDS
-    under "ibkr") from the settings and the command's --source, --tz, --date-format: the values both ways of
+    """The market_data resource's configuration (tt_resources.sources.settings.MARKET_DATA_FIELDS) from the
+    settings and the command's --source, --tz, --date-format: the values both ways of
     running the pipeline build their source from (via Dagster as run config, so Celery workers get them too).
     BadInput for --tz/--date-format without the csv source or an unknown zone."""
     from tt_resources import config
-    from tt_resources.sources.settings import IBKR_FIELDS, MARKET_DATA_FIELDS
+    from tt_resources.sources.settings import MARKET_DATA_FIELDS
 
     env = config.settings()
     market = {field: getattr(env, name) for field, name in MARKET_DATA_FIELDS.items()}
@@ -104,7 +104,6 @@ def market_config(
     except ValueError as exc:
         raise BadInput(f"--tz: {exc}") from None
     market["csv_dir"] = str(config.csv_dir())
-    market["ibkr"] = {field: getattr(env, name) for field, name in IBKR_FIELDS.items()}
     return market
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from tt_resources.sources.pacing import PacingRules
 from tt_resources.terms import DateFormat, SourceName
 
-# The market_data resource's configuration (tt_assets.resources.MarketDataResource and its IbkrResource):
-# field -> the tt_resources.config.Settings field it is filled from at the edge.
+# The market_data resource's configuration (tt_assets.resources.MarketDataResource): field -> the
+# tt_resources.config.Settings field it is filled from at the edge.
 MARKET_DATA_FIELDS = {
     "source": "tt_source",
     "synthetic_signal": "tt_synthetic_signal",
@@ -20,18 +20,16 @@ MARKET_DATA_FIELDS = {
     "csv_tz": "tt_csv_tz",
     "csv_date_format": "tt_csv_date_format",
     "hole_attempts": "tt_ib_hole_attempts",
-}
-IBKR_FIELDS = {
-    "host": "ib_host",
-    "port": "ib_port",
-    "client_id": "ib_client_id",
-    "client_ids": "ib_client_ids",
-    "timeout_s": "ib_timeout_s",
-    "reconnect_s": "tt_ib_reconnect_s",
-    "pacing": "tt_ib_pacing",
-    "max_requests": "tt_ib_max_requests",
-    "window_s": "tt_ib_window_s",
-    "concurrency": "tt_ib_concurrency",
+    "ib_host": "ib_host",
+    "ib_port": "ib_port",
+    "ib_client_id": "ib_client_id",
+    "ib_client_ids": "ib_client_ids",
+    "ib_timeout_s": "ib_timeout_s",
+    "ib_reconnect_s": "tt_ib_reconnect_s",
+    "ib_pacing": "tt_ib_pacing",
+    "ib_max_requests": "tt_ib_max_requests",
+    "ib_window_s": "tt_ib_window_s",
+    "ib_concurrency": "tt_ib_concurrency",
 }
 
 
@@ -73,9 +71,8 @@ class SourceSettings:
 
 
 def from_config(config: Mapping[str, Any]) -> SourceSettings:
-    """SourceSettings from the market_data resource's configuration (MARKET_DATA_FIELDS, and IBKR_FIELDS
-    under "ibkr"); the same mapping whether `tt` runs the pipeline itself or Dagster does."""
-    ib = config["ibkr"]
+    """SourceSettings from the market_data resource's configuration (a value for each of MARKET_DATA_FIELDS);
+    the same mapping whether `tt` runs the pipeline itself or Dagster does."""
     return SourceSettings(
         name=config["source"],
         hole_attempts=config["hole_attempts"],
@@ -84,19 +81,18 @@ def from_config(config: Mapping[str, Any]) -> SourceSettings:
         csv_tz=config["csv_tz"],
         csv_date_format=config["csv_date_format"],
         ibkr=IbkrSettings(
-            host=ib["host"],
-            port=ib["port"],
-            client_id=ib["client_id"],
-            client_id_attempts=ib["client_ids"],
-            request_timeout_s=ib["timeout_s"],
-            reconnect_s=ib["reconnect_s"],
+            host=config["ib_host"],
+            port=config["ib_port"],
+            client_id=config["ib_client_id"],
+            client_id_attempts=config["ib_client_ids"],
+            request_timeout_s=config["ib_timeout_s"],
+            reconnect_s=config["ib_reconnect_s"],
         ),
         pacing=PacingRules(
-            mode=ib["pacing"],
-            max_requests=ib["max_requests"],
-            window_s=ib["window_s"],
-            concurrency=ib["concurrency"],
-            lease_s=ib["timeout_s"]
-            + 60.0,  # an answer arrives within the timeout, or the request is cancelled
+            mode=config["ib_pacing"],
+            max_requests=config["ib_max_requests"],
+            window_s=config["ib_window_s"],
+            concurrency=config["ib_concurrency"],
+            lease_s=config["ib_timeout_s"] + 60.0,  # an answer arrives within the timeout or is cancelled
         ),
     )

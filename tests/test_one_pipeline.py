@@ -142,7 +142,9 @@ def test_panel_refuses_to_fill_features_missing_after_the_warm_up(sqlite_engine)
     from tt_pipeline.market import refresh_partitions
     from tt_rl.panel import build_panel
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
     with sqlite_engine.begin() as conn:
         dropped = conn.execute(
             sa.text("DELETE FROM tt_features WHERE symbol = 'BBB' AND ts >= :ts"),
@@ -161,7 +163,9 @@ def test_universe_selection_sees_the_training_span_only(sqlite_engine, tmp_path)
     from tt_pipeline.datasets import build_dataset
     from tt_pipeline.market import refresh_partitions
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
 
     def break_bar(symbol: str, ts: str) -> None:  # high below low: an ohlc_sanity failure
         from tt_resources.db.schema import prices
@@ -192,7 +196,9 @@ def test_a_symbol_that_ends_early_is_named_with_where_it_ends(sqlite_engine, tmp
     from tt_pipeline.market import refresh_partitions
     from tt_resources.db.schema import features, prices
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
     with sqlite_engine.begin() as conn:  # BBB's history ends in June (a delisting, or a shorter file)
         for table in (prices, features):
             conn.execute(

@@ -15,9 +15,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from tt_resources import config
-from tt_resources.sources.pacing import Mode
 from tt_resources.sources.settings import MARKET_DATA_FIELDS
-from tt_resources.terms import DateFormat, SourceName
+from tt_resources.terms import DateFormat, PacingMode, SourceName
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -31,7 +30,7 @@ def choices(name: str, names: Any) -> type[enum.StrEnum]:
 
 Source = choices("Source", SourceName)
 CsvDateFormat = choices("CsvDateFormat", DateFormat)
-PacingMode = choices("PacingMode", Mode)
+Pacing = choices("Pacing", PacingMode)
 
 
 def configured_fields(**fields: str) -> dict[str, Any]:
@@ -109,7 +108,7 @@ class MarketDataResource(dg.ConfigurableResource):
     ib_client_ids: int = 8
     ib_timeout_s: float = 60.0
     ib_reconnect_s: float = 300.0
-    ib_pacing: PacingMode = PacingMode.adaptive
+    ib_pacing: Pacing = Pacing.adaptive
     ib_max_requests: int = 60
     ib_window_s: float = 600.0
     ib_concurrency: int = 16

@@ -18,7 +18,7 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tt_resources.terms import DateFormat, SourceName
+from tt_resources.terms import DateFormat, PacingMode, SourceName
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         "workers' `ibkr` pool slots + `tt` processes); the gateway answers 326 for an id in use",
     )
     ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
-    tt_ib_pacing: Literal["adaptive", "strict"] = Field(
+    tt_ib_pacing: PacingMode = Field(
         "adaptive",
         description="IBKR pacing: `adaptive` (bounded concurrency, AIMD on pacing violations; IBKR's rule for "
         "bars >= 1 min) or `strict` (also at most TT_IB_MAX_REQUESTS per TT_IB_WINDOW_S)",
@@ -183,9 +183,13 @@ def settings() -> Settings:
 
 def data_dir() -> Path:
     """Directory for the embedded database, models and datasets, created when missing."""
-    path = settings().tt_data_dir or PROJECT_ROOT / "data"
+    path = _data_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _data_path() -> Path:
+    return settings().tt_data_dir or PROJECT_ROOT / "data"
 
 
 def database_url() -> str:
@@ -194,8 +198,8 @@ def database_url() -> str:
 
 
 def csv_dir() -> Path:
-    """TT_CSV_DIR, default `<data dir>/csv`."""
-    return settings().tt_csv_dir or data_dir() / "csv"
+    """TT_CSV_DIR, default `<data dir>/csv` (neither is created: the CSV source only reads)."""
+    return settings().tt_csv_dir or _data_path() / "csv"
 
 
 def watchlist_path() -> Path:

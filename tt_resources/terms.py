@@ -10,7 +10,7 @@ standard library at import, pandas inside the functions).
   and the named subsets shown by the short tables.
 - Features: `FEATURE_COLUMNS` (tt_features' columns, what `tt_rl.features.compute_features` produces).
 - Sources: `SourceName`, the market-data sources (`tt_resources.sources`), and `SOURCE_NAMES`; `DateFormat`,
-  the field orders of CSV dates.
+  the field orders of CSV dates; `PacingMode`, IBKR's pacing modes.
 - Policies: `AGENT` (the trained PPO agent) and the baselines' names, `POLICY_LABELS` and `POLICY_NAMES`
   (agent first).
 Timeframes are `tt_resources.timeframes.TIMEFRAME_NAMES`.
@@ -66,6 +66,8 @@ SourceName = Literal["synthetic", "csv", "ibkr"]
 SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)
 # field order of CSV dates like 03/06/2024
 DateFormat = Literal["day-first", "month-first"]
+# IBKR pacing: adaptive (bounded requests in flight, AIMD) or strict (also a request count per window)
+PacingMode = Literal["adaptive", "strict"]
 
 # ---------------------------------------------------------------- metrics
 

@@ -1,4 +1,4 @@
-"""The values a market-data source is built from, filled at the edge (`tt` from the settings and its flags, the
+"""The values a market-data source is built from (standard library only: the Dagster code location imports it), filled at the edge (`tt` from the settings and its flags, the
 Dagster market_data resource from its fields); below it the sources take them as arguments."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tt_resources.sources.pacing import PacingRules
-from tt_resources.terms import DateFormat, SourceName
+from tt_resources.terms import DateFormat, PacingMode, SourceName
 
 # The market_data resource's configuration (tt_assets.resources.MarketDataResource): field -> the
 # tt_resources.config.Settings field it is filled from at the edge.
@@ -52,6 +51,30 @@ class IbkrSettings:
     client_id_attempts: int = 8  # client ids tried on (re)connect: client_id, client_id + 1, ...
     what_to_show: str = "TRADES"
     use_rth: bool = True
+
+
+@dataclass(frozen=True)
+class PacingRules:
+    """IBKR's historical-data pacing limits (seconds) and the adaptive mode's parameters
+    (tt_resources.sources.pacing)."""
+
+    mode: PacingMode = "adaptive"
+    max_requests: int = 60  # strict mode: requests in any rolling `window_s`
+    window_s: float = 600.0
+    identical_s: float = 15.0
+    per_contract: int = 5  # requests allowed per contract within per_contract_window_s (the 6th violates)
+    per_contract_window_s: float = 2.0
+    concurrency: int = 16  # most requests in flight at once (IBKR allows 50)
+    backoff_s: float = 2.0  # adaptive: pause after a violation, doubling per violation in a row
+    backoff_max_s: float = 60.0
+    lease_s: float = 120.0  # a request not reported done frees its in-flight slot after this
+    margin_s: float = 0.25  # absorbs network and gateway jitter; negligible against the windows
+
+    @property
+    def horizon_s(self) -> float:
+        """How far back any rule looks."""
+        window = self.window_s if self.mode == "strict" else 0.0
+        return max(window, self.identical_s, self.per_contract_window_s) + self.margin_s
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ watchlist.
 
 Every field defaults to the embedded setup. `from_env()` builds each resource from the settings
 (tt_resources.config.Settings): a variable that is set becomes an `EnvVar` reference (text and integers),
-so the Dagster UI shows the variable's name, never its value; a float is passed as its checked value.
+so the Dagster UI shows the variable's name, never its value; a float or a name from a closed set (a
+`terms.py` Literal, here a string enum) is passed as its checked value. `tt` passes the market_data
+resource's fields as run config (tt_cli.common.market_config).
 """
 
 from __future__ import annotations

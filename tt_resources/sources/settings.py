@@ -1,5 +1,6 @@
-"""The values a market-data source is built from (standard library only: the Dagster code location imports it), filled at the edge (`tt` from the settings and its flags, the
-Dagster market_data resource from its fields); below it the sources take them as arguments."""
+"""The values a market-data source is built from, filled at the edge (`tt` from the settings and its flags, the
+Dagster market_data resource from its fields); below it the sources take them as arguments. Standard library
+only at import: the Dagster code location imports it."""
 
 from __future__ import annotations
 

@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources.db import create_engine, upgrade  # noqa: E402
 from tt_resources.db.schema import fetch_log, prices  # noqa: E402
-from tt_resources.ibkr import IbkrSettings, IbkrSource  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
-from tt_resources.pacing import PacingRules  # noqa: E402
+from tt_resources.sources import make_source  # noqa: E402
+from tt_resources.sources.pacing import PacingRules  # noqa: E402
+from tt_resources.sources.settings import IbkrSettings, SourceSettings  # noqa: E402
 from tt_resources.timeframes import TIMEFRAME_NAMES  # noqa: E402
 from tt_resources.watchlist import load_watchlist  # noqa: E402
 
@@ -93,17 +94,18 @@ def database(stack: ExitStack, sqlite: bool) -> sa.Engine:
 
 
 def run(args) -> dict:
-    symbols = load_watchlist().symbols[: 6 if args.quick else None]
+    listings = load_watchlist().listings[: 6 if args.quick else None]
     rules = PacingRules(mode="adaptive", concurrency=args.concurrency)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         summary = Path(tmp) / "gateway.json"
         with ExitStack() as serving:
             port = stand_in(serving, args, summary)
             engine = database(stack, args.sqlite)
-            source = IbkrSource("127.0.0.1", port, 71, engine=engine, rules=rules, settings=IbkrSettings())
+            settings = SourceSettings("ibkr", ibkr=IbkrSettings(port=port, client_id=71), pacing=rules)
+            source = make_source(settings, engine)
             began = time.monotonic()
             try:
-                results = ingest_many(engine, source, symbols, list(TIMEFRAME_NAMES), now=NOW)
+                results = ingest_many(engine, source, listings, list(TIMEFRAME_NAMES), now=NOW)
             finally:
                 source.close()
             wall_s = time.monotonic() - began
@@ -123,7 +125,7 @@ def run(args) -> dict:
     strict = PacingRules(mode="strict")
     strict_s = historical / strict.max_requests * strict.window_s
     return {
-        "symbols": len(symbols),
+        "symbols": len(listings),
         "timeframes": list(TIMEFRAME_NAMES),
         "stand_in": {
             "latency_s": args.latency,

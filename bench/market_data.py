@@ -39,13 +39,16 @@ from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources import calendar  # noqa: E402
 from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
-from tt_resources.ibkr import CHUNKS, IbkrSettings, IbkrSource, chunk_plan  # noqa: E402
 from tt_resources.ingest import ingest_many  # noqa: E402
-from tt_resources.pacing import PacingRules  # noqa: E402
-from tt_resources.synthetic import SyntheticSource  # noqa: E402
+from tt_resources.sources import make_source  # noqa: E402
+from tt_resources.sources.ibkr import CHUNKS, chunk_plan  # noqa: E402
+from tt_resources.sources.pacing import PacingRules  # noqa: E402
+from tt_resources.sources.settings import IbkrSettings, SourceSettings  # noqa: E402
+from tt_resources.sources.synthetic import SyntheticSource  # noqa: E402
 from tt_resources.timeframes import TIMEFRAMES  # noqa: E402
+from tt_resources.watchlist import Listing  # noqa: E402
 
-SYMBOLS = [f"S{i:03d}" for i in range(150)]
+SYMBOLS = [Listing(f"S{i:03d}") for i in range(150)]
 INGEST_SYMBOLS = SYMBOLS[:25]
 PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 NOW = pd.Timestamp.now(tz="UTC").floor("min")
@@ -101,6 +104,7 @@ def bench_postgres() -> dict | None:
 
 def bench_via_dagster() -> dict:
     """The watchlist's 150 symbols x 3 timeframes through market_data_job, twice, on fresh storage."""
+    from tt_cli.common import market_config
     from tt_cli.pipeline import ViaDagster
     from tt_resources.watchlist import load_watchlist
 
@@ -111,7 +115,7 @@ def bench_via_dagster() -> dict:
         os.environ.update(TT_DATA_DIR=tmp, DAGSTER_HOME=f"{tmp}/dagster_home")
         engine = create_engine(f"sqlite:///{tmp}/tt.sqlite")
         upgrade(engine)
-        pipeline = ViaDagster(engine, "synthetic")
+        pipeline = ViaDagster(engine, market_config("synthetic"))
         figures = {"symbols": len(symbols), "load_before": round(os.getloadavg()[0], 2)}
         for run in ("first", "second"):
             began, cpu = time.perf_counter(), time.process_time()
@@ -217,15 +221,20 @@ def bench_chunk_plan() -> dict:
     rules = PacingRules(max_requests=1000, window_s=1.0, identical_s=0.1, per_contract=100, margin_s=0.05)
     gateway = FakeIBGateway(NOW, rules=rules, head=NOW - pd.DateOffset(years=10))
     gateway.start()
-    source = IbkrSource("127.0.0.1", gateway.port, 31, rules=rules, settings=IbkrSettings())
     try:
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_engine(f"sqlite:///{tmp}/plan.sqlite")
             upgrade(engine)
-            ingest_many(engine, source, ["AAPL", "MSFT"], list(TIMEFRAMES), now=NOW)
+            settings = SourceSettings(
+                "ibkr", ibkr=IbkrSettings(port=gateway.port, client_id=31), pacing=rules
+            )
+            source = make_source(settings, engine)
+            try:
+                ingest_many(engine, source, [Listing("AAPL"), Listing("MSFT")], list(TIMEFRAMES), now=NOW)
+            finally:
+                source.close()
             engine.dispose()
     finally:
-        source.close()
         gateway.stop()
     sent = {
         tf: sum(r.bar_size == TIMEFRAMES[tf].ib_bar_size for r in gateway.historical()) for tf in TIMEFRAMES

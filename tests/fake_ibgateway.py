@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tt_resources import calendar
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.pacing import PacingRules
 
 SERVER_VERSION = 178
 ACCOUNT = "DU1234567"

@@ -8,9 +8,10 @@ import pytest
 from tt_resources import bar_grid, calendar
 from tt_resources.db.prices import read_bars
 from tt_resources.ingest import ingest_partition
-from tt_resources.sources import SourceStats
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.base import SourceStats, one_chunk
+from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.terms import SOURCE_BAR_COLUMNS
+from tt_resources.watchlist import Listing, listings_of
 
 NOW = pd.Timestamp("2024-12-06 22:00", tz="UTC")  # a Friday after the close
 
@@ -29,7 +30,7 @@ def ny(text: str) -> pd.Timestamp:
 @pytest.mark.parametrize("timeframe", ["15m", "1h", "1d"])
 def test_synthetic_bars_are_on_the_grid_unchanged(timeframe):
     bars = SyntheticSource(seed=3, clock=lambda: NOW).fetch(
-        "AAA", timeframe, pd.Timestamp("2024-11-01", tz="UTC"), NOW
+        Listing("AAA"), timeframe, pd.Timestamp("2024-11-01", tz="UTC"), NOW
     )
     assert len(bars) > 0
     pd.testing.assert_frame_equal(bar_grid.conform(bars, "AAA", timeframe), bars)
@@ -97,21 +98,16 @@ def test_a_daily_stamp_after_the_close_names_no_session():
         bar_grid.conform(bars_at("2024-06-03 22:00Z"), "AAA", "1d")
 
 
-def test_the_calendar_follows_the_exchange(tmp_path, monkeypatch):
+def test_the_calendar_follows_the_exchange(tmp_path):
     london = bars_at(pd.Timestamp("2024-06-03 08:00", tz="Europe/London"))
     assert len(bar_grid.conform(london, "VOD", "15m", exchange="XLON")) == 1
     with pytest.raises(bar_grid.OffGridError, match="before the 09:30 open"):
         bar_grid.conform(london, "VOD", "15m", exchange="XNYS")
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text("symbol,primary_exchange\nVOD,LSE\nAAPL,NASDAQ\nKO,\n")
-    monkeypatch.setenv("TT_WATCHLIST", str(watchlist))
-    assert [bar_grid.exchange_of(s) for s in ("VOD", "AAPL", "KO", "ELSE")] == [
-        "XLON",
-        "XNYS",
-        "XNYS",
-        "XNYS",
-    ]
-    assert len(bar_grid.conform(london, "VOD", "15m")) == 1
+    listings = listings_of(["VOD", "AAPL", "KO", "ELSE"], watchlist)
+    assert [listing.calendar for listing in listings] == ["XLON", "XNYS", "XNYS", "XNYS"]
+    assert len(bar_grid.conform(london, "VOD", "15m", exchange=listings[0].calendar)) == 1
 
 
 class FileOfBars:
@@ -122,12 +118,14 @@ class FileOfBars:
     def __init__(self, bars: pd.DataFrame) -> None:
         self.bars, self.stats = bars, SourceStats()
 
-    def fetch(self, symbol, timeframe, start, end) -> pd.DataFrame:
-        self.stats.requests += 1
-        return self.bars[(self.bars["ts"] >= start) & (self.bars["ts"] < end)].reset_index(drop=True)
+    concurrency = 1
 
-    def bind(self, engine) -> None:
-        pass
+    def fetch_chunks(self, listing, timeframe, start, end):
+        def fetch() -> pd.DataFrame:
+            self.stats.requests += 1
+            return self.bars[(self.bars["ts"] >= start) & (self.bars["ts"] < end)].reset_index(drop=True)
+
+        return one_chunk(fetch, self.stats, start, end)
 
     def close(self) -> None:
         pass
@@ -136,7 +134,7 @@ class FileOfBars:
 def test_ingest_refuses_off_grid_bars_from_any_source_and_writes_nothing(engine):
     session = list(calendar.expected_bar_starts("1h", ny("2024-12-06"), ny("2024-12-07")))
     vendor = FileOfBars(bars_at(*session[:3], ny("2024-12-06 12:30"), *session[4:]))
-    result = ingest_partition(engine, vendor, "AAA", "1h", start=ny("2024-12-06"), now=NOW)
+    result = ingest_partition(engine, vendor, Listing("AAA"), "1h", start=ny("2024-12-06"), now=NOW)
     assert result.status == "failed"
     assert result.error.startswith(
         "AAA 1h: bar 4 of 7: 2024-12-06 17:30 UTC (Fri 12:30 New York): not a 1h bar"

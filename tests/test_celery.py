@@ -35,7 +35,7 @@ from tests.test_concurrent_start import HANG_TIMEOUT, assert_all_succeeded, run_
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.pacing import PacingRules
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1500)]
 
@@ -230,6 +230,34 @@ def test_tt_workers_name_an_unreachable_broker_without_its_password():
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1
     assert "amqp://tt:**@127.0.0.1:1//" in lines[0] and "s3cret" not in done.stdout + done.stderr
+
+
+def test_tz_given_to_tt_ingest_reaches_the_workers_as_run_config(celery_training, tmp_path):
+    """`tt ingest --source csv --tz ZONE --via-dagster` on the celery executor (on the training's site): the
+    workers' environment names no zone, the command's zone travels as the market_data resource's run config,
+    and the file's naive New York times are stored as the right UTC instants by a worker."""
+    from tests.test_ingest_cli import csv_file
+
+    site = celery_training.site
+    assert "TT_CSV_TZ" not in site.env and "TT_CSV_TZ" not in os.environ
+    grid = calendar.expected_bar_starts(
+        "1h", pd.Timestamp("2024-06-03", tz="UTC"), pd.Timestamp("2024-06-04", tz="UTC")
+    )
+    csv_file(
+        tmp_path / "csv", "NAIVE_1h.csv", (f"{t:%Y-%m-%d %H:%M}" for t in grid.tz_convert("America/New_York"))
+    )
+    ingest = ["ingest", "--via-dagster", "--source", "csv", "--tz", "America/New_York", "--symbols", "NAIVE"]
+    window = ["--interval", "1h", "--start", "2024-06-03", "--end", "2024-06-04"]
+    results = run_each([[*ingest, *window]], site.env | {"TT_CSV_DIR": str(tmp_path / "csv")}, tmp_path)
+    assert_all_succeeded(results)
+    engine = create_engine(site.env["DATABASE_URL"])
+    try:
+        assert list(read_bars(engine, ["NAIVE"], "1h")["ts"]) == list(grid)
+    finally:
+        engine.dispose()
+    with site.instance() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="market_data_job"), limit=1)  # the newest: ours
+        assert any(run_id == run.run_id for run_id, _, _ in celery_steps(instance))
 
 
 def test_training_jobs_spread_over_both_workers(celery_training):

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tt_cli.common import market_config
 from tt_resources import calendar
-from tt_resources.csv_source import CsvFormatError, CsvSource, OutsideWindow
-from tt_resources.sources import SymbolNotFound
+from tt_resources.sources import make_source
+from tt_resources.sources.base import SymbolNotFound
+from tt_resources.sources.csv import CsvFormatError, CsvSource, OutsideWindow
+from tt_resources.sources.settings import from_config
+from tt_resources.watchlist import Listing
 
 START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC")
 EVER = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")
@@ -37,7 +41,7 @@ def rows(*stamps: str) -> str:
 
 def test_capitalised_columns_and_offsets(tmp_path):
     write(tmp_path, "AAPL_15m.csv", GOOD)
-    bars = CsvSource(tmp_path).fetch("AAPL", "15m", START, END)
+    bars = CsvSource(tmp_path).fetch(Listing("AAPL"), "15m", START, END)
     assert list(bars["ts"]) == [utc("2024-06-03 13:30"), utc("2024-06-03 13:45"), utc("2024-06-03 14:00")]
     assert list(bars["close"]) == [10.5, 11.0, 11.1]
     assert list(bars["wap"]) == [10.2, 10.7, 11.1]
@@ -46,7 +50,7 @@ def test_capitalised_columns_and_offsets(tmp_path):
 
 def test_window_is_half_open(tmp_path):
     write(tmp_path, "AAPL_15m.csv", GOOD)
-    bars = CsvSource(tmp_path).fetch("AAPL", "15m", utc("2024-06-03 13:45"), utc("2024-06-03 14:00"))
+    bars = CsvSource(tmp_path).fetch(Listing("AAPL"), "15m", utc("2024-06-03 13:45"), utc("2024-06-03 14:00"))
     assert len(bars) == 1
 
 
@@ -56,7 +60,7 @@ def test_offsets_that_cross_a_clock_change_are_read_per_row(tmp_path):
     local = grid.dt.tz_convert("America/New_York").map(lambda t: t.isoformat())
     assert local.iloc[0].endswith("-05:00") and local.iloc[-1].endswith("-04:00")
     write(tmp_path, "AAPL_15m.csv", rows(*local))
-    bars = CsvSource(tmp_path).fetch("AAPL", "15m", START, END)
+    bars = CsvSource(tmp_path).fetch(Listing("AAPL"), "15m", START, END)
     assert list(bars["ts"]) == list(grid)
     assert bars["ts"].iloc[0] == utc("2024-03-08 14:30") and bars["ts"].iloc[26] == utc("2024-03-11 13:30")
 
@@ -73,7 +77,9 @@ def test_offsets_that_cross_a_clock_change_are_read_per_row(tmp_path):
 )
 def test_offset_spellings(tmp_path, stamp):
     write(tmp_path, "AAPL_15m.csv", rows(stamp, "2024-06-13T13:45:00Z"))
-    assert CsvSource(tmp_path).fetch("AAPL", "15m", START, END)["ts"].iloc[0] == utc("2024-06-03 13:30")
+    assert CsvSource(tmp_path).fetch(Listing("AAPL"), "15m", START, END)["ts"].iloc[0] == utc(
+        "2024-06-03 13:30"
+    )
 
 
 def test_parquet_with_naive_times_and_a_configured_zone(tmp_path, monkeypatch):
@@ -86,18 +92,20 @@ def test_parquet_with_naive_times_and_a_configured_zone(tmp_path, monkeypatch):
     )  # fmt: skip
     frame.to_parquet(tmp_path / "MSFT_1h.parquet")
     with pytest.raises(CsvFormatError, match=r"MSFT_1h\.parquet: row 1: naive timestamp .* --tz / TT_CSV_TZ"):
-        CsvSource(tmp_path).fetch("MSFT", "1h", START, END)
-    bars = CsvSource(tmp_path, tz="America/New_York").fetch("MSFT", "1h", START, END)
+        CsvSource(tmp_path).fetch(Listing("MSFT"), "1h", START, END)
+    bars = CsvSource(tmp_path, tz="America/New_York").fetch(Listing("MSFT"), "1h", START, END)
     assert list(bars["ts"]) == [utc("2024-06-03 13:30"), utc("2024-06-03 14:00")]
     assert list(bars["bar_count"]) == [3.0, 4.0]
     monkeypatch.setenv("TT_CSV_TZ", "America/New_York")  # the setting names the zone just as well
-    assert CsvSource(tmp_path).fetch("MSFT", "1h", START, END)["ts"].equals(bars["ts"])
+    monkeypatch.setenv("TT_CSV_DIR", str(tmp_path))
+    configured = make_source(from_config(market_config("csv")))
+    assert configured.fetch(Listing("MSFT"), "1h", START, END)["ts"].equals(bars["ts"])
 
 
 def test_naive_time_in_a_clock_change_names_the_line(tmp_path):
     write(tmp_path, "AAPL_1h.csv", rows("2024-03-08 15:00", "2024-03-10 02:30"))
     with pytest.raises(CsvFormatError, match=r"line 3: '2024-03-10 02:30' does not exist or is ambiguous in"):
-        CsvSource(tmp_path, tz="America/New_York").fetch("AAPL", "1h", START, END)
+        CsvSource(tmp_path, tz="America/New_York").fetch(Listing("AAPL"), "1h", START, END)
 
 
 def test_unknown_zone_is_refused():
@@ -123,7 +131,7 @@ def test_unknown_zone_is_refused():
 )
 def test_every_daily_stamp_of_a_session_is_stored_at_its_open(tmp_path, stamp):
     write(tmp_path, "KO_1d.csv", rows(stamp))
-    assert list(CsvSource(tmp_path).fetch("KO", "1d", START, END)["ts"]) == [utc("2024-11-27 14:30")]
+    assert list(CsvSource(tmp_path).fetch(Listing("KO"), "1d", START, END)["ts"]) == [utc("2024-11-27 14:30")]
 
 
 def test_parquet_daily_bars_at_midnight_in_their_zone(tmp_path):
@@ -134,7 +142,7 @@ def test_parquet_daily_bars_at_midnight_in_their_zone(tmp_path):
         }
     )  # fmt: skip
     frame.to_parquet(tmp_path / "KO_1d.parquet")
-    bars = CsvSource(tmp_path).fetch("KO", "1d", START, END)
+    bars = CsvSource(tmp_path).fetch(Listing("KO"), "1d", START, END)
     assert list(bars["ts"]) == [utc("2024-11-27 14:30"), utc("2024-11-29 14:30")]
 
 
@@ -154,7 +162,7 @@ def test_daily_stamps_without_a_session_of_their_own(tmp_path, stamp, message):
     first = "2024-11-26" if "T" not in stamp else "2024-11-26T09:30:00-05:00"
     write(tmp_path, "KO_1d.csv", rows(first, stamp))
     with pytest.raises(CsvFormatError, match=message):
-        CsvSource(tmp_path).fetch("KO", "1d", START, END)
+        CsvSource(tmp_path).fetch(Listing("KO"), "1d", START, END)
 
 
 REAL_WEEK = ("01/09/2004", "02/09/2004", "03/09/2004", "07/09/2004", "08/09/2004", "09/09/2004")
@@ -167,43 +175,43 @@ def test_ambiguous_day_month_dates_need_a_format(tmp_path):
     with pytest.raises(
         CsvFormatError, match=r"line 2: dates such as '01/09/2004' read both .* --date-format"
     ):
-        CsvSource(tmp_path).fetch("KO", "1d", EVER[0], EVER[1])
-    bars = CsvSource(tmp_path, date_format="day-first").fetch("KO", "1d", EVER[0], EVER[1])
+        CsvSource(tmp_path).fetch(Listing("KO"), "1d", EVER[0], EVER[1])
+    bars = CsvSource(tmp_path, date_format="day-first").fetch(Listing("KO"), "1d", EVER[0], EVER[1])
     assert list(bars["ts"]) == SEPTEMBER
 
 
 def test_a_day_above_12_makes_the_whole_file_day_first(tmp_path):
     write(tmp_path, "KO_1d.csv", rows(*REAL_WEEK, "10/09/2004", "13/09/2004"))
-    bars = CsvSource(tmp_path).fetch("KO", "1d", EVER[0], EVER[1])
+    bars = CsvSource(tmp_path).fetch(Listing("KO"), "1d", EVER[0], EVER[1])
     expected = [*SEPTEMBER, calendar.session_open("2004-09-10"), calendar.session_open("2004-09-13")]
     assert list(bars["ts"]) == expected
     with pytest.raises(
         CsvFormatError, match=r"line 9: '13/09/2004' is not a valid date and time \(month-first\)"
     ):
-        CsvSource(tmp_path, date_format="month-first").fetch("KO", "1d", EVER[0], EVER[1])
+        CsvSource(tmp_path, date_format="month-first").fetch(Listing("KO"), "1d", EVER[0], EVER[1])
 
 
 def test_month_first_file_and_a_file_mixing_both_orders(tmp_path):
     write(tmp_path, "KO_1d.csv", rows("09/10/2004", "09/13/2004"))
-    bars = CsvSource(tmp_path).fetch("KO", "1d", EVER[0], EVER[1])
+    bars = CsvSource(tmp_path).fetch(Listing("KO"), "1d", EVER[0], EVER[1])
     assert list(bars["ts"]) == [calendar.session_open("2004-09-10"), calendar.session_open("2004-09-13")]
     write(tmp_path, "KO_1d.csv", rows("13/09/2004", "09/14/2004"))
     with pytest.raises(
         CsvFormatError, match=r"line 3: '09/14/2004' is month-first but '13/09/2004' \(line 2\)"
     ):
-        CsvSource(tmp_path).fetch("KO", "1d", EVER[0], EVER[1])
+        CsvSource(tmp_path).fetch(Listing("KO"), "1d", EVER[0], EVER[1])
 
 
 def test_a_1999_file_is_on_the_calendar(tmp_path):
     write(tmp_path, "KO_1d.csv", rows("1999-01-04", "1999-01-05"))
-    bars = CsvSource(tmp_path).fetch("KO", "1d", EVER[0], EVER[1])
+    bars = CsvSource(tmp_path).fetch(Listing("KO"), "1d", EVER[0], EVER[1])
     assert list(bars["ts"]) == [utc("1999-01-04 14:30"), utc("1999-01-05 14:30")]
 
 
 def test_a_file_outside_the_window_says_where_its_bars_are(tmp_path):
     write(tmp_path, "KO_1d.csv", rows("1999-01-04", "1999-01-05"))
     with pytest.raises(OutsideWindow) as info:
-        CsvSource(tmp_path).fetch("KO", "1d", START, END)
+        CsvSource(tmp_path).fetch(Listing("KO"), "1d", START, END)
     assert str(info.value) == (
         f"{tmp_path / 'KO_1d.csv'}: nothing stored: its 2 bars from 1999-01-04 to 1999-01-05 lie all before "
         "the window 2024-01-01 00:00 .. 2025-01-01 00:00 UTC; pass --start 1999-01-04 (or earlier) to ingest them"
@@ -212,7 +220,7 @@ def test_a_file_outside_the_window_says_where_its_bars_are(tmp_path):
 
 def test_missing_file_is_symbol_not_found(tmp_path):
     with pytest.raises(SymbolNotFound, match="NOPE_1d"):
-        CsvSource(tmp_path).fetch("NOPE", "1d", START, END)
+        CsvSource(tmp_path).fetch(Listing("NOPE"), "1d", START, END)
 
 
 ROW1 = "2024-06-03T13:30:00Z,10,11,9,10.5,100\n"
@@ -251,5 +259,5 @@ ROW2 = "2024-06-03T13:45:00Z,10,11,9,10.5,100\n"
 def test_bad_files_name_file_and_line(tmp_path, text, message):
     write(tmp_path, "BAD_15m.csv", text)
     with pytest.raises(CsvFormatError, match=message) as info:
-        CsvSource(tmp_path).fetch("BAD", "15m", START, END)
+        CsvSource(tmp_path).fetch(Listing("BAD"), "15m", START, END)
     assert str(info.value).startswith(str(tmp_path / "BAD_15m.csv")) and "\n" not in str(info.value)

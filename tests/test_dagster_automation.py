@@ -15,9 +15,9 @@ from tt_assets.automation import (
 )
 from tt_assets.models import TrainingConfig, rl_config
 from tt_assets.partitions import bar_partitions
+from tt_assets.resources import DatabaseResource, WatchlistResource
 from tt_pipeline.retraining import config_key
 from tt_resources.db.schema import evals, models
-from tt_resources.resources import DatabaseResource, WatchlistResource
 from tt_rl.train import code_version
 
 SYMBOLS = [f"S{i:02d}" for i in range(30)]

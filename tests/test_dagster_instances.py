@@ -18,8 +18,8 @@ from tests.conftest import PG_ADMIN_URL
 from tests.scratch import scratch_postgres
 from tests.serving import free_port
 from tt_assets.definitions import defs
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_resources.config import PROJECT_ROOT
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 RUN_CONFIG = {
     "ops": {
@@ -50,7 +50,8 @@ def test_postgres_instance_runs_and_keeps_history(scratch_pg_database, sqlite_en
     monkeypatch.setenv("DAGSTER_PG_DB", url.database)
     resources = {
         "database": DatabaseResource(url=sqlite_engine.url.render_as_string(hide_password=False)),
-        "market_data": MarketDataResource(ibkr=IbkrResource()),
+        "market_data": MarketDataResource(),
+        "watchlist": WatchlistResource(),
     }
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

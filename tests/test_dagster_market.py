@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_resources.db.schema import prices
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 AS_OF = "2026-11-20T22:00:00+00:00"  # a Friday evening: the 1d bar of that day has closed
 START = "2026-10-31T22:00:00+00:00"  # 20 days of history for the first fetch
@@ -20,7 +20,8 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 def _run(instance, engine, **kwargs) -> dg.ExecuteInProcessResult:
     resources = {
         "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),
-        "market_data": MarketDataResource(source="synthetic", ibkr=IbkrResource()),
+        "market_data": MarketDataResource(source="synthetic"),
+        "watchlist": WatchlistResource(),
     }
     job = defs.resolve_job_def("market_data_job")
     return job.execute_in_process(

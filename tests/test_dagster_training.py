@@ -5,8 +5,8 @@ import yaml
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_resources.db import registry
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 BARS_CONFIG = {
@@ -25,7 +25,8 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
     rl_file.write_text(yaml.safe_dump(TINY_RL))
     resources = {
         "database": DatabaseResource(url=sqlite_engine.url.render_as_string(hide_password=False)),
-        "market_data": MarketDataResource(ibkr=IbkrResource()),
+        "market_data": MarketDataResource(),
+        "watchlist": WatchlistResource(),
     }
     training_config = {"config": {"rl_config_path": str(rl_file), "total_timesteps": 128}}
     with dg.instance_for_test() as instance:

@@ -13,11 +13,13 @@ from ib_async.wrapper import RequestError
 from tests.fake_ibgateway import IN_YEARS, FakeIBGateway, Faults
 from tt_resources import calendar
 from tt_resources.db.holes import open_holes
+from tt_resources.db.ibkr_records import IbkrRecorder
 from tt_resources.db.prices import read_bars
 from tt_resources.db.schema import contracts, fetch_log
-from tt_resources.ibkr import IbkrSettings, IbkrSource, chunk_plan, run_on_ib_loop
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.ibkr import IbkrSettings, IbkrSource, chunk_plan, run_on_ib_loop
+from tt_resources.sources.pacing import PacingBudget, PacingRules
+from tt_resources.watchlist import Listing, listings_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,16 +51,14 @@ def gateway():
 
 
 @pytest.fixture
-def make_source(gateway):
+def make_source(engine, gateway):
     made: list[IbkrSource] = []
 
     def make(rules: PacingRules = RULES, **settings) -> IbkrSource:
         source = IbkrSource(
-            "127.0.0.1",
-            gateway.port,
-            5,
-            rules=rules,
-            settings=dataclasses.replace(SETTINGS, **settings),
+            dataclasses.replace(SETTINGS, port=gateway.port, client_id=5, **settings),
+            budget=PacingBudget(engine, rules),
+            recorder=IbkrRecorder(engine),
         )
         made.append(source)
         return source
@@ -86,7 +86,7 @@ def log_rows(engine) -> pd.DataFrame:
 
 def test_default_histories_are_stitched_from_the_step_table_chunks(engine, gateway, make_source):
     source = make_source()
-    results = ingest_many(engine, source, ["AAPL"], ["1d", "1h", "15m"], now=NOW)
+    results = ingest_many(engine, source, [Listing("AAPL")], ["1d", "1h", "15m"], now=NOW)
     assert [r.status for r in results] == ["updated"] * 3, [r.error for r in results]
     historical = gateway.historical()
     for result in results:
@@ -120,16 +120,27 @@ def test_default_histories_are_stitched_from_the_step_table_chunks(engine, gatew
 
 
 def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(engine, gateway, make_source):
-    ingest_many(engine, make_source(), ["AAPL", "MSFT"], ["1d", "1h", "15m"], start=WEEKS_AGO, now=NOW)
+    ingest_many(
+        engine,
+        make_source(),
+        [Listing("AAPL"), Listing("MSFT")],
+        ["1d", "1h", "15m"],
+        start=WEEKS_AGO,
+        now=NOW,
+    )
     sent = len(gateway.requests)
 
     fresh = make_source()  # a new process: contracts come from tt_contracts
-    again = ingest_many(engine, fresh, ["AAPL", "MSFT"], ["1d", "1h", "15m"], start=WEEKS_AGO, now=NOW)
+    again = ingest_many(
+        engine, fresh, [Listing("AAPL"), Listing("MSFT")], ["1d", "1h", "15m"], start=WEEKS_AGO, now=NOW
+    )
     assert {r.status for r in again} == {"fresh"} and fresh.stats.requests == 0
     assert len(gateway.requests) == sent
 
     gateway.now = NOW + pd.Timedelta(days=1)  # Thursday after the close
-    tail = ingest_many(engine, fresh, ["AAPL", "MSFT"], ["1d", "1h", "15m"], now=gateway.now)
+    tail = ingest_many(
+        engine, fresh, [Listing("AAPL"), Listing("MSFT")], ["1d", "1h", "15m"], now=gateway.now
+    )
     assert {r.status for r in tail} == {"updated"}
     new = gateway.requests[sent:]
     assert [r.kind for r in new] == ["historical"] * 6  # no contract or head lookups: cached in the database
@@ -142,7 +153,7 @@ def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(en
 def test_pacing_violations_are_backed_off_and_retried(engine, gateway, make_source):
     gateway.faults = Faults(pacing_violations=2)
     source = make_source()
-    result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and result.pacing_waits >= 2
     assert [r.outcome for r in gateway.historical()][:3] == ["pacing", "pacing", "ok"]
     assert source.stats.retries == 2
@@ -154,7 +165,9 @@ def test_pacing_violations_are_backed_off_and_retried(engine, gateway, make_sour
 
 def test_unknown_symbol_is_recorded_and_the_others_continue(engine, gateway, make_source):
     gateway.faults = Faults(unknown_symbols={"NOPE"})
-    results = ingest_many(engine, make_source(), ["NOPE", "AAPL"], ["1d", "15m"], start=WEEKS_AGO, now=NOW)
+    results = ingest_many(
+        engine, make_source(), [Listing("NOPE"), Listing("AAPL")], ["1d", "15m"], start=WEEKS_AGO, now=NOW
+    )
     status = {(r.symbol, r.timeframe): r for r in results}
     assert status[("NOPE", "1d")].status == status[("NOPE", "15m")].status == "failed"
     assert "IBKR error 200" in status[("NOPE", "1d")].error
@@ -169,23 +182,21 @@ def test_unknown_symbol_is_recorded_and_the_others_continue(engine, gateway, mak
 def test_contracts_are_asked_for_on_the_watchlists_exchange_and_currency(
     engine, gateway, tmp_path, monkeypatch
 ):
-    """make_source("ibkr") looks contracts up where the watchlist lists them (SMART/USD when it says nothing)
-    and stores what IBKR answered."""
+    """The ibkr source of make_source looks contracts up where the watchlist lists them (SMART/USD when it says
+    nothing) and stores what IBKR answered."""
     from tt_resources.sources import make_source
+    from tt_resources.sources.settings import SourceSettings
 
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text("symbol,exchange,currency\nSAP,IBIS,EUR\nAAPL,,\n")
-    monkeypatch.setenv("TT_WATCHLIST", str(watchlist))
-    source = make_source(
-        "ibkr",
-        host="127.0.0.1",
-        port=gateway.port,
-        client_id=5,
-        engine=engine,
-        rules=RULES,
+    settings = SourceSettings(
+        "ibkr", ibkr=dataclasses.replace(SETTINGS, port=gateway.port, client_id=5), pacing=RULES
     )
+    source = make_source(settings, engine)
     try:
-        results = ingest_many(engine, source, ["SAP", "AAPL"], ["1d"], start=WEEKS_AGO, now=NOW)
+        results = ingest_many(
+            engine, source, listings_of(["SAP", "AAPL"], watchlist), ["1d"], start=WEEKS_AGO, now=NOW
+        )
     finally:
         source.close()
     assert {r.status for r in results} == {"updated"}
@@ -200,7 +211,7 @@ def test_a_symbol_without_data_leaves_holes_retried_until_the_attempts_run_out(e
     gateway.faults = Faults(no_data_symbols={"EMPTY"})
     start = NOW - pd.Timedelta(days=90)
     results = [
-        ingest_partition(engine, make_source(), "EMPTY", "1h", start=start, now=NOW, hole_attempts=2)
+        ingest_partition(engine, make_source(), Listing("EMPTY"), "1h", start=start, now=NOW, hole_attempts=2)
         for _ in range(3)
     ]
     assert [r.status for r in results] == ["updated", "updated", "fresh"]
@@ -218,7 +229,7 @@ def test_a_symbol_without_data_leaves_holes_retried_until_the_attempts_run_out(e
 def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
     gateway.faults = Faults(silent_requests=1)
     source = make_source(request_timeout_s=FAST_TIMEOUT)
-    result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and source.stats.timeouts == 1
     kinds = [r.kind for r in gateway.requests if r.kind != "contract" and r.kind != "head_timestamp"]
     assert kinds[:3] == ["historical", "cancel_historical", "historical"]
@@ -231,7 +242,7 @@ def test_persistent_timeout_fails_only_that_partition_with_a_clear_error(engine,
     results = ingest_many(
         engine,
         make_source(max_attempts=2, request_timeout_s=FAST_TIMEOUT),
-        ["HANG", "AAPL"],
+        [Listing("HANG"), Listing("AAPL")],
         ["15m"],
         start=WEEKS_AGO,
         now=NOW,
@@ -246,7 +257,7 @@ def test_persistent_timeout_fails_only_that_partition_with_a_clear_error(engine,
 def test_dropped_connection_reconnects_with_a_new_client_id_and_resumes(engine, gateway, make_source):
     gateway.faults = Faults(drop_after_bars=300, hold_client_id=True)
     source = make_source()
-    result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated", result.error
     assert source.stats.reconnects == 1 and source.client_id == 6  # id 5 was still held by the gateway
     outcomes = [r.outcome for r in gateway.historical()]
@@ -268,7 +279,7 @@ def test_throttle_keeps_within_the_budget(engine, gateway, make_source):
     gateway.rules = tight
     source = make_source(rules=tight)
     start = NOW - pd.Timedelta(weeks=5)
-    results = ingest_many(engine, source, ["AAPL", "MSFT"], ["15m"], start=start, now=NOW)
+    results = ingest_many(engine, source, [Listing("AAPL"), Listing("MSFT")], ["15m"], start=start, now=NOW)
     assert {r.status for r in results} == {"updated"}
     historical = gateway.historical()
     assert len(historical) == 10

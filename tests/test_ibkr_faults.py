@@ -15,11 +15,13 @@ from tests.test_ibkr import HEAD, NOW, RULES, SETTINGS, WEEKS_AGO, log_rows
 from tt_pipeline.market import refresh_partitions
 from tt_resources import calendar
 from tt_resources.db.holes import open_holes
+from tt_resources.db.ibkr_records import IbkrRecorder
 from tt_resources.db.prices import quarantined, read_bars
 from tt_resources.db.schema import contracts
-from tt_resources.ibkr import IbkrSource
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.ibkr import IbkrSource
+from tt_resources.sources.pacing import PacingBudget, PacingRules
+from tt_resources.watchlist import Listing
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,17 +37,14 @@ def gateway():
 
 
 @pytest.fixture
-def make_source(gateway):
+def make_source(engine, gateway):
     made: list[IbkrSource] = []
 
-    def make(rules: PacingRules = RULES, listings=None, **settings) -> IbkrSource:
+    def make(rules: PacingRules = RULES, **settings) -> IbkrSource:
         source = IbkrSource(
-            "127.0.0.1",
-            gateway.port,
-            5,
-            rules=rules,
-            settings=dataclasses.replace(SETTINGS, **settings),
-            listings=listings,
+            dataclasses.replace(SETTINGS, port=gateway.port, client_id=5, **settings),
+            budget=PacingBudget(engine, rules),
+            recorder=IbkrRecorder(engine),
         )
         made.append(source)
         return source
@@ -80,7 +79,9 @@ def test_gateway_restart_is_waited_out_and_the_walk_resumes(engine, gateway, mak
     backoff and the walk resumes at the chunk it was on."""
     gateway.faults = Faults(restart_after=2, restart_s=1.5)
     source = make_source(reconnect_s=60.0, backoff_s=0.1, backoff_max_s=0.5)
-    results = ingest_many(engine, source, ["AAPL", "MSFT"], ["15m"], start=WEEKS_AGO, now=NOW)
+    results = ingest_many(
+        engine, source, [Listing("AAPL"), Listing("MSFT")], ["15m"], start=WEEKS_AGO, now=NOW
+    )
     assert [r.status for r in results] == ["updated", "updated"], [r.error for r in results]
     assert len(gateway.restarts) == 1 and source.stats.reconnects >= 1
     assert "dropped" in {r.outcome for r in gateway.historical()}
@@ -94,7 +95,7 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
 ):
     gateway.faults = Faults(restart_after=2, restart_s=4.0)
     first = ingest_partition(
-        engine, make_source(reconnect_s=0.5, backoff_s=0.1), "AAPL", "15m", start=WEEKS_AGO, now=NOW
+        engine, make_source(reconnect_s=0.5, backoff_s=0.1), Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW
     )
     assert first.status == "failed" and "unreachable for 0.5 s" in first.error
     kept = read_bars(engine, ["AAPL"], "15m")
@@ -105,7 +106,7 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     # back up: the next run asks from the last stored bar on and ends with no gap and no duplicate
     gateway.faults = Faults()
     source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
-    second = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    second = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert second.status == "updated", second.error
     assert second.first_ts == kept["ts"].iloc[-1]  # resumed at the high-water mark
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
@@ -117,7 +118,7 @@ def test_no_data_mid_history_is_a_hole_that_a_later_run_fills(engine, gateway, m
     start = NOW - pd.Timedelta(weeks=6)
     halt = (NOW - pd.Timedelta(weeks=4), NOW - pd.Timedelta(weeks=3))
     gateway.faults = Faults(no_data={"AAPL": halt}, no_data_times=1)
-    first = ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW)
+    first = ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
     assert first.status == "updated" and first.holes_found == first.holes_open == 1
     [hole] = open_holes(engine, "15m", "AAPL")
     assert halt[0] <= hole.end <= halt[1] and hole.attempts == 1 and "returned no data" in hole.reason
@@ -127,19 +128,25 @@ def test_no_data_mid_history_is_a_hole_that_a_later_run_fills(engine, gateway, m
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", start, missing=[(hole.start, hole.end)])
     assert "no_data" in set(log_rows(engine)["outcome"])
 
-    second = ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW)
+    second = ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
     assert second.status == "updated" and second.holes_open == 0 and second.bars_written > 0
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", start)
-    assert ingest_partition(engine, make_source(), "AAPL", "15m", start=start, now=NOW).status == "fresh"
+    assert (
+        ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW).status
+        == "fresh"
+    )
 
 
 def test_start_before_the_first_stored_bar_backfills_the_head(engine, gateway, make_source):
-    ingest_partition(engine, make_source(), "AAPL", "1h", start=WEEKS_AGO, now=NOW)
+    ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=WEEKS_AGO, now=NOW)
     earlier = NOW - pd.Timedelta(weeks=10)
-    result = ingest_partition(engine, make_source(), "AAPL", "1h", start=earlier, now=NOW)
+    result = ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW)
     assert result.status == "updated" and result.first_ts < WEEKS_AGO
     assert_stored_is_expected(engine, gateway, "AAPL", "1h", earlier)
-    assert ingest_partition(engine, make_source(), "AAPL", "1h", start=earlier, now=NOW).status == "fresh"
+    assert (
+        ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW).status
+        == "fresh"
+    )
 
 
 @pytest.mark.parametrize("order", [["NYSE", "ARCA"], ["ARCA", "NYSE"]])
@@ -147,7 +154,7 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
     engine, gateway, make_source, order
 ):
     gateway.faults = Faults(listings={"SPYX": order})
-    failed = ingest_partition(engine, make_source(), "SPYX", "1d", start=WEEKS_AGO, now=NOW)
+    failed = ingest_partition(engine, make_source(), Listing("SPYX"), "1d", start=WEEKS_AGO, now=NOW)
     assert failed.status == "failed"
     assert failed.error == (
         f"SPYX: IBKR lists 2 contracts: {order[0]} (conId {con_id_of('SPYX', order[0])}), {order[1]} "
@@ -155,8 +162,8 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
     )
     assert read_bars(engine, ["SPYX"], "1d").empty
 
-    source = make_source(listings={"SPYX": ("SMART", "USD", "ARCA")})
-    assert ingest_partition(engine, source, "SPYX", "1d", start=WEEKS_AGO, now=NOW).status == "updated"
+    arca = Listing("SPYX", primary_exchange="ARCA")
+    assert ingest_partition(engine, make_source(), arca, "1d", start=WEEKS_AGO, now=NOW).status == "updated"
     with engine.connect() as conn:
         stored = conn.execute(sa.select(contracts).where(contracts.c.symbol == "SPYX")).mappings().one()
     assert (stored["con_id"], stored["primary_exchange"]) == (con_id_of("SPYX", "ARCA"), "ARCA")
@@ -166,7 +173,9 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
 def test_class_shares_are_asked_in_ibkr_spelling_and_stored_under_the_watchlist_symbol(
     engine, gateway, make_source
 ):
-    results = ingest_many(engine, make_source(), ["BRK.B", "BF.B"], ["1h"], start=WEEKS_AGO, now=NOW)
+    results = ingest_many(
+        engine, make_source(), [Listing("BRK.B"), Listing("BF.B")], ["1h"], start=WEEKS_AGO, now=NOW
+    )
     assert {r.status for r in results} == {"updated"}, [r.error for r in results]
     asked = {r.symbol for r in gateway.requests if r.kind in ("contract", "historical")}
     assert asked == {"BRK B", "BF B"}
@@ -183,7 +192,7 @@ def test_one_bad_bar_is_quarantined_and_unknown_values_are_stored_as_unknown(eng
     gateway.faults = Faults(
         bad_bars={("AAPL", no_volume): "volume", ("AAPL", no_wap): "wap", ("AAPL", crossed): "high<low"}
     )
-    [outcome] = refresh_partitions(engine, make_source(), ["AAPL"], "15m", start=WEEKS_AGO, now=NOW)
+    [outcome] = refresh_partitions(engine, make_source(), [Listing("AAPL")], "15m", start=WEEKS_AGO, now=NOW)
     assert outcome.fetched.status == "updated" and outcome.fetched.quarantined == 1
     served, stored = served_and_stored(engine, gateway, "AAPL", "15m")
     assert list(stored.index) == [ts for ts in served.index if ts != crossed]  # every good bar kept
@@ -201,7 +210,9 @@ def test_one_bad_bar_is_quarantined_and_unknown_values_are_stored_as_unknown(eng
 def test_client_id_in_use_on_every_id_fails_at_once_naming_326_and_the_ids(engine, gateway, make_source):
     gateway.faults = Faults(all_ids_in_use=True)
     source = make_source(client_id_attempts=3)
-    results = ingest_many(engine, source, ["AAPL", "MSFT"], ["1d"], start=WEEKS_AGO, now=NOW)
+    results = ingest_many(
+        engine, source, [Listing("AAPL"), Listing("MSFT")], ["1d"], start=WEEKS_AGO, now=NOW
+    )
     expected = (
         f"IB Gateway at 127.0.0.1:{gateway.port}: error 326 (client id already in use) for client ids 5, 6, 7; "
         "close those API sessions or set IB_CLIENT_ID to a free id"
@@ -215,9 +226,13 @@ def test_client_ids_tried_are_ib_client_ids_from_ib_client_id(engine, gateway, m
     monkeypatch.setenv("IB_CLIENT_ID", "5")
     monkeypatch.setenv("IB_CLIENT_IDS", "2")
     gateway.faults = Faults(all_ids_in_use=True)
-    source = IbkrSource.from_env(rules=RULES)
+    from tt_cli.common import market_config
+    from tt_resources.sources import make_source
+    from tt_resources.sources.settings import from_config
+
+    source = make_source(dataclasses.replace(from_config(market_config("ibkr")), pacing=RULES), engine)
     try:
-        [result] = ingest_many(engine, source, ["AAPL"], ["1d"], start=WEEKS_AGO, now=NOW)
+        [result] = ingest_many(engine, source, [Listing("AAPL")], ["1d"], start=WEEKS_AGO, now=NOW)
     finally:
         source.close()
     assert "error 326 (client id already in use) for client ids 5, 6;" in result.error
@@ -227,7 +242,7 @@ def test_strict_mode_waits_out_the_window_after_a_violation_and_keeps_the_bars(e
     strict = dataclasses.replace(RULES, mode="strict", window_s=1.5)
     gateway.faults = Faults(pacing_violations=1)
     source = make_source(rules=strict)
-    result = ingest_partition(engine, source, "AAPL", "15m", start=WEEKS_AGO, now=NOW)
+    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and result.pacing_waits >= 1
     historical = gateway.historical()
     assert [r.outcome for r in historical][:2] == ["pacing", "ok"]
@@ -244,13 +259,13 @@ def test_adaptive_mode_backs_off_the_soft_limit_and_loses_nothing(engine, gatewa
     # first requests overlap on any machine however loaded
     gateway.faults = Faults(latency_s=(0.5, 1.0), soft_concurrency=2)
     adaptive = dataclasses.replace(RULES, mode="adaptive", concurrency=16, backoff_s=0.1, backoff_max_s=0.5)
-    symbols = [f"S{i:02d}" for i in range(12)]
-    results = ingest_many(engine, make_source(rules=adaptive), symbols, ["1h"], start=WEEKS_AGO, now=NOW)
+    listings = [Listing(f"S{i:02d}") for i in range(12)]
+    results = ingest_many(engine, make_source(rules=adaptive), listings, ["1h"], start=WEEKS_AGO, now=NOW)
     assert {r.status for r in results} == {"updated"}, [r.error for r in results]
     soft = [r for r in gateway.historical() if r.outcome == "soft_pacing"]
     assert soft, "the in-flight limit exceeded the stand-in's soft limit at least once"
     assert {r.outcome for r in gateway.historical()} == {"ok", "soft_pacing"}
-    for symbol in symbols:
+    for symbol in (listing.symbol for listing in listings):
         assert_stored_is_expected(engine, gateway, symbol, "1h", WEEKS_AGO)
 
 

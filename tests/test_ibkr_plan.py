@@ -7,8 +7,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from tt_resources.ibkr import chunk_plan, duration_for, ib_end
-from tt_resources.pacing import POLL_S, PacingRules, Sent, wait_needed
+from tt_resources.sources.ibkr import chunk_plan, duration_for, ib_end
+from tt_resources.sources.pacing import POLL_S, PacingRules, Sent, wait_needed
 
 END = pd.Timestamp("2026-11-18 21:00:01", tz="UTC")
 

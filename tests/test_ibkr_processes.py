@@ -14,7 +14,7 @@ from tests.test_concurrent_start import assert_all_succeeded, run_together
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
-from tt_resources.pacing import PacingRules
+from tt_resources.sources.pacing import PacingRules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 from tt_resources import calendar
-from tt_resources.csv_source import CsvSource
 from tt_resources.db.prices import read_bars, upsert_price_bars
 from tt_resources.ingest import ingest_many, ingest_partition
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.csv import CsvSource
+from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.timeframes import TIMEFRAME_NAMES
+from tt_resources.watchlist import Listing
 
 NOW = pd.Timestamp("2026-11-18 21:30", tz="UTC")  # Wednesday after the close
 START = pd.Timestamp("2026-10-26", tz="UTC")
@@ -42,7 +43,9 @@ def stored(engine, symbol: str, timeframe: str) -> pd.DataFrame:
 
 
 def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(engine, synthetic, clock):
-    results = ingest_many(engine, synthetic, ["AAA", "BBB"], TIMEFRAMES, start=START, now=clock.now)
+    results = ingest_many(
+        engine, synthetic, [Listing("AAA"), Listing("BBB")], TIMEFRAMES, start=START, now=clock.now
+    )
     assert [r.status for r in results] == ["updated"] * 6
     assert all(r.requests == 1 and r.bars_written == r.bars_fetched > 0 for r in results)
     for timeframe in TIMEFRAMES:
@@ -50,21 +53,23 @@ def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(
         target = calendar.last_closed_bar(timeframe, NOW)
         expected = calendar.expected_bar_starts(timeframe, START, target + pd.Timedelta(seconds=1))
         assert list(bars["ts"]) == list(expected)
-        source_bars = synthetic.fetch("AAA", timeframe, START, NOW)
+        source_bars = synthetic.fetch(Listing("AAA"), timeframe, START, NOW)
         assert bars["close"].to_list() == pytest.approx(source_bars["close"].to_list())
 
     requests_before = synthetic.stats.requests
-    again = ingest_many(engine, synthetic, ["AAA", "BBB"], TIMEFRAMES, start=START, now=clock.now)
+    again = ingest_many(
+        engine, synthetic, [Listing("AAA"), Listing("BBB")], TIMEFRAMES, start=START, now=clock.now
+    )
     assert {r.status for r in again} == {"fresh"}
     assert sum(r.requests for r in again) == 0
     assert synthetic.stats.requests == requests_before
 
 
 def test_tail_update_fetches_only_the_missing_tail_with_one_bar_overlap(engine, synthetic, clock):
-    ingest_many(engine, synthetic, ["AAA"], TIMEFRAMES, start=START, now=clock.now)
+    ingest_many(engine, synthetic, [Listing("AAA")], TIMEFRAMES, start=START, now=clock.now)
     last = {tf: stored(engine, "AAA", tf)["ts"].iloc[-1] for tf in TIMEFRAMES}
     clock.now = NOW + pd.Timedelta(days=2)  # Friday after the close
-    results = ingest_many(engine, synthetic, ["AAA"], TIMEFRAMES, now=clock.now)
+    results = ingest_many(engine, synthetic, [Listing("AAA")], TIMEFRAMES, now=clock.now)
     for result in results:
         assert result.status == "updated" and result.requests == 1
         assert result.first_ts == last[result.timeframe]  # the stored last bar is fetched again
@@ -78,12 +83,12 @@ def test_tail_update_fetches_only_the_missing_tail_with_one_bar_overlap(engine, 
 
 
 def test_revised_last_bar_is_corrected(engine, synthetic, clock):
-    ingest_partition(engine, synthetic, "AAA", "1d", start=START, now=clock.now)
+    ingest_partition(engine, synthetic, Listing("AAA"), "1d", start=START, now=clock.now)
     bars = stored(engine, "AAA", "1d")
     wrong = bars.tail(1).assign(symbol="AAA", timeframe="1d", close=bars["low"].iloc[-1])
     upsert_price_bars(engine, wrong)
     clock.now = NOW + pd.Timedelta(days=1)
-    result = ingest_partition(engine, synthetic, "AAA", "1d", now=clock.now)
+    result = ingest_partition(engine, synthetic, Listing("AAA"), "1d", now=clock.now)
     assert result.bars_written == 2  # the corrected bar + the new one
     fixed = stored(engine, "AAA", "1d").set_index("ts")["close"]
     assert fixed[wrong["ts"].iloc[0]] == pytest.approx(bars["close"].iloc[-1])
@@ -91,18 +96,23 @@ def test_revised_last_bar_is_corrected(engine, synthetic, clock):
 
 def test_end_bounds_the_target(engine, synthetic):
     end = pd.Timestamp("2026-11-10", tz="UTC")
-    result = ingest_partition(engine, synthetic, "AAA", "1d", start=START, end=end, now=NOW)
+    result = ingest_partition(engine, synthetic, Listing("AAA"), "1d", start=START, end=end, now=NOW)
     assert result.last_ts == pd.Timestamp("2026-11-09 14:30", tz="UTC")
 
 
 def test_bad_csv_file_fails_its_partition_only_and_writes_nothing(engine, tmp_path):
-    good = SyntheticSource(seed=1, clock=lambda: NOW).fetch("GOOD", "1d", START, NOW)
+    good = SyntheticSource(seed=1, clock=lambda: NOW).fetch(Listing("GOOD"), "1d", START, NOW)
     good.to_csv(tmp_path / "GOOD_1d.csv", index=False)
     bad = good.copy()
     bad.loc[5, "high"] = bad.loc[5, "low"] / 2
     bad.to_csv(tmp_path / "BAD_1d.csv", index=False)
     results = ingest_many(
-        engine, CsvSource(tmp_path), ["BAD", "GOOD", "MISSING"], ["1d"], start=START, now=NOW
+        engine,
+        CsvSource(tmp_path),
+        [Listing("BAD"), Listing("GOOD"), Listing("MISSING")],
+        ["1d"],
+        start=START,
+        now=NOW,
     )
     by_symbol = {r.symbol: r for r in results}
     assert by_symbol["GOOD"].status == "updated" and by_symbol["GOOD"].bars_written == len(good)

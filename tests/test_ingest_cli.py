@@ -12,7 +12,8 @@ from tt_cli.main import cli
 from tt_resources import calendar
 from tt_resources.db.engine import create_engine
 from tt_resources.db.prices import read_bars
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
+from tt_resources.watchlist import Listing
 
 RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
 
@@ -50,7 +51,9 @@ def test_ingest_then_everything_fresh(db_url):
 
 def test_failed_partition_exits_non_zero_after_the_others(db_url, tmp_path):
     now = pd.Timestamp.now(tz="UTC")
-    good = SyntheticSource(seed=1, clock=lambda: now).fetch("GOOD", "1d", now - pd.Timedelta(days=30), now)
+    good = SyntheticSource(seed=1, clock=lambda: now).fetch(
+        Listing("GOOD"), "1d", now - pd.Timedelta(days=30), now
+    )
     good.to_csv(tmp_path / "GOOD_1d.csv", index=False)
     good.assign(close=-1.0).to_csv(tmp_path / "BAD_1d.csv", index=False)
     args = ("--symbols", "BAD,GOOD", "--interval", "1d", "--source", "csv", "--start", RECENT)
@@ -186,7 +189,9 @@ def test_rejected_bar_text_keeps_its_brackets_and_names_file_and_line(sqlite_url
 def test_a_csv_head_at_midnight_new_york_and_the_synthetic_tail_store_each_session_once(db_url, tmp_path):
     now = pd.Timestamp.now(tz="UTC")
     sessions = calendar.expected_bar_starts("1d", now - pd.Timedelta(days=40), now - pd.Timedelta(days=10))
-    head = SyntheticSource(seed=5).fetch("AAA", "1d", sessions[0], sessions[-1] + pd.Timedelta(hours=1))
+    head = SyntheticSource(seed=5).fetch(
+        Listing("AAA"), "1d", sessions[0], sessions[-1] + pd.Timedelta(hours=1)
+    )
     assert list(head["ts"]) == list(sessions)
     midnight = head["ts"].dt.tz_convert("America/New_York").dt.normalize()  # 04:00Z or 05:00Z
     head.assign(ts=midnight.map(lambda t: t.isoformat())).to_csv(tmp_path / "AAA_1d.csv", index=False)

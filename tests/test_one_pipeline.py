@@ -13,10 +13,11 @@ from tests.test_ingest_cli import summary_rows
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
-from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
+from tt_resources.watchlist import Listing
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"
@@ -43,7 +44,9 @@ def write_csv(directory, symbols, timeframes=("1d", "1h", "15m"), start=START, e
     source = SyntheticSource(seed=3)
     for symbol in symbols:
         for timeframe in timeframes:
-            bars = source.fetch(symbol, timeframe, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))
+            bars = source.fetch(
+                Listing(symbol), timeframe, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
+            )
             bars.to_csv(directory / f"{symbol}_{timeframe}.csv", index=False)
 
 
@@ -139,7 +142,9 @@ def test_panel_refuses_to_fill_features_missing_after_the_warm_up(sqlite_engine)
     from tt_pipeline.market import refresh_partitions
     from tt_rl.panel import build_panel
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
     with sqlite_engine.begin() as conn:
         dropped = conn.execute(
             sa.text("DELETE FROM tt_features WHERE symbol = 'BBB' AND ts >= :ts"),
@@ -158,7 +163,9 @@ def test_universe_selection_sees_the_training_span_only(sqlite_engine, tmp_path)
     from tt_pipeline.datasets import build_dataset
     from tt_pipeline.market import refresh_partitions
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
 
     def break_bar(symbol: str, ts: str) -> None:  # high below low: an ohlc_sanity failure
         from tt_resources.db.schema import prices
@@ -189,7 +196,9 @@ def test_a_symbol_that_ends_early_is_named_with_where_it_ends(sqlite_engine, tmp
     from tt_pipeline.market import refresh_partitions
     from tt_resources.db.schema import features, prices
 
-    refresh_partitions(sqlite_engine, SyntheticSource(), SYMBOLS, "1d", start=START, end=END)
+    refresh_partitions(
+        sqlite_engine, SyntheticSource(), [Listing(s) for s in SYMBOLS], "1d", start=START, end=END
+    )
     with sqlite_engine.begin() as conn:  # BBB's history ends in June (a delisting, or a shorter file)
         for table in (prices, features):
             conn.execute(
@@ -218,7 +227,7 @@ def test_a_symbol_that_ends_early_is_named_with_where_it_ends(sqlite_engine, tmp
 def test_off_grid_bars_fail_the_partition_and_the_dataset_gate(tmp_path, via_dagster):
     write_csv(tmp_path, ["BBB"], timeframes=("1d",))
     bars = SyntheticSource(seed=3).fetch(
-        "AAA", "1d", pd.Timestamp(START, tz="UTC"), pd.Timestamp(END, tz="UTC")
+        Listing("AAA"), "1d", pd.Timestamp(START, tz="UTC"), pd.Timestamp(END, tz="UTC")
     )
     late = bars["ts"] + pd.Timedelta(hours=8, minutes=30)  # 18:00 New York: after the close, no session's
     bars.assign(ts=late).to_csv(tmp_path / "AAA_1d.csv", index=False)
@@ -252,7 +261,8 @@ def test_months_is_honoured_alike_on_both_paths(tmp_path):
 def _resources(engine, source="synthetic") -> dict:
     return {
         "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),
-        "market_data": MarketDataResource(source=source, ibkr=IbkrResource()),
+        "market_data": MarketDataResource(source=source),
+        "watchlist": WatchlistResource(),
     }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tt_assets.resources import DatabaseResource, MarketDataResource
 from tt_resources.config import PROJECT_ROOT, SettingsError, markdown_table, settings
-from tt_resources.resources import DatabaseResource, MarketDataResource
 
 
 def test_readme_configuration_table_is_the_settings_table():
@@ -36,9 +36,42 @@ def test_a_bad_value_names_its_variable(monkeypatch, variable, value, message):
 def test_resources_reference_set_variables_by_name_never_by_value(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://user:secret@db:5432/tt")
     monkeypatch.setenv("TT_SOURCE", "csv")
+    monkeypatch.setenv("TT_CSV_TZ", "America/New_York")
     database, market = DatabaseResource.from_env(), MarketDataResource.from_env()
     assert "secret" not in repr(database) and "DATABASE_URL" in repr(database)
-    assert "TT_SOURCE" in repr(market) and market.ibkr.port == 4002
+    assert "TT_CSV_TZ" in repr(market) and market.ib_port == 4002
+    # a closed set of names (an enum field, which an EnvVar cannot fill) is given as its checked value
+    assert market.source == "csv"
+
+
+def test_market_data_resource_fields_reach_the_sources(tmp_path):
+    """Every value a source takes travels as a field of the market_data resource (the run config)."""
+    from tt_resources.sources import make_source
+
+    ibkr = {
+        "ib_host": "gw",
+        "ib_port": 4100,
+        "ib_client_id": 9,
+        "ib_client_ids": 3,
+        "ib_timeout_s": 7.0,
+        "ib_reconnect_s": 11.0,
+        "ib_pacing": "strict",
+        "ib_max_requests": 30,
+        "ib_window_s": 300.0,
+        "ib_concurrency": 5,
+    }
+    fields = {"csv_dir": str(tmp_path), "csv_tz": "America/New_York", "csv_date_format": "day-first"}
+    csv = make_source(MarketDataResource(source="csv", **fields).source_settings())
+    assert (csv.directory, csv.tz, csv.date_format) == (tmp_path, "America/New_York", "day-first")
+    settings = MarketDataResource(source="ibkr", hole_attempts=4, **ibkr).source_settings()
+    source = make_source(settings)
+    s, rules = source.settings, source.budget.rules
+    assert (s.host, s.port, s.client_id, s.client_id_attempts) == ("gw", 4100, 9, 3)
+    assert (s.request_timeout_s, s.reconnect_s, settings.hole_attempts) == (7.0, 11.0, 4)
+    assert (rules.mode, rules.max_requests, rules.window_s, rules.concurrency) == ("strict", 30, 300.0, 5)
+    assert source.concurrency == 5
+    signal = MarketDataResource(synthetic_signal="none").source_settings()
+    assert make_source(signal).signal == "none"
 
 
 def test_unset_variables_keep_the_embedded_defaults(monkeypatch, tmp_path):

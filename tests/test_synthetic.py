@@ -8,7 +8,8 @@ import pytest
 
 from tt_resources import calendar
 from tt_resources.sign_persistence import SESSION_STRENGTH, persistence_drift
-from tt_resources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource
+from tt_resources.watchlist import Listing
 
 NOW = pd.Timestamp("2026-11-20 22:00", tz="UTC")
 
@@ -18,17 +19,19 @@ def source(seed: int = 3, now: pd.Timestamp = NOW, **kw) -> SyntheticSource:
 
 
 def test_same_seed_and_symbol_give_the_same_bars():
-    a = source().fetch("AAPL", "1h", NOW - pd.Timedelta(days=30), NOW)
-    b = source().fetch("AAPL", "1h", NOW - pd.Timedelta(days=30), NOW)
+    a = source().fetch(Listing("AAPL"), "1h", NOW - pd.Timedelta(days=30), NOW)
+    b = source().fetch(Listing("AAPL"), "1h", NOW - pd.Timedelta(days=30), NOW)
     pd.testing.assert_frame_equal(a, b)
-    assert not np.allclose(a["close"], source(seed=4).fetch("AAPL", "1h", a["ts"].iloc[0], NOW)["close"])
-    assert not np.allclose(a["close"], source().fetch("MSFT", "1h", a["ts"].iloc[0], NOW)["close"])
+    assert not np.allclose(
+        a["close"], source(seed=4).fetch(Listing("AAPL"), "1h", a["ts"].iloc[0], NOW)["close"]
+    )
+    assert not np.allclose(a["close"], source().fetch(Listing("MSFT"), "1h", a["ts"].iloc[0], NOW)["close"])
 
 
 def test_later_clock_never_changes_earlier_bars():
     start, end = pd.Timestamp("2025-12-01", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC")
-    early = source(now=end).fetch("XOM", "15m", start, NOW)
-    late = source().fetch("XOM", "15m", start, end)
+    early = source(now=end).fetch(Listing("XOM"), "15m", start, NOW)
+    late = source().fetch(Listing("XOM"), "15m", start, end)
     assert len(early) == len(calendar.expected_bar_starts("15m", start, end)) > 500  # December's sessions
     pd.testing.assert_frame_equal(early, late)
 
@@ -36,7 +39,7 @@ def test_later_clock_never_changes_earlier_bars():
 @pytest.mark.parametrize("timeframe", ["15m", "1h", "1d"])
 def test_bars_lie_on_the_calendar_grid_and_are_valid(timeframe):
     start = NOW - pd.Timedelta(days=60)
-    bars = source().fetch("JPM", timeframe, start, NOW)
+    bars = source().fetch(Listing("JPM"), timeframe, start, NOW)
     assert pd.DatetimeIndex(bars["ts"]).equals(
         calendar.expected_bar_starts(timeframe, start, NOW).rename(None)
     )
@@ -48,7 +51,7 @@ def test_bars_lie_on_the_calendar_grid_and_are_valid(timeframe):
 
 def test_open_bars_are_not_served():
     mid_session = pd.Timestamp("2026-11-20 15:10", tz="UTC")  # 10:10 New York
-    bars = source(now=mid_session).fetch("JPM", "15m", mid_session - pd.Timedelta(days=1), NOW)
+    bars = source(now=mid_session).fetch(Listing("JPM"), "15m", mid_session - pd.Timedelta(days=1), NOW)
     assert bars["ts"].iloc[-1] == pd.Timestamp("2026-11-20 14:45", tz="UTC")
 
 
@@ -56,8 +59,8 @@ def test_open_bars_are_not_served():
 def test_coarser_bars_aggregate_the_fifteen_minute_path(timeframe):
     start = NOW - pd.Timedelta(days=20)
     src = source()
-    fine = src.fetch("KO", "15m", start, NOW)
-    coarse = src.fetch("KO", timeframe, start, NOW).set_index("ts")
+    fine = src.fetch(Listing("KO"), "15m", start, NOW)
+    coarse = src.fetch(Listing("KO"), timeframe, start, NOW).set_index("ts")
     table = calendar.bar_table(timeframe, start, NOW)
     fine["bucket"] = table["ts"].to_numpy()[np.searchsorted(table["ts"], fine["ts"], side="right") - 1]
     grouped = fine.groupby("bucket").agg(
@@ -73,13 +76,18 @@ def test_coarser_bars_aggregate_the_fifteen_minute_path(timeframe):
 
 
 def test_returns_have_fat_tails_volatility_clustering_and_common_factors():
-    src = source(sectors={"AAA": "Energy", "BBB": "Energy", "CCC": "Utilities"})
+    src = source()
     start = NOW - pd.DateOffset(years=3)
+    listings = [
+        Listing("AAA", sector="Energy"),
+        Listing("BBB", sector="Energy"),
+        Listing("CCC", sector="Utilities"),
+    ]
     daily = {
-        s: np.log(src.fetch(s, "1d", start, NOW).set_index("ts")["close"]).diff().dropna()
-        for s in ("AAA", "BBB", "CCC")
+        listing.symbol: np.log(src.fetch(listing, "1d", start, NOW).set_index("ts")["close"]).diff().dropna()
+        for listing in listings
     }
-    fine = np.log(src.fetch("AAA", "15m", NOW - pd.DateOffset(years=1), NOW)["close"]).diff().dropna()
+    fine = np.log(src.fetch(listings[0], "15m", NOW - pd.DateOffset(years=1), NOW)["close"]).diff().dropna()
     assert fine.kurt() > 1.0  # excess kurtosis: fat tails
     assert daily["AAA"].abs().autocorr(1) > 0.05  # volatility clustering
     same_sector = daily["AAA"].corr(daily["BBB"])
@@ -107,7 +115,7 @@ def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
         market = source(signal=signal)
         log_returns = np.concatenate(
             [
-                np.diff(np.log(market.fetch(sym, "1d", start, NOW)["close"].to_numpy()))
+                np.diff(np.log(market.fetch(Listing(sym), "1d", start, NOW)["close"].to_numpy()))
                 for sym in ("AAPL", "XOM", "JPM", "KO", "NVDA", "PFE")
             ]
         )
@@ -115,7 +123,9 @@ def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
     assert edges["sign_persistence"] - edges["none"] == pytest.approx(SESSION_STRENGTH, rel=0.25)
     assert abs(edges["none"]) < 0.5 * SESSION_STRENGTH
     # the planted drift is in the session (open -> close), not the overnight gap
-    plain, planted = (source(signal=s).fetch("KO", "1d", start, NOW) for s in ("none", "sign_persistence"))
+    plain, planted = (
+        source(signal=s).fetch(Listing("KO"), "1d", start, NOW) for s in ("none", "sign_persistence")
+    )
     np.testing.assert_allclose(
         planted["open"] / planted["close"].shift(), plain["open"] / plain["close"].shift()
     )

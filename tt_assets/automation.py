@@ -12,7 +12,7 @@ from tt_assets.partitions import (
     symbol_ranges,
     timeframe_partitions,
 )
-from tt_resources.resources import DatabaseResource, WatchlistResource
+from tt_assets.resources import DatabaseResource, WatchlistResource
 
 US_EASTERN = "America/New_York"
 
@@ -44,7 +44,7 @@ class RetrainPolicy(dg.ConfigurableResource):
     @classmethod
     def from_env(cls) -> "RetrainPolicy":
         """TT_RETRAIN_MIN_SHARPE from the settings (an EnvVar reference when set)."""
-        from tt_resources.resources import configured_fields
+        from tt_assets.resources import configured_fields
 
         return cls(**configured_fields(min_sharpe="tt_retrain_min_sharpe"))
 

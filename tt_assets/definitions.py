@@ -24,7 +24,7 @@ from tt_assets.automation import (
 from tt_assets.executors import executor
 from tt_assets.market import market_data
 from tt_assets.models import evaluation, ppo_model, training_dataset
-from tt_resources.resources import DatabaseResource, MarketDataResource, WatchlistResource
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:

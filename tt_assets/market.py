@@ -13,8 +13,8 @@ from collections import Counter
 import dagster as dg
 
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
+from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
-from tt_resources.resources import DatabaseResource, MarketDataResource
 
 RAW_BARS = dg.AssetKey("raw_bars")
 FEATURES = dg.AssetKey("features")
@@ -70,12 +70,15 @@ def market_data(
     config: BarsConfig,
     database: DatabaseResource,
     market_data: MarketDataResource,
+    watchlist: WatchlistResource,
 ):
     from tt_pipeline.market import refresh_partitions
+    from tt_resources.sources import make_source
 
     engine = database.get_engine()
     fetch = RAW_BARS in context.selected_asset_keys
-    source = market_data.make_source() if fetch else None
+    settings = market_data.source_settings()
+    source = make_source(settings, engine) if fetch else None
     by_timeframe: dict[str, list[str]] = {}
     for key in context.partition_keys:
         symbol, timeframe = split_key(key)
@@ -86,11 +89,12 @@ def market_data(
             outcomes = refresh_partitions(
                 engine,
                 source,
-                symbols,
+                watchlist.listings(symbols),
                 timeframe,
                 features=FEATURES in context.selected_asset_keys,
                 start=config.start,
                 end=config.end,
+                hole_attempts=settings.hole_attempts,
             )
             yield from _timeframe_events(context.instance, outcomes, source.name if source else None)
             for outcome in outcomes:

@@ -23,8 +23,8 @@ from tt_assets.reporting import (
     rounded,
     summary_table,
 )
+from tt_assets.resources import DatabaseResource
 from tt_resources import config as settings
-from tt_resources.resources import DatabaseResource
 from tt_resources.terms import AGENT, DEFAULT_SPAN_POLICY, SpanPolicy
 from tt_rl.config import EvalConfig
 

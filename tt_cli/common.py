@@ -82,12 +82,38 @@ def universe(symbols: str | None, limit: int | None) -> list[str]:
         raise BadInput(str(exc)) from None
 
 
-def open_pipeline(via_dagster: bool, source: str | None, console: Console):
-    """The pipeline this command runs: tt_cli.pipeline.ViaDagster or Direct, on the migrated database."""
+def market_config(
+    source: str | None = None, *, tz: str | None = None, date_format: str | None = None
+) -> dict:
+    """The market_data resource's configuration (tt_resources.sources.settings.MARKET_DATA_FIELDS) from the
+    settings and the command's --source, --tz, --date-format: the values both ways of
+    running the pipeline build their source from (via Dagster as run config, so Celery workers get them too).
+    BadInput for --tz/--date-format without the csv source or an unknown zone."""
+    from tt_resources import config
+    from tt_resources.sources.settings import MARKET_DATA_FIELDS
+
+    env = config.settings()
+    market = {field: getattr(env, name) for field, name in MARKET_DATA_FIELDS.items()}
+    flags = {"source": source, "csv_tz": tz, "csv_date_format": date_format}
+    market.update({field: value for field, value in flags.items() if value is not None})
+    csv_flags = ", ".join(f"--{n}" for n, v in (("tz", tz), ("date-format", date_format)) if v is not None)
+    if csv_flags and market["source"] != "csv":
+        raise BadInput(f"{csv_flags}: only for the csv source (--source csv)")
+    try:
+        config.check_zone(tz)
+    except ValueError as exc:
+        raise BadInput(f"--tz: {exc}") from None
+    market["csv_dir"] = str(config.csv_dir())
+    return market
+
+
+def open_pipeline(via_dagster: bool, market: dict, console: Console):
+    """The pipeline this command runs on the migrated database with the `market` configuration
+    (market_config): tt_cli.pipeline.ViaDagster or Direct."""
     from tt_cli.pipeline import Direct, ViaDagster
 
     engine = open_database()
-    return ViaDagster(engine, source, status=console.status) if via_dagster else Direct(engine, source)
+    return ViaDagster(engine, market, status=console.status) if via_dagster else Direct(engine, market)
 
 
 def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str], *, start=None, end=None):

@@ -18,7 +18,7 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from tt_cli.common import BadInput, open_database, refresh, report_partitions, universe
+from tt_cli.common import BadInput, market_config, open_database, refresh, report_partitions, universe
 from tt_cli.train import evaluation_note, results_table
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import AGENT, HEADLINE_METRICS
@@ -110,7 +110,7 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     from tt_rl.config import RLConfig
 
     engine = open_database()
-    pipeline = ViaDagster(engine, None, status=console.status)
+    pipeline = ViaDagster(engine, market_config(), status=console.status)
     summary = DemoSummary(symbols=len(symbols))
     console.print(f"[bold]{len(symbols)} symbols[/bold] x {', '.join(TIMEFRAME_NAMES)}")
     summary.partitions = refresh(pipeline, console, symbols, list(TIMEFRAME_NAMES))

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import typing
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 from rich.console import Console
 
-from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
-from tt_resources.config import DateFormat
+from tt_cli.common import (
+    DATE,
+    market_config,
+    open_pipeline,
+    refresh,
+    report_partitions,
+    time_window,
+    universe,
+)
+from tt_resources.terms import SOURCE_NAMES, DateFormat
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 
@@ -23,9 +28,7 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
 @click.option("--interval", type=click.Choice([*TIMEFRAME_NAMES, "all"]), default="all", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N watchlist symbols.")
 @click.option("--symbols", help="Comma-separated symbols instead of the watchlist.")
-@click.option(
-    "--source", type=click.Choice(["synthetic", "csv", "ibkr"]), help="Default: TT_SOURCE, else synthetic."
-)
+@click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: TT_SOURCE, else synthetic.")
 @click.option(
     "--tz",
     metavar="ZONE",
@@ -46,35 +49,8 @@ def ingest(start, end, interval, limit, symbols, source, tz, date_format, via_da
     start, end = time_window(start, end)
     timeframes = list(TIMEFRAME_NAMES) if interval == "all" else [interval]
     names = universe(symbols, limit)
+    market = market_config(source, tz=tz, date_format=date_format)
     console = Console()
-    with csv_settings(source, tz=tz, date_format=date_format):
-        pipeline = open_pipeline(via_dagster, source, console)
-        reports = refresh(pipeline, console, names, timeframes, start=start, end=end)
+    pipeline = open_pipeline(via_dagster, market, console)
+    reports = refresh(pipeline, console, names, timeframes, start=start, end=end)
     report_partitions(console, reports)
-
-
-@contextmanager
-def csv_settings(source: str | None, **options: str | None) -> Iterator[None]:
-    """The CSV source's settings (TT_CSV_TZ, TT_CSV_DATE_FORMAT) set from the options that are given while
-    the command runs (Dagster runs read them too), restored afterwards; BadInput for an unknown zone or a
-    run whose source is not csv."""
-    from tt_resources import config
-
-    given = {config.Settings.variable(f"tt_csv_{name}"): value for name, value in options.items() if value}
-    if given and (source or config.settings().tt_source) != "csv":
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name, value in options.items() if value)
-        raise BadInput(f"{flags}: only for the csv source (--source csv)")
-    try:
-        config.check_zone(options.get("tz"))
-    except ValueError as exc:
-        raise BadInput(f"--tz: {exc}") from None
-    before = {name: os.environ.get(name) for name in given}
-    os.environ.update(given)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -41,31 +41,36 @@ class Direct:
 
     name = "direct"
 
-    def __init__(self, engine: sa.Engine, source: str | None) -> None:
-        self.engine, self.source = engine, source
+    def __init__(self, engine: sa.Engine, market: dict) -> None:
+        self.engine, self.market = engine, market
 
     def refresh(
         self, symbols: Sequence[str], timeframes: Sequence[str], *, start=None, end=None, progress: Progress
     ) -> list[PartitionReport]:
         from tt_pipeline.market import refresh_partitions
         from tt_resources.sources import make_source
+        from tt_resources.sources.settings import from_config
+        from tt_resources.watchlist import listings_of
 
-        market = make_source(self.source)
+        settings = from_config(self.market)
+        listings = listings_of(symbols)
+        source = make_source(settings, self.engine)
         reports = []
         try:
             for timeframe in timeframes:
                 outcomes = refresh_partitions(
                     self.engine,
-                    market,
-                    symbols,
+                    source,
+                    listings,
                     timeframe,
                     start=start,
                     end=end,
+                    hole_attempts=settings.hole_attempts,
                     progress=lambda outcome: progress(outcome.report()),
                 )
                 reports += [outcome.report() for outcome in outcomes]
         finally:
-            market.close()
+            source.close()
         return reports
 
     def build_dataset(
@@ -120,14 +125,14 @@ class ViaDagster:
 
     name = "via Dagster"
 
-    def __init__(self, engine: sa.Engine, source: str | None, status=None) -> None:
+    def __init__(self, engine: sa.Engine, market: dict, status=None) -> None:
         from tt_assets.launch import open_instance
 
         self.engine, self.status = engine, status
         self.instance = open_instance()
-        # the run's resources are the code location's, configured from the environment; the command's
-        # --source is passed as run config of the market_data resource
-        self.resources = {"market_data": {"config": {"source": source}}} if source else {}
+        # the command's market configuration is the run config of the market_data resource, so the run (and
+        # a Celery worker with another environment) uses the values this command was given
+        self.resources = {"market_data": {"config": market}}
         self.run_ids: list[str] = []
         self.checks_passed = self.checks_total = 0  # raw_bars check evaluations of the refresh runs
 

@@ -12,13 +12,23 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 
-from tt_cli.common import DATE, BadInput, open_pipeline, refresh, report_partitions, time_window, universe
+from tt_cli.common import (
+    DATE,
+    BadInput,
+    market_config,
+    open_pipeline,
+    refresh,
+    report_partitions,
+    time_window,
+    universe,
+)
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import (
     DEFAULT_SPAN_POLICY,
     METRICS,
     POLICY_NAMES,
     SIGNIFICANCE_NAMES,
+    SOURCE_NAMES,
     SPAN_POLICIES,
     TRAIN_TABLE_METRICS,
 )
@@ -124,9 +134,7 @@ def evaluation_note(rl) -> str:
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N symbols.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="PPO total timesteps (default: config).")
 @click.option("--timeframe", type=click.Choice(TIMEFRAME_NAMES), default="1d", show_default=True)
-@click.option(
-    "--source", type=click.Choice(["synthetic", "csv", "ibkr"]), help="Default: TT_SOURCE, else synthetic."
-)
+@click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: TT_SOURCE, else synthetic.")
 @click.option(
     "--config",
     "config_path",
@@ -202,7 +210,7 @@ def train(
         )
 
     console = Console()
-    pipeline = open_pipeline(via_dagster, source, console)
+    pipeline = open_pipeline(via_dagster, market_config(source), console)
     reports = refresh(pipeline, console, names, [timeframe], start=start, end=end)
     if report_partitions(console, reports, fail=False):
         console.print("[yellow]the dataset leaves out partitions whose bars fail the quality rules[/yellow]")

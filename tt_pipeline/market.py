@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from tt_pipeline.quality import BarQuality, assess_bars, content_version
 from tt_resources.ingest import PartitionResult, Stored, in_parallel, ingest_after, stored_partitions
-from tt_resources.sources import MarketDataSource
+from tt_resources.sources.base import MarketDataSource
 from tt_resources.terms import utc
+from tt_resources.watchlist import Listing
 
 
 @dataclass(frozen=True)
@@ -91,37 +92,38 @@ class PartitionOutcome:
 def refresh_partitions(
     engine: sa.Engine,
     source: MarketDataSource | None,
-    symbols: Iterable[str],
+    listings: Iterable[Listing],
     timeframe: str,
     *,
     features: bool = True,
     start=None,
     end=None,
     now=None,
+    hole_attempts: int = 3,
     progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> list[PartitionOutcome]:
-    """Refresh each symbol's `timeframe` partition; results in symbol order; `progress` is called as each one
-    finishes. Up to `source.concurrency` partitions run at once (IBKR: TT_IB_CONCURRENCY, others: one).
+    """Refresh each listing's `timeframe` partition; results in listing order; `progress` is called as each
+    one finishes. Up to `source.concurrency` partitions run at once.
 
-    `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` as in
-    tt_resources.ingest (naive means UTC). A partition's failure never stops the others."""
-    from tt_resources.config import settings
+    `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` and
+    `hole_attempts` as in tt_resources.ingest (naive means UTC). A partition's failure never stops the
+    others."""
     from tt_resources.db.features import feature_marks
 
     now = utc(now) or pd.Timestamp.now(tz="UTC")
-    hole_attempts = settings().tt_ib_hole_attempts
     stored = stored_partitions(engine, timeframe) if source else {}
     featured = feature_marks(engine, timeframe) if features else {}
 
-    def refresh(symbol: str) -> PartitionOutcome:
+    def refresh(listing: Listing) -> PartitionOutcome:
         from tt_resources.db.prices import quarantined, read_bars
 
+        symbol = listing.symbol
         fetched = None
         if source is not None:
             fetched = ingest_after(
                 engine,
                 source,
-                symbol,
+                listing,
                 timeframe,
                 stored.get(symbol, Stored()),
                 start=start,
@@ -149,8 +151,8 @@ def refresh_partitions(
             features_written=written,
         )
 
-    workers = getattr(source, "concurrency", 1) if source is not None else 1
-    return in_parallel(refresh, list(symbols), workers=workers, done=progress)
+    workers = source.concurrency if source is not None else 1
+    return in_parallel(refresh, list(listings), workers=workers, done=progress)
 
 
 def update_features(

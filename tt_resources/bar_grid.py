@@ -10,21 +10,19 @@ source on a whole file before it windows it (so a rejection names the file's lin
 - 15m / 1h: each stamp must be one of the grid's bar starts (regular hours, early closes included); the first
   other one is rejected with why: no session that day (weekend, holiday), before the open (pre-market), at or
   after the close (after hours), or between two bar starts.
-The exchange is the watchlist's `primary_exchange` for the symbol (tt_resources.watchlist), default NYSE.
+The exchange is the calendar of the symbol's listing (tt_resources.watchlist.Listing.calendar), default XNYS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 import pandas as pd
 
-from tt_resources import calendar, config
-from tt_resources.sources import SourceError
+from tt_resources import calendar
+from tt_resources.sources.base import SourceError
 from tt_resources.timeframes import get_timeframe
 
 Rows = Callable[[int], str]  # a bar's position -> how a message names it, e.g. "line 7" of a CSV file
@@ -34,43 +32,23 @@ class OffGridError(SourceError):
     """A bar does not sit on its exchange's session grid; one line naming the row, the stamp and why."""
 
 
-def exchange_of(symbol: str) -> str:
-    """The calendar code of `symbol`'s primary exchange in the watchlist; XNYS when the watchlist has no such
-    column value or symbol, or no file. WatchlistError when the watchlist is broken."""
-    path = config.watchlist_path()
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return calendar.DEFAULT_EXCHANGE
-    return _watchlist_exchanges(path, mtime).get(symbol, calendar.DEFAULT_EXCHANGE)
-
-
-@lru_cache(maxsize=4)
-def _watchlist_exchanges(path: Path, mtime_ns: int) -> dict[str, str]:
-    from tt_resources.watchlist import load_watchlist
-
-    frame = load_watchlist(path).frame
-    return dict(zip(frame["symbol"], map(calendar.exchange_code, frame["primary_exchange"]), strict=True))
-
-
 def conform(
     bars: pd.DataFrame,
     symbol: str,
     timeframe: str,
     *,
-    exchange: str | None = None,
+    exchange: str = calendar.DEFAULT_EXCHANGE,
     subject: str | None = None,
     rows: Rows | None = None,
 ) -> pd.DataFrame:
     """`bars` (a bars frame) with 1d stamps moved to their session's open; OffGridError for the first bar
     that has no place on the grid (see module doc), `<subject>: <row>: <why>`.
 
-    `exchange` (a calendar code) defaults to the symbol's, `subject` to `<symbol> <timeframe>`, `rows` to
+    `exchange` is a calendar code (Listing.calendar); `subject` defaults to `<symbol> <timeframe>`, `rows` to
     `bar <n> of <count>`."""
     tf = get_timeframe(timeframe)
     if bars.empty:
         return bars
-    exchange = exchange or exchange_of(symbol)
     subject = subject or f"{symbol} {tf.name}"
     rows = rows or (lambda i: f"bar {i + 1} of {len(bars)}")
 

@@ -18,12 +18,11 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tt_resources.terms import SyntheticSignal
+from tt_resources.terms import DateFormat, PacingMode, SourceName, SyntheticSignal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-Source = Literal["synthetic", "csv", "ibkr"]
-DateFormat = Literal["day-first", "month-first"]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class SettingsError(ValueError):
@@ -43,7 +42,7 @@ class Settings(BaseSettings):
     tt_data_dir: Path | None = Field(
         None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
     )
-    tt_source: Source = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
+    tt_source: SourceName = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
     tt_synthetic_signal: SyntheticSignal = Field(
         "sign_persistence",
         description="signal planted in the synthetic market: `sign_persistence` (a known 1-day edge, so the "
@@ -74,7 +73,7 @@ class Settings(BaseSettings):
         "workers' `ibkr` pool slots + `tt` processes); the gateway answers 326 for an id in use",
     )
     ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
-    tt_ib_pacing: Literal["adaptive", "strict"] = Field(
+    tt_ib_pacing: PacingMode = Field(
         "adaptive",
         description="IBKR pacing: `adaptive` (bounded concurrency, AIMD on pacing violations; IBKR's rule for "
         "bars >= 1 min) or `strict` (also at most TT_IB_MAX_REQUESTS per TT_IB_WINDOW_S)",
@@ -186,14 +185,23 @@ def settings() -> Settings:
 
 def data_dir() -> Path:
     """Directory for the embedded database, models and datasets, created when missing."""
-    path = settings().tt_data_dir or PROJECT_ROOT / "data"
+    path = _data_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _data_path() -> Path:
+    return settings().tt_data_dir or PROJECT_ROOT / "data"
 
 
 def database_url() -> str:
     """DATABASE_URL, or the embedded SQLite file `<data dir>/tt.sqlite`."""
     return settings().database_url or f"sqlite:///{data_dir() / 'tt.sqlite'}"
+
+
+def csv_dir() -> Path:
+    """TT_CSV_DIR, default `<data dir>/csv` (neither is created: the CSV source only reads)."""
+    return settings().tt_csv_dir or _data_path() / "csv"
 
 
 def watchlist_path() -> Path:

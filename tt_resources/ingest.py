@@ -29,9 +29,10 @@ import sqlalchemy as sa
 from tt_resources import bar_grid, calendar
 from tt_resources.db.holes import Hole, open_holes, record_hole, resolve_holes
 from tt_resources.db.prices import high_water_marks, replace_quarantine, split_invalid, upsert_price_bars
-from tt_resources.sources import Chunk, MarketDataSource, SourceStats, fetch_chunks
+from tt_resources.sources.base import Chunk, MarketDataSource, SourceStats
 from tt_resources.terms import utc
 from tt_resources.timeframes import get_timeframe
+from tt_resources.watchlist import Listing
 
 log = logging.getLogger(__name__)
 
@@ -122,57 +123,55 @@ def plan_spans(
 def ingest_partition(
     engine: sa.Engine,
     source: MarketDataSource,
-    symbol: str,
+    listing: Listing,
     timeframe: str,
     *,
     start=None,
     end=None,
     now=None,
-    hole_attempts: int | None = None,
+    hole_attempts: int = 3,
 ) -> PartitionResult:
     """Bring one partition up to the latest closed bar (see module doc). Naive start/end/now mean UTC."""
     tf = get_timeframe(timeframe).name
-    stored = stored_partitions(engine, tf).get(symbol, Stored())
+    stored = stored_partitions(engine, tf).get(listing.symbol, Stored())
     return ingest_after(
-        engine, source, symbol, tf, stored, start=start, end=end, now=now, hole_attempts=hole_attempts
+        engine, source, listing, tf, stored, start=start, end=end, now=now, hole_attempts=hole_attempts
     )
 
 
 def ingest_many(
     engine: sa.Engine,
     source: MarketDataSource,
-    symbols: Iterable[str],
+    listings: Iterable[Listing],
     timeframes: Iterable[str],
     *,
     start=None,
     end=None,
     now=None,
+    hole_attempts: int = 3,
     progress: Callable[[PartitionResult], None] | None = None,
 ) -> list[PartitionResult]:
-    """Ingest every symbol x timeframe (timeframe-major), up to `source.concurrency` partitions at once;
+    """Ingest every listing x timeframe (timeframe-major), up to `source.concurrency` partitions at once;
     results in that order; `progress` is called (in the caller's thread) as each partition finishes."""
-    from tt_resources.config import settings
-
-    symbols = list(symbols)
-    attempts = settings().tt_ib_hole_attempts
+    listings = list(listings)
     results = []
     for timeframe in timeframes:
         tf = get_timeframe(timeframe).name
         stored = stored_partitions(engine, tf)
         results += in_parallel(
-            lambda symbol, tf=tf, stored=stored: ingest_after(
+            lambda listing, tf=tf, stored=stored: ingest_after(
                 engine,
                 source,
-                symbol,
+                listing,
                 tf,
-                stored.get(symbol, Stored()),
+                stored.get(listing.symbol, Stored()),
                 start=start,
                 end=end,
                 now=now,
-                hole_attempts=attempts,
+                hole_attempts=hole_attempts,
             ),
-            symbols,
-            workers=getattr(source, "concurrency", 1),
+            listings,
+            workers=source.concurrency,
             done=progress,
         )
     return results
@@ -204,37 +203,34 @@ def in_parallel[T, R](
 def ingest_after(
     engine: sa.Engine,
     source: MarketDataSource,
-    symbol: str,
+    listing: Listing,
     timeframe: str,
     stored: Stored,
     *,
     start=None,
     end=None,
     now=None,
-    hole_attempts: int | None = None,
+    hole_attempts: int = 3,
 ) -> PartitionResult:
     """Bring one partition that holds `stored` up to the latest closed bar, backfilling before its first bar
-    to `start` and retrying its open holes (see module doc); the callers that handle many partitions read
-    `stored` for all of them at once (stored_partitions). `hole_attempts` defaults to TT_IB_HOLE_ATTEMPTS."""
-    from tt_resources.config import settings
-
+    to `start` and retrying its open holes that failed fewer than `hole_attempts` fetches (see module doc);
+    the callers that handle many partitions read `stored` for all of them at once (stored_partitions)."""
+    symbol = listing.symbol
     tf = get_timeframe(timeframe)
     now = utc(now) or pd.Timestamp.now(tz="UTC")
     target = calendar.last_closed_bar(tf.name, min(now, utc(end) or now))
     if target is None:
         return PartitionResult(symbol, tf.name, "fresh", last_ts=utc(stored.last_ts))
-    attempts = hole_attempts if hole_attempts is not None else settings().tt_ib_hole_attempts
-    spans = plan_spans(tf.name, stored, target, start=utc(start), hole_attempts=attempts)
+    spans = plan_spans(tf.name, stored, target, start=utc(start), hole_attempts=hole_attempts)
     if not spans:
         return PartitionResult(
             symbol, tf.name, "fresh", last_ts=utc(stored.last_ts), holes_open=len(stored.holes)
         )
-    source.bind(engine)
-    walk = _Walk(engine, source.name, symbol, tf.name)
+    walk = _Walk(engine, source.name, listing, tf.name)
     error = None
     try:
         for span in spans:
-            error = walk.span(fetch_chunks(source, symbol, tf.name, span.start, span.end), span)
+            error = walk.span(source.fetch_chunks(listing, tf.name, span.start, span.end), span)
             if error is not None:
                 break
     except Exception as exc:  # one partition's failure must not stop the others
@@ -263,8 +259,9 @@ def ingest_after(
 class _Walk:
     """Stores one partition's chunks as they arrive and keeps the counts of the walk."""
 
-    def __init__(self, engine: sa.Engine, source: str, symbol: str, timeframe: str) -> None:
-        self.engine, self.source, self.symbol, self.timeframe = engine, source, symbol, timeframe
+    def __init__(self, engine: sa.Engine, source: str, listing: Listing, timeframe: str) -> None:
+        self.engine, self.source, self.timeframe = engine, source, timeframe
+        self.symbol, self.exchange = listing.symbol, listing.calendar
         self.stats = SourceStats()
         self.fetched = self.written = self.quarantined = self.holes_found = 0
         self.first_ts: pd.Timestamp | None = None
@@ -300,7 +297,7 @@ class _Walk:
     def _store(self, conn: sa.Connection, chunk: Chunk) -> None:
         """The chunk's valid bars into tt_prices, its invalid ones into the quarantine. Bars off the exchange's
         grid reject the chunk (bar_grid.conform raises, nothing of the chunk is written)."""
-        conformed = bar_grid.conform(chunk.bars, self.symbol, self.timeframe)
+        conformed = bar_grid.conform(chunk.bars, self.symbol, self.timeframe, exchange=self.exchange)
         bars = conformed.assign(symbol=self.symbol, timeframe=self.timeframe)
         good, rejected = split_invalid(bars)
         written = upsert_price_bars(conn, good, source=self.source)

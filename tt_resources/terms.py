@@ -9,6 +9,8 @@ standard library at import, pandas inside the functions).
 - Metrics: `METRICS` (tt_eval's metric columns, in display order, with label and format kind), `METRIC_NAMES`
   and the named subsets shown by the short tables.
 - Features: `FEATURE_COLUMNS` (tt_features' columns, what `tt_rl.features.compute_features` produces).
+- Sources: `SourceName`, the market-data sources (`tt_resources.sources`), and `SOURCE_NAMES`; `DateFormat`,
+  the field orders of CSV dates; `PacingMode`, IBKR's pacing modes.
 - Policies: `AGENT` (the trained PPO agent) and the baselines' names, `POLICY_LABELS` and `POLICY_NAMES`
   (agent first).
 - Closed sets of names, each a `Literal` (for pydantic and Dagster config) with its tuple of values (for click
@@ -59,6 +61,16 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")  # instrument 
 OHLCV_COLUMNS: tuple[str, ...] = ("ts", *PRICE_COLUMNS, "volume")
 # a bars frame: OHLCV, wap (volume-weighted average price) and bar_count (trades); both may be NaN
 SOURCE_BAR_COLUMNS: tuple[str, ...] = (*OHLCV_COLUMNS, "wap", "bar_count")
+
+# ---------------------------------------------------------------- sources
+
+# where bars come from: the deterministic synthetic market, a directory of CSV/Parquet files, IB Gateway/TWS
+SourceName = Literal["synthetic", "csv", "ibkr"]
+SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)
+# field order of CSV dates like 03/06/2024
+DateFormat = Literal["day-first", "month-first"]
+# IBKR pacing: adaptive (bounded requests in flight, AIMD) or strict (also a request count per window)
+PacingMode = Literal["adaptive", "strict"]
 
 # ---------------------------------------------------------------- metrics
 

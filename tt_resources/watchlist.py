@@ -3,7 +3,8 @@
 CSV with a `symbol` header and optional `exchange`, `currency`, `sector` and `primary_exchange` columns.
 `primary_exchange` names the listing exchange: the trading calendar the symbol's bars follow (NYSE, NASDAQ,
 ARCA, AMEX or an exchange_calendars code; empty: NYSE) and the listing IBKR's answer is narrowed to when it
-lists several for a symbol (e.g. NYSE vs ARCA). Symbols are stripped and upper-cased; blank lines are
+lists several for a symbol (e.g. NYSE vs ARCA). The file is loaded once into `Listing` records that travel with each symbol through ingest and the
+sources. Symbols are stripped and upper-cased; blank lines are
 skipped; a file that is not UTF-8 text, an empty file, duplicates, symbols that break `check_symbol`'s rule
 and primary exchanges without a calendar are errors that name the file and line.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,6 @@ from tt_resources import config
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9.\- ]{0,11}")
 SYMBOL_RULE = "1-12 of A-Z 0-9 . - space, starting with a letter or digit"
 COLUMNS = ("symbol", "exchange", "currency", "sector", "primary_exchange")
-DEFAULTS = {"exchange": "SMART", "currency": "USD", "sector": "", "primary_exchange": ""}
 
 
 class WatchlistError(ValueError):
@@ -41,18 +42,49 @@ def check_symbol(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """Where a symbol trades: the exchange IBKR routes to (SMART: best execution), its currency, its sector
+    (empty: unknown), its primary (listing) exchange (empty: unknown) and the calendar code of the sessions its
+    bars follow (tt_resources.calendar; XNYS unless the primary exchange names another).
+    `Listing("AAPL")` is a symbol the watchlist says nothing about."""
+
+    symbol: str
+    exchange: str = "SMART"
+    currency: str = "USD"
+    sector: str = ""
+    primary_exchange: str = ""
+    calendar: str = "XNYS"  # calendar.DEFAULT_EXCHANGE (not imported: exchange_calendars is slow to load)
+
+
+DEFAULTS = {f: Listing.__dataclass_fields__[f].default for f in COLUMNS[1:]}
+
+
+@dataclass(frozen=True)
 class Watchlist:
-    """The loaded watchlist: `frame` has one row per symbol (the COLUMNS), file order."""
+    """The loaded watchlist: one Listing per symbol, file order."""
 
     path: Path
-    frame: pd.DataFrame
+    listings: tuple[Listing, ...]
 
     @property
     def symbols(self) -> list[str]:
-        return self.frame["symbol"].tolist()
+        return [listing.symbol for listing in self.listings]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per symbol with the COLUMNS."""
+        rows = [[getattr(listing, c) for c in COLUMNS] for listing in self.listings]
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def listing(self, symbol: str) -> Listing:
+        """The symbol's listing; `Listing(symbol)` when the watchlist does not hold it."""
+        return self.by_symbol().get(symbol) or Listing(symbol)
+
+    def by_symbol(self) -> dict[str, Listing]:
+        return {listing.symbol: listing for listing in self.listings}
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.listings)
 
 
 def load_watchlist(path: str | Path | None = None, limit: int | None = None) -> Watchlist:
@@ -75,13 +107,14 @@ def load_watchlist(path: str | Path | None = None, limit: int | None = None) -> 
         raise WatchlistError(f"{path}: not UTF-8 text (NUL byte); save the watchlist as UTF-8 CSV")
     if not text.strip():
         raise WatchlistError(f"{path}: the watchlist file is empty")
-    rows = _parse(path, text)
-    frame = pd.DataFrame(rows[:limit] if limit else rows, columns=list(COLUMNS))
-    return Watchlist(path=path, frame=frame)
+    listings = _parse(path, text)
+    return Watchlist(path=path, listings=tuple(listings[:limit] if limit else listings))
 
 
-def _parse(path: Path, text: str) -> list[tuple[str, ...]]:
-    """Validated rows (values of COLUMNS) in file order."""
+def _parse(path: Path, text: str) -> list[Listing]:
+    """Validated listings in file order."""
+    from tt_resources.calendar import CalendarError, exchange_code
+
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
     names = [name.strip().lower() for name in header or []]
@@ -90,7 +123,7 @@ def _parse(path: Path, text: str) -> list[tuple[str, ...]]:
             f"{path}:1: header must have a 'symbol' column (got {','.join(names) or 'nothing'})"
         )
     index = {name: names.index(name) for name in COLUMNS if name in names}
-    rows: list[tuple[str, ...]] = []
+    rows: list[Listing] = []
     first_line: dict[str, int] = {}
     for fields in reader:
         line = reader.line_num
@@ -107,22 +140,30 @@ def _parse(path: Path, text: str) -> list[tuple[str, ...]]:
             )
         first_line[symbol] = line
         primary = (values.get("primary_exchange") or DEFAULTS["primary_exchange"]).upper()
-        if primary:
-            from tt_resources.calendar import CalendarError, exchange_code
-
-            try:
-                exchange_code(primary)
-            except CalendarError as exc:
-                raise WatchlistError(f"{path}:{line}: {symbol}: {exc}") from None
+        try:
+            code = exchange_code(primary)
+        except CalendarError as exc:
+            raise WatchlistError(f"{path}:{line}: {symbol}: {exc}") from None
         rows.append(
-            (
+            Listing(
                 symbol,
-                (values.get("exchange") or DEFAULTS["exchange"]).upper(),
-                (values.get("currency") or DEFAULTS["currency"]).upper(),
-                values.get("sector") or DEFAULTS["sector"],
-                primary,
+                exchange=(values.get("exchange") or DEFAULTS["exchange"]).upper(),
+                currency=(values.get("currency") or DEFAULTS["currency"]).upper(),
+                sector=values.get("sector") or DEFAULTS["sector"],
+                primary_exchange=primary,
+                calendar=code,
             )
         )
     if not rows:
         raise WatchlistError(f"{path}: the watchlist has no symbols")
     return rows
+
+
+def listings_of(symbols: Iterable[str], path: str | Path | None = None) -> list[Listing]:
+    """The listing of each symbol in the watchlist at `path` (default: TT_WATCHLIST or
+    data/tensorwatchlist.csv), `Listing(symbol)` for one it does not hold or when there is no readable file."""
+    try:
+        watchlist = load_watchlist(path)
+    except WatchlistError:
+        return [Listing(symbol) for symbol in symbols]
+    return [watchlist.listing(symbol) for symbol in symbols]

@@ -32,52 +32,14 @@ import time
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import sqlalchemy as sa
 
 from tt_resources.db.schema import ib_pacing, ib_requests
+from tt_resources.sources.settings import PacingRules
 
-Mode = Literal["strict", "adaptive"]
 LOCK_KEY = 0x7474_6962  # PostgreSQL advisory lock id of the pacing budget ("ttib")
 POLL_S = 0.1  # how long a sender waits when only the in-flight limit stops it (plus up to 50 % jitter)
-
-
-@dataclass(frozen=True)
-class PacingRules:
-    """IBKR's historical-data pacing limits (seconds) and the adaptive mode's parameters."""
-
-    mode: Mode = "adaptive"
-    max_requests: int = 60  # strict mode: requests in any rolling `window_s`
-    window_s: float = 600.0
-    identical_s: float = 15.0
-    per_contract: int = 5  # requests allowed per contract within per_contract_window_s (the 6th violates)
-    per_contract_window_s: float = 2.0
-    concurrency: int = 16  # most requests in flight at once (IBKR allows 50)
-    backoff_s: float = 2.0  # adaptive: pause after a violation, doubling per violation in a row
-    backoff_max_s: float = 60.0
-    lease_s: float = 120.0  # a request not reported done frees its in-flight slot after this
-    margin_s: float = 0.25  # absorbs network and gateway jitter; negligible against the windows
-
-    @classmethod
-    def from_env(cls) -> PacingRules:
-        """TT_IB_PACING, TT_IB_MAX_REQUESTS, TT_IB_WINDOW_S, TT_IB_CONCURRENCY from the settings."""
-        from tt_resources.config import settings
-
-        env = settings()
-        return cls(
-            mode=env.tt_ib_pacing,
-            max_requests=env.tt_ib_max_requests,
-            window_s=env.tt_ib_window_s,
-            concurrency=env.tt_ib_concurrency,
-            lease_s=env.ib_timeout_s + 60.0,
-        )
-
-    @property
-    def horizon_s(self) -> float:
-        """How far back any rule looks."""
-        window = self.window_s if self.mode == "strict" else 0.0
-        return max(window, self.identical_s, self.per_contract_window_s) + self.margin_s
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,17 @@
 
 The source shares one process-wide event loop in a daemon thread, so its blocking calls work from any
 caller (scripts, Dagster ops, worker threads, notebooks) without nest_asyncio. Per partition it:
-1. qualifies the contract once (memory, then tt_contracts, then reqContractDetails under IBKR's spelling of
-   the symbol, e.g. BRK.B -> "BRK B"); several listings are narrowed to the watchlist's primary exchange
-   (or its exchange when that is not SMART), else the symbol fails naming them; error 200 -> SymbolNotFound;
+1. qualifies the listing's contract once (memory, then tt_contracts, then reqContractDetails under IBKR's
+   spelling of the symbol, e.g. BRK.B -> "BRK B", on the listing's exchange and currency); several listings
+   are narrowed to its primary exchange (or its exchange when that is not SMART), else the symbol fails
+   naming them; error 200 -> SymbolNotFound;
 2. asks once for the head timestamp (earliest TRADES bar; cached in tt_contracts.head_ts);
 3. walks *forward* from max(start, head) in chunks of IBKR's step table (1d: "1 Y", 1h: "1 M", 15m: "1 W"; a
    shorter "N D" for the last chunk) with explicit UTC endDateTime and formatDate=2, yielding each chunk as it
    arrives (so the caller stores it before the next request); a chunk answered "HMDS query returned no data"
    is yielded as a hole and the walk goes on.
-Every request passes the shared pacing budget (tt_resources.pacing) and is logged to tt_fetch_log. Pacing
+Every request passes the shared pacing budget (tt_resources.sources.pacing) and is logged to tt_fetch_log
+(through the recorder, tt_resources.db.ibkr_records). Pacing
 violations (error 162) are retried after the budget's pause; timeouts (cancelled first) with bounded
 exponential backoff; a lost or refused connection is re-established with backoff for up to `reconnect_s`
 (IB Gateway's nightly restart), resuming the same chunk. Client ids client_id, +1, ... (IB_CLIENT_IDS of
@@ -22,32 +24,27 @@ at once naming them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 from ib_async import IB, Contract, ContractDetails, RequestError, Stock
 from ib_async import util as ib_util
 
-from tt_resources import calendar, config, ib_fence
-from tt_resources.db.bulk import insert_frame, upsert_frame
-from tt_resources.db.schema import contracts, fetch_log
-from tt_resources.pacing import PacingBudget, PacingRules
-from tt_resources.sources import Chunk, SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources import calendar, ib_fence
+from tt_resources.db.ibkr_records import IbkrRecorder
+from tt_resources.sources.base import Chunk, SourceError, SourceStats, SymbolNotFound, empty_bars
+from tt_resources.sources.pacing import PacingBudget
+from tt_resources.sources.settings import IbkrSettings
 from tt_resources.terms import SOURCE_BAR_COLUMNS, aware_utc
 from tt_resources.timeframes import get_timeframe
-from tt_resources.watchlist import DEFAULTS as WATCHLIST_DEFAULTS
-
-# (exchange, currency, primary exchange) asked for when the watchlist says nothing
-DEFAULT_LISTING = (WATCHLIST_DEFAULTS["exchange"], WATCHLIST_DEFAULTS["currency"], "")
+from tt_resources.watchlist import Listing
 
 # IBKR's step table: the longest request per bar size, as a walking offset and as a duration string
 CHUNKS: dict[str, tuple[pd.DateOffset, str]] = {
@@ -71,42 +68,6 @@ class GatewayUnreachable(ConnectionError):
 
 class ClientIdsInUse(SourceError):
     """Every client id tried was answered with error 326."""
-
-
-@dataclass(frozen=True)
-class IbkrSettings:
-    """Connection and retry settings (seconds)."""
-
-    host: str = "127.0.0.1"
-    port: int = 4002
-    client_id: int = 17
-    connect_timeout_s: float = 10.0
-    request_timeout_s: float = 60.0
-    max_attempts: int = 5  # per request, over timeouts
-    pacing_attempts: int = 8  # pacing violations of one request before it fails
-    backoff_s: float = (
-        2.0  # first backoff after a timeout or a refused connection; doubles up to backoff_max_s
-    )
-    backoff_max_s: float = 30.0
-    reconnect_s: float = 300.0  # keep reconnecting this long to a gateway that went away
-    client_id_attempts: int = 8  # client ids tried on (re)connect: client_id, client_id + 1, ...
-    what_to_show: str = "TRADES"
-    use_rth: bool = True
-
-    @classmethod
-    def from_env(cls, **overrides) -> IbkrSettings:
-        """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_CLIENT_IDS, IB_TIMEOUT_S (request timeout), TT_IB_RECONNECT_S
-        from the settings, then `overrides`."""
-        env = config.settings()
-        values = {
-            "host": env.ib_host,
-            "port": env.ib_port,
-            "client_id": env.ib_client_id,
-            "client_id_attempts": env.ib_client_ids,
-            "request_timeout_s": env.ib_timeout_s,
-            "reconnect_s": env.tt_ib_reconnect_s,
-        }
-        return cls(**{**values, **overrides})
 
 
 def duration_for(timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
@@ -197,32 +158,26 @@ class _Call:
 
 
 class IbkrSource:
-    """MarketDataSource backed by IB Gateway/TWS. `engine` (optional, else `bind`) receives tt_contracts,
-    tt_fetch_log and the shared pacing budget; without one the budget is private to the source."""
+    """MarketDataSource backed by IB Gateway/TWS. Every request passes `budget` (shared through its database);
+    `recorder` (None: nothing recorded) keeps contracts, head timestamps and the request log."""
 
     name = "ibkr"
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 4002,
-        client_id: int = 17,
+        settings: IbkrSettings,
         *,
-        engine: sa.Engine | None = None,
-        rules: PacingRules | None = None,
-        settings: IbkrSettings | None = None,
-        listings: Mapping[str, tuple[str, ...]] | None = None,
+        budget: PacingBudget | None = None,
+        recorder: IbkrRecorder | None = None,
     ) -> None:
-        self.listings = dict(listings or {})  # symbol -> (exchange, currency[, primary]); others: SMART, USD
-        self.settings = dataclasses.replace(
-            settings or IbkrSettings(), host=host, port=int(port), client_id=int(client_id)
-        )
-        self.engine = engine
-        self.rules = rules or PacingRules.from_env()
-        self.concurrency = self.rules.concurrency  # partitions worth fetching at once (ingest's workers)
+        self.settings = settings
+        self.budget = budget or PacingBudget()
+        self.recorder = recorder
+        self.concurrency = (
+            self.budget.rules.concurrency
+        )  # partitions worth fetching at once (ingest's workers)
         self.stats = SourceStats()
         self.client_id = self.settings.client_id  # the id of the current connection
-        self._budget: PacingBudget | None = None
         self._ib: IB | None = None
         self._connecting: asyncio.Lock | None = None
         self._contracts: dict[str, Contract] = {}
@@ -230,33 +185,17 @@ class IbkrSource:
         self._unknown: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_env(cls, **options) -> IbkrSource:
-        """Settings from IB_HOST / IB_PORT / IB_CLIENT_ID / IB_TIMEOUT_S / TT_IB_*; `options` override
-        (engine, rules and listings go to the constructor)."""
-        engine, rules, listings = (options.pop(k, None) for k in ("engine", "rules", "listings"))
-        s = IbkrSettings.from_env(**options)
-        return cls(s.host, s.port, s.client_id, engine=engine, rules=rules, settings=s, listings=listings)
-
-    @property
-    def budget(self) -> PacingBudget:
-        """The pacing budget on the source's database (created on first use)."""
-        with self._lock:
-            if self._budget is None:
-                self._budget = PacingBudget(self.engine, self.rules)
-            return self._budget
-
     # ------------------------------------------------------------------ public
-    def fetch_chunks(self, symbol: str, timeframe: str, start, end) -> Iterator[Chunk]:
+    def fetch_chunks(self, listing: Listing, timeframe: str, start, end) -> Iterator[Chunk]:
         """The bars of [start, end) chunk by chunk, oldest first, each as soon as it arrived (see module doc).
 
         A chunk IBKR answers with "no data" has status no_data; a failure ends the walk with one chunk of
         status failed spanning the rest of the window, whose reason is one line naming the symbol."""
-        tf = get_timeframe(timeframe).name
+        symbol, tf = listing.symbol, get_timeframe(timeframe).name
         start, end = aware_utc(start, "start"), aware_utc(end, "end")
         call = _Call()
         try:
-            contract = self._run(call, self._contract(symbol, tf, call))
+            contract = self._run(call, self._contract(listing, tf, call))
             head = self._run(call, self._head(contract, symbol, tf, call))
         except SourceError as exc:
             yield self._chunk_done(call, Chunk(start, end, empty_bars(), call.stats, "failed", str(exc)))
@@ -281,10 +220,10 @@ class IbkrSource:
             frame = frame[(frame["ts"] >= chunk_start) & (frame["ts"] < chunk_end)].reset_index(drop=True)
             yield self._chunk_done(call, Chunk(chunk_start, chunk_end, frame, call.stats))
 
-    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
-        """Bars of `symbol` starting in [start, end), stitched from every chunk; SourceError on a failure."""
+    def fetch(self, listing: Listing, timeframe: str, start, end) -> pd.DataFrame:
+        """Bars of `listing` starting in [start, end), stitched from every chunk; SourceError on a failure."""
         frames = []
-        for chunk in self.fetch_chunks(symbol, timeframe, start, end):
+        for chunk in self.fetch_chunks(listing, timeframe, start, end):
             if chunk.status == "failed":
                 raise SourceError(chunk.reason)
             frames.append(chunk.bars)
@@ -293,12 +232,6 @@ class IbkrSource:
             return empty_bars()
         bars = pd.concat(frames).drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
         return bars[list(SOURCE_BAR_COLUMNS)]
-
-    def bind(self, engine: sa.Engine) -> None:
-        """Record contracts, requests and the pacing budget in `engine` unless built with an engine already."""
-        with self._lock:
-            if self.engine is None:
-                self.engine, self._budget = engine, None
 
     def close(self) -> None:
         """Disconnect from the gateway (idempotent)."""
@@ -323,10 +256,8 @@ class IbkrSource:
     def _flush_log(self, call: _Call) -> None:
         """Write `call`'s request log rows not yet written to tt_fetch_log (one transaction)."""
         rows, call.written = call.log[call.written :], len(call.log)
-        if self.engine is not None and rows:
-            frame = pd.DataFrame(rows)
-            frame["error_code"] = frame["error_code"].astype("Int64")
-            insert_frame(self.engine, fetch_log, frame)
+        if self.recorder is not None:
+            self.recorder.log_requests(rows)
 
     def _log_row(self, call: _Call, symbol: str, timeframe: str, request: str, **fields) -> dict:
         row = dict.fromkeys(("end_ts", "duration", "bar_size", "error_code", "message"))
@@ -480,8 +411,9 @@ class IbkrSource:
                 )
 
     # ------------------------------------------------------------------ contracts
-    async def _contract(self, symbol: str, timeframe: str, call: _Call) -> Contract:
+    async def _contract(self, listing: Listing, timeframe: str, call: _Call) -> Contract:
         """The qualified contract: memory, tt_contracts, or one reqContractDetails (stored)."""
+        symbol = listing.symbol
         if symbol in self._unknown:
             raise SymbolNotFound(self._unknown[symbol])
         if symbol in self._contracts:
@@ -489,9 +421,7 @@ class IbkrSource:
         stored = await asyncio.to_thread(self._stored_contract, symbol)
         if stored is not None:
             return stored
-        exchange, currency, primary = (*self.listings.get(symbol, DEFAULT_LISTING), "")[:3]
-        exchange = exchange or DEFAULT_LISTING[0]
-        currency = currency or DEFAULT_LISTING[1]
+        exchange, currency, primary = listing.exchange, listing.currency, listing.primary_exchange
 
         async def attempt(ib: IB):
             log = self._log_row(call, symbol, timeframe, "contract")
@@ -514,7 +444,7 @@ class IbkrSource:
 
         details = await self._attempts(f"{symbol} contract lookup", attempt, call)
         self._contracts[symbol] = contract = details.contract
-        if self.engine is not None:
+        if self.recorder is not None:
             record = {
                 "symbol": symbol,
                 "con_id": contract.conId,
@@ -528,15 +458,12 @@ class IbkrSource:
                 "time_zone": details.timeZoneId,
                 "qualified_at": pd.Timestamp.now(tz="UTC"),
             }
-            await asyncio.to_thread(upsert_frame, self.engine, contracts, pd.DataFrame([record]), ["symbol"])
+            await asyncio.to_thread(self.recorder.save_contract, record)
         return contract
 
     def _stored_contract(self, symbol: str) -> Contract | None:
         """The contract (and head timestamp) an earlier process stored in tt_contracts, or None."""
-        if self.engine is None:
-            return None
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(contracts).where(contracts.c.symbol == symbol)).mappings().first()
+        row = self.recorder.contract(symbol) if self.recorder is not None else None
         if row is None:
             return None
         self._heads[symbol] = None if row["head_ts"] is None else pd.Timestamp(row["head_ts"])
@@ -574,15 +501,8 @@ class IbkrSource:
             return pd.Timestamp(head).tz_convert("UTC")
 
         self._heads[symbol] = head = await self._attempts(f"{symbol} head timestamp", attempt, call)
-        if self.engine is not None and head is not None:
-
-            def store() -> None:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        sa.update(contracts).where(contracts.c.symbol == symbol).values(head_ts=head)
-                    )
-
-            await asyncio.to_thread(store)
+        if self.recorder is not None and head is not None:
+            await asyncio.to_thread(self.recorder.save_head, symbol, head)
         return head
 
     # ------------------------------------------------------------------ bars

@@ -5,7 +5,7 @@ component has a daily stochastic volatility (AR(1) log-volatility: GARCH-like cl
 volatility profile, Student-t(4) shocks (fat tails) and an overnight gap at the open. 1h and 1d bars are
 aggregates of the 15-minute path, so the three timeframes always agree. Bars exist only in NYSE sessions.
 
-Planted signal (`signal`, setting TT_SYNTHETIC_SIGNAL): "sign_persistence" makes the sessions' close -> close
+Planted signal (`signal`, TT_SYNTHETIC_SIGNAL at the edge): "sign_persistence" makes the sessions' close -> close
 returns a sign-persistence market (tt_resources.sign_persistence, SESSION_STRENGTH; the drift is spread evenly
 over each session's bars), so a policy that holds yesterday's risers has a real, known edge; "none" is the plain
 market, where no policy has one.
@@ -18,7 +18,7 @@ ingests stay consistent. A database holds one market: switching the signal needs
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,9 +26,10 @@ from scipy.signal import lfilter
 
 from tt_resources import calendar
 from tt_resources.sign_persistence import SESSION_STRENGTH, persistence_drift
-from tt_resources.sources import SourceStats
+from tt_resources.sources.base import Chunk, SourceStats, one_chunk
 from tt_resources.terms import SOURCE_BAR_COLUMNS, SYNTHETIC_SIGNALS, SyntheticSignal, aware_utc
 from tt_resources.timeframes import get_timeframe
+from tt_resources.watchlist import Listing
 
 ORIGIN = pd.Timestamp("2016-01-01", tz="UTC")  # first synthetic session; nothing exists before it
 SECTORS = (
@@ -101,44 +102,44 @@ class _Grid:
 
 
 class SyntheticSource:
-    """Deterministic bars from (seed, symbol, signal). `sectors` maps symbol -> sector (default: hashed);
-    `signal` is one of SYNTHETIC_SIGNALS (default: the TT_SYNTHETIC_SIGNAL setting)."""
+    """Deterministic bars from (seed, symbol, sector, signal); a listing without a sector gets a hashed one.
+    `signal` is one of SYNTHETIC_SIGNALS."""
 
     name = "synthetic"
+    concurrency = 1  # generating is CPU-bound: threads would only contend
 
     def __init__(
         self,
         seed: int = 7,
-        sectors: Mapping[str, str] | None = None,
         clock: Callable[[], pd.Timestamp] | None = None,
-        signal: SyntheticSignal | None = None,
+        signal: SyntheticSignal = "sign_persistence",
     ) -> None:
-        if signal is None:
-            from tt_resources.config import settings
-
-            signal = settings().tt_synthetic_signal
         if signal not in SYNTHETIC_SIGNALS:
             raise ValueError(f"unknown synthetic signal {signal!r}; valid: {', '.join(SYNTHETIC_SIGNALS)}")
         self.signal = signal
         self.seed = int(seed)
-        self.sectors = dict(sectors or {})
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.stats = SourceStats()
         self._grid: _Grid | None = None
         self._factors: dict[str, np.ndarray] = {}
-        self._paths: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._paths: dict[tuple[Listing, str], dict[str, np.ndarray]] = {}
 
-    def sector(self, symbol: str) -> str:
-        return self.sectors.get(symbol) or SECTORS[_key(symbol) % len(SECTORS)]
+    @staticmethod
+    def sector(listing: Listing) -> str:
+        return listing.sector or SECTORS[_key(listing.symbol) % len(SECTORS)]
 
-    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
-        """Bars of `symbol` starting in [start, end) that have closed by the source's clock."""
+    def fetch_chunks(self, listing: Listing, timeframe: str, start, end) -> Iterator[Chunk]:
+        """[start, end) as one chunk (see fetch)."""
+        yield from one_chunk(lambda: self.fetch(listing, timeframe, start, end), self.stats, start, end)
+
+    def fetch(self, listing: Listing, timeframe: str, start, end) -> pd.DataFrame:
+        """Bars of `listing` starting in [start, end) that have closed by the source's clock."""
         tf = get_timeframe(timeframe)
         now = self.clock()
         start, end = aware_utc(start, "start"), min(aware_utc(end, "end"), now)
         self.stats.requests += 1
         self._ensure_horizon(end)
-        path = self.bars(symbol, tf.name)
+        path = self.bars(listing, tf.name)
         lo = np.searchsorted(path["ts"], max(start, ORIGIN).value, side="left")
         hi = max(lo, np.searchsorted(path["ts"], end.value, side="left"))
         hi = lo + np.searchsorted(path["end"][lo:hi] > now.value, True)  # drop bars still open at `now`
@@ -146,9 +147,6 @@ class SyntheticSource:
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         self.stats.bars += len(frame)
         return frame
-
-    def bind(self, engine) -> None:
-        """Keeps no records in the database."""
 
     def close(self) -> None:
         """Nothing to release."""
@@ -166,18 +164,18 @@ class SyntheticSource:
             self._factors[component] = grid.factor(grid.draws(self.seed, component), daily_vol)
         return self._factors[component]
 
-    def bars(self, symbol: str, timeframe: str) -> dict[str, np.ndarray]:
-        """The whole generated history of one symbol/timeframe as arrays (ts, end in int64 ns UTC)."""
-        if (symbol, timeframe) not in self._paths:
-            if (symbol, "15m") not in self._paths:
-                self._paths[(symbol, "15m")] = self._path_15m(symbol)
-            path = self._paths[(symbol, "15m")]
+    def bars(self, listing: Listing, timeframe: str) -> dict[str, np.ndarray]:
+        """The whole generated history of one listing/timeframe as arrays (ts, end in int64 ns UTC)."""
+        if (listing, timeframe) not in self._paths:
+            if (listing, "15m") not in self._paths:
+                self._paths[(listing, "15m")] = self._path_15m(listing)
+            path = self._paths[(listing, "15m")]
             if timeframe != "15m":
-                self._paths[(symbol, timeframe)] = self._aggregate(path, timeframe)
-        return self._paths[(symbol, timeframe)]
+                self._paths[(listing, timeframe)] = self._aggregate(path, timeframe)
+        return self._paths[(listing, timeframe)]
 
-    def _path_15m(self, symbol: str) -> dict[str, np.ndarray]:
-        grid = self._grid
+    def _path_15m(self, listing: Listing) -> dict[str, np.ndarray]:
+        grid, symbol = self._grid, listing.symbol
         traits = np.random.default_rng([self.seed, _key(symbol)]).random(8)
         beta_m, beta_s = 0.6 + 0.8 * traits[0], 0.4 + 0.8 * traits[1]
         idio_vol = 0.008 + 0.014 * traits[2]  # daily
@@ -189,7 +187,7 @@ class SyntheticSource:
         draws = grid.draws(self.seed, f"symbol:{symbol}")
         ret = (
             beta_m * self._factor("market", 0.009)
-            + beta_s * self._factor(f"sector:{self.sector(symbol)}", 0.006)
+            + beta_s * self._factor(f"sector:{self.sector(listing)}", 0.006)
             + grid.factor(draws, idio_vol)
             + drift
         )

@@ -8,7 +8,7 @@ Columns (case-insensitive, common spellings accepted): a timestamp (`ts`, `times
   12: month-first); a file where it does not show needs `date_format` (`day-first` | `month-first`);
 - an optional time `[T ]HH:MM[:SS[.f]]` and UTC offset (`Z`, `UTC`, `+02:00`, `-0400`, `-04`), per row, so a
   file may cross a clock change; every row has an offset or none does;
-- naive times are in the source's `tz` (TT_CSV_TZ); in 1d files a date, or midnight in the row's own zone,
+- naive times are in the source's `tz` (TT_CSV_TZ / `tt ingest --tz` at the edge); in 1d files a date, or midnight in the row's own zone,
   names the session of that date.
 The bars then pass `bar_grid.conform` (the exchange's grid; 1d bars move to their session's open). A bad file
 raises CsvFormatError naming the file and the first bad row - `line N` for CSV (the header is line 1, as an
@@ -19,6 +19,7 @@ of it is written. A file with no bar in the asked window raises OutsideWindow wi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, get_args
@@ -26,11 +27,13 @@ from typing import NoReturn, get_args
 import numpy as np
 import pandas as pd
 
-from tt_resources import bar_grid, config
+from tt_resources import bar_grid
 from tt_resources.calendar import DEFAULT_EXCHANGE
-from tt_resources.sources import SourceError, SourceStats, SymbolNotFound
-from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, aware_utc
+from tt_resources.config import check_zone
+from tt_resources.sources.base import Chunk, SourceError, SourceStats, SymbolNotFound, one_chunk
+from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, DateFormat, aware_utc
 from tt_resources.timeframes import get_timeframe
+from tt_resources.watchlist import Listing
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "timestamp", "datetime", "date", "time"),
@@ -43,7 +46,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bar_count": ("bar_count", "barcount", "count", "trades"),
 }
 OPTIONAL = ("wap", "bar_count")
-DATE_FORMATS: tuple[str, ...] = get_args(config.DateFormat)  # field order of dates like 03/06/2024
+DATE_FORMATS: tuple[str, ...] = get_args(DateFormat)  # field order of dates like 03/06/2024
 
 _TIMESTAMP = re.compile(
     r"""^\s*(?:
@@ -85,28 +88,23 @@ class OutsideWindow(SourceError):
     """A bars file holds bars, but none in the window asked for; the message gives the file's span."""
 
 
-def default_directory() -> Path:
-    """TT_CSV_DIR, default `<data dir>/csv`."""
-    return config.settings().tt_csv_dir or config.data_dir() / "csv"
-
-
 class CsvSource:
     """Reads `<directory>/<SYMBOL>_<timeframe>.{csv,parquet}`.
 
-    `tz` (default TT_CSV_TZ) is the IANA zone of naive timestamps; `date_format` (default TT_CSV_DATE_FORMAT)
-    the field order of `03/06/2024`-style dates when a file does not show it. ValueError for an unknown zone
+    `tz` is the IANA zone of naive timestamps (None: naive intraday times are rejected); `date_format` the
+    field order of `03/06/2024`-style dates when a file does not show it. ValueError for an unknown zone
     or format."""
 
     name = "csv"
+    concurrency = 1
 
     def __init__(
-        self, directory: str | Path | None = None, tz: str | None = None, date_format: str | None = None
+        self, directory: str | Path, tz: str | None = None, date_format: DateFormat | None = None
     ) -> None:
-        settings = config.settings()
-        self.directory = Path(directory) if directory else default_directory()
-        self.tz = tz or settings.tt_csv_tz
-        self.date_format = date_format or settings.tt_csv_date_format
-        config.check_zone(self.tz)
+        self.directory = Path(directory)
+        self.tz = tz
+        self.date_format = date_format
+        check_zone(self.tz)
         if self.date_format is not None and self.date_format not in DATE_FORMATS:
             raise ValueError(f"date format {self.date_format!r}: use one of {', '.join(DATE_FORMATS)}")
         self.stats = SourceStats()
@@ -118,23 +116,25 @@ class CsvSource:
                 return candidate
         raise SymbolNotFound(f"no file {symbol}_{timeframe}.csv or .parquet in {self.directory}")
 
-    def fetch(self, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
-        """Bars of the file starting in [start, end); the whole file is validated first.
+    def fetch_chunks(self, listing: Listing, timeframe: str, start, end) -> Iterator[Chunk]:
+        """[start, end) as one chunk (see fetch)."""
+        yield from one_chunk(lambda: self.fetch(listing, timeframe, start, end), self.stats, start, end)
+
+    def fetch(self, listing: Listing, timeframe: str, start, end) -> pd.DataFrame:
+        """Bars of the listing's file starting in [start, end), on its calendar's grid; the whole file is
+        validated first.
 
         OutsideWindow when the file has bars but none in the window."""
         tf = get_timeframe(timeframe)
         start, end = aware_utc(start, "start"), aware_utc(end, "end")
-        path = self.path(symbol, tf.name)
+        path = self.path(listing.symbol, tf.name)
         self.stats.requests += 1
-        bars = read_bars_file(path, tf.name, self.tz, self.date_format, bar_grid.exchange_of(symbol))
+        bars = read_bars_file(path, tf.name, self.tz, self.date_format, listing.calendar)
         window = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
         if window.empty:
             raise OutsideWindow(outside_window(path, bars["ts"], start, end))
         self.stats.bars += len(window)
         return window.reset_index(drop=True)
-
-    def bind(self, engine) -> None:
-        """Keeps no records in the database."""
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,7 +1,7 @@
 """Every use of ib_async's internals (its Client and Wrapper objects behind `IB`), checked against ib_async 2.0.
 
 `IB.reqHistoricalDataAsync` answers a timeout with an empty bar list, the same answer as a window without bars,
-so tt_resources.ibkr sends the request itself and applies its own timeout: a request id from the client, a
+so tt_resources.sources.ibkr sends the request itself and applies its own timeout: a request id from the client, a
 future registered with the wrapper (which fills it with the bars), the wire call with its positional arguments,
 and the cancel message on timeout. The connection's `apiError` event (the gateway closed the socket before the
 API was ready) is the client's too. tests/test_fences.py checks what is relied on here.

@@ -4,7 +4,7 @@ Holding yesterday's risers is its oracle (tt_rl.planted.sign_persistence_oracle)
 
 Two markets use it, each with the strength its purpose needs:
 - `SESSION_STRENGTH` (0.2 % log return per NYSE session): the signal planted in the synthetic source
-  (tt_resources.synthetic, TT_SYNTHETIC_SIGNAL=sign_persistence), what `tt demo` trains on. Its symbols have
+  (tt_resources.sources.synthetic, TT_SYNTHETIC_SIGNAL=sign_persistence), what `tt demo` trains on. Its symbols have
   realistic daily volatility (about 1.5-2.5 %); the edge is kept small so the market still looks like one, and
   the demo's breadth (25 symbols) makes it learnable within the demo's budget.
 - `tt_rl.planted.STRENGTH["sign_persistence"]` (0.3 % simple return per bar at sigma 1.5 %): the learnability

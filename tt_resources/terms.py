@@ -168,7 +168,7 @@ DEFAULT_SPAN_POLICY: SpanPolicy = "drop_short"
 PlantedKind = Literal["sign_persistence", "reversal", "drift", "vol_regime", "noise"]
 PLANTED_MARKETS: tuple[PlantedKind, ...] = get_args(PlantedKind)
 
-# the signal planted in the synthetic source (tt_resources.synthetic): "none" or a planted kind, whose oracle
+# the signal planted in the synthetic source (tt_resources.sources.synthetic): "none" or a planted kind, whose oracle
 # the demo scores beside the agent
 SyntheticSignal = Literal["none", "sign_persistence"]
 SYNTHETIC_SIGNALS: tuple[SyntheticSignal, ...] = get_args(SyntheticSignal)

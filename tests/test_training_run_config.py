@@ -1,6 +1,6 @@
-"""ppo_model's run config is the RLConfig: the Launchpad scaffolds RLConfig's defaults, a wrong type or unknown
-key fails Dagster's schema, a bad value or combination is refused with RLConfig's one line when the run is
-launched (no run is created, no step runs), in-process and from the UI."""
+"""ppo_model's run config is the RLConfig: the Launchpad scaffolds RLConfig's defaults, a wrong type or
+unknown key fails Dagster's schema, a bad value or combination is refused with RLConfig's one line when the
+run is launched (no run is created, no step runs), in-process and from the UI."""
 
 from __future__ import annotations
 

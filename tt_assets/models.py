@@ -3,10 +3,11 @@ evaluation (folds stitched, seeds summarised, significance).
 
 Each body is a call into tt_pipeline. ppo_model is a graph of three ops: plan_jobs (the walk-forward model's
 id and its (fold, seed) jobs, fanned out as dynamic outputs), train_fold (one job per step) and
-register_model (the gather step); its run config is the RLConfig's sections (TrainingConfig). Each asset resolves the exact upstream row it uses from the latest
-materialisation of its upstream asset in this partition: ppo_model trains on the dataset_version that
-training_dataset materialised, evaluation scores the model_id that ppo_model materialised, on that model's
-own dataset and split. Nothing heavy is imported when the code location loads.
+register_model (the gather step); its run config is the RLConfig's sections (TrainingConfig). Each asset
+resolves the exact upstream row it uses from the latest materialisation of its upstream asset in this
+partition: ppo_model trains on the dataset_version that training_dataset materialised, evaluation scores the
+model_id that ppo_model materialised, on that model's own dataset and split. Nothing heavy is imported when
+the code location loads.
 """
 
 from pathlib import Path

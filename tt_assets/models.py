@@ -226,8 +226,8 @@ def register_model(context: dg.OpExecutionContext, plan, members: list, database
 @dg.config_mapping(config_schema=TrainingConfig.to_config_schema())
 def training_config(values: dict) -> dict:
     """ppo_model's run config (`{"config": TrainingConfig}`) is plan_jobs' config. It is checked as one
-    RLConfig here, when the run config is validated (Launchpad, launch), so a bad value or combination fails
-    before any step runs, with RLConfigError's line as the cause."""
+    RLConfig here, when a run is launched (Dagster's schema checks only types and keys), so a bad value or
+    combination is refused before the run is created, with RLConfigError's one line as the cause."""
     rl_config(values)
     return {"plan_jobs": {"config": values}}
 

@@ -10,10 +10,11 @@ from tt_assets.automation import (
     RetrainPolicy,
     daily_bars_schedule,
     intraday_bars_schedule,
+    retrain_job,
     retraining_sensor,
     watchlist_sensor,
 )
-from tt_assets.models import TrainingConfig, rl_config
+from tt_assets.models import rl_config
 from tt_assets.partitions import bar_partitions
 from tt_assets.resources import DatabaseResource, WatchlistResource
 from tt_pipeline.retraining import config_key
@@ -126,7 +127,7 @@ def _tick(instance, engine, min_sharpe: float = 0.0):
         return retraining_sensor(context)
 
 
-RETRAIN_CONFIG = rl_config(TrainingConfig()).to_dict()  # what retrain_job trains with
+RETRAIN_CONFIG = rl_config({}).to_dict()  # what retrain_job trains with by default
 OTHER_CONFIG = {**RETRAIN_CONFIG, "ppo": {**RETRAIN_CONFIG["ppo"], "seed": 7}}
 
 
@@ -138,6 +139,9 @@ def test_retraining_sensor_fires_once_per_new_dataset(sqlite_engine):
         [request] = _tick(instance, sqlite_engine)
         assert (request.partition_key, request.run_key) == ("1d", "1d:dataset:v1")
         assert request.tags["tt/retrain_reason"] == "new dataset"
+        # the run shows the whole config it trains with, and that config is valid for retrain_job
+        assert request.run_config == {"ops": {"ppo_model": {"config": RETRAIN_CONFIG}}}
+        dg.validate_run_config(retrain_job, request.run_config)
 
         _model(sqlite_engine, "m1", "v1", sharpe=0.8, config=RETRAIN_CONFIG)
         assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)

@@ -1,7 +1,6 @@
 """training_dataset -> ppo_model -> evaluation through Dagster with tiny PPO settings (SQLite)."""
 
 import dagster as dg
-import yaml
 
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
@@ -12,23 +11,28 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 BARS_CONFIG = {
     "ops": {"market_data": {"config": {"start": "2025-07-08", "end": "2026-11-20T22:00:00+00:00"}}}
 }
+# ppo_model's run config (RLConfig sections); a learning rate other than the default to find in the run
 TINY_RL = {
     "env": {"window_size": 5, "max_episode_steps": 64},
-    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "net_arch": [16]},
+    "ppo": {
+        "total_timesteps": 64,
+        "learning_rate": 3e-4,
+        "n_steps": 64,
+        "batch_size": 32,
+        "n_epochs": 1,
+        "net_arch": [16],
+    },
     "eval": {"n_folds": 2, "seeds": 1},
 }
 
 
 def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
-    rl_file = tmp_path / "rl.yaml"
-    rl_file.write_text(yaml.safe_dump(TINY_RL))
     resources = {
         "database": DatabaseResource(url=sqlite_engine.url.render_as_string(hide_password=False)),
         "market_data": MarketDataResource(),
         "watchlist": WatchlistResource(),
     }
-    training_config = {"config": {"rl_config_path": str(rl_file), "total_timesteps": 128}}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         [key_range] = symbol_ranges(SYMBOLS, "1d")
@@ -40,7 +44,7 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
             instance=instance,
             partition_key="1d",
             resources=resources,
-            run_config={"ops": {"ppo_model": training_config}},
+            run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
         )
         assert result.success
         events = {
@@ -53,7 +57,7 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
         assert dataset["test_fraction"].value == 0.3
 
         model = events["ppo_model"].metadata
-        assert model["total_timesteps"].value >= 2 * 128  # one model per fold
+        assert model["total_timesteps"].value >= 2 * 64  # one model per fold
         assert (model["folds"].value, model["seeds"].value, model["embargo_bars"].value) == (2, 1, 5)
         assert len(model["fold_models"].value) == 2
         assert model["dataset_version"].value == dataset["dataset_version"].value
@@ -86,8 +90,6 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
     # the test's database through the environment
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
-    rl_file = tmp_path / "rl.yaml"
-    rl_file.write_text(yaml.safe_dump(TINY_RL))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         [key_range] = symbol_ranges(SYMBOLS, "1d")
@@ -113,12 +115,14 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
         trained = job("retrain_job").execute_in_process(
             instance=instance,
             partition_key="1d",
-            run_config={
-                "ops": {"ppo_model": {"config": {"rl_config_path": str(rl_file), "total_timesteps": 64}}}
-            },
+            run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
         )
         assert trained.success
+        # the run carries the values it trained with (what its page in the UI shows), and so does the model
+        run_config = instance.get_run_by_id(trained.run_id).run_config["ops"]["ppo_model"]["config"]
+        assert run_config["ppo"]["learning_rate"] == 3e-4
         [model] = registry.models_on_dataset(sqlite_engine, versions[1])
+        assert model["config"]["ppo"]["learning_rate"] == 3e-4
         assert model["test_start"] == second["split_ts"]  # the walk-forward's test period is the dataset's
         folds = registry.fold_models(sqlite_engine, model["model_id"])
         assert [f["fold"] for f in folds] == [0, 1] and folds[0]["train_end"] < second["split_ts"]

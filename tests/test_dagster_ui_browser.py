@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from tests.serving import free_port, stop, wait_until_serving
 from tests.test_dagster_training import BARS_CONFIG, SYMBOLS, TINY_RL
@@ -42,8 +41,6 @@ def trained_instance(tmp_path, monkeypatch) -> tuple[Path, str]:
         "TT_DASHBOARD_URL": DASHBOARD,
     }.items():
         monkeypatch.setenv(name, value)
-    rl_file = tmp_path / "rl.yaml"
-    rl_file.write_text(yaml.safe_dump(TINY_RL))
     from tt_assets.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
@@ -58,9 +55,7 @@ def trained_instance(tmp_path, monkeypatch) -> tuple[Path, str]:
         trained = job("training_job").execute_in_process(
             instance=instance,
             partition_key="1d",
-            run_config={
-                "ops": {"ppo_model": {"config": {"rl_config_path": str(rl_file), "total_timesteps": 64}}}
-            },
+            run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
         )
         assert trained.success
         [model] = [

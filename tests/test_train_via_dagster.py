@@ -22,7 +22,7 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     config = tmp_path / "rl.json"
     config.write_text(
-        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},'
+        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "learning_rate": 0.0005},'
         ' "env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 1}}'
     )
     args = [
@@ -47,9 +47,14 @@ def test_train_via_dagster_records_lineage(tmp_path, monkeypatch):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = [run.job_name for run in instance.get_runs()]
         assert sorted(jobs) == ["market_data_job", "retrain_job", "training_job"]
+        # the RL config travels as the run's config, not as a file in the data directory
+        [retrain] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
+        ppo = retrain.run_config["ops"]["ppo_model"]["config"]["ppo"]
+        assert (ppo["learning_rate"], ppo["total_timesteps"]) == (0.0005, 128)
         for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
             assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
     assert list((tmp_path / "models" / "1d").glob("*/model.zip"))
+    assert not (tmp_path / "configs").exists()
 
 
 def test_model_dir_is_refused_with_via_dagster(tmp_path, monkeypatch):

@@ -80,7 +80,7 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
         result = dg.execute_job(
             TRAINING_JOB,
             instance,
-            run_config={"ops": {"ppo_model": {"config": {"rl_config_path": str(rl_file)}}}},
+            run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
             tags={"dagster/partition": "1d"},
         )
         assert result.success

@@ -119,10 +119,10 @@ def watchlist_sensor(context: dg.SensorEvaluationContext, watchlist: WatchlistRe
 def retraining_sensor(
     context: dg.SensorEvaluationContext, database: DatabaseResource, retrain_policy: RetrainPolicy
 ):
-    from tt_assets.models import RETRAIN_REASON_TAG, TRAINING_DATASET, TrainingConfig, latest_value, rl_config
+    from tt_assets.models import RETRAIN_REASON_TAG, TRAINING_DATASET, latest_value, rl_config
     from tt_pipeline.retraining import retrain_request
 
-    config = rl_config(TrainingConfig()).to_dict()  # what retrain_job trains with
+    config = rl_config({}).to_dict()  # the defaults, written out in each run's config
     requests = []
     for timeframe in TIMEFRAMES:
         version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
@@ -142,6 +142,7 @@ def retraining_sensor(
             dg.RunRequest(
                 run_key=request.run_key,
                 partition_key=timeframe,
+                run_config={"ops": {"ppo_model": {"config": config}}},
                 tags={RETRAIN_REASON_TAG: request.reason},
             )
         )

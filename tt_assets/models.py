@@ -3,15 +3,18 @@ evaluation (folds stitched, seeds summarised, significance).
 
 Each body is a call into tt_pipeline. ppo_model is a graph of three ops: plan_jobs (the walk-forward model's
 id and its (fold, seed) jobs, fanned out as dynamic outputs), train_fold (one job per step) and
-register_model (the gather step). Each asset resolves the exact upstream row it uses from the latest
-materialisation of its upstream asset in this partition: ppo_model trains on the dataset_version that
-training_dataset materialised, evaluation scores the model_id that ppo_model materialised, on that model's
-own dataset and split. Nothing heavy is imported when the code location loads.
+register_model (the gather step); its run config is the RLConfig's sections (TrainingConfig). Each asset
+resolves the exact upstream row it uses from the latest materialisation of its upstream asset in this
+partition: ppo_model trains on the dataset_version that training_dataset materialised, evaluation scores the
+model_id that ppo_model materialised, on that model's own dataset and split. Nothing heavy is imported when
+the code location loads.
 """
 
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import dagster as dg
+import pydantic
 
 from tt_assets.partitions import SYMBOL_DIM, timeframe_of_bars, timeframe_partitions
 from tt_assets.reporting import (
@@ -23,10 +26,10 @@ from tt_assets.reporting import (
     rounded,
     summary_table,
 )
-from tt_assets.resources import DatabaseResource
+from tt_assets.resources import DatabaseResource, choices
 from tt_resources import config as settings
 from tt_resources.terms import AGENT, DEFAULT_SPAN_POLICY, SpanPolicy
-from tt_rl.config import EvalConfig
+from tt_rl.config import SECTIONS, EvalConfig, RLConfig
 
 TRAINING_GROUP = "training"
 TRAINING_DATASET = dg.AssetKey("training_dataset")
@@ -48,20 +51,47 @@ class DatasetConfig(dg.Config):
     span_policy: SpanPolicy = DEFAULT_SPAN_POLICY
 
 
-class TrainingConfig(dg.Config):
-    """RL settings: an optional RLConfig file (JSON/YAML) and an override of PPO's total timesteps."""
+def dagster_config(section: type) -> type[dg.Config]:
+    """A dg.Config with the fields of an RLConfig section (pydantic dataclass): same types, bounds and
+    defaults (a default factory's value written out, so that the Launchpad shows it)."""
 
-    rl_config_path: str | None = None
-    total_timesteps: int | None = None
+    def field(name: str, info: pydantic.fields.FieldInfo) -> tuple[Any, Any]:
+        annotation = dagster_type(f"{section.__name__}_{name}", info.annotation)
+        annotation = Annotated[(annotation, *info.metadata)] if info.metadata else annotation
+        return annotation, info.get_default(call_default_factory=True)
+
+    return pydantic.create_model(
+        section.__name__,
+        __base__=dg.Config,
+        __doc__=section.__doc__,
+        **{name: field(name, info) for name, info in section.__pydantic_fields__.items()},
+    )
 
 
-def rl_config(cfg: TrainingConfig):
-    """The RLConfig a ppo_model run trains with (no progress bar: the run's log is the progress)."""
-    from tt_rl.config import RLConfig
+def dagster_type(name: str, annotation: Any) -> Any:
+    """`annotation` as Dagster config can declare it: Dagster takes a Literal but not an optional one, so
+    `Literal[...] | None` becomes an optional string enum of its values (`choices`); others pass unchanged."""
+    members = get_args(annotation)
+    if type(None) in members and len(members) == 2:
+        (inner,) = (m for m in members if m is not type(None))
+        if get_origin(inner) is Literal:
+            return choices(name, inner) | None
+    return annotation
 
-    rl = RLConfig.from_file(cfg.rl_config_path) if cfg.rl_config_path else RLConfig()
-    if cfg.total_timesteps is not None:
-        rl.ppo.total_timesteps = cfg.total_timesteps
+
+SECTION_CONFIGS = {name: dagster_config(section) for name, section in SECTIONS.items()}
+TrainingConfig = pydantic.create_model(
+    "TrainingConfig",
+    __base__=dg.Config,
+    __doc__="ppo_model's run config: the RLConfig sections (tt_rl.config) with RLConfig's defaults.",
+    **{name: (config, pydantic.Field(default_factory=config)) for name, config in SECTION_CONFIGS.items()},
+)
+
+
+def rl_config(values: dict) -> RLConfig:
+    """The RLConfig a ppo_model run trains with, from its run config (TrainingConfig values; no progress bar:
+    the run's log is the progress). RLConfigError (one line) for an invalid value or combination."""
+    rl = RLConfig.from_dict(values, source="ppo_model config")
     rl.ppo.progress_bar = False
     return rl
 
@@ -142,15 +172,14 @@ def model_dir(timeframe: str) -> Path:
 def plan_jobs(context: dg.OpExecutionContext, config: TrainingConfig, database: DatabaseResource):
     from tt_pipeline.datasets import DatasetError
     from tt_pipeline.models import plan_walk_forward
-    from tt_rl.config import RLConfigError
 
     timeframe = context.partition_key
     version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
     if version is None:
         raise dg.Failure(f"no {timeframe} training_dataset yet: materialise training_dataset first")
     try:
-        plan = plan_walk_forward(database.get_engine(), version, rl_config(config))
-    except (DatasetError, RLConfigError) as exc:
+        plan = plan_walk_forward(database.get_engine(), version, rl_config(config.model_dump()))
+    except DatasetError as exc:
         raise dg.Failure(str(exc)) from None
     context.log.info(
         f"walk-forward model {plan.group_id}: {len(plan.jobs)} training jobs on dataset {version}"
@@ -206,10 +235,13 @@ def register_model(context: dg.OpExecutionContext, plan, members: list, database
     )
 
 
-@dg.config_mapping
-def training_config(config: TrainingConfig) -> dict:
-    """ppo_model's run config (`{"config": TrainingConfig}`) is plan_jobs' config."""
-    return {"plan_jobs": {"config": config.model_dump()}}
+@dg.config_mapping(config_schema=TrainingConfig.to_config_schema())
+def training_config(values: dict) -> dict:
+    """ppo_model's run config (`{"config": TrainingConfig}`) is plan_jobs' config. It is checked as one
+    RLConfig here, when a run is launched (Dagster's schema checks only types and keys), so a bad value or
+    combination is refused before the run is created, with RLConfigError's one line as the cause."""
+    rl_config(values)
+    return {"plan_jobs": {"config": values}}
 
 
 @dg.graph_asset(

@@ -102,7 +102,7 @@ class DemoSummary:
 def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     """Refresh every timeframe, build the 1d dataset, retrain when the retraining rule fires, summarise."""
     from tt_assets.automation import RetrainPolicy
-    from tt_assets.models import TrainingConfig, rl_config
+    from tt_assets.models import rl_config
     from tt_cli.pipeline import ViaDagster
     from tt_pipeline.retraining import retrain_request
     from tt_resources.db import registry
@@ -118,7 +118,7 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     summary.runs = pipeline.run_ids
     report_partitions(console, summary.partitions)
 
-    rl = rl_config(TrainingConfig(total_timesteps=steps or DEMO_TIMESTEPS))
+    rl = rl_config({"ppo": {"total_timesteps": steps or DEMO_TIMESTEPS}})
     rl.eval.n_folds, rl.eval.seeds = DEMO_FOLDS, DEMO_SEEDS
     rl.eval.oracle = planted_oracle()
     rl.logging.log_training, rl.logging.training_episodes = True, DEMO_TRAINING_EPISODES

@@ -199,10 +199,7 @@ class ViaDagster:
     def train_and_evaluate(
         self, dataset_version: str, rl, *, model_dir=None, reason: str = "requested"
     ) -> Trained:
-        import json
-
         from tt_assets.models import RETRAIN_REASON_TAG
-        from tt_resources import config
         from tt_resources.db import registry
 
         if model_dir is not None:
@@ -210,13 +207,10 @@ class ViaDagster:
                 "--model-dir does not apply with --via-dagster (models go to <data dir>/models)"
             )
         timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
-        path = config.data_dir() / "configs" / f"{uuid.uuid4().hex[:12]}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rl.to_dict(), indent=2))
         result = self._run(
             "retrain_job",
             timeframe,
-            {"ops": {"ppo_model": {"config": {"rl_config_path": str(path)}}}},
+            {"ops": {"ppo_model": {"config": rl.to_dict()}}},
             tags={RETRAIN_REASON_TAG: reason},
         )
         model_id = _materialized(result, "ppo_model", "model_id")

@@ -10,10 +10,10 @@ from tt_assets.automation import (
     RetrainPolicy,
     daily_bars_schedule,
     intraday_bars_schedule,
-    retrain_job,
     retraining_sensor,
     watchlist_sensor,
 )
+from tt_assets.definitions import defs
 from tt_assets.models import rl_config
 from tt_assets.partitions import bar_partitions
 from tt_assets.resources import DatabaseResource, WatchlistResource
@@ -141,7 +141,7 @@ def test_retraining_sensor_fires_once_per_new_dataset(sqlite_engine):
         assert request.tags["tt/retrain_reason"] == "new dataset"
         # the run shows the whole config it trains with, and that config is valid for retrain_job
         assert request.run_config == {"ops": {"ppo_model": {"config": RETRAIN_CONFIG}}}
-        dg.validate_run_config(retrain_job, request.run_config)
+        dg.validate_run_config(defs.resolve_job_def("retrain_job"), request.run_config)
 
         _model(sqlite_engine, "m1", "v1", sharpe=0.8, config=RETRAIN_CONFIG)
         assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)

@@ -34,10 +34,10 @@ from report import write_results  # bench/report.py (scripts run with bench/ on 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.refreshing import fetch_results  # noqa: E402
 from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources.db import create_engine, upgrade  # noqa: E402
 from tt_resources.db.schema import fetch_log, prices  # noqa: E402
-from tt_resources.ingest import ingest_many  # noqa: E402
 from tt_resources.sources import make_source  # noqa: E402
 from tt_resources.sources.pacing import PacingRules  # noqa: E402
 from tt_resources.sources.settings import IbkrSettings, SourceSettings  # noqa: E402
@@ -105,7 +105,7 @@ def run(args) -> dict:
             source = make_source(settings, engine)
             began = time.monotonic()
             try:
-                results = ingest_many(engine, source, listings, list(TIMEFRAME_NAMES), now=NOW)
+                results = fetch_results(engine, source, listings, list(TIMEFRAME_NAMES), now=NOW)
             finally:
                 source.close()
             wall_s = time.monotonic() - began

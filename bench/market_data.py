@@ -3,7 +3,7 @@
 Writes bench/results/market_data.json; `python bench/market_data.py [section ...]` measures only those sections
 and keeps the others' last figures. Sections:
 - synthetic: all 150 symbols x (3 y of 1d, 2 y of 1h, 1 y of 15m), bars and bars/s (target: under 20 s);
-- ingest: `ingest_many` of 25 synthetic symbols x 3 timeframes into a fresh SQLite file and a fresh PostgreSQL
+- ingest: `refresh_partitions` (fetch and store, no features) of 25 synthetic symbols x 3 timeframes into a fresh SQLite file and a fresh PostgreSQL
   database (bars/s), then a second run (every partition fresh, zero requests);
 - via_dagster: the full watchlist (150 symbols x 3 timeframes, synthetic source) through Dagster end to end,
   the path `tt demo` and `tt ingest --via-dagster` take (market_data_job range runs in-process against a
@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_ibgateway import FakeIBGateway  # noqa: E402
+from tests.refreshing import fetch_results  # noqa: E402
 from tests.scratch import scratch_postgres  # noqa: E402
 from tt_resources import calendar  # noqa: E402
 from tt_resources.db.engine import create_engine  # noqa: E402
 from tt_resources.db.migrate import upgrade  # noqa: E402
-from tt_resources.ingest import ingest_many  # noqa: E402
 from tt_resources.sources import make_source  # noqa: E402
 from tt_resources.sources.ibkr import CHUNKS, chunk_plan  # noqa: E402
 from tt_resources.sources.pacing import PacingRules  # noqa: E402
@@ -75,10 +75,10 @@ def bench_ingest(url: str) -> dict:
     upgrade(engine)
     source = SyntheticSource(seed=7, clock=lambda: NOW)
     began = time.perf_counter()
-    first = ingest_many(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
+    first = fetch_results(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
     seconds = time.perf_counter() - began
     began = time.perf_counter()
-    second = ingest_many(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
+    second = fetch_results(engine, source, INGEST_SYMBOLS, list(TIMEFRAMES), now=NOW)
     fresh_seconds = time.perf_counter() - began
     engine.dispose()
     written = sum(r.bars_written for r in first)
@@ -230,7 +230,7 @@ def bench_chunk_plan() -> dict:
             )
             source = make_source(settings, engine)
             try:
-                ingest_many(engine, source, [Listing("AAPL"), Listing("MSFT")], list(TIMEFRAMES), now=NOW)
+                fetch_results(engine, source, [Listing("AAPL"), Listing("MSFT")], list(TIMEFRAMES), now=NOW)
             finally:
                 source.close()
             engine.dispose()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.refreshing import fetch_result
 from tt_resources import bar_grid, calendar
 from tt_resources.db.prices import read_bars
-from tt_resources.ingest import ingest_partition
 from tt_resources.sources.base import SourceStats, one_chunk
 from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.terms import SOURCE_BAR_COLUMNS
@@ -134,7 +134,7 @@ class FileOfBars:
 def test_ingest_refuses_off_grid_bars_from_any_source_and_writes_nothing(engine):
     session = list(calendar.expected_bar_starts("1h", ny("2024-12-06"), ny("2024-12-07")))
     vendor = FileOfBars(bars_at(*session[:3], ny("2024-12-06 12:30"), *session[4:]))
-    result = ingest_partition(engine, vendor, Listing("AAA"), "1h", start=ny("2024-12-06"), now=NOW)
+    result = fetch_result(engine, vendor, Listing("AAA"), "1h", start=ny("2024-12-06"), now=NOW)
     assert result.status == "failed"
     assert result.error.startswith(
         "AAA 1h: bar 4 of 7: 2024-12-06 17:30 UTC (Fri 12:30 New York): not a 1h bar"

@@ -11,12 +11,12 @@ from ib_async import IB, Stock
 from ib_async.wrapper import RequestError
 
 from tests.fake_ibgateway import IN_YEARS, FakeIBGateway, Faults
+from tests.refreshing import fetch_result, fetch_results
 from tt_resources import calendar
 from tt_resources.db.holes import open_holes
 from tt_resources.db.ibkr_records import IbkrRecorder
 from tt_resources.db.prices import read_bars
 from tt_resources.db.schema import contracts, fetch_log
-from tt_resources.ingest import ingest_many, ingest_partition
 from tt_resources.sources.ibkr import IbkrSettings, IbkrSource, chunk_plan, run_on_ib_loop
 from tt_resources.sources.pacing import PacingBudget, PacingRules
 from tt_resources.watchlist import Listing, listings_of
@@ -86,7 +86,7 @@ def log_rows(engine) -> pd.DataFrame:
 
 def test_default_histories_are_stitched_from_the_step_table_chunks(engine, gateway, make_source):
     source = make_source()
-    results = ingest_many(engine, source, [Listing("AAPL")], ["1d", "1h", "15m"], now=NOW)
+    results = fetch_results(engine, source, [Listing("AAPL")], ["1d", "1h", "15m"], now=NOW)
     assert [r.status for r in results] == ["updated"] * 3, [r.error for r in results]
     historical = gateway.historical()
     for result in results:
@@ -120,7 +120,7 @@ def test_default_histories_are_stitched_from_the_step_table_chunks(engine, gatew
 
 
 def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(engine, gateway, make_source):
-    ingest_many(
+    fetch_results(
         engine,
         make_source(),
         [Listing("AAPL"), Listing("MSFT")],
@@ -131,14 +131,14 @@ def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(en
     sent = len(gateway.requests)
 
     fresh = make_source()  # a new process: contracts come from tt_contracts
-    again = ingest_many(
+    again = fetch_results(
         engine, fresh, [Listing("AAPL"), Listing("MSFT")], ["1d", "1h", "15m"], start=WEEKS_AGO, now=NOW
     )
     assert {r.status for r in again} == {"fresh"} and fresh.stats.requests == 0
     assert len(gateway.requests) == sent
 
     gateway.now = NOW + pd.Timedelta(days=1)  # Thursday after the close
-    tail = ingest_many(
+    tail = fetch_results(
         engine, fresh, [Listing("AAPL"), Listing("MSFT")], ["1d", "1h", "15m"], now=gateway.now
     )
     assert {r.status for r in tail} == {"updated"}
@@ -153,7 +153,7 @@ def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(en
 def test_pacing_violations_are_backed_off_and_retried(engine, gateway, make_source):
     gateway.faults = Faults(pacing_violations=2)
     source = make_source()
-    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    result = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and result.pacing_waits >= 2
     assert [r.outcome for r in gateway.historical()][:3] == ["pacing", "pacing", "ok"]
     assert source.stats.retries == 2
@@ -165,7 +165,7 @@ def test_pacing_violations_are_backed_off_and_retried(engine, gateway, make_sour
 
 def test_unknown_symbol_is_recorded_and_the_others_continue(engine, gateway, make_source):
     gateway.faults = Faults(unknown_symbols={"NOPE"})
-    results = ingest_many(
+    results = fetch_results(
         engine, make_source(), [Listing("NOPE"), Listing("AAPL")], ["1d", "15m"], start=WEEKS_AGO, now=NOW
     )
     status = {(r.symbol, r.timeframe): r for r in results}
@@ -194,7 +194,7 @@ def test_contracts_are_asked_for_on_the_watchlists_exchange_and_currency(
     )
     source = make_source(settings, engine)
     try:
-        results = ingest_many(
+        results = fetch_results(
             engine, source, listings_of(["SAP", "AAPL"], watchlist), ["1d"], start=WEEKS_AGO, now=NOW
         )
     finally:
@@ -211,7 +211,7 @@ def test_a_symbol_without_data_leaves_holes_retried_until_the_attempts_run_out(e
     gateway.faults = Faults(no_data_symbols={"EMPTY"})
     start = NOW - pd.Timedelta(days=90)
     results = [
-        ingest_partition(engine, make_source(), Listing("EMPTY"), "1h", start=start, now=NOW, hole_attempts=2)
+        fetch_result(engine, make_source(), Listing("EMPTY"), "1h", start=start, now=NOW, hole_attempts=2)
         for _ in range(3)
     ]
     assert [r.status for r in results] == ["updated", "updated", "fresh"]
@@ -229,7 +229,7 @@ def test_a_symbol_without_data_leaves_holes_retried_until_the_attempts_run_out(e
 def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
     gateway.faults = Faults(silent_requests=1)
     source = make_source(request_timeout_s=FAST_TIMEOUT)
-    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    result = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and source.stats.timeouts == 1
     kinds = [r.kind for r in gateway.requests if r.kind != "contract" and r.kind != "head_timestamp"]
     assert kinds[:3] == ["historical", "cancel_historical", "historical"]
@@ -239,7 +239,7 @@ def test_timeout_is_cancelled_and_retried(engine, gateway, make_source):
 
 def test_persistent_timeout_fails_only_that_partition_with_a_clear_error(engine, gateway, make_source):
     gateway.faults = Faults(silent_symbols={"HANG"})
-    results = ingest_many(
+    results = fetch_results(
         engine,
         make_source(max_attempts=2, request_timeout_s=FAST_TIMEOUT),
         [Listing("HANG"), Listing("AAPL")],
@@ -257,7 +257,7 @@ def test_persistent_timeout_fails_only_that_partition_with_a_clear_error(engine,
 def test_dropped_connection_reconnects_with_a_new_client_id_and_resumes(engine, gateway, make_source):
     gateway.faults = Faults(drop_after_bars=300, hold_client_id=True)
     source = make_source()
-    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    result = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated", result.error
     assert source.stats.reconnects == 1 and source.client_id == 6  # id 5 was still held by the gateway
     outcomes = [r.outcome for r in gateway.historical()]
@@ -279,7 +279,7 @@ def test_throttle_keeps_within_the_budget(engine, gateway, make_source):
     gateway.rules = tight
     source = make_source(rules=tight)
     start = NOW - pd.Timedelta(weeks=5)
-    results = ingest_many(engine, source, [Listing("AAPL"), Listing("MSFT")], ["15m"], start=start, now=NOW)
+    results = fetch_results(engine, source, [Listing("AAPL"), Listing("MSFT")], ["15m"], start=start, now=NOW)
     assert {r.status for r in results} == {"updated"}
     historical = gateway.historical()
     assert len(historical) == 10

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_ibgateway import FakeIBGateway, Faults, con_id_of
+from tests.refreshing import fetch_result, fetch_results
 from tests.test_ibkr import HEAD, NOW, RULES, SETTINGS, WEEKS_AGO, log_rows
 from tt_pipeline.market import refresh_partitions
 from tt_resources import calendar
@@ -18,7 +19,6 @@ from tt_resources.db.holes import open_holes
 from tt_resources.db.ibkr_records import IbkrRecorder
 from tt_resources.db.prices import quarantined, read_bars
 from tt_resources.db.schema import contracts
-from tt_resources.ingest import ingest_many, ingest_partition
 from tt_resources.sources.ibkr import IbkrSource
 from tt_resources.sources.pacing import PacingBudget, PacingRules
 from tt_resources.watchlist import Listing
@@ -79,7 +79,7 @@ def test_gateway_restart_is_waited_out_and_the_walk_resumes(engine, gateway, mak
     backoff and the walk resumes at the chunk it was on."""
     gateway.faults = Faults(restart_after=2, restart_s=1.5)
     source = make_source(reconnect_s=60.0, backoff_s=0.1, backoff_max_s=0.5)
-    results = ingest_many(
+    results = fetch_results(
         engine, source, [Listing("AAPL"), Listing("MSFT")], ["15m"], start=WEEKS_AGO, now=NOW
     )
     assert [r.status for r in results] == ["updated", "updated"], [r.error for r in results]
@@ -94,7 +94,7 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     engine, gateway, make_source
 ):
     gateway.faults = Faults(restart_after=2, restart_s=4.0)
-    first = ingest_partition(
+    first = fetch_result(
         engine, make_source(reconnect_s=0.5, backoff_s=0.1), Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW
     )
     assert first.status == "failed" and "unreachable for 0.5 s" in first.error
@@ -106,7 +106,7 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     # back up: the next run asks from the last stored bar on and ends with no gap and no duplicate
     gateway.faults = Faults()
     source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
-    second = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    second = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert second.status == "updated", second.error
     assert second.first_ts == kept["ts"].iloc[-1]  # resumed at the high-water mark
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
@@ -118,7 +118,7 @@ def test_no_data_mid_history_is_a_hole_that_a_later_run_fills(engine, gateway, m
     start = NOW - pd.Timedelta(weeks=6)
     halt = (NOW - pd.Timedelta(weeks=4), NOW - pd.Timedelta(weeks=3))
     gateway.faults = Faults(no_data={"AAPL": halt}, no_data_times=1)
-    first = ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
+    first = fetch_result(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
     assert first.status == "updated" and first.holes_found == first.holes_open == 1
     [hole] = open_holes(engine, "15m", "AAPL")
     assert halt[0] <= hole.end <= halt[1] and hole.attempts == 1 and "returned no data" in hole.reason
@@ -128,24 +128,20 @@ def test_no_data_mid_history_is_a_hole_that_a_later_run_fills(engine, gateway, m
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", start, missing=[(hole.start, hole.end)])
     assert "no_data" in set(log_rows(engine)["outcome"])
 
-    second = ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
+    second = fetch_result(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW)
     assert second.status == "updated" and second.holes_open == 0 and second.bars_written > 0
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", start)
-    assert (
-        ingest_partition(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW).status
-        == "fresh"
-    )
+    assert fetch_result(engine, make_source(), Listing("AAPL"), "15m", start=start, now=NOW).status == "fresh"
 
 
 def test_start_before_the_first_stored_bar_backfills_the_head(engine, gateway, make_source):
-    ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=WEEKS_AGO, now=NOW)
+    fetch_result(engine, make_source(), Listing("AAPL"), "1h", start=WEEKS_AGO, now=NOW)
     earlier = NOW - pd.Timedelta(weeks=10)
-    result = ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW)
+    result = fetch_result(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW)
     assert result.status == "updated" and result.first_ts < WEEKS_AGO
     assert_stored_is_expected(engine, gateway, "AAPL", "1h", earlier)
     assert (
-        ingest_partition(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW).status
-        == "fresh"
+        fetch_result(engine, make_source(), Listing("AAPL"), "1h", start=earlier, now=NOW).status == "fresh"
     )
 
 
@@ -154,7 +150,7 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
     engine, gateway, make_source, order
 ):
     gateway.faults = Faults(listings={"SPYX": order})
-    failed = ingest_partition(engine, make_source(), Listing("SPYX"), "1d", start=WEEKS_AGO, now=NOW)
+    failed = fetch_result(engine, make_source(), Listing("SPYX"), "1d", start=WEEKS_AGO, now=NOW)
     assert failed.status == "failed"
     assert failed.error == (
         f"SPYX: IBKR lists 2 contracts: {order[0]} (conId {con_id_of('SPYX', order[0])}), {order[1]} "
@@ -163,7 +159,7 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
     assert read_bars(engine, ["SPYX"], "1d").empty
 
     arca = Listing("SPYX", primary_exchange="ARCA")
-    assert ingest_partition(engine, make_source(), arca, "1d", start=WEEKS_AGO, now=NOW).status == "updated"
+    assert fetch_result(engine, make_source(), arca, "1d", start=WEEKS_AGO, now=NOW).status == "updated"
     with engine.connect() as conn:
         stored = conn.execute(sa.select(contracts).where(contracts.c.symbol == "SPYX")).mappings().one()
     assert (stored["con_id"], stored["primary_exchange"]) == (con_id_of("SPYX", "ARCA"), "ARCA")
@@ -173,7 +169,7 @@ def test_two_listings_take_the_watchlists_primary_exchange_or_fail_naming_them(
 def test_class_shares_are_asked_in_ibkr_spelling_and_stored_under_the_watchlist_symbol(
     engine, gateway, make_source
 ):
-    results = ingest_many(
+    results = fetch_results(
         engine, make_source(), [Listing("BRK.B"), Listing("BF.B")], ["1h"], start=WEEKS_AGO, now=NOW
     )
     assert {r.status for r in results} == {"updated"}, [r.error for r in results]
@@ -210,7 +206,7 @@ def test_one_bad_bar_is_quarantined_and_unknown_values_are_stored_as_unknown(eng
 def test_client_id_in_use_on_every_id_fails_at_once_naming_326_and_the_ids(engine, gateway, make_source):
     gateway.faults = Faults(all_ids_in_use=True)
     source = make_source(client_id_attempts=3)
-    results = ingest_many(
+    results = fetch_results(
         engine, source, [Listing("AAPL"), Listing("MSFT")], ["1d"], start=WEEKS_AGO, now=NOW
     )
     expected = (
@@ -232,7 +228,7 @@ def test_client_ids_tried_are_ib_client_ids_from_ib_client_id(engine, gateway, m
 
     source = make_source(dataclasses.replace(from_config(market_config("ibkr")), pacing=RULES), engine)
     try:
-        [result] = ingest_many(engine, source, [Listing("AAPL")], ["1d"], start=WEEKS_AGO, now=NOW)
+        [result] = fetch_results(engine, source, [Listing("AAPL")], ["1d"], start=WEEKS_AGO, now=NOW)
     finally:
         source.close()
     assert "error 326 (client id already in use) for client ids 5, 6;" in result.error
@@ -242,7 +238,7 @@ def test_strict_mode_waits_out_the_window_after_a_violation_and_keeps_the_bars(e
     strict = dataclasses.replace(RULES, mode="strict", window_s=1.5)
     gateway.faults = Faults(pacing_violations=1)
     source = make_source(rules=strict)
-    result = ingest_partition(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    result = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert result.status == "updated" and result.pacing_waits >= 1
     historical = gateway.historical()
     assert [r.outcome for r in historical][:2] == ["pacing", "ok"]
@@ -260,7 +256,7 @@ def test_adaptive_mode_backs_off_the_soft_limit_and_loses_nothing(engine, gatewa
     gateway.faults = Faults(latency_s=(0.5, 1.0), soft_concurrency=2)
     adaptive = dataclasses.replace(RULES, mode="adaptive", concurrency=16, backoff_s=0.1, backoff_max_s=0.5)
     listings = [Listing(f"S{i:02d}") for i in range(12)]
-    results = ingest_many(engine, make_source(rules=adaptive), listings, ["1h"], start=WEEKS_AGO, now=NOW)
+    results = fetch_results(engine, make_source(rules=adaptive), listings, ["1h"], start=WEEKS_AGO, now=NOW)
     assert {r.status for r in results} == {"updated"}, [r.error for r in results]
     soft = [r for r in gateway.historical() if r.outcome == "soft_pacing"]
     assert soft, "the in-flight limit exceeded the stand-in's soft limit at least once"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.refreshing import fetch_result, fetch_results
 from tt_resources import calendar
 from tt_resources.db.prices import read_bars, upsert_price_bars
-from tt_resources.ingest import ingest_many, ingest_partition
 from tt_resources.sources.csv import CsvSource
 from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.timeframes import TIMEFRAME_NAMES
@@ -43,7 +43,7 @@ def stored(engine, symbol: str, timeframe: str) -> pd.DataFrame:
 
 
 def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(engine, synthetic, clock):
-    results = ingest_many(
+    results = fetch_results(
         engine, synthetic, [Listing("AAA"), Listing("BBB")], TIMEFRAMES, start=START, now=clock.now
     )
     assert [r.status for r in results] == ["updated"] * 6
@@ -57,7 +57,7 @@ def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(
         assert bars["close"].to_list() == pytest.approx(source_bars["close"].to_list())
 
     requests_before = synthetic.stats.requests
-    again = ingest_many(
+    again = fetch_results(
         engine, synthetic, [Listing("AAA"), Listing("BBB")], TIMEFRAMES, start=START, now=clock.now
     )
     assert {r.status for r in again} == {"fresh"}
@@ -66,10 +66,10 @@ def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(
 
 
 def test_tail_update_fetches_only_the_missing_tail_with_one_bar_overlap(engine, synthetic, clock):
-    ingest_many(engine, synthetic, [Listing("AAA")], TIMEFRAMES, start=START, now=clock.now)
+    fetch_results(engine, synthetic, [Listing("AAA")], TIMEFRAMES, start=START, now=clock.now)
     last = {tf: stored(engine, "AAA", tf)["ts"].iloc[-1] for tf in TIMEFRAMES}
     clock.now = NOW + pd.Timedelta(days=2)  # Friday after the close
-    results = ingest_many(engine, synthetic, [Listing("AAA")], TIMEFRAMES, now=clock.now)
+    results = fetch_results(engine, synthetic, [Listing("AAA")], TIMEFRAMES, now=clock.now)
     for result in results:
         assert result.status == "updated" and result.requests == 1
         assert result.first_ts == last[result.timeframe]  # the stored last bar is fetched again
@@ -83,12 +83,12 @@ def test_tail_update_fetches_only_the_missing_tail_with_one_bar_overlap(engine, 
 
 
 def test_revised_last_bar_is_corrected(engine, synthetic, clock):
-    ingest_partition(engine, synthetic, Listing("AAA"), "1d", start=START, now=clock.now)
+    fetch_result(engine, synthetic, Listing("AAA"), "1d", start=START, now=clock.now)
     bars = stored(engine, "AAA", "1d")
     wrong = bars.tail(1).assign(symbol="AAA", timeframe="1d", close=bars["low"].iloc[-1])
     upsert_price_bars(engine, wrong)
     clock.now = NOW + pd.Timedelta(days=1)
-    result = ingest_partition(engine, synthetic, Listing("AAA"), "1d", now=clock.now)
+    result = fetch_result(engine, synthetic, Listing("AAA"), "1d", now=clock.now)
     assert result.bars_written == 2  # the corrected bar + the new one
     fixed = stored(engine, "AAA", "1d").set_index("ts")["close"]
     assert fixed[wrong["ts"].iloc[0]] == pytest.approx(bars["close"].iloc[-1])
@@ -96,7 +96,7 @@ def test_revised_last_bar_is_corrected(engine, synthetic, clock):
 
 def test_end_bounds_the_target(engine, synthetic):
     end = pd.Timestamp("2026-11-10", tz="UTC")
-    result = ingest_partition(engine, synthetic, Listing("AAA"), "1d", start=START, end=end, now=NOW)
+    result = fetch_result(engine, synthetic, Listing("AAA"), "1d", start=START, end=end, now=NOW)
     assert result.last_ts == pd.Timestamp("2026-11-09 14:30", tz="UTC")
 
 
@@ -106,7 +106,7 @@ def test_bad_csv_file_fails_its_partition_only_and_writes_nothing(engine, tmp_pa
     bad = good.copy()
     bad.loc[5, "high"] = bad.loc[5, "low"] / 2
     bad.to_csv(tmp_path / "BAD_1d.csv", index=False)
-    results = ingest_many(
+    results = fetch_results(
         engine,
         CsvSource(tmp_path),
         [Listing("BAD"), Listing("GOOD"), Listing("MISSING")],

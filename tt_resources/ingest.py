@@ -12,8 +12,8 @@ transaction as it arrives (bars that break a bar rule go to tt_bar_quarantine, t
 failure never discards what was received; a "no data" chunk becomes a hole, a span walked to its end closes
 the holes inside it that were not recorded again, and a backfill that fails part-way leaves its remainder
 as a hole. Failures are caught per
-partition and reported in the result; ingest_many always finishes the rest, running up to the source's
-`concurrency` partitions at once.
+partition and reported in its result (`ingest_after`); tt_pipeline.market.refresh_partitions runs many
+partitions, up to the source's `concurrency` at once, and always finishes the rest.
 """
 
 from __future__ import annotations
@@ -118,63 +118,6 @@ def plan_spans(
     elif hole_end is None and last < target:
         spans.append(Span(last, window_end, "tail"))
     return sorted(spans, key=lambda span: span.start)
-
-
-def ingest_partition(
-    engine: sa.Engine,
-    source: MarketDataSource,
-    listing: Listing,
-    timeframe: str,
-    *,
-    start=None,
-    end=None,
-    now=None,
-    hole_attempts: int = 3,
-) -> PartitionResult:
-    """Bring one partition up to the latest closed bar (see module doc). Naive start/end/now mean UTC."""
-    tf = get_timeframe(timeframe).name
-    stored = stored_partitions(engine, tf).get(listing.symbol, Stored())
-    return ingest_after(
-        engine, source, listing, tf, stored, start=start, end=end, now=now, hole_attempts=hole_attempts
-    )
-
-
-def ingest_many(
-    engine: sa.Engine,
-    source: MarketDataSource,
-    listings: Iterable[Listing],
-    timeframes: Iterable[str],
-    *,
-    start=None,
-    end=None,
-    now=None,
-    hole_attempts: int = 3,
-    progress: Callable[[PartitionResult], None] | None = None,
-) -> list[PartitionResult]:
-    """Ingest every listing x timeframe (timeframe-major), up to `source.concurrency` partitions at once;
-    results in that order; `progress` is called (in the caller's thread) as each partition finishes."""
-    listings = list(listings)
-    results = []
-    for timeframe in timeframes:
-        tf = get_timeframe(timeframe).name
-        stored = stored_partitions(engine, tf)
-        results += in_parallel(
-            lambda listing, tf=tf, stored=stored: ingest_after(
-                engine,
-                source,
-                listing,
-                tf,
-                stored.get(listing.symbol, Stored()),
-                start=start,
-                end=end,
-                now=now,
-                hole_attempts=hole_attempts,
-            ),
-            listings,
-            workers=source.concurrency,
-            done=progress,
-        )
-    return results
 
 
 def in_parallel[T, R](

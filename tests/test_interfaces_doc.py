@@ -4,6 +4,7 @@ docs/DESIGN.md imports and resolves, every file path they cite is in the reposit
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -68,3 +69,30 @@ def test_no_document_points_outside_the_repository(doc):
     text = (ROOT / doc).read_text()
     outside = [line for line in text.splitlines() if "../" in line]
     assert not outside, f"{doc} points outside the repository: {outside}"
+
+
+def readme_layout() -> dict[str, str]:
+    """README's "Layout" block: top-level directory -> its description (continuation lines joined)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout\n```\n", 1)[1].split("```", 1)[0]
+    layout: dict[str, str] = {}
+    for line in block.splitlines():
+        if not line.startswith(" "):
+            name, _, line = line.partition("/")
+            layout[name] = ""
+        layout[name] += " " + line.strip()
+    return layout
+
+
+def test_the_readme_layout_matches_the_tree():
+    """Every directory README's layout lists exists, every package is listed, and each module a package's
+    description names (a snake_case word that is not an installed package, like ib_async) is one of its files."""
+    layout = readme_layout()
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages - {"tests"} <= layout.keys(), "a package is missing from README's layout"
+    assert all((ROOT / name).is_dir() for name in layout), "README's layout lists a directory that is gone"
+    for package in packages - {"tests"}:
+        words = set(re.findall(r"\b([a-z]+_[a-z_]+)\b", layout[package]))
+        named = {word for word in words if importlib.util.find_spec(word) is None}
+        modules = {p.stem for p in (ROOT / package).rglob("*.py")}
+        assert named <= modules, f"README's layout of {package}/ names {sorted(named - modules)}"

@@ -1,5 +1,4 @@
-"""`tt train`: fetch missing bars, train PPO on the watchlist's bars, evaluate against baselines (replaces
-train_mvp)."""
+"""`tt train`: fetch missing bars, train PPO on the watchlist's bars, evaluate against baselines."""
 
 from __future__ import annotations
 

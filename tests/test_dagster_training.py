@@ -1,12 +1,16 @@
 """training_dataset -> ppo_model -> evaluation through Dagster with tiny PPO settings (SQLite)."""
 
 import dagster as dg
+import pytest
 import yaml
 
+from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
 from tt_resources.db import registry
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
+
+pytestmark = pytest.mark.slow
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 BARS_CONFIG = {
@@ -28,7 +32,7 @@ def test_dataset_model_evaluation_materialise_with_metadata(sqlite_engine, tmp_p
         "market_data": MarketDataResource(ibkr=IbkrResource()),
     }
     training_config = {"config": {"rl_config_path": str(rl_file), "total_timesteps": 128}}
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         [key_range] = symbol_ranges(SYMBOLS, "1d")
         market = defs.resolve_job_def("market_data_job").execute_in_process(
@@ -87,7 +91,7 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(
     monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
     rl_file = tmp_path / "rl.yaml"
     rl_file.write_text(yaml.safe_dump(TINY_RL))
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         [key_range] = symbol_ranges(SYMBOLS, "1d")
         job = defs.resolve_job_def

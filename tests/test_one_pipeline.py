@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.dagster_instance import instance_for_test
 from tests.test_ingest_cli import summary_rows
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
@@ -270,7 +271,7 @@ def _range_run(instance, engine, symbols, *, assets=None, config=None):
 
 
 def test_range_run_records_check_results_per_partition(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         assert _range_run(instance, sqlite_engine, SYMBOLS).success
         keys = [f"{s}|1d" for s in SYMBOLS]
@@ -282,7 +283,7 @@ def test_range_run_records_check_results_per_partition(sqlite_engine):
 
 
 def test_automation_requests_features_after_a_raw_bars_range_run(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS[:2])
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         result = _range_run(instance, sqlite_engine, SYMBOLS[:2], assets=[RAW_BARS])

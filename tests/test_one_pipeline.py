@@ -1,7 +1,11 @@
-"""One pipeline: `tt ingest` / `tt train` leave the same tables and exit codes with or without --via-dagster,
-and range runs report each partition on its own (checks, features, failures with their reasons)."""
+"""One pipeline: `tt ingest` / `tt train` leave the same tables and exit codes with or without --via-dagster
+(which records the chain's runs and lineage in the instance), and range runs report each partition on its
+own (checks, features, failures with their reasons)."""
 
 from __future__ import annotations
+
+import itertools
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -18,6 +22,7 @@ from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
 from tt_resources.resources import DatabaseResource, IbkrResource, MarketDataResource
 from tt_resources.synthetic import SyntheticSource
+from tt_resources.terms import ORACLE, POLICY_NAMES
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"
@@ -96,7 +101,7 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
         path: environment(tmp_path, path, TT_CSV_DIR=str(tmp_path), TT_SOURCE=source)
         for path in ("direct", "dagster")
     }
-    outcomes = {}
+    outcomes, printed = {}, {}
     for path, env in envs.items():
         flag = ["--via-dagster"] if path == "dagster" else []
         window = ["--symbols", ",".join(SYMBOLS), "--start", START, "--end", END, "--source", source]
@@ -105,6 +110,7 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
         train = tt(env, "train", *window, "--steps", "128", "--config", str(tmp_path / "rl.json"), *flag)
         assert train.exit_code == 0, train.output
         outcomes[path] = (ingest.exit_code, train.exit_code)
+        printed[path] = train.output
     assert outcomes["direct"] == outcomes["dagster"]
 
     direct, dagster = (envs[p]["DATABASE_URL"] for p in ("direct", "dagster"))
@@ -118,6 +124,23 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
     assert sorted(dataset["symbols"]) == SYMBOLS
     features, prices = table(direct, "tt_features"), table(direct, "tt_prices")
     assert len(features) == len(prices)  # every stored bar has its feature row
+    assert_lineage_recorded(envs["dagster"], printed["dagster"])
+
+
+def assert_lineage_recorded(env: dict[str, str], output: str) -> None:
+    """`tt train --via-dagster` ran the whole chain as Dagster runs recorded in the instance, saved its model
+    and printed the agent and every baseline (no planted oracle: only the demo scores one)."""
+    table = output[output.index("out-of-sample 1d") :].splitlines()
+    header = next(k for k, line in enumerate(table) if line.split()[:1] == ["policy"])
+    rows = itertools.takewhile(str.strip, table[header + 2 :])  # the table ends at a blank line
+    assert sorted(line.split()[0] for line in rows) == sorted(p for p in POLICY_NAMES if p != ORACLE)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        jobs = [run.job_name for run in instance.get_runs()]
+        for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+    assert set(jobs) == {"market_data_job", "training_job", "retrain_job"}
+    assert (jobs.count("training_job"), jobs.count("retrain_job")) == (1, 1)
+    assert list((Path(env["TT_DATA_DIR"]) / "models" / "1d").glob("*/model.zip"))
 
 
 def test_features_reach_the_last_bar_when_the_direct_path_extends_dagster_bars(tmp_path):

@@ -1,5 +1,7 @@
 """ppo_model's walk-forward jobs (1 fold x 2 seeds) run as separate steps of a real Dagster instance with
-the multiprocess executor; evaluation gathers them. Tiny PPO settings, a SQLite database."""
+the multiprocess executor; evaluation gathers them. Tiny PPO settings, a SQLite database. Only ppo_model
+runs under the multiprocess executor (every step there is a new interpreter importing torch); its dataset
+and its evaluation run in this process."""
 
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ class FanOut:
 
 @pytest.fixture(scope="module")
 def fan_out(tmp_path_factory) -> Iterator[FanOut]:
-    """training_job on 1d under the multiprocess executor, after a market_data_job run over SYMBOLS."""
+    """training_job's assets on 1d (ppo_model under the multiprocess executor), after a market_data_job run
+    over SYMBOLS."""
     tmp = tmp_path_factory.mktemp("fan_out")
     url = f"sqlite:///{tmp / 'tt.sqlite'}"
     rl_file = tmp / "rl.yaml"
@@ -78,18 +81,25 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
             instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG
         )
         assert market.success
-        result = dg.execute_job(
+        training = defs.resolve_job_def("training_job")
+        in_process = {"instance": instance, "partition_key": "1d"}
+        assert training.execute_in_process(
+            **in_process, asset_selection=[dg.AssetKey("training_dataset")]
+        ).success
+        fanned = dg.execute_job(
             TRAINING_JOB,
             instance,
             run_config={"ops": {"ppo_model": {"config": {"rl_config_path": str(rl_file)}}}},
             tags={"dagster/partition": "1d"},
+            asset_selection=[dg.AssetKey("ppo_model")],
         )
-        assert result.success
+        assert fanned.success
+        assert training.execute_in_process(**in_process, asset_selection=[dg.AssetKey("evaluation")]).success
         [model] = registry.models_on_dataset(engine, _dataset_version(instance))
         yield FanOut(
             instance,
             engine,
-            result.run_id,
+            fanned.run_id,
             model["model_id"],
             model["dataset_version"],
             str(rl_file),
@@ -132,8 +142,7 @@ def test_evaluation_of_the_fanned_out_model_equals_the_in_process_walk_forward(f
     )
     evaluate_model(fan_out.engine, direct.model_id, run_id="in-process")
     fanned, in_process = (_evaluation(fan_out.engine, m) for m in (fan_out.model_id, direct.model_id))
-    print(fanned[["policy", "fold", "seed"]].to_string())
-    assert len(fanned) == 4 + 2 + 1 + 3 * 3  # agent: 4 jobs, 2 seeds stitched, the summary; 3 baselines x 3
+    assert len(fanned) == 2 + 2 + 1 + 3 * 2  # agent: 2 jobs, 2 seeds stitched, the summary; 3 baselines x 2
     pd.testing.assert_frame_equal(fanned, in_process)
 
 

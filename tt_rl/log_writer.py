@@ -2,10 +2,10 @@
 
 Writing (building Arrow tables from the arrays, SQL) runs in a child process (`python -m tt_rl.log_writer`),
 so it uses the other core instead of holding the stepping process's GIL. One writer serves every logger of
-a process for the process's lifetime (starting an interpreter per episode cost ~1 s each, 12 per
-evaluation). The parent sends jobs (pickled, their numpy arrays out of band, framed by
-`multiprocessing.connection`) over a pipe; the child runs them in order, each in one transaction, and
-answers every job with None or the exception it raised. A job names its database URL, so the URL never
+a process for the process's lifetime (an interpreter started per episode cost seconds each:
+`eval_episode_s_*` in bench/results/env_speed.json). The parent sends jobs (pickled, their numpy arrays
+out of band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one
+transaction, and answers every job with None or the exception it raised. A job names its database URL, so the URL never
 appears on the child's command line or in its environment. When the parent dies the child still stores
 every whole job in the pipe, then sees end-of-file and exits: a hard kill of the parent loses only its
 unflushed buffer.

@@ -87,6 +87,7 @@ class SessionDatabase:
             self._at_head = True
             return engine
         with engine.begin() as conn:
+            # metadata names every table: test_migrations checks the migrated schema against it
             for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
             sequences = conn.execute(

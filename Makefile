@@ -18,11 +18,12 @@ setup: .venv/.synced
 demo: setup
 	$(RUN) tt demo
 
+# both cores; a file's tests share one worker (and its module-scoped scenarios); the 25 slowest are listed
 test: setup
 	bash scripts/ensure_services.sh
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	TT_REQUIRE_BROWSER=1 $(RUN) pytest
+	TT_REQUIRE_BROWSER=1 $(RUN) pytest -n 2 --dist loadfile --durations=25
 
 lint: setup
 	$(RUN) ruff check .

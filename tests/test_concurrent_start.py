@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import _fresh_pg
 from tt_resources.db.engine import create_engine
 
 HANG_TIMEOUT = 300  # seconds; only bounds a hang, the processes normally end in seconds
@@ -68,12 +67,12 @@ def test_concurrent_db_upgrade_on_fresh_sqlite_file_all_succeed(tmp_path):
 
 
 @pytest.mark.slow
-def test_concurrent_db_upgrade_on_fresh_postgres_database_all_succeed(pg_server_url, tmp_path):
+def test_concurrent_db_upgrade_on_fresh_postgres_database_all_succeed(pg_database, tmp_path):
     for attempt in range(5):
         directory = tmp_path / str(attempt)
         directory.mkdir()
-        _fresh_pg(pg_server_url).dispose()
-        assert_all_succeeded(run_together(["db", "upgrade"], {"DATABASE_URL": pg_server_url}, directory))
+        url = pg_database.empty()
+        assert_all_succeeded(run_together(["db", "upgrade"], {"DATABASE_URL": url}, directory))
 
 
 @pytest.mark.slow

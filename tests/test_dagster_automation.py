@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from tests.dagster_instance import instance_for_test
 from tt_assets.automation import (
     RetrainPolicy,
     daily_bars_schedule,
@@ -39,7 +40,7 @@ def _keys(instance, run_request: dg.RunRequest) -> list[str]:
     ("schedule", "timeframes"), [(daily_bars_schedule, ["1d"]), (intraday_bars_schedule, ["1h", "15m"])]
 )
 def test_schedules_request_every_registered_symbol_in_chunks(schedule, timeframes):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         requests = schedule(dg.build_schedule_context(instance=instance))
         assert len(requests) == 2 * len(timeframes)  # 30 symbols in chunks of 25, per timeframe
@@ -49,7 +50,7 @@ def test_schedules_request_every_registered_symbol_in_chunks(schedule, timeframe
 
 
 def test_schedule_skips_without_symbols():
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         result = daily_bars_schedule(dg.build_schedule_context(instance=instance))
         assert isinstance(result, dg.SkipReason)
 
@@ -57,7 +58,7 @@ def test_schedule_skips_without_symbols():
 def test_watchlist_sensor_adds_new_and_drops_removed_symbols(tmp_path):
     csv = tmp_path / "watchlist.csv"
     csv.write_text("symbol,exchange,currency,sector\nAAPL,SMART,USD,Tech\nMSFT,SMART,USD,Tech\n")
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", ["MSFT", "GONE"])
         context = dg.build_sensor_context(
             instance=instance, resources={"watchlist": WatchlistResource(path=str(csv))}
@@ -132,7 +133,7 @@ OTHER_CONFIG = {**RETRAIN_CONFIG, "ppo": {**RETRAIN_CONFIG["ppo"], "seed": 7}}
 
 
 def test_retraining_sensor_fires_once_per_new_dataset(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         assert isinstance(_tick(instance, sqlite_engine), dg.SkipReason)  # nothing built yet
 
         _dataset_built(instance, "v1")
@@ -152,7 +153,7 @@ def test_retraining_sensor_fires_once_per_new_dataset(sqlite_engine):
 
 
 def test_sharpe_rule_fires_once_per_dataset_code_and_config(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         _dataset_built(instance, "v1")
         # the model on v1 came from another config and scores below the threshold: one retrain
         _model(sqlite_engine, "m1", "v1", sharpe=-0.5, config=OTHER_CONFIG)

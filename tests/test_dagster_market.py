@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
@@ -39,7 +40,7 @@ def _value(materialization, name):
 
 
 def test_bars_and_features_materialise_then_stay_fresh(engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         [key_range] = symbol_ranges(SYMBOLS, "1d")
         first = _run(instance, engine, tags=range_tags(key_range))
@@ -74,7 +75,7 @@ def test_bars_and_features_materialise_then_stay_fresh(engine):
 
 
 def test_bad_bars_fail_blocking_checks_and_block_features(engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", ["MSFT"])
         assert _run(instance, engine, partition_key="MSFT|1d").success
         with engine.begin() as conn:

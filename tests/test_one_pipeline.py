@@ -1,7 +1,11 @@
-"""One pipeline: `tt ingest` / `tt train` leave the same tables and exit codes with or without --via-dagster,
-and range runs report each partition on its own (checks, features, failures with their reasons)."""
+"""One pipeline: `tt ingest` / `tt train` leave the same tables and exit codes with or without --via-dagster
+(which records the chain's runs and lineage in the instance), and range runs report each partition on its
+own (checks, features, failures with their reasons)."""
 
 from __future__ import annotations
+
+import itertools
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -9,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.dagster_instance import instance_for_test
 from tests.test_ingest_cli import summary_rows
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
@@ -17,12 +22,13 @@ from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistR
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
 from tt_resources.sources.synthetic import SyntheticSource
+from tt_resources.terms import ORACLE, POLICY_NAMES
 from tt_resources.watchlist import Listing
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 START, END = "2025-01-01", "2025-09-30"
-RL_CONFIG = (
-    '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, '
+RL_CONFIG = (  # a learning rate other than the default, to find in the Dagster run's config
+    '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "learning_rate": 0.0005}, '
     '"env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 1}}'
 )
 # columns that differ between two runs of the same pipeline by construction (ids, wall-clock times, paths)
@@ -98,7 +104,7 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
         path: environment(tmp_path, path, TT_CSV_DIR=str(tmp_path), TT_SOURCE=source)
         for path in ("direct", "dagster")
     }
-    outcomes = {}
+    outcomes, printed = {}, {}
     for path, env in envs.items():
         flag = ["--via-dagster"] if path == "dagster" else []
         window = ["--symbols", ",".join(SYMBOLS), "--start", START, "--end", END, "--source", source]
@@ -107,6 +113,7 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
         train = tt(env, "train", *window, "--steps", "128", "--config", str(tmp_path / "rl.json"), *flag)
         assert train.exit_code == 0, train.output
         outcomes[path] = (ingest.exit_code, train.exit_code)
+        printed[path] = train.output
     assert outcomes["direct"] == outcomes["dagster"]
 
     direct, dagster = (envs[p]["DATABASE_URL"] for p in ("direct", "dagster"))
@@ -120,6 +127,28 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
     assert sorted(dataset["symbols"]) == SYMBOLS
     features, prices = table(direct, "tt_features"), table(direct, "tt_prices")
     assert len(features) == len(prices)  # every stored bar has its feature row
+    assert_lineage_recorded(envs["dagster"], printed["dagster"])
+
+
+def assert_lineage_recorded(env: dict[str, str], output: str) -> None:
+    """`tt train --via-dagster` ran the whole chain as Dagster runs recorded in the instance, saved its model
+    and printed the agent and every baseline (no planted oracle: only the demo scores one)."""
+    table = output[output.index("out-of-sample 1d") :].splitlines()
+    header = next(k for k, line in enumerate(table) if line.split()[:1] == ["policy"])
+    rows = itertools.takewhile(str.strip, table[header + 2 :])  # the table ends at a blank line
+    assert sorted(line.split()[0] for line in rows) == sorted(p for p in POLICY_NAMES if p != ORACLE)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        jobs = [run.job_name for run in instance.get_runs()]
+        for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+        # the RL config (--config FILE with --steps) travels as the run's config, not as a file
+        [retrain] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
+        ppo = retrain.run_config["ops"]["ppo_model"]["config"]["ppo"]
+        assert (ppo["learning_rate"], ppo["total_timesteps"]) == (0.0005, 128)
+    assert not (Path(env["TT_DATA_DIR"]) / "configs").exists()
+    assert set(jobs) == {"market_data_job", "training_job", "retrain_job"}
+    assert (jobs.count("training_job"), jobs.count("retrain_job")) == (1, 1)
+    assert list((Path(env["TT_DATA_DIR"]) / "models" / "1d").glob("*/model.zip"))
 
 
 def test_features_reach_the_last_bar_when_the_direct_path_extends_dagster_bars(tmp_path):
@@ -280,7 +309,7 @@ def _range_run(instance, engine, symbols, *, assets=None, config=None):
 
 
 def test_range_run_records_check_results_per_partition(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
         assert _range_run(instance, sqlite_engine, SYMBOLS).success
         keys = [f"{s}|1d" for s in SYMBOLS]
@@ -292,7 +321,7 @@ def test_range_run_records_check_results_per_partition(sqlite_engine):
 
 
 def test_automation_requests_features_after_a_raw_bars_range_run(sqlite_engine):
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS[:2])
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         result = _range_run(instance, sqlite_engine, SYMBOLS[:2], assets=[RAW_BARS])

@@ -1,8 +1,11 @@
-"""Quiet, whole consoles: `tt demo` in an 80-column terminal prints no third-party notice and no cut line
-(stdout and stderr of a real process, so TensorFlow's C++ log is seen too); `tt --verbose` lets them through."""
+"""Quiet, whole consoles: the results and ingest tables at 80 columns (fixed frames) wrap instead of cutting a
+number; `tt --verbose` lets third-party notices through. The smoke test of a real quiet process at 80
+columns reads the shared demo run (tests/test_demo.py)."""
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import re
 import subprocess
@@ -10,12 +13,13 @@ import sys
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
+from rich.console import Console
 
 from tests.test_ingest_cli import summary_rows
-from tt_cli.train import HEADERS
-from tt_resources.db.engine import create_engine
-from tt_resources.terms import HEADLINE_METRICS, TRAIN_TABLE_METRICS
+from tt_cli.common import ingest_summary
+from tt_cli.train import HEADERS, results_table
+from tt_pipeline.market import PartitionReport
+from tt_resources.terms import HEADLINE_METRICS, METRIC_NAMES, POLICY_NAMES, TRAIN_TABLE_METRICS
 
 NOISE = ("Warning", "warning:", "I0000", "W0000", "absl", "oneDNN", "Beta", "Preview")
 RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
@@ -74,48 +78,62 @@ def assert_whole_results(columns: dict[str, list[str]], metrics: tuple[str, ...]
     assert cells and [cell for cell in cells if not WHOLE_CELL.fullmatch(cell)] == []
 
 
+def rendered(renderable, width: int = 80) -> str:
+    """What a `width`-column terminal shows for `renderable` (no colour codes)."""
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def metrics_frame() -> pd.DataFrame:
+    """Stitched out-of-sample rows as tt_eval stores them, one per policy, with the widest cells a run can
+    print: huge percentages and ratios, negative numbers, undefined (NaN) values, an interval or none."""
+    values = [12_345.6789, -0.987654, 1_234.5, -123.456, math.nan]  # a policy's value of every metric
+    rows = []
+    for k, policy in enumerate(POLICY_NAMES):
+        row = {"policy": policy, **{name: values[(k + j) % 5] for j, name in enumerate(METRIC_NAMES)}}
+        low, high = (-12.345, 23.456) if policy == "ppo" else (math.nan, math.nan)  # only seeds give one
+        rows.append(row | {"sharpe_ci_low": low, "sharpe_ci_high": high, "psr": 0.999, "dsr": math.nan})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("names", "title"),
+    [(HEADLINE_METRICS, "1d out-of-sample"), (TRAIN_TABLE_METRICS, "out-of-sample 1d")],
+    ids=["demo", "train"],
+)
+def test_results_table_at_80_columns_shows_every_metric_whole(names, title):
+    output = rendered(results_table(metrics_frame(), title, names, 80))
+    assert_quiet_at_80_columns(output)
+    columns = results_tables(output, title)
+    assert_whole_results(columns, names)
+    assert columns["policy"] == list(POLICY_NAMES) * (len(columns["policy"]) // len(POLICY_NAMES))
+    assert "12345.68" in columns["sharpe"] and "1234567.9%" in output  # the widest numbers, whole
+    assert columns["95% CI"][:2] == ["-12.35..23.46", "-"]  # the interval across seeds, or none
+
+
+def test_ingest_summary_at_80_columns_prints_every_count_whole():
+    bars = {"1d": 9_876, "1h": 123_456, "15m": 12_345_678}
+    reports = [
+        PartitionReport(symbol, timeframe, "updated", requests=1_000, bars_written=n // 2)
+        for timeframe, n in bars.items()
+        for symbol in ("AAA", "BBB")
+    ]
+    output = rendered(ingest_summary(reports))
+    assert_quiet_at_80_columns(output)
+    rows = summary_rows(output)
+    assert {timeframe: cells[4] for timeframe, cells in rows.items()} == {
+        tf: f"{n:,}" for tf, n in bars.items()
+    }
+    assert {cells[5] for cells in rows.values()} == {"2,000"}
+
+
 @pytest.mark.slow
-def test_demo_at_80_columns_is_quiet_and_every_number_whole(tmp_path):
-    result = tt(tmp_path, "demo", "--symbols", "10", "--steps", "1024")
-    assert result.returncode == 0, result.stdout
-    assert_quiet_at_80_columns(result.stdout)
-    assert_whole_results(results_tables(result.stdout, "1d out-of-sample"), HEADLINE_METRICS)
-
-    engine = create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}")
-    with engine.connect() as conn:
-        stored = dict(
-            conn.execute(sa.text("SELECT timeframe, count(*) FROM tt_prices GROUP BY timeframe")).all()
-        )
-    engine.dispose()
-    rows = summary_rows(result.stdout)
-    assert set(rows) == {"1d", "1h", "15m"}
-    # a first run writes every stored bar: the summary's "bars written" (5th count) is the stored count, whole
-    assert {tf: cells[4] for tf, cells in rows.items()} == {tf: f"{n:,}" for tf, n in stored.items()}
-    assert all(n > 1000 for n in stored.values())  # numbers with a thousands separator were printed whole
-
-
-@pytest.mark.slow
-def test_train_at_80_columns_shows_every_metric_whole(tmp_path):
-    config = tmp_path / "rl.json"
-    config.write_text(
-        '{"ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},'
-        ' "env": {"max_episode_steps": 50}, "eval": {"n_folds": 2, "seeds": 2}}'
-    )
-    args = ("--limit", "3", "--steps", "128", "--months", "14", "--config", str(config))
-    result = tt(tmp_path, "train", *args)
-    assert result.returncode == 0, result.stdout
-    assert_quiet_at_80_columns(result.stdout)
-    assert_whole_results(results_tables(result.stdout, "out-of-sample 1d"), TRAIN_TABLE_METRICS)
-
-
 def test_verbose_lets_dagster_beta_warnings_through(tmp_path):
+    # the same command without --verbose prints none: the demo's smoke test (tests/test_demo.py) runs it
     args = ("ingest", "--symbols", "AAA", "--interval", "1d", "--source", "synthetic", "--start", RECENT)
-    quiet = tt(tmp_path / "quiet", *args, "--via-dagster")
-    verbose = tt(tmp_path / "verbose", "--verbose", *args, "--via-dagster")
-    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stdout + verbose.stdout
-    assert "BetaWarning" not in quiet.stdout and "PreviewWarning" not in quiet.stdout
+    verbose = tt(tmp_path, "--verbose", *args, "--via-dagster")
+    assert verbose.returncode == 0, verbose.stdout
     # tt_assets.partitions builds a MultiToSingleDimensionPartitionMapping, which Dagster marks beta
     assert "BetaWarning: Class `MultiToSingleDimensionPartitionMapping`" in verbose.stdout
-    assert (
-        summary_rows(quiet.stdout)["1d"][:4] == summary_rows(verbose.stdout)["1d"][:4] == ["1", "0", "1", "0"]
-    )
+    assert summary_rows(verbose.stdout)["1d"][:4] == ["1", "0", "1", "0"]

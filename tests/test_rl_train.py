@@ -210,7 +210,19 @@ def test_logger_write_errors_surface_on_the_stepping_thread(sqlite_url, panel):
     engine.dispose()
 
 
-def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, panel):
+def _log_writers(process: psutil.Process) -> list[psutil.Process]:
+    """`process`'s living log writer children."""
+    found = []
+    for child in process.children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "tt_rl.log_writer" in child.cmdline():
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_loggers_of_a_process_share_one_child_writer_that_never_sees_the_password(db_url, panel):
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
     from tt_rl.env import build_env
@@ -221,21 +233,23 @@ def test_logger_writes_in_a_child_process_that_never_sees_the_password(db_url, p
         url = url.set(password="s3cret")  # trust auth here: accepted and ignored by the server
     engine = create_engine(url)
     upgrade(engine)
-    before = set(psutil.Process().children())
-    env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=8)
-    (writer,) = set(psutil.Process().children()) - before
-    assert "tt_rl.log_writer" in writer.cmdline() and "s3cret" not in " ".join(writer.cmdline())
-    env.reset(seed=0)
-    for _ in range(20):
-        env.step(env.action_space.sample())
-    env.flush()
+    for run in range(2):
+        env = EpisodeLogger(build_env(panel, _tiny()), engine, split="train", policy="random", flush_every=8)
+        (writer,) = _log_writers(psutil.Process())
+        if run == 0:
+            first = writer
+        assert writer == first  # the second logger's episodes go to the same process
+        assert "s3cret" not in " ".join(writer.cmdline()) and "s3cret" not in str(writer.environ())
+        env.reset(seed=0)
+        for _ in range(20):
+            env.step(env.action_space.sample())
+        env.flush()
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(portfolio)).scalar() == 20 * (run + 1)
+        env.close()
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(portfolio)).scalar() == 20
-    env.close()
-    assert not writer.is_running() or writer.status() == psutil.STATUS_ZOMBIE
-    with engine.connect() as conn:
-        (row,) = conn.execute(sa.select(episodes)).all()
-    assert row.status == "incomplete" and row.steps == 20
+        rows = conn.execute(sa.select(episodes)).all()
+    assert [(row.status, row.steps) for row in rows] == [("incomplete", 20)] * 2
     engine.dispose()
 
 
@@ -243,11 +257,10 @@ def test_logger_reports_a_dead_writer(sqlite_engine, panel):
     from tt_rl.env import build_env
     from tt_rl.episode_log import EpisodeLogger
 
-    before = set(psutil.Process().children())
     env = EpisodeLogger(
         build_env(panel, _tiny()), sqlite_engine, split="train", policy="random", flush_every=4
     )
-    (writer,) = set(psutil.Process().children()) - before
+    (writer,) = _log_writers(psutil.Process())
     writer.kill()  # not reaped here: the logger's Popen reads its exit code
     while writer.status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.05)
@@ -259,6 +272,9 @@ def test_logger_reports_a_dead_writer(sqlite_engine, panel):
     with pytest.raises(RuntimeError, match="exited with code -9"):
         env.close()  # the closing update cannot be stored either; the logger still lets go of the writer
     env.close()  # a second close is a no-op
+    again = EpisodeLogger(build_env(panel, _tiny()), sqlite_engine, split="train", policy="random")
+    assert _log_writers(psutil.Process()) not in ([], [writer])  # the next logger starts a new writer
+    again.close()
 
 
 HANG_BOUND_S = 1800  # against a hung child only: a loaded machine may need minutes for its imports

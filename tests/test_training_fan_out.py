@@ -1,5 +1,7 @@
-"""ppo_model's walk-forward jobs (2 folds x 2 seeds) run as separate steps of a real Dagster instance with
-the multiprocess executor; evaluation gathers them. Tiny PPO settings, a SQLite database."""
+"""ppo_model's walk-forward jobs (1 fold x 2 seeds) run as separate steps of a real Dagster instance with
+the multiprocess executor; evaluation gathers them. Tiny PPO settings, a SQLite database. Only ppo_model
+runs under the multiprocess executor (every step there is a new interpreter importing torch); its dataset
+and its evaluation run in this process."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, symbol_ranges
 from tt_resources.db import registry
@@ -24,16 +27,16 @@ from tt_rl.config import RLConfig
 
 pytestmark = pytest.mark.slow
 
-SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+SYMBOLS = ["AAPL", "MSFT"]
 BARS_CONFIG = {
     "ops": {"market_data": {"config": {"start": "2025-07-08", "end": "2026-11-20T22:00:00+00:00"}}}
 }
 TINY_RL = {
     "env": {"window_size": 5, "max_episode_steps": 64},
-    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "net_arch": [16], "total_timesteps": 128},
-    "eval": {"n_folds": 2, "seeds": 2},
+    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "net_arch": [16], "total_timesteps": 64},
+    "eval": {"n_folds": 1, "seeds": 2},  # two jobs are enough for "each in its own step and process"
 }
-JOB_KEYS = ["fold0_seed0", "fold0_seed1", "fold1_seed0", "fold1_seed1"]
+JOB_KEYS = ["fold0_seed0", "fold0_seed1"]
 # tt_eval columns that name the run, its models and episodes rather than carry a figure
 ID_COLUMNS = ["eval_id", "model_id", "fold_model_id", "episode_id", "run_id", "created_at"]
 
@@ -60,7 +63,8 @@ class FanOut:
 
 @pytest.fixture(scope="module")
 def fan_out(tmp_path_factory) -> Iterator[FanOut]:
-    """training_job on 1d under the multiprocess executor, after a market_data_job run over SYMBOLS."""
+    """training_job's assets on 1d (ppo_model under the multiprocess executor), after a market_data_job run
+    over SYMBOLS."""
     tmp = tmp_path_factory.mktemp("fan_out")
     url = f"sqlite:///{tmp / 'tt.sqlite'}"
     rl_file = tmp / "rl.yaml"
@@ -68,7 +72,7 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
     engine = create_engine(url)
     upgrade(engine)
     # the step processes configure the code location's resources from the environment they inherit
-    with pytest.MonkeyPatch.context() as env, dg.instance_for_test(temp_dir=str(tmp)) as instance:
+    with pytest.MonkeyPatch.context() as env, instance_for_test(temp_dir=str(tmp)) as instance:
         env.setenv("TT_DATA_DIR", str(tmp))
         env.setenv("DATABASE_URL", url)
         instance.add_dynamic_partitions("symbol", SYMBOLS)
@@ -77,18 +81,25 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
             instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG
         )
         assert market.success
-        result = dg.execute_job(
+        training = defs.resolve_job_def("training_job")
+        in_process = {"instance": instance, "partition_key": "1d"}
+        assert training.execute_in_process(
+            **in_process, asset_selection=[dg.AssetKey("training_dataset")]
+        ).success
+        fanned = dg.execute_job(
             TRAINING_JOB,
             instance,
             run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
             tags={"dagster/partition": "1d"},
+            asset_selection=[dg.AssetKey("ppo_model")],
         )
-        assert result.success
+        assert fanned.success
+        assert training.execute_in_process(**in_process, asset_selection=[dg.AssetKey("evaluation")]).success
         [model] = registry.models_on_dataset(engine, _dataset_version(instance))
         yield FanOut(
             instance,
             engine,
-            result.run_id,
+            fanned.run_id,
             model["model_id"],
             model["dataset_version"],
             str(rl_file),
@@ -114,7 +125,7 @@ def test_each_fold_and_seed_trains_in_its_own_step_and_process(fan_out):
     ]
     assert sorted(e.step_key for e in trained) == [f"ppo_model.train_fold[{key}]" for key in JOB_KEYS]
     processes = {e.dagster_event.pid for e in trained}
-    assert len(processes) == 4 and os.getpid() not in processes
+    assert len(processes) == len(JOB_KEYS) and os.getpid() not in processes
 
 
 def test_evaluation_of_the_fanned_out_model_equals_the_in_process_walk_forward(fan_out):
@@ -131,7 +142,7 @@ def test_evaluation_of_the_fanned_out_model_equals_the_in_process_walk_forward(f
     )
     evaluate_model(fan_out.engine, direct.model_id, run_id="in-process")
     fanned, in_process = (_evaluation(fan_out.engine, m) for m in (fan_out.model_id, direct.model_id))
-    assert len(fanned) == 4 + 2 + 1 + 3 * 3  # agent: 4 jobs, 2 seeds stitched, the summary; 3 baselines x 3
+    assert len(fanned) == 2 + 2 + 1 + 3 * 2  # agent: 2 jobs, 2 seeds stitched, the summary; 3 baselines x 2
     pd.testing.assert_frame_equal(fanned, in_process)
 
 
@@ -145,7 +156,7 @@ def _evaluation(engine: sa.Engine, model_id: str) -> pd.DataFrame:
 
 
 def test_re_executed_steps_reuse_the_registered_fold_and_walk_forward_model(fan_out):
-    steps = ["ppo_model.train_fold[fold1_seed1]", "ppo_model.register_model"]
+    steps = ["ppo_model.train_fold[fold0_seed1]", "ppo_model.register_model"]
     again = dg.execute_job(  # the fixture's environment still points at its database and data dir
         TRAINING_JOB,
         fan_out.instance,
@@ -160,7 +171,7 @@ def test_re_executed_steps_reuse_the_registered_fold_and_walk_forward_model(fan_
                 sa.or_(models.c.model_id == fan_out.model_id, models.c.group_id == fan_out.model_id)
             )
         ).scalars()
-        assert len(list(group)) == 1 + 4  # no fold model trained again, the walk-forward model kept
+        assert len(list(group)) == 1 + len(JOB_KEYS)  # no fold model trained again, walk-forward model kept
     [materialised] = fan_out.instance.all_logs(
         again.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     )

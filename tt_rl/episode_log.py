@@ -72,7 +72,9 @@ class EpisodeLogger(gymnasium.Wrapper):
         self._pending_start: dict | None = None  # the open episode's row, until its first write
         url = engine if isinstance(engine, str) else engine.url.render_as_string(hide_password=False)
         self._key = uuid.uuid4().hex
-        self._writer: LogWriter | None = LogWriter.attach(url)  # before our atexit hook: runs after it
+        self._writer: LogWriter | None = LogWriter.attach(
+            self._key, url
+        )  # before our atexit hook: runs after it
         atexit.register(self.close)
 
     def reset(self, **kwargs: Any):
@@ -182,7 +184,7 @@ class EpisodeLogger(gymnasium.Wrapper):
                 self._writer.wait(self._key)
             finally:
                 writer, self._writer = self._writer, None
-                writer.detach()
+                writer.detach(self._key)
         super().close()
 
 

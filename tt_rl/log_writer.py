@@ -1,12 +1,14 @@
 """The episode logger's writer process: turns buffered step arrays into rows and stores them.
 
 Writing (building Arrow tables from the arrays, SQL) runs in a child process (`python -m tt_rl.log_writer`),
-so it uses the other core instead of holding the stepping process's GIL. One writer serves all the loggers
-of a process that write to the same database. The parent sends jobs (pickled, their numpy arrays out of
-band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one
-transaction, and answers every job with None or the exception it raised. The database URL reaches the
-child through its environment, never its command line. When the parent dies the child still stores every whole job in the
-pipe, then sees end-of-file and exits: a hard kill of the parent loses only its unflushed buffer.
+so it uses the other core instead of holding the stepping process's GIL. One writer serves every logger of
+a process for the process's lifetime (an interpreter started per episode cost seconds each:
+`eval_episode_s_*` in bench/results/env_speed.json). The parent sends jobs (pickled, their numpy arrays
+out of band, framed by `multiprocessing.connection`) over a pipe; the child runs them in order, each in one
+transaction, and answers every job with None or the exception it raised. A job names its database URL, so the URL never
+appears on the child's command line or in its environment. When the parent dies the child still stores
+every whole job in the pipe, then sees end-of-file and exits: a hard kill of the parent loses only its
+unflushed buffer.
 """
 
 from __future__ import annotations
@@ -31,44 +33,41 @@ from tt_resources.db.bulk import float_array, json_arrays
 from tt_resources.db.engine import create_engine
 from tt_rl.record import COLUMN
 
-URL_VARIABLE = "TT_LOG_WRITER_URL"
 DEPTH_PER_LOGGER = 4  # jobs in flight per attached logger before a submit waits
 PIPE_BYTES = 1 << 20  # the job pipe's buffer: Linux's default limit for unprivileged processes
 
 
 class LogWriter:
-    """Parent end of one writer process; shared per (process, database URL) through `attach`/`detach`.
+    """Parent end of this process's writer process, shared by its loggers through `attach`/`detach`.
 
     Jobs are tagged with the submitting logger's key; a job's error is kept for that key and raised (once)
-    by the key's next `submit` or `wait`."""
+    by the key's next `submit` or `wait`. The process is stopped at interpreter exit."""
 
-    _shared: ClassVar[dict[tuple[int, str], LogWriter]] = {}
+    _shared: ClassVar[dict[int, LogWriter]] = {}
 
     @classmethod
-    def attach(cls, url: str) -> LogWriter:
-        """The writer of this process for `url` (started on first use), with one more user."""
-        key = (os.getpid(), url)
-        writer = cls._shared.get(key)
-        if writer is None:
-            writer = cls._shared[key] = cls(url)
-        writer._users += 1
+    def attach(cls, key: str, url: str) -> LogWriter:
+        """The writer of this process (started on first use, or again after it died), storing logger
+        `key`'s jobs in the database at `url`."""
+        writer = cls._shared.get(os.getpid())
+        if writer is None or writer._process.poll() is not None:
+            writer = cls._shared[os.getpid()] = cls()
+        writer._urls[key] = url
         return writer
 
-    def __init__(self, url: str) -> None:
+    def __init__(self) -> None:
         jobs_in, jobs_out = os.pipe()
         _widen(jobs_out)
         acks_in, acks_out = os.pipe()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tt_rl.log_writer", str(jobs_in), str(acks_out)],
             pass_fds=(jobs_in, acks_out),
-            env={**os.environ, URL_VARIABLE: url},
         )
         os.close(jobs_in)
         os.close(acks_out)
         self._jobs = Connection(jobs_out, readable=False)
         self._acks = Connection(acks_in, writable=False)
-        self._url = url
-        self._users = 0
+        self._urls: dict[str, str] = {}  # attached logger key -> its database URL
         self._in_flight = 0
         self._errors: dict[str, BaseException] = {}
         atexit.register(self.stop)
@@ -79,10 +78,10 @@ class LogWriter:
         while self._acks.poll():
             self._receive()
         self._raise(key)
-        while self._in_flight >= DEPTH_PER_LOGGER * max(self._users, 1):
+        while self._in_flight >= DEPTH_PER_LOGGER * max(len(self._urls), 1):
             self._receive()
         try:
-            _send(self._jobs, (key, job))
+            _send(self._jobs, (key, self._urls[key], job))
         except OSError:
             self._died()
         self._in_flight += 1
@@ -93,16 +92,15 @@ class LogWriter:
             self._receive()
         self._raise(key)
 
-    def detach(self) -> None:
-        """One user fewer; the last one stops the process."""
-        self._users -= 1
-        if self._users <= 0:
-            self.stop()
+    def detach(self, key: str) -> None:
+        """Logger `key` is done (its jobs were waited for); the process stays for the next logger."""
+        self._urls.pop(key, None)
+        self._errors.pop(key, None)
 
     def stop(self) -> None:
         """Let the child finish the queued jobs and exit; wait for it."""
-        if self._shared.get((os.getpid(), self._url)) is self:
-            del self._shared[(os.getpid(), self._url)]
+        if self._shared.get(os.getpid()) is self:
+            del self._shared[os.getpid()]
         atexit.unregister(self.stop)
         if not self._jobs.closed:
             while self._in_flight and self._process.poll() is None:
@@ -279,24 +277,31 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def main(jobs_fd: int, acks_fd: int) -> None:
-    """Child: run jobs from `jobs_fd` until end-of-file, answering each on `acks_fd`."""
+    """Child: run jobs from `jobs_fd` until end-of-file, answering each on `acks_fd`. Keeps an engine on
+    the latest job's database only (a process's loggers write to one database, one after another in tests)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes us
     jobs, acks = Connection(jobs_fd, writable=False), Connection(acks_fd, readable=False)
-    engine = create_engine(os.environ.pop(URL_VARIABLE))
+    engine: sa.Engine | None = None
+    url = None
     try:
         while True:
             try:
-                key, job = _receive(jobs)
+                key, job_url, job = _receive(jobs)
             except EOFError:
                 break
             try:
+                if job_url != url:
+                    if engine is not None:
+                        engine.dispose()
+                    engine, url = create_engine(job_url), job_url
                 store(engine, *job)
                 error = None
             except Exception as exc:  # handed to the parent
                 error = _portable(exc)
             acks.send((key, error))
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 def choices(name: str, names: Any) -> type[enum.StrEnum]:
-    """The values of the Literal `names` as a string enum: Dagster config has no Literal, and the Launchpad
-    offers an enum's values; its members equal the plain strings."""
+    """The values of the Literal `names` as a string enum: Dagster config takes a Literal but not an optional
+    one, and a set variable passes through these fields as its checked value (an EnvVar cannot fill an enum);
+    the Launchpad offers the enum's values, and its members equal the plain strings."""
     return enum.StrEnum(name, {value: value for value in get_args(names)})
 
 

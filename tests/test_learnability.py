@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from tt_resources.terms import AGENT, ORACLE
 from tt_rl.learnability import run_case
 from tt_rl.significance import probabilistic_sharpe
+
+pytestmark = pytest.mark.slow  # each case trains PPO for STEPS steps
 
 STEPS = 30_000
 

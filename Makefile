@@ -8,9 +8,11 @@ RUN := $(UV) run --frozen
 
 .PHONY: setup demo test lint format bench dashboard dev workers clean
 
+# --compile-bytecode: installed packages ship no .pyc and this machine sets PYTHONDONTWRITEBYTECODE, so without it
+# every process (each Dagster step, `tt` subprocess, worker) compiles dagster, torch & co. from source again
 .venv/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 setup: .venv/.synced

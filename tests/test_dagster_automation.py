@@ -1,12 +1,18 @@
 """Schedules, the watchlist sensor and the retraining sensor against real instances and a real database."""
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from tests.dagster_instance import instance_for_test
+from tests.serving import stop
 from tt_assets.automation import (
     RetrainPolicy,
     daily_bars_schedule,
@@ -19,6 +25,7 @@ from tt_assets.models import rl_config
 from tt_assets.partitions import bar_partitions
 from tt_assets.resources import DatabaseResource, WatchlistResource
 from tt_pipeline.retraining import config_key
+from tt_resources.config import PROJECT_ROOT
 from tt_resources.db.schema import evals, models
 from tt_rl.train import code_version
 
@@ -60,18 +67,17 @@ def _assert_bar_runs(instance, requests, symbols: list[str], timeframes, run_key
 
 
 @pytest.mark.parametrize("count", [1, 150])
-@pytest.mark.parametrize(
-    ("schedule", "timeframes"), [(daily_bars_schedule, ["1d"]), (intraday_bars_schedule, ["1h", "15m"])]
-)
-def test_schedule_tick_requests_every_registered_symbol_in_keyed_chunks(schedule, timeframes, count):
+def test_schedule_ticks_request_every_registered_symbol_in_keyed_chunks(count):
     symbols = _watchlist(count)
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", symbols)
-        # evaluate_tick applies the checks the daemon and the UI's preview apply (a run_key per request)
-        tick = schedule.evaluate_tick(dg.build_schedule_context(instance, scheduled_execution_time=TICK))
-        _assert_bar_runs(instance, tick.run_requests, symbols, timeframes)
-        again = schedule.evaluate_tick(dg.build_schedule_context(instance, scheduled_execution_time=TICK))
-        assert [r.run_key for r in again.run_requests] == [r.run_key for r in tick.run_requests]
+        for schedule, timeframes in ((daily_bars_schedule, ["1d"]), (intraday_bars_schedule, ["1h", "15m"])):
+            # evaluate_tick applies the checks the daemon and the UI's preview apply (a run_key per request)
+            context = dg.build_schedule_context(instance, scheduled_execution_time=TICK)
+            tick = schedule.evaluate_tick(context)
+            _assert_bar_runs(instance, tick.run_requests, symbols, timeframes)
+            again = schedule.evaluate_tick(dg.build_schedule_context(instance, scheduled_execution_time=TICK))
+            assert again == tick  # a re-evaluated tick asks for the same runs under the same keys
 
 
 def test_schedule_tick_skips_without_symbols():
@@ -142,6 +148,63 @@ def test_watchlist_tick_drops_removed_symbols_and_fetches_readded_ones_again(tmp
 
         tick = _watchlist_tick(instance, _write_watchlist(csv, ["MSFT", "AAPL"]), cursor="5")
         assert tick.run_requests[0].run_key == "watchlist 6: AAPL|1d..AAPL|1d"
+
+
+@pytest.mark.slow
+def test_daemon_records_the_watchlist_tick_that_acted_as_a_success(tmp_path):
+    """The daemon's own path (`dagster sensor start`, `dagster-daemon run`) on 2 symbols (chunks: above): one
+    tick adds the partitions and queues a run per timeframe, and is recorded as SUCCESS with its run keys."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # runs stay queued: the tick is under test, not market_data_job
+    (home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 0\ntelemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TT_WATCHLIST_LIMIT": "2"}
+    bin_dir = Path(sys.executable).parent
+    workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+    log = tmp_path / "daemon.log"
+    # the storage exists before the two processes open it (both creating it at once fails one of them)
+    with dg.DagsterInstance.from_config(str(home)) as instance, log.open("w") as out:
+        daemon = subprocess.Popen(
+            [bin_dir / "dagster-daemon", "run", *workspace], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+        )
+        try:
+            started = subprocess.run(
+                [bin_dir / "dagster", "sensor", "start", "watchlist_sensor", *workspace],
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            assert started.returncode == 0, started.stderr[-3000:]
+            tick = _first_finished_tick(instance, "watchlist_sensor", daemon, log)
+            symbols = _watchlist(2)
+            assert list(instance.get_dynamic_partitions("symbol")) == symbols
+            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "watchlist_sensor"}))
+        finally:
+            stop(daemon, grace=30)
+    assert tick.status.value == "SUCCESS", (tick.skip_reason, tick.error)
+    assert sorted(tick.run_ids) == sorted(run.run_id for run in runs)
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.QUEUED}
+    assert sorted(tick.run_keys) == sorted(run.tags["dagster/run_key"] for run in runs)
+    first, last = symbols
+    assert sorted(tick.run_keys) == sorted(
+        f"watchlist 1: {first}|{tf}..{last}|{tf}" for tf in ("1d", "1h", "15m")
+    )
+
+
+def _first_finished_tick(instance, sensor: str, daemon: subprocess.Popen, log: Path):
+    """The sensor's first tick once it finished; AssertionError with the log's tail when the daemon exits
+    first or 300 s pass (a hang)."""
+    deadline = time.monotonic() + 300
+    while daemon.poll() is None and time.monotonic() < deadline:
+        for state in instance.all_instigator_state():
+            if state.instigator_name == sensor:
+                ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                finished = [t for t in ticks if t.status.value != "STARTED"]
+                if finished:
+                    return finished[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no finished tick of {sensor}: {log.read_text()[-3000:]}")
 
 
 def _now() -> datetime:

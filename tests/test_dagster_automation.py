@@ -143,7 +143,7 @@ def test_watchlist_tick_drops_removed_symbols_and_fetches_readded_ones_again(tmp
         assert tick.run_requests == [] and tick.cursor == "5"
         [delete] = tick.dynamic_partitions_requests
         assert delete.partition_keys == ["AAPL"]
-        assert tick.skip_message == "removed 1 symbols (AAPL); their stored bars stay"
+        assert tick.skip_message == "removed from the symbol partitions: AAPL (their stored bars stay)"
         _apply(instance, tick)
 
         tick = _watchlist_tick(instance, _write_watchlist(csv, ["MSFT", "AAPL"]), cursor="5")

@@ -103,15 +103,16 @@ def watchlist_sensor(context: dg.SensorEvaluationContext, watchlist: WatchlistRe
     again later is fetched again. Deleted symbols keep their stored bars."""
     symbols = watchlist.symbols()
     registered = list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
-    added = [s for s in symbols if s not in set(registered)]
-    removed = [s for s in registered if s not in set(symbols)]
+    known, wanted = set(registered), set(symbols)
+    added = [s for s in symbols if s not in known]
+    removed = [s for s in registered if s not in wanted]
     delete = dg.DeleteDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=removed)
     if not added:
         if not removed:
             return dg.SkipReason(f"symbol partitions already match the watchlist ({len(symbols)} symbols)")
         return dg.SensorResult(
             dynamic_partitions_requests=[delete],
-            skip_reason=f"removed {len(removed)} symbols ({', '.join(removed)}); their stored bars stay",
+            skip_reason=f"removed from the symbol partitions: {', '.join(removed)} (their stored bars stay)",
         )
     additions = int(context.cursor or 0) + 1
     add = dg.AddDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=added)

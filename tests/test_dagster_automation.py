@@ -29,13 +29,13 @@ from tt_resources.config import PROJECT_ROOT
 from tt_resources.db.schema import evals, models
 from tt_rl.train import code_version
 
-WATCHLIST = WatchlistResource(path="data/tensorwatchlist.csv")
+WATCHLIST_CSV = str(PROJECT_ROOT / "data" / "tensorwatchlist.csv")  # the real watchlist: 150 symbols
 TICK = datetime(2026, 12, 7, 21, 15, tzinfo=UTC)  # a Monday, 16:15 New York
 
 
 def _watchlist(count: int) -> list[str]:
-    """The first `count` symbols of the real watchlist (150 in all)."""
-    symbols = WATCHLIST.symbols()[:count]
+    """The first `count` symbols of the real watchlist."""
+    symbols = WatchlistResource(path=WATCHLIST_CSV).symbols()[:count]
     assert len(symbols) == count
     return symbols
 
@@ -113,7 +113,7 @@ def _apply(instance, tick) -> None:
 @pytest.mark.parametrize("count", [1, 150])
 def test_watchlist_tick_registers_and_fetches_new_symbols_once(count):
     symbols = _watchlist(count)
-    watchlist = WatchlistResource(path="data/tensorwatchlist.csv", limit=count)
+    watchlist = WatchlistResource(path=WATCHLIST_CSV, limit=count)
     with instance_for_test() as instance:
         tick = _watchlist_tick(instance, watchlist)
         [add] = tick.dynamic_partitions_requests
@@ -152,13 +152,13 @@ def test_watchlist_tick_drops_removed_symbols_and_fetches_readded_ones_again(tmp
 
 @pytest.mark.slow
 def test_daemon_records_the_watchlist_tick_that_acted_as_a_success(tmp_path):
-    """The daemon's own path (`dagster sensor start`, `dagster-daemon run`) on 2 symbols (chunks: above): one
-    tick adds the partitions and queues a run per timeframe, and is recorded as SUCCESS with its run keys."""
+    """The daemon's own path (`dagster sensor start`, `dagster-daemon run`) on 2 symbols (the chunking is
+    tested above through evaluate_tick): one tick adds the partitions and queues a run per timeframe, and is recorded as SUCCESS with its run keys."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     # runs stay queued: the tick is under test, not market_data_job
     (home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 0\ntelemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TT_WATCHLIST_LIMIT": "2"}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TT_WATCHLIST": WATCHLIST_CSV, "TT_WATCHLIST_LIMIT": "2"}
     bin_dir = Path(sys.executable).parent
     workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
     log = tmp_path / "daemon.log"

@@ -9,6 +9,7 @@ from tt_assets.partitions import (
     TIMEFRAMES,
     bar_partitions,
     range_tags,
+    split_key,
     symbol_ranges,
     timeframe_partitions,
 )
@@ -49,16 +50,24 @@ class RetrainPolicy(dg.ConfigurableResource):
         return cls(**configured_fields(min_sharpe="tt_retrain_min_sharpe"))
 
 
+def bar_run(key_range: dg.PartitionKeyRange, run_key_prefix: str = "") -> dg.RunRequest:
+    """One market_data_job run over `key_range` (consecutive symbols of one timeframe).
+
+    Its run_key names the range (`AAPL|1d..MSFT|1d`, after `run_key_prefix`): the daemon launches a key once per
+    schedule tick (a schedule's keys are scoped to the scheduled time) or once ever (a sensor's)."""
+    timeframe = split_key(key_range.start)[1]
+    return dg.RunRequest(
+        run_key=f"{run_key_prefix}{key_range.start}..{key_range.end}",
+        tags={**range_tags(key_range), "tt/timeframe": timeframe},
+    )
+
+
 def bar_refresh_requests(
     context: dg.ScheduleEvaluationContext, timeframes: tuple[str, ...]
 ) -> list[dg.RunRequest]:
     """One market_data_job run per chunk of registered symbols and timeframe (a partition key range each)."""
     symbols = list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
-    return [
-        dg.RunRequest(tags={**range_tags(key_range), "tt/timeframe": timeframe})
-        for timeframe in timeframes
-        for key_range in symbol_ranges(symbols, timeframe)
-    ]
+    return [bar_run(key_range) for timeframe in timeframes for key_range in symbol_ranges(symbols, timeframe)]
 
 
 @dg.schedule(
@@ -81,33 +90,42 @@ def intraday_bars_schedule(context: dg.ScheduleEvaluationContext):
     return bar_refresh_requests(context, ("1h", "15m")) or dg.SkipReason("no symbols registered")
 
 
-def symbol_partition_requests(
-    registered: list[str], watchlist: list[str]
-) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
-    """Requests that make the symbol partitions equal the watchlist (stored bars of removed symbols stay)."""
-    added = [s for s in watchlist if s not in set(registered)]
-    removed = [s for s in registered if s not in set(watchlist)]
-    requests: list = []
-    if added:
-        requests.append(symbol_partitions_add(added))
-    if removed:
-        requests.append(
-            dg.DeleteDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=removed)
-        )
-    return requests
-
-
-def symbol_partitions_add(symbols: list[str]) -> dg.AddDynamicPartitionsRequest:
-    return dg.AddDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=symbols)
-
-
-@dg.sensor(minimum_interval_seconds=300, description="Keeps the symbol partitions equal to the watchlist.")
+@dg.sensor(
+    job=market_data_job,
+    minimum_interval_seconds=300,
+    description="Keeps the symbol partitions equal to the watchlist and fetches the bars of added symbols "
+    "(one run per chunk and timeframe).",
+)
 def watchlist_sensor(context: dg.SensorEvaluationContext, watchlist: WatchlistResource):
+    """Adds and deletes symbol partitions. Dagster records a tick as acted only when it launches runs, and a
+    new symbol needs its bars anyway: a tick that adds symbols requests their runs, keyed by the cursor (the
+    number of ticks that added symbols), so re-evaluating a tick launches nothing twice and a symbol added
+    again later is fetched again. Deleted symbols keep their stored bars."""
     symbols = watchlist.symbols()
-    requests = symbol_partition_requests(list(context.instance.get_dynamic_partitions(SYMBOL_DIM)), symbols)
-    if not requests:
-        return dg.SkipReason(f"symbol partitions already match the watchlist ({len(symbols)} symbols)")
-    return dg.SensorResult(dynamic_partitions_requests=requests)
+    registered = list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
+    known, wanted = set(registered), set(symbols)
+    added = [s for s in symbols if s not in known]
+    removed = [s for s in registered if s not in wanted]
+    delete = dg.DeleteDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=removed)
+    if not added:
+        if not removed:
+            return dg.SkipReason(f"symbol partitions already match the watchlist ({len(symbols)} symbols)")
+        return dg.SensorResult(
+            dynamic_partitions_requests=[delete],
+            skip_reason=f"removed from the symbol partitions: {', '.join(removed)} (their stored bars stay)",
+        )
+    additions = int(context.cursor or 0) + 1
+    add = dg.AddDynamicPartitionsRequest(partitions_def_name=SYMBOL_DIM, partition_keys=added)
+    # added symbols are registered last, in this order, so a range over them holds no other symbol
+    return dg.SensorResult(
+        run_requests=[
+            bar_run(key_range, f"watchlist {additions}: ")
+            for timeframe in TIMEFRAMES
+            for key_range in symbol_ranges(added, timeframe)
+        ],
+        dynamic_partitions_requests=[add, delete] if removed else [add],
+        cursor=str(additions),
+    )
 
 
 @dg.sensor(

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 import streamlit as st
 from dashboard_seed import (
+    DAGSTER_RUN_ID,
     FAILED_PARTITION,
     INITIAL_NET_WORTH,
     STALE_PARTITION,
@@ -134,10 +135,10 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
             ).all()
         )
     stored["policy"] = stored["policy"].map(POLICY_LABELS)
-    shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
-    shown = shown[["policy", *METRIC_NAMES]].sort_values("policy").reset_index(drop=True)
+    shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)[["policy", *METRIC_NAMES]]
+    assert shown["policy"].tolist() == [POLICY_LABELS[p] for p in POLICY_NAMES]  # as in Dagster and the CLI
     pd.testing.assert_frame_equal(
-        shown, stored.sort_values("policy").reset_index(drop=True), check_dtype=False
+        shown, stored.set_index("policy").loc[shown["policy"]].reset_index(), check_dtype=False
     )
 
     stitched = INITIAL_NET_WORTH
@@ -267,8 +268,23 @@ def test_the_model_links_back_to_its_dagster_run_and_asset(sqlite_engine, dashbo
     assert_clean(at)
     base = config.dagster_url()
     [links] = [c.value for c in at.caption if "in Dagster" in c.value]
-    assert f"({base}/runs/seed-run)" in links and f"({base}/assets/ppo_model)" in links
+    assert f"({base}/runs/{DAGSTER_RUN_ID})" in links and f"({base}/assets/ppo_model)" in links
     assert seeded.model_id in links
+
+
+def test_a_model_trained_in_process_links_to_no_dagster_run(sqlite_engine, dashboard):
+    seed_evaluation(
+        sqlite_engine,
+        run_id="cli-35ecdad2f86f",
+        train_steps=20,
+        windows=1,
+        steps_per_window=10,
+        with_prices=False,
+    )
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    [links] = [c.value for c in at.caption if "in Dagster" in c.value]
+    assert "/runs/" not in links and "trained in process" in links
 
 
 def test_empty_database_page_points_to_make_demo(engine, dashboard):

@@ -476,10 +476,12 @@ def seed_evaluation(
         if seeds:
             per_seed = [r for r in eval_rows if r["policy"] == AGENT and r["fold"] == -1]
             eval_rows.append(span | {"policy": AGENT, "seed": -1} | seed_summary(per_seed))
+        columns = set().union(*eval_rows)  # executemany binds the columns of every row
         conn.execute(
             evals.insert(),
             [
                 {
+                    **dict.fromkeys(columns),
                     **row,
                     **{
                         k: row[k].to_pydatetime()

@@ -225,9 +225,11 @@ def pick(data: Reports, catalog: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame,
     st.query_params["model"] = model_id
     episodes = data.model_episodes(model_id)
     metrics = data.eval_metrics(model_id)
-    ordered = episodes.assign(_live=episodes["status"] != "running").sort_values(
-        ["_live", "split", "window", "seed", "policy", "started_at"],
-        ascending=[True, True, True, True, True, False],
+    ordered = episodes.assign(
+        _live=episodes["status"] != "running", _policy=episodes["policy"].map(policy_rank)
+    ).sort_values(
+        ["_live", "split", "window", "fold", "_policy", "seed", "started_at"],
+        ascending=[True, True, True, True, True, True, False],
         kind="stable",
     )
     options = ([OUT_OF_SAMPLE] if not metrics.empty else []) + ordered["episode_id"].tolist()
@@ -330,7 +332,7 @@ def window_table(rows: pd.DataFrame, title: str) -> None:
     if rows.empty:
         st.info("This episode is not part of an evaluation: no risk metrics were computed for it.")
         return
-    rows = in_policy_order(rows, "fold", "seed")
+    rows = in_policy_order(rows.sort_values("seed", kind="stable"), "fold")
     shown = with_policy_labels(rows[columns]).assign(seed=rows["seed"].where(rows["seed"] >= 0))
     show_table(
         shown.reset_index(drop=True),

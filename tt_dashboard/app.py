@@ -599,6 +599,7 @@ def evaluation_view(
         f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
     )
     stitched = metrics[metrics["fold"] == -1]
+    summarised = ((stitched["policy"] == AGENT) & (stitched["seed"] == -1)).any()
     results(
         data,
         chosen,
@@ -609,7 +610,7 @@ def evaluation_view(
         names,
         lambda: risk_table(metrics),
         training,
-        evaluated=stitched,
+        evaluated=stitched if summarised else None,  # else the KPIs of the curves shown
     )
 
 

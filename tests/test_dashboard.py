@@ -27,7 +27,15 @@ from dashboard_seed import (
 from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
-from tt_dashboard.formats import bar_time_format, dagster_run_exists, in_policy_order, percent, ratio, usd
+from tt_dashboard.formats import (
+    bar_time_format,
+    dagster_run_exists,
+    hover_time_format,
+    in_policy_order,
+    percent,
+    ratio,
+    usd,
+)
 from tt_resources import config
 from tt_resources.db.engine import create_engine
 from tt_resources.db.schema import episodes, evals, holdings, portfolio
@@ -543,6 +551,7 @@ def test_tables_show_na_one_percent_format_and_session_dates(walk_forward, dashb
     assert len(percents) > len(METRIC_NAMES) and all(c["step"] == 0.0001 for c in percents)  # two decimals
     [trades] = [cols for cols in configs if "trade_value" in cols]
     assert (trades["ts"]["label"], trades["ts"]["type_config"]["format"]) == ("Session", "YYYY-MM-DD")
+    assert figures(at)["Equity curve"]["layout"]["xaxis"]["hoverformat"] == "%Y-%m-%d"
     per_window = table(at, "fold", "seed", "policy", *METRIC_NAMES)
     first = per_window[per_window["fold"] == 0]
     assert first["policy"].tolist() == [POLICY_LABELS[p] for p in (AGENT, *POLICY_NAMES)]
@@ -570,6 +579,7 @@ def test_formats():
     assert (ratio(1.534), ratio(None), ratio(float("inf"))) == ("1.53", "n/a", "n/a")
     assert bar_time_format("1d") == ("Session", "YYYY-MM-DD")
     assert bar_time_format("15m") == ("Bar (UTC)", "YYYY-MM-DD HH:mm")
+    assert (hover_time_format("1d"), hover_time_format("1h")) == ("%Y-%m-%d", "%Y-%m-%d %H:%M")
     assert dagster_run_exists(DAGSTER_RUN_ID)
     assert not any(dagster_run_exists(r) for r in ("cli-35ecdad2f86f", None, ""))
     frame = pd.DataFrame({"policy": sorted(POLICY_NAMES), "fold": 0})

@@ -26,6 +26,7 @@ from tt_dashboard.formats import (
     PERCENT_DECIMALS,
     bar_time_format,
     dagster_run_exists,
+    hover_time_format,
     in_policy_order,
     percent,
     policy_rank,
@@ -291,21 +292,29 @@ def spread_caption(seeds: pd.DataFrame, summary: pd.Series) -> str:
     )
 
 
+def plot(figure, key: str, timeframe: str, where=st) -> None:
+    """`figure` in `where` (the page or a column), its bar times under the cursor as formats.hover_time_format
+    (session dates for daily bars)."""
+    figure.update_xaxes(hoverformat=hover_time_format(timeframe))
+    where.plotly_chart(figure, key=key)
+
+
 def performance(
     curves: dict[str, pd.DataFrame],
     split_ts,
     windows: pd.DataFrame,
-    bars_per_year: int,
+    timeframe: str,
     training: list[pd.DataFrame] = (),
 ) -> None:
     """Equity (with the train/test boundary and the agent's `training` episodes), drawdown and rolling
     Sharpe charts."""
-    st.plotly_chart(charts.equity_figure(curves, split_ts, windows, training), key="equity")
+    plot(charts.equity_figure(curves, split_ts, windows, training), "equity", timeframe)
     left, right = st.columns(2)
-    left.plotly_chart(charts.drawdown_figure(curves), key="drawdown")
+    plot(charts.drawdown_figure(curves), "drawdown", timeframe, left)
+    bars_per_year = get_timeframe(timeframe).bars_per_year
     steps = max(int(c["n"].sum()) for c in curves.values())
     window = max(5, min(bars_per_year // 4, steps // 4))
-    right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key="sharpe")
+    plot(charts.sharpe_figure(curves, window, bars_per_year), "sharpe", timeframe, right)
 
 
 def risk_table(metrics: pd.DataFrame) -> None:
@@ -346,7 +355,9 @@ def window_table(rows: pd.DataFrame, title: str) -> None:
     )
 
 
-def holdings_panel(data: Reports, agent: pd.DataFrame, stride: int, episode_ids: list[str]) -> None:
+def holdings_panel(
+    data: Reports, agent: pd.DataFrame, stride: int, episode_ids: list[str], timeframe: str
+) -> None:
     """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time.
 
     `agent` is the agent's bucketed curve read with `stride` steps per bucket."""
@@ -361,10 +372,10 @@ def holdings_panel(data: Reports, agent: pd.DataFrame, stride: int, episode_ids:
     weights = data.weight_buckets(episode_ids, top, coarse).merge(
         agent[["episode_id", "step", "ts"]], on=["episode_id", "step"]
     )
-    st.plotly_chart(charts.weights_figure(weights), key="weights")
+    plot(charts.weights_figure(weights), "weights", timeframe)
     left, right = st.columns(2)
-    left.plotly_chart(charts.attribution_figure(attribution), key="attribution")
-    right.plotly_chart(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), key="turnover")
+    left.plotly_chart(charts.attribution_figure(attribution), key="attribution")  # x: symbols
+    plot(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), "turnover", timeframe, right)
 
 
 def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: dict[str, str]) -> None:
@@ -551,11 +562,11 @@ def results(
     tabs = dict(zip(SECTIONS, st.tabs(SECTIONS), strict=True))
     with tabs["Performance"]:  # drawn first: the default view shows while the other tabs are computed
         trained = [stitch(buckets, [r.episode_id], [r.initial_net_worth]) for r in training.itertuples()]
-        performance(curves, split_ts, windows, bars_per_year, [c for c in trained if not c.empty])
+        performance(curves, split_ts, windows, timeframe, [c for c in trained if not c.empty])
         risk()
     focus_ids = focused["episode_id"].tolist()
     with tabs["Holdings & attribution"]:
-        holdings_panel(data, curves[focus], stride, focus_ids)
+        holdings_panel(data, curves[focus], stride, focus_ids, timeframe)
     with tabs["Trades"]:
         trades_panel(data, focus_ids, timeframe, names)
     with tabs["Data freshness"]:
@@ -675,7 +686,7 @@ def live_view(engine: sa.Engine, row: pd.Series, split_ts: pd.Timestamp | None, 
     curve = rebucket(stitch(from_steps(steps), [row["episode_id"]], [initial]), LINE_BUCKETS)
     bars_per_year = get_timeframe(timeframe).bars_per_year
     kpis(headline(curve, initial, bars_per_year), initial)
-    performance({row["policy"]: curve}, split_ts, pd.DataFrame(), bars_per_year)
+    performance({row["policy"]: curve}, split_ts, pd.DataFrame(), timeframe)
 
 
 def empty_page(data: Reports, url: str) -> None:

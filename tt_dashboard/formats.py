@@ -12,6 +12,7 @@ import pandas as pd
 from tt_resources.terms import POLICY_NAMES
 
 NA = "n/a"
+DAILY = "1d"  # the timeframe whose bars are sessions
 PERCENT_DECIMALS = 2
 
 
@@ -44,9 +45,14 @@ def ratio(value: float | None) -> str:
 def bar_time_format(timeframe: str) -> tuple[str, str]:
     """(column label, moment.js format) of a bar's time: the session date for daily bars (a daily bar's
     timestamp is its session's open), the UTC minute for intraday bars."""
-    if timeframe == "1d":
+    if timeframe == DAILY:
         return "Session", "YYYY-MM-DD"
     return "Bar (UTC)", "YYYY-MM-DD HH:mm"
+
+
+def hover_time_format(timeframe: str) -> str:
+    """Plotly's format of a bar's time under the cursor, as bar_time_format."""
+    return "%Y-%m-%d" if timeframe == DAILY else "%Y-%m-%d %H:%M"
 
 
 def dagster_run_exists(run_id: str | None) -> bool:

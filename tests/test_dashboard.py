@@ -549,6 +549,8 @@ def test_tables_show_na_one_percent_format_and_session_dates(walk_forward, dashb
         if c.get("type_config", {}).get("format") == "percent"
     ]
     assert len(percents) > len(METRIC_NAMES) and all(c["step"] == 0.0001 for c in percents)  # two decimals
+    [risk_columns] = [cols for cols in configs if "dsr" in cols]
+    assert risk_columns["psr"]["type_config"]["format"] == "percent"  # a probability, as in Dagster
     [trades] = [cols for cols in configs if "trade_value" in cols]
     assert (trades["ts"]["label"], trades["ts"]["type_config"]["format"]) == ("Session", "YYYY-MM-DD")
     assert figures(at)["Equity curve"]["layout"]["xaxis"]["hoverformat"] == "%Y-%m-%d"

@@ -1,9 +1,11 @@
 """Seed a migrated database with a realistic trained model and its walk-forward evaluation for dashboard tests.
 
-Writes tt_dataset, tt_model, a logged training episode, test episodes for ppo and the baselines on every window
-(per step: tt_portfolio, tt_holdings, tt_action, tt_reward), tt_eval rows (per fold and stitched = -1) and
-tt_prices + tt_fetch_log for the freshness panel (one stale and one failed partition). Deterministic for a seed
-and a `now`.
+Writes tt_dataset, tt_model, a logged training episode, test episodes for ppo, the oracle and the baselines on
+every window (per step: tt_portfolio, tt_holdings, tt_action, tt_reward), tt_eval rows (per fold and stitched =
+-1) and tt_prices + tt_fetch_log for the freshness panel (one stale and one failed partition). With `seeds`, the
+agent is played as tt_pipeline trains it: one fold model per (fold, seed) trained up to its fold's test window,
+each with its logged training episode, tt_eval rows per seed and the summary row across seeds. Deterministic for
+a seed and a `now`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy import stats
 
 from tt_resources.calendar import expected_bar_starts, last_closed_bar
 from tt_resources.db.bulk import insert_frame
@@ -29,7 +32,7 @@ from tt_resources.db.schema import (
     prices,
     rewards,
 )
-from tt_resources.terms import POLICY_NAMES
+from tt_resources.terms import AGENT, POLICY_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES, get_timeframe
 
 SYMBOLS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "AMZN", "JPM", "XOM")
@@ -38,6 +41,7 @@ COST_RATE = 0.0005  # commission + slippage per unit of traded value
 STALE_PARTITION = ("XOM", "1h")
 FAILED_PARTITION = ("JPM", "15m")
 INTRADAY_BARS = 40
+DAGSTER_RUN_ID = "0b7a3c2e-5d4f-4e1a-9c8b-7a6d5e4f3c2b"  # Dagster's run ids are UUIDs
 
 
 @dataclass
@@ -70,7 +74,12 @@ class SeededEvaluation:
     symbols: tuple[str, ...]
     split_ts: pd.Timestamp
     train_episode_id: str
-    test_episodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (policy, window) -> episode_id
+    # (policy, window) -> episode_id (the agent's: its first seed's)
+    test_episodes: dict[tuple[str, int], str] = field(default_factory=dict)
+    agent_episodes: dict[tuple[int, int], str] = field(default_factory=dict)  # (seed, window), with `seeds`
+    fold_train_episodes: dict[tuple[int, int], str] = field(
+        default_factory=dict
+    )  # (seed, fold), with `seeds`
     steps_per_window: int = 0
     windows: int = 0
 
@@ -105,6 +114,9 @@ def policy_targets(policy: str, px: np.ndarray, rng: np.random.Generator) -> tup
         top = scores >= np.sort(scores, axis=1)[:, [-3]]  # long the three best scores
         exp = np.where(top, np.exp(scores - scores.max(axis=1, keepdims=True)), 0.0)
         targets = 0.95 * exp / exp.sum(axis=1, keepdims=True)
+    elif policy == "oracle":  # all in the next bar's best symbol
+        scores = np.diff(np.log(px), axis=0)
+        targets = 0.95 * (scores == scores.max(axis=1, keepdims=True))
     elif policy == "equal_weight":
         targets[0] = 1.0 / n
         scores[:] = 1.0
@@ -249,12 +261,12 @@ def write_steps(
 
 
 def _episode_row(
-    episode_id: str, model_id: str | None, timeframe: str, policy: str, split: str, **extra
+    episode_id: str, model_id: str | None, run_id: str, timeframe: str, policy: str, split: str, **extra
 ) -> dict:
     return {
         "episode_id": episode_id,
         "model_id": model_id,
-        "run_id": "seed-run",
+        "run_id": run_id,
         "timeframe": timeframe,
         "split": split,
         "policy": policy,
@@ -329,10 +341,12 @@ def seed_evaluation(
     model_id: str = "ppo-1d-seed",
     now: pd.Timestamp | None = None,
     seed: int = 7,
+    seeds: Sequence[int] = (),
+    run_id: str = DAGSTER_RUN_ID,
     with_prices: bool = True,
 ) -> SeededEvaluation:
-    """Write a model, its training episode, a walk-forward evaluation and (`with_prices`) price data and fetch
-    log rows; see the module doc."""
+    """Write a model, its training episode(s), a walk-forward evaluation (the agent per seed of `seeds`, else
+    once) and (`with_prices`) price data and fetch log rows, all of run `run_id`; see the module doc."""
     now = now or pd.Timestamp.now(tz="UTC")
     rng = np.random.default_rng(seed)
     symbols = tuple(symbols)
@@ -349,15 +363,30 @@ def seed_evaluation(
                 bar_index(other, INTRADAY_BARS, now),
                 random_prices(rng, INTRADAY_BARS, len(symbols)),
             )
+    model = {
+        "timeframe": timeframe,
+        "algo": "PPO",
+        "dataset_version": f"ds-{model_id}",
+        "code_version": "seed",
+        "symbols": list(symbols),
+        "config": {"learning_rate": 3e-4, "n_steps": 256, "cost_rate": COST_RATE},
+        "train_metrics": {"ep_rew_mean": 0.012},
+        "total_timesteps": 20_000,
+        "train_start": index[0].to_pydatetime(),
+        "run_id": run_id,
+        "created_at": created.to_pydatetime(),
+    }
+    # (policy, seed) pairs that play every window, in POLICY_NAMES order; the agent's seed -1 without `seeds`
+    players = [(p, -1) for p in POLICY_NAMES if p != AGENT or not seeds] + [(AGENT, s) for s in seeds]
+    players.sort(key=lambda player: POLICY_NAMES.index(player[0]))
 
     with engine.begin() as conn:
         if with_prices:
             seed_prices(conn, symbols, panels, now)
-        version = f"ds-{model_id}"
         conn.execute(
             datasets.insert(),
             {
-                "dataset_version": version,
+                "dataset_version": model["dataset_version"],
                 "timeframe": timeframe,
                 "symbols": list(symbols),
                 "start_ts": index[0].to_pydatetime(),
@@ -369,59 +398,60 @@ def seed_evaluation(
         )
         conn.execute(
             models.insert(),
-            {
+            model
+            | {
                 "model_id": model_id,
-                "timeframe": timeframe,
-                "algo": "PPO",
                 "path": f"data/models/{model_id}.zip",
-                "dataset_version": version,
-                "code_version": "seed",
-                "symbols": list(symbols),
-                "config": {"learning_rate": 3e-4, "n_steps": 256, "cost_rate": COST_RATE},
-                "train_metrics": {"ep_rew_mean": 0.012},
-                "total_timesteps": 20_000,
-                "train_start": index[0].to_pydatetime(),
                 "train_end": index[split - 1].to_pydatetime(),
-                "run_id": "seed-run",
-                "created_at": created.to_pydatetime(),
             },
         )
         train_id = f"{model_id}-train"
-        train_px = px[: split + 1]
-        train_sim = simulate(train_px, *policy_targets("ppo", train_px, rng))
-        _log_episode(
-            conn,
-            train_id,
-            model_id,
-            timeframe,
-            "ppo",
-            "train",
-            None,
-            train_sim,
-            index[1 : split + 1],
-            symbols,
-            created,
-        )
+        if not seeds:
+            train_px = px[: split + 1]
+            train_sim = simulate(train_px, *policy_targets(AGENT, train_px, rng))
+            _log_episode(
+                conn, train_id, model_id, timeframe, AGENT, "train", None, train_sim, index[1 : split + 1],
+                symbols, created, run_id,
+            )  # fmt: skip
 
-        eval_rows, test_episodes = [], {}
-        stitched: dict[str, list[Simulation]] = {p: [] for p in POLICY_NAMES}
+        eval_rows, test_episodes, agent_episodes, fold_trains = [], {}, {}, {}
+        stitched: dict[tuple[str, int], list[Simulation]] = {player: [] for player in players}
         for w in range(windows):
             lo, hi = split + w * steps_per_window, split + (w + 1) * steps_per_window
             window_px, window_ts = px[lo : hi + 1], index[lo + 1 : hi + 1]
-            for policy in POLICY_NAMES:
+            for policy, player_seed in players:
+                owner, fold_model = (model_id if policy == AGENT else None), None
+                if player_seed >= 0:
+                    owner = fold_model = f"{model_id}-f{w}-s{player_seed}"
+                    fold_trains[(player_seed, w)] = _fold_model(
+                        conn, model, model_id, fold_model, (w, player_seed), px, index, (lo, hi), rng, created
+                    )
                 sim = simulate(window_px, *policy_targets(policy, window_px, rng))
-                episode_id = f"{model_id}-{policy}-w{w}"
-                owner = model_id if policy == "ppo" else None
+                episode_id = f"{model_id}-{policy}-w{w}" + (f"-s{player_seed}" if player_seed >= 0 else "")
                 _log_episode(
-                    conn, episode_id, owner, timeframe, policy, "test", w, sim, window_ts, symbols, now
+                    conn,
+                    episode_id,
+                    owner,
+                    timeframe,
+                    policy,
+                    "test",
+                    w,
+                    sim,
+                    window_ts,
+                    symbols,
+                    now,
+                    run_id,
                 )
-                test_episodes[(policy, w)] = episode_id
-                stitched[policy].append(sim)
+                if player_seed >= 0:
+                    agent_episodes[(player_seed, w)] = episode_id
+                test_episodes.setdefault((policy, w), episode_id)
+                stitched[(policy, player_seed)].append(sim)
                 eval_rows.append(
                     {
                         "policy": policy,
                         "fold": w,
-                        "seed": -1,
+                        "seed": player_seed,
+                        "fold_model_id": fold_model,
                         "train_start": index[0],
                         "train_end": index[lo - 1],
                         "test_start": index[lo],
@@ -430,30 +460,28 @@ def seed_evaluation(
                         **metrics(sim.period_return, sim.turnover, sim.costs, tf.bars_per_year),
                     }
                 )
-        for policy, sims in stitched.items():
-            returns = np.concatenate([s.period_return for s in sims])
+        span = {"train_start": index[0], "train_end": index[split - 1], "test_start": index[split]}
+        span |= {"test_end": index[-1], "fold": -1, "fold_model_id": None, "episode_id": None}
+        for (policy, player_seed), sims in stitched.items():
             eval_rows.append(
-                {
-                    "policy": policy,
-                    "fold": -1,
-                    "seed": -1,
-                    "train_start": index[0],
-                    "train_end": index[split - 1],
-                    "test_start": index[split],
-                    "test_end": index[-1],
-                    "episode_id": None,
-                    **metrics(
-                        returns,
-                        np.concatenate([s.turnover for s in sims]),
-                        np.concatenate([s.costs for s in sims]),
-                        tf.bars_per_year,
-                    ),
-                }
+                span
+                | {"policy": policy, "seed": player_seed}
+                | metrics(
+                    np.concatenate([s.period_return for s in sims]),
+                    np.concatenate([s.turnover for s in sims]),
+                    np.concatenate([s.costs for s in sims]),
+                    tf.bars_per_year,
+                )
             )
+        if seeds:
+            per_seed = [r for r in eval_rows if r["policy"] == AGENT and r["fold"] == -1]
+            eval_rows.append(span | {"policy": AGENT, "seed": -1} | seed_summary(per_seed))
+        columns = set().union(*eval_rows)  # executemany binds the columns of every row
         conn.execute(
             evals.insert(),
             [
                 {
+                    **dict.fromkeys(columns),
                     **row,
                     **{
                         k: row[k].to_pydatetime()
@@ -461,7 +489,7 @@ def seed_evaluation(
                     },
                     "model_id": model_id,
                     "timeframe": timeframe,
-                    "run_id": "seed-run",
+                    "run_id": run_id,
                     "created_at": now.to_pydatetime(),
                 }
                 for row in eval_rows
@@ -472,11 +500,65 @@ def seed_evaluation(
         timeframe=timeframe,
         symbols=symbols,
         split_ts=index[split],
-        train_episode_id=train_id,
+        train_episode_id=fold_trains[(seeds[0], 0)] if seeds else train_id,
         test_episodes=test_episodes,
+        agent_episodes=agent_episodes,
+        fold_train_episodes=fold_trains,
         steps_per_window=steps_per_window,
         windows=windows,
     )
+
+
+def seed_summary(per_seed: Sequence[dict]) -> dict:
+    """The agent's row across seeds from its per-seed stitched rows: the metrics' means and the Sharpe
+    ratio's 95 % Student-t interval, as tt_rl.evaluate's summary row."""
+    frame = pd.DataFrame(list(per_seed)).drop(columns=["policy", "seed", "fold"])
+    numbers = frame.select_dtypes("number").astype(float)
+    sharpe = numbers["sharpe"]
+    half = stats.t.ppf(0.975, len(sharpe) - 1) * sharpe.std(ddof=1) / np.sqrt(len(sharpe))
+    return numbers.mean().to_dict() | {
+        "sharpe_ci_low": sharpe.mean() - half,
+        "sharpe_ci_high": sharpe.mean() + half,
+    }
+
+
+def _fold_model(
+    conn: sa.Connection,
+    model: dict,
+    group_id: str,
+    fold_model: str,
+    fold_seed: tuple[int, int],
+    px: np.ndarray,
+    index: pd.DatetimeIndex,
+    test: tuple[int, int],
+    rng: np.random.Generator,
+    created: pd.Timestamp,
+) -> str:
+    """Register the model of (fold, seed) `fold_seed`, trained on bars [0, lo) and tested on [lo, hi] (`test`),
+    and log its training episode; returns that episode's id."""
+    (fold, seed), (lo, hi) = fold_seed, test
+    conn.execute(
+        models.insert(),
+        model
+        | {
+            "model_id": fold_model,
+            "path": f"data/models/{fold_model}.zip",
+            "train_end": index[lo - 1].to_pydatetime(),
+            "group_id": group_id,
+            "fold": fold,
+            "seed": seed,
+            "test_start": index[lo].to_pydatetime(),
+            "test_end": index[hi].to_pydatetime(),
+        },
+    )
+    train_px = px[: lo + 1]
+    sim = simulate(train_px, *policy_targets(AGENT, train_px, rng))
+    episode_id = f"{fold_model}-train"
+    _log_episode(
+        conn, episode_id, fold_model, model["timeframe"], AGENT, "train", None, sim, index[1 : lo + 1],
+        model["symbols"], created, model["run_id"],
+    )  # fmt: skip
+    return episode_id
 
 
 def _log_episode(
@@ -491,6 +573,7 @@ def _log_episode(
     ts: pd.DatetimeIndex,
     symbols: Sequence[str],
     started: pd.Timestamp,
+    run_id: str,
 ) -> None:
     steps = len(sim.net_worth)
     conn.execute(
@@ -498,6 +581,7 @@ def _log_episode(
         _episode_row(
             episode_id,
             model_id,
+            run_id,
             timeframe,
             policy,
             split,
@@ -569,6 +653,7 @@ def start_live_episode(
             _episode_row(
                 episode_id,
                 seeded.model_id,
+                DAGSTER_RUN_ID,
                 seeded.timeframe,
                 "ppo",
                 "train",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +15,38 @@ import pytest
 import sqlalchemy as sa
 import streamlit as st
 from dashboard_seed import (
+    DAGSTER_RUN_ID,
     FAILED_PARTITION,
     INITIAL_NET_WORTH,
     STALE_PARTITION,
     SYMBOLS,
+    SeededEvaluation,
     seed_evaluation,
     start_live_episode,
 )
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
+from tt_dashboard.formats import (
+    bar_time_format,
+    dagster_run_exists,
+    hover_time_format,
+    in_policy_order,
+    percent,
+    ratio,
+    usd,
+)
 from tt_resources import config
-from tt_resources.db.schema import evals, holdings, portfolio
-from tt_resources.terms import METRIC_NAMES, POLICY_LABELS, POLICY_NAMES, SIGNIFICANCE_NAMES
+from tt_resources.db.engine import create_engine
+from tt_resources.db.schema import episodes, evals, holdings, portfolio
+from tt_resources.terms import (
+    AGENT,
+    EQUAL_WEIGHT,
+    METRIC_NAMES,
+    POLICY_LABELS,
+    POLICY_NAMES,
+    SIGNIFICANCE_NAMES,
+)
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 UNFETCHED = "ZZZ"  # on the test watchlist, never fetched
@@ -134,10 +156,10 @@ def test_evaluation_page_shows_the_seeded_evaluation(engine, dashboard):
             ).all()
         )
     stored["policy"] = stored["policy"].map(POLICY_LABELS)
-    shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
-    shown = shown[["policy", *METRIC_NAMES]].sort_values("policy").reset_index(drop=True)
+    shown = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)[["policy", *METRIC_NAMES]]
+    assert shown["policy"].tolist() == [POLICY_LABELS[p] for p in POLICY_NAMES]  # as in Dagster and the CLI
     pd.testing.assert_frame_equal(
-        shown, stored.sort_values("policy").reset_index(drop=True), check_dtype=False
+        shown, stored.set_index("policy").loc[shown["policy"]].reset_index(), check_dtype=False
     )
 
     stitched = INITIAL_NET_WORTH
@@ -267,8 +289,23 @@ def test_the_model_links_back_to_its_dagster_run_and_asset(sqlite_engine, dashbo
     assert_clean(at)
     base = config.dagster_url()
     [links] = [c.value for c in at.caption if "in Dagster" in c.value]
-    assert f"({base}/runs/seed-run)" in links and f"({base}/assets/ppo_model)" in links
+    assert f"({base}/runs/{DAGSTER_RUN_ID})" in links and f"({base}/assets/ppo_model)" in links
     assert seeded.model_id in links
+
+
+def test_a_model_trained_in_process_links_to_no_dagster_run(sqlite_engine, dashboard):
+    seed_evaluation(
+        sqlite_engine,
+        run_id="cli-35ecdad2f86f",
+        train_steps=20,
+        windows=1,
+        steps_per_window=10,
+        with_prices=False,
+    )
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    [links] = [c.value for c in at.caption if "in Dagster" in c.value]
+    assert "/runs/" not in links and "trained in process" in links
 
 
 def test_empty_database_page_points_to_make_demo(engine, dashboard):
@@ -322,3 +359,230 @@ def test_live_view_reads_only_the_new_steps(sqlite_engine, dashboard):
     assert_clean(at)
     assert not any("Live:" in c.value for c in at.caption)
     assert len(values(figures(at)["Equity curve"]["data"][0]["y"])) == 50
+
+
+# ---------------------------------------------------------------- every panel shows what is selected
+
+
+@pytest.fixture(scope="module")
+def walk_forward(sqlite_template, tmp_path_factory) -> Iterator[tuple[sa.Engine, SeededEvaluation]]:
+    """A SQLite database with a walk-forward evaluation of two agent seeds (one fold model per fold and seed,
+    each with its training episode), the oracle and the baselines; seeded once for the module, read only."""
+    path = tmp_path_factory.mktemp("walk_forward") / "tt.sqlite"
+    shutil.copyfile(sqlite_template, path)
+    engine = create_engine(f"sqlite:///{path}")
+    yield engine, seed_evaluation(engine, seeds=(0, 1))
+    engine.dispose()
+
+
+def eval_rows(engine: sa.Engine, model_id: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(evals).where(evals.c.model_id == model_id))
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def episode_row(engine: sa.Engine, episode_id: str):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(episodes).where(episodes.c.episode_id == episode_id)).one()
+
+
+def largest_trades(engine: sa.Engine, episode_id: str) -> list[tuple[str, float]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.select(holdings.c.symbol, holdings.c.trade_value)
+                .where(holdings.c.episode_id == episode_id, holdings.c.trade_value != 0)
+                .order_by(sa.func.abs(holdings.c.trade_value).desc())
+                .limit(15)
+            )
+        ]
+
+
+def pnl_by_symbol(engine: sa.Engine, episode_ids: list[str]) -> dict[str, float]:
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(
+                sa.select(holdings.c.symbol, sa.func.sum(holdings.c.pnl))
+                .where(holdings.c.episode_id.in_(episode_ids))
+                .group_by(holdings.c.symbol)
+            ).all()
+        )
+
+
+def kpis(at: AppTest) -> dict[str, object]:
+    return {m.label: m for m in at.metric}
+
+
+def boundary(at: AppTest) -> pd.Timestamp:
+    [line] = [s for s in figures(at)["Equity curve"]["layout"]["shapes"] if s["type"] == "line"]
+    return pd.Timestamp(line["x0"]).tz_localize("UTC")
+
+
+def assert_panels_show(at: AppTest, engine: sa.Engine, episode_ids: list[str]) -> None:
+    """The Holdings and Trades tabs show the positions and trades of `episode_ids` and of nothing else."""
+    pnl = pnl_by_symbol(engine, episode_ids)
+    if not pnl:
+        assert any("No holdings" in info.value for info in at.info)
+        assert table(at, "symbol", "side", "trade_value").empty
+        return
+    attribution = figures(at)["P&L attribution by symbol"]["data"][0]
+    assert dict(zip(attribution["x"], values(attribution["y"]), strict=True)) == pytest.approx(pnl)
+    trades = table(at, "symbol", "side", "trade_value")
+    expected = sorted((t for e in episode_ids for t in largest_trades(engine, e)), key=lambda t: -abs(t[1]))
+    shown = [
+        (symbol, round(value, 6))
+        for symbol, value in trades[["symbol", "trade_value"]].itertuples(index=False)
+    ]
+    assert len(shown) == min(15, len(expected))
+    assert sorted(shown) == sorted((symbol, round(value, 6)) for symbol, value in expected[: len(shown)])
+
+
+TEST_WINDOW_PICKS = [(AGENT, 1), *((p, -1) for p in POLICY_NAMES if p != AGENT)]  # (policy, seed) on fold 1
+
+
+@pytest.mark.parametrize(("policy", "seed"), TEST_WINDOW_PICKS, ids=[p for p, _ in TEST_WINDOW_PICKS])
+def test_a_test_window_episode_shows_its_own_policys_numbers(walk_forward, dashboard, policy, seed):
+    engine, seeded = walk_forward
+    episode_id = seeded.agent_episodes[(seed, 1)] if seed >= 0 else seeded.test_episodes[(policy, 1)]
+    at = dashboard(url_of(engine)).run()
+    at.selectbox(key="episode").select(episode_id).run()
+    assert_clean(at)
+    stored = eval_rows(engine, seeded.model_id).set_index(["policy", "fold", "seed"])
+    row = stored.loc[(policy, 1, seed)]
+    logged = episode_row(engine, episode_id)
+    shown = kpis(at)
+    assert shown["Net worth"].value == f"${logged.final_net_worth:,.2f}"
+    assert shown["Total return"].value == f"{row.total_return:.2%}"
+    assert shown["Sharpe (ann.)"].value == ("n/a" if pd.isna(row.sharpe) else f"{row.sharpe:.2f}")
+    assert shown["Max drawdown"].value == f"{row.max_drawdown:.2%}"
+    assert shown["Costs paid"].value == f"${row.costs * INITIAL_NET_WORTH:,.2f}"
+    edge = shown["Total return"].proto.delta
+    if policy == EQUAL_WEIGHT:
+        assert not edge
+    else:  # the edge over the same window's equal weight
+        benchmark = stored.loc[(EQUAL_WEIGHT, 1, -1), "total_return"]
+        assert edge == f"{row.total_return - benchmark:+.2%} vs equal weight"
+    assert_panels_show(at, engine, [episode_id])
+    equity = figures(at)["Equity curve"]
+    assert equity["data"][0]["name"] == POLICY_LABELS[AGENT]  # compared with the window's agent
+    assert boundary(at) == stored.loc[(policy, 1, seed), "test_start"]
+
+
+def test_a_training_episode_of_a_later_fold_shows_that_folds_boundary(walk_forward, dashboard):
+    engine, seeded = walk_forward
+    episode_id = seeded.fold_train_episodes[(0, 2)]
+    at = dashboard(url_of(engine)).run()
+    at.selectbox(key="episode").select(episode_id).run()
+    assert_clean(at)
+    logged = episode_row(engine, episode_id)
+    assert kpis(at)["Net worth"].value == f"${logged.final_net_worth:,.2f}"
+    fold_start = eval_rows(engine, seeded.model_id).query("fold == 2")["test_start"].min()
+    assert boundary(at) == fold_start > seeded.split_ts
+    [curve] = figures(at)["Equity curve"]["data"]
+    assert pd.to_datetime(pd.Series(curve["x"]), utc=True).max() <= fold_start
+    assert_panels_show(at, engine, [episode_id])
+
+
+def test_the_out_of_sample_view_shows_the_evaluations_headline_and_the_seed_spread(walk_forward, dashboard):
+    engine, seeded = walk_forward
+    at = dashboard(url_of(engine)).run()
+    assert_clean(at)
+    stitched = eval_rows(engine, seeded.model_id).query("fold == -1").set_index(["policy", "seed"])
+    summary = stitched.loc[(AGENT, -1)]  # the mean over seeds: the risk table's agent row too
+    shown = kpis(at)
+    assert shown["Total return"].value == f"{summary.total_return:.2%}"
+    assert shown["Sharpe (ann.)"].value == f"{summary.sharpe:.2f}"
+    assert shown["Net worth"].value == f"${INITIAL_NET_WORTH * (1 + summary.total_return):,.2f}"
+    edge = summary.total_return - stitched.loc[(EQUAL_WEIGHT, -1), "total_return"]
+    assert shown["Total return"].proto.delta == f"{edge:+.2%} vs equal weight"
+    risk = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES).set_index("policy")
+    assert risk.loc[POLICY_LABELS[AGENT], "sharpe"] == pytest.approx(summary.sharpe)
+    [spread] = [c.value for c in at.caption if "Seed spread" in c.value]
+    for seed in (0, 1):
+        assert f"{stitched.loc[(AGENT, seed), 'total_return']:.2%} (seed {seed})" in spread
+    # curves, holdings and trades: the first seed's episodes; its fold 0 training before fold 0's boundary
+    assert boundary(at) == seeded.split_ts
+    [training] = [t for t in figures(at)["Equity curve"]["data"] if "training" in t["name"]]
+    stamps = pd.to_datetime(pd.Series(training["x"]), utc=True).dropna()
+    assert len(stamps) == 120 and stamps.max() <= seeded.split_ts
+    assert_panels_show(at, engine, [seeded.agent_episodes[(0, w)] for w in range(seeded.windows)])
+
+
+def test_net_worth_arrows_follow_the_sign_of_the_change(walk_forward, dashboard):
+    engine, _ = walk_forward
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(episodes.c.episode_id, episodes.c.final_net_worth, episodes.c.initial_net_worth).where(
+                episodes.c.split == "test", episodes.c.policy != "cash"
+            )
+        ).all()
+    loss = min(rows, key=lambda r: r.final_net_worth - r.initial_net_worth)
+    gain = max(rows, key=lambda r: r.final_net_worth - r.initial_net_worth)
+    assert loss.final_net_worth < loss.initial_net_worth < gain.final_net_worth
+    at = dashboard(url_of(engine)).run()
+    for row, direction, sign in (
+        (loss, MetricProto.MetricDirection.DOWN, "-"),
+        (gain, MetricProto.MetricDirection.UP, "+"),
+    ):
+        at.selectbox(key="episode").select(row.episode_id).run()
+        assert_clean(at)
+        net_worth = kpis(at)["Net worth"].proto
+        change = row.final_net_worth - row.initial_net_worth
+        assert net_worth.delta == f"{sign}${abs(change):,.2f} from ${row.initial_net_worth:,.2f}"
+        assert net_worth.direction == direction
+
+
+def test_tables_show_na_one_percent_format_and_session_dates(walk_forward, dashboard):
+    engine, _ = walk_forward
+    at = dashboard(url_of(engine)).run()
+    assert_clean(at)
+    risk = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES)
+    assert risk["policy"].tolist() == [POLICY_LABELS[p] for p in POLICY_NAMES]
+    assert risk.isna().any().any()  # e.g. the DSR of the baselines: shown as n/a
+    assert all(d.proto.placeholder == "n/a" for d in at.dataframe)
+    configs = [json.loads(d.proto.columns) for d in at.dataframe]
+    percents = [
+        c["type_config"]
+        for cols in configs
+        for c in cols.values()
+        if c.get("type_config", {}).get("format") == "percent"
+    ]
+    assert len(percents) > len(METRIC_NAMES) and all(c["step"] == 0.0001 for c in percents)  # two decimals
+    [risk_columns] = [cols for cols in configs if "dsr" in cols]
+    assert risk_columns["psr"]["type_config"]["format"] == "percent"  # a probability, as in Dagster
+    [trades] = [cols for cols in configs if "trade_value" in cols]
+    assert (trades["ts"]["label"], trades["ts"]["type_config"]["format"]) == ("Session", "YYYY-MM-DD")
+    assert figures(at)["Equity curve"]["layout"]["xaxis"]["hoverformat"] == "%Y-%m-%d"
+    per_window = table(at, "fold", "seed", "policy", *METRIC_NAMES)
+    first = per_window[per_window["fold"] == 0]
+    assert first["policy"].tolist() == [POLICY_LABELS[p] for p in (AGENT, *POLICY_NAMES)]
+    assert first["seed"].iloc[:2].tolist() == [0, 1] and first["seed"].iloc[2:].isna().all()
+
+
+def test_turnover_axis_is_a_percentage(walk_forward, dashboard):
+    engine, _ = walk_forward
+    at = dashboard(url_of(engine)).run()
+    layout = figures(at)["Turnover and costs over time"]["layout"]
+    assert layout["yaxis"]["tickprefix"] == "$"
+    assert "tickprefix" not in layout["yaxis2"] and layout["yaxis2"]["tickformat"].endswith("%")
+
+
+def test_formats():
+    assert (usd(-1234.5), usd(96563.456), usd(None)) == ("-$1,234.50", "$96,563.46", "n/a")
+    assert (usd(-3436.54, signed=True), usd(12.0, signed=True)) == ("-$3,436.54", "+$12.00")
+    assert (percent(0.0), percent(0.214), percent(0.24264), percent(float("nan"))) == (
+        "0.00%",
+        "21.40%",
+        "24.26%",
+        "n/a",
+    )
+    assert (percent(-0.0344, signed=True), percent(0.1549, signed=True)) == ("-3.44%", "+15.49%")
+    assert (ratio(1.534), ratio(None), ratio(float("inf"))) == ("1.53", "n/a", "n/a")
+    assert bar_time_format("1d") == ("Session", "YYYY-MM-DD")
+    assert bar_time_format("15m") == ("Bar (UTC)", "YYYY-MM-DD HH:mm")
+    assert (hover_time_format("1d"), hover_time_format("1h")) == ("%Y-%m-%d", "%Y-%m-%d %H:%M")
+    assert dagster_run_exists(DAGSTER_RUN_ID)
+    assert not any(dagster_run_exists(r) for r in ("cli-35ecdad2f86f", None, ""))
+    frame = pd.DataFrame({"policy": sorted(POLICY_NAMES), "fold": 0})
+    assert in_policy_order(frame)["policy"].tolist() == list(POLICY_NAMES)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dashboard_seed import SYMBOLS, SeededEvaluation, seed_evaluation
+from dashboard_seed import DAGSTER_RUN_ID, SYMBOLS, SeededEvaluation, seed_evaluation
 from serving import free_port, stop, wait_until_serving
 
 from tt_resources.db.engine import create_engine
@@ -247,5 +247,5 @@ def test_the_model_links_back_to_its_dagster_run(served):
 
     open_page(served, f"/?model={served.seeded.model_id}")
     hrefs = [a.get_attribute("href") for a in served.driver.find_elements(By.CSS_SELECTOR, "a[href]")]
-    assert f"{DAGSTER_URL}/runs/seed-run" in hrefs
+    assert f"{DAGSTER_URL}/runs/{DAGSTER_RUN_ID}" in hrefs
     assert f"{DAGSTER_URL}/assets/ppo_model" in hrefs

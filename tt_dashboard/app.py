@@ -21,11 +21,32 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from tt_dashboard import charts
-from tt_dashboard.series import bucket_stride, from_steps, headline, holding_summary, rebucket, stitch
+from tt_dashboard.formats import (
+    NA,
+    PERCENT_DECIMALS,
+    bar_time_format,
+    dagster_run_exists,
+    hover_time_format,
+    in_policy_order,
+    percent,
+    policy_rank,
+    ratio,
+    usd,
+)
+from tt_dashboard.series import (
+    bucket_stride,
+    evaluated_headline,
+    from_steps,
+    headline,
+    holding_summary,
+    rebucket,
+    seed_spread,
+    stitch,
+)
 from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
-from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, POLICY_NAMES, SIGNIFICANCE
+from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, SIGNIFICANCE, Metric
 from tt_resources.timeframes import get_timeframe
 
 LOG = logging.getLogger(__name__)
@@ -36,16 +57,10 @@ MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
 SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
 STATUS_ICONS = {"running": "🟢", "finished": "", "incomplete": "⚠️"}
-NUMBER_FORMATS = {"percent": "percent", "ratio": "%.2f"}  # streamlit format of each terms.MetricKind
 DOLLARS = "dollar"  # streamlit's number format: $1,234.57
 SHORT_ID = 8  # hex digits of an id shown in labels
 PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
 ROW_PIXELS = 35  # st.dataframe's row height
-
-
-def usd(value: float) -> str:
-    """Dollars with thousands separators and cents, e.g. -$1,234.50."""
-    return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
 
 
 @st.cache_resource(show_spinner=False)
@@ -125,13 +140,28 @@ def one_line(exc: BaseException, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def percent_column(label: str) -> st.column_config.NumberColumn:
+    """A column of fractions shown as percentages with formats.PERCENT_DECIMALS decimals (streamlit's
+    "percent" format takes its decimals from the step: 4 decimals of a fraction are 2 of a percentage)."""
+    return st.column_config.NumberColumn(label, format="percent", step=10.0 ** -(PERCENT_DECIMALS + 2))
+
+
+def metric_column(metric: Metric) -> st.column_config.NumberColumn:
+    if metric.kind == "percent":
+        return percent_column(metric.label)
+    return st.column_config.NumberColumn(metric.label, format="%.2f")
+
+
 def metric_columns(columns) -> dict:
     """Streamlit column configs that label and format tt_eval metric columns (data stays unrounded)."""
-    return {
-        m.name: st.column_config.NumberColumn(m.label, format=NUMBER_FORMATS[m.kind])
-        for m in (*METRICS, *SIGNIFICANCE)
-        if m.name in columns
-    } | {"policy": st.column_config.TextColumn("Policy")}
+    return {m.name: metric_column(m) for m in (*METRICS, *SIGNIFICANCE) if m.name in columns} | {
+        "policy": st.column_config.TextColumn("Policy")
+    }
+
+
+def show_table(frame: pd.DataFrame, column_config: dict, where=st, **options) -> None:
+    """`frame` as a table in `where` (the page or a column), without its index and with `n/a` in empty cells."""
+    where.dataframe(frame, hide_index=True, placeholder=NA, column_config=column_config, **options)
 
 
 def with_policy_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -196,9 +226,11 @@ def pick(data: Reports, catalog: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame,
     st.query_params["model"] = model_id
     episodes = data.model_episodes(model_id)
     metrics = data.eval_metrics(model_id)
-    ordered = episodes.assign(_live=episodes["status"] != "running").sort_values(
-        ["_live", "split", "window", "seed", "policy", "started_at"],
-        ascending=[True, True, True, True, True, False],
+    ordered = episodes.assign(
+        _live=episodes["status"] != "running", _policy=episodes["policy"].map(policy_rank)
+    ).sort_values(
+        ["_live", "split", "window", "fold", "_policy", "seed", "started_at"],
+        ascending=[True, True, True, True, True, True, False],
         kind="stable",
     )
     options = ([OUT_OF_SAMPLE] if not metrics.empty else []) + ordered["episode_id"].tolist()
@@ -208,60 +240,90 @@ def pick(data: Reports, catalog: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame,
 
 
 def dagster_links(model: pd.Series) -> None:
-    """Links to the model's Dagster run and the ppo_model asset (TT_DAGSTER_URL)."""
+    """Links to the model's Dagster run (when a Dagster run trained it) and the ppo_model asset
+    (TT_DAGSTER_URL)."""
     base = config.dagster_url()
     links = [f"[ppo_model asset]({base}/assets/ppo_model)"]
-    if isinstance(model["run_id"], str):
-        links.insert(0, f"[run {model['run_id'][:SHORT_ID]}]({base}/runs/{model['run_id']})")
+    run_id = model["run_id"]
+    if dagster_run_exists(run_id):
+        links.insert(0, f"[run {run_id[:SHORT_ID]}]({base}/runs/{run_id})")
+    elif isinstance(run_id, str):
+        links.insert(0, f"trained in process (`{run_id}`, no Dagster run)")
     st.caption(f"Model `{model['model_id']}` in Dagster: " + " · ".join(links))
 
 
 # ---------------------------------------------------------------- panels
 
 
-def kpis(curve: pd.DataFrame, initial: float, benchmark: pd.DataFrame | None, bars_per_year: int) -> None:
-    """Headline numbers of the agent's curve (total return against equal weight when that baseline is shown)."""
-    numbers = headline(curve, initial, bars_per_year)
-    delta = None
-    if benchmark is not None:
-        edge = numbers["total_return"] - headline(benchmark, initial, bars_per_year)["total_return"]
-        delta = f"{edge:+.2%} vs equal weight"
+def kpis(numbers: dict[str, float], initial: float, benchmark: float | None = None) -> None:
+    """Headline numbers (series.headline's keys) with the change from `initial` and, given the equal-weight
+    total return `benchmark`, the edge over it; each delta's arrow follows its sign."""
+    change = numbers["net_worth"] - initial
     cols = st.columns(5)
-    cols[0].metric("Net worth", usd(numbers["net_worth"]), f"from {usd(initial)}", delta_color="off")
-    cols[1].metric("Total return", f"{numbers['total_return']:.2%}", delta)
-    cols[2].metric("Sharpe (ann.)", f"{numbers['sharpe']:.2f}")
-    cols[3].metric("Max drawdown", f"{numbers['max_drawdown']:.2%}")
+    cols[0].metric(
+        "Net worth",
+        usd(numbers["net_worth"]),
+        f"{usd(change, signed=True)} from {usd(initial)}",
+        delta_arrow="auto" if change else "off",
+    )
+    if benchmark is None:
+        cols[1].metric("Total return", percent(numbers["total_return"]))
+    else:
+        edge = numbers["total_return"] - benchmark
+        cols[1].metric(
+            "Total return",
+            percent(numbers["total_return"]),
+            f"{percent(edge, signed=True)} vs equal weight",
+            delta_arrow="auto" if edge else "off",
+        )
+    cols[2].metric("Sharpe (ann.)", ratio(numbers["sharpe"]))
+    cols[3].metric("Max drawdown", percent(numbers["max_drawdown"]))
     cols[4].metric("Costs paid", usd(numbers["costs"]))
+
+
+def spread_caption(seeds: pd.DataFrame, summary: pd.Series) -> str:
+    """The spread behind a mean over seeds: per-seed stitched rows `seeds` and the summary row."""
+    low, high = seeds.loc[seeds["total_return"].idxmin()], seeds.loc[seeds["total_return"].idxmax()]
+    return (
+        f"{charts.policy_label(summary['policy'])}: mean over {len(seeds)} seeds. Seed spread: total return "
+        f"{percent(low['total_return'])} (seed {int(low['seed'])}) to {percent(high['total_return'])} "
+        f"(seed {int(high['seed'])}); Sharpe {ratio(seeds['sharpe'].min())} to {ratio(seeds['sharpe'].max())}, "
+        f"95% CI {ratio(summary['sharpe_ci_low'])} to {ratio(summary['sharpe_ci_high'])}."
+    )
+
+
+def plot(figure, key: str, timeframe: str, where=st) -> None:
+    """`figure` in `where` (the page or a column), its bar times under the cursor as formats.hover_time_format
+    (session dates for daily bars)."""
+    figure.update_xaxes(hoverformat=hover_time_format(timeframe))
+    where.plotly_chart(figure, key=key)
 
 
 def performance(
     curves: dict[str, pd.DataFrame],
     split_ts,
     windows: pd.DataFrame,
-    bars_per_year: int,
+    timeframe: str,
     training: list[pd.DataFrame] = (),
 ) -> None:
     """Equity (with the train/test boundary and the agent's `training` episodes), drawdown and rolling
     Sharpe charts."""
-    st.plotly_chart(charts.equity_figure(curves, split_ts, windows, training), key="equity")
+    plot(charts.equity_figure(curves, split_ts, windows, training), "equity", timeframe)
     left, right = st.columns(2)
-    left.plotly_chart(charts.drawdown_figure(curves), key="drawdown")
+    plot(charts.drawdown_figure(curves), "drawdown", timeframe, left)
+    bars_per_year = get_timeframe(timeframe).bars_per_year
     steps = max(int(c["n"].sum()) for c in curves.values())
     window = max(5, min(bars_per_year // 4, steps // 4))
-    right.plotly_chart(charts.sharpe_figure(curves, window, bars_per_year), key="sharpe")
+    plot(charts.sharpe_figure(curves, window, bars_per_year), "sharpe", timeframe, right)
 
 
 def risk_table(metrics: pd.DataFrame) -> None:
     """The evaluation's tt_eval rows: per policy stitched over the test windows and averaged over the seeds
     (fold -1, seed -1) with the significance columns, then every test window's rows."""
     columns = ["policy", *METRIC_NAMES, *(m.name for m in SIGNIFICANCE)]
-    summary = metrics[(metrics["fold"] == -1) & (metrics["seed"] == -1)]
+    summary = in_policy_order(metrics[(metrics["fold"] == -1) & (metrics["seed"] == -1)])
     st.subheader("Risk metrics: all test windows stitched")
-    st.dataframe(
-        with_policy_labels(summary[columns]).reset_index(drop=True),
-        hide_index=True,
-        column_config=metric_columns(columns),
-    )
+    show_table(with_policy_labels(summary[columns]).reset_index(drop=True), metric_columns(columns))
     seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique())
     trials = metrics.loc[metrics["policy"] == AGENT, "n_trials"].dropna()
     st.caption(
@@ -279,11 +341,11 @@ def window_table(rows: pd.DataFrame, title: str) -> None:
     if rows.empty:
         st.info("This episode is not part of an evaluation: no risk metrics were computed for it.")
         return
+    rows = in_policy_order(rows.sort_values("seed", kind="stable"), "fold")
     shown = with_policy_labels(rows[columns]).assign(seed=rows["seed"].where(rows["seed"] >= 0))
-    st.dataframe(
+    show_table(
         shown.reset_index(drop=True),
-        hide_index=True,
-        column_config=metric_columns(columns)
+        metric_columns(columns)
         | {
             "fold": st.column_config.NumberColumn("Fold"),
             "seed": st.column_config.NumberColumn("Seed"),
@@ -293,7 +355,9 @@ def window_table(rows: pd.DataFrame, title: str) -> None:
     )
 
 
-def holdings_panel(data: Reports, agent: pd.DataFrame, stride: int, episode_ids: list[str]) -> None:
+def holdings_panel(
+    data: Reports, agent: pd.DataFrame, stride: int, episode_ids: list[str], timeframe: str
+) -> None:
     """Stacked weights of the top holdings, per-symbol P&L attribution, turnover and costs over time.
 
     `agent` is the agent's bucketed curve read with `stride` steps per bucket."""
@@ -308,10 +372,10 @@ def holdings_panel(data: Reports, agent: pd.DataFrame, stride: int, episode_ids:
     weights = data.weight_buckets(episode_ids, top, coarse).merge(
         agent[["episode_id", "step", "ts"]], on=["episode_id", "step"]
     )
-    st.plotly_chart(charts.weights_figure(weights), key="weights")
+    plot(charts.weights_figure(weights), "weights", timeframe)
     left, right = st.columns(2)
-    left.plotly_chart(charts.attribution_figure(attribution), key="attribution")
-    right.plotly_chart(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), key="turnover")
+    left.plotly_chart(charts.attribution_figure(attribution), key="attribution")  # x: symbols
+    plot(charts.turnover_costs_figure(rebucket(agent, MAX_BUCKETS)), "turnover", timeframe, right)
 
 
 def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: dict[str, str]) -> None:
@@ -330,20 +394,20 @@ def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: d
         "episode",
         "step",
     ]
-    st.dataframe(
+    bar_label, bar_format = bar_time_format(timeframe)
+    show_table(
         trades.assign(
             side=np.where(trades["trade_value"] > 0, "buy", "sell"),
             episode=trades["episode_id"].map(names),
         )[columns],
-        hide_index=True,
-        column_config={
-            "ts": st.column_config.DatetimeColumn("Bar (UTC)", format="YYYY-MM-DD HH:mm"),
+        {
+            "ts": st.column_config.DatetimeColumn(bar_label, format=bar_format),
             "symbol": "Symbol",
             "side": "Side",
             "trade_value": st.column_config.NumberColumn("Traded value", format=DOLLARS),
             "price": st.column_config.NumberColumn("Price", format=DOLLARS),
             "quantity": st.column_config.NumberColumn("Shares after", format="%.1f"),
-            "weight": st.column_config.NumberColumn("Weight after", format="percent"),
+            "weight": percent_column("Weight after"),
             "cost": st.column_config.NumberColumn("Cost", format=DOLLARS),
             "episode": "Episode",
             "step": st.column_config.NumberColumn("Bar #"),
@@ -351,31 +415,31 @@ def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: d
     )
     left, right = st.columns(2)
     left.subheader("Holding periods")
-    left.dataframe(
+    show_table(
         holding_summary(data.holding_periods(episode_ids)),
-        hide_index=True,
-        column_config={
+        {
             "symbol": "Symbol",
             "positions": "Positions",
             "mean_bars": st.column_config.NumberColumn(f"Mean ({timeframe} bars)", format="%.1f"),
             "median_bars": st.column_config.NumberColumn(f"Median ({timeframe} bars)", format="%.1f"),
             "max_bars": st.column_config.NumberColumn(f"Longest ({timeframe} bars)"),
         },
+        left,
     )
     attribution = data.symbol_attribution(episode_ids)
     right.subheader("Costs by symbol")
-    right.dataframe(
+    show_table(
         attribution.assign(
             cost_bps=attribution["costs"] / attribution["traded"].where(attribution["traded"] > 0) * 1e4
         )[["symbol", "trades", "traded", "costs", "cost_bps"]],
-        hide_index=True,
-        column_config={
+        {
             "symbol": "Symbol",
             "trades": "Trades",
             "traded": st.column_config.NumberColumn("Traded value", format=DOLLARS),
             "costs": st.column_config.NumberColumn("Costs", format=DOLLARS),
             "cost_bps": st.column_config.NumberColumn("Cost (bps of traded)", format="%.1f"),
         },
+        right,
     )
 
 
@@ -388,9 +452,9 @@ def freshness_panel(data: Reports) -> None:
         st.info("No market data stored yet and no watchlist to list its partitions.")
         return
     coverage = {
-        "min_coverage": st.column_config.NumberColumn("Min coverage", format="percent"),
-        "mean_coverage": st.column_config.NumberColumn("Mean coverage", format="percent"),
-        "coverage": st.column_config.NumberColumn("Coverage", format="percent"),
+        "min_coverage": percent_column("Min coverage"),
+        "mean_coverage": percent_column("Mean coverage"),
+        "coverage": percent_column("Coverage"),
         "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
         "last_ts": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
         "n_bars": st.column_config.NumberColumn("Bars"),
@@ -401,12 +465,11 @@ def freshness_panel(data: Reports) -> None:
         "no data": "No data",
         "failed": "Failed",
     }
-    st.dataframe(reports.freshness_summary(partitions), hide_index=True, column_config=coverage)
+    show_table(reports.freshness_summary(partitions), coverage)
     st.subheader("Partitions")
-    st.dataframe(
+    show_table(
         partitions[["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]],
-        hide_index=True,
-        column_config=coverage
+        coverage
         | {
             "symbol": "Symbol",
             "status": "Status",
@@ -420,11 +483,30 @@ def freshness_panel(data: Reports) -> None:
 # ---------------------------------------------------------------- views
 
 
+def first_seed(metrics: pd.DataFrame) -> int:
+    """The agent's first seed in the evaluation's rows (-1 when they carry none)."""
+    seeds = metrics.loc[metrics["seed"] >= 0, "seed"]
+    return int(seeds.min()) if len(seeds) else -1
+
+
+def episode_fold(row: pd.Series):
+    """The walk-forward fold an episode belongs to: a test episode's window, a training episode's fold model's
+    fold (NA outside a walk-forward)."""
+    return row["window"] if row["split"] == "test" else row["fold"]
+
+
+def fold_boundary(metrics: pd.DataFrame, fold, default: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The train/test boundary of walk-forward fold `fold`: the first bar of its test window (tt_eval's
+    test_start); `default` (the model's own split) when the evaluation has no such fold."""
+    starts = metrics.loc[metrics["fold"] == fold, "test_start"] if pd.notna(fold) else ()
+    return starts.min() if len(starts) else default
+
+
 def curves_for(buckets: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Stitched curve per policy (agent first) from the `chosen` episodes (policy, episode_id, initial_net_worth),
-    listed in window order."""
+    """Stitched curve per policy (terms.POLICY_NAMES order) from the `chosen` episodes (policy, episode_id,
+    initial_net_worth), listed in window order."""
     curves = {}
-    for policy in sorted(chosen["policy"].unique(), key=lambda p: (*POLICY_NAMES, p).index(p)):
+    for policy in sorted(chosen["policy"].unique(), key=lambda p: (policy_rank(p), p)):
         rows = chosen[chosen["policy"] == policy]
         curve = stitch(buckets, rows["episode_id"].tolist(), rows["initial_net_worth"].tolist())
         if not curve.empty:
@@ -435,45 +517,58 @@ def curves_for(buckets: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, pd.Data
 def results(
     data: Reports,
     chosen: pd.DataFrame,
+    focus: str,
     windows: pd.DataFrame,
     split_ts: pd.Timestamp | None,
     timeframe: str,
     names: dict[str, str],
     risk,
     training: pd.DataFrame | None = None,
+    evaluated: pd.DataFrame | None = None,
 ) -> None:
     """The report on the `chosen` episodes (policy, episode_id, steps, initial_net_worth) and the agent's
-    `training` episodes (drawn before the boundary): KPIs, then one tab per section, all sent with the page so
-    that switching tabs needs no server round trip (`risk()` draws the Performance tab's risk tables). Sending
-    only the open tab halves the first page's charts but costs every switch a server rerun, several times a
-    switch's time here (bench/dashboard.py; bench/results/dashboard.json)."""
+    `training` episodes (drawn before the boundary): KPIs of the policy in `focus` (from tt_eval's stitched
+    rows `evaluated` when given, else from its curve), then one tab per section, the holdings and trades
+    those of `focus`'s episodes. All tabs are sent with the page so that switching tabs needs no server round
+    trip (`risk()` draws the Performance tab's risk tables). Sending only the open tab halves the first
+    page's charts but costs every switch a server rerun, several times a switch's time here
+    (bench/dashboard.py; bench/results/dashboard.json)."""
     training = training if training is not None else chosen.iloc[0:0]
     longest = int(chosen.groupby("policy")["steps"].sum().max())
     stride = bucket_stride(longest, LINE_BUCKETS)
     ids = [*chosen["episode_id"], *training["episode_id"]]
     buckets = data.portfolio_buckets(ids, stride)
     curves = curves_for(buckets, chosen)
-    if not curves:
+    if focus not in curves:
         st.info("No steps have been logged for this selection yet.")
         return
-    agent_policy = next(iter(curves))
-    agent = chosen[chosen["policy"] == agent_policy]
+    focused = chosen[chosen["policy"] == focus]
+    initial = float(focused["initial_net_worth"].iloc[0])
     bars_per_year = get_timeframe(timeframe).bars_per_year
-    kpis(
-        curves[agent_policy],
-        float(agent["initial_net_worth"].iloc[0]),
-        curves.get(EQUAL_WEIGHT),
-        bars_per_year,
-    )
+    if evaluated is not None:
+        numbers = evaluated_headline(evaluated, focus, initial)
+        compared = focus != EQUAL_WEIGHT and (evaluated["policy"] == EQUAL_WEIGHT).any()
+        benchmark = evaluated_headline(evaluated, EQUAL_WEIGHT, initial)["total_return"] if compared else None
+    else:
+        numbers = headline(curves[focus], initial, bars_per_year)
+        benchmark = None
+        if focus != EQUAL_WEIGHT and EQUAL_WEIGHT in curves:
+            start = float(chosen.loc[chosen["policy"] == EQUAL_WEIGHT, "initial_net_worth"].iloc[0])
+            benchmark = headline(curves[EQUAL_WEIGHT], start, bars_per_year)["total_return"]
+    kpis(numbers, initial, benchmark)
+    if evaluated is not None and len(seeds := seed_spread(evaluated, focus)) > 1:
+        summary = evaluated[(evaluated["policy"] == focus) & (evaluated["seed"] == -1)].iloc[0]
+        st.caption(spread_caption(seeds, summary))
     tabs = dict(zip(SECTIONS, st.tabs(SECTIONS), strict=True))
     with tabs["Performance"]:  # drawn first: the default view shows while the other tabs are computed
         trained = [stitch(buckets, [r.episode_id], [r.initial_net_worth]) for r in training.itertuples()]
-        performance(curves, split_ts, windows, bars_per_year, [c for c in trained if not c.empty])
+        performance(curves, split_ts, windows, timeframe, [c for c in trained if not c.empty])
         risk()
+    focus_ids = focused["episode_id"].tolist()
     with tabs["Holdings & attribution"]:
-        holdings_panel(data, curves[agent_policy], stride, agent["episode_id"].tolist())
+        holdings_panel(data, curves[focus], stride, focus_ids, timeframe)
     with tabs["Trades"]:
-        trades_panel(data, agent["episode_id"].tolist(), timeframe, names)
+        trades_panel(data, focus_ids, timeframe, names)
     with tabs["Data freshness"]:
         freshness_panel(data)
 
@@ -486,31 +581,48 @@ def evaluation_view(
     timeframe: str,
     names: dict[str, str],
 ):
-    """Agent against the baselines on every walk-forward fold, stitched (the agent's first seed), with the
-    first seed's logged training episodes before the train/test boundary."""
-    seeds = metrics.loc[metrics["seed"] >= 0, "seed"]
-    first_seed = seeds.min() if len(seeds) else -1
+    """The agent against the baselines on every walk-forward fold, stitched. KPIs are the evaluation's (the
+    agent's mean over seeds, with the seeds' spread); curves, holdings and trades are the first seed's, with
+    its training episodes of the first fold before that fold's train/test boundary (later folds train on
+    earlier folds' test windows: their training episodes would overlap the out-of-sample period)."""
+    seed = first_seed(metrics)
     refs = metrics.loc[
-        (metrics["fold"] >= 0) & metrics["episode_id"].notna() & metrics["seed"].isin([-1, first_seed]),
+        (metrics["fold"] >= 0) & metrics["episode_id"].notna() & metrics["seed"].isin([-1, seed]),
         ["policy", "fold", "episode_id"],
     ]
     chosen = refs.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id").sort_values(
-        "fold"
+        "fold", kind="stable"
     )
+    folds = metrics.loc[metrics["fold"] >= 0, ["fold", "test_start", "test_end"]].drop_duplicates("fold")
+    first_fold = folds["fold"].min() if len(folds) else None
+    boundary = fold_boundary(metrics, first_fold, split_ts)
     training = episodes[
         (episodes["split"] == "train")
         & (episodes["status"] == "finished")
-        & (episodes["seed"].isna() | (episodes["seed"] == first_seed))
+        & (episodes["seed"].isna() | (episodes["seed"] == seed))
+        & (episodes["fold"].isna() | (episodes["fold"] == first_fold))
     ].sort_values("start_ts")
-    folds = metrics.loc[metrics["fold"] >= 0, ["fold", "test_start", "test_end"]].drop_duplicates("fold")
     first, last = metrics["test_start"].min(), metrics["test_end"].max()
-    shown = f"; curves of seed {first_seed}" if len(seeds) else ""
+    shown = f"; curves, holdings and trades of seed {seed}" if seed >= 0 else ""
     st.caption(
         f"Out-of-sample: {len(folds)} walk-forward folds, {first:%Y-%m-%d} → {last:%Y-%m-%d}{shown}; "
-        f"{len(training)} training episode(s) drawn dotted; "
+        f"{len(training)} training episode(s) of fold {first_fold} drawn dotted; "
         f"evaluated {metrics['created_at'].max():%Y-%m-%d %H:%M} UTC"
     )
-    results(data, chosen, folds, split_ts, timeframe, names, lambda: risk_table(metrics), training)
+    stitched = metrics[metrics["fold"] == -1]
+    summarised = ((stitched["policy"] == AGENT) & (stitched["seed"] == -1)).any()
+    results(
+        data,
+        chosen,
+        AGENT,
+        folds,
+        boundary,
+        timeframe,
+        names,
+        lambda: risk_table(metrics),
+        training,
+        evaluated=stitched if summarised else None,  # else the KPIs of the curves shown
+    )
 
 
 def episode_view(
@@ -522,12 +634,13 @@ def episode_view(
     timeframe: str,
     names: dict[str, str],
 ):
-    """One episode; a test window's episode is compared with the baselines of the same window, and that
-    window's risk metrics are shown (the agent's row of this seed, the baselines')."""
+    """One episode, with its fold's train/test boundary; a test window's episode is compared with the other
+    policies of the same window (a baseline's with the agent's first seed), and that window's risk metrics are
+    shown (the agent's row of this seed, the baselines')."""
     chosen = pd.DataFrame([row])
     fold_metrics = metrics.iloc[0:0]
     if row["split"] == "test" and pd.notna(row["window"]):
-        seed = row["seed"] if pd.notna(row["seed"]) else -1
+        seed = row["seed"] if pd.notna(row["seed"]) else first_seed(metrics)
         fold_metrics = metrics[(metrics["fold"] == row["window"]) & metrics["seed"].isin([-1, seed])]
         others = fold_metrics.loc[
             (fold_metrics["policy"] != row["policy"]) & fold_metrics["episode_id"].notna(),
@@ -536,8 +649,18 @@ def episode_view(
         others = others.merge(episodes[["episode_id", "steps", "initial_net_worth"]], on="episode_id")
         chosen = pd.concat([chosen, others], ignore_index=True)
     folds = fold_metrics[["fold", "test_start", "test_end"]].drop_duplicates("fold")
+    boundary = fold_boundary(metrics, episode_fold(row), split_ts)
     title = f"Risk metrics: test window {int(row['window'])}" if not fold_metrics.empty else "Risk metrics"
-    results(data, chosen, folds, split_ts, timeframe, names, lambda: window_table(fold_metrics, title))
+    results(
+        data,
+        chosen,
+        row["policy"],
+        folds,
+        boundary,
+        timeframe,
+        names,
+        lambda: window_table(fold_metrics, title),
+    )
 
 
 @st.fragment(run_every=LIVE_REFRESH_SECONDS)
@@ -562,8 +685,8 @@ def live_view(engine: sa.Engine, row: pd.Series, split_ts: pd.Timestamp | None, 
     initial = float(row["initial_net_worth"])
     curve = rebucket(stitch(from_steps(steps), [row["episode_id"]], [initial]), LINE_BUCKETS)
     bars_per_year = get_timeframe(timeframe).bars_per_year
-    kpis(curve, initial, None, bars_per_year)
-    performance({row["policy"]: curve}, split_ts, pd.DataFrame(), bars_per_year)
+    kpis(headline(curve, initial, bars_per_year), initial)
+    performance({row["policy"]: curve}, split_ts, pd.DataFrame(), timeframe)
 
 
 def empty_page(data: Reports, url: str) -> None:
@@ -603,7 +726,7 @@ def page(url: str) -> None:
     row["episode_id"] = choice
     st.caption(f"Episode {names[choice]} · {row['status']} · id {choice}")
     if row["status"] == "running":
-        live_view(data.engine, row, split_ts, timeframe)
+        live_view(data.engine, row, fold_boundary(metrics, episode_fold(row), split_ts), timeframe)
     else:
         episode_view(data, row, episodes, metrics, split_ts, timeframe, names)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from tt_dashboard.formats import PERCENT_DECIMALS
 from tt_dashboard.series import line, rolling_sharpe
 from tt_resources.terms import AGENT, CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL, POLICY_LABELS
 
@@ -17,6 +18,10 @@ POLICY_COLORS: dict[str, str] = {
     EQUAL_WEIGHT_VOL: "#10b981",
     CASH: "#9ca3af",
 }
+
+
+PERCENT_TICKS = ".1%"  # axis ticks
+PERCENT_HOVER = f".{PERCENT_DECIMALS}%"  # values under the cursor: as in the tables and KPIs
 
 
 def policy_label(policy: str) -> str:
@@ -40,10 +45,11 @@ def _layout(
         hovermode="x unified",
         yaxis_title=yaxis,
     )
+    # the left axis only: a second axis (yaxis2) keeps its own format
     if percent:
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_layout(yaxis={"tickformat": PERCENT_TICKS, "hoverformat": PERCENT_HOVER})
     if dollars:  # axis in whole dollars, hover to the cent
-        fig.update_yaxes(tickprefix="$", tickformat=",.0f", hoverformat=",.2f")
+        fig.update_layout(yaxis={"tickprefix": "$", "tickformat": ",.0f", "hoverformat": ",.2f"})
     return fig
 
 
@@ -189,7 +195,8 @@ def turnover_costs_figure(activity: pd.DataFrame) -> go.Figure:
             "title": "Turnover per bar",
             "overlaying": "y",
             "side": "right",
-            "tickformat": ".0%",
+            "tickformat": PERCENT_TICKS,
+            "hoverformat": PERCENT_HOVER,
             "rangemode": "tozero",
         }
     )

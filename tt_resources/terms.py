@@ -102,8 +102,8 @@ METRICS: tuple[Metric, ...] = (
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 # tt_eval's significance columns (tt_rl.significance; tt_rl.evaluate fills them)
 SIGNIFICANCE: tuple[Metric, ...] = (
-    Metric("psr", "PSR vs cash", "ratio"),  # P(true Sharpe > 0), probabilistic Sharpe ratio
-    Metric("dsr", "DSR", "ratio"),  # PSR against the best of n_trials configurations' expected Sharpe
+    Metric("psr", "PSR vs cash", "percent"),  # P(true Sharpe > 0), probabilistic Sharpe ratio
+    Metric("dsr", "DSR", "percent"),  # PSR against the best of n_trials configurations' expected Sharpe
     Metric("sharpe_ci_low", "Sharpe CI low", "ratio"),  # 95 % Student-t interval across seeds
     Metric("sharpe_ci_high", "Sharpe CI high", "ratio"),
 )

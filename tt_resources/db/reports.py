@@ -448,7 +448,8 @@ def holding_periods(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFra
         .where(edges.c.held == 1)
         .order_by(edges.c.episode_id, edges.c.symbol, edges.c.step),
     ).merge(last, on="episode_id")
-    runs["last_step"] = (runs["next_edge"] - 1).fillna(runs["episode_end"]).astype(int)
+    next_edge = pd.to_numeric(runs["next_edge"])  # float with NaN: a column of NULLs reads as objects
+    runs["last_step"] = (next_edge - 1).fillna(runs["episode_end"]).astype(int)
     runs["steps"] = runs["last_step"] - runs["first_step"] + 1
     return runs[["episode_id", "symbol", "first_step", "last_step", "steps"]]
 

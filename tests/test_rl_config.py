@@ -179,6 +179,7 @@ def _small() -> RLConfig:
     return cfg
 
 
+@pytest.mark.slow  # trains PPO until the injected failure
 def test_failed_train_leaves_no_run_folder(panel, tmp_path):
     from stable_baselines3.common.callbacks import BaseCallback
 

@@ -135,14 +135,13 @@ def show(
     unknown = [name for name in wanted if name not in target.c]
     if unknown:
         raise BadInput(f"{table} has no column {unknown[0]!r}; valid: {', '.join(target.c.keys())}")
-    grouped = "timeframe" in target.c
-    stmt = sa.select(
-        *(target.c[c] for c in shown), *([] if "timeframe" in shown or not grouped else [target.c.timeframe])
-    )
+    grouped = "timeframe" in target.c  # rows come grouped by it, and it tells which rows are daily bars
+    hidden = [target.c.timeframe] if grouped and "timeframe" not in shown else []
+    stmt = sa.select(*(target.c[c] for c in shown), *hidden)
     for name, values in filters.items():
         if values:
             stmt = stmt.where(target.c[name].in_(values))
-    order = ([target.c[view.newest]] if view.newest else []) + list(target.primary_key.columns)
+    order = dict.fromkeys([*([target.c[view.newest]] if view.newest else []), *target.primary_key.columns])
     stmt = stmt.order_by(*(c.desc() for c in order)).limit(min(last, SHOW_MAX_ROWS))
     if grouped and not timeframe:  # the last rows of each timeframe, one query each (the key's index)
         timeframes = [*TIMEFRAME_NAMES, *([None] if target.c.timeframe.nullable else [])]

@@ -51,7 +51,7 @@ def market_data(site, directory: Path) -> float:
     """Seconds for the full watchlist's bars and features, three `tt ingest --via-dagster` at once."""
     ingest = ["ingest", "--via-dagster", "--source", "synthetic", "--limit", str(SYMBOLS)]
     started = time.perf_counter()
-    commands = [[*ingest, "--interval", tf] for tf in TIMEFRAMES]
+    commands = [[*ingest, "--timeframe", tf] for tf in TIMEFRAMES]
     results = run_each(commands, site.env, directory, hang_timeout=HANG_TIMEOUT_S)
     seconds = time.perf_counter() - started
     assert_all_succeeded(results)

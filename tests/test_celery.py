@@ -69,7 +69,7 @@ class Backfill:
 
 @pytest.fixture(scope="module")
 def ibkr_backfill(tmp_path_factory) -> Iterator[Backfill]:
-    """Two `tt ingest --via-dagster --source ibkr --interval all` processes at once (two symbols each) on the
+    """Two `tt ingest --via-dagster --source ibkr --timeframe all` processes at once (two symbols each) on the
     celery executor, two workers, the `ibkr` pool at 2 so fetching steps overlap, and one stand-in gateway
     enforcing IBKR's pacing over every connection (it answers once both workers are connected)."""
     directory = tmp_path_factory.mktemp("celery_backfill")
@@ -90,7 +90,7 @@ def ibkr_backfill(tmp_path_factory) -> Iterator[Backfill]:
     try:
         with site_or_skip(directory, env) as site:
             site.set_pool("ibkr", 2)
-            ingest = ["ingest", "--via-dagster", "--source", "ibkr", "--interval", "all"]
+            ingest = ["ingest", "--via-dagster", "--source", "ibkr", "--timeframe", "all"]
             window = ["--start", f"{start:%Y-%m-%d}", "--end", f"{cutoff:%Y-%m-%d}"]
             commands = [[*ingest, "--symbols", ",".join(s), *window] for s in SYMBOL_SETS]
             results = run_each(commands, site.env, directory)
@@ -247,7 +247,7 @@ def test_tz_given_to_tt_ingest_reaches_the_workers_as_run_config(celery_training
         tmp_path / "csv", "NAIVE_1h.csv", (f"{t:%Y-%m-%d %H:%M}" for t in grid.tz_convert("America/New_York"))
     )
     ingest = ["ingest", "--via-dagster", "--source", "csv", "--tz", "America/New_York", "--symbols", "NAIVE"]
-    window = ["--interval", "1h", "--start", "2024-06-03", "--end", "2024-06-04"]
+    window = ["--timeframe", "1h", "--start", "2024-06-03", "--end", "2024-06-04"]
     results = run_each([[*ingest, *window]], site.env | {"TT_CSV_DIR": str(tmp_path / "csv")}, tmp_path)
     assert_all_succeeded(results)
     engine = create_engine(site.env["DATABASE_URL"])

@@ -109,9 +109,9 @@ def test_a_window_with_nothing_to_fetch_is_bad_input(tmp_path, args, line):
 
 @pytest.mark.parametrize(("symbol", "exit_code"), [("AAA", 0), ("BBB", 1)])
 def test_partitions_with_no_bar_in_the_asked_window_say_so(tmp_path, symbol, exit_code):
-    assert tt(tmp_path, "ingest", "--symbols", "AAA", "--interval", "1d", "--start", RECENT).exit_code == 0
+    assert tt(tmp_path, "ingest", "--symbols", "AAA", "--timeframe", "1d", "--start", RECENT).exit_code == 0
     before = price_rows(tmp_path)
-    result = tt(tmp_path, "ingest", "--symbols", symbol, "--interval", "1d", "--end", "2010-01-01")
+    result = tt(tmp_path, "ingest", "--symbols", symbol, "--timeframe", "1d", "--end", "2010-01-01")
     assert result.exit_code == exit_code, result.output
     held = f"stored {RECENT}" if symbol == "AAA" else "none stored"
     assert f"--end 2010-01-01: no bar closed before it for {symbol} 1d ({held}" in result.output
@@ -147,7 +147,7 @@ def test_class_shares_are_valid_symbols():
         ("symbol\nAAA\n".encode("utf-16-le"), "NUL byte"),
     ],
 )
-@pytest.mark.parametrize("command", [["watchlist"], ["ingest", "--interval", "1d"]])
+@pytest.mark.parametrize("command", [["watchlist"], ["ingest", "--timeframe", "1d"]])
 def test_a_watchlist_that_is_not_utf8_text_is_one_line(tmp_path, content, why, command):
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_bytes(content)
@@ -190,14 +190,14 @@ def test_a_read_only_sqlite_file_is_one_line_naming_it(tmp_path, as_non_root, re
     home.mkdir()
     url = f"sqlite:///{home / 'tt.sqlite'}"
     seeded = tt(
-        tmp_path, "ingest", "--symbols", "AAA", "--interval", "1d", "--start", RECENT, DATABASE_URL=url
+        tmp_path, "ingest", "--symbols", "AAA", "--timeframe", "1d", "--start", RECENT, DATABASE_URL=url
     )
     assert seeded.exit_code == 0, seeded.output
     target = home / "tt.sqlite" if read_only == "file" else home
     mode = target.stat().st_mode
     target.chmod(mode & ~0o222)
     try:
-        result = tt(tmp_path, "ingest", "--symbols", "BBB", "--interval", "1d", DATABASE_URL=url)
+        result = tt(tmp_path, "ingest", "--symbols", "BBB", "--timeframe", "1d", DATABASE_URL=url)
     finally:
         target.chmod(mode)
     line = one_line(result)

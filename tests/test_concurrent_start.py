@@ -78,7 +78,7 @@ def test_concurrent_db_upgrade_on_fresh_postgres_database_all_succeed(pg_databas
 @pytest.mark.slow
 def test_concurrent_ingest_via_dagster_on_fresh_home_all_succeed_and_store_each_bar_once(tmp_path):
     start = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
-    args = ["ingest", "--via-dagster", "--symbols", "AAA", "--interval", "1d", "--start", start]
+    args = ["ingest", "--via-dagster", "--symbols", "AAA", "--timeframe", "1d", "--start", start]
     for attempt in range(3):
         directory = tmp_path / str(attempt)
         directory.mkdir()

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dashboard_seed import DAGSTER_RUN_ID, SYMBOLS, SeededEvaluation, seed_evaluation
+import sqlalchemy as sa
+from dashboard_seed import DAGSTER_RUN_ID, INITIAL_NET_WORTH, SYMBOLS, SeededEvaluation, seed_evaluation
 from serving import free_port, stop, wait_until_serving
 
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
-from tt_resources.terms import METRICS, POLICY_LABELS, POLICY_NAMES
+from tt_resources.db.schema import episodes, evals
+from tt_resources.terms import EQUAL_WEIGHT, METRICS, ORACLE, POLICY_LABELS, POLICY_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +125,7 @@ class Served:
     base: str
     driver: object
     seeded: SeededEvaluation
+    url: str  # the database's
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
     watchlist.write_text("symbol\n" + "\n".join([*SYMBOLS, UNFETCHED]) + "\n")
     env = {"TT_WATCHLIST": str(watchlist), "TT_DAGSTER_URL": DAGSTER_URL}
     with serve_dashboard(url, tmp / "streamlit.log", env=env) as base, chromium(tmp / "profile") as driver:
-        yield Served(base, driver, seeded)
+        yield Served(base, driver, seeded, url)
 
 
 def open_page(served: Served, query: str = "") -> None:
@@ -249,3 +252,70 @@ def test_the_model_links_back_to_its_dagster_run(served):
     hrefs = [a.get_attribute("href") for a in served.driver.find_elements(By.CSS_SELECTOR, "a[href]")]
     assert f"{DAGSTER_URL}/runs/{DAGSTER_RUN_ID}" in hrefs
     assert f"{DAGSTER_URL}/assets/ppo_model" in hrefs
+
+
+def shown_kpis(driver) -> dict[str, tuple[str, str]]:
+    """KPI label -> (value, delta text; "" without a delta), read in one script."""
+    return {
+        k["label"]: (k["value"], k["delta"])
+        for k in driver.execute_script(
+            """return [...document.querySelectorAll("[data-testid='stMetric']")].map(m => ({
+                label: m.querySelector("[data-testid='stMetricLabel']").innerText.trim(),
+                value: m.querySelector("[data-testid='stMetricValue']").innerText.trim(),
+                delta: (m.querySelector("[data-testid='stMetricDelta']") || {innerText: ""}).innerText.trim(),
+            }));"""
+        )
+    }
+
+
+def stored_kpis(url: str, policy: str, fold: int) -> dict[str, str]:
+    """The KPIs of `policy`'s test episode of `fold` as the dashboard formats them, from tt_eval (the fold's
+    row) and tt_episode (its final net worth)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(evals).where(evals.c.policy == policy, evals.c.fold == fold, evals.c.seed == -1)
+            ).one()
+            net_worth = conn.execute(
+                sa.select(episodes.c.final_net_worth).where(episodes.c.episode_id == row.episode_id)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return {
+        "Net worth": f"${net_worth:,.2f}",
+        "Total return": f"{row.total_return:.2%}",
+        "Sharpe (ann.)": f"{row.sharpe:.2f}",
+        "Max drawdown": f"{row.max_drawdown:.2%}",
+        "Costs paid": f"${row.costs * INITIAL_NET_WORTH:,.2f}",
+    }
+
+
+def test_a_baseline_episode_shows_that_baselines_numbers_and_turnover_in_percent(served):
+    """Issue 24, observations 2 and 3 in the browser: picking the equal-weight episode of a test window shows
+    equal weight's KPIs from tt_eval/tt_episode (not the oracle's, the first policy on that window), with no
+    edge over itself; the turnover axis of its activity chart reads in percent, not dollars."""
+    from selenium.webdriver.common.by import By
+
+    open_page(served)
+    driver = served.driver
+    fold = 1
+    label = f"fold {fold} test · {POLICY_LABELS[EQUAL_WEIGHT]} ({served.seeded.steps_per_window} bars)"
+    choose(driver, "Episode", label)
+    wait(driver).until(lambda d: f"Risk metrics: test window {fold}" in body_text(d))
+    expected = stored_kpis(served.url, EQUAL_WEIGHT, fold)
+    oracle = stored_kpis(served.url, ORACLE, fold)
+    assert expected["Total return"] != oracle["Total return"]  # the seed tells the two apart
+    shown = shown_kpis(driver)  # drawn before the window's risk table
+    assert {label: value for label, (value, _) in shown.items()} == expected
+    assert shown["Total return"][1] == ""  # equal weight is not compared with itself
+
+    driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Holdings & attribution']").click()
+    ticks = wait(driver).until(
+        lambda d: d.execute_script(
+            """const plot = [...document.querySelectorAll(".js-plotly-plot")].find(
+                   p => (p.querySelector(".gtitle") || {}).textContent === "Turnover and costs over time");
+               return plot && [...plot.querySelectorAll(".y2tick text")].map(t => t.textContent);"""
+        )
+    )
+    assert ticks and all(re.fullmatch(r"\d+(\.\d+)?%", t) for t in ticks), ticks

@@ -286,7 +286,7 @@ def test_tt_ingest_shows_quarantined_bars_and_open_holes(sqlite_url, tmp_path):
                 "ibkr",
                 "--symbols",
                 "AAPL,MSFT",
-                "--interval",
+                "--timeframe",
                 "1h",
                 "--start",
                 f"{start:%Y-%m-%d}",

@@ -43,7 +43,7 @@ def test_two_processes_share_the_pacing_budget(backend, tmp_path, request):
         "TT_IB_MAX_REQUESTS": str(RULES.max_requests),
         "TT_IB_WINDOW_S": str(RULES.window_s),
     }
-    args = ["ingest", "--source", "ibkr", "--symbols", "AAPL,MSFT", "--interval", "1h"]
+    args = ["ingest", "--source", "ibkr", "--symbols", "AAPL,MSFT", "--timeframe", "1h"]
     try:
         results = run_together(
             [*args, "--start", f"{start:%Y-%m-%d}", "--end", f"{cutoff:%Y-%m-%d}"], env, tmp_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tt_cli.common import SUMMARY_COUNTS
@@ -56,7 +57,7 @@ def test_failed_partition_exits_non_zero_after_the_others(db_url, tmp_path):
     )
     good.to_csv(tmp_path / "GOOD_1d.csv", index=False)
     good.assign(close=-1.0).to_csv(tmp_path / "BAD_1d.csv", index=False)
-    args = ("--symbols", "BAD,GOOD", "--interval", "1d", "--source", "csv", "--start", RECENT)
+    args = ("--symbols", "BAD,GOOD", "--timeframe", "1d", "--source", "csv", "--start", RECENT)
     result = run(db_url, *args, TT_CSV_DIR=str(tmp_path))
     assert result.exit_code == 1
     assert "failed BAD 1d:" in result.output
@@ -73,16 +74,27 @@ def test_watchlist_symbols_with_limit(sqlite_url, tmp_path):
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text("symbol,sector\nAAA,Energy\nBBB,Energy\nCCC,Utilities\n")
     result = run(
-        sqlite_url, "--limit", "2", "--interval", "1d", "--start", RECENT, TT_WATCHLIST=str(watchlist)
+        sqlite_url, "--limit", "2", "--timeframe", "1d", "--start", RECENT, TT_WATCHLIST=str(watchlist)
     )
     assert result.exit_code == 0, result.output
     assert summary_rows(result.output)["1d"][:3] == ["2", "0", "2"]
 
 
+@pytest.mark.parametrize("option", ["--timeframe", "--interval"])
+def test_timeframe_has_one_name_across_commands_and_interval_stays_an_alias(sqlite_url, option):
+    result = run(sqlite_url, "--symbols", "AAA", option, "1h", "--start", RECENT, "--source", "synthetic")
+    assert result.exit_code == 0, result.output
+    assert set(summary_rows(result.output)) == {"1h"}
+    with create_engine(sqlite_url).connect() as conn:
+        stored = conn.execute(sa.text("SELECT DISTINCT timeframe FROM tt_prices")).scalars().all()
+    assert stored == ["1h"]
+    assert "--timeframe, --interval [1d|1h|15m|all]" in run(sqlite_url, "--help").output
+
+
 def test_bad_watchlist_is_one_clear_line(sqlite_url, tmp_path):
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text("symbol\nAAA\nAAA\n")
-    result = run(sqlite_url, "--interval", "1d", TT_WATCHLIST=str(watchlist))
+    result = run(sqlite_url, "--timeframe", "1d", TT_WATCHLIST=str(watchlist))
     assert result.exit_code == 2
     assert "watchlist.csv" in result.output and "Traceback" not in result.output
 
@@ -91,7 +103,7 @@ def test_via_dagster_records_runs_and_second_run_is_fresh(sqlite_url, tmp_path):
     import dagster as dg
 
     home = tmp_path / "dagster_home"
-    args = ("--symbols", "AAA,BBB", "--interval", "1d", "--start", RECENT, "--via-dagster")
+    args = ("--symbols", "AAA,BBB", "--timeframe", "1d", "--start", RECENT, "--via-dagster")
     first = run(sqlite_url, *args, DAGSTER_HOME=str(home))
     assert first.exit_code == 0, first.output
     assert summary_rows(first.output)["1d"][:4] == ["2", "0", "2", "0"]
@@ -120,7 +132,7 @@ def ingest_csv(db_url: str, directory, symbol: str, interval: str, *args: str, *
         db_url,
         "--symbols",
         symbol,
-        "--interval",
+        "--timeframe",
         interval,
         "--source",
         "csv",
@@ -198,7 +210,7 @@ def test_a_csv_head_at_midnight_new_york_and_the_synthetic_tail_store_each_sessi
     first, last = f"{sessions[0]:%Y-%m-%d}", f"{sessions[-1] + pd.Timedelta(days=1):%Y-%m-%d}"
     assert ingest_csv(db_url, tmp_path, "AAA", "1d", "--start", first, "--end", last).exit_code == 0
     assert list(stored(db_url, "AAA", "1d")["ts"]) == list(sessions)
-    tail = run(db_url, "--symbols", "AAA", "--interval", "1d", "--source", "synthetic")
+    tail = run(db_url, "--symbols", "AAA", "--timeframe", "1d", "--source", "synthetic")
     assert tail.exit_code == 0, tail.output
     bars = stored(db_url, "AAA", "1d")
     expected = calendar.expected_bar_starts("1d", sessions[0], bars["ts"].iloc[-1] + pd.Timedelta(hours=1))

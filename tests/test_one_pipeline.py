@@ -153,7 +153,7 @@ def assert_lineage_recorded(env: dict[str, str], output: str) -> None:
 
 def test_features_reach_the_last_bar_when_the_direct_path_extends_dagster_bars(tmp_path):
     env = environment(tmp_path, "db")
-    symbols = ["--symbols", ",".join(SYMBOLS), "--interval", "1d", "--start", START]
+    symbols = ["--symbols", ",".join(SYMBOLS), "--timeframe", "1d", "--start", START]
     assert tt(env, "ingest", *symbols, "--end", "2025-06-30", "--via-dagster").exit_code == 0
     later = tt(env, "ingest", *symbols, "--end", END)
     assert later.exit_code == 0, later.output
@@ -264,7 +264,7 @@ def test_off_grid_bars_fail_the_partition_and_the_dataset_gate(tmp_path, via_dag
     flag = ["--via-dagster"] if via_dagster else []
     window = ["--symbols", "AAA,BBB", "--start", START, "--end", END, "--source", "csv"]
 
-    ingest = tt(env, "ingest", *window, "--interval", "1d", *flag)
+    ingest = tt(env, "ingest", *window, "--timeframe", "1d", *flag)
     assert ingest.exit_code == 1, ingest.output
     assert f"failed AAA 1d: {tmp_path / 'AAA_1d.csv'}: line 2: a daily bar stamped " in ingest.output
     assert "failed BBB" not in ingest.output
@@ -341,7 +341,7 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
     bad.to_csv(tmp_path / "AAPL_1d.csv", index=False)
     env = environment(tmp_path, "db", TT_CSV_DIR=str(tmp_path))
     flag = ["--via-dagster"] if via_dagster else []
-    args = ["--symbols", ",".join(symbols), "--interval", "1d", "--start", START, "--end", END]
+    args = ["--symbols", ",".join(symbols), "--timeframe", "1d", "--start", START, "--end", END]
     result = tt(env, "ingest", *args, "--source", "csv", *flag)
 
     assert result.exit_code == 1, result.output
@@ -381,7 +381,7 @@ def test_via_dagster_registers_symbols_in_the_order_given(tmp_path):
         "ingest",
         "--symbols",
         ",".join(order),
-        "--interval",
+        "--timeframe",
         "1d",
         "--start",
         START,
@@ -400,7 +400,7 @@ def test_a_window_without_stored_bars_is_named_alike_on_both_paths(tmp_path):
         env = environment(tmp_path, path, TT_CSV_DIR=str(tmp_path))
         flag = ["--via-dagster"] if path == "dagster" else []
         stored = tt(
-            env, "ingest", "--symbols", "AAA,BBB", "--source", "csv", "--interval", "1d", "--start", START
+            env, "ingest", "--symbols", "AAA,BBB", "--source", "csv", "--timeframe", "1d", "--start", START
         )
         assert stored.exit_code == 0, stored.output
         window = ["--symbols", "AAA,BBB", "--source", "csv", "--steps", "64"]

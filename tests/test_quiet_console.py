@@ -131,7 +131,7 @@ def test_ingest_summary_at_80_columns_prints_every_count_whole():
 @pytest.mark.slow
 def test_verbose_lets_dagster_beta_warnings_through(tmp_path):
     # the same command without --verbose prints none: the demo's smoke test (tests/test_demo.py) runs it
-    args = ("ingest", "--symbols", "AAA", "--interval", "1d", "--source", "synthetic", "--start", RECENT)
+    args = ("ingest", "--symbols", "AAA", "--timeframe", "1d", "--source", "synthetic", "--start", RECENT)
     verbose = tt(tmp_path, "--verbose", *args, "--via-dagster")
     assert verbose.returncode == 0, verbose.stdout
     # tt_assets.partitions builds a MultiToSingleDimensionPartitionMapping, which Dagster marks beta

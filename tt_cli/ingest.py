@@ -25,7 +25,15 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
     "--start", type=DATE, help="First bar (UTC) for partitions with no data yet; default per timeframe."
 )
 @click.option("--end", type=DATE, help="Ingest bars that closed by this instant (UTC); default now.")
-@click.option("--interval", type=click.Choice([*TIMEFRAME_NAMES, "all"]), default="all", show_default=True)
+@click.option(
+    "--timeframe",
+    "--interval",
+    "timeframe",
+    type=click.Choice([*TIMEFRAME_NAMES, "all"]),
+    default="all",
+    show_default=True,
+    help="Bar timeframe to bring up to date (--interval is the older name of this option).",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N watchlist symbols.")
 @click.option("--symbols", help="Comma-separated symbols instead of the watchlist.")
 @click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: TT_SOURCE, else synthetic.")
@@ -44,10 +52,10 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
     is_flag=True,
     help="Run the same steps as Dagster runs (runs, lineage and check results in `dagster dev`).",
 )
-def ingest(start, end, interval, limit, symbols, source, tz, date_format, via_dagster) -> None:
+def ingest(start, end, timeframe, limit, symbols, source, tz, date_format, via_dagster) -> None:
     """Fetch the missing tail of every symbol x timeframe partition and store it (fresh ones make no request)."""
     start, end = time_window(start, end)
-    timeframes = list(TIMEFRAME_NAMES) if interval == "all" else [interval]
+    timeframes = list(TIMEFRAME_NAMES) if timeframe == "all" else [timeframe]
     names = universe(symbols, limit)
     market = market_config(source, tz=tz, date_format=date_format)
     console = Console()

@@ -114,14 +114,18 @@ def test_no_skill_in_a_drifting_market_gets_no_skill_verdict():
 
 
 def test_verdict_compares_unrounded_and_never_shows_a_rounded_pass():
-    below = Assessment(psr=0.97, dsr=0.9496, sharpe_vs_best=0.01, psr_vs_best=0.6, dsr_vs_best=0.6, n_trials=2)
+    below = Assessment(
+        psr=0.97, dsr=0.9496, sharpe_vs_best=0.01, psr_vs_best=0.6, dsr_vs_best=0.6, n_trials=2
+    )
     line = below.verdict("Equal weight (buy & hold)", 252)
     # 0.9496 would round to 0.950: it is shown truncated, below the threshold, and not called significant
     assert line == (
         "Verdict: nothing significant: DSR vs cash 0.949 and DSR vs Equal weight (buy & hold) 0.600, both below "
         "0.95 (2 configuration(s) tried)."
     )
-    cash = Assessment(psr=0.99, dsr=0.95, sharpe_vs_best=0.01, psr_vs_best=0.9, dsr_vs_best=0.9499, n_trials=1)
+    cash = Assessment(
+        psr=0.99, dsr=0.95, sharpe_vs_best=0.01, psr_vs_best=0.9, dsr_vs_best=0.9499, n_trials=1
+    )
     assert cash.verdict("Equal weight").startswith(
         "Verdict: beats cash but not the best baseline (Equal weight): DSR vs cash 0.950 >= 0.95, "
         "DSR vs Equal weight 0.949 < 0.95"
@@ -142,5 +146,7 @@ def test_assess_deflates_both_comparisons_by_the_trials():
     assert alone.dsr == pytest.approx(probabilistic_sharpe(strategy))
     assert alone.psr_vs_best == pytest.approx(probabilistic_sharpe(strategy - baseline))
     assert alone.dsr_vs_best == pytest.approx(alone.psr_vs_best)
-    searched = assess(strategy, baseline, n_trials=20, trial_sharpes=[0.0, 0.1], trial_excess_sharpes=[0.0, 0.3])
+    searched = assess(
+        strategy, baseline, n_trials=20, trial_sharpes=[0.0, 0.1], trial_excess_sharpes=[0.0, 0.3]
+    )
     assert searched.dsr < alone.dsr and searched.dsr_vs_best < alone.dsr_vs_best

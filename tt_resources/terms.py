@@ -103,7 +103,9 @@ METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 # tt_eval's significance columns (tt_rl.significance; tt_rl.evaluate fills them)
 SIGNIFICANCE: tuple[Metric, ...] = (
     Metric("psr", "PSR vs cash", "percent"),  # P(true Sharpe > 0), probabilistic Sharpe ratio
-    Metric("dsr", "DSR vs cash", "percent"),  # PSR against the best of n_trials configurations' expected Sharpe
+    Metric(
+        "dsr", "DSR vs cash", "percent"
+    ),  # PSR against the best of n_trials configurations' expected Sharpe
     # 95 % sampling interval of the Sharpe ratio over time (Lo 2002 / Mertens 2002 standard error)
     Metric("sharpe_ci_low", "Sharpe 95% interval (time) low", "ratio"),
     Metric("sharpe_ci_high", "Sharpe 95% interval (time) high", "ratio"),

@@ -236,7 +236,9 @@ def gather(
                     "sharpe_seed_min": float(np.nanmin(seed_sharpes)),
                     "sharpe_seed_max": float(np.nanmax(seed_sharpes)),
                     "n_trials": n_trials,
-                    "verdict": significance.verdict(" / ".join(POLICY_LABELS.get(n, n) for n in names), periods),
+                    "verdict": significance.verdict(
+                        " / ".join(POLICY_LABELS.get(n, n) for n in names), periods
+                    ),
                 }
             )
     metrics = pd.DataFrame(rows)
@@ -286,6 +288,7 @@ def _row(run: PolicyRun, panel: Panel, periods: int, against: dict[int, PolicyRu
     """A tt_eval row of one run: metrics, the Sharpe ratio's sampling interval over time (CI_LEVEL), PSR
     against cash (per-period Sharpe 0) and, given the best baseline's test run per fold `against`, the
     annualised Sharpe ratio and PSR of the excess returns over it; DSRs are left to the summary row."""
+    low, high = sharpe_interval(run.returns, CI_LEVEL, periods)
     row = {
         "policy": run.policy,
         "fold": run.fold,
@@ -298,7 +301,8 @@ def _row(run: PolicyRun, panel: Panel, periods: int, against: dict[int, PolicyRu
         "psr": probabilistic_sharpe(run.returns),
         "dsr": float("nan"),
         "n_trials": None,
-        **dict(zip(("sharpe_ci_low", "sharpe_ci_high"), sharpe_interval(run.returns, CI_LEVEL, periods))),
+        "sharpe_ci_low": low,
+        "sharpe_ci_high": high,
         "best_baseline": None,
         "sharpe_vs_best": float("nan"),
         "psr_vs_best": float("nan"),

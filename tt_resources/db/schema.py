@@ -284,8 +284,12 @@ evals = sa.Table(
     sa.Column("episode_id", Id),  # the logged test episode with the equity curve
     *(sa.Column(name, Price) for name in METRIC_NAMES),  # tt_resources.terms.METRICS, in display order
     *(sa.Column(name, Price) for name in SIGNIFICANCE_NAMES),  # tt_resources.terms.SIGNIFICANCE
-    sa.Column("n_trials", sa.Integer),  # configurations tried on overlapping data, the DSR's N (agent summary)
-    sa.Column("best_baseline", sa.String(64)),  # the fold's best baseline(s) on its training span (agent rows)
+    sa.Column(
+        "n_trials", sa.Integer
+    ),  # configurations tried on overlapping data, the DSR's N (agent summary)
+    sa.Column(
+        "best_baseline", sa.String(64)
+    ),  # the fold's best baseline(s) on its training span (agent rows)
     sa.Column("verdict", sa.Text),  # the "Verdict: ..." line (agent summary row)
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),

@@ -23,6 +23,7 @@ from tt_cli.common import (
 )
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import (
+    AGENT,
     DEFAULT_SPAN_POLICY,
     METRICS,
     POLICY_NAMES,
@@ -114,9 +115,28 @@ def evaluation_note(rl) -> str:
     return (
         f"{rl.eval.n_folds} walk-forward folds ({rl.eval.scheme}, embargo {rl.embargo} "
         f"bar{'s' if rl.embargo != 1 else ''}) x "
-        f"{rl.eval.seeds} seed(s); PPO = mean over seeds, 95% CI = Student-t over seeds; PSR = P(Sharpe > 0); "
-        "DSR = PSR deflated by the configurations tried on this dataset"
+        f"{rl.eval.seeds} seed(s); PPO = the seeds' ensemble (mean return per bar); 95% CI = sampling interval "
+        "of the Sharpe ratio over the test period (Lo/Mertens); PSR = P(Sharpe > 0) vs cash; DSR = PSR vs cash "
+        "deflated by the configurations tried on overlapping data"
     )
+
+
+def verdict_lines(metrics: pd.DataFrame) -> str:
+    """The agent's seed range of Sharpe ratios and its stored verdict line (tt_eval summary row), or "" when
+    the metrics have no agent row."""
+    agent = metrics.loc[metrics["policy"] == AGENT]
+    if agent.empty:
+        return ""
+    row = agent.iloc[0]
+    seeds = (
+        f"PPO seeds' Sharpe range {row['sharpe_seed_min']:.2f}..{row['sharpe_seed_max']:.2f}; "
+        if _finite(row.get("sharpe_seed_min")) and _finite(row.get("sharpe_seed_max"))
+        else ""
+    )
+    best = (
+        f"best baseline on the training spans: {row['best_baseline']}\n" if row.get("best_baseline") else ""
+    )
+    return f"{seeds}{best}{row.get('verdict') or 'Verdict: none stored (evaluated before verdicts existed)'}"
 
 
 @click.command()
@@ -241,3 +261,4 @@ def train(
     title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
+    console.print(verdict_lines(trained.metrics), highlight=False)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
 SIGNIFICANT = 0.95  # a DSR from which a Sharpe ratio counts as significant
@@ -63,9 +62,14 @@ def probabilistic_sharpe(returns: np.ndarray, benchmark: float = 0.0) -> float:
     sharpe = sharpe_per_period(r)
     if not math.isfinite(sharpe):
         return float("nan")
-    skew = float(stats.skew(r, bias=True))
-    kurtosis = float(stats.kurtosis(r, fisher=False, bias=True))
-    return psr_from_moments(sharpe, len(r), skew, kurtosis, benchmark)
+    return psr_from_moments(sharpe, len(r), *_moments(r), benchmark)
+
+
+def _moments(r: np.ndarray) -> tuple[float, float]:
+    """(skewness, Pearson kurtosis) of `r`, biased sample estimators (scipy.stats' bias=True)."""
+    d = r - r.mean()
+    m2 = float(np.mean(d * d))
+    return float(np.mean(d**3)) / m2**1.5, float(np.mean(d**4)) / m2**2
 
 
 def expected_max_sharpe(n_trials: int, trial_variance: float) -> float:
@@ -97,8 +101,7 @@ def sharpe_interval(returns: np.ndarray, level: float = 0.95, periods: int = 1) 
     sharpe = sharpe_per_period(r)
     if not math.isfinite(sharpe):
         return float("nan"), float("nan")
-    skew = float(stats.skew(r, bias=True))
-    kurtosis = float(stats.kurtosis(r, fisher=False, bias=True))
+    skew, kurtosis = _moments(r)
     variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
     if not variance > 0:
         return float("nan"), float("nan")

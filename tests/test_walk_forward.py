@@ -211,6 +211,15 @@ def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, pa
     assert row["n_trials"] == 2 and row["dsr"] < row["psr"] and row["dsr_vs_best"] < row["psr_vs_best"]
     assert deflated.loc[deflated["policy"] == "cash", "dsr"].isna().all()  # baselines were not searched
 
+    # another base seed on another dataset version of the same bars (a moved split: overlapping data) is a
+    # third trial: N is not reset by a new dataset version, and seed shopping is deflated
+    moved = _register(engine, panel, tmp_path, test_fraction=0.35)
+    reseeded = _tiny()
+    reseeded.ppo.seed = 1
+    third = train_walk_forward(engine, moved, reseeded, run_id="run-3", model_dir=tmp_path / "models")
+    rows = evaluate_model(engine, third.model_id, run_id="run-3").metrics
+    assert rows.loc[(rows["policy"] == "ppo") & (rows["seed"] == -1), "n_trials"].tolist() == [3]
+
 
 def test_an_oracle_is_scored_like_a_baseline(panel):
     """A planted market's oracle (tt_rl.planted.ORACLES' signature) runs beside the baselines as "oracle"."""

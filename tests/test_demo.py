@@ -65,7 +65,9 @@ def test_demo_ingests_checks_trains_and_reports(demo):
     policies = ["ppo", "oracle", "equal_weight", "equal_weight_vol", "cash"]
     assert table["policy"] == policies * (len(table["policy"]) // len(policies))  # each wrapped table's rows
     ppo, oracle, cash = 0, 1, 4
-    assert table["95% CI"][ppo] == "-" or ".." in table["95% CI"][ppo]  # the interval across the 2 seeds
+    assert (
+        table["95% CI"][ppo] == "-" or ".." in table["95% CI"][ppo]
+    )  # the Sharpe ratio's interval over time
     # no volatility: no Sharpe, interval, PSR or DSR
     assert [table[name][cash] for name in ("sharpe", "95% CI", "PSR", "DSR")] == ["-"] * 4
     # a sampling interval over time for every policy with volatility; the oracle was never searched

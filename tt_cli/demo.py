@@ -61,7 +61,7 @@ class DemoSummary:
     dataset_version: str | None = None
     retrain_reason: str | None = None  # None: not retrained
     model_id: str | None = None
-    metrics: pd.DataFrame | None = None  # the model's rows per policy: folds stitched, mean over seeds
+    metrics: pd.DataFrame | None = None  # the model's rows per policy: folds stitched, the seeds' ensemble
     note: str = ""  # how the numbers were made (folds, seeds, CI, PSR, DSR)
     runs: list[str] = field(default_factory=list)
 

@@ -34,7 +34,7 @@ from tt_resources.terms import (
 )
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
-CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
+CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's sampling interval over time, shown as one "low..high" column
 # the columns of the results' first table when the terminal is too narrow for all, in this order of importance
 PRIORITY = ("sharpe", CI_COLUMN, "psr", "dsr", "total_return", "max_drawdown", "turnover", "cagr", "sortino")
 
@@ -54,9 +54,9 @@ def _cell(name: str, value) -> str:
 
 
 def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Group:
-    """Out-of-sample rows (one per policy: folds stitched, mean over seeds) as tables at most `width`
+    """Out-of-sample rows (one per policy: folds stitched, the seeds' ensemble) as tables at most `width`
     characters wide: PPO first, the oracle next, then the baselines; columns `names` (tt_eval metrics) with
-    the Sharpe ratio's interval across seeds, PSR and DSR beside the Sharpe ratio. When the columns do not
+    the Sharpe ratio's interval over time, PSR and DSR beside the Sharpe ratio. When the columns do not
     fit in one table they wrap: the first table holds the PRIORITY columns that fit, continuation tables
     (same rows) the others; numbers are never cut."""
     rows = metrics.sort_values("policy", key=lambda p: p.map(_policy_rank)).to_dict("records")

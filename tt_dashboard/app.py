@@ -588,7 +588,7 @@ def evaluation_view(
     names: dict[str, str],
 ):
     """The agent against the baselines on every walk-forward fold, stitched. KPIs are the evaluation's (the
-    agent's mean over seeds, with the seeds' spread); curves, holdings and trades are the first seed's, with
+    agent's seed ensemble, with the seeds' range); curves, holdings and trades are the first seed's, with
     its training episodes of the first fold before that fold's train/test boundary (later folds train on
     earlier folds' test windows: their training episodes would overlap the out-of-sample period)."""
     seed = first_seed(metrics)

@@ -144,7 +144,7 @@ def model_summary(engine: sa.Engine, model_id: str) -> dict:
 
 def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
     """tt_eval rows of a walk-forward model (latest evaluation run only), ordered by fold (-1 = stitched),
-    seed (-1 = none, or the mean over seeds) then policy.
+    seed (-1 = none, or the seed ensemble) then policy.
 
     Columns: policy, fold, seed, test_start, test_end, episode_id, created_at, terms.METRIC_NAMES,
     terms.SIGNIFICANCE_NAMES, n_trials, best_baseline and verdict.

@@ -275,7 +275,7 @@ evals = sa.Table(
     sa.Column("timeframe", TimeframeCol, nullable=False),
     sa.Column("policy", sa.String(32), nullable=False),  # ppo, oracle or a baseline name
     sa.Column("fold", sa.Integer, nullable=False),  # walk-forward fold; -1 = all folds stitched together
-    sa.Column("seed", sa.BigInteger, nullable=False, default=-1),  # PPO seed; -1 = none / mean over seeds
+    sa.Column("seed", sa.BigInteger, nullable=False, default=-1),  # PPO seed; -1 = none / the seed ensemble
     sa.Column("fold_model_id", Id),  # the fold's PPO model scored in the row
     sa.Column("train_start", UTCDateTime),
     sa.Column("train_end", UTCDateTime),

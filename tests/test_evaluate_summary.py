@@ -91,5 +91,5 @@ def test_best_baseline_is_chosen_on_the_training_span(evaluation):
 
 def test_an_agent_without_training_span_runs_is_refused(evaluation):
     panel, runs, _ = evaluation
-    with pytest.raises(ValueError, match="no baseline runs on the training span of fold"):
+    with pytest.raises(ValueError, match="no baseline runs on the training span"):
         gather([r for r in runs if r.span != TRAIN], panel, initial_cash=1000.0)

@@ -198,13 +198,17 @@ def gather(
         folds = {tuple(run.fold for run in seed_runs) for seed_runs in seeds.values()}
         if len(folds) != 1:
             raise ValueError(f"{policy}: seeds cover different folds {sorted(folds)}")
+        fold_ids = next(iter(folds))
         searched = policy == AGENT
         against = None
         if searched:
-            missing = [f for f in next(iter(folds)) if f not in best]
+            missing = [f for f in fold_ids if (best.get(f), f) not in tests]
             if missing:
-                raise ValueError(f"{policy}: no baseline runs on the training span of fold(s) {missing}")
-            against = {f: tests[(best[f], f)] for f in next(iter(folds))}
+                raise ValueError(
+                    f"{policy}: no baseline runs on the training span, or no test run of the best baseline, "
+                    f"of fold(s) {missing}"
+                )
+            against = {f: tests[(best[f], f)] for f in fold_ids}
         stitched = {seed: _stitch(seed_runs) for seed, seed_runs in seeds.items()}
         for seed, seed_runs in seeds.items():
             rows += [_row(run, panel, periods, against) for run in seed_runs]
@@ -218,7 +222,7 @@ def gather(
         if searched:
             ensemble = _ensemble(list(stitched.values()))
             row = _row(ensemble, panel, periods, against)
-            baseline = _stitch([against[f] for f in next(iter(folds))])
+            baseline = _stitch([against[f] for f in fold_ids])
             significance = assess(
                 ensemble.returns,
                 baseline.returns,
@@ -227,7 +231,7 @@ def gather(
                 trial_excess_sharpes=trial_excess_sharpes,
             )
             seed_sharpes = [r["sharpe"] for r in rows if r["policy"] == policy and r["fold"] == STITCHED]
-            names = dict.fromkeys(best[f] for f in next(iter(folds)))
+            names = dict.fromkeys(best[f] for f in fold_ids)
             rows.append(
                 {
                     **row,

@@ -19,6 +19,7 @@ from tt_resources.timeframes import get_timeframe
 
 TOGGLE = "tearsheet"  # session key of the toggle
 DOLLARS = "dollar"
+ROW_PIXELS = 35  # st.dataframe's row height
 TRIP_COLUMNS = [
     *("trip", "symbol", "direction", "opened", "closed", "status", "bars", "trades"),
     *("entry_value", "pnl", "return", "episode"),
@@ -78,6 +79,7 @@ def panel(data, chosen: pd.DataFrame, focus: str, timeframe: str, names: dict[st
             }
         ),
         hide_index=True,
+        height=ROW_PIXELS * (len(STATS) + 1) + 3,  # every figure in view
     )
     right.subheader("Worst drawdowns")
     right.dataframe(

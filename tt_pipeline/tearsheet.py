@@ -71,7 +71,7 @@ STATS: tuple[Stat, ...] = (
 class TearSheet:
     """The tables of a tear sheet.
 
-    returns: per-bar net returns (ts -> fraction); stats: STATS' names -> value (NaN where undefined);
+    returns: per-bar net returns (ts -> fraction); daily: the same compounded per date (`daily`); stats: STATS' names -> value (NaN where undefined);
     monthly: year x MONTHS compounded returns, NaN for months without bars, plus "Year"; yearly: year ->
     compounded return; drawdowns: the WORST_DRAWDOWNS deepest (start, valley, recovery: NaT while not
     recovered, days: calendar days start to end as QuantStats counts them, max_drawdown: fraction > 0);
@@ -84,6 +84,7 @@ class TearSheet:
     policy: str
     bars_per_year: int
     returns: pd.Series
+    daily: pd.Series
     stats: dict[str, float]
     monthly: pd.DataFrame
     yearly: pd.Series
@@ -406,6 +407,7 @@ def tear_sheet(
         policy=policy,
         bars_per_year=bars_per_year,
         returns=returns,
+        daily=daily(returns),
         stats=stats,
         monthly=monthly,
         yearly=yearly,

@@ -99,16 +99,18 @@ def rolling_volatility(sheet: TearSheet) -> go.Figure:
 
 
 def distribution(sheet: TearSheet) -> go.Figure:
-    """Histogram of the per-bar returns with the 95 % VaR and CVaR (daily, normal) marked."""
-    fig = go.Figure(
-        go.Histogram(x=sheet.returns.to_numpy(), nbinsx=50, marker_color=POLICY_COLOR, name="Bars")
-    )
-    for name, text, dash in (("var", "VaR 95 %", "dash"), ("cvar", "CVaR 95 %", "dot")):
+    """Histogram of the daily returns (compounded per date) with their 95 % VaR and CVaR (normal) marked."""
+    fig = go.Figure(go.Histogram(x=sheet.daily.to_numpy(), nbinsx=50, marker_color=POLICY_COLOR, name="Days"))
+    marks = (("var", "VaR 95 %", "dash", "top right"), ("cvar", "CVaR 95 %", "dot", "top left"))
+    for name, text, dash, position in marks:
         value = sheet.stats[name]
         if np.isfinite(value):
-            fig.add_vline(x=value, line={"color": LOSS_COLOR, "dash": dash}, annotation_text=text)
+            fig.add_vline(
+                x=value, line={"color": LOSS_COLOR, "dash": dash}, annotation_text=text,
+                annotation_position=position,
+            )  # fmt: skip
     fig.update_layout(xaxis=PERCENT_AXIS, bargap=0.05, hovermode="closest")
-    return _layout(fig, "Return distribution (per bar)", percent=False)
+    return _layout(fig, "Return distribution (daily)", percent=False)
 
 
 def exposure(sheet: TearSheet) -> go.Figure:

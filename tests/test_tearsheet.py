@@ -131,6 +131,14 @@ def test_a_drawdown_recovers_on_the_first_bar_back_at_its_peak():
     assert second["max_drawdown"] == pytest.approx(0.10)
 
 
+def test_an_intraday_drawdown_that_recovers_on_its_last_date_has_that_date():
+    index = pd.date_range("2026-01-05 14:30", periods=4, freq="h")
+    table, _ = drawdown_table(pd.Series([0.10, -0.20, 0.25, 0.01], index=index))  # 110, 88, 110 (back), 111.1
+    [row] = table.to_dict("records")
+    assert row["start"] == row["valley"] == row["recovery"] == pd.Timestamp("2026-01-05")
+    assert row["max_drawdown"] == pytest.approx(0.20)
+
+
 def test_rolling_volatility_excess_and_information_ratio_are_quantstats(daily_returns):
     rng = np.random.default_rng(9)
     bench = pd.Series(rng.normal(0.0002, 0.008, len(daily_returns)), index=daily_returns.index)

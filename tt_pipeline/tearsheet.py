@@ -172,7 +172,8 @@ def monthly_table(returns: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
 
 def drawdown_table(returns: pd.Series, top: int = WORST_DRAWDOWNS) -> tuple[pd.DataFrame, pd.Series]:
     """(the `top` deepest drawdowns, deepest first; the drawdown series), by QuantStats' drawdown_details.
-    recovery: the first bar back at the peak after the drawdown's last bar under it (NaT while under it)."""
+    recovery: the date of the first bar back at the peak after the drawdown's last bar under it (NaT while
+    under it); dates are UTC calendar dates, as QuantStats gives them."""
     import quantstats as qs
 
     drawdown = qs.stats.to_drawdown_series(returns)
@@ -181,17 +182,18 @@ def drawdown_table(returns: pd.Series, top: int = WORST_DRAWDOWNS) -> tuple[pd.D
     if details.empty:
         return pd.DataFrame(columns=columns), drawdown
     details = details.sort_values("max drawdown").head(top)
-    dates = pd.Series(drawdown.index, index=drawdown.index.normalize())
-    ends = pd.to_datetime(details["end"])
-    recovered = (ends < drawdown.index[-1].normalize()) | (drawdown.iloc[-1] == 0)
-    after = [
-        dates[dates.index > end].iloc[0] if ok else pd.NaT for end, ok in zip(ends, recovered, strict=True)
-    ]
+    under = drawdown[drawdown < 0]
+    last_under = pd.Series(under.index, index=under.index.normalize()).groupby(level=0).last()
+    at_peak = drawdown.index[drawdown == 0]  # QuantStats' test for "no drawdown"
+    recoveries = []
+    for end in pd.to_datetime(details["end"]):
+        later = at_peak[at_peak > last_under[end]]
+        recoveries.append(later[0].normalize() if len(later) else pd.NaT)
     table = pd.DataFrame(
         {
             "start": pd.to_datetime(details["start"]),
             "valley": pd.to_datetime(details["valley"]),
-            "recovery": pd.to_datetime(pd.Series(after, dtype="datetime64[ns]")).dt.normalize().to_numpy(),
+            "recovery": pd.to_datetime(pd.Series(recoveries, dtype="datetime64[ns]")).to_numpy(),
             "days": details["days"].astype(int),
             "max_drawdown": -details["max drawdown"].astype(float) / 100,
         }

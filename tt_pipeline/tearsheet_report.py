@@ -32,6 +32,21 @@ def report_path(model_id: str, run_id: str) -> Path:
     return config.data_dir() / REPORTS_DIR / f"{model_id}-{run_id}.html"
 
 
+def latest_report(engine: sa.Engine, model_id: str) -> Path | None:
+    """report_path of `model_id`'s latest evaluation (tt_eval's newest run), None when it has none."""
+    from tt_resources.db.schema import evals
+
+    stmt = (
+        sa.select(evals.c.run_id)
+        .where(evals.c.model_id == model_id)
+        .order_by(evals.c.created_at.desc(), evals.c.eval_id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        run_id = conn.execute(stmt).scalar()
+    return report_path(model_id, run_id) if run_id else None
+
+
 def trades_path(report: Path) -> Path:
     """The trade blotter CSV beside a report."""
     return report.with_name(f"{report.stem}_trades.csv")

@@ -135,25 +135,26 @@ def return_stats(returns: pd.Series, bars_per_year: int) -> dict[str, float]:
     import quantstats as qs
 
     per_day = daily(returns)
-    return {
-        "total_return": float(qs.stats.comp(returns)),
-        "volatility": float(qs.stats.volatility(returns, periods=bars_per_year)),
-        "sharpe": float(qs.stats.sharpe(returns, periods=bars_per_year)),
-        "max_drawdown": -float(qs.stats.max_drawdown(returns)),
-        "var": float(qs.stats.value_at_risk(per_day, confidence=CONFIDENCE)),
-        "cvar": float(qs.stats.conditional_value_at_risk(per_day, confidence=CONFIDENCE)),
-        "cvar_historical": float(
-            qs.stats.conditional_value_at_risk(per_day, confidence=CONFIDENCE, method="historical")
-        ),
-        "skew": float(qs.stats.skew(per_day)),
-        "kurtosis": float(qs.stats.kurtosis(per_day)),
-        "best_bar": float(qs.stats.best(returns)),
-        "worst_bar": float(qs.stats.worst(returns)),
-        "best_day": float(per_day.max()),
-        "worst_day": float(per_day.min()),
-        "best_month": float(qs.stats.best(returns, aggregate="ME")),
-        "worst_month": float(qs.stats.worst(returns, aggregate="ME")),
-    }
+    with np.errstate(invalid="ignore", divide="ignore"):  # flat returns (cash): NaN, without warnings
+        return {
+            "total_return": float(qs.stats.comp(returns)),
+            "volatility": float(qs.stats.volatility(returns, periods=bars_per_year)),
+            "sharpe": float(qs.stats.sharpe(returns, periods=bars_per_year)),
+            "max_drawdown": -float(qs.stats.max_drawdown(returns)),
+            "var": float(qs.stats.value_at_risk(per_day, confidence=CONFIDENCE)),
+            "cvar": float(qs.stats.conditional_value_at_risk(per_day, confidence=CONFIDENCE)),
+            "cvar_historical": float(
+                qs.stats.conditional_value_at_risk(per_day, confidence=CONFIDENCE, method="historical")
+            ),
+            "skew": float(qs.stats.skew(per_day)),
+            "kurtosis": float(qs.stats.kurtosis(per_day)),
+            "best_bar": float(qs.stats.best(returns)),
+            "worst_bar": float(qs.stats.worst(returns)),
+            "best_day": float(per_day.max()),
+            "worst_day": float(per_day.min()),
+            "best_month": float(qs.stats.best(returns, aggregate="ME")),
+            "worst_month": float(qs.stats.worst(returns, aggregate="ME")),
+        }
 
 
 def monthly_table(returns: pd.Series) -> tuple[pd.DataFrame, pd.Series]:

@@ -312,6 +312,15 @@ def test_the_dashboard_tab_shows_the_selected_policys_tear_sheet(sqlite_engine, 
     csv = at.get("download_button")[0]
     assert csv.proto.label == "Download these trades (CSV)"
 
+    baseline = seeded.test_episodes[(EQUAL_WEIGHT, 1)]  # the tab follows the selection: one baseline episode
+    at.selectbox(key="episode").select(baseline).run()
+    assert_clean(at)
+    steps = reports.portfolio_series(sqlite_engine, [baseline])
+    summary = next(d.value for d in at.dataframe if list(d.value.columns) == ["Figure", "Value"])
+    expected = float(np.prod(1 + steps["period_return"]) - 1)
+    assert summary.set_index("Figure").loc["Total return", "Value"] == f"{expected:.2%}"
+    assert "Equal weight (buy & hold) on 1 episode(s)" in " ".join(c.value for c in at.caption)
+
 
 def test_report_path_follows_the_current_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path / "a"))

@@ -112,6 +112,9 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
         "![1d out-of-sample equity, folds stitched](data:image/png;base64,"
     )
     assert evaluation["dashboard"].value.endswith(f"/?model={model['model_id'].value}")
+    report = tmp_path / "reports" / f"{model['model_id'].value}-{result.run_id}.html"
+    assert evaluation["tear_sheet"].value == str(report)  # the tear sheet the evaluation wrote
+    assert "Tear sheet · PPO agent" in report.read_text() and "Trade blotter" in report.read_text()
 
 
 def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(market, tmp_path, monkeypatch):

@@ -272,6 +272,7 @@ def ppo_model(training_dataset):
 )
 def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     from tt_pipeline.models import evaluate_model
+    from tt_pipeline.tearsheet_report import report_path
 
     timeframe = context.partition_key
     model_id = latest_value(context.instance, PPO_MODEL, timeframe, "model_id")
@@ -290,6 +291,7 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
         metadata={
             "model_id": model_id,
             "dashboard": dashboard_link(model_id),
+            "tear_sheet": dg.MetadataValue.path(str(report_path(model_id, context.run_id))),
             "sharpe": agent("sharpe", 2),
             "sharpe_ci_low": agent("sharpe_ci_low", 2),
             "sharpe_ci_high": agent("sharpe_ci_high", 2),

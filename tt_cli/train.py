@@ -22,6 +22,7 @@ from tt_cli.common import (
     universe,
 )
 from tt_pipeline.quality import MIN_SYMBOLS
+from tt_pipeline.tearsheet_report import latest_report
 from tt_resources.terms import (
     DEFAULT_SPAN_POLICY,
     METRICS,
@@ -241,3 +242,6 @@ def train(
     title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
+    console.print(
+        f"tear sheet: {latest_report(pipeline.engine, trained.model_id)}", highlight=False, soft_wrap=True
+    )

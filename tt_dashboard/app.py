@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import streamlit as st
 from sqlalchemy.engine import make_url
 
-from tt_dashboard import charts
+from tt_dashboard import charts, tearsheet
 from tt_dashboard.formats import (
     NA,
     PERCENT_DECIMALS,
@@ -54,7 +54,7 @@ LIVE_REFRESH_SECONDS = 3
 TOP_HOLDINGS = 8
 LINE_BUCKETS = 1_000  # buckets per line chart (a bucket draws as at most 3 points)
 MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
-SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
+SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Tear sheet", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
 STATUS_ICONS = {"running": "🟢", "finished": "", "incomplete": "⚠️"}
 DOLLARS = "dollar"  # streamlit's number format: $1,234.57
@@ -569,6 +569,8 @@ def results(
         holdings_panel(data, curves[focus], stride, focus_ids, timeframe)
     with tabs["Trades"]:
         trades_panel(data, focus_ids, timeframe, names)
+    with tabs["Tear sheet"]:
+        tearsheet.panel(data, chosen, focus, timeframe, names)
     with tabs["Data freshness"]:
         freshness_panel(data)
 

@@ -275,8 +275,10 @@ def policies(config: RLConfig) -> dict:
 
 def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: str):
     """The gather step: tt_eval rows of the walk-forward model `model_id` from all its jobs' runs
-    (tt_rl.evaluate.gather), with the DSR over the configurations tried on its dataset; writes tt_eval.
-    Returns tt_rl.evaluate.Evaluation."""
+    (tt_rl.evaluate.gather), with the DSR over the configurations tried on its dataset; writes tt_eval and
+    the evaluation's tear sheet (tt_pipeline.tearsheet_report.report_path). Returns
+    tt_rl.evaluate.Evaluation."""
+    from tt_pipeline.tearsheet_report import write_report
     from tt_resources.db import rl_log
     from tt_rl.evaluate import STITCHED, gather
 
@@ -298,6 +300,7 @@ def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: s
     metrics["train_end"] = [span[f][1] for f in metrics["fold"]]
     metrics["run_id"] = run_id
     rl_log.write_eval(engine, metrics)
+    write_report(engine, model_id, run_id)
     return result
 
 

@@ -548,3 +548,35 @@ def freshness_summary(partitions: pd.DataFrame) -> pd.DataFrame:
         .loc[order, ["partitions", *FRESHNESS_STATUSES, "last_bar", "min_coverage", "mean_coverage"]]
         .reset_index()
     )
+
+
+def holding_rows(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
+    """Every tt_holdings row of the episodes (a step and symbol with a position or a trade) with its bar time,
+    ordered by episode, step and symbol.
+
+    Columns: episode_id, step, ts, symbol, quantity (shares after the step's trade), price, value (marked at the
+    step's close), trade_value (signed, + = buy), cost, weight.
+    """
+    stmt = (
+        sa.select(
+            holdings.c.episode_id,
+            holdings.c.step,
+            portfolio.c.ts,
+            holdings.c.symbol,
+            holdings.c.quantity,
+            holdings.c.price,
+            holdings.c.value,
+            holdings.c.trade_value,
+            holdings.c.cost,
+            holdings.c.weight,
+        )
+        .select_from(
+            holdings.join(
+                portfolio,
+                sa.and_(portfolio.c.episode_id == holdings.c.episode_id, portfolio.c.step == holdings.c.step),
+            )
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .order_by(holdings.c.episode_id, holdings.c.step, holdings.c.symbol)
+    )
+    return read_frame(engine, stmt)

@@ -37,6 +37,8 @@ RESTART_WINDOW_S = 60.0
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level")
 def workers(count: int, concurrency: int, prefix: str, loglevel: str) -> None:
     """Start COUNT Celery workers for the `celery` executor (TT_EXECUTOR=celery); Ctrl-C stops them."""
+    from celery.utils.nodenames import host_format
+
     from tt_assets.executors import BrokerUnreachable, broker_shown, check_broker
     from tt_resources import config
 
@@ -52,7 +54,7 @@ def workers(count: int, concurrency: int, prefix: str, loglevel: str) -> None:
     def start(name: str) -> subprocess.Popen:
         return subprocess.Popen([*command, "-n", name, *options])
 
-    names = [f"{prefix}{i}@%h" for i in range(1, count + 1)]
+    names = [host_format(f"{prefix}{i}@%h") for i in range(1, count + 1)]
     processes = {name: start(name) for name in names}
     deaths: dict[str, list[float]] = {name: [] for name in names}
     for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored

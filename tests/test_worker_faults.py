@@ -16,11 +16,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from tests.celery_site import BROKER, delete_queue
 from tests.dagster_instance import instance_for_test
 from tests.test_celery import site_or_skip
-from tests.test_concurrent_start import HANG_TIMEOUT
+from tests.test_concurrent_start import HANG_TIMEOUT, assert_all_succeeded, run_together
 from tt_assets.dagster_fence import pool_claims
 from tt_assets.launch import HOST_TAG, PID_TAG, reclaim_pool_slots
 from tt_resources.db import registry, rl_log
@@ -256,3 +257,48 @@ def test_the_next_run_reclaims_a_killed_runs_slot_saying_so_and_succeeds(faults)
 def test_a_worker_killed_mid_step_is_restarted_and_the_pool_survives(faults):
     assert f"worker {faults['killed_worker']} exited with code -9; restarted it" in faults["workers_log"]
     assert faults["kill_worker"][0] == 0
+
+
+# ------------------------------------------------------------------ two `tt demo` on one database (slow)
+
+
+@pytest.fixture(scope="module")
+def two_demos(tmp_path_factory, pg_database) -> tuple[list[tuple[int, str]], dict[str, int]]:
+    """Two `tt demo` at once on one fresh PostgreSQL database and one DAGSTER_HOME: both build the same
+    dataset and want a model on it. Returns their (exit code, output) and counts read from tt_model/tt_eval."""
+    from tt_resources.db.engine import create_engine
+
+    directory = tmp_path_factory.mktemp("two_demos")
+    url = pg_database.empty()
+    env = {
+        "DATABASE_URL": url,
+        "TT_DATA_DIR": str(directory / "data"),
+        "DAGSTER_HOME": str(directory / "dagster_home"),
+        "TT_SOURCE": "synthetic",
+        "TT_EXECUTOR": "multiprocess",
+    }
+    results = run_together(["demo", "--symbols", "2", "--steps", "128"], env, directory)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        counts = (
+            conn.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM tt_model WHERE group_id IS NULL) AS groups,"
+                    " (SELECT count(*) FROM tt_model m WHERE group_id IS NOT NULL AND NOT EXISTS"
+                    "   (SELECT 1 FROM tt_model g WHERE g.model_id = m.group_id)) AS orphans,"
+                    " (SELECT count(DISTINCT run_id) FROM tt_eval WHERE fold = -1) AS evaluations"
+                )
+            )
+            .mappings()
+            .one()
+        )
+    engine.dispose()
+    return results, dict(counts)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_demos_at_once_both_succeed_with_one_group_and_one_evaluation(two_demos):
+    results, counts = two_demos
+    assert_all_succeeded(results)
+    assert counts == {"groups": 1, "orphans": 0, "evaluations": 1}

@@ -6,7 +6,8 @@ lineage, metadata and check results afterwards.
 Concurrency-pool slots (the `ibkr` pool, limit 1) never outlive the run that took them: a run launched here
 frees its slots however it ends (failed, its steps not submitted, interrupted), and `reclaim_pool_slots`, run
 at the next start, frees the slots of finished runs and of runs whose launching process on this host is gone
-(killed), marking such a run failed. Each run carries the launching process in its tags (LAUNCH_TAGS).
+(killed), marking such a run failed. Each run carries its launch and launching process in its tags
+(LAUNCH_TAG, HOST_TAG, PID_TAG).
 """
 
 from __future__ import annotations
@@ -84,7 +85,6 @@ CONSOLE_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 # tags of every run launched here: this launch (one run_job call), and the launching process
 LAUNCH_TAG, HOST_TAG, PID_TAG = "tt/launch", "tt/host", "tt/pid"
-LAUNCH_TAGS = (LAUNCH_TAG, HOST_TAG, PID_TAG)
 FINISHED = {
     dg.DagsterRunStatus.SUCCESS: "it succeeded",
     dg.DagsterRunStatus.FAILURE: "it failed",
@@ -110,7 +110,7 @@ def run_job(
     """Execute the code location's job `name` against `instance`: in-process, or with TT_EXECUTOR=celery
     through the code location's executor (this process orchestrates, Celery workers run the steps).
 
-    The run is tagged with LAUNCH_TAGS and frees its pool slots however it ends. With Celery:
+    The run is tagged with LAUNCH_TAG, HOST_TAG and PID_TAG and frees its pool slots however it ends. With Celery:
     NoWorkers / BrokerUnreachable (tt_assets.executors) before the run is created when no worker reads the
     queue within TT_CELERY_WAIT_S; RunInterrupted on SIGINT/SIGTERM."""
     from tt_assets.definitions import defs
@@ -160,6 +160,18 @@ def _orchestrate(instance, launch, recon, run_config, tags, asset_selection, rai
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        execute()
+    else:
+        _execute_in_thread(execute, instance, launch)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _execute_in_thread(execute: Callable[[], None], instance: dg.DagsterInstance, launch: str) -> None:
+    """Run `execute` in a daemon thread while this (main) thread waits; on SIGINT/SIGTERM, mark the
+    launch's unfinished runs canceled and raise RunInterrupted without waiting for the thread."""
     thread = threading.Thread(target=execute, name="tt-run-orchestrator", daemon=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -173,10 +185,7 @@ def _orchestrate(instance, launch, recon, run_config, tags, asset_selection, rai
         shown = ", ".join(run.run_id for run in runs) or "not created yet"
         raise RunInterrupted(f"interrupted: run {shown} marked canceled") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _interrupt(signum, frame) -> None:

@@ -302,3 +302,25 @@ def test_two_demos_at_once_both_succeed_with_one_group_and_one_evaluation(two_de
     results, counts = two_demos
     assert_all_succeeded(results)
     assert counts == {"groups": 1, "orphans": 0, "evaluations": 1}
+
+
+@pytest.mark.slow  # five worker starts
+def test_tt_workers_leave_a_crash_looping_worker_down_and_say_so():
+    from tests.celery_site import worker_names
+
+    prefix = f"t{uuid.uuid4().hex[:8]}-c"
+    [name] = worker_names(prefix, 1)
+    done = subprocess.run(  # a log level Celery refuses: the worker exits with code 2 at each start
+        [sys.executable, "-m", "tt_cli", "workers", "-n", "1", "--prefix", prefix, "--loglevel", "NOPE"],
+        env=os.environ | {"TT_CELERY_QUEUE": f"tt-test-{prefix}"},
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+    )
+    ours = [line for line in done.stderr.splitlines() if line.startswith(f"worker {name} ")]
+    assert done.returncode == 1
+    assert ours == [f"worker {name} exited with code 2; restarted it"] * 4 + [
+        f"worker {name} exited with code 2 5 times in a row, each within 60 s of its start; left it down, "
+        "0 worker(s) keep running"
+    ]
+    assert done.stderr.splitlines()[-1] == "Error: every worker was left down after 5 exits in a row"

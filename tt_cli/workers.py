@@ -4,8 +4,8 @@ Each worker is a `celery -A tt_assets.worker worker` process named `<prefix><i>@
 TT_CELERY_QUEUE on the broker TT_CELERY_BROKER, with this environment (DATABASE_URL, DAGSTER_HOME, TT_*,
 IB_*), so it runs steps exactly as the run would. A worker that dies (killed, crashed) is started again under
 its name, one line saying so; the others keep running (the broker delivers its unacknowledged step again). A
-worker that dies MAX_RESTARTS times within RESTART_WINDOW_S is left down, one line saying so, and the others
-go on. Ctrl-C (or SIGTERM) asks every worker for a warm shutdown (running steps finish, queued ones stay
+worker that dies MAX_RESTARTS times in a row, each time within MIN_UPTIME_S of its start (a crash loop), is
+left down, one line saying so, and the others go on. Ctrl-C (or SIGTERM) asks every worker for a warm shutdown (running steps finish, queued ones stay
 queued); a second Ctrl-C stops them at once.
 """
 
@@ -19,8 +19,8 @@ import time
 import click
 
 POLL_S = 0.5
-MAX_RESTARTS = 5  # deaths of one worker within RESTART_WINDOW_S before it is left down (a crash loop)
-RESTART_WINDOW_S = 60.0
+MAX_RESTARTS = 5  # deaths of one worker in a row, each soon after its start, before it is left down
+MIN_UPTIME_S = 60.0  # a worker that dies sooner after its start counts towards a crash loop
 
 
 @click.command()
@@ -51,12 +51,15 @@ def workers(count: int, concurrency: int, prefix: str, loglevel: str) -> None:
     command = [sys.executable, "-m", "celery", "-A", "tt_assets.worker", "worker", "-Q", queue]
     options = ["-c", str(concurrency), "--prefetch-multiplier=1", "-l", loglevel]
 
+    started: dict[str, float] = {}
+
     def start(name: str) -> subprocess.Popen:
+        started[name] = time.monotonic()
         return subprocess.Popen([*command, "-n", name, *options])
 
     names = [host_format(f"{prefix}{i}@%h") for i in range(1, count + 1)]
     processes = {name: start(name) for name in names}
-    deaths: dict[str, list[float]] = {name: [] for name in names}
+    crashes = dict.fromkeys(names, 0)  # deaths in a row, each within MIN_UPTIME_S of the start
     for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored
         signal.signal(signum, _interrupt)
     try:
@@ -65,23 +68,24 @@ def workers(count: int, concurrency: int, prefix: str, loglevel: str) -> None:
             for name, process in list(processes.items()):
                 if process.poll() is None:
                     continue
-                now = time.monotonic()
-                deaths[name] = [t for t in deaths[name] if now - t < RESTART_WINDOW_S] + [now]
-                if len(deaths[name]) < MAX_RESTARTS:
+                lived = time.monotonic() - started[name]
+                crashes[name] = crashes[name] + 1 if lived < MIN_UPTIME_S else 1
+                if crashes[name] < MAX_RESTARTS:
                     processes[name] = start(name)
                     click.echo(f"worker {name} exited with code {process.returncode}; restarted it", err=True)
                 else:
                     del processes[name]
                     click.echo(
-                        f"worker {name} exited with code {process.returncode} {MAX_RESTARTS} times within "
-                        f"{RESTART_WINDOW_S:.0f} s; left it down, {len(processes)} worker(s) keep running",
+                        f"worker {name} exited with code {process.returncode} {MAX_RESTARTS} times in a row, "
+                        f"each within {MIN_UPTIME_S:.0f} s of its start; left it down, "
+                        f"{len(processes)} worker(s) keep running",
                         err=True,
                     )
     except KeyboardInterrupt:
         pass
     _stop(processes)
     if not processes:
-        raise click.ClickException(f"every worker exited {MAX_RESTARTS} times; none is left")
+        raise click.ClickException(f"every worker was left down after {MAX_RESTARTS} exits in a row")
 
 
 def _interrupt(signum, frame) -> None:

@@ -126,16 +126,17 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
         TRAIN_TIMEFRAME, symbols, start=None, end=None, test_fraction=rl.eval.test_fraction
     )
     summary.dataset_version = dataset["dataset_version"]
-    request = retrain_request(
-        engine,
-        TRAIN_TIMEFRAME,
-        summary.dataset_version,
-        min_sharpe=RetrainPolicy.from_env().min_sharpe,
-        config=rl.to_dict(),
-    )
-    if request is not None:
-        pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
-        summary.retrain_reason = request.reason
+    with registry.dataset_lock(engine, summary.dataset_version):  # a concurrent demo's model is reused
+        request = retrain_request(
+            engine,
+            TRAIN_TIMEFRAME,
+            summary.dataset_version,
+            min_sharpe=RetrainPolicy.from_env().min_sharpe,
+            config=rl.to_dict(),
+        )
+        if request is not None:
+            pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
+            summary.retrain_reason = request.reason
     models = registry.models_on_dataset(engine, summary.dataset_version)
     if models:
         summary.model_id = models[-1]["model_id"]

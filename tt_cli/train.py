@@ -235,9 +235,12 @@ def train(
         f"training PPO: {rl.eval.n_folds} folds x {rl.eval.seeds} seed(s) = {jobs} models of "
         f"{rl.ppo.total_timesteps} steps ({pipeline.name})"
     )
-    trained = pipeline.train_and_evaluate(
-        dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
-    )
+    from tt_resources.db import registry
+
+    with registry.dataset_lock(pipeline.engine, dataset["dataset_version"]):  # one training per dataset
+        trained = pipeline.train_and_evaluate(
+            dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
+        )
     console.print(f"model {trained.model_id}")
     title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))

@@ -16,6 +16,7 @@ torch, Stable-Baselines3 and tensortrade are imported inside tt_rl's train/evalu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import uuid
@@ -203,10 +204,18 @@ def train_walk_forward(
     engine: sa.Engine, dataset_version: str, config: RLConfig, *, run_id: str, model_dir: Path
 ) -> WalkForwardModel:
     """Plan the walk-forward model of `config` on the registered dataset, train its (fold, seed) jobs one
-    after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps)."""
+    after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps). A
+    failure leaves no fold model of the unregistered group behind (registry.discard_group)."""
+    from tt_resources.db import registry
+
     plan = plan_walk_forward(engine, dataset_version, config)
-    members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
-    return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
+    try:
+        members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
+        return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
+    except BaseException:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):  # the training's error is the one to tell
+            registry.discard_group(engine, plan.group_id)
+        raise
 
 
 def _walk_forward(engine: sa.Engine, model_id: str) -> tuple[dict, Dataset, RLConfig, list[Fold]]:

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="Celery queue the `celery` executor sends steps to and workers read",
     )
+    tt_celery_wait_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds a `celery` run waits for a worker consuming TT_CELERY_QUEUE before it fails "
+        "naming the queue and the broker",
+    )
     tt_retrain_min_sharpe: float = Field(
         0.0,
         description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",

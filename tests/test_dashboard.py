@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -359,6 +360,56 @@ def test_live_view_reads_only_the_new_steps(sqlite_engine, dashboard):
     assert_clean(at)
     assert not any("Live:" in c.value for c in at.caption)
     assert len(values(figures(at)["Equity curve"]["data"][0]["y"])) == 50
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL statements every engine of this process runs inside the block (the dashboard's own too)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+
+
+ANSWER_READS = {  # what a model's page reads, by a table or column only that read names
+    "model_summary": "tt_dataset",
+    "model_episodes": "tt_episode.final_net_worth",
+    "eval_metrics": "tt_eval.sharpe",
+    "steps": "tt_portfolio",
+    "holdings and trades": "tt_holdings",
+}
+
+
+def answers_read(run: list[str]) -> set[str]:
+    return {answer for answer, marker in ANSWER_READS.items() if any(marker in sql for sql in run)}
+
+
+def test_registering_another_model_leaves_a_models_cached_answers(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    url = url_of(sqlite_engine)
+    with statements() as first:
+        assert_clean(dashboard(url, {"model": seeded.model_id}).run())
+    assert answers_read(first) == set(ANSWER_READS)
+
+    retrained = seed_evaluation(sqlite_engine, model_id="ppo-1d-retrained", seed=8, with_prices=False)
+    with statements() as after:
+        at = dashboard(url, {"model": seeded.model_id}).run()  # a new session
+    assert_clean(at)
+    assert answers_read(after) == set()
+    assert at.selectbox(key="model").value == seeded.model_id
+    assert len(at.selectbox(key="model").options) == 2  # the model list shows the new model,
+    assert dashboard(url).run().selectbox(key="model").value == retrained.model_id  # first: the newest
+
+    start_live_episode(sqlite_engine, seeded, steps=20)  # a row of this model: its episode list is read again
+    with statements() as changed:
+        assert_clean(dashboard(url, {"model": seeded.model_id}).run())
+    assert answers_read(changed) == {"model_episodes", "eval_metrics", "model_summary"}
 
 
 # ---------------------------------------------------------------- every panel shows what is selected

@@ -1,16 +1,16 @@
 """Streamlit P&L dashboard (`make dashboard`: `streamlit run tt_dashboard/app.py`).
 
 Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
-brings its schema up to date on first use. Query answers are cached until the database changes (one cheap
-query, reports.change_token, per page run); data freshness is recomputed every minute. `?model=<model_id>` opens that model (Dagster's metadata links
-here); each model links back to its Dagster run and the ppo_model asset. A running episode is followed live: a
-fragment re-runs every LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
+brings its schema up to date on first use. Answers are cached per model and per episode (tt_dashboard.cache:
+rows about one model never invalidate another's); the model list follows every new row and data freshness
+each fetch and minute. `?model=<model_id>` opens that model (Dagster's metadata links here); each model links
+back to its Dagster run and the ppo_model asset. A running episode is followed live: a fragment re-runs every
+LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
 Money is in the account currency, US dollars (the watchlist's stocks trade in USD).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 
@@ -21,6 +21,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from tt_dashboard import charts
+from tt_dashboard.cache import Reports
 from tt_dashboard.formats import (
     NA,
     PERCENT_DECIMALS,
@@ -45,7 +46,7 @@ from tt_dashboard.series import (
 )
 from tt_resources import config
 from tt_resources.db import reports
-from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
+from tt_resources.db.engine import DatabaseConnectionError, describe
 from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, SIGNIFICANCE, Metric
 from tt_resources.timeframes import get_timeframe
 
@@ -61,36 +62,6 @@ DOLLARS = "dollar"  # streamlit's number format: $1,234.57
 SHORT_ID = 8  # hex digits of an id shown in labels
 PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
 ROW_PIXELS = 35  # st.dataframe's row height
-
-
-@st.cache_resource(show_spinner=False)
-def database(url: str) -> sa.Engine:
-    """A migrated engine for `url` (connection checked, schema upgraded once per process)."""
-    from tt_resources.db.migrate import upgrade  # alembic: imported once, here
-
-    engine = create_engine(url)
-    check_connection(engine)
-    upgrade(engine)
-    return engine
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _report(name: str, url: str, token: tuple, *args, **kwargs):
-    """reports.<name>(engine, *args, **kwargs), cached per database state `token`."""
-    return getattr(reports, name)(database(url), *args, **kwargs)
-
-
-class Reports:
-    """tt_resources.db.reports bound to one database: `Reports(url).model_catalog()`; each answer is cached
-    until reports.change_token changes (read once when the object is made, i.e. once per page run)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = database(url)
-        self.token = reports.change_token(self.engine)
-
-    def __getattr__(self, name: str):
-        return functools.partial(_report, name, self.url, self.token)
 
 
 @st.cache_resource(show_spinner=False)

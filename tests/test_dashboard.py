@@ -30,6 +30,7 @@ from streamlit.testing.v1 import AppTest
 
 from tt_dashboard.formats import (
     bar_time_format,
+    bar_times,
     dagster_run_exists,
     hover_time_format,
     in_policy_order,
@@ -39,7 +40,7 @@ from tt_dashboard.formats import (
 )
 from tt_resources import config
 from tt_resources.db.engine import create_engine
-from tt_resources.db.schema import episodes, evals, holdings, portfolio
+from tt_resources.db.schema import episodes, evals, holdings, portfolio, prices
 from tt_resources.terms import (
     AGENT,
     EQUAL_WEIGHT,
@@ -267,6 +268,19 @@ def test_freshness_lists_every_registered_partition_in_watchlist_order(sqlite_en
     status = partitions.set_index(["symbol", "timeframe"])["status"]
     assert status[(UNFETCHED, "1d")] == "no data"
     assert (status[STALE_PARTITION], status[FAILED_PARTITION]) == ("stale", "failed")
+    shown = partitions.set_index(["symbol", "timeframe"])["last_ts"]
+    with sqlite_engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.select(prices.c.timeframe, sa.func.max(prices.c.ts)).group_by(prices.c.timeframe)
+            ).all()
+        )
+    last = {t: pd.to_datetime(ts, utc=True) for t, ts in stored.items()}
+    assert shown[(SYMBOLS[0], "1d")] == f"{last['1d']:%Y-%m-%d}"  # the session, not its opening time
+    assert shown[(SYMBOLS[0], "1h")] == f"{last['1h']:%Y-%m-%d %H:%M}"
+    assert pd.isna(shown[(UNFETCHED, "1d")])
+    summary = table(at, "partitions", "last_bar").set_index("timeframe")["last_bar"]
+    assert summary["1d"] == f"{last['1d']:%Y-%m-%d}"
 
 
 def test_model_query_parameter_selects_that_model(sqlite_engine, dashboard):
@@ -633,6 +647,9 @@ def test_formats():
     assert bar_time_format("1d") == ("Session", "YYYY-MM-DD")
     assert bar_time_format("15m") == ("Bar (UTC)", "YYYY-MM-DD HH:mm")
     assert (hover_time_format("1d"), hover_time_format("1h")) == ("%Y-%m-%d", "%Y-%m-%d %H:%M")
+    stamps = pd.Series(pd.to_datetime(["2026-12-04 14:30", None, "2026-12-04 15:00"], utc=True))
+    shown = bar_times(stamps, pd.Series(["1d", "1d", "1h"]))
+    assert shown[0] == "2026-12-04" and pd.isna(shown[1]) and shown[2] == "2026-12-04 15:00"
     assert dagster_run_exists(DAGSTER_RUN_ID)
     assert not any(dagster_run_exists(r) for r in ("cli-35ecdad2f86f", None, ""))
     frame = pd.DataFrame({"policy": sorted(POLICY_NAMES), "fold": 0})

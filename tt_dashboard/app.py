@@ -26,6 +26,7 @@ from tt_dashboard.formats import (
     NA,
     PERCENT_DECIMALS,
     bar_time_format,
+    bar_times,
     dagster_run_exists,
     hover_time_format,
     in_policy_order,
@@ -62,6 +63,9 @@ DOLLARS = "dollar"  # streamlit's number format: $1,234.57
 SHORT_ID = 8  # hex digits of an id shown in labels
 PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
 ROW_PIXELS = 35  # st.dataframe's row height
+LAST_BAR = st.column_config.TextColumn(
+    "Last bar (UTC)", help="1d: the session's date; 1h, 15m: the bar's start"
+)
 
 
 @st.cache_resource(show_spinner=False)
@@ -426,8 +430,8 @@ def freshness_panel(data: Reports) -> None:
         "min_coverage": percent_column("Min coverage"),
         "mean_coverage": percent_column("Mean coverage"),
         "coverage": percent_column("Coverage"),
-        "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
-        "last_ts": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
+        "last_bar": LAST_BAR,
+        "last_ts": LAST_BAR,
         "n_bars": st.column_config.NumberColumn("Bars"),
         "timeframe": "Timeframe",
         "partitions": "Partitions",
@@ -436,10 +440,13 @@ def freshness_panel(data: Reports) -> None:
         "no data": "No data",
         "failed": "Failed",
     }
-    show_table(reports.freshness_summary(partitions), coverage)
+    summary = reports.freshness_summary(partitions)
+    show_table(summary.assign(last_bar=bar_times(summary["last_bar"], summary["timeframe"])), coverage)
     st.subheader("Partitions")
     show_table(
-        partitions[["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]],
+        partitions.assign(last_ts=bar_times(partitions["last_ts"], partitions["timeframe"]))[
+            ["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]
+        ],
         coverage
         | {
             "symbol": "Symbol",

@@ -12,7 +12,6 @@ Money is in the account currency, US dollars (the watchlist's stocks trade in US
 from __future__ import annotations
 
 import logging
-import threading
 
 import numpy as np
 import pandas as pd
@@ -66,23 +65,6 @@ ROW_PIXELS = 35  # st.dataframe's row height
 LAST_BAR = st.column_config.TextColumn(
     "Last bar (UTC)", help="1d: the session's date; 1h, 15m: the bar's start"
 )
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up() -> threading.Thread:
-    """Once per server, in the background: import exchange_calendars and build the NYSE calendar that data
-    freshness needs (a few seconds), so the first visit of that section does not wait for them."""
-
-    def build() -> None:
-        from tt_resources.calendar import last_closed_bar
-        from tt_resources.timeframes import TIMEFRAME_NAMES
-
-        for timeframe in TIMEFRAME_NAMES:
-            last_closed_bar(timeframe, pd.Timestamp.now(tz="UTC"))
-
-    thread = threading.Thread(target=build, name="calendar-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def registered_symbols() -> list[str]:
@@ -682,7 +664,6 @@ def page(url: str) -> None:
     st.title("TensorTrade P&L")
     st.caption(f"Database: {describe(url)} · money in US dollars")
     data = Reports(url)
-    warm_up()
     catalog = data.model_catalog()
     if catalog.empty:
         empty_page(data, url)

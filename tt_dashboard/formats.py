@@ -58,6 +58,7 @@ def hover_time_format(timeframe: str) -> str:
 def bar_times(ts: pd.Series, timeframes: pd.Series) -> pd.Series:
     """Bar times as text, each in its timeframe's hover_time_format: '2026-12-04' for a daily bar (its session),
     '2026-12-04 14:30' (UTC) for an intraday bar; NaN where `ts` is missing."""
+    ts = pd.to_datetime(ts, utc=True)  # also a column of None: partitions without bars
     daily = ts.dt.strftime(hover_time_format(DAILY))
     return daily.where(timeframes == DAILY, ts.dt.strftime(hover_time_format("")))
 

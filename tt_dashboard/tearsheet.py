@@ -29,7 +29,8 @@ TRIP_COLUMNS = [
 @st.cache_data(show_spinner=False, max_entries=32)
 def _sheet(_data, url: str, token: tuple, policy: str, episodes: tuple, timeframe: str):
     """The tear sheet of `policy` over `episodes` ((policy, episode ids) pairs), cached per database `url`
-    and state `token`; `_data` reads them (app.Reports, not hashed)."""
+    and the episodes' own `token` (tt_dashboard.cache: other models' rows leave it cached); `_data` reads them
+    (cache.Reports, not hashed)."""
     from tt_pipeline.tearsheet import tear_sheet
     from tt_pipeline.tearsheet_report import watchlist_sectors
 
@@ -43,7 +44,7 @@ def _sheet(_data, url: str, token: tuple, policy: str, episodes: tuple, timefram
 
 def panel(data, chosen: pd.DataFrame, focus: str, timeframe: str, names: dict[str, str]) -> None:
     """Tear sheet of `focus` on the `chosen` episodes (policy, episode_id, in window order); the other
-    policies of `chosen` are the candidate benchmarks. `data`: the page's cached reports (app.Reports)."""
+    policies of `chosen` are the candidate benchmarks. `data`: the page's cached reports (cache.Reports)."""
     label = POLICY_LABELS.get(focus, focus)
     if not st.toggle(
         f"Build the tear sheet of {label}",
@@ -55,7 +56,8 @@ def panel(data, chosen: pd.DataFrame, focus: str, timeframe: str, names: dict[st
         return
     episodes = tuple((p, tuple(rows["episode_id"])) for p, rows in chosen.groupby("policy", sort=False))
     with st.spinner("Computing the tear sheet…"):
-        sheet = _sheet(data, data.url, data.token, focus, episodes, timeframe)
+        token = data.version("portfolio_series", [e for _, ids in episodes for e in ids])
+        sheet = _sheet(data, data.url, token, focus, episodes, timeframe)
     benchmark = (
         f"benchmark {policy_label(sheet.benchmark)}: {sheet.benchmark_note}"
         if sheet.benchmark

@@ -18,7 +18,15 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from tt_cli.common import BadInput, market_config, open_database, refresh, report_partitions, universe
+from tt_cli.common import (
+    SUMMARY_COUNTS,
+    BadInput,
+    market_config,
+    open_database,
+    refresh,
+    report_partitions,
+    universe,
+)
 from tt_cli.train import evaluation_note, results_table
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import AGENT, HEADLINE_METRICS
@@ -77,13 +85,14 @@ class DemoSummary:
 
     def print(self, console, dagster_home: Path, seconds: float) -> None:
         fresh = sum(r.status == "fresh" for r in self.partitions)
-        written = sum(r.bars_written for r in self.partitions)
+        written = SUMMARY_COUNTS["bars written"](self.partitions)  # read back: None when it could not be
         trained = f"trained now: {self.retrain_reason}" if self.retrain_reason else "not retrained"
         console.rule("[bold]tt demo: summary")
         console.print(
             f"partitions: {len(self.partitions)} ({self.symbols} symbols x {len(TIMEFRAME_NAMES)} timeframes), "
             f"{fresh} already fresh\n"
-            f"bars: {written:,} written this run, {self.bars_stored:,} stored\n"
+            f"bars: {'unknown' if written is None else f'{written:,}'} written this run, "
+            f"{self.bars_stored:,} stored\n"
             f"raw_bars checks passed: {self.checks_passed}/{self.checks_total}\n"
             f"dataset {TRAIN_TIMEFRAME}: {self.dataset_version}; model {self.model_id} ({trained})"
         )

@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_resources import bar_grid, calendar
+from tt_resources.db.faults import database_fault
 from tt_resources.db.holes import Hole, open_holes, record_hole, resolve_holes
 from tt_resources.db.prices import high_water_marks, replace_quarantine, split_invalid, upsert_price_bars
 from tt_resources.sources.base import Chunk, MarketDataSource, SourceStats
@@ -177,6 +178,8 @@ def ingest_after(
             if error is not None:
                 break
     except Exception as exc:  # one partition's failure must not stop the others
+        if database_fault(exc) is not None:
+            raise  # the caller reconnects once, then fails the partition (tt_pipeline.market)
         error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if error is not None:
         log.warning("ingest %s %s failed: %s", symbol, tf.name, error)

@@ -27,11 +27,21 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context):
-        """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported."""
+        """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported;
+        a database fault that reaches here (a lost connection, a full disk) is one line, exit 1."""
         from tt_assets import quiet
 
         quiet.choose(verbose=ctx.params["verbose"])
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # a database fault no step caught (e.g. mid-migration): one line, exit 1
+            from tt_cli.pipeline import StepFailed
+            from tt_resources.db.faults import database_fault
+
+            cause = database_fault(exc)
+            if cause is None:
+                raise
+            raise StepFailed(cause) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)

@@ -50,24 +50,25 @@ def database_fault(exc: BaseException) -> str | None:
 
 def with_reconnect[T](work: Callable[[], T], *, pause_s: float = RECONNECT_PAUSE_S) -> T:
     """work(); after a lost connection, one reconnect attempt (work() again after `pause_s`). DatabaseFault
-    (the cause, one line) when the second attempt fails on the database too or the disk is full; any other
-    error propagates unchanged. `work` must be safe to repeat (the platform's writes are idempotent)."""
+    (one line: the cause, and the second attempt's when it differs) when the second attempt fails on the
+    database too or the disk is full; any other error propagates unchanged. `work` must be safe to repeat (the platform's writes are idempotent)."""
     try:
         return work()
     except Exception as exc:
-        cause = database_fault(exc)
-        if cause is None:
+        first = database_fault(exc)
+        if first is None:
             raise
-        if isinstance(exc, DatabaseFault) or not cause.startswith(LOST):
-            raise DatabaseFault(cause) from None
+        if isinstance(exc, DatabaseFault) or not first.startswith(LOST):
+            raise DatabaseFault(first) from None
     time.sleep(pause_s)
     try:
         return work()
     except Exception as exc:
-        cause = database_fault(exc)
-        if cause is None:
+        again = database_fault(exc)
+        if again is None:
             raise
-        raise DatabaseFault(f"{cause} (after one reconnect attempt)") from None
+        detail = "" if again == first else f": {again.removeprefix(LOST + ': ')}"
+        raise DatabaseFault(f"{first}; the reconnect attempt failed too{detail}") from None
 
 
 def _is_postgres(orig: BaseException) -> bool:

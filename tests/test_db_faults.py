@@ -1,0 +1,134 @@
+"""Database faults in the middle of `tt ingest` cost only the partitions they hit, each told in one line,
+and the summary's counts are the database's.
+
+Faults are real: a PostgreSQL trigger terminates its own backend (`pg_terminate_backend`, the server's
+AdminShutdown, as when an operator or a failover ends the connections) whenever a given partition's rows are
+written, so the hit partitions and the reconnect attempt are known in advance; a full disk is a small tmpfs
+holding the SQLite file (skipped where mounting is not permitted).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tests.scratch import PG_ADMIN_URL, scratch_postgres
+from tests.test_ingest_cli import summary_rows
+from tt_cli.common import SUMMARY_COUNTS
+from tt_cli.main import cli
+from tt_resources.db.engine import create_engine
+from tt_resources.db.migrate import upgrade
+
+START = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=60)).strftime("%Y-%m-%d")
+LOST = "database connection lost"
+WRITTEN, STORED = list(SUMMARY_COUNTS).index("bars written"), list(SUMMARY_COUNTS).index("bars stored")
+
+# a backend writing a row of the partition `symbol` terminates itself: every attempt at it is cut
+CUT = """
+CREATE FUNCTION tt_test_cut() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_terminate_backend(pg_backend_pid());
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cut_prices BEFORE INSERT OR UPDATE ON tt_prices
+    FOR EACH ROW WHEN (NEW.symbol = 'BBB') EXECUTE FUNCTION tt_test_cut();
+CREATE TRIGGER cut_features BEFORE INSERT OR UPDATE ON tt_features
+    FOR EACH ROW WHEN (NEW.symbol = 'CCC') EXECUTE FUNCTION tt_test_cut();
+"""
+
+
+def ingest(url: str, *args: str, **env: str):
+    return CliRunner().invoke(cli, ["ingest", *args], env={"DATABASE_URL": url, "COLUMNS": "200", **env})
+
+
+def stored_bars(url: str) -> dict[str, int]:
+    """symbol -> its bars in tt_prices."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT symbol, count(*) FROM tt_prices GROUP BY symbol")).all()
+    finally:
+        engine.dispose()
+    return dict(rows)
+
+
+@pytest.fixture(scope="module")
+def cut_postgres() -> str:
+    """A migrated scratch PostgreSQL database whose connections die writing BBB's bars or CCC's features."""
+    try:
+        with scratch_postgres(PG_ADMIN_URL, "tt_fault") as url:
+            engine = create_engine(url)
+            upgrade(engine)
+            with engine.begin() as conn:
+                conn.execute(sa.text(CUT))
+            engine.dispose()
+            yield url
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
+
+
+@pytest.mark.parametrize("via_dagster", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_terminated_connections_cost_only_the_partitions_they_hit(cut_postgres, tmp_path, via_dagster):
+    with create_engine(cut_postgres).begin() as conn:
+        conn.execute(sa.text("DELETE FROM tt_features; DELETE FROM tt_prices"))
+    args = ["--symbols", "AAA,BBB,CCC,DDD", "--interval", "1d", "--start", START]
+    result = ingest(
+        cut_postgres,
+        *args,
+        *(["--via-dagster"] if via_dagster else []),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        TT_DATA_DIR=str(tmp_path),
+    )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "sqlalchemy" not in result.output
+    stored = stored_bars(cut_postgres)
+    assert set(stored) == {"AAA", "CCC", "DDD"}  # BBB's bars never commit; CCC's do, its features do not
+    failed = [line for line in result.output.splitlines() if line.startswith("failed ")]
+    # the server's message, or psycopg's when the cut came in the middle of a COPY
+    assert [line.split(": ")[:2] for line in failed] == [["failed BBB 1d", LOST], ["failed CCC 1d", LOST]]
+    assert all("the reconnect attempt failed too" in line for line in failed)
+    assert failed[0].endswith(" (0 bars stored)") and failed[1].endswith(f" ({stored['CCC']:,} bars stored)")
+    cells = summary_rows(result.output)["1d"]
+    assert cells[:4] == ["4", "0", "2", "2"]  # partitions, fresh, updated, failed
+    assert cells[WRITTEN] == cells[STORED] == f"{sum(stored.values()):,}"
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 1 MiB tmpfs under tmp_path, unmounted afterwards; skip where mounting is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_fails_the_partitions_that_do_not_fit_and_the_summary_counts_what_was_stored(
+    small_disk, tmp_path
+):
+    url = f"sqlite:///{small_disk / 'tt.sqlite'}"
+    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
+    result = ingest(url, "--symbols", ",".join(symbols), "--interval", "1d", TT_DATA_DIR=str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    stored = stored_bars(url)
+    failed = [line for line in result.output.splitlines() if line.startswith("failed ")]
+    assert failed and all(
+        line.startswith(f"failed {symbol} 1d: database disk full: database or disk is full (")
+        and line.endswith(f" ({stored.get(symbol, 0):,} bars stored)")
+        for line, symbol in zip(failed, [line.split()[1] for line in failed], strict=True)
+    ), result.output
+    cells = summary_rows(result.output)["1d"]
+    assert cells[3] == str(len(failed)) and len(failed) < len(symbols)
+    assert cells[WRITTEN] == cells[STORED] == f"{sum(stored.values()):,}"

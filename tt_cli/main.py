@@ -60,9 +60,13 @@ class LazyGroup(click.Group):
 def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""
     from tt_cli.common import BadInput
-    from tt_resources.config import SettingsError, settings
+    from tt_resources.config import SettingsError, check_directories
 
-    try:
-        settings()  # every command starts from checked settings: a bad variable is one line, exit 2
+    try:  # every command starts from checked settings: a bad variable is one line, exit 2
+        notes = check_directories()
     except SettingsError as exc:
         raise BadInput(str(exc)) from None
+    for (
+        note
+    ) in notes:  # a relative TT_DATA_DIR / DAGSTER_HOME, resolved once for this process and its children
+        click.echo(note, err=True)

@@ -66,10 +66,12 @@ def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp 
 
 
 def universe(symbols: str | None, limit: int | None) -> list[str]:
-    """Symbols from --symbols (comma-separated, checked by the watchlist's symbol rule), else from the
-    watchlist; the first `limit` of them."""
+    """Symbols from --symbols (comma-separated, checked by the watchlist's symbol rule), else the watchlist's
+    first `limit` (--limit) symbols; BadInput for both at once."""
     from tt_resources.watchlist import WatchlistError, check_symbol, load_watchlist
 
+    if symbols is not None and limit is not None:
+        raise BadInput("--limit takes the watchlist's first N symbols: give --symbols or --limit, not both")
     if symbols is not None:
         try:
             names = [check_symbol(text) for text in symbols.split(",") if text.strip()]
@@ -77,7 +79,7 @@ def universe(symbols: str | None, limit: int | None) -> list[str]:
             raise BadInput(f"--symbols: {exc}") from None
         if not names:
             raise BadInput(f"--symbols {symbols!r}: no symbol given")
-        return list(dict.fromkeys(names))[:limit]
+        return list(dict.fromkeys(names))
     try:
         return load_watchlist(limit=limit).symbols
     except WatchlistError as exc:

@@ -31,6 +31,7 @@ from tt_cli.train import evaluation_note, results_table
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import AGENT, HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
+from tt_rl.config import MAX_TIMESTEPS
 
 DEFAULT_SYMBOLS = 25
 SIGNIFICANT = 0.95  # a DSR from which the agent's Sharpe ratio counts as significant
@@ -127,7 +128,7 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     summary.runs = pipeline.run_ids
     report_partitions(console, summary.partitions)
 
-    rl = rl_config({"ppo": {"total_timesteps": steps or DEMO_TIMESTEPS}})
+    rl = rl_config({"ppo": {"total_timesteps": DEMO_TIMESTEPS if steps is None else steps}})
     rl.eval.n_folds, rl.eval.seeds = DEMO_FOLDS, DEMO_SEEDS
     rl.eval.oracle = planted_oracle()
     rl.logging.log_training, rl.logging.training_episodes = True, DEMO_TRAINING_EPISODES
@@ -165,7 +166,10 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     help="The watchlist's first N symbols.",
 )
 @click.option(
-    "--steps", type=int, default=None, help="PPO timesteps per fold and seed (default: the demo's budget)."
+    "--steps",
+    type=click.IntRange(1, MAX_TIMESTEPS),
+    default=None,
+    help="PPO timesteps per fold and seed (default: the demo's budget).",
 )
 def demo(n_symbols: int, steps: int | None) -> None:
     """Ingest, check and featurise 3 timeframes, then train and evaluate a 1d PPO agent, all via Dagster."""

@@ -116,8 +116,22 @@ def open_pipeline(via_dagster: bool, market: dict, console: Console):
     (market_config): tt_cli.pipeline.ViaDagster or Direct."""
     from tt_cli.pipeline import Direct, ViaDagster
 
+    if via_dagster:  # the instance's settings are checked before anything is written
+        check_dagster_settings()
     engine = open_database()
     return ViaDagster(engine, market, status=console.status) if via_dagster else Direct(engine, market)
+
+
+def check_dagster_settings() -> None:
+    """BadInput (one line) when DAGSTER_HOME's dagster.yaml names an unset variable (DAGSTER_PG_*) or
+    storage that does not answer (tt_resources.dagster_storage)."""
+    from tt_resources import config
+    from tt_resources.dagster_storage import DagsterStorageError, check_instance_settings
+
+    try:
+        check_instance_settings(config.dagster_home())
+    except DagsterStorageError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str], *, start=None, end=None):

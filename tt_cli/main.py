@@ -28,20 +28,17 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported;
-        a database fault that reaches here (a lost connection, a full disk) is one line, exit 1."""
+        the errors _one_line knows become one line."""
         from tt_assets import quiet
 
         quiet.choose(verbose=ctx.params["verbose"])
         try:
             return super().invoke(ctx)
-        except Exception as exc:  # a database fault no step caught (e.g. mid-migration): one line, exit 1
-            from tt_cli.pipeline import StepFailed
-            from tt_resources.db.faults import database_fault
-
-            cause = database_fault(exc)
-            if cause is None:
+        except Exception as exc:
+            short = _one_line(exc)
+            if short is exc:
                 raise
-            raise StepFailed(cause) from None
+            raise short from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -49,6 +46,21 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+
+def _one_line(exc: Exception) -> Exception:
+    """A one-line click error for the faults any command may meet: Dagster instance settings that do not
+    work (exit 2, like any bad setting) and a database fault no step caught, e.g. mid-migration (exit 1);
+    `exc` itself otherwise."""
+    from tt_cli.common import BadInput
+    from tt_cli.pipeline import StepFailed
+    from tt_resources.dagster_storage import DagsterStorageError
+    from tt_resources.db.faults import database_fault
+
+    if isinstance(exc, DagsterStorageError):
+        return BadInput(str(exc))
+    cause = database_fault(exc)
+    return StepFailed(cause) if cause is not None else exc
 
 
 @click.group(cls=LazyGroup)

@@ -422,3 +422,27 @@ def test_home_directories_expand_the_tilde_and_state_a_relative_path_once(tmp_pa
     note = f"TT_DATA_DIR=relative is relative: using {tmp_path / 'relative'}"
     assert result.output.splitlines().count(note) == 1
     assert (tmp_path / "relative").is_dir() and not (tmp_path / "~").exists()
+
+
+def test_tt_dev_stops_every_process_it_started_even_one_ignoring_sigterm(monkeypatch):
+    import subprocess
+    import sys
+
+    from tt_cli import dev
+
+    monkeypatch.setattr(dev, "STOP_GRACE_S", 0.5)
+    # a process whose child ignores SIGTERM, as a hung server would; the child says when it ignores it
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(600)"
+    script = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline() == b"1\n"
+        [server] = dev._descendants(parent.pid)
+        dev.stop_descendants(parent.pid)
+        assert not dev._alive(server)
+        assert parent.poll() is None  # only what it started is stopped
+    finally:
+        parent.kill()
+        parent.wait()

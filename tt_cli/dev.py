@@ -83,17 +83,17 @@ def check_listenable(host: str, port: int) -> None:
 
 def stop_descendants(pid: int) -> None:
     """SIGTERM every process `pid` started (children and theirs), SIGKILL those still alive after
-    STOP_GRACE_S: a server that hung or outlived `dagster dev` is never left behind. Linux (/proc); elsewhere
+    STOP_GRACE_S, and wait for them (at most STOP_GRACE_S again): a server that hung or outlived
+    `dagster dev` is never left behind. Linux (/proc); elsewhere
     nothing to do."""
     pids = _descendants(pid)
-    for child in pids:
-        _signal(child, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.2)
-        pids = [child for child in pids if _alive(child)]
-    for child in pids:
-        _signal(child, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for child in pids:
+            _signal(child, sig)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = [child for child in pids if _alive(child)]
 
 
 def _descendants(pid: int) -> list[int]:

@@ -39,11 +39,13 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         None,
-        description="platform database, e.g. `postgresql://user:pass@host:5432/tt`; unset: SQLite "
-        "`<data dir>/tt.sqlite`",
+        description="platform database, e.g. `postgresql://user:pass@host:5432/tt` (in the password escape "
+        "`@` `%` `/` `:` as `%40` `%25` `%2F` `%3A`); unset: SQLite `<data dir>/tt.sqlite`",
     )
     tt_data_dir: Path | None = Field(
-        None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
+        None,
+        description="SQLite file, datasets, models, Dagster home; unset: `data/`. `~` is expanded; a relative "
+        "path is resolved against the working directory (said once)",
     )
     tt_source: SourceName = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
     tt_synthetic_signal: SyntheticSignal = Field(
@@ -108,7 +110,8 @@ class Settings(BaseSettings):
     dagster_home: Path | None = Field(
         None,
         description="Dagster instance; unset: `<data dir>/dagster_home` (copy `dagster.postgres.yaml` "
-        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery)",
+        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery; their `DAGSTER_PG_*` "
+        "variables and the storage are checked before any work). `~` and a relative path as TT_DATA_DIR",
     )
     tt_executor: Literal["multiprocess", "celery"] = Field(
         "multiprocess",

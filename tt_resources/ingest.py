@@ -12,7 +12,8 @@ transaction as it arrives (bars that break a bar rule go to tt_bar_quarantine, t
 failure never discards what was received; a "no data" chunk becomes a hole, a span walked to its end closes
 the holes inside it that were not recorded again, and a backfill that fails part-way leaves its remainder
 as a hole. Failures are caught per
-partition and reported in its result (`ingest_after`); tt_pipeline.market.refresh_partitions runs many
+partition and reported in its result (`ingest_after`), except a database fault (tt_resources.db.faults),
+which the caller retries once after reconnecting; tt_pipeline.market.refresh_partitions runs many
 partitions, up to the source's `concurrency` at once, and always finishes the rest.
 """
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -143,10 +145,13 @@ def stored(db_url: str, symbol: str, timeframe: str) -> pd.DataFrame:
 
 
 def failure(result, symbol: str, timeframe: str) -> str:
-    """The one line the CLI prints for a failed partition, without its `failed SYMBOL TF: ` head."""
+    """The reason in the one line the CLI prints for a failed partition, `failed SYMBOL TF: <reason> (N bars
+    stored)`, N read back from the database (checked present)."""
     head = f"failed {symbol} {timeframe}: "
     [line] = [line for line in result.output.splitlines() if line.startswith(head)]
-    return line.removeprefix(head)
+    found = re.fullmatch(r"(.*) \([\d,]+ bars stored\)", line.removeprefix(head))
+    assert found is not None, line
+    return found.group(1)
 
 
 def utc(text: str) -> pd.Timestamp:

@@ -22,6 +22,7 @@ from tests.test_ingest_cli import summary_rows
 from tt_cli.common import SUMMARY_COUNTS
 from tt_cli.main import cli
 from tt_resources.db.engine import create_engine
+from tt_resources.db.faults import DatabaseFault, with_reconnect
 from tt_resources.db.migrate import upgrade
 
 START = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=60)).strftime("%Y-%m-%d")
@@ -132,3 +133,30 @@ def test_a_full_disk_fails_the_partitions_that_do_not_fit_and_the_summary_counts
     cells = summary_rows(result.output)["1d"]
     assert cells[3] == str(len(failed)) and len(failed) < len(symbols)
     assert cells[WRITTEN] == cells[STORED] == f"{sum(stored.values()):,}"
+
+
+def test_only_a_lost_connection_is_retried_once_and_any_other_error_passes_unchanged(sqlite_engine):
+    calls = []
+
+    def missing_table():
+        calls.append(1)
+        with sqlite_engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        with_reconnect(missing_table, pause_s=0)
+    assert len(calls) == 1  # a bug or bad data is neither retried nor hidden
+
+    closed = create_engine("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
+
+    def unreachable():
+        calls.append(2)
+        with closed.connect():
+            pass
+
+    with pytest.raises(DatabaseFault) as fault:
+        with_reconnect(unreachable, pause_s=0)
+    assert calls.count(2) == 2  # one reconnect attempt
+    assert str(fault.value).startswith(f"{LOST}: connection failed: ")
+    assert str(fault.value).endswith("; the reconnect attempt failed too")
+    assert "\n" not in str(fault.value)

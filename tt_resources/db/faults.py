@@ -21,8 +21,6 @@ PG_DISK_FULL = "53100"
 # SQLSTATE classes of a connection the server ended: 08 connection exception, 57 operator intervention
 # (57P01 admin shutdown = pg_terminate_backend, 57P02 crash shutdown, 57P03 cannot connect now)
 PG_CONNECTION_CLASSES = ("08", "57")
-
-
 LOST = "database connection lost"
 
 
@@ -51,7 +49,8 @@ def database_fault(exc: BaseException) -> str | None:
 def with_reconnect[T](work: Callable[[], T], *, pause_s: float = RECONNECT_PAUSE_S) -> T:
     """work(); after a lost connection, one reconnect attempt (work() again after `pause_s`). DatabaseFault
     (one line: the cause, and the second attempt's when it differs) when the second attempt fails on the
-    database too or the disk is full; any other error propagates unchanged. `work` must be safe to repeat (the platform's writes are idempotent)."""
+    database too or the disk is full; any other error propagates unchanged. `work` must be safe to repeat
+    (the platform's writes are idempotent)."""
     try:
         return work()
     except Exception as exc:

@@ -9,7 +9,12 @@ holding the SQLite file (skipped where mounting is not permitted).
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -160,3 +165,87 @@ def test_only_a_lost_connection_is_retried_once_and_any_other_error_passes_uncha
     assert str(fault.value).startswith(f"{LOST}: connection failed: ")
     assert str(fault.value).endswith("; the reconnect attempt failed too")
     assert "\n" not in str(fault.value)
+
+
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+# BBB's first write sleeps until the test has restarted the server under it; later writes go through
+SLEEP_ONCE = """
+CREATE SEQUENCE tt_test_once;
+CREATE FUNCTION tt_test_sleep() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('tt_test_once') = 1 THEN PERFORM pg_sleep(600); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sleep_prices BEFORE INSERT ON tt_prices
+    FOR EACH ROW WHEN (NEW.symbol = 'BBB') EXECUTE FUNCTION tt_test_sleep();
+"""
+
+
+@pytest.fixture
+def own_server():
+    """URL of a database on a PostgreSQL server of the test's own (initdb in /tmp, a free port), and a
+    function that restarts it (fast shutdown: every connection is ended); skipped without PostgreSQL's
+    binaries or root (the server runs as user postgres)."""
+    from tests.serving import free_port
+
+    if not PG_BINS or os.geteuid() != 0:
+        pytest.skip("needs /usr/lib/postgresql/*/bin and root to run a server as user postgres")
+    home = Path(tempfile.mkdtemp(prefix="tt_pg_"))  # tmp_path's parents are closed to user postgres
+    shutil.chown(home, "postgres")
+    bin_dir, data, port = PG_BINS[-1], home / "data", free_port()
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(home / "pg.log"), "-w"]
+    options = ["-o", f"-p {port} -k {home} -c fsync=off"]
+    as_postgres(*ctl, *options, "start")
+    try:
+        yield (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+            lambda: as_postgres(*ctl, *options, "-m", "fast", "restart"),
+        )
+    finally:
+        as_postgres(*ctl, "-m", "immediate", "stop")
+        shutil.rmtree(home)
+
+
+@pytest.mark.slow
+def test_a_server_restart_costs_at_most_the_partition_it_hit(own_server, tmp_path):
+    url, restart = own_server
+    engine = create_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(SLEEP_ONCE))
+    env = {**os.environ, "DATABASE_URL": url, "TT_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    args = ["--symbols", "AAA,BBB,CCC,DDD", "--interval", "1d", "--start", START]
+    tt = subprocess.Popen(
+        [sys.executable, "-m", "tt_cli", "ingest", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        sleeping = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+        while tt.poll() is None:  # bound: the test run's own timeout
+            with engine.connect() as conn:
+                if conn.execute(sleeping).scalar_one():
+                    break
+            time.sleep(0.2)
+        assert tt.poll() is None, "the ingest ended before BBB's first write slept"
+        engine.dispose()
+        restart()
+        output = tt.communicate(timeout=600)[0].decode()
+    finally:
+        tt.kill()
+    assert "Traceback" not in output
+    failed = [line for line in output.splitlines() if line.startswith("failed ")]
+    # BBB's reconnect attempt finds the server up again (BBB is stored) or still starting (one line for it)
+    assert all(line.startswith(f"failed BBB 1d: {LOST}: ") for line in failed) and len(failed) <= 1, output
+    assert tt.returncode == (1 if failed else 0), output
+    stored = stored_bars(url)
+    assert set(stored) == ({"AAA", "CCC", "DDD"} if failed else {"AAA", "BBB", "CCC", "DDD"})
+    cells = summary_rows(output)["1d"]
+    assert cells[:4] == ["4", "0", str(4 - len(failed)), str(len(failed))]
+    assert cells[WRITTEN] == cells[STORED] == f"{sum(stored.values()):,}"

@@ -167,10 +167,12 @@ def committed_reports(engine: sa.Engine, reports: list, started: pd.Timestamp) -
     wrote (a run cut short by a fault may have committed more, or less)."""
     from tt_resources.db.prices import committed_counts
 
+    if not reports:
+        return reports
     symbols = list(dict.fromkeys(r.symbol for r in reports))
     timeframes = list(dict.fromkeys(r.timeframe for r in reports))
-    counts = committed_counts(engine, symbols, timeframes, started) if reports else None
-    found = {} if counts is None else {(c.symbol, c.timeframe): c for c in counts.itertuples()}
+    counts = committed_counts(engine, symbols, timeframes, started)
+    found = {(c.symbol, c.timeframe): c for c in counts.itertuples()}
     out = []
     for r in reports:
         row = found.get((r.symbol, r.timeframe))

@@ -78,7 +78,6 @@ def cli(verbose: bool) -> None:
         notes = check_directories()
     except SettingsError as exc:
         raise BadInput(str(exc)) from None
-    for (
-        note
-    ) in notes:  # a relative TT_DATA_DIR / DAGSTER_HOME, resolved once for this process and its children
+    # a relative TT_DATA_DIR / DAGSTER_HOME, resolved once for this process and its children
+    for note in notes:
         click.echo(note, err=True)

@@ -32,6 +32,7 @@ from tt_assets.dagster_fence import (
 )
 from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
 from tt_resources import config
+from tt_resources.dagster_storage import check_instance_settings
 
 # What the default (SQLite) instance storage creates under DAGSTER_HOME: run, event-log index and schedule
 # storage. Once all exist, concurrent `DagsterInstance.get()` calls on the home are safe.
@@ -46,8 +47,10 @@ def ensure_dagster_home() -> Path:
     when missing and the instance storage is created once, so processes starting together on a fresh home
     neither read a half-copied dagster.yaml nor race each other creating Dagster's storage schema. An
     initialised home is recognised without the lock; with non-SQLite storage (no files to recognise) the
-    storage is opened under the lock at every start."""
+    storage is opened under the lock at every start. DagsterStorageError (one line) when the home's
+    dagster.yaml names an unset variable or storage that does not answer."""
     home = config.dagster_home()
+    check_instance_settings(home)  # DAGSTER_PG_* set and the storage answering, before Dagster reads them
     os.environ["DAGSTER_HOME"] = str(home)
     if _dagster_home_ready(home):
         return home

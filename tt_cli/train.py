@@ -33,6 +33,7 @@ from tt_resources.terms import (
     TRAIN_TABLE_METRICS,
 )
 from tt_resources.timeframes import TIMEFRAME_NAMES
+from tt_rl.config import MAX_TIMESTEPS
 
 CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
 # the columns of the results' first table when the terminal is too narrow for all, in this order of importance
@@ -132,7 +133,12 @@ def evaluation_note(rl) -> str:
 @click.option("--end", type=DATE, default=None, help="Bars before this instant (UTC); default now.")
 @click.option("--symbols", default=None, help="Comma-separated symbols instead of the watchlist.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N symbols.")
-@click.option("--steps", type=click.IntRange(1), default=None, help="PPO total timesteps (default: config).")
+@click.option(
+    "--steps",
+    type=click.IntRange(1, MAX_TIMESTEPS),
+    default=None,
+    help="PPO total timesteps (default: config).",
+)
 @click.option("--timeframe", type=click.Choice(TIMEFRAME_NAMES), default="1d", show_default=True)
 @click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: TT_SOURCE, else synthetic.")
 @click.option(

@@ -12,7 +12,8 @@ transaction as it arrives (bars that break a bar rule go to tt_bar_quarantine, t
 failure never discards what was received; a "no data" chunk becomes a hole, a span walked to its end closes
 the holes inside it that were not recorded again, and a backfill that fails part-way leaves its remainder
 as a hole. Failures are caught per
-partition and reported in its result (`ingest_after`); tt_pipeline.market.refresh_partitions runs many
+partition and reported in its result (`ingest_after`), except a database fault (tt_resources.db.faults),
+which the caller retries once after reconnecting; tt_pipeline.market.refresh_partitions runs many
 partitions, up to the source's `concurrency` at once, and always finishes the rest.
 """
 
@@ -27,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_resources import bar_grid, calendar
+from tt_resources.db.faults import database_fault
 from tt_resources.db.holes import Hole, open_holes, record_hole, resolve_holes
 from tt_resources.db.prices import high_water_marks, replace_quarantine, split_invalid, upsert_price_bars
 from tt_resources.sources.base import Chunk, MarketDataSource, SourceStats
@@ -177,6 +179,8 @@ def ingest_after(
             if error is not None:
                 break
     except Exception as exc:  # one partition's failure must not stop the others
+        if database_fault(exc) is not None:
+            raise  # the caller reconnects once, then fails the partition (tt_pipeline.market)
         error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if error is not None:
         log.warning("ingest %s %s failed: %s", symbol, tf.name, error)

@@ -17,7 +17,7 @@ import pytest
 from tests.serving import free_port, stop, wait_until_serving
 from tests.test_dagster_training import BARS_CONFIG, SYMBOLS, TINY_RL
 from tests.test_dashboard_browser import chromium, require_browser
-from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = "http://dashboard.test:8501"
@@ -52,6 +52,7 @@ def trained_instance(tmp_path, monkeypatch) -> tuple[Path, str]:
             .execute_in_process(instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG)
             .success
         )
+        register_training_timeframe(instance, "1d")
         trained = job("training_job").execute_in_process(
             instance=instance,
             partition_key="1d",

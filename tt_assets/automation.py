@@ -7,11 +7,12 @@ from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_assets.partitions import (
     SYMBOL_DIM,
     TIMEFRAMES,
+    TRAINING_DIM,
     bar_partitions,
     range_tags,
     split_key,
     symbol_ranges,
-    timeframe_partitions,
+    training_partitions,
 )
 from tt_assets.resources import DatabaseResource, WatchlistResource
 
@@ -26,13 +27,13 @@ market_data_job = dg.define_asset_job(
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets(training_dataset, ppo_model, evaluation),
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     description="Build the dataset, train PPO and evaluate it against the baselines for one timeframe.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(ppo_model, evaluation),
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     description="Retrain and re-evaluate on the latest dataset of one timeframe.",
 )
 
@@ -142,7 +143,7 @@ def retraining_sensor(
 
     config = rl_config({}).to_dict()  # the defaults, written out in each run's config
     requests = []
-    for timeframe in TIMEFRAMES:
+    for timeframe in context.instance.get_dynamic_partitions(TRAINING_DIM):
         version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
         if version is None:
             continue

@@ -15,7 +15,13 @@ import dagster as dg
 from filelock import FileLock
 
 from tt_assets.dagster_fence import open_instance_with_pooled_event_log, reconstructable_job
-from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
+from tt_assets.partitions import (
+    SYMBOL_DIM,
+    range_tags,
+    register_training_timeframe,
+    symbol_ranges,
+    training_partitions,
+)
 from tt_resources import config
 
 # What the default (SQLite) instance storage creates under DAGSTER_HOME: run, event-log index and schedule
@@ -80,12 +86,15 @@ def run_job(
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
     """Execute the code location's job `name` against `instance`: in-process, or with TT_EXECUTOR=celery
-    through the code location's executor (this process orchestrates, Celery workers run the steps)."""
+    through the code location's executor (this process orchestrates, Celery workers run the steps). A
+    training job's timeframe is added to the training partitions first (register_training_timeframe)."""
     from tt_assets.definitions import defs
     from tt_assets.executors import uses_celery
 
     run_config = {**CONSOLE_QUIET, **(run_config or {})}
     job = defs.resolve_job_def(name)
+    if partition_key is not None and job.partitions_def == training_partitions:
+        register_training_timeframe(instance, partition_key)
     if not uses_celery():
         return job.execute_in_process(
             instance=instance,

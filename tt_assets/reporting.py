@@ -1,6 +1,7 @@
-"""Evaluation presentation for the Dagster UI: the metrics table, the equity chart and the dashboard link, in the
-words and units a trader reads (policy labels of tt_resources.terms, returns in %, ratios to 2 decimals, "n/a"
-for what could not be computed).
+"""Presentation for the Dagster UI: typed metadata values (instants as timestamps, fractions in percent,
+absent values left out), the evaluation's metrics table, its equity charts and the dashboard link, in the words
+and units a trader reads (policy labels of tt_resources.terms, returns in %, ratios to 2 decimals, "n/a" for
+what could not be computed).
 
 What the UI shows inline (dagster-webserver 1.13, asset page and run log): a table metadata value as a table; a
 markdown value only when shorter than `INLINE_MARKDOWN_LIMIT` characters (longer ones hide behind
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -39,6 +41,21 @@ COLOURS: tuple[tuple[str, str], ...] = (
     ("#9467bd", "purple"),
     ("#8c564b", "brown"),
 )
+
+
+def typed(metadata: dict[str, object]) -> dict[str, object]:
+    """`metadata` as Dagster should show it: a datetime (tz-aware, e.g. a pd.Timestamp) becomes timestamp
+    metadata, an entry whose value is None is left out (the UI would print `null`); others pass unchanged."""
+    return {
+        name: dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
+        for name, value in metadata.items()
+        if value is not None
+    }
+
+
+def percent(fraction: float, digits: int = 2) -> float:
+    """A fraction (0..1) in percent, rounded, for metadata named `*_pct` (numeric: the UI plots it)."""
+    return round(100 * fraction, digits)
 
 
 def policy_label(column: str) -> str:

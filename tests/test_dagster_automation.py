@@ -258,6 +258,7 @@ def _tick(instance, engine, min_sharpe: float = 0.0) -> list[dg.RunRequest]:
     """The run requests of one retraining_sensor tick (evaluated as the daemon does)."""
     with dg.build_sensor_context(
         instance=instance,
+        instance_ref=instance.get_ref(),  # as the daemon's: it checks a request's dynamic partition with it
         definitions=defs,  # the daemon resolves a partitioned request against the code location
         resources={
             "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from tt_assets.conventions import DAILY_BARS_CRON, INTRADAY_BARS_CRON, US_EASTERN
 from tt_assets.market import FEATURES, RAW_BARS
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_assets.partitions import (
@@ -15,8 +16,6 @@ from tt_assets.partitions import (
     training_partitions,
 )
 from tt_assets.resources import DatabaseResource, WatchlistResource
-
-US_EASTERN = "America/New_York"
 
 market_data_job = dg.define_asset_job(
     "market_data_job",
@@ -73,7 +72,7 @@ def bar_refresh_requests(
 
 @dg.schedule(
     job=market_data_job,
-    cron_schedule="15 16 * * 1-5",
+    cron_schedule=DAILY_BARS_CRON,
     execution_timezone=US_EASTERN,
     description="Daily bars 15 minutes after the US close (16:15 New York, Monday to Friday).",
 )
@@ -83,7 +82,7 @@ def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
 
 @dg.schedule(
     job=market_data_job,
-    cron_schedule="5 10-16 * * 1-5",
+    cron_schedule=INTRADAY_BARS_CRON,
     execution_timezone=US_EASTERN,
     description="Hourly and 15-minute bars every hour in market hours (10:05 to 16:05 New York).",
 )

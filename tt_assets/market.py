@@ -12,6 +12,7 @@ from collections import Counter
 
 import dagster as dg
 
+from tt_assets.conventions import OWNERS, bars_freshness
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
 from tt_assets.reporting import percent, typed
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
@@ -40,6 +41,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the missing tail.",
         ),
         dg.AssetSpec(
@@ -49,6 +52,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql", "pandas"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             automation_condition=dg.AutomationCondition.eager()
             & dg.AutomationCondition.all_deps_blocking_checks_passed(),
             description="Per-bar features in tt_features up to the last bar, for partitions whose bars pass "

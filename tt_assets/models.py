@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import dagster as dg
 import pydantic
 
+from tt_assets.conventions import OWNERS
 from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES, training_partitions
 from tt_assets.reporting import (
     MISSING,
@@ -113,6 +114,7 @@ def latest_value(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: st
     partitions_def=training_partitions,
     deps=[dg.AssetDep("features", partition_mapping=dg.AllPartitionMapping())],
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
     kinds={"numpy"},
     code_version="2",
     description="Aligned price/feature panel of the symbols whose bars pass the raw_bars checks, and its "
@@ -256,6 +258,7 @@ def training_config(values: dict) -> dict:
     ins={"training_dataset": dg.AssetIn(TRAINING_DATASET, dagster_type=dg.Nothing)},
     config=training_config,
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
     kinds={"pytorch"},
     code_version="4",
     description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
@@ -271,6 +274,7 @@ def ppo_model(training_dataset):
     partitions_def=training_partitions,
     deps=[ppo_model],
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
     kinds={"pandas"},
     code_version="3",
     description="Walk-forward out-of-sample metrics of ppo_model's latest model: each fold's models on its "

@@ -1,6 +1,7 @@
 """The code location loads, stays light, and the instance config files are valid."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,19 @@ def test_training_partitions_are_the_timeframes_registered_for_training():
         assert failure.step_failure_data.user_failure_data.description == (
             "training partition '2h' is not a bar timeframe (1d, 1h, 15m): delete it"
         )
+
+
+def test_the_dashboard_link_is_the_loaded_code_locations_setting():
+    """The training assets' `dashboard` link is definition metadata, built from TT_DASHBOARD_URL when the code
+    location loads (materialisations store only `?model=<id>`), so a changed setting shows after a reload."""
+    probe = (
+        "import json, warnings; warnings.simplefilter('ignore'); from tt_assets.definitions import defs; "
+        "print(json.dumps({a: defs.resolve_assets_def(a).specs_by_key[defs.resolve_assets_def(a).key]"
+        ".metadata['dashboard'].url for a in ('ppo_model', 'evaluation')}))"
+    )
+    env = {**os.environ, "TT_DASHBOARD_URL": "http://dash.example:9000/"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env
+    )
+    links = json.loads(out.stdout.strip().splitlines()[-1])
+    assert links == {"ppo_model": "http://dash.example:9000/", "evaluation": "http://dash.example:9000/"}

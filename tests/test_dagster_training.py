@@ -116,7 +116,8 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
     assert evaluation["equity_curve_detail"].value.startswith(
         "![1d out-of-sample equity, folds stitched](data:image/png;base64,"
     )
-    assert evaluation["dashboard"].value.endswith(f"/?model={model['model_id'].value}")
+    assert evaluation["dashboard_view"].value == f"?model={model['model_id'].value}"
+    assert "dashboard" not in evaluation  # the address is the definition's, from the current settings
 
 
 def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(market, tmp_path, monkeypatch):

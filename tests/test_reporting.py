@@ -13,6 +13,7 @@ import pytest
 from tt_assets.reporting import (
     INLINE_MARKDOWN_LIMIT,
     dashboard_link,
+    dashboard_view,
     equity_figure,
     equity_sketch_md,
     metric_text,
@@ -131,6 +132,12 @@ def test_the_detailed_chart_has_dates_and_the_dashboards_colours():
     assert isinstance(lines["Cash"].get_xdata()[0], pd.Timestamp)  # drawn against dates
 
 
-def test_dashboard_link_opens_the_models_view(monkeypatch):
+def test_the_dashboard_link_follows_the_settings_and_a_model_view_is_relative_to_it(monkeypatch):
     monkeypatch.setenv("TT_DASHBOARD_URL", "http://dash.example:8501/")
-    assert dashboard_link("1d-wf-abc123").url == "http://dash.example:8501/?model=1d-wf-abc123"
+    assert (
+        dashboard_link().url + dashboard_view("1d-wf-abc123")
+        == "http://dash.example:8501/?model=1d-wf-abc123"
+    )
+    monkeypatch.setenv("TT_DASHBOARD_URL", "http://other.example:9000")
+    assert dashboard_link().url == "http://other.example:9000/"
+    assert dashboard_view("a b/c") == "?model=a%20b%2Fc"

@@ -21,6 +21,7 @@ from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES, training_partitions
 from tt_assets.reporting import (
     MISSING,
     dashboard_link,
+    dashboard_view,
     equity_chart_md,
     equity_sketch_md,
     metrics_table,
@@ -228,7 +229,7 @@ def register_model(context: dg.OpExecutionContext, plan, members: list, database
         None,
         metadata={
             "model_id": trained.model_id,
-            "dashboard": dashboard_link(trained.model_id),
+            "dashboard_view": dashboard_view(trained.model_id),
             "folds": rl.eval.n_folds,
             "seeds": rl.eval.seeds,
             "scheme": rl.eval.scheme,
@@ -259,6 +260,7 @@ def training_config(values: dict) -> dict:
     config=training_config,
     group_name=TRAINING_GROUP,
     owners=OWNERS,
+    metadata={"dashboard": dashboard_link()},
     kinds={"pytorch"},
     code_version="4",
     description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
@@ -275,6 +277,7 @@ def ppo_model(training_dataset):
     deps=[ppo_model],
     group_name=TRAINING_GROUP,
     owners=OWNERS,
+    metadata={"dashboard": dashboard_link()},
     kinds={"pandas"},
     code_version="3",
     description="Walk-forward out-of-sample metrics of ppo_model's latest model: each fold's models on its "
@@ -301,7 +304,7 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,
-            "dashboard": dashboard_link(model_id),
+            "dashboard_view": dashboard_view(model_id),
             "sharpe": agent("sharpe", 2),
             "sharpe_ci_low": agent("sharpe_ci_low", 2),
             "sharpe_ci_high": agent("sharpe_ci_high", 2),

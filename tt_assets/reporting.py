@@ -226,6 +226,14 @@ def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
-def dashboard_link(model_id: str) -> dg.UrlMetadataValue:
-    """The dashboard's view of `model_id` (TT_DASHBOARD_URL/?model=<model_id>)."""
-    return dg.MetadataValue.url(f"{config.dashboard_url()}/?model={quote(model_id, safe='')}")
+def dashboard_link() -> dg.UrlMetadataValue:
+    """The dashboard (TT_DASHBOARD_URL), as definition metadata of the training assets: built when the code
+    location loads, so the UI always shows the current setting (a materialisation's metadata is stored as
+    written and would keep the address of the run that wrote it)."""
+    return dg.MetadataValue.url(f"{config.dashboard_url()}/")
+
+
+def dashboard_view(model_id: str) -> str:
+    """The query that opens `model_id` in the dashboard (`?model=<model_id>`), relative to `dashboard_link`:
+    what a materialisation stores, independent of where the dashboard is served."""
+    return f"?model={quote(model_id, safe='')}"

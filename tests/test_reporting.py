@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from tt_assets.reporting import (
     metrics_table,
     policy_label,
     summary_table,
+    typed,
 )
 from tt_dashboard import charts
 from tt_resources.palette import COLOR_NAMES, POLICY_COLORS
@@ -141,3 +143,12 @@ def test_the_dashboard_link_follows_the_settings_and_a_model_view_is_relative_to
     monkeypatch.setenv("TT_DASHBOARD_URL", "http://other.example:9000")
     assert dashboard_link().url == "http://other.example:9000/"
     assert dashboard_view("a b/c") == "?model=a%20b%2Fc"
+
+
+def test_typed_metadata_has_timestamps_and_leaves_absent_values_out():
+    last = pd.Timestamp("2026-11-20 21:00", tz="UTC")
+    metadata = typed(
+        {"last_ts": last, "first_ts": pd.NaT, "reason": None, "coverage_pct": NAN, "requests": 3}
+    )
+    assert metadata == {"last_ts": dg.MetadataValue.timestamp(last), "requests": 3}
+    assert metadata["last_ts"].value == last.timestamp()

@@ -38,11 +38,12 @@ SEED_DASHES = ("-", "--", ":", "-.")  # the agent's seeds in the detailed chart:
 
 def typed(metadata: dict[str, object]) -> dict[str, object]:
     """`metadata` as Dagster should show it: a datetime (tz-aware, e.g. a pd.Timestamp) becomes timestamp
-    metadata, an entry whose value is None is left out (the UI would print `null`); others pass unchanged."""
+    metadata, an absent value (None, NaT, NaN) is left out (the UI would print `null`); others pass
+    unchanged."""
     return {
         name: dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
         for name, value in metadata.items()
-        if value is not None
+        if value is not None and value == value  # NaT and NaN differ from themselves
     }
 
 

@@ -134,7 +134,13 @@ def test_evaluation_metadata_reads_formatted_with_an_inline_chart_and_a_dashboar
         )
         assert f"?model={model_id}" in driver.find_element(By.TAG_NAME, "body").text
         # the dashboard's address is the definition's metadata: the setting of the code location shown
-        driver.get(f"{base}/assets/evaluation?view=definition")
+        driver.get(f"{base}/assets/evaluation?view=overview")
         wait.until(
             lambda d: f"{DASHBOARD}/" in {a.get_attribute("href") for a in d.find_elements(By.TAG_NAME, "a")}
         )
+        # the owner and the bars' freshness policy (its deadline) are on the asset's page
+        driver.get(f"{base}/assets/raw_bars?view=overview")
+        wait.until(
+            lambda d: "Deadline: At 35 minutes past the hour" in d.find_element(By.TAG_NAME, "body").text
+        )
+        assert "Owners\ntt-platform" in driver.find_element(By.TAG_NAME, "body").text

@@ -49,8 +49,13 @@ def test_bars_and_features_materialise_then_stay_fresh(engine):
         assert sorted(bars) == ["AAPL|1d", "MSFT|1d", "NVDA|1d"]
         for m in bars.values():
             assert _value(m, "requests") >= 1 and _value(m, "bars_written") == _value(m, "bars_stored") > 10
-            assert _value(m, "fresh") is False and _value(m, "coverage") == 1.0
-            assert _value(m, "last_ts").startswith("2026-11-20")
+            assert _value(m, "fresh") is False and _value(m, "coverage_pct") == 100.0
+            assert isinstance(m.metadata["last_ts"], dg.TimestampMetadataValue)
+            assert pd.Timestamp(_value(m, "last_ts"), unit="s", tz="UTC").date().isoformat() == "2026-11-20"
+            assert _value(m, "first_ts") < _value(m, "last_ts")
+            # counts are ints, an absent value is left out (the UI would print `null`)
+            assert all(isinstance(_value(m, n), int) for n in ("requests", "bars_written", "bars_stored"))
+            assert "reason" not in m.metadata and _value(m, "source") == "synthetic"
         assert sorted(_materializations(first, "features")) == sorted(bars)
         checks = first.get_asset_check_evaluations()
         assert sorted((c.partition, c.check_name) for c in checks) == sorted(
@@ -59,6 +64,9 @@ def test_bars_and_features_materialise_then_stay_fresh(engine):
             for rule in ("coverage", "no_duplicates", "monotonic_timestamps", "ohlc_sanity")
         )
         assert all(c.passed for c in checks)
+        for check in checks:
+            assert check.metadata["coverage_pct"].value == 100.0
+            assert isinstance(check.metadata["n_bars"].value, int)
 
         single = _run(instance, engine, partition_key="AAPL|1d")
         [again] = _materializations(single, "raw_bars").values()

@@ -30,7 +30,13 @@ from tt_assets.dagster_fence import (
     pool_claims,
     reconstructable_job,
 )
-from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
+from tt_assets.partitions import (
+    SYMBOL_DIM,
+    range_tags,
+    register_training_timeframe,
+    symbol_ranges,
+    training_partitions,
+)
 from tt_resources import config
 from tt_resources.dagster_storage import check_instance_settings
 
@@ -115,12 +121,15 @@ def run_job(
 
     The run is tagged with LAUNCH_TAG, HOST_TAG and PID_TAG and frees its pool slots however it ends. With Celery:
     NoWorkers / BrokerUnreachable (tt_assets.executors) before the run is created when no worker reads the
-    queue within TT_CELERY_WAIT_S; RunInterrupted on SIGINT/SIGTERM."""
+    queue within TT_CELERY_WAIT_S; RunInterrupted on SIGINT/SIGTERM. A training job's timeframe is added to
+    the training partitions first (register_training_timeframe)."""
     from tt_assets.definitions import defs
     from tt_assets.executors import uses_celery, wait_for_workers
 
     run_config = {**CONSOLE_QUIET, **(run_config or {})}
     job = defs.resolve_job_def(name)
+    if partition_key is not None and job.partitions_def == training_partitions:
+        register_training_timeframe(instance, partition_key)
     launch = uuid.uuid4().hex
     tags = {**(tags or {}), LAUNCH_TAG: launch, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     try:

@@ -12,7 +12,9 @@ from collections import Counter
 
 import dagster as dg
 
+from tt_assets.conventions import OWNERS, bars_freshness
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
+from tt_assets.reporting import percent, typed
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
 
@@ -39,6 +41,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the missing tail.",
         ),
         dg.AssetSpec(
@@ -48,6 +52,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql", "pandas"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             automation_condition=dg.AutomationCondition.eager()
             & dg.AutomationCondition.all_deps_blocking_checks_passed(),
             description="Per-bar features in tt_features up to the last bar, for partitions whose bars pass "
@@ -123,25 +129,25 @@ def _timeframe_events(instance: dg.DagsterInstance, outcomes: list, source_name:
     materialisations (of the partitions that were fetched), then their check evaluations, then the features
     materialisations (of the partitions whose features were brought up to date). The evaluations target the
     materialisations just stored (read back in one query), so the UI shows them as current."""
-    from tt_pipeline.quality import iso
-
     fetched = [o for o in outcomes if o.fetched is not None and not o.fetch_failed]
     for outcome in fetched:
         report = outcome.report()
         yield dg.AssetMaterialization(
             RAW_BARS,
             partition=bar_key(outcome.symbol, outcome.timeframe),
-            metadata={
-                **report.to_metadata(),
-                "fresh": report.status == "fresh",
-                "bars_fetched": outcome.fetched.bars_fetched,
-                "bars_stored": outcome.bars_stored,
-                "first_ts": iso(outcome.first_ts),
-                "last_ts": iso(outcome.last_ts),
-                "coverage": round(outcome.quality.coverage, 4),
-                "source": source_name,
-                "content_version": outcome.content_version,
-            },
+            metadata=typed(
+                {
+                    **report.to_metadata(),
+                    "fresh": report.status == "fresh",
+                    "bars_fetched": outcome.fetched.bars_fetched,
+                    "bars_stored": outcome.bars_stored,
+                    "first_ts": outcome.first_ts,
+                    "last_ts": outcome.last_ts,
+                    "coverage_pct": percent(outcome.quality.coverage),
+                    "source": source_name,
+                    "content_version": outcome.content_version,
+                }
+            ),
             tags={"dagster/data_version": outcome.content_version},
         )
     targets = _latest_materializations(instance, [bar_key(o.symbol, o.timeframe) for o in fetched])
@@ -164,7 +170,7 @@ def _timeframe_events(instance: dg.DagsterInstance, outcomes: list, source_name:
             yield dg.AssetMaterialization(
                 FEATURES,
                 partition=bar_key(outcome.symbol, outcome.timeframe),
-                metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
+                metadata=typed({"rows_written": outcome.features_written, "last_ts": outcome.last_ts}),
             )
 
 
@@ -197,9 +203,8 @@ def _latest_materializations(instance: dg.DagsterInstance, keys: list[str]) -> d
 
 
 def _quality_metadata(quality) -> dict[str, float | int]:
+    """BarQuality's counts (int) and its coverage in percent (`coverage_pct`)."""
     from dataclasses import asdict
 
-    return {
-        name: round(value, 4) if isinstance(value, float) else value
-        for name, value in asdict(quality).items()
-    }
+    counts = {name: int(value) for name, value in asdict(quality).items() if name != "coverage"}
+    return {**counts, "coverage_pct": percent(quality.coverage)}

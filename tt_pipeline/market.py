@@ -37,6 +37,10 @@ class PartitionReport:
     reason: str | None = None  # why it failed: the source's error or the broken bar-quality rules
     quarantined: int = 0  # bars in tt_bar_quarantine (sent by the source, breaking a bar rule)
     holes: int = 0  # open holes: spans the source did not deliver (tt_fetch_hole), retried by later runs
+    holes_given_up: str | None = (
+        None  # open holes no longer retried, `start..end` each (`tt ingest --accept-hole`)
+    )
+    changes: str | None = None  # splits and revisions found in the re-read overlap (tt_corporate_action)
 
     def to_metadata(self) -> dict[str, object]:
         return asdict(self)
@@ -71,7 +75,10 @@ class PartitionOutcome:
         """Why the partition failed (the fetch's error first), or None."""
         if self.fetch_failed:
             return self.fetched.error
-        return self.quality.reason()
+        reason = self.quality.reason()
+        if reason and self.bars_stored:
+            reason += f" ({self.bars_stored:,} bars stored, features not updated)"
+        return reason
 
     def report(self) -> PartitionReport:
         fetched = self.fetched
@@ -86,6 +93,10 @@ class PartitionOutcome:
             reason=self.reason,
             quarantined=self.quality.quarantined,
             holes=fetched.holes_open if fetched else 0,
+            holes_given_up=", ".join(f"{h.start:%Y-%m-%d}..{h.end:%Y-%m-%d}" for h in fetched.holes_given_up)
+            if fetched and fetched.holes_given_up
+            else None,
+            changes="; ".join(fetched.changes) if fetched and fetched.changes else None,
         )
 
 
@@ -115,7 +126,7 @@ def refresh_partitions(
     featured = feature_marks(engine, timeframe) if features else {}
 
     def refresh(listing: Listing) -> PartitionOutcome:
-        from tt_resources.db.prices import quarantined, read_bars
+        from tt_resources.db.prices import read_bars
 
         symbol = listing.symbol
         fetched = None
@@ -132,13 +143,18 @@ def refresh_partitions(
                 hole_attempts=hole_attempts,
             )
         bars = read_bars(engine, [symbol], timeframe)
-        quality = assess_bars(bars, timeframe, now, quarantined=len(quarantined(engine, [symbol], timeframe)))
+        quality = assess_partition(engine, symbol, timeframe, bars, now)
         written = None
         if features and quality.ok:
             revised_from = fetched.first_ts if fetched is not None else None
             written = update_features(
                 engine, symbol, timeframe, bars, done=featured.get(symbol), revised_from=revised_from
             )
+        for other in fetched.repaired if features and fetched is not None else ():
+            if other != timeframe:  # a split replaced its bars and deleted its features: all recomputed
+                other_bars = read_bars(engine, [symbol], other)
+                if assess_partition(engine, symbol, other, other_bars, now).ok:
+                    update_features(engine, symbol, other, other_bars, done=None)
         return PartitionOutcome(
             symbol,
             timeframe,
@@ -153,6 +169,25 @@ def refresh_partitions(
 
     workers = source.concurrency if source is not None else 1
     return in_parallel(refresh, list(listings), workers=workers, done=progress)
+
+
+def assess_partition(
+    engine: sa.Engine, symbol: str, timeframe: str, bars: pd.DataFrame, now: pd.Timestamp
+) -> BarQuality:
+    """The raw_bars rules on one partition's stored `bars`, with its quarantined bars, the holes a user
+    accepted and the splits recorded for the symbol."""
+    from tt_resources.db.corporate_actions import recorded_splits
+    from tt_resources.db.holes import accepted_spans
+    from tt_resources.db.prices import quarantined
+
+    return assess_bars(
+        bars,
+        timeframe,
+        now,
+        quarantined=len(quarantined(engine, [symbol], timeframe)),
+        accepted=accepted_spans(engine, timeframe, symbol),
+        splits=recorded_splits(engine, symbol),
+    )
 
 
 def update_features(

@@ -205,3 +205,49 @@ def test_ratios_read_and_written():
     assert [ratio_text(r) for r in (2.0, 1.5, 0.1)] == ["2:1", "3:2", "1:10"]
     with pytest.raises(ValueError):
         parse_ratio("1:1")
+
+
+def test_an_accepted_hole_makes_the_partition_pass(sqlite_url, tmp_path):
+    """A suspension the gateway never has bars for: after the last attempt the CLI says how to accept it and
+    that the bars are stored; `tt ingest --accept-hole` makes coverage count it as expected-empty."""
+    from tests.fake_ibgateway import Faults
+    from tests.test_ingest_cli import run
+    from tt_resources.db.engine import create_engine
+    from tt_resources.db.holes import open_holes
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")  # the CLI's clock
+    start = (now - pd.Timedelta(days=90)).normalize()
+    gateway = FakeIBGateway(now, rules=RULES)
+    halt = (
+        start + pd.DateOffset(months=2) - pd.Timedelta(days=3),
+        start + pd.DateOffset(months=2) + pd.Timedelta(days=3),
+    )
+    gateway.faults = Faults(no_data={"SUSP": halt})  # the second month's chunk: "no data", always
+    gateway.start()
+    env = {
+        "IB_PORT": str(gateway.port),
+        "IB_CLIENT_ID": "61",
+        "TT_DATA_DIR": str(tmp_path),
+        "TT_IB_HOLE_ATTEMPTS": "1",
+    }
+    args = ("--source", "ibkr", "--symbols", "SUSP", "--interval", "1h", "--start", f"{start:%Y-%m-%d}")
+    try:
+        first = run(sqlite_url, *args, **env)
+        engine = create_engine(sqlite_url)
+        [hole] = open_holes(engine, "1h", "SUSP")
+        span = f"{hole.start:%Y-%m-%d}..{hole.end - pd.Timedelta(days=1):%Y-%m-%d}"
+        accepted = run(sqlite_url, *args, "--accept-hole", f"SUSP:1h:{span}:suspended", **env)
+        bad = run(sqlite_url, *args, "--accept-hole", "SUSP:1h:2026-04-06", **env)
+    finally:
+        gateway.stop()
+    assert first.exit_code == 1, first.output
+    assert (
+        "failed every retry and is no longer asked for; if the market had no bars there (a suspension), "
+        "accept it: tt ingest --accept-hole SUSP:1h:FIRST..LAST:suspended" in " ".join(first.output.split())
+    )
+    assert "bars stored, features not updated)" in first.output  # the failure says the bars were kept
+    assert accepted.exit_code == 0, accepted.output
+    assert f"accepted SUSP 1h {span} as empty (suspended): 1 hole(s)" in " ".join(accepted.output.split())
+    assert open_holes(engine, "1h", "SUSP") == []
+    assert bad.exit_code == 2 and "need SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE]" in bad.output
+    engine.dispose()

@@ -171,6 +171,23 @@ def refresh_partitions(
     return in_parallel(refresh, list(listings), workers=workers, done=progress)
 
 
+def accept_holes(engine: sa.Engine, specs: Iterable[str]) -> list[str]:
+    """Accept each `SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE]` span as empty (tt_resources.db.holes.accept_hole);
+    one line per span saying what was accepted. ValueError for a bad spec (nothing accepted)."""
+    from tt_resources.db.holes import accept_hole, parse_accepted
+
+    spans = [parse_accepted(spec) for spec in specs]
+    lines = []
+    for symbol, timeframe, start, end, note in spans:
+        n = accept_hole(engine, symbol, timeframe, start, end, note)
+        last = end - pd.Timedelta(days=1)
+        lines.append(
+            f"accepted {symbol} {timeframe} {start:%Y-%m-%d}..{last:%Y-%m-%d} as empty ({note}): {n} hole(s); "
+            "coverage counts its bars as expected-empty and no run asks for them again"
+        )
+    return lines
+
+
 def assess_partition(
     engine: sa.Engine, symbol: str, timeframe: str, bars: pd.DataFrame, now: pd.Timestamp
 ) -> BarQuality:

@@ -176,3 +176,28 @@ def accepted_spans(
     else:
         rows = engine.execute(stmt).all()
     return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in rows]
+
+
+def parse_accepted(text: str) -> tuple[str, str, pd.Timestamp, pd.Timestamp, str]:
+    """`SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE]` (days, LAST included; LAST may be `MM-DD` of FIRST's year), e.g.
+    `AAPL:15m:2026-04-06..04-20:suspended` -> (symbol, timeframe, start, end, note) with [start, end) in UTC.
+    ValueError saying what is wrong."""
+    from tt_resources.timeframes import TIMEFRAME_NAMES
+
+    parts = text.split(":", 3)
+    if len(parts) < 3 or ".." not in parts[2]:
+        raise ValueError(
+            f"{text!r}: need SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE], e.g. AAPL:15m:2026-04-06..04-20:suspended"
+        )
+    symbol, timeframe, days = parts[0].strip(), parts[1].strip(), parts[2]
+    if timeframe not in TIMEFRAME_NAMES:
+        raise ValueError(f"{text!r}: timeframe {timeframe!r} is not one of {', '.join(TIMEFRAME_NAMES)}")
+    first, last = (d.strip() for d in days.split("..", 1))
+    try:
+        start = pd.Timestamp(first, tz="UTC")
+        end = pd.Timestamp(last if len(last) > 5 else f"{start.year}-{last}", tz="UTC") + pd.Timedelta(days=1)
+    except ValueError:
+        raise ValueError(f"{text!r}: {days!r} is not FIRST..LAST days like 2026-04-06..2026-04-20") from None
+    if end <= start:
+        raise ValueError(f"{text!r}: the last day is before the first")
+    return symbol, timeframe, start, end, (parts[3].strip() if len(parts) > 3 else "") or "accepted"

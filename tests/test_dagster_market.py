@@ -56,7 +56,7 @@ def test_bars_and_features_materialise_then_stay_fresh(engine):
         assert sorted((c.partition, c.check_name) for c in checks) == sorted(
             (key, rule)
             for key in bars
-            for rule in ("coverage", "no_duplicates", "monotonic_timestamps", "ohlc_sanity")
+            for rule in ("coverage", "no_duplicates", "monotonic_timestamps", "ohlc_sanity", "no_split_jumps")
         )
         assert all(c.passed for c in checks)
 
@@ -114,6 +114,7 @@ def test_bad_bars_fail_blocking_checks_and_block_features(engine):
             "no_duplicates": False,
             "monotonic_timestamps": False,
             "ohlc_sanity": False,
+            "no_split_jumps": True,
         }
         assert "MSFT|1d" in _materializations(result, "raw_bars")
         assert _materializations(result, "features") == {}

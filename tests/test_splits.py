@@ -127,7 +127,7 @@ def test_one_corporate_action_is_recorded_and_named_in_the_summary(split_run):
     assert action["source"] == "ibkr" and "x0.5 in price and x2 in volume" in action["evidence"]
     [splt_1d] = [o.report() for o in outcomes["1d"] if o.symbol == "SPLT"]
     assert splt_1d.changes.startswith("split 2:1 (first session 2026-06-08 or later): history fetched again")
-    assert "(15m, 1d, 1h)" in splt_1d.changes
+    assert "(1d, 1h, 15m)" in splt_1d.changes
     assert [o.report().changes for o in outcomes["1h"]] == [None, None]  # repaired already: nothing new
 
 

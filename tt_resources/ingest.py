@@ -10,7 +10,7 @@ planner (`plan_spans`) asks the source for, oldest first:
 A re-read bar that changed is a **revision** (recorded in tt_corporate_action, the new values stored); every
 re-read bar changed by one split ratio in price with volume inverse is a **split**: recorded, and the
 symbol's stored history in every timeframe is fetched again and replaced, one transaction per partition
-(`repair_history`), so no reader sees a half-adjusted series.
+(`_Walk.repair`), so no reader sees a half-adjusted series.
 No span: the partition is fresh and nothing is requested. Each chunk the source delivers is stored in its own
 transaction as it arrives (bars that break a bar rule go to tt_bar_quarantine, the others to tt_prices), so a
 failure never discards what was received; a "no data" chunk becomes a hole, a span walked to its end closes
@@ -368,7 +368,8 @@ class _Walk:
         )
         marks = window_counts(self.engine, [self.symbol], TIMEFRAME_NAMES, None, None)
         replaced, failures = [], []
-        for mark in marks.sort_values("timeframe").itertuples():
+        order = {name: i for i, name in enumerate(TIMEFRAME_NAMES)}
+        for mark in sorted(marks.itertuples(), key=lambda mark: order[mark.timeframe]):
             target = calendar.last_closed_bar(mark.timeframe, now, self.exchange)
             error = self._replace(
                 source, listing, mark.timeframe, utc(mark.first_ts), target + pd.Timedelta(seconds=1)

@@ -251,3 +251,58 @@ def test_an_accepted_hole_makes_the_partition_pass(sqlite_url, tmp_path):
     assert open_holes(engine, "1h", "SUSP") == []
     assert bad.exit_code == 2 and "need SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE]" in bad.output
     engine.dispose()
+
+
+def test_a_revised_bar_in_the_overlap_is_recorded_stored_and_named(sqlite_engine, tmp_path):
+    """A CSV file whose bar of the day before was corrected after the first run: the re-read overlap finds it,
+    a revision row is written, the new values are stored and the summary names it."""
+    from tt_resources.sources.csv import CsvSource
+
+    sessions = calendar.expected_bar_starts("1d", pd.Timestamp("2026-05-01", tz="UTC"), AFTER)
+    lines = ["date,open,high,low,close,volume"] + [
+        f"{ts:%Y-%m-%d},{100 + i * 0.1:.2f},{101 + i * 0.1:.2f},{99 + i * 0.1:.2f},{100.5 + i * 0.1:.2f},1000000"
+        for i, ts in enumerate(sessions)
+    ]
+    path = tmp_path / "REV_1d.csv"
+    path.write_text("\n".join(lines[:-1]) + "\n")  # the first run: every session but the last
+    source, listing = CsvSource(tmp_path), [Listing("REV")]
+    first = pd.Timestamp(sessions[0]).isoformat()
+    refresh_partitions(
+        sqlite_engine, source, listing, "1d", start=first, now=sessions[-2] + pd.Timedelta(hours=8)
+    )
+    fields = lines[-2].split(",")
+    corrected = round(float(fields[4]) - 0.25, 2)
+    revised = ",".join([*fields[:4], f"{corrected:.2f}", "1250000"])  # yesterday's close and volume corrected
+    path.write_text("\n".join([*lines[:-2], revised, lines[-1]]) + "\n")
+    [outcome] = refresh_partitions(
+        sqlite_engine, source, listing, "1d", start=first, now=sessions[-1] + pd.Timedelta(hours=8)
+    )
+    report = outcome.report()
+    assert report.status == "updated" and report.changes.startswith(
+        "revision: 1 of 2 re-read bars changed, e.g."
+    )
+    [action] = recorded_actions(sqlite_engine).itertuples()
+    assert (action.kind, action.first_session) == ("revision", sessions[-2]) and pd.isna(action.ratio)
+    stored = read_bars(sqlite_engine, ["REV"], "1d").set_index("ts")
+    assert stored.loc[sessions[-2], "close"] == corrected and stored.loc[sessions[-2], "volume"] == 1_250_000
+    feats = read_features(sqlite_engine, ["REV"], "1d").set_index("ts")
+    assert feats.loc[sessions[-2], "ret_1"] == pytest.approx(corrected / stored["close"].iloc[-3] - 1)
+
+
+def test_the_raw_bars_rule_flags_a_stored_unadjusted_split_unless_it_is_recorded():
+    """The issue's stored series: run 2 overwrote the overlap bar halved, so 06-04 close 381.48 is followed by
+    06-05 at half: the no_split_jumps rule fails (for any source); a recorded split there passes it."""
+    from tt_pipeline.quality import assess_bars
+
+    ts = pd.DatetimeIndex(calendar.expected_bar_starts("1d", pd.Timestamp("2026-04-20", tz="UTC"), AFTER))
+    close = np.linspace(370, 382, len(ts))
+    bars = pd.DataFrame({"ts": ts, "open": close, "high": close + 2, "low": close - 2, "close": close})
+    bars["volume"] = 1e6
+    at = int(ts.searchsorted(pd.Timestamp("2026-06-05 13:30", tz="UTC")))
+    bars.loc[at:, ["open", "high", "low", "close"]] /= 2
+    bars.loc[at:, "volume"] *= 2
+    quality = assess_bars(bars, "1d", AFTER)
+    assert quality.failed_rules() == ["no_split_jumps"] and quality.split_jumps == 1
+    assert quality.reason().startswith("no_split_jumps: 1 jump(s) like an unadjusted split, first 2026-06-05")
+    assert "unadjusted 2:1 split" in quality.reason()
+    assert assess_bars(bars, "1d", AFTER, splits=[(ts[at], 2.0)]).ok

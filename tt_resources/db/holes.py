@@ -156,9 +156,7 @@ def accept_hole(
     return 1
 
 
-def accepted_spans(
-    engine: sa.Engine | sa.Connection, timeframe: str, symbol: str
-) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+def accepted_spans(engine: sa.Engine, timeframe: str, symbol: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """[start, end) of the accepted holes of (symbol, timeframe), by start: bars expected there are not
     missing."""
     stmt = (
@@ -170,11 +168,8 @@ def accepted_spans(
         )
         .order_by(fetch_holes.c.start_ts)
     )
-    if isinstance(engine, sa.Engine):
-        with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-    else:
-        rows = engine.execute(stmt).all()
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
     return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in rows]
 
 

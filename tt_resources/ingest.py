@@ -287,6 +287,7 @@ class _Walk:
                     self._chunk(conn, chunk, span, repeats, recorded)
             except SplitFound as found:
                 self.split = found.change
+                getattr(chunks, "close", lambda: None)()  # the rest of the span comes with the repair
                 return None
             if chunk.status == "failed":
                 return chunk.reason

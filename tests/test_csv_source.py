@@ -328,3 +328,13 @@ def test_a_rejection_about_the_separator_says_so(tmp_path, sep, name):
     write(tmp_path, "SEMI_1d.csv", daily_file(days=3).replace(",", sep))
     with pytest.raises(CsvFormatError, match=f"the columns are separated by {name}, not commas"):
         CsvSource(tmp_path).fetch(Listing("SEMI"), "1d", *EVER)
+
+
+def test_an_unadjusted_split_in_a_parquet_file_is_rejected_naming_the_row(tmp_path):
+    from io import StringIO
+
+    pd.read_csv(StringIO(daily_file(split_at=20))).to_parquet(tmp_path / "SPLT_1d.parquet")
+    with pytest.raises(
+        CsvFormatError, match=r"SPLT_1d.parquet: row 20: .* looks like an unadjusted 2:1 split"
+    ):
+        CsvSource(tmp_path).fetch(Listing("SPLT"), "1d", *EVER)

@@ -19,6 +19,7 @@ from tt_resources.db.holes import open_holes
 from tt_resources.db.ibkr_records import IbkrRecorder
 from tt_resources.db.prices import quarantined, read_bars
 from tt_resources.db.schema import contracts
+from tt_resources.ingest import overlap_start
 from tt_resources.sources.ibkr import IbkrSource
 from tt_resources.sources.pacing import PacingBudget, PacingRules
 from tt_resources.watchlist import Listing
@@ -108,7 +109,8 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
     second = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert second.status == "updated", second.error
-    assert second.first_ts == kept["ts"].iloc[-1]  # resumed at the high-water mark
+    # resumed at the high-water mark, re-reading the stored bars of its last two sessions
+    assert second.first_ts == overlap_start(kept["ts"].iloc[-1])
     assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
 
 

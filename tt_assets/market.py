@@ -11,6 +11,7 @@ features alone assesses and featurises what is stored, which is what the automat
 from collections import Counter
 
 import dagster as dg
+import pydantic
 
 from tt_assets.conventions import OWNERS, bars_freshness
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
@@ -26,10 +27,13 @@ MARKET_GROUP = "market_data"
 
 class BarsConfig(dg.Config):
     """Which bars a fetch asks for: `start` is the first bar for partitions with no data yet (ISO-8601;
-    None = the timeframe's default history), `end` the instant bars must have closed by (None = now)."""
+    None = the timeframe's default history), `end` the instant bars must have closed by (None = now);
+    `accept_holes` the spans to accept as empty first."""
 
     start: str | None = None
     end: str | None = None
+    # spans accepted as empty before fetching, `SYMBOL:TF:FIRST..LAST[:NOTE]` (as `tt ingest --accept-hole`)
+    accept_holes: list[str] = pydantic.Field(default_factory=list)
 
 
 @dg.multi_asset(
@@ -78,10 +82,12 @@ def market_data(
     market_data: MarketDataResource,
     watchlist: WatchlistResource,
 ):
-    from tt_pipeline.market import refresh_partitions
+    from tt_pipeline.market import accept_holes, refresh_partitions
     from tt_resources.sources import make_source
 
     engine = database.get_engine()
+    for line in accept_holes(engine, config.accept_holes):
+        context.log.info(line)
     fetch = RAW_BARS in context.selected_asset_keys
     settings = market_data.source_settings()
     source = make_source(settings, engine) if fetch else None

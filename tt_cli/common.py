@@ -4,7 +4,7 @@ database and the pipeline, the symbol universe, and the partition progress and s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,6 +181,18 @@ def committed_reports(engine: sa.Engine, reports: list, started: pd.Timestamp) -
     return out
 
 
+def accepted(engine: sa.Engine, specs: Sequence[str], console: Console) -> None:
+    """Accept the `--accept-hole` spans (tt_pipeline.market.accept_holes), a line each; BadInput for a bad one."""
+    from tt_pipeline.market import accept_holes
+
+    try:
+        lines = accept_holes(engine, specs)
+    except ValueError as exc:
+        raise BadInput(f"--accept-hole {exc}") from None
+    for line in lines:
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
 def empty_windows(
     engine: sa.Engine,
     symbols: list[str],
@@ -215,11 +227,23 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
     read as console markup); exit 1 when a partition failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
     for r in reports:
+        if r.changes:
+            console.print(
+                f"[yellow]changed[/yellow] {r.symbol} {r.timeframe}: {escape(r.changes)}", highlight=False
+            )
         if r.holes:
+            retry = "later runs retry them"
+            if r.holes_given_up:
+                retry = (
+                    f"{r.holes_given_up} failed every retry and is no longer asked for; if the market had no bars "
+                    f"there (a suspension), accept it: tt ingest --accept-hole "
+                    f"{r.symbol}:{r.timeframe}:FIRST..LAST:suspended"
+                )
             console.print(
                 f"[yellow]holes[/yellow] {r.symbol} {r.timeframe}: {r.holes} span(s) the source did not deliver "
-                "(tt_fetch_hole); later runs retry them",
+                f"(tt_fetch_hole); {retry}",
                 highlight=False,
+                soft_wrap=True,
             )
     failed = [r for r in reports if r.status == "failed"]
     for r in failed:

@@ -344,9 +344,11 @@ def seed_evaluation(
     seeds: Sequence[int] = (),
     run_id: str = DAGSTER_RUN_ID,
     with_prices: bool = True,
+    policies: Sequence[str] = POLICY_NAMES,
 ) -> SeededEvaluation:
     """Write a model, its training episode(s), a walk-forward evaluation (the agent per seed of `seeds`, else
-    once) and (`with_prices`) price data and fetch log rows, all of run `run_id`; see the module doc."""
+    once) and (`with_prices`) price data and fetch log rows, all of run `run_id`; see the module doc. `policies`
+    play every window (the oracle's foresight compounds past the float range over 100,000 bars)."""
     now = now or pd.Timestamp.now(tz="UTC")
     rng = np.random.default_rng(seed)
     symbols = tuple(symbols)
@@ -377,7 +379,7 @@ def seed_evaluation(
         "created_at": created.to_pydatetime(),
     }
     # (policy, seed) pairs that play every window, in POLICY_NAMES order; the agent's seed -1 without `seeds`
-    players = [(p, -1) for p in POLICY_NAMES if p != AGENT or not seeds] + [(AGENT, s) for s in seeds]
+    players = [(p, -1) for p in policies if p != AGENT or not seeds] + [(AGENT, s) for s in seeds]
     players.sort(key=lambda player: POLICY_NAMES.index(player[0]))
 
     with engine.begin() as conn:

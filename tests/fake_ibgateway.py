@@ -182,6 +182,7 @@ class FakeIBGateway:
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ibgateway", daemon=True)
         self._server: asyncio.Server | None = None
         self.restarts: list[float] = []
+        self.splits: dict[str, list[tuple]] = {}  # symbol -> (first session date, ratio) (see `split`)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -232,7 +233,25 @@ class FakeIBGateway:
     def expected(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The bars a correct client ends up with for [start, end) (closed bars from the head on)."""
         bars = series(symbol, timeframe, max(start, self.head), end)
-        return bars[bars["end"] <= self.now].reset_index(drop=True)
+        return self.split_adjusted(symbol, bars[bars["end"] <= self.now].reset_index(drop=True))
+
+    def split(self, symbol: str, first_session: str, ratio: float) -> None:
+        """`symbol` splits `ratio` new shares for one old (2.0 = 2:1, 0.1 = 1:10) from `first_session`
+        (a date) on: once the clock reaches that session, history is served adjusted as IBKR serves it."""
+        self.splits.setdefault(symbol, []).append((pd.Timestamp(first_session).date(), ratio))
+
+    def split_adjusted(self, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
+        """`bars` as served at the clock: once a split's first session has come, every bar has its prices
+        divided by the ratio and its volume multiplied (bars from that session on trade at the new price,
+        older ones are adjusted as IBKR adjusts TRADES history); before it, the series as it is."""
+        today = self.now.tz_convert("America/New_York").date()
+        for first, ratio in self.splits.get(symbol, ()):
+            if today >= first:
+                bars = bars.assign(
+                    **{c: (bars[c] / ratio).round(4) for c in ("open", "high", "low", "close", "wap")},
+                    volume=bars["volume"] * ratio,
+                )
+        return bars
 
     # ------------------------------------------------------------------ wire
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
+from tests.scratch import PG_ADMIN_URL
 from tt_cli import common, db
 from tt_cli.main import cli
+from tt_resources import config
 from tt_resources.db import create_engine, upsert_price_bars
 from tt_resources.watchlist import check_symbol
 
@@ -288,3 +292,157 @@ def test_months_count_back_from_end():
 
     start, end = time_window(None, "2025-06-30", months=3)
     assert (start, end) == (pd.Timestamp("2025-03-30", tz="UTC"), pd.Timestamp("2025-06-30", tz="UTC"))
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+PG = make_url(PG_ADMIN_URL)  # a reachable server, asked for a role that does not exist
+PG_ENV = {
+    "HOST": PG.host,
+    "PORT": str(PG.port or 5432),
+    "USER": "no_such_role",
+    "PASSWORD": "Wr0ng@pw",
+    "DB": "postgres",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--steps", "0"], "'--steps': 0 is not in the range 1<=x<=1000000000"),
+        (["demo", "--steps", "-5"], "'--steps': -5 is not in the range 1<=x<=1000000000"),
+        (["train", "--steps", "10000000000"], "'--steps': 10000000000 is not in the range 1<=x<=1000000000"),
+        (["dev", "--port", "abc"], "'--port' / '-p': 'abc' is not a valid integer range"),
+        (["dev", "--port", "99999"], "'--port' / '-p': 99999 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_flags_out_of_their_range_are_rejected_before_any_work(tmp_path, args, message):
+    assert message in usage_error(tt(tmp_path, *args, DAGSTER_HOME=str(tmp_path / "home")))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (
+            ["ingest", "--symbols", "AAPL", "--limit", "1"],
+            {},
+            "--limit takes the watchlist's first N symbols: give --symbols or --limit, not both",
+        ),
+        (
+            ["train", "--config", "{tmp}/dup.yaml"],
+            {},
+            "{tmp}/dup.yaml: invalid YAML at line 3, column 3: duplicate key 'n_steps'",
+        ),
+        (
+            ["train", "--config", "{tmp}/budget.yaml"],
+            {},
+            "{tmp}/budget.yaml: ppo.n_steps: must be <= 1048576 (got 100000000)",
+        ),
+        (
+            ["train", "--config", "{tmp}/steps.yaml"],
+            {},
+            "{tmp}/steps.yaml: ppo.total_timesteps: must be <= 1000000000 (got 1000000000000000000000)",
+        ),
+        (["dev", "--host", "999.1.1.1"], {}, "--host: '999.1.1.1' is not a host name or IP address"),
+        (
+            ["show"],
+            {"DAGSTER_HOME": "/dev/null/x"},
+            "cannot create the Dagster home /dev/null/x (DAGSTER_HOME): Not a directory",
+        ),
+        (
+            ["show"],
+            {"IB_HOST": ""},
+            "IB_HOST: empty; give a host name or IP address, e.g. 127.0.0.1 (got '')",
+        ),
+        (
+            ["show"],
+            {"TT_CELERY_BROKER": "not a url"},
+            "TT_CELERY_BROKER: not a broker URL; give one like amqp://guest@127.0.0.1:5672//",
+        ),
+        (
+            ["show"],
+            {"TT_DAGSTER_URL": "not a url"},
+            "TT_DAGSTER_URL: contains white space; give an address like http://127.0.0.1:3000 (got 'not a url')",
+        ),
+        (
+            ["show"],
+            {"TT_DASHBOARD_URL": "ftp://x"},
+            "TT_DASHBOARD_URL: not an http(s) address; give one like http://127.0.0.1:3000 (got 'ftp://x')",
+        ),
+        (
+            ["show"],
+            {"DATABASE_URL": "postgresql://u:s3cret@127.0.0.1:abc/x"},
+            "DATABASE_URL: the port after the host is not a number in 1..65535 (host:port, e.g. 127.0.0.1:5432)",
+        ),
+        (
+            ["ingest", "--symbols", "AAA"],
+            {"DATABASE_URL": "postgresql://user:P@ss%w/rd:X9@127.0.0.1:5432/db"},
+            "DATABASE_URL: more than one '@' before the host; escape @ in the password as %40 (and % as %25, "
+            "/ as %2F, : as %3A)",
+        ),
+        (
+            ["ingest", "--symbols", "AAA", "--via-dagster"],
+            {"DAGSTER_HOME": "{tmp}/pg_home"},
+            "DAGSTER_PG_HOST is not set; {tmp}/pg_home/dagster.yaml uses it (see README: Dagster storage)",
+        ),
+        (
+            ["ingest", "--symbols", "AAA", "--via-dagster"],
+            {"DAGSTER_HOME": "{tmp}/pg_home", **{f"DAGSTER_PG_{k}": v for k, v in PG_ENV.items()}},
+            "Dagster storage ({tmp}/pg_home/dagster.yaml): cannot connect to postgresql database 'postgres' on "
+            '{host}:{port}: connection failed: connection to server at "{host}", port {port} failed: FATAL:  '
+            'role "no_such_role" does not exist',
+        ),
+    ],
+)
+def test_bad_settings_files_and_flags_are_one_line_before_any_work(tmp_path, args, env, line):
+    write(tmp_path / "dup.yaml", "ppo:\n  n_steps: 64\n  n_steps: 128\n")
+    write(tmp_path / "budget.yaml", "ppo:\n  n_steps: 100000000\n")
+    write(tmp_path / "steps.yaml", "ppo:\n  total_timesteps: 1000000000000000000000\n")
+    (tmp_path / "pg_home").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "dagster.celery.yaml", tmp_path / "pg_home" / "dagster.yaml")
+    fill = {"DAGSTER_HOME": str(tmp_path / "home")} | {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    result = tt(tmp_path, *[arg.format(tmp=tmp_path) for arg in args], **fill)
+    assert one_line(result) == f"Error: {line.format(tmp=tmp_path, host=PG.host, port=PG.port or 5432)}"
+    assert not any(secret in result.output for secret in ("s3cret", "ss%w", "Wr0ng"))
+    assert price_rows(tmp_path) is None and not (tmp_path / "data").exists()
+    assert not (tmp_path / "home").exists() and sorted(os.listdir(tmp_path / "pg_home")) == ["dagster.yaml"]
+
+
+def test_home_directories_expand_the_tilde_and_state_a_relative_path_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", "~/dagster")
+    assert config.dagster_home() == tmp_path / "dagster"
+    monkeypatch.chdir(tmp_path)
+    result = tt(tmp_path, "show", TT_DATA_DIR="relative")
+    assert result.exit_code == 0, result.output
+    note = f"TT_DATA_DIR=relative is relative: using {tmp_path / 'relative'}"
+    assert result.output.splitlines().count(note) == 1
+    assert (tmp_path / "relative").is_dir() and not (tmp_path / "~").exists()
+
+
+def test_tt_dev_stops_every_process_it_started_even_one_ignoring_sigterm(monkeypatch):
+    import subprocess
+    import sys
+
+    from tt_cli import dev
+
+    monkeypatch.setattr(dev, "STOP_GRACE_S", 0.5)
+    # a process whose child ignores SIGTERM, as a hung server would; the child says when it ignores it
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(600)"
+    script = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline() == b"1\n"
+        [server] = dev._descendants(parent.pid)
+        dev.stop_descendants(parent.pid)
+        assert not dev._alive(server)
+        assert parent.poll() is None  # only what it started is stopped
+    finally:
+        parent.kill()
+        parent.wait()

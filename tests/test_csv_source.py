@@ -261,3 +261,80 @@ def test_bad_files_name_file_and_line(tmp_path, text, message):
     with pytest.raises(CsvFormatError, match=message) as info:
         CsvSource(tmp_path).fetch(Listing("BAD"), "15m", START, END)
     assert str(info.value).startswith(str(tmp_path / "BAD_15m.csv")) and "\n" not in str(info.value)
+
+
+def daily_file(days: int = 30, split_at: int | None = None, ratio: float = 2.0) -> str:
+    """A 1d file of `days` sessions from 2026-05-01 at ~100 (slowly rising, 1e6 volume); from line
+    `split_at` (1-based data row) on, prices / ratio and volume x ratio: an unadjusted split."""
+    sessions = calendar.expected_bar_starts("1d", utc("2026-05-01"), utc("2026-08-01"))[:days]
+    lines = ["date,open,high,low,close,volume"]
+    for i, ts in enumerate(sessions):
+        price, volume = 100 + i * 0.1, 1_000_000
+        if split_at is not None and i + 1 >= split_at:
+            price, volume = price / ratio, volume * ratio
+        lines.append(
+            f"{ts:%Y-%m-%d},{price:.2f},{price + 1:.2f},{price - 1:.2f},{price + 0.5:.2f},{volume:.0f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_an_unadjusted_split_is_rejected_naming_the_line_and_the_ratio(tmp_path):
+    write(tmp_path, "SPLT_1d.csv", daily_file(split_at=20))
+    with pytest.raises(CsvFormatError) as exc:
+        CsvSource(tmp_path).fetch(Listing("SPLT"), "1d", *EVER)
+    assert str(exc.value) == (
+        f"{tmp_path / 'SPLT_1d.csv'}: line 21: 2026-05-29 13:30 UTC: previous close 102.3 -> open 50.95 (x0.498) "
+        "with volume x2.00 looks like an unadjusted 2:1 split; adjust the file, or name the split in "
+        f"{tmp_path / 'splits.csv'} (symbol,date,ratio: SPLT,2026-05-29,2:1) to have it adjusted on reading; "
+        "nothing from this file is used"
+    )
+
+
+def test_a_declared_split_is_adjusted_on_reading_and_an_adjusted_file_is_left_alone(tmp_path):
+    write(tmp_path, "SPLT_1d.csv", daily_file(split_at=20))
+    write(tmp_path, "KEEP_1d.csv", daily_file())  # already adjusted: no jump at its declared split
+    write(tmp_path, "splits.csv", "symbol,date,ratio\nSPLT,2026-05-29,2:1\nKEEP,2026-05-29,2:1\n")
+    source = CsvSource(tmp_path)
+    splt = source.fetch(Listing("SPLT"), "1d", *EVER)
+    assert splt["close"].iloc[18] == pytest.approx((100 + 18 * 0.1 + 0.5) / 2)  # the day before: halved
+    assert splt["volume"].iloc[18] == 2_000_000 and splt["close"].iloc[19] == pytest.approx(50.95 + 0.5)
+    keep = source.fetch(Listing("KEEP"), "1d", *EVER)
+    assert keep["close"].iloc[18] == pytest.approx(100 + 18 * 0.1 + 0.5)
+    write(tmp_path, "splits.csv", "symbol,date,ratio\nSPLT,2026-13-01,2:1\n")
+    with pytest.raises(CsvFormatError, match=r"splits.csv: line 2: .*need a date like 2026-06-10"):
+        source.fetch(Listing("SPLT"), "1d", *EVER)
+
+
+@pytest.mark.parametrize(
+    ("kept", "cut", "why"),
+    [(5, ",1", "volume 1, under 1/100 of the median 1e+06"), (4, "", "4 fields where the line before has 6")],
+)
+def test_a_truncated_last_line_is_rejected(tmp_path, kept, cut, why):
+    whole = daily_file(days=30).rstrip("\n")  # no final newline
+    head, last = whole.rsplit("\n", 1)
+    write(tmp_path, "CUT_1d.csv", head + "\n" + ",".join(last.split(",")[:kept]) + cut)
+    with pytest.raises(CsvFormatError) as exc:
+        CsvSource(tmp_path).fetch(Listing("CUT"), "1d", *EVER)
+    assert str(exc.value).startswith(
+        f"{tmp_path / 'CUT_1d.csv'}: line 31: the last line has no final newline"
+    )
+    assert why in str(exc.value) and "cut off while written" in str(exc.value)
+    write(tmp_path, "CUT_1d.csv", whole)
+    assert len(CsvSource(tmp_path).fetch(Listing("CUT"), "1d", *EVER)) == 30  # a whole last line is fine
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "';'"), ("\t", "tab")])
+def test_a_rejection_about_the_separator_says_so(tmp_path, sep, name):
+    write(tmp_path, "SEMI_1d.csv", daily_file(days=3).replace(",", sep))
+    with pytest.raises(CsvFormatError, match=f"the columns are separated by {name}, not commas"):
+        CsvSource(tmp_path).fetch(Listing("SEMI"), "1d", *EVER)
+
+
+def test_an_unadjusted_split_in_a_parquet_file_is_rejected_naming_the_row(tmp_path):
+    from io import StringIO
+
+    pd.read_csv(StringIO(daily_file(split_at=20))).to_parquet(tmp_path / "SPLT_1d.parquet")
+    with pytest.raises(
+        CsvFormatError, match=r"SPLT_1d.parquet: row 20: .* looks like an unadjusted 2:1 split"
+    ):
+        CsvSource(tmp_path).fetch(Listing("SPLT"), "1d", *EVER)

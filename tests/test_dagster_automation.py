@@ -22,7 +22,7 @@ from tt_assets.automation import (
 )
 from tt_assets.definitions import defs
 from tt_assets.models import rl_config
-from tt_assets.partitions import bar_partitions
+from tt_assets.partitions import bar_partitions, register_training_timeframe
 from tt_assets.resources import DatabaseResource, WatchlistResource
 from tt_pipeline.retraining import config_key
 from tt_resources.config import PROJECT_ROOT
@@ -213,6 +213,7 @@ def _now() -> datetime:
 
 def _dataset_built(instance, version: str) -> None:
     """training_dataset 1d materialised with `version` (what the sensor reads)."""
+    register_training_timeframe(instance, "1d")
     instance.report_runless_asset_event(
         dg.AssetMaterialization("training_dataset", partition="1d", metadata={"dataset_version": version})
     )
@@ -257,6 +258,7 @@ def _tick(instance, engine, min_sharpe: float = 0.0) -> list[dg.RunRequest]:
     """The run requests of one retraining_sensor tick (evaluated as the daemon does)."""
     with dg.build_sensor_context(
         instance=instance,
+        instance_ref=instance.get_ref(),  # as the daemon's: it checks a request's dynamic partition with it
         definitions=defs,  # the daemon resolves a partitioned request against the code location
         resources={
             "database": DatabaseResource(url=engine.url.render_as_string(hide_password=False)),

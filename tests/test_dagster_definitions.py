@@ -1,14 +1,34 @@
 """The code location loads, stays light, and the instance config files are valid."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
+from dagster._core.test_utils import freeze_time
 
+from tests.dagster_instance import freshness_state, instance_for_test
+from tt_assets.automation import daily_bars_schedule, intraday_bars_schedule
+from tt_assets.conventions import (
+    BARS_DEADLINE_CRON,
+    FRESHNESS_GRACE,
+    INTRADAY_BARS_CRON,
+    OWNERS,
+    US_EASTERN,
+    bars_freshness,
+)
 from tt_assets.definitions import defs
-from tt_assets.partitions import MAX_PARTITIONS_PER_RUN, TIMEFRAMES
+from tt_assets.partitions import (
+    MAX_PARTITIONS_PER_RUN,
+    TIMEFRAMES,
+    TRAINING_DIM,
+    register_training_timeframe,
+)
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.config import PROJECT_ROOT
 from tt_resources.timeframes import TIMEFRAME_NAMES
@@ -82,3 +102,88 @@ def test_the_embedded_instance_queues_runs_and_lets_one_raw_bars_step_fetch_at_a
         assert not slots.claim_concurrency_slot(pool, "run-b", "raw_bars").is_claimed
         slots.free_concurrency_slot_for_step("run-a", "raw_bars")
         assert slots.claim_concurrency_slot(pool, "run-b", "raw_bars").is_claimed
+
+
+NEW_YORK = ZoneInfo(US_EASTERN)
+
+
+def test_every_asset_has_the_owner_and_the_bars_follow_the_schedules_freshness_policy():
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string(): list(graph.get(key).owners) for key in graph.get_all_asset_keys()} == {
+        name: OWNERS for name in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation")
+    }
+    fresh = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).freshness_policy}
+    assert fresh == {"raw_bars", "features"}
+    assert graph.get(dg.AssetKey("raw_bars")).freshness_policy == bars_freshness
+    # the deadline is the intraday tick plus the grace; the daily tick lies inside the day's last window
+    minute, *rest = INTRADAY_BARS_CRON.split()
+    assert BARS_DEADLINE_CRON.split() == [str(int(minute) + FRESHNESS_GRACE.seconds // 60), *rest]
+    assert intraday_bars_schedule.cron_schedule == INTRADAY_BARS_CRON
+    assert daily_bars_schedule.execution_timezone == intraday_bars_schedule.execution_timezone == US_EASTERN
+    daily_minute, daily_hour, *_ = daily_bars_schedule.cron_schedule.split()
+    last_deadline = datetime(2026, 12, 4, 16, int(minute) + FRESHNESS_GRACE.seconds // 60)
+    assert last_deadline - FRESHNESS_GRACE <= datetime(2026, 12, 4, int(daily_hour), int(daily_minute))
+
+
+@pytest.mark.parametrize("asset", ["raw_bars", "features"])
+@pytest.mark.parametrize(
+    ("materialised", "evaluated", "state"),
+    [
+        (None, (12, 1, 10, 40), "UNKNOWN"),  # never materialised
+        ((12, 1, 10, 10), (12, 1, 10, 40), "PASS"),  # Tuesday: the 10:05 tick's run
+        ((12, 1, 10, 10), (12, 1, 11, 40), "FAIL"),  # the 11:05 tick's run is missing
+        ((12, 4, 16, 20), (12, 7, 9, 0), "PASS"),  # Friday's daily run is fresh until Monday's first deadline
+        ((12, 4, 16, 20), (12, 7, 10, 40), "FAIL"),
+    ],
+)
+def test_the_freshness_daemon_evaluates_the_bars_against_the_schedules(asset, materialised, evaluated, state):
+    """The evaluation Dagster's freshness daemon makes (its evaluator for the asset's policy, on a real
+    instance), at New York times of the week of 2026-11-30."""
+    with instance_for_test() as instance:
+        if materialised:
+            with freeze_time(datetime(2026, *materialised, tzinfo=NEW_YORK)):
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition="AAPL|1h"))
+        with freeze_time(datetime(2026, *evaluated, tzinfo=NEW_YORK)):
+            assert freshness_state(instance, defs, asset) == state
+
+
+def test_training_partitions_are_the_timeframes_registered_for_training():
+    """Only a timeframe someone trains is a training partition (the UI counts no other as missing)."""
+    with instance_for_test() as instance:
+        assert list(instance.get_dynamic_partitions(TRAINING_DIM)) == []
+        register_training_timeframe(instance, "1d")
+        register_training_timeframe(instance, "1d")
+        assert list(instance.get_dynamic_partitions(TRAINING_DIM)) == ["1d"]
+        for asset in ("training_dataset", "ppo_model", "evaluation"):
+            partitions = defs.resolve_assets_def(asset).partitions_def
+            assert partitions.get_partition_keys(dynamic_partitions_store=instance) == ["1d"]
+        with pytest.raises(ValueError, match=r"^training timeframe '2h': not one of 1d, 1h, 15m$"):
+            register_training_timeframe(instance, "2h")
+        # a partition added by hand in the UI that is no timeframe fails the dataset in one line
+        instance.add_dynamic_partitions(TRAINING_DIM, ["2h"])
+        result = defs.resolve_job_def("training_job").execute_in_process(
+            instance=instance,
+            partition_key="2h",
+            asset_selection=[dg.AssetKey("training_dataset")],
+            raise_on_error=False,
+        )
+        [failure] = result.get_step_failure_events()
+        assert failure.step_failure_data.user_failure_data.description == (
+            "training partition '2h' is not a bar timeframe (1d, 1h, 15m): delete it"
+        )
+
+
+def test_the_dashboard_link_is_the_loaded_code_locations_setting():
+    """The training assets' `dashboard` link is definition metadata, built from TT_DASHBOARD_URL when the code
+    location loads (materialisations store only `?model=<id>`), so a changed setting shows after a reload."""
+    probe = (
+        "import json, warnings; warnings.simplefilter('ignore'); from tt_assets.definitions import defs; "
+        "print(json.dumps({a: defs.resolve_assets_def(a).specs_by_key[defs.resolve_assets_def(a).key]"
+        ".metadata['dashboard'].url for a in ('ppo_model', 'evaluation')}))"
+    )
+    env = {**os.environ, "TT_DASHBOARD_URL": "http://dash.example:9000/"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env
+    )
+    links = json.loads(out.stdout.strip().splitlines()[-1])
+    assert links == {"ppo_model": "http://dash.example:9000/", "evaluation": "http://dash.example:9000/"}

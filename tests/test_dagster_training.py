@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
-from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_resources.db import registry
 from tt_resources.db.engine import create_engine
@@ -59,6 +59,7 @@ def market(tmp_path_factory, sqlite_template) -> Iterator[Market]:
     }
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", SYMBOLS)
+        register_training_timeframe(instance, "1d")
         [key_range] = symbol_ranges(SYMBOLS, "1d")
         bars = defs.resolve_job_def("market_data_job").execute_in_process(
             instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG, resources=resources
@@ -85,7 +86,9 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
     dataset = events["training_dataset"].metadata
     assert dataset["symbols"].value == 3 and dataset["symbols_excluded"].value == {}
     assert len(dataset["dataset_version"].value) == 16
-    assert dataset["test_fraction"].value == 0.3
+    assert dataset["test_pct"].value == 30.0
+    assert isinstance(dataset["split_ts"], dg.TimestampMetadataValue)
+    assert dataset["start_ts"].value < dataset["split_ts"].value < dataset["end_ts"].value
 
     model = events["ppo_model"].metadata
     assert model["total_timesteps"].value >= 2 * 64  # one model per fold
@@ -107,16 +110,22 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
     assert list(table)[:3] == ["PPO agent", "Equal weight (buy & hold)", "Equal weight, vol-targeted"]
     assert table["PPO agent"]["Total return"].endswith(" %")
     assert evaluation["sharpe"].value == round(stitched_ppo["sharpe"], 2)
+    assert evaluation["psr_pct"].value == round(100 * stitched_ppo["psr"], 1)
+    assert table["PPO agent"]["PSR vs cash"] == f"{evaluation['psr_pct'].value:.1f} %"
     assert evaluation["verdict"].value == stitched_ppo["verdict"] and stitched_ppo["verdict"].startswith(
         "Verdict: "
     )
-    assert evaluation["dsr_vs_best"].value == round(stitched_ppo["dsr_vs_best"], 3)
+    assert evaluation["dsr_vs_best_pct"].value == round(100 * stitched_ppo["dsr_vs_best"], 1)
     assert evaluation["best_baseline"].value == stitched_ppo["best_baseline"]
     assert evaluation["equity_curve"].value.startswith("![out-of-sample equity](data:image/svg+xml,")
     assert evaluation["equity_curve_detail"].value.startswith(
         "![1d out-of-sample equity, folds stitched](data:image/png;base64,"
     )
-    assert evaluation["dashboard"].value.endswith(f"/?model={model['model_id'].value}")
+    assert evaluation["dashboard_view"].value == f"?model={model['model_id'].value}"
+    assert "dashboard" not in evaluation  # the address is the definition's, from the current settings
+    report = tmp_path / "reports" / f"{model['model_id'].value}-{result.run_id}.html"
+    assert evaluation["tear_sheet"].value == str(report)  # the tear sheet the evaluation wrote
+    assert "Tear sheet · PPO agent" in report.read_text() and "Trade blotter" in report.read_text()
 
 
 def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(market, tmp_path, monkeypatch):

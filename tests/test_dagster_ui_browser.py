@@ -17,7 +17,7 @@ import pytest
 from tests.serving import free_port, stop, wait_until_serving
 from tests.test_dagster_training import BARS_CONFIG, SYMBOLS, TINY_RL
 from tests.test_dashboard_browser import chromium, require_browser
-from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = "http://dashboard.test:8501"
@@ -52,6 +52,7 @@ def trained_instance(tmp_path, monkeypatch) -> tuple[Path, str]:
             .execute_in_process(instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG)
             .success
         )
+        register_training_timeframe(instance, "1d")
         trained = job("training_job").execute_in_process(
             instance=instance,
             partition_key="1d",
@@ -131,5 +132,15 @@ def test_evaluation_metadata_reads_formatted_with_an_inline_chart_and_a_dashboar
             driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", c) > 0
             for c in charts
         )
-        links = {a.get_attribute("href") for a in driver.find_elements(By.TAG_NAME, "a")}
-        assert f"{DASHBOARD}/?model={model_id}" in links
+        assert f"?model={model_id}" in driver.find_element(By.TAG_NAME, "body").text
+        # the dashboard's address is the definition's metadata: the setting of the code location shown
+        driver.get(f"{base}/assets/evaluation?view=overview")
+        wait.until(
+            lambda d: f"{DASHBOARD}/" in {a.get_attribute("href") for a in d.find_elements(By.TAG_NAME, "a")}
+        )
+        # the owner and the bars' freshness policy (its deadline) are on the asset's page
+        driver.get(f"{base}/assets/raw_bars?view=overview")
+        wait.until(
+            lambda d: "Deadline: At 35 minutes past the hour" in d.find_element(By.TAG_NAME, "body").text
+        )
+        assert "Owners\ntt-platform" in driver.find_element(By.TAG_NAME, "body").text

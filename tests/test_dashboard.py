@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from streamlit.testing.v1 import AppTest
 
 from tt_dashboard.formats import (
     bar_time_format,
+    bar_times,
     dagster_run_exists,
     hover_time_format,
     in_policy_order,
@@ -39,7 +41,7 @@ from tt_dashboard.formats import (
 )
 from tt_resources import config
 from tt_resources.db.engine import create_engine
-from tt_resources.db.schema import episodes, evals, holdings, portfolio
+from tt_resources.db.schema import episodes, evals, holdings, portfolio, prices
 from tt_resources.terms import (
     AGENT,
     EQUAL_WEIGHT,
@@ -267,6 +269,19 @@ def test_freshness_lists_every_registered_partition_in_watchlist_order(sqlite_en
     status = partitions.set_index(["symbol", "timeframe"])["status"]
     assert status[(UNFETCHED, "1d")] == "no data"
     assert (status[STALE_PARTITION], status[FAILED_PARTITION]) == ("stale", "failed")
+    shown = partitions.set_index(["symbol", "timeframe"])["last_ts"]
+    with sqlite_engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.select(prices.c.timeframe, sa.func.max(prices.c.ts)).group_by(prices.c.timeframe)
+            ).all()
+        )
+    last = {t: pd.to_datetime(ts, utc=True) for t, ts in stored.items()}
+    assert shown[(SYMBOLS[0], "1d")] == f"{last['1d']:%Y-%m-%d}"  # the session, not its opening time
+    assert shown[(SYMBOLS[0], "1h")] == f"{last['1h']:%Y-%m-%d %H:%M}"
+    assert pd.isna(shown[(UNFETCHED, "1d")])
+    summary = table(at, "partitions", "last_bar").set_index("timeframe")["last_bar"]
+    assert summary["1d"] == f"{last['1d']:%Y-%m-%d}"
 
 
 def test_model_query_parameter_selects_that_model(sqlite_engine, dashboard):
@@ -360,6 +375,56 @@ def test_live_view_reads_only_the_new_steps(sqlite_engine, dashboard):
     assert_clean(at)
     assert not any("Live:" in c.value for c in at.caption)
     assert len(values(figures(at)["Equity curve"]["data"][0]["y"])) == 50
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL statements every engine of this process runs inside the block (the dashboard's own too)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+
+
+ANSWER_READS = {  # what a model's page reads, by a table or column only that read names
+    "model_summary": "tt_dataset",
+    "model_episodes": "tt_episode.final_net_worth",
+    "eval_metrics": "tt_eval.sharpe",
+    "steps": "tt_portfolio",
+    "holdings and trades": "tt_holdings",
+}
+
+
+def answers_read(run: list[str]) -> set[str]:
+    return {answer for answer, marker in ANSWER_READS.items() if any(marker in sql for sql in run)}
+
+
+def test_registering_another_model_leaves_a_models_cached_answers(sqlite_engine, dashboard):
+    seeded = seed_evaluation(sqlite_engine)
+    url = url_of(sqlite_engine)
+    with statements() as first:
+        assert_clean(dashboard(url, {"model": seeded.model_id}).run())
+    assert answers_read(first) == set(ANSWER_READS)
+
+    retrained = seed_evaluation(sqlite_engine, model_id="ppo-1d-retrained", seed=8, with_prices=False)
+    with statements() as after:
+        at = dashboard(url, {"model": seeded.model_id}).run()  # a new session
+    assert_clean(at)
+    assert answers_read(after) == set()
+    assert at.selectbox(key="model").value == seeded.model_id
+    assert len(at.selectbox(key="model").options) == 2  # the model list shows the new model,
+    assert dashboard(url).run().selectbox(key="model").value == retrained.model_id  # first: the newest
+
+    start_live_episode(sqlite_engine, seeded, steps=20)  # a row of this model: its episode list is read again
+    with statements() as changed:
+        assert_clean(dashboard(url, {"model": seeded.model_id}).run())
+    assert answers_read(changed) == {"model_episodes", "eval_metrics", "model_summary"}
 
 
 # ---------------------------------------------------------------- every panel shows what is selected
@@ -490,7 +555,7 @@ def test_the_out_of_sample_view_shows_the_evaluations_headline_and_the_seed_spre
     at = dashboard(url_of(engine)).run()
     assert_clean(at)
     stitched = eval_rows(engine, seeded.model_id).query("fold == -1").set_index(["policy", "seed"])
-    summary = stitched.loc[(AGENT, -1)]  # the mean over seeds: the risk table's agent row too
+    summary = stitched.loc[(AGENT, -1)]  # the seed ensemble: the risk table's agent row too
     shown = kpis(at)
     assert shown["Total return"].value == f"{summary.total_return:.2%}"
     assert shown["Sharpe (ann.)"].value == f"{summary.sharpe:.2f}"
@@ -584,6 +649,9 @@ def test_formats():
     assert bar_time_format("1d") == ("Session", "YYYY-MM-DD")
     assert bar_time_format("15m") == ("Bar (UTC)", "YYYY-MM-DD HH:mm")
     assert (hover_time_format("1d"), hover_time_format("1h")) == ("%Y-%m-%d", "%Y-%m-%d %H:%M")
+    stamps = pd.Series(pd.to_datetime(["2026-12-04 14:30", None, "2026-12-04 15:00"], utc=True))
+    shown = bar_times(stamps, pd.Series(["1d", "1d", "1h"]))
+    assert shown[0] == "2026-12-04" and pd.isna(shown[1]) and shown[2] == "2026-12-04 15:00"
     assert dagster_run_exists(DAGSTER_RUN_ID)
     assert not any(dagster_run_exists(r) for r in ("cli-35ecdad2f86f", None, ""))
     frame = pd.DataFrame({"policy": sorted(POLICY_NAMES), "fold": 0})

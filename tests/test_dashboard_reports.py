@@ -189,7 +189,31 @@ def test_rolling_sharpe_equals_the_textbook_formula_on_one_step_buckets():
     assert got.iloc[:19].isna().all()
 
 
+def test_a_models_tokens_move_with_its_own_rows_only(engine, seeded):
+    token = reports.model_token(engine, seeded.model_id)
+    tested = list(seeded.test_episodes.values())
+    finished = reports.episodes_token(engine, tested)
+    changes = reports.change_token(engine)
+    seed_evaluation(
+        engine, model_id="ppo-1d-other", windows=1, steps_per_window=20, train_steps=30, with_prices=False
+    )
+    assert reports.model_token(engine, seeded.model_id) == token
+    assert reports.episodes_token(engine, tested) == finished
+    assert reports.change_token(engine).models != changes.models  # the model list has a new model
+    assert reports.change_token(engine).market == changes.market  # and no new market data
+
+    live = start_live_episode(engine, seeded, steps=20)
+    tokens = [reports.model_token(engine, seeded.model_id)]
+    live.log(5)
+    tokens.append(reports.model_token(engine, seeded.model_id))
+    live.finish()
+    tokens.append(reports.model_token(engine, seeded.model_id))
+    assert len({token, *tokens}) == 4  # started, steps logged, finished: each moves the model's token
+    assert reports.episodes_token(engine, tested) == finished
+
+
 def test_a_fold_models_training_episodes_belong_to_its_walk_forward_model(engine, seeded):
+    token = reports.model_token(engine, seeded.model_id)
     fold_model = "fold-model-0-1"
     with engine.begin() as conn:
         conn.execute(
@@ -219,6 +243,7 @@ def test_a_fold_models_training_episodes_belong_to_its_walk_forward_model(engine
         )
     logged = reports.model_episodes(engine, seeded.model_id).set_index("episode_id")
     assert logged.loc["fold-train-episode", ["fold", "seed"]].tolist() == [0, 1]
+    assert reports.model_token(engine, seeded.model_id) != token
     assert fold_model not in set(reports.model_catalog(engine)["model_id"])
 
 

@@ -205,3 +205,19 @@ def test_the_dagster_celery_worker_parts_keep_their_parameters():
     assert parameters(CeleryExecutor.app_args) == ["self"]
     assert parameters(make_app) == ["app_args"]
     assert parameters(create_task)[0] == "celery_app"
+
+
+def test_the_concurrency_slot_storage_keeps_the_methods_the_pool_helpers_call():
+    """tt_assets.dagster_fence.pool_claims / free_pool_slots: EventLogStorage's pool methods, and what a
+    pool's info holds (claimed slots and pending steps, each with its run id)."""
+    from dagster._core.storage.event_log.base import EventLogStorage
+    from dagster._utils.concurrency import ClaimedSlotInfo, ConcurrencyKeyInfo, PendingStepInfo
+
+    assert isinstance(EventLogStorage.supports_global_concurrency_limits, property)
+    assert parameters(EventLogStorage.get_concurrency_run_ids) == ["self"]
+    assert parameters(EventLogStorage.get_concurrency_keys) == ["self"]
+    assert parameters(EventLogStorage.get_concurrency_info) == ["self", "concurrency_key"]
+    assert parameters(EventLogStorage.free_concurrency_slots_for_run) == ["self", "run_id"]
+    assert {"claimed_slots", "pending_steps"} <= set(ConcurrencyKeyInfo.__annotations__)
+    assert "run_id" in ClaimedSlotInfo.__annotations__
+    assert "run_id" in PendingStepInfo.__annotations__

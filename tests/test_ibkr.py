@@ -144,7 +144,7 @@ def test_second_run_makes_no_request_and_tail_update_after_the_clock_advances(en
     assert {r.status for r in tail} == {"updated"}
     new = gateway.requests[sent:]
     assert [r.kind for r in new] == ["historical"] * 6  # no contract or head lookups: cached in the database
-    assert [r.duration for r in new] == ["2 D"] * 6
+    assert [r.duration for r in new] == ["3 D"] * 6  # Thursday and the two sessions re-read
     for symbol in ("AAPL", "MSFT"):
         for timeframe in ("1d", "1h", "15m"):
             assert_matches_gateway(engine, gateway, symbol, timeframe, WEEKS_AGO)

@@ -7,7 +7,9 @@ import pytest
 
 from tests.refreshing import fetch_result, fetch_results
 from tt_resources import calendar
+from tt_resources.db.corporate_actions import recorded_actions
 from tt_resources.db.prices import read_bars, upsert_price_bars
+from tt_resources.ingest import overlap_start
 from tt_resources.sources.csv import CsvSource
 from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.timeframes import TIMEFRAME_NAMES
@@ -65,21 +67,27 @@ def test_first_run_stores_every_bar_then_second_run_is_fresh_with_zero_requests(
     assert synthetic.stats.requests == requests_before
 
 
-def test_tail_update_fetches_only_the_missing_tail_with_one_bar_overlap(engine, synthetic, clock):
+def test_tail_update_fetches_only_the_missing_tail_and_rereads_two_sessions(engine, synthetic, clock):
     fetch_results(engine, synthetic, [Listing("AAA")], TIMEFRAMES, start=START, now=clock.now)
     last = {tf: stored(engine, "AAA", tf)["ts"].iloc[-1] for tf in TIMEFRAMES}
     clock.now = NOW + pd.Timedelta(days=2)  # Friday after the close
     results = fetch_results(engine, synthetic, [Listing("AAA")], TIMEFRAMES, now=clock.now)
     for result in results:
         assert result.status == "updated" and result.requests == 1
-        assert result.first_ts == last[result.timeframe]  # the stored last bar is fetched again
+        # the stored bars of the last two sessions (Wednesday's and Tuesday's) are fetched again
+        assert (
+            result.first_ts
+            == overlap_start(last[result.timeframe])
+            == pd.Timestamp("2026-11-17 14:30", tz="UTC")
+        )
         bars = stored(engine, "AAA", result.timeframe)
         assert bars["ts"].is_unique
         target = calendar.last_closed_bar(result.timeframe, clock.now)
         assert list(bars["ts"]) == list(
             calendar.expected_bar_starts(result.timeframe, START, target + pd.Timedelta(1, "s"))
         )
-    assert [r.bars_fetched for r in results] == [3, 15, 53]  # 2 new sessions + the overlap bar
+    assert [r.bars_fetched for r in results] == [4, 28, 104]  # 2 new sessions + the 2 re-read ones
+    assert [r.bars_written for r in results] == [2, 14, 52]  # the re-read bars are unchanged: not rewritten
 
 
 def test_revised_last_bar_is_corrected(engine, synthetic, clock):
@@ -90,6 +98,12 @@ def test_revised_last_bar_is_corrected(engine, synthetic, clock):
     clock.now = NOW + pd.Timedelta(days=1)
     result = fetch_result(engine, synthetic, Listing("AAA"), "1d", now=clock.now)
     assert result.bars_written == 2  # the corrected bar + the new one
+    assert result.changes == (
+        f"revision: 1 of 2 re-read bars changed, e.g. {bars['ts'].iloc[-1]:%Y-%m-%d %H:%M} UTC close "
+        f"{bars['low'].iloc[-1]:g} -> {bars['close'].iloc[-1]:g}, volume {bars['volume'].iloc[-1]:g} -> "
+        f"{bars['volume'].iloc[-1]:g}",
+    )
+    assert list(recorded_actions(engine)["kind"]) == ["revision"]
     fixed = stored(engine, "AAA", "1d").set_index("ts")["close"]
     assert fixed[wrong["ts"].iloc[0]] == pytest.approx(bars["close"].iloc[-1])
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -47,7 +49,11 @@ def test_ingest_then_everything_fresh(db_url):
     assert second.exit_code == 0, second.output
     rows = summary_rows(second.output)
     assert set(rows) == {"1d", "1h", "15m"}
-    assert all(cells == ["2", "2", "0", "0", "0", "0", "0", "0", "0"] for cells in rows.values())
+    assert all(cells[:-1] == ["2", "2", "0", "0", "0", "0", "0", "0", "0"] for cells in rows.values())
+    # bars stored (the last count) is read back from the database: the first run stored them all
+    assert {tf: cells[-1] for tf, cells in rows.items()} == {
+        tf: cells[4] for tf, cells in summary_rows(first.output).items()
+    }
 
 
 def test_failed_partition_exits_non_zero_after_the_others(db_url, tmp_path):
@@ -109,7 +115,7 @@ def test_via_dagster_records_runs_and_second_run_is_fresh(sqlite_url, tmp_path):
     assert summary_rows(first.output)["1d"][:4] == ["2", "0", "2", "0"]
     second = run(sqlite_url, *args, DAGSTER_HOME=str(home))
     assert second.exit_code == 0, second.output
-    assert summary_rows(second.output)["1d"] == ["2", "2", "0", "0", "0", "0", "0", "0", "0"]
+    assert summary_rows(second.output)["1d"][:-1] == ["2", "2", "0", "0", "0", "0", "0", "0", "0"]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.job_name == "market_data_job" for r in runs)
@@ -151,10 +157,13 @@ def stored(db_url: str, symbol: str, timeframe: str) -> pd.DataFrame:
 
 
 def failure(result, symbol: str, timeframe: str) -> str:
-    """The one line the CLI prints for a failed partition, without its `failed SYMBOL TF: ` head."""
+    """The reason in the one line the CLI prints for a failed partition, `failed SYMBOL TF: <reason> (N bars
+    stored)`, N read back from the database (checked present)."""
     head = f"failed {symbol} {timeframe}: "
     [line] = [line for line in result.output.splitlines() if line.startswith(head)]
-    return line.removeprefix(head)
+    found = re.fullmatch(r"(.*) \([\d,]+ bars stored\)", line.removeprefix(head))
+    assert found is not None, line
+    return found.group(1)
 
 
 def utc(text: str) -> pd.Timestamp:

@@ -114,6 +114,8 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
         assert train.exit_code == 0, train.output
         outcomes[path] = (ingest.exit_code, train.exit_code)
         printed[path] = train.output
+        report = Path(train.output.split("tear sheet: ")[1].split()[0])  # the evaluation's HTML tear sheet
+        assert report.parent == Path(env["TT_DATA_DIR"]) / "reports" and report.is_file(), train.output
     assert outcomes["direct"] == outcomes["dagster"]
 
     direct, dagster = (envs[p]["DATABASE_URL"] for p in ("direct", "dagster"))

@@ -115,7 +115,7 @@ def test_results_table_at_80_columns_shows_every_metric_whole(names, title):
 def test_ingest_summary_at_80_columns_prints_every_count_whole():
     bars = {"1d": 9_876, "1h": 123_456, "15m": 12_345_678}
     reports = [
-        PartitionReport(symbol, timeframe, "updated", requests=1_000, bars_written=n // 2)
+        PartitionReport(symbol, timeframe, "updated", requests=1_000, bars_written=n // 2, bars_stored=n)
         for timeframe, n in bars.items()
         for symbol in ("AAA", "BBB")
     ]

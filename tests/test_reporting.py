@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,12 +14,17 @@ import pytest
 from tt_assets.reporting import (
     INLINE_MARKDOWN_LIMIT,
     dashboard_link,
+    dashboard_view,
+    equity_figure,
     equity_sketch_md,
     metric_text,
     metrics_table,
     policy_label,
     summary_table,
+    typed,
 )
+from tt_dashboard import charts
+from tt_resources.palette import COLOR_NAMES, POLICY_COLORS
 from tt_resources.terms import POLICY_LABELS
 
 NAN = float("nan")
@@ -99,11 +105,50 @@ def test_equity_sketch_fits_the_inline_limit_and_its_legend_names_every_policy(p
     image, legend = markdown.split("\n\n")
     svg = unquote(re.fullmatch(r"!\[[^]]*\]\(data:image/svg\+xml,([^)\s]+)\)", image).group(1))
     drawn = {p for p in POLICY_LABELS if p in policies or f"{p} s0" in policies} | {"cash"}
-    assert svg.count("<path ") == len(drawn)
-    assert all(POLICY_LABELS[p] in legend for p in drawn)
+    strokes = re.findall(r"<path stroke='(#\w+)' d='M", svg)
+    # the axes, then one curve per policy in the dashboard's colour, named by that colour in the legend
+    assert strokes[1:] == [
+        POLICY_COLORS[p] for p in [*dict.fromkeys(c.partition(" s")[0] for c in policies), "cash"]
+    ]
+    assert all(f"{COLOR_NAMES[POLICY_COLORS[p]]}: {POLICY_LABELS[p]} " in legend for p in drawn)
     assert "seed" not in legend  # the agent's seeds are averaged, as in the table
+    # the bottom axis carries the first and the last date, the left one the net-worth range
+    texts = re.findall(r"<text [^>]*>([^<]+)</text>", svg)
+    assert texts[2:] == ["2025-01-01", "2026-05-15"] and texts[0].endswith("k") and texts[1].endswith("k")
 
 
-def test_dashboard_link_opens_the_models_view(monkeypatch):
+def test_the_detailed_chart_has_dates_and_the_dashboards_colours():
+    import matplotlib.pyplot as plt
+
+    fig = equity_figure(equity_curves(["ppo s0", "ppo s1", "equal_weight"]), "1d")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    plt.close(fig)
+    assert {label: line.get_color() for label, line in lines.items()} == {
+        "PPO agent, seed 0": charts.POLICY_COLORS["ppo"],
+        "PPO agent, seed 1": charts.POLICY_COLORS["ppo"],
+        "Equal weight (buy & hold)": charts.POLICY_COLORS["equal_weight"],
+        "Cash": charts.POLICY_COLORS["cash"],
+    }
+    assert lines["PPO agent, seed 0"].get_linestyle() != lines["PPO agent, seed 1"].get_linestyle()
+    assert isinstance(lines["Cash"].get_xdata()[0], pd.Timestamp)  # drawn against dates
+
+
+def test_the_dashboard_link_follows_the_settings_and_a_model_view_is_relative_to_it(monkeypatch):
     monkeypatch.setenv("TT_DASHBOARD_URL", "http://dash.example:8501/")
-    assert dashboard_link("1d-wf-abc123").url == "http://dash.example:8501/?model=1d-wf-abc123"
+    assert (
+        dashboard_link().url + dashboard_view("1d-wf-abc123")
+        == "http://dash.example:8501/?model=1d-wf-abc123"
+    )
+    monkeypatch.setenv("TT_DASHBOARD_URL", "http://other.example:9000")
+    assert dashboard_link().url == "http://other.example:9000/"
+    assert dashboard_view("a b/c") == "?model=a%20b%2Fc"
+
+
+def test_typed_metadata_has_timestamps_and_leaves_absent_values_out():
+    last = pd.Timestamp("2026-11-20 21:00", tz="UTC")
+    metadata = typed(
+        {"last_ts": last, "first_ts": pd.NaT, "reason": None, "coverage_pct": NAN, "requests": 3}
+    )
+    assert metadata == {"last_ts": dg.MetadataValue.timestamp(last), "requests": 3}
+    assert metadata["last_ts"].value == last.timestamp()

@@ -18,7 +18,7 @@ import yaml
 
 from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
-from tt_assets.partitions import range_tags, symbol_ranges
+from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 from tt_resources.db import registry
 from tt_resources.db.engine import create_engine
 from tt_resources.db.migrate import upgrade
@@ -81,6 +81,7 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
             instance=instance, tags=range_tags(key_range), run_config=BARS_CONFIG
         )
         assert market.success
+        register_training_timeframe(instance, "1d")
         training = defs.resolve_job_def("training_job")
         in_process = {"instance": instance, "partition_key": "1d"}
         assert training.execute_in_process(

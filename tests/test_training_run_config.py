@@ -14,6 +14,7 @@ import yaml
 
 from tests.test_dagster_ui_browser import webserver
 from tt_assets.definitions import defs
+from tt_assets.partitions import register_training_timeframe
 from tt_rl.config import RLConfig, RLConfigError
 
 DEFAULTS = RLConfig().to_dict()
@@ -53,6 +54,7 @@ def test_the_launchpad_defaults_are_rlconfigs():
 )
 def test_a_bad_value_is_refused_at_launch_with_rlconfigs_line(values, line):
     with dg.instance_for_test() as instance:
+        register_training_timeframe(instance, "1d")
         with pytest.raises(dg.DagsterConfigMappingFunctionError) as refused:
             defs.resolve_job_def("retrain_job").execute_in_process(
                 instance=instance, partition_key="1d", run_config=ppo_model(values)

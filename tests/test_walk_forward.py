@@ -132,8 +132,10 @@ def _register(engine, panel, tmp_path, test_fraction=0.4) -> str:
     return version
 
 
-def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, panel, tmp_path):
+def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, panel, tmp_path, monkeypatch):
     from tt_pipeline.models import evaluate_model, train_walk_forward
+
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
 
     version = _register(engine, panel, tmp_path)
     cfg = _tiny()
@@ -155,6 +157,7 @@ def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, pa
     assert members[2]["train_end"] > members[0]["train_end"]  # the second fold refits on more data
 
     result = evaluate_model(engine, trained.model_id, run_id="run-1")
+    assert (tmp_path / "reports" / f"{trained.model_id}-run-1.html").is_file()  # the evaluation's tear sheet
     metrics = result.metrics
     assert set(metrics["policy"]) == {"ppo", "equal_weight", "equal_weight_vol", "cash"}
     ppo = metrics[metrics["policy"] == "ppo"]

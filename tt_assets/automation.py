@@ -2,20 +2,20 @@
 
 import dagster as dg
 
+from tt_assets.conventions import DAILY_BARS_CRON, INTRADAY_BARS_CRON, US_EASTERN
 from tt_assets.market import FEATURES, RAW_BARS
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_assets.partitions import (
     SYMBOL_DIM,
     TIMEFRAMES,
+    TRAINING_DIM,
     bar_partitions,
     range_tags,
     split_key,
     symbol_ranges,
-    timeframe_partitions,
+    training_partitions,
 )
 from tt_assets.resources import DatabaseResource, WatchlistResource
-
-US_EASTERN = "America/New_York"
 
 market_data_job = dg.define_asset_job(
     "market_data_job",
@@ -26,13 +26,13 @@ market_data_job = dg.define_asset_job(
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets(training_dataset, ppo_model, evaluation),
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     description="Build the dataset, train PPO and evaluate it against the baselines for one timeframe.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(ppo_model, evaluation),
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     description="Retrain and re-evaluate on the latest dataset of one timeframe.",
 )
 
@@ -72,7 +72,7 @@ def bar_refresh_requests(
 
 @dg.schedule(
     job=market_data_job,
-    cron_schedule="15 16 * * 1-5",
+    cron_schedule=DAILY_BARS_CRON,
     execution_timezone=US_EASTERN,
     description="Daily bars 15 minutes after the US close (16:15 New York, Monday to Friday).",
 )
@@ -82,7 +82,7 @@ def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
 
 @dg.schedule(
     job=market_data_job,
-    cron_schedule="5 10-16 * * 1-5",
+    cron_schedule=INTRADAY_BARS_CRON,
     execution_timezone=US_EASTERN,
     description="Hourly and 15-minute bars every hour in market hours (10:05 to 16:05 New York).",
 )
@@ -142,7 +142,7 @@ def retraining_sensor(
 
     config = rl_config({}).to_dict()  # the defaults, written out in each run's config
     requests = []
-    for timeframe in TIMEFRAMES:
+    for timeframe in context.instance.get_dynamic_partitions(TRAINING_DIM):
         version = latest_value(context.instance, TRAINING_DATASET, timeframe, "dataset_version")
         if version is None:
             continue

@@ -7,7 +7,10 @@ What the project relies on beyond `import dagster`:
   what `dg.execute_job` needs to send steps to other processes (Celery workers);
 - the SQLite event log's internals, for PooledSqliteEventLogStorage below, and the instance reference of a
   DAGSTER_HOME (InstanceRef, ConfigurableClassData), to open its default SQLite event log as the pooled one;
-- the `dagster` command itself (dagster._cli, the script's entry point), which `tt dev` runs in-process.
+- the `dagster` command itself (dagster._cli, the script's entry point), which `tt dev` runs in-process;
+- the instance's concurrency-slot storage (EventLogStorage's undocumented pool methods): which runs hold or
+  wait for a pool slot, and freeing a run's slots, what Dagster's daemon does for finished runs
+  (dagster._daemon.monitoring.concurrency) and what the CLI does for runs that died with their process.
 tests/test_fences.py checks each of these (names, parameters, attributes). This module imports SQLAlchemy (the
 event log's base), so the Dagster definitions import it only where a run is under way.
 """
@@ -35,7 +38,9 @@ __all__ = [
     "AssetCheckEvaluationTargetMaterializationData",
     "PooledSqliteEventLogStorage",
     "SqliteEventLogStorage",
+    "free_pool_slots",
     "open_instance_with_pooled_event_log",
+    "pool_claims",
     "reconstructable_job",
     "run_dagster_cli",
 ]
@@ -60,6 +65,28 @@ def run_dagster_cli(args: list[str]) -> None:
     from dagster._cli import cli as dagster_cli
 
     dagster_cli.main(args=args, prog_name="dagster", auto_envvar_prefix=ENV_PREFIX)
+
+
+def pool_claims(instance: dg.DagsterInstance) -> dict[str, set[str]]:
+    """Run id -> the pools in which the run holds a slot or has a step waiting for one; empty when the
+    instance's storage has no concurrency pools."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return {}
+    claims: dict[str, set[str]] = {run_id: set() for run_id in storage.get_concurrency_run_ids()}
+    if claims:
+        for pool in storage.get_concurrency_keys():
+            info = storage.get_concurrency_info(pool)
+            for run_id in {s.run_id for s in info.claimed_slots} | {s.run_id for s in info.pending_steps}:
+                claims.setdefault(run_id, set()).add(pool)
+    return claims
+
+
+def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Free every pool slot run `run_id` holds and drop its waiting steps (the next waiting step gets it)."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
 
 
 def open_instance_with_pooled_event_log(home: str) -> dg.DagsterInstance:

@@ -2,21 +2,43 @@
 
 Runs launched here are recorded in DAGSTER_HOME exactly like runs from the UI, so `dagster dev` shows their
 lineage, metadata and check results afterwards.
+
+Concurrency-pool slots (the `ibkr` pool, limit 1) never outlive the run that took them: a run launched here
+frees its slots however it ends (failed, its steps not submitted, interrupted), and `reclaim_pool_slots`, run
+at the next start, frees the slots of finished runs and of runs whose launching process on this host is gone
+(killed), marking such a run failed. Each run carries its launch and launching process in its tags
+(LAUNCH_TAG, HOST_TAG, PID_TAG).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
 from filelock import FileLock
 
-from tt_assets.dagster_fence import open_instance_with_pooled_event_log, reconstructable_job
-from tt_assets.partitions import SYMBOL_DIM, range_tags, symbol_ranges
+from tt_assets.dagster_fence import (
+    free_pool_slots,
+    open_instance_with_pooled_event_log,
+    pool_claims,
+    reconstructable_job,
+)
+from tt_assets.partitions import (
+    SYMBOL_DIM,
+    range_tags,
+    register_training_timeframe,
+    symbol_ranges,
+    training_partitions,
+)
 from tt_resources import config
+from tt_resources.dagster_storage import check_instance_settings
 
 # What the default (SQLite) instance storage creates under DAGSTER_HOME: run, event-log index and schedule
 # storage. Once all exist, concurrent `DagsterInstance.get()` calls on the home are safe.
@@ -31,8 +53,10 @@ def ensure_dagster_home() -> Path:
     when missing and the instance storage is created once, so processes starting together on a fresh home
     neither read a half-copied dagster.yaml nor race each other creating Dagster's storage schema. An
     initialised home is recognised without the lock; with non-SQLite storage (no files to recognise) the
-    storage is opened under the lock at every start."""
+    storage is opened under the lock at every start. DagsterStorageError (one line) when the home's
+    dagster.yaml names an unset variable or storage that does not answer."""
     home = config.dagster_home()
+    check_instance_settings(home)  # DAGSTER_PG_* set and the storage answering, before Dagster reads them
     os.environ["DAGSTER_HOME"] = str(home)
     if _dagster_home_ready(home):
         return home
@@ -68,6 +92,19 @@ def _dagster_home_ready(home: Path) -> bool:
 CLI_PARTITIONS_PER_RUN = 75
 CONSOLE_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
+# tags of every run launched here: this launch (one run_job call), and the launching process
+LAUNCH_TAG, HOST_TAG, PID_TAG = "tt/launch", "tt/host", "tt/pid"
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS: "it succeeded",
+    dg.DagsterRunStatus.FAILURE: "it failed",
+    dg.DagsterRunStatus.CANCELED: "it was canceled",
+}
+JOIN_S = 0.2  # how often the main thread looks whether the orchestrating thread has ended
+
+
+class RunInterrupted(RuntimeError):
+    """SIGINT/SIGTERM while a run was under way; the run is marked canceled and holds no pool slot."""
+
 
 def run_job(
     instance: dg.DagsterInstance,
@@ -80,33 +117,131 @@ def run_job(
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
     """Execute the code location's job `name` against `instance`: in-process, or with TT_EXECUTOR=celery
-    through the code location's executor (this process orchestrates, Celery workers run the steps)."""
+    through the code location's executor (this process orchestrates, Celery workers run the steps).
+
+    The run is tagged with LAUNCH_TAG, HOST_TAG and PID_TAG and frees its pool slots however it ends. With Celery:
+    NoWorkers / BrokerUnreachable (tt_assets.executors) before the run is created when no worker reads the
+    queue within TT_CELERY_WAIT_S; RunInterrupted on SIGINT/SIGTERM. A training job's timeframe is added to
+    the training partitions first (register_training_timeframe)."""
     from tt_assets.definitions import defs
-    from tt_assets.executors import uses_celery
+    from tt_assets.executors import uses_celery, wait_for_workers
 
     run_config = {**CONSOLE_QUIET, **(run_config or {})}
     job = defs.resolve_job_def(name)
-    if not uses_celery():
-        return job.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            partition_key=partition_key,
-            tags=tags,
-            asset_selection=asset_selection,
-            raise_on_error=raise_on_error,
-        )
-    if partition_key is not None:
-        tags = {**(tags or {}), **job.get_tags_for_partition_key(partition_key, asset_selection)}
-    recon = reconstructable_job("tt_assets.definitions", "defs", name, str(config.PROJECT_ROOT))
-    with dg.execute_job(
-        recon,
-        instance,
-        run_config=run_config,
-        tags=tags,
-        asset_selection=asset_selection,
-        raise_on_error=raise_on_error,
-    ) as result:
-        return result
+    if partition_key is not None and job.partitions_def == training_partitions:
+        register_training_timeframe(instance, partition_key)
+    launch = uuid.uuid4().hex
+    tags = {**(tags or {}), LAUNCH_TAG: launch, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    try:
+        if not uses_celery():
+            return job.execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                partition_key=partition_key,
+                tags=tags,
+                asset_selection=asset_selection,
+                raise_on_error=raise_on_error,
+            )
+        wait_for_workers()  # NoWorkers / BrokerUnreachable: one line, before a run exists
+        if partition_key is not None:
+            tags = {**tags, **job.get_tags_for_partition_key(partition_key, asset_selection)}
+        recon = reconstructable_job("tt_assets.definitions", "defs", name, str(config.PROJECT_ROOT))
+        return _orchestrate(instance, launch, recon, run_config, tags, asset_selection, raise_on_error)
+    finally:
+        for run in _launched(instance, launch):
+            free_pool_slots(instance, run.run_id)
+
+
+def _orchestrate(instance, launch, recon, run_config, tags, asset_selection, raise_on_error):
+    """dg.execute_job in a thread of its own, so that this (main) thread keeps the signals: SIGINT or
+    SIGTERM marks the run canceled and raises RunInterrupted at once, even while the run's steps wait in a
+    queue that no worker reads (dagster-celery waits for a revoked step's answer from a worker)."""
+    outcome: dict = {}
+
+    def execute() -> None:
+        try:
+            with dg.execute_job(
+                recon,
+                instance,
+                run_config=run_config,
+                tags=tags,
+                asset_selection=asset_selection,
+                raise_on_error=raise_on_error,
+            ) as result:
+                outcome["result"] = result
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        execute()
+    else:
+        _execute_in_thread(execute, instance, launch)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _execute_in_thread(execute: Callable[[], None], instance: dg.DagsterInstance, launch: str) -> None:
+    """Run `execute` in a daemon thread while this (main) thread waits; on SIGINT/SIGTERM, mark the
+    launch's unfinished runs canceled and raise RunInterrupted without waiting for the thread."""
+    thread = threading.Thread(target=execute, name="tt-run-orchestrator", daemon=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(JOIN_S)
+    except KeyboardInterrupt:
+        runs = [run for run in _launched(instance, launch) if run.status not in FINISHED]
+        for run in runs:
+            instance.report_run_canceled(run, message="interrupted (SIGINT/SIGTERM) in the launching process")
+        shown = ", ".join(run.run_id for run in runs) or "not created yet"
+        raise RunInterrupted(f"interrupted: run {shown} marked canceled") from None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _launched(instance: dg.DagsterInstance, launch: str) -> list[dg.DagsterRun]:
+    """The runs of one run_job call (its LAUNCH_TAG)."""
+    return list(instance.get_runs(dg.RunsFilter(tags={LAUNCH_TAG: launch})))
+
+
+def reclaim_pool_slots(instance: dg.DagsterInstance) -> list[str]:
+    """Free the concurrency-pool slots of runs that are no longer alive: finished runs, runs no longer
+    recorded, and runs launched by a process of this host that is gone (those are marked failed). One line
+    per freed run, naming its pools, its id and why. Runs of live processes or other hosts are left alone."""
+    freed = []
+    host = socket.gethostname()
+    for run_id, pools in pool_claims(instance).items():
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            why = "no longer recorded"
+        elif run.status in FINISHED:
+            why = FINISHED[run.status]
+        elif run.tags.get(HOST_TAG) == host and not _alive(run.tags.get(PID_TAG)):
+            why = f"its process {run.tags[PID_TAG]} on {host} is gone; marked failed"
+            instance.report_run_failed(run, message=f"its launching process {run.tags[PID_TAG]} is gone")
+        else:
+            continue
+        free_pool_slots(instance, run_id)
+        freed.append(f"freed pool slot(s) {', '.join(sorted(pools)) or '-'} of run {run_id} ({why})")
+    return freed
+
+
+def _alive(pid: str | None) -> bool:
+    """Whether process `pid` (a PID_TAG value) exists; True when unknown (not ours to judge)."""
+    if pid is None or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def register_symbols(instance: dg.DagsterInstance, symbols: Iterable[str]) -> list[str]:

@@ -11,8 +11,11 @@ features alone assesses and featurises what is stored, which is what the automat
 from collections import Counter
 
 import dagster as dg
+import pydantic
 
+from tt_assets.conventions import OWNERS, bars_freshness
 from tt_assets.partitions import backfill_policy, bar_key, bar_partitions, split_key
+from tt_assets.reporting import percent, typed
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
 
@@ -24,10 +27,13 @@ MARKET_GROUP = "market_data"
 
 class BarsConfig(dg.Config):
     """Which bars a fetch asks for: `start` is the first bar for partitions with no data yet (ISO-8601;
-    None = the timeframe's default history), `end` the instant bars must have closed by (None = now)."""
+    None = the timeframe's default history), `end` the instant bars must have closed by (None = now);
+    `accept_holes` the spans to accept as empty first."""
 
     start: str | None = None
     end: str | None = None
+    # spans accepted as empty before fetching, `SYMBOL:TF:FIRST..LAST[:NOTE]` (as `tt ingest --accept-hole`)
+    accept_holes: list[str] = pydantic.Field(default_factory=list)
 
 
 @dg.multi_asset(
@@ -39,6 +45,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             description="OHLCV bars per symbol and timeframe in tt_prices; fetches only the missing tail.",
         ),
         dg.AssetSpec(
@@ -48,6 +56,8 @@ class BarsConfig(dg.Config):
             group_name=MARKET_GROUP,
             kinds={"sql", "pandas"},
             code_version="2",
+            owners=OWNERS,
+            freshness_policy=bars_freshness,
             automation_condition=dg.AutomationCondition.eager()
             & dg.AutomationCondition.all_deps_blocking_checks_passed(),
             description="Per-bar features in tt_features up to the last bar, for partitions whose bars pass "
@@ -72,10 +82,12 @@ def market_data(
     market_data: MarketDataResource,
     watchlist: WatchlistResource,
 ):
-    from tt_pipeline.market import refresh_partitions
+    from tt_pipeline.market import accept_holes, refresh_partitions
     from tt_resources.sources import make_source
 
     engine = database.get_engine()
+    for line in accept_holes(engine, config.accept_holes):
+        context.log.info(line)
     fetch = RAW_BARS in context.selected_asset_keys
     settings = market_data.source_settings()
     source = make_source(settings, engine) if fetch else None
@@ -123,25 +135,25 @@ def _timeframe_events(instance: dg.DagsterInstance, outcomes: list, source_name:
     materialisations (of the partitions that were fetched), then their check evaluations, then the features
     materialisations (of the partitions whose features were brought up to date). The evaluations target the
     materialisations just stored (read back in one query), so the UI shows them as current."""
-    from tt_pipeline.quality import iso
-
     fetched = [o for o in outcomes if o.fetched is not None and not o.fetch_failed]
     for outcome in fetched:
         report = outcome.report()
         yield dg.AssetMaterialization(
             RAW_BARS,
             partition=bar_key(outcome.symbol, outcome.timeframe),
-            metadata={
-                **report.to_metadata(),
-                "fresh": report.status == "fresh",
-                "bars_fetched": outcome.fetched.bars_fetched,
-                "bars_stored": outcome.bars_stored,
-                "first_ts": iso(outcome.first_ts),
-                "last_ts": iso(outcome.last_ts),
-                "coverage": round(outcome.quality.coverage, 4),
-                "source": source_name,
-                "content_version": outcome.content_version,
-            },
+            metadata=typed(
+                {
+                    **report.to_metadata(),
+                    "fresh": report.status == "fresh",
+                    "bars_fetched": outcome.fetched.bars_fetched,
+                    "bars_stored": outcome.bars_stored,
+                    "first_ts": outcome.first_ts,
+                    "last_ts": outcome.last_ts,
+                    "coverage_pct": percent(outcome.quality.coverage),
+                    "source": source_name,
+                    "content_version": outcome.content_version,
+                }
+            ),
             tags={"dagster/data_version": outcome.content_version},
         )
     targets = _latest_materializations(instance, [bar_key(o.symbol, o.timeframe) for o in fetched])
@@ -164,7 +176,7 @@ def _timeframe_events(instance: dg.DagsterInstance, outcomes: list, source_name:
             yield dg.AssetMaterialization(
                 FEATURES,
                 partition=bar_key(outcome.symbol, outcome.timeframe),
-                metadata={"rows_written": outcome.features_written, "last_ts": iso(outcome.last_ts)},
+                metadata=typed({"rows_written": outcome.features_written, "last_ts": outcome.last_ts}),
             )
 
 
@@ -197,9 +209,8 @@ def _latest_materializations(instance: dg.DagsterInstance, keys: list[str]) -> d
 
 
 def _quality_metadata(quality) -> dict[str, float | int]:
+    """BarQuality's counts (int) and its coverage in percent (`coverage_pct`)."""
     from dataclasses import asdict
 
-    return {
-        name: round(value, 4) if isinstance(value, float) else value
-        for name, value in asdict(quality).items()
-    }
+    counts = {name: int(value) for name, value in asdict(quality).items() if name != "coverage"}
+    return {**counts, "coverage_pct": percent(quality.coverage)}

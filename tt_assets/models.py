@@ -16,15 +16,19 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import dagster as dg
 import pydantic
 
-from tt_assets.partitions import SYMBOL_DIM, timeframe_of_bars, timeframe_partitions
+from tt_assets.conventions import OWNERS
+from tt_assets.partitions import SYMBOL_DIM, TIMEFRAMES, training_partitions
 from tt_assets.reporting import (
     MISSING,
     dashboard_link,
+    dashboard_view,
     equity_chart_md,
     equity_sketch_md,
     metrics_table,
+    percent,
     rounded,
     summary_table,
+    typed,
 )
 from tt_assets.resources import DatabaseResource, choices
 from tt_resources import config as settings
@@ -108,9 +112,10 @@ def latest_value(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: st
 
 
 @dg.asset(
-    partitions_def=timeframe_partitions,
-    deps=[dg.AssetDep("features", partition_mapping=timeframe_of_bars)],
+    partitions_def=training_partitions,
+    deps=[dg.AssetDep("features", partition_mapping=dg.AllPartitionMapping())],
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
     kinds={"numpy"},
     code_version="2",
     description="Aligned price/feature panel of the symbols whose bars pass the raw_bars checks, and its "
@@ -120,9 +125,12 @@ def training_dataset(
     context: dg.AssetExecutionContext, config: DatasetConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
     from tt_pipeline.datasets import DatasetError, build_dataset
-    from tt_pipeline.quality import iso
 
     timeframe = context.partition_key
+    if timeframe not in TIMEFRAMES:  # a partition added by hand in the UI
+        raise dg.Failure(
+            f"training partition {timeframe!r} is not a bar timeframe ({', '.join(TIMEFRAMES)}): delete it"
+        )
     symbols = config.symbols or list(context.instance.get_dynamic_partitions(SYMBOL_DIM))
     try:
         dataset = build_dataset(
@@ -139,21 +147,23 @@ def training_dataset(
         raise dg.Failure(str(exc)) from None
     row = dataset.row
     return dg.MaterializeResult(
-        metadata={
-            "dataset_version": dataset.version,
-            "content_version": row["content_version"],
-            "symbols": len(row["symbols"]),
-            "symbols_excluded": dataset.excluded,
-            "span_policy": config.span_policy,
-            "span_note": dataset.span_note or NO_SPAN_NOTE,
-            "test_period_defects": dataset.test_defects,
-            "bars": row["n_bars"],
-            "start_ts": iso(row["start_ts"]),
-            "split_ts": iso(row["split_ts"]),
-            "test_fraction": row["test_fraction"],
-            "end_ts": iso(row["end_ts"]),
-            "path": dg.MetadataValue.path(row["path"]),
-        },
+        metadata=typed(
+            {
+                "dataset_version": dataset.version,
+                "content_version": row["content_version"],
+                "symbols": len(row["symbols"]),
+                "symbols_excluded": dataset.excluded,
+                "span_policy": config.span_policy,
+                "span_note": dataset.span_note or NO_SPAN_NOTE,
+                "test_period_defects": dataset.test_defects,
+                "bars": int(row["n_bars"]),
+                "start_ts": row["start_ts"],
+                "split_ts": row["split_ts"],
+                "end_ts": row["end_ts"],
+                "test_pct": percent(row["test_fraction"]),
+                "path": dg.MetadataValue.path(row["path"]),
+            }
+        ),
         data_version=dg.DataVersion(dataset.version),
     )
 
@@ -219,7 +229,7 @@ def register_model(context: dg.OpExecutionContext, plan, members: list, database
         None,
         metadata={
             "model_id": trained.model_id,
-            "dashboard": dashboard_link(trained.model_id),
+            "dashboard_view": dashboard_view(trained.model_id),
             "folds": rl.eval.n_folds,
             "seeds": rl.eval.seeds,
             "scheme": rl.eval.scheme,
@@ -245,10 +255,12 @@ def training_config(values: dict) -> dict:
 
 
 @dg.graph_asset(
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     ins={"training_dataset": dg.AssetIn(TRAINING_DATASET, dagster_type=dg.Nothing)},
     config=training_config,
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
+    metadata={"dashboard": dashboard_link()},
     kinds={"pytorch"},
     code_version="4",
     description="Walk-forward PPO model on training_dataset's latest materialisation: eval.seeds models per "
@@ -261,9 +273,11 @@ def ppo_model(training_dataset):
 
 
 @dg.asset(
-    partitions_def=timeframe_partitions,
+    partitions_def=training_partitions,
     deps=[ppo_model],
     group_name=TRAINING_GROUP,
+    owners=OWNERS,
+    metadata={"dashboard": dashboard_link()},
     kinds={"pandas"},
     code_version="4",
     description="Walk-forward out-of-sample metrics of ppo_model's latest model: each fold's models on its "
@@ -273,6 +287,7 @@ def ppo_model(training_dataset):
 )
 def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     from tt_pipeline.models import evaluate_model
+    from tt_pipeline.tearsheet_report import report_path
 
     timeframe = context.partition_key
     model_id = latest_value(context.instance, PPO_MODEL, timeframe, "model_id")
@@ -282,9 +297,10 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     table = summary_table(result.metrics)
     ppo = table.loc[table["policy"] == AGENT]
 
-    def agent(name: str, digits: int) -> float | str:
-        """The agent's `name`, rounded (numeric: the UI plots it over materialisations), or "n/a"."""
-        value = rounded(ppo[name].iloc[0], digits) if len(ppo) and name in ppo else None
+    def agent(name: str, digits: int, scale: float = 1.0) -> float | str:
+        """The agent's `name` times `scale`, rounded (numeric: the UI plots it over materialisations), or
+        "n/a"."""
+        value = rounded(scale * ppo[name].iloc[0], digits) if len(ppo) and name in ppo else None
         return MISSING if value is None else value
 
     def text(name: str) -> str:
@@ -296,14 +312,15 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,
-            "dashboard": dashboard_link(model_id),
+            "dashboard_view": dashboard_view(model_id),
+            "tear_sheet": dg.MetadataValue.path(str(report_path(model_id, context.run_id))),
             "sharpe": agent("sharpe", 2),
             "sharpe_ci_low": agent("sharpe_ci_low", 2),
             "sharpe_ci_high": agent("sharpe_ci_high", 2),
-            "psr": agent("psr", 3),
-            "dsr": agent("dsr", 3),
-            "psr_vs_best": agent("psr_vs_best", 3),
-            "dsr_vs_best": agent("dsr_vs_best", 3),
+            "psr_pct": agent("psr", 1, 100),  # probabilities in %, as in the table
+            "dsr_pct": agent("dsr", 1, 100),
+            "psr_vs_best_pct": agent("psr_vs_best", 1, 100),
+            "dsr_vs_best_pct": agent("dsr_vs_best", 1, 100),
             "best_baseline": text("best_baseline"),
             "verdict": text("verdict"),
             "metrics": metrics_table(table),

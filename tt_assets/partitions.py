@@ -1,4 +1,5 @@
-"""Partitions: symbol (dynamic, fed from the watchlist) x timeframe (static 1d/1h/15m).
+"""Partitions: symbol (dynamic, fed from the watchlist) x timeframe (static 1d/1h/15m) for the bars, and
+training_timeframe (dynamic: the timeframes a model is trained on) for the training assets.
 
 Multi-partition keys read `AAPL|1d` (dimensions are ordered by name: symbol, then timeframe). A key range
 over them is a rectangle, so `AAPL|1d`..`MSFT|1d` means every symbol from AAPL to MSFT (in the order the
@@ -28,8 +29,22 @@ bar_partitions = dg.MultiPartitionsDefinition(
 )
 backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 
-# training_dataset (timeframe) reads every symbol's partition of its timeframe.
-timeframe_of_bars = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=TIMEFRAME_DIM)
+# The training assets are partitioned by the timeframes that are trained (registered by whatever launches a
+# training: `tt train --via-dagster`, `tt demo`, or "Add partition" in the Launchpad), so a timeframe nobody
+# trains is not a missing partition. Dagster maps a multi-partition dimension onto a single-dimension asset
+# only when both use the same partitions definition (MultiToSingleDimensionPartitionMapping), which this one
+# is not: training_dataset depends on all features partitions, and what it read is its content_version.
+TRAINING_DIM = "training_timeframe"
+training_partitions = dg.DynamicPartitionsDefinition(name=TRAINING_DIM)
+
+
+def register_training_timeframe(instance: dg.DagsterInstance, timeframe: str) -> None:
+    """Add `timeframe` to the training partitions when it is missing. ValueError (one line) for a string that
+    is not a bar timeframe."""
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"training timeframe {timeframe!r}: not one of {', '.join(TIMEFRAMES)}")
+    if not instance.has_dynamic_partition(TRAINING_DIM, timeframe):
+        instance.add_dynamic_partitions(TRAINING_DIM, [timeframe])
 
 
 def bar_key(symbol: str, timeframe: str) -> str:

@@ -1,6 +1,7 @@
-"""Evaluation presentation for the Dagster UI: the metrics table, the equity chart and the dashboard link, in the
-words and units a trader reads (policy labels of tt_resources.terms, returns in %, ratios to 2 decimals, "n/a"
-for what could not be computed).
+"""Presentation for the Dagster UI: typed metadata values (instants as timestamps, fractions in percent,
+absent values left out), the evaluation's metrics table, its equity charts and the dashboard link, in the words
+and units a trader reads (policy labels of tt_resources.terms, returns in %, ratios to 2 decimals, "n/a" for
+what could not be computed).
 
 What the UI shows inline (dagster-webserver 1.13, asset page and run log): a table metadata value as a table; a
 markdown value only when shorter than `INLINE_MARKDOWN_LIMIT` characters (longer ones hide behind
@@ -13,12 +14,14 @@ from __future__ import annotations
 import base64
 import io
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import dagster as dg
 
 from tt_resources import config
+from tt_resources.palette import COLOR_NAMES, POLICY_COLORS
 from tt_resources.terms import AGENT, METRICS, POLICY_LABELS, POLICY_NAMES, SIGNIFICANCE, SUMMARY_METRICS
 
 if TYPE_CHECKING:
@@ -30,15 +33,23 @@ PROBABILITIES = ("psr", "dsr")  # shown as a probability in %
 CI_LABEL = "Sharpe 95 % interval (time)"  # Lo/Mertens sampling interval, not a seed spread
 KINDS = {m.name: m.kind for m in (*METRICS, *SIGNIFICANCE)}
 LABELS = {m.name: m.label for m in (*METRICS, *SIGNIFICANCE)}
-# line colours of the inline chart and the word that names each in the legend (plain text renders everywhere)
-COLOURS: tuple[tuple[str, str], ...] = (
-    ("#1f77b4", "blue"),
-    ("#ff7f0e", "orange"),
-    ("#2ca02c", "green"),
-    ("#d62728", "red"),
-    ("#9467bd", "purple"),
-    ("#8c564b", "brown"),
-)
+SEED_DASHES = ("-", "--", ":", "-.")  # the agent's seeds in the detailed chart: one colour, a dash each
+
+
+def typed(metadata: dict[str, object]) -> dict[str, object]:
+    """`metadata` as Dagster should show it: a datetime (tz-aware, e.g. a pd.Timestamp) becomes timestamp
+    metadata, an absent value (None, NaT, NaN) is left out (the UI would print `null`); others pass
+    unchanged."""
+    return {
+        name: dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
+        for name, value in metadata.items()
+        if value is not None and value == value  # NaT and NaN differ from themselves
+    }
+
+
+def percent(fraction: float, digits: int = 2) -> float:
+    """A fraction (0..1) in percent, rounded, for metadata named `*_pct` (numeric: the UI plots it)."""
+    return round(100 * fraction, digits)
 
 
 def policy_label(column: str) -> str:
@@ -107,45 +118,57 @@ def chart_curves(equity: pd.DataFrame) -> pd.DataFrame:
 
 
 def equity_sketch_md(equity: pd.DataFrame) -> str:
-    """Markdown of an inline equity chart: an SVG (data URI) of the curves of `chart_curves`, sampled as finely
-    as fits under INLINE_MARKDOWN_LIMIT, and a legend line "<colour>: <label> <total return>" per policy
-    and the net-worth range. ValueError when even a coarse sketch does not fit (too many policies)."""
+    """Markdown of an inline equity chart: an SVG (data URI) of the curves of `chart_curves` in the policies'
+    colours (tt_resources.palette), with axes labelled by the first and last date and the net-worth range,
+    sampled as finely as fits under INLINE_MARKDOWN_LIMIT, and a legend line "<colour>: <label> <total
+    return>" per policy. ValueError for a curve of no known policy, or when even a coarse sketch does not fit.
+    """
     curves = chart_curves(equity).ffill().dropna(axis=1, how="all")
-    if len(curves.columns) > len(COLOURS):
-        raise ValueError(f"{len(curves.columns)} curves; the inline chart draws at most {len(COLOURS)}")
-    low, high = float(curves.min().min()), float(curves.max().max())
+    unknown = [p for p in curves.columns if p not in POLICY_COLORS]
+    if unknown:
+        raise ValueError(f"no colour for {', '.join(unknown)}: add it to tt_resources.palette.POLICY_COLORS")
     legend = "; ".join(
-        f"{COLOURS[i][1]}: {policy_label(p)} "
+        f"{COLOR_NAMES[POLICY_COLORS[p]]}: {policy_label(p)} "
         + metric_text("total_return", curves[p].iloc[-1] / curves[p].iloc[0] - 1)
-        for i, p in enumerate(curves.columns)
+        for p in curves.columns
     )
-    legend += f" (net worth {low:,.0f} to {high:,.0f})"
     for points in (60, 48, 40, 32, 24, 16, 12, 8):
-        markdown = f"![out-of-sample equity]({_svg_uri(curves, points, low, high)})\n\n{legend}"
+        markdown = f"![out-of-sample equity]({_svg_uri(curves, points)})\n\n{legend}"
         if len(markdown) < INLINE_MARKDOWN_LIMIT:
             return markdown
     raise ValueError("the equity sketch does not fit inline")
 
 
-def _svg_uri(curves: pd.DataFrame, points: int, low: float, high: float) -> str:
-    """Data URI of an SVG (viewBox 100 x 30, 400 x 120 px) drawing each column as a path through `points`
-    evenly spaced samples, scaled to [low, high]; percent-encoded only where a URI or markdown needs it."""
+def _svg_uri(curves: pd.DataFrame, points: int) -> str:
+    """Data URI of an SVG (plot area 100 x 30 in a 460 px wide image) with a left and a bottom axis, the
+    net-worth range at the left axis' ends, the first and last date under the bottom axis, and each column
+    as a path through `points` evenly spaced samples; percent-encoded only where a URI or markdown needs it.
+    """
     import numpy as np
 
     width, height = 100, 30
+    low, high = float(curves.min().min()), float(curves.max().max())
     picks = np.unique(np.linspace(0, len(curves) - 1, min(points, len(curves))).round().astype(int))
     span = (high - low) or 1.0
     paths = []
-    for i, column in enumerate(curves.columns):
+    for column in curves.columns:
         values = curves[column].to_numpy()[picks]
         xs = np.round(picks / max(len(curves) - 1, 1) * width).astype(int)
         ys = np.round(height - (values - low) / span * height).astype(int)
-        paths.append(f"<path stroke='{COLOURS[i][0]}' d='M{xs[0]},{ys[0]}{_steps(xs, ys)}'/>")
+        paths.append(f"<path stroke='{POLICY_COLORS[column]}' d='M{xs[0]},{ys[0]}{_steps(xs, ys)}'/>")
+    first, last = (f"{ts:%Y-%m-%d}" for ts in (curves.index[0], curves.index[-1]))
     svg = (
-        "<svg xmlns='http://www.w3.org/2000/svg' width='400' height='120' viewBox='-1 -1 102 32'>"
-        f"<g fill='none' stroke-width='.4'>{''.join(paths)}</g></svg>"
+        "<svg xmlns='http://www.w3.org/2000/svg' width='460' viewBox='-13 -2 115 37'>"
+        f"<g fill='none' stroke-width='.4'><path stroke='#888' d='M0,0V{height}H{width}'/>{''.join(paths)}</g>"
+        f"<g font-size='3'><text x='-12' y='2'>{_money(high)}</text><text x='-12' y='{height}'>{_money(low)}"
+        f"</text><text x='-6' y='34'>{first}</text><text x='{width - 15}' y='34'>{last}</text></g></svg>"
     )
     return "data:image/svg+xml," + quote(svg, safe="/:=',.-")
+
+
+def _money(value: float) -> str:
+    """A net worth in a few characters: 96.6k, 1.25M."""
+    return f"{value / 1e6:.3g}M" if abs(value) >= 1e6 else f"{value / 1e3:.3g}k"
 
 
 def _steps(xs, ys) -> str:
@@ -165,25 +188,53 @@ def _steps(xs, ys) -> str:
     return "".join(out)
 
 
-def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
-    """Markdown image (PNG, base64 data URI) of every equity curve (index ts, one column per policy or agent
-    seed), legend in the policy labels of the table."""
+def equity_figure(equity: pd.DataFrame, title: str):
+    """A matplotlib figure of every equity curve (index ts, one column per policy or agent seed) against
+    dates, in the policies' colours (an agent seed: the agent's colour, a dash of its own), legend in the
+    policy labels of the table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    equity.rename(columns=policy_label).plot(ax=ax, linewidth=1)
+    for number, column in enumerate(equity.columns):
+        policy, _, seed = column.partition(" s")
+        ax.plot(
+            equity.index,
+            equity[column],
+            color=POLICY_COLORS.get(policy),
+            linestyle=SEED_DASHES[number % len(SEED_DASHES)] if seed else "-",
+            linewidth=1,
+            label=policy_label(column),
+        )
     ax.set_title(title)
     ax.set_ylabel("net worth")
+    ax.legend(fontsize="small")
+    fig.autofmt_xdate()
     fig.tight_layout()
+    return fig
+
+
+def equity_chart_md(equity: pd.DataFrame, title: str) -> str:
+    """Markdown image (PNG, base64 data URI) of `equity_figure`."""
+    import matplotlib.pyplot as plt
+
+    fig = equity_figure(equity, title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
-def dashboard_link(model_id: str) -> dg.UrlMetadataValue:
-    """The dashboard's view of `model_id` (TT_DASHBOARD_URL/?model=<model_id>)."""
-    return dg.MetadataValue.url(f"{config.dashboard_url()}/?model={quote(model_id, safe='')}")
+def dashboard_link() -> dg.UrlMetadataValue:
+    """The dashboard (TT_DASHBOARD_URL), as definition metadata of the training assets: built when the code
+    location loads, so the UI always shows the current setting (a materialisation's metadata is stored as
+    written and would keep the address of the run that wrote it)."""
+    return dg.MetadataValue.url(f"{config.dashboard_url()}/")
+
+
+def dashboard_view(model_id: str) -> str:
+    """The query that opens `model_id` in the dashboard (`?model=<model_id>`), relative to `dashboard_link`:
+    what a materialisation stores, independent of where the dashboard is served."""
+    return f"?model={quote(model_id, safe='')}"

@@ -4,7 +4,8 @@ database and the pipeline, the symbol universe, and the partition progress and s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tt_resources.db.faults import DatabaseFault, with_reconnect
 from tt_resources.terms import utc
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
@@ -64,10 +66,12 @@ def time_window(start, end, *, months: int | None = None) -> tuple[pd.Timestamp 
 
 
 def universe(symbols: str | None, limit: int | None) -> list[str]:
-    """Symbols from --symbols (comma-separated, checked by the watchlist's symbol rule), else from the
-    watchlist; the first `limit` of them."""
+    """Symbols from --symbols (comma-separated, checked by the watchlist's symbol rule), else the watchlist's
+    first `limit` (--limit) symbols; BadInput for both at once."""
     from tt_resources.watchlist import WatchlistError, check_symbol, load_watchlist
 
+    if symbols is not None and limit is not None:
+        raise BadInput("--limit takes the watchlist's first N symbols: give --symbols or --limit, not both")
     if symbols is not None:
         try:
             names = [check_symbol(text) for text in symbols.split(",") if text.strip()]
@@ -75,7 +79,7 @@ def universe(symbols: str | None, limit: int | None) -> list[str]:
             raise BadInput(f"--symbols: {exc}") from None
         if not names:
             raise BadInput(f"--symbols {symbols!r}: no symbol given")
-        return list(dict.fromkeys(names))[:limit]
+        return list(dict.fromkeys(names))
     try:
         return load_watchlist(limit=limit).symbols
     except WatchlistError as exc:
@@ -112,15 +116,31 @@ def open_pipeline(via_dagster: bool, market: dict, console: Console):
     (market_config): tt_cli.pipeline.ViaDagster or Direct."""
     from tt_cli.pipeline import Direct, ViaDagster
 
+    if via_dagster:  # the instance's settings are checked before anything is written
+        check_dagster_settings()
     engine = open_database()
     return ViaDagster(engine, market, status=console.status) if via_dagster else Direct(engine, market)
 
 
+def check_dagster_settings() -> None:
+    """BadInput (one line) when DAGSTER_HOME's dagster.yaml names an unset variable (DAGSTER_PG_*) or
+    storage that does not answer (tt_resources.dagster_storage)."""
+    from tt_resources import config
+    from tt_resources.dagster_storage import DagsterStorageError, check_instance_settings
+
+    try:
+        check_instance_settings(config.dagster_home())
+    except DagsterStorageError as exc:
+        raise BadInput(str(exc)) from None
+
+
 def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str], *, start=None, end=None):
-    """Refresh the partitions with a progress bar per timeframe; returns their PartitionReports.
+    """Refresh the partitions with a progress bar per timeframe; returns their PartitionReports with the
+    bar counts read back from the database (committed_reports).
 
     With --start/--end, one line per partition that has no stored bar in that window afterwards.
     """
+    started = pd.Timestamp.now(tz="UTC")
     with timeframe_progress(console) as progress:
         tasks = {tf: progress.add_task(tf, total=len(symbols), note="") for tf in timeframes}
 
@@ -129,10 +149,48 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
             progress.update(tasks[report.timeframe], advance=1, note=escape(note[:60]))
 
         reports = pipeline.refresh(symbols, timeframes, start=start, end=end, progress=advance)
-    if start is not None or end is not None:
-        for line in empty_windows(pipeline.engine, symbols, timeframes, start, end):
-            console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+    try:
+        reports = with_reconnect(lambda: committed_reports(pipeline.engine, reports, started))
+        if start is not None or end is not None:
+            lines = with_reconnect(lambda: empty_windows(pipeline.engine, symbols, timeframes, start, end))
+            for line in lines:
+                console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+    except DatabaseFault as fault:  # the run's own failures were reported per partition
+        console.print(f"[red]bar counts not read back[/red]: {escape(str(fault))}", highlight=False)
+        reports = [replace(r, bars_written=None, bars_stored=None) for r in reports]
     return reports
+
+
+def committed_reports(engine: sa.Engine, reports: list, started: pd.Timestamp) -> list:
+    """`reports` with bars_written and bars_stored as the database holds them: the partition's bars
+    written (inserted or changed) since `started` and all its stored bars, never what the run believed it
+    wrote (a run cut short by a fault may have committed more, or less)."""
+    from tt_resources.db.prices import committed_counts
+
+    if not reports:
+        return reports
+    symbols = list(dict.fromkeys(r.symbol for r in reports))
+    timeframes = list(dict.fromkeys(r.timeframe for r in reports))
+    counts = committed_counts(engine, symbols, timeframes, started)
+    found = {(c.symbol, c.timeframe): c for c in counts.itertuples()}
+    out = []
+    for r in reports:
+        row = found.get((r.symbol, r.timeframe))
+        written, stored = (int(row.written), int(row.stored)) if row is not None else (0, 0)
+        out.append(replace(r, bars_written=written, bars_stored=stored))
+    return out
+
+
+def accepted(engine: sa.Engine, specs: Sequence[str], console: Console) -> None:
+    """Accept the `--accept-hole` spans (tt_pipeline.market.accept_holes), a line each; BadInput for a bad one."""
+    from tt_pipeline.market import accept_holes
+
+    try:
+        lines = accept_holes(engine, specs)
+    except ValueError as exc:
+        raise BadInput(f"--accept-hole {exc}") from None
+    for line in lines:
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def empty_windows(
@@ -169,15 +227,28 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
     read as console markup); exit 1 when a partition failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
     for r in reports:
+        if r.changes:
+            console.print(
+                f"[yellow]changed[/yellow] {r.symbol} {r.timeframe}: {escape(r.changes)}", highlight=False
+            )
         if r.holes:
+            retry = "later runs retry them"
+            if r.holes_given_up:
+                retry = (
+                    f"{r.holes_given_up} failed every retry and is no longer asked for; if the market had no bars "
+                    f"there (a suspension), accept it: tt ingest --accept-hole "
+                    f"{r.symbol}:{r.timeframe}:FIRST..LAST:suspended"
+                )
             console.print(
                 f"[yellow]holes[/yellow] {r.symbol} {r.timeframe}: {r.holes} span(s) the source did not deliver "
-                "(tt_fetch_hole); later runs retry them",
+                f"(tt_fetch_hole); {retry}",
                 highlight=False,
+                soft_wrap=True,
             )
     failed = [r for r in reports if r.status == "failed"]
     for r in failed:
-        line = f"[red]failed[/red] {r.symbol} {r.timeframe}: {escape(str(r.reason))}"
+        stored = f" ({r.bars_stored:,} bars stored)" if r.bars_stored is not None else ""
+        line = f"[red]failed[/red] {r.symbol} {r.timeframe}: {escape(str(r.reason))}{stored}"
         console.print(line, highlight=False, soft_wrap=True)  # one line, however long: grep finds it whole
     if failed and fail:
         raise SystemExit(1)
@@ -223,17 +294,28 @@ def check_writable(path: Path) -> None:
         raise BadInput(f"sqlite file {path}: its directory {path.parent} is read-only")
 
 
-# ingest summary rows: label -> the count over one timeframe's partition reports
-SUMMARY_COUNTS: dict[str, Callable[[list], int]] = {
+def _committed(name: str) -> Callable[[list], int | None]:
+    """The sum of a read-back count (committed_reports) over reports; None when it was not read back."""
+
+    def total(rows: list) -> int | None:
+        values = [getattr(r, name) for r in rows]
+        return None if None in values else sum(values)
+
+    return total
+
+
+# ingest summary rows: label -> the count over one timeframe's partition reports (None: unknown)
+SUMMARY_COUNTS: dict[str, Callable[[list], int | None]] = {
     "partitions": len,
     "fresh": lambda rows: sum(r.status == "fresh" for r in rows),
     "updated": lambda rows: sum(r.status == "updated" for r in rows),
     "failed": lambda rows: sum(r.status == "failed" for r in rows),
-    "bars written": lambda rows: sum(r.bars_written for r in rows),
+    "bars written": _committed("bars_written"),
     "requests": lambda rows: sum(r.requests for r in rows),
     "pacing waits": lambda rows: sum(r.pacing_waits for r in rows),
     "bars quarantined": lambda rows: sum(r.quarantined for r in rows),
     "open holes": lambda rows: sum(r.holes for r in rows),
+    "bars stored": _committed("bars_stored"),
 }
 
 
@@ -250,7 +332,8 @@ def ingest_summary(results) -> Table:
     for timeframe in by_timeframe:
         table.add_column(timeframe, justify="right", no_wrap=True)
     for label, count in SUMMARY_COUNTS.items():
-        table.add_row(label, *(f"{count(rows):,}" for rows in by_timeframe.values()))
+        values = (count(rows) for rows in by_timeframe.values())
+        table.add_row(label, *("unknown" if value is None else f"{value:,}" for value in values))
     return table
 
 

@@ -18,11 +18,20 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from tt_cli.common import BadInput, market_config, open_database, refresh, report_partitions, universe
+from tt_cli.common import (
+    SUMMARY_COUNTS,
+    BadInput,
+    market_config,
+    open_database,
+    refresh,
+    report_partitions,
+    universe,
+)
 from tt_cli.train import evaluation_note, results_table, verdict_lines
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
+from tt_rl.config import MAX_TIMESTEPS
 
 DEFAULT_SYMBOLS = 25
 
@@ -67,13 +76,14 @@ class DemoSummary:
 
     def print(self, console, dagster_home: Path, seconds: float) -> None:
         fresh = sum(r.status == "fresh" for r in self.partitions)
-        written = sum(r.bars_written for r in self.partitions)
+        written = SUMMARY_COUNTS["bars written"](self.partitions)  # read back: None when it could not be
         trained = f"trained now: {self.retrain_reason}" if self.retrain_reason else "not retrained"
         console.rule("[bold]tt demo: summary")
         console.print(
             f"partitions: {len(self.partitions)} ({self.symbols} symbols x {len(TIMEFRAME_NAMES)} timeframes), "
             f"{fresh} already fresh\n"
-            f"bars: {written:,} written this run, {self.bars_stored:,} stored\n"
+            f"bars: {'unknown' if written is None else f'{written:,}'} written this run, "
+            f"{self.bars_stored:,} stored\n"
             f"raw_bars checks passed: {self.checks_passed}/{self.checks_total}\n"
             f"dataset {TRAIN_TIMEFRAME}: {self.dataset_version}; model {self.model_id} ({trained})"
         )
@@ -108,7 +118,7 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     summary.runs = pipeline.run_ids
     report_partitions(console, summary.partitions)
 
-    rl = rl_config({"ppo": {"total_timesteps": steps or DEMO_TIMESTEPS}})
+    rl = rl_config({"ppo": {"total_timesteps": DEMO_TIMESTEPS if steps is None else steps}})
     rl.eval.n_folds, rl.eval.seeds = DEMO_FOLDS, DEMO_SEEDS
     rl.eval.oracle = planted_oracle()
     rl.logging.log_training, rl.logging.training_episodes = True, DEMO_TRAINING_EPISODES
@@ -116,16 +126,17 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
         TRAIN_TIMEFRAME, symbols, start=None, end=None, test_fraction=rl.eval.test_fraction
     )
     summary.dataset_version = dataset["dataset_version"]
-    request = retrain_request(
-        engine,
-        TRAIN_TIMEFRAME,
-        summary.dataset_version,
-        min_sharpe=RetrainPolicy.from_env().min_sharpe,
-        config=rl.to_dict(),
-    )
-    if request is not None:
-        pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
-        summary.retrain_reason = request.reason
+    with registry.dataset_lock(engine, summary.dataset_version):  # a concurrent demo's model is reused
+        request = retrain_request(
+            engine,
+            TRAIN_TIMEFRAME,
+            summary.dataset_version,
+            min_sharpe=RetrainPolicy.from_env().min_sharpe,
+            config=rl.to_dict(),
+        )
+        if request is not None:
+            pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
+            summary.retrain_reason = request.reason
     models = registry.models_on_dataset(engine, summary.dataset_version)
     if models:
         summary.model_id = models[-1]["model_id"]
@@ -146,7 +157,10 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     help="The watchlist's first N symbols.",
 )
 @click.option(
-    "--steps", type=int, default=None, help="PPO timesteps per fold and seed (default: the demo's budget)."
+    "--steps",
+    type=click.IntRange(1, MAX_TIMESTEPS),
+    default=None,
+    help="PPO timesteps per fold and seed (default: the demo's budget).",
 )
 def demo(n_symbols: int, steps: int | None) -> None:
     """Ingest, check and featurise 3 timeframes, then train and evaluate a 1d PPO agent, all via Dagster."""

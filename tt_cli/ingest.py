@@ -9,6 +9,7 @@ from rich.console import Console
 
 from tt_cli.common import (
     DATE,
+    accepted,
     market_config,
     open_pipeline,
     refresh,
@@ -52,7 +53,15 @@ from tt_resources.timeframes import TIMEFRAME_NAMES
     is_flag=True,
     help="Run the same steps as Dagster runs (runs, lineage and check results in `dagster dev`).",
 )
-def ingest(start, end, timeframe, limit, symbols, source, tz, date_format, via_dagster) -> None:
+@click.option(
+    "--accept-hole",
+    "accept",
+    multiple=True,
+    metavar="SYMBOL:TF:FIRST..LAST[:NOTE]",
+    help="Accept a span as empty (a trading suspension), e.g. AAPL:15m:2026-04-06..04-20:suspended: never asked "
+    "for again, counted as expected-empty by coverage. Repeatable.",
+)
+def ingest(start, end, timeframe, limit, symbols, source, tz, date_format, via_dagster, accept) -> None:
     """Fetch the missing tail of every symbol x timeframe partition and store it (fresh ones make no request)."""
     start, end = time_window(start, end)
     timeframes = list(TIMEFRAME_NAMES) if timeframe == "all" else [timeframe]
@@ -60,5 +69,6 @@ def ingest(start, end, timeframe, limit, symbols, source, tz, date_format, via_d
     market = market_config(source, tz=tz, date_format=date_format)
     console = Console()
     pipeline = open_pipeline(via_dagster, market, console)
+    accepted(pipeline.engine, accept, console)
     reports = refresh(pipeline, console, names, timeframes, start=start, end=end)
     report_partitions(console, reports)

@@ -27,11 +27,18 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context):
-        """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported."""
+        """Settle quiet or --verbose before the subcommand's module (and TensorFlow, Dagster) is imported;
+        the errors _one_line knows become one line."""
         from tt_assets import quiet
 
         quiet.choose(verbose=ctx.params["verbose"])
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            short = _one_line(exc)
+            if short is exc:
+                raise
+            raise short from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -39,6 +46,21 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+
+def _one_line(exc: Exception) -> Exception:
+    """A one-line click error for the faults any command may meet: Dagster instance settings that do not
+    work (exit 2, like any bad setting) and a database fault no step caught, e.g. mid-migration (exit 1);
+    `exc` itself otherwise."""
+    from tt_cli.common import BadInput
+    from tt_cli.pipeline import StepFailed
+    from tt_resources.dagster_storage import DagsterStorageError
+    from tt_resources.db.faults import database_fault
+
+    if isinstance(exc, DagsterStorageError):
+        return BadInput(str(exc))
+    cause = database_fault(exc)
+    return StepFailed(cause) if cause is not None else exc
 
 
 @click.group(cls=LazyGroup)
@@ -50,9 +72,12 @@ class LazyGroup(click.Group):
 def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""
     from tt_cli.common import BadInput
-    from tt_resources.config import SettingsError, settings
+    from tt_resources.config import SettingsError, check_directories
 
-    try:
-        settings()  # every command starts from checked settings: a bad variable is one line, exit 2
+    try:  # every command starts from checked settings: a bad variable is one line, exit 2
+        notes = check_directories()
     except SettingsError as exc:
         raise BadInput(str(exc)) from None
+    # a relative TT_DATA_DIR / DAGSTER_HOME, resolved once for this process and its children
+    for note in notes:
+        click.echo(note, err=True)

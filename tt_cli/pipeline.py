@@ -8,7 +8,8 @@ lineage, check results) in DAGSTER_HOME. A step that cannot complete raises Step
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import click
@@ -126,10 +127,12 @@ class ViaDagster:
     name = "via Dagster"
 
     def __init__(self, engine: sa.Engine, market: dict, status=None) -> None:
-        from tt_assets.launch import open_instance
+        from tt_assets.launch import open_instance, reclaim_pool_slots
 
         self.engine, self.status = engine, status
         self.instance = open_instance()
+        for line in reclaim_pool_slots(self.instance):  # slots of runs killed or failed before
+            click.echo(line, err=True)
         # the command's market configuration is the run config of the market_data resource, so the run (and
         # a Celery worker with another environment) uses the values this command was given
         self.resources = {"market_data": {"config": market}}
@@ -150,14 +153,15 @@ class ViaDagster:
             run_config={"ops": {"market_data": {"config": bars}}, "resources": self.resources},
             status=self.status,
         )
-        for key_range, result in runs:
-            self.run_ids.append(result.run_id)
-            evaluations = result.get_asset_check_evaluations()
-            self.checks_total += len(evaluations)
-            self.checks_passed += sum(e.passed for e in evaluations)
-            for report in partition_reports(self.instance, key_range, result):
-                progress(report)
-                reports.append(report)
+        with _launching():
+            for key_range, result in runs:
+                self.run_ids.append(result.run_id)
+                evaluations = result.get_asset_check_evaluations()
+                self.checks_total += len(evaluations)
+                self.checks_passed += sum(e.passed for e in evaluations)
+                for report in partition_reports(self.instance, key_range, result):
+                    progress(report)
+                    reports.append(report)
         return reports
 
     def build_dataset(
@@ -221,7 +225,7 @@ class ViaDagster:
 
         from tt_assets.launch import run_job
 
-        with self.status(f"{job} {partition}") if self.status else nullcontext():
+        with _launching(), self.status(f"{job} {partition}") if self.status else nullcontext():
             result = run_job(
                 self.instance,
                 job,
@@ -235,6 +239,19 @@ class ViaDagster:
         if not result.success:
             raise StepFailed(f"{job} {partition} failed (run {result.run_id}): {_failure(result)}")
         return result
+
+
+@contextmanager
+def _launching() -> Iterator[None]:
+    """A run that could not start or was interrupted (no Celery worker, broker unreachable, SIGTERM) as
+    StepFailed: its one line."""
+    from tt_assets.executors import BrokerUnreachable, NoWorkers
+    from tt_assets.launch import RunInterrupted
+
+    try:
+        yield
+    except (BrokerUnreachable, NoWorkers, RunInterrupted) as exc:
+        raise StepFailed(str(exc)) from None
 
 
 def _iso(value) -> str | None:

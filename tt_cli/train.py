@@ -22,6 +22,7 @@ from tt_cli.common import (
     universe,
 )
 from tt_pipeline.quality import MIN_SYMBOLS
+from tt_pipeline.tearsheet_report import latest_report
 from tt_resources.terms import (
     AGENT,
     DEFAULT_SPAN_POLICY,
@@ -33,6 +34,7 @@ from tt_resources.terms import (
     TRAIN_TABLE_METRICS,
 )
 from tt_resources.timeframes import TIMEFRAME_NAMES
+from tt_rl.config import MAX_TIMESTEPS
 
 CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's sampling interval over time, shown as one "low..high" column
 # the columns of the results' first table when the terminal is too narrow for all, in this order of importance
@@ -151,7 +153,12 @@ def verdict_lines(metrics: pd.DataFrame) -> str:
 @click.option("--end", type=DATE, default=None, help="Bars before this instant (UTC); default now.")
 @click.option("--symbols", default=None, help="Comma-separated symbols instead of the watchlist.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N symbols.")
-@click.option("--steps", type=click.IntRange(1), default=None, help="PPO total timesteps (default: config).")
+@click.option(
+    "--steps",
+    type=click.IntRange(1, MAX_TIMESTEPS),
+    default=None,
+    help="PPO total timesteps (default: config).",
+)
 @click.option("--timeframe", type=click.Choice(TIMEFRAME_NAMES), default="1d", show_default=True)
 @click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: TT_SOURCE, else synthetic.")
 @click.option(
@@ -254,11 +261,17 @@ def train(
         f"training PPO: {rl.eval.n_folds} folds x {rl.eval.seeds} seed(s) = {jobs} models of "
         f"{rl.ppo.total_timesteps} steps ({pipeline.name})"
     )
-    trained = pipeline.train_and_evaluate(
-        dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
-    )
+    from tt_resources.db import registry
+
+    with registry.dataset_lock(pipeline.engine, dataset["dataset_version"]):  # one training per dataset
+        trained = pipeline.train_and_evaluate(
+            dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
+        )
     console.print(f"model {trained.model_id}")
     title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
     console.print(verdict_lines(trained.metrics), highlight=False)
+    console.print(
+        f"tear sheet: {latest_report(pipeline.engine, trained.model_id)}", highlight=False, soft_wrap=True
+    )

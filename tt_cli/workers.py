@@ -2,8 +2,11 @@
 
 Each worker is a `celery -A tt_assets.worker worker` process named `<prefix><i>@<host>` reading the queue
 TT_CELERY_QUEUE on the broker TT_CELERY_BROKER, with this environment (DATABASE_URL, DAGSTER_HOME, TT_*,
-IB_*), so it runs steps exactly as the run would. Ctrl-C (or SIGTERM) asks every worker for a warm shutdown
-(running steps finish, queued ones stay queued); a second Ctrl-C stops them at once.
+IB_*), so it runs steps exactly as the run would. A worker that dies (killed, crashed) is started again under
+its name, one line saying so; the others keep running (the broker delivers its unacknowledged step again). A
+worker that dies MAX_RESTARTS times in a row, each time within MIN_UPTIME_S of its start (a crash loop), is
+left down, one line saying so, and the others go on. Ctrl-C (or SIGTERM) asks every worker for a warm shutdown (running steps finish, queued ones stay
+queued); a second Ctrl-C stops them at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import time
 import click
 
 POLL_S = 0.5
+MAX_RESTARTS = 5  # deaths of one worker in a row, each soon after its start, before it is left down
+MIN_UPTIME_S = 60.0  # a worker that dies sooner after its start counts towards a crash loop
 
 
 @click.command()
@@ -32,33 +37,55 @@ POLL_S = 0.5
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level")
 def workers(count: int, concurrency: int, prefix: str, loglevel: str) -> None:
     """Start COUNT Celery workers for the `celery` executor (TT_EXECUTOR=celery); Ctrl-C stops them."""
-    from tt_assets.executors import broker_shown, worker_app
+    from celery.utils.nodenames import host_format
+
+    from tt_assets.executors import BrokerUnreachable, broker_shown, check_broker
     from tt_resources import config
 
     queue = config.settings().tt_celery_queue
-    with worker_app().connection_for_write() as connection:
-        try:
-            connection.ensure_connection(max_retries=1)
-        except Exception as exc:
-            raise click.ClickException(f"broker {broker_shown()} unreachable: {exc}") from None
-    names = [f"{prefix}{i}@%h" for i in range(1, count + 1)]
+    try:
+        check_broker()
+    except BrokerUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{count} Celery worker(s) on queue {queue!r} of {broker_shown()}; Ctrl-C stops them")
     command = [sys.executable, "-m", "celery", "-A", "tt_assets.worker", "worker", "-Q", queue]
     options = ["-c", str(concurrency), "--prefetch-multiplier=1", "-l", loglevel]
-    processes = {name: subprocess.Popen([*command, "-n", name, *options]) for name in names}
+
+    started: dict[str, float] = {}
+
+    def start(name: str) -> subprocess.Popen:
+        started[name] = time.monotonic()
+        return subprocess.Popen([*command, "-n", name, *options])
+
+    names = [host_format(f"{prefix}{i}@%h") for i in range(1, count + 1)]
+    processes = {name: start(name) for name in names}
+    crashes = dict.fromkeys(names, 0)  # deaths in a row, each within MIN_UPTIME_S of the start
     for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored
         signal.signal(signum, _interrupt)
-    exited: dict[str, int] = {}
     try:
-        while not exited:
+        while processes:
             time.sleep(POLL_S)
-            exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+            for name, process in list(processes.items()):
+                if process.poll() is None:
+                    continue
+                lived = time.monotonic() - started[name]
+                crashes[name] = crashes[name] + 1 if lived < MIN_UPTIME_S else 1
+                if crashes[name] < MAX_RESTARTS:
+                    processes[name] = start(name)
+                    click.echo(f"worker {name} exited with code {process.returncode}; restarted it", err=True)
+                else:
+                    del processes[name]
+                    click.echo(
+                        f"worker {name} exited with code {process.returncode} {MAX_RESTARTS} times in a row, "
+                        f"each within {MIN_UPTIME_S:.0f} s of its start; left it down, "
+                        f"{len(processes)} worker(s) keep running",
+                        err=True,
+                    )
     except KeyboardInterrupt:
         pass
     _stop(processes)
-    if exited:
-        name, code = next(iter(exited.items()))
-        raise click.ClickException(f"worker {name} exited with code {code}; stopped the others")
+    if not processes:
+        raise click.ClickException(f"every worker was left down after {MAX_RESTARTS} exits in a row")
 
 
 def _interrupt(signum, frame) -> None:

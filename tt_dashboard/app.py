@@ -1,18 +1,17 @@
 """Streamlit P&L dashboard (`make dashboard`: `streamlit run tt_dashboard/app.py`).
 
 Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
-brings its schema up to date on first use. Query answers are cached until the database changes (one cheap
-query, reports.change_token, per page run); data freshness is recomputed every minute. `?model=<model_id>` opens that model (Dagster's metadata links
-here); each model links back to its Dagster run and the ppo_model asset. A running episode is followed live: a
-fragment re-runs every LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
+brings its schema up to date on first use. Answers are cached per model and per episode (tt_dashboard.cache:
+rows about one model never invalidate another's); the model list follows every new row and data freshness
+each fetch and minute. `?model=<model_id>` opens that model (Dagster's metadata links here); each model links
+back to its Dagster run and the ppo_model asset. A running episode is followed live: a fragment re-runs every
+LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
 Money is in the account currency, US dollars (the watchlist's stocks trade in USD).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 
 import numpy as np
 import pandas as pd
@@ -20,11 +19,13 @@ import sqlalchemy as sa
 import streamlit as st
 from sqlalchemy.engine import make_url
 
-from tt_dashboard import charts
+from tt_dashboard import charts, tearsheet
+from tt_dashboard.cache import Reports
 from tt_dashboard.formats import (
     NA,
     PERCENT_DECIMALS,
     bar_time_format,
+    bar_times,
     dagster_run_exists,
     hover_time_format,
     in_policy_order,
@@ -45,7 +46,7 @@ from tt_dashboard.series import (
 )
 from tt_resources import config
 from tt_resources.db import reports
-from tt_resources.db.engine import DatabaseConnectionError, check_connection, create_engine, describe
+from tt_resources.db.engine import DatabaseConnectionError, describe
 from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, SIGNIFICANCE, Metric
 from tt_resources.timeframes import get_timeframe
 
@@ -54,60 +55,16 @@ LIVE_REFRESH_SECONDS = 3
 TOP_HOLDINGS = 8
 LINE_BUCKETS = 1_000  # buckets per line chart (a bucket draws as at most 3 points)
 MAX_BUCKETS = 300  # time buckets of the weights and turnover charts
-SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Data freshness")
+SECTIONS = ("Performance", "Holdings & attribution", "Trades", "Tear sheet", "Data freshness")
 OUT_OF_SAMPLE = "__out_of_sample__"
 STATUS_ICONS = {"running": "🟢", "finished": "", "incomplete": "⚠️"}
 DOLLARS = "dollar"  # streamlit's number format: $1,234.57
 SHORT_ID = 8  # hex digits of an id shown in labels
 PARTITION_ROWS = 30  # rows of the partitions table in view (it scrolls beyond)
 ROW_PIXELS = 35  # st.dataframe's row height
-
-
-@st.cache_resource(show_spinner=False)
-def database(url: str) -> sa.Engine:
-    """A migrated engine for `url` (connection checked, schema upgraded once per process)."""
-    from tt_resources.db.migrate import upgrade  # alembic: imported once, here
-
-    engine = create_engine(url)
-    check_connection(engine)
-    upgrade(engine)
-    return engine
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _report(name: str, url: str, token: tuple, *args, **kwargs):
-    """reports.<name>(engine, *args, **kwargs), cached per database state `token`."""
-    return getattr(reports, name)(database(url), *args, **kwargs)
-
-
-class Reports:
-    """tt_resources.db.reports bound to one database: `Reports(url).model_catalog()`; each answer is cached
-    until reports.change_token changes (read once when the object is made, i.e. once per page run)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = database(url)
-        self.token = reports.change_token(self.engine)
-
-    def __getattr__(self, name: str):
-        return functools.partial(_report, name, self.url, self.token)
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up() -> threading.Thread:
-    """Once per server, in the background: import exchange_calendars and build the NYSE calendar that data
-    freshness needs (a few seconds), so the first visit of that section does not wait for them."""
-
-    def build() -> None:
-        from tt_resources.calendar import last_closed_bar
-        from tt_resources.timeframes import TIMEFRAME_NAMES
-
-        for timeframe in TIMEFRAME_NAMES:
-            last_closed_bar(timeframe, pd.Timestamp.now(tz="UTC"))
-
-    thread = threading.Thread(target=build, name="calendar-warm-up", daemon=True)
-    thread.start()
-    return thread
+LAST_BAR = st.column_config.TextColumn(
+    "Last bar (UTC)", help="1d: the session's date; 1h, 15m: the bar's start"
+)
 
 
 def registered_symbols() -> list[str]:
@@ -458,8 +415,8 @@ def freshness_panel(data: Reports) -> None:
         "min_coverage": percent_column("Min coverage"),
         "mean_coverage": percent_column("Mean coverage"),
         "coverage": percent_column("Coverage"),
-        "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
-        "last_ts": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm"),
+        "last_bar": LAST_BAR,
+        "last_ts": LAST_BAR,
         "n_bars": st.column_config.NumberColumn("Bars"),
         "timeframe": "Timeframe",
         "partitions": "Partitions",
@@ -468,10 +425,13 @@ def freshness_panel(data: Reports) -> None:
         "no data": "No data",
         "failed": "Failed",
     }
-    show_table(reports.freshness_summary(partitions), coverage)
+    summary = reports.freshness_summary(partitions)
+    show_table(summary.assign(last_bar=bar_times(summary["last_bar"], summary["timeframe"])), coverage)
     st.subheader("Partitions")
     show_table(
-        partitions[["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]],
+        partitions.assign(last_ts=bar_times(partitions["last_ts"], partitions["timeframe"]))[
+            ["symbol", "timeframe", "status", "last_ts", "n_bars", "coverage", "outcome", "message"]
+        ],
         coverage
         | {
             "symbol": "Symbol",
@@ -575,6 +535,8 @@ def results(
         holdings_panel(data, curves[focus], stride, focus_ids, timeframe)
     with tabs["Trades"]:
         trades_panel(data, focus_ids, timeframe, names)
+    with tabs["Tear sheet"]:
+        tearsheet.panel(data, chosen, focus, timeframe, names)
     with tabs["Data freshness"]:
         freshness_panel(data)
 
@@ -710,7 +672,6 @@ def page(url: str) -> None:
     st.title("TensorTrade P&L")
     st.caption(f"Database: {describe(url)} · money in US dollars")
     data = Reports(url)
-    warm_up()
     catalog = data.model_catalog()
     if catalog.empty:
         empty_page(data, url)

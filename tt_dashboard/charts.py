@@ -10,15 +10,8 @@ import plotly.graph_objects as go
 
 from tt_dashboard.formats import PERCENT_DECIMALS
 from tt_dashboard.series import line, rolling_sharpe
-from tt_resources.terms import AGENT, CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL, POLICY_LABELS
-
-POLICY_COLORS: dict[str, str] = {
-    AGENT: "#2563eb",
-    EQUAL_WEIGHT: "#f59e0b",
-    EQUAL_WEIGHT_VOL: "#10b981",
-    CASH: "#9ca3af",
-}
-
+from tt_resources.palette import POLICY_COLORS
+from tt_resources.terms import AGENT, POLICY_LABELS
 
 PERCENT_TICKS = ".1%"  # axis ticks
 PERCENT_HOVER = f".{PERCENT_DECIMALS}%"  # values under the cursor: as in the tables and KPIs

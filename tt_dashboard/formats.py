@@ -55,6 +55,14 @@ def hover_time_format(timeframe: str) -> str:
     return "%Y-%m-%d" if timeframe == DAILY else "%Y-%m-%d %H:%M"
 
 
+def bar_times(ts: pd.Series, timeframes: pd.Series) -> pd.Series:
+    """Bar times as text, each in its timeframe's hover_time_format: '2026-12-04' for a daily bar (its session),
+    '2026-12-04 14:30' (UTC) for an intraday bar; NaN where `ts` is missing."""
+    ts = pd.to_datetime(ts, utc=True)  # also a column of None: partitions without bars
+    daily = ts.dt.strftime(hover_time_format(DAILY))
+    return daily.where(timeframes == DAILY, ts.dt.strftime(hover_time_format("")))
+
+
 def dagster_run_exists(run_id: str | None) -> bool:
     """Whether `run_id` names a Dagster run: Dagster's run ids are UUIDs; a model trained in process (`tt
     train`) carries its own id (e.g. 'cli-35ecdad2f86f') that no Dagster run has."""

@@ -72,6 +72,8 @@ def build_dataset(
     MIN_SYMBOLS symbols remain, when the features do not reach the bars, or when `test_fraction` is not
     in (0, 1)."""
     from tt_resources.db import registry
+    from tt_resources.db.corporate_actions import recorded_splits
+    from tt_resources.db.holes import accepted_spans
     from tt_resources.db.prices import read_bars
     from tt_rl.panel import DEFAULT_FFILL_LIMIT, build_panel
 
@@ -107,11 +109,15 @@ def build_dataset(
         if symbol in excluded:
             continue
         own = in_window.get(symbol, window.iloc[:0])
-        quality = assess_bars(own[own["ts"] < cutoff], timeframe, now)
-        if not quality.ok:
-            excluded[symbol] = quality.reason()
+        known = {
+            "accepted": accepted_spans(engine, timeframe, symbol),
+            "splits": recorded_splits(engine, symbol),
+        }
+        quality = assess_bars(own[own["ts"] < cutoff], timeframe, now, **known)
+        later = assess_bars(own[own["ts"] >= cutoff], timeframe, now, **known)
+        if not quality.ok or later.split_jumps:  # an unadjusted split is a fake return wherever it is
+            excluded[symbol] = quality.reason() or later.reason()
             continue
-        later = assess_bars(own[own["ts"] >= cutoff], timeframe, now)
         if not later.ok:
             test_defects[symbol] = later.reason()
     passed = _enough(timeframe, symbols, excluded)

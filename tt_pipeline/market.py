@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tt_pipeline.quality import BarQuality, assess_bars, content_version
+from tt_resources.db.faults import DatabaseFault, with_reconnect
 from tt_resources.ingest import PartitionResult, Stored, in_parallel, ingest_after, stored_partitions
 from tt_resources.sources.base import MarketDataSource
 from tt_resources.terms import utc
@@ -37,6 +38,11 @@ class PartitionReport:
     reason: str | None = None  # why it failed: the source's error or the broken bar-quality rules
     quarantined: int = 0  # bars in tt_bar_quarantine (sent by the source, breaking a bar rule)
     holes: int = 0  # open holes: spans the source did not deliver (tt_fetch_hole), retried by later runs
+    bars_stored: int | None = None  # the partition's bars in tt_prices after the run (None: not read back)
+    holes_given_up: str | None = (
+        None  # open holes no longer retried, `start..end` each (`tt ingest --accept-hole`)
+    )
+    changes: str | None = None  # splits and revisions found in the re-read overlap (tt_corporate_action)
 
     def to_metadata(self) -> dict[str, object]:
         return asdict(self)
@@ -55,12 +61,18 @@ class PartitionOutcome:
     symbol: str
     timeframe: str
     fetched: PartitionResult | None
-    quality: BarQuality
+    quality: BarQuality | None  # None: not assessed (the database failed, `fault`)
     bars_stored: int
     first_ts: pd.Timestamp | None
     last_ts: pd.Timestamp | None
     content_version: str
     features_written: int | None
+    fault: str | None = None  # the database fault that ended this partition (tt_resources.db.faults)
+
+    @classmethod
+    def faulted(cls, symbol: str, timeframe: str, fault: str) -> PartitionOutcome:
+        """A partition a database fault ended after one reconnect attempt: failed, with the fault's line."""
+        return cls(symbol, timeframe, None, None, 0, None, None, "", None, fault=fault)
 
     @property
     def fetch_failed(self) -> bool:
@@ -68,10 +80,15 @@ class PartitionOutcome:
 
     @property
     def reason(self) -> str | None:
-        """Why the partition failed (the fetch's error first), or None."""
+        """Why the partition failed (a database fault, the fetch's error, the bars' quality), or None."""
+        if self.fault is not None:
+            return self.fault
         if self.fetch_failed:
             return self.fetched.error
-        return self.quality.reason()
+        reason = self.quality.reason()
+        if reason and self.bars_stored:
+            reason += "; its bars are kept, features not updated"  # the CLI adds how many are stored
+        return reason
 
     def report(self) -> PartitionReport:
         fetched = self.fetched
@@ -84,8 +101,12 @@ class PartitionOutcome:
             bars_written=fetched.bars_written if fetched else 0,
             pacing_waits=fetched.pacing_waits if fetched else 0,
             reason=self.reason,
-            quarantined=self.quality.quarantined,
+            quarantined=self.quality.quarantined if self.quality else 0,
             holes=fetched.holes_open if fetched else 0,
+            holes_given_up=", ".join(f"{h.start:%Y-%m-%d}..{h.end:%Y-%m-%d}" for h in fetched.holes_given_up)
+            if fetched and fetched.holes_given_up
+            else None,
+            changes="; ".join(fetched.changes) if fetched and fetched.changes else None,
         )
 
 
@@ -107,15 +128,30 @@ def refresh_partitions(
 
     `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` and
     `hole_attempts` as in tt_resources.ingest (naive means UTC). A partition's failure never stops the
-    others."""
+    others: a lost database connection costs one reconnect attempt, then (or at once for a full disk) the
+    partition is failed with the fault's line (tt_resources.db.faults); when the timeframe's stored state
+    cannot be read, every partition is failed so."""
     from tt_resources.db.features import feature_marks
 
     now = utc(now) or pd.Timestamp.now(tz="UTC")
-    stored = stored_partitions(engine, timeframe) if source else {}
-    featured = feature_marks(engine, timeframe) if features else {}
+    listings = list(listings)
+    try:
+        stored = with_reconnect(lambda: stored_partitions(engine, timeframe)) if source else {}
+        featured = with_reconnect(lambda: feature_marks(engine, timeframe)) if features else {}
+    except DatabaseFault as fault:
+        outcomes = [PartitionOutcome.faulted(listing.symbol, timeframe, str(fault)) for listing in listings]
+        for outcome in outcomes if progress is not None else ():
+            progress(outcome)
+        return outcomes
 
     def refresh(listing: Listing) -> PartitionOutcome:
-        from tt_resources.db.prices import quarantined, read_bars
+        try:
+            return with_reconnect(lambda: refresh_one(listing))
+        except DatabaseFault as fault:
+            return PartitionOutcome.faulted(listing.symbol, timeframe, str(fault))
+
+    def refresh_one(listing: Listing) -> PartitionOutcome:
+        from tt_resources.db.prices import read_bars
 
         symbol = listing.symbol
         fetched = None
@@ -132,13 +168,18 @@ def refresh_partitions(
                 hole_attempts=hole_attempts,
             )
         bars = read_bars(engine, [symbol], timeframe)
-        quality = assess_bars(bars, timeframe, now, quarantined=len(quarantined(engine, [symbol], timeframe)))
+        quality = assess_partition(engine, symbol, timeframe, bars, now)
         written = None
         if features and quality.ok:
             revised_from = fetched.first_ts if fetched is not None else None
             written = update_features(
                 engine, symbol, timeframe, bars, done=featured.get(symbol), revised_from=revised_from
             )
+        for other in fetched.repaired if features and fetched is not None else ():
+            if other != timeframe:  # a split replaced its bars and deleted its features: all recomputed
+                other_bars = read_bars(engine, [symbol], other)
+                if assess_partition(engine, symbol, other, other_bars, now).ok:
+                    update_features(engine, symbol, other, other_bars, done=None)
         return PartitionOutcome(
             symbol,
             timeframe,
@@ -152,7 +193,43 @@ def refresh_partitions(
         )
 
     workers = source.concurrency if source is not None else 1
-    return in_parallel(refresh, list(listings), workers=workers, done=progress)
+    return in_parallel(refresh, listings, workers=workers, done=progress)
+
+
+def accept_holes(engine: sa.Engine, specs: Iterable[str]) -> list[str]:
+    """Accept each `SYMBOL:TIMEFRAME:FIRST..LAST[:NOTE]` span as empty (tt_resources.db.holes.accept_hole);
+    one line per span saying what was accepted. ValueError for a bad spec (nothing accepted)."""
+    from tt_resources.db.holes import accept_hole, parse_accepted
+
+    spans = [parse_accepted(spec) for spec in specs]
+    lines = []
+    for symbol, timeframe, start, end, note in spans:
+        n = accept_hole(engine, symbol, timeframe, start, end, note)
+        last = end - pd.Timedelta(days=1)
+        lines.append(
+            f"accepted {symbol} {timeframe} {start:%Y-%m-%d}..{last:%Y-%m-%d} as empty ({note}): {n} hole(s); "
+            "coverage counts its bars as expected-empty and no run asks for them again"
+        )
+    return lines
+
+
+def assess_partition(
+    engine: sa.Engine, symbol: str, timeframe: str, bars: pd.DataFrame, now: pd.Timestamp
+) -> BarQuality:
+    """The raw_bars rules on one partition's stored `bars`, with its quarantined bars, the holes a user
+    accepted and the splits recorded for the symbol."""
+    from tt_resources.db.corporate_actions import recorded_splits
+    from tt_resources.db.holes import accepted_spans
+    from tt_resources.db.prices import quarantined
+
+    return assess_bars(
+        bars,
+        timeframe,
+        now,
+        quarantined=len(quarantined(engine, [symbol], timeframe)),
+        accepted=accepted_spans(engine, timeframe, symbol),
+        splits=recorded_splits(engine, symbol),
+    )
 
 
 def update_features(

@@ -16,6 +16,7 @@ torch, Stable-Baselines3 and tensortrade are imported inside tt_rl's train/evalu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import uuid
@@ -203,10 +204,18 @@ def train_walk_forward(
     engine: sa.Engine, dataset_version: str, config: RLConfig, *, run_id: str, model_dir: Path
 ) -> WalkForwardModel:
     """Plan the walk-forward model of `config` on the registered dataset, train its (fold, seed) jobs one
-    after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps)."""
+    after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps). A
+    failure leaves no fold model of the unregistered group behind (registry.discard_group)."""
+    from tt_resources.db import registry
+
     plan = plan_walk_forward(engine, dataset_version, config)
-    members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
-    return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
+    try:
+        members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
+        return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
+    except BaseException:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):  # the training's error is the one to tell
+            registry.discard_group(engine, plan.group_id)
+        raise
 
 
 def _walk_forward(engine: sa.Engine, model_id: str) -> tuple[dict, Dataset, RLConfig, list[Fold]]:
@@ -279,8 +288,10 @@ def policies(config: RLConfig) -> dict:
 
 def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: str):
     """The gather step: tt_eval rows of the walk-forward model `model_id` from all its jobs' runs
-    (tt_rl.evaluate.gather), with the DSR over the configurations tried on its dataset; writes tt_eval.
-    Returns tt_rl.evaluate.Evaluation."""
+    (tt_rl.evaluate.gather), with the DSR over the configurations tried on its dataset; writes tt_eval and
+    the evaluation's tear sheet (tt_pipeline.tearsheet_report.report_path). Returns
+    tt_rl.evaluate.Evaluation."""
+    from tt_pipeline.tearsheet_report import write_report
     from tt_resources.db import rl_log
     from tt_rl.evaluate import STITCHED, gather
 
@@ -303,6 +314,7 @@ def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: s
     metrics["train_end"] = [span[f][1] for f in metrics["fold"]]
     metrics["run_id"] = run_id
     rl_log.write_eval(engine, metrics)
+    write_report(engine, model_id, run_id)
     return result
 
 

@@ -4,7 +4,7 @@ code location stays fast)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ class BarQuality:
     """Quality of one symbol's stored bars for one timeframe (counts are bars)."""
 
     n_bars: int
-    expected: int  # calendar bar starts between the first and the last stored bar
+    expected: int  # calendar bar starts between the first and the last stored bar, accepted holes left out
     coverage: float  # share of the expected bars that are stored, 0..1
     duplicates: int  # bars sharing a calendar slot with another bar
     off_grid: int  # bars whose start is not a calendar bar start
@@ -30,6 +30,8 @@ class BarQuality:
     bad_ohlc: int  # non-finite, non-positive, low > min(open, close), high < max(open, close), volume < 0
     unknown_volume: int = 0  # bars whose volume the source does not know (stored NULL; IBKR sends -1)
     quarantined: int = 0  # bars the source sent that break a bar rule, kept out (tt_bar_quarantine)
+    split_jumps: int = 0  # bar-to-bar jumps that look like an unadjusted split (no corporate action recorded)
+    first_split_jump: str = ""  # the first of them, one line
 
     @property
     def ok(self) -> bool:
@@ -57,6 +59,7 @@ class BarQuality:
                 if count
             ),
             "ohlc_sanity": f"{self.bad_ohlc} bar(s) with bad prices or volume",
+            "no_split_jumps": f"{self.split_jumps} jump(s) like an unadjusted split, first {self.first_split_jump}",
         }
         if self.quarantined:  # the missing bars the coverage rule counts include these
             found["coverage"] += f", {self.quarantined} of them quarantined"
@@ -79,27 +82,46 @@ RAW_BARS_RULES: dict[str, tuple[str, Callable[[BarQuality], bool]]] = {
         "fetched are quarantined, not stored: metadata `quarantined`)",
         lambda q: q.n_bars > 0 and q.bad_ohlc == 0,
     ),
+    "no_split_jumps": (
+        "no bar-to-bar jump like an unadjusted split (open / previous close = 1 / a split ratio such as 2:1, "
+        "3:2, 1:10, with volume inverse) unless the split is recorded in tt_corporate_action: no fake return",
+        lambda q: q.n_bars > 0 and q.split_jumps == 0,
+    ),
 }
 
 
 def assess_bars(
-    bars: pd.DataFrame, timeframe: str, now: pd.Timestamp | None = None, *, quarantined: int = 0
+    bars: pd.DataFrame,
+    timeframe: str,
+    now: pd.Timestamp | None = None,
+    *,
+    quarantined: int = 0,
+    accepted: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = (),
+    splits: Sequence[tuple[pd.Timestamp, float]] = (),
 ) -> BarQuality:
     """Check one symbol's bars (columns ts, open, high, low, close, volume; any order) against the calendar.
 
     A NaN volume is unknown, not bad (counted in `unknown_volume`); `quarantined` is the partition's count
-    in tt_bar_quarantine, reported alongside."""
+    in tt_bar_quarantine, reported alongside. Bars expected inside `accepted` spans ([start, end) holes a
+    user accepted as empty) are not counted missing; jumps at recorded `splits` ((first session, ratio))
+    are not fake returns."""
     import numpy as np
     import pandas as pd
 
     from tt_resources.calendar import expected_bar_starts, last_closed_bar
+    from tt_resources.splits import describe_jump, split_jumps
 
     if bars.empty:
         return BarQuality(0, 0, 0.0, 0, 0, 0, 0, quarantined=quarantined)
-    ts = pd.DatetimeIndex(bars["ts"]).sort_values()
-    expected = expected_bar_starts(timeframe, ts[0], ts[-1] + pd.Timedelta(1, "ns"))
-    on_grid = ts.isin(expected)
-    slots = np.searchsorted(expected.asi8, ts.as_unit("ns").asi8, side="right") - 1
+    bars = bars.sort_values("ts")
+    ts = pd.DatetimeIndex(bars["ts"])
+    grid = expected_bar_starts(timeframe, ts[0], ts[-1] + pd.Timedelta(1, "ns"))
+    expected = grid
+    for start, end in accepted:
+        expected = expected[(expected < start) | (expected >= end)]
+    jumps = split_jumps(bars, splits)
+    on_grid = ts.isin(grid)
+    slots = np.searchsorted(grid.asi8, ts.as_unit("ns").asi8, side="right") - 1
     last_closed = last_closed_bar(timeframe, now or pd.Timestamp.now(tz="UTC"))
     prices = bars[list(PRICE_COLUMNS)].to_numpy(dtype="float64")
     volume = bars["volume"].to_numpy(dtype="float64")
@@ -114,13 +136,15 @@ def assess_bars(
     return BarQuality(
         n_bars=len(ts),
         expected=len(expected),
-        coverage=float(on_grid.sum() / len(expected)) if len(expected) else 0.0,
+        coverage=float(ts.isin(expected).sum() / len(expected)) if len(expected) else float(len(grid) > 0),
         duplicates=int(len(slots) - len(np.unique(slots))),
         off_grid=int((~on_grid).sum()),
         future=len(ts) if last_closed is None else int((ts > last_closed).sum()),
         bad_ohlc=int(bad.sum()),
         unknown_volume=int(np.isnan(volume).sum()),
         quarantined=quarantined,
+        split_jumps=len(jumps),
+        first_split_jump=describe_jump(jumps.iloc[0]) if len(jumps) else "",
     )
 
 

@@ -9,6 +9,8 @@ no DAGSTER_HOME -> `<data dir>/dagster_home`. The README's configuration table l
 
 from __future__ import annotations
 
+import errno
+import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -18,11 +20,12 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tt_resources import urls
 from tt_resources.terms import DateFormat, PacingMode, SourceName, SyntheticSignal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# variables whose value may hold a password: an error about them never shows the value
+SECRET_FIELDS = frozenset({"database_url", "tt_celery_broker"})
 
 
 class SettingsError(ValueError):
@@ -36,11 +39,13 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         None,
-        description="platform database, e.g. `postgresql://user:pass@host:5432/tt`; unset: SQLite "
-        "`<data dir>/tt.sqlite`",
+        description="platform database, e.g. `postgresql://user:pass@host:5432/tt` (in the password escape "
+        "`@` `%` `/` `:` as `%40` `%25` `%2F` `%3A`); unset: SQLite `<data dir>/tt.sqlite`",
     )
     tt_data_dir: Path | None = Field(
-        None, description="SQLite file, datasets, models, Dagster home; unset: `data/`"
+        None,
+        description="SQLite file, datasets, models, Dagster home; unset: `data/`. `~` is expanded; a relative "
+        "path is resolved against the working directory (said once)",
     )
     tt_source: SourceName = Field("synthetic", description="market-data source: `synthetic`, `csv` or `ibkr`")
     tt_synthetic_signal: SyntheticSignal = Field(
@@ -105,7 +110,8 @@ class Settings(BaseSettings):
     dagster_home: Path | None = Field(
         None,
         description="Dagster instance; unset: `<data dir>/dagster_home` (copy `dagster.postgres.yaml` "
-        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery)",
+        "there for PostgreSQL storage, `dagster.celery.yaml` for scale-out on Celery; their `DAGSTER_PG_*` "
+        "variables and the storage are checked before any work). `~` and a relative path as TT_DATA_DIR",
     )
     tt_executor: Literal["multiprocess", "celery"] = Field(
         "multiprocess",
@@ -122,6 +128,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="Celery queue the `celery` executor sends steps to and workers read",
     )
+    tt_celery_wait_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds a `celery` run waits for a worker consuming TT_CELERY_QUEUE before it fails "
+        "naming the queue and the broker",
+    )
     tt_retrain_min_sharpe: float = Field(
         0.0,
         description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",
@@ -135,6 +148,32 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8501",
         description="dashboard address Dagster's metadata links to (a model's view: `?model=<model_id>`)",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _readable_database_url(cls, value: str | None) -> str | None:
+        return _checked(value, urls.authority_problem) if value is not None else None
+
+    @field_validator("tt_celery_broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        return _checked(value, urls.broker_url_problem)
+
+    @field_validator("tt_dagster_url", "tt_dashboard_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        return _checked(value, urls.web_url_problem)
+
+    @field_validator("ib_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _checked(value, urls.host_problem)
+
+    @field_validator("tt_data_dir", "dagster_home")
+    @classmethod
+    def _home_expanded(cls, value: Path | None) -> Path | None:
+        """`~` expanded, as a shell would (a relative path is made absolute by check_directories)."""
+        return value.expanduser() if value is not None else None
 
     @field_validator("tt_csv_tz")
     @classmethod
@@ -153,6 +192,14 @@ class Settings(BaseSettings):
     def is_set(self, field: str) -> bool:
         """True when the environment (or `.env`) sets the field's variable."""
         return field in self.model_fields_set
+
+
+def _checked(value: str, problem) -> str:
+    """`value`, or ValueError with the line `problem(value)` says (None: no problem)."""
+    found = problem(value)
+    if found is not None:
+        raise ValueError(found)
+    return value
 
 
 def check_zone(tz: str | None) -> None:
@@ -179,8 +226,47 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = Settings.variable(str(error["loc"][0]))
-        raise SettingsError(f"{name}: {error['msg'].lower()} (got {error['input']!r})") from None
+        field = str(error["loc"][0])
+        own = error["type"] == "value_error"  # our own validators' line, as written
+        message = str(error["ctx"]["error"]) if own else error["msg"].lower()
+        shown = "" if field in SECRET_FIELDS else f" (got {error['input']!r})"
+        raise SettingsError(f"{Settings.variable(field)}: {message}{shown}") from None
+
+
+# directories the platform creates when missing: field -> what it is, for messages
+DIRECTORIES = {"tt_data_dir": "data directory", "dagster_home": "Dagster home"}
+
+
+def check_directories() -> list[str]:
+    """Check TT_DATA_DIR and DAGSTER_HOME when set, before any work: SettingsError (one line naming the
+    variable) for one that cannot be used or created; a relative one is resolved against the working
+    directory and set so in the environment (so Dagster, `dagster dev` and Celery workers started from here
+    use the same directory), returning one line per such resolution for the caller to state once."""
+    env = settings()
+    notes = []
+    for field, what in DIRECTORIES.items():
+        path = getattr(env, field)
+        if path is None:
+            continue
+        variable = Settings.variable(field)
+        problem = directory_problem(path)
+        if problem is not None:
+            raise SettingsError(f"cannot create the {what} {path} ({variable}): {problem}")
+        if not path.is_absolute():
+            notes.append(f"{variable}={path} is relative: using {path.resolve()}")
+        os.environ[variable] = str(path.resolve())
+    return notes
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why the directory `path` can neither be used nor created (the OS's words), or None; creates nothing."""
+    path = path.resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return os.strerror(errno.ENOTDIR)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 def data_dir() -> Path:

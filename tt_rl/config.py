@@ -36,6 +36,20 @@ class RLConfigError(ValueError):
 
 
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+# upper bounds of the training budget: far above any run this platform makes, far below a typo's reach
+# (10**9 steps is weeks of PPO on one core; a rollout of 2**20 steps per env already takes GBs of memory)
+MAX_TIMESTEPS = 10**9
+MAX_ROLLOUT = 2**20
+MAX_ENVS = 256
+MAX_REPEATS = 1_000  # epochs per update, folds, seeds
+MAX_WIDTH = 4_096  # units in one hidden layer
+
+
+def Bounded(low: int, high: int):
+    """A strict int in low..high."""
+    return Annotated[int, Strict(), Field(ge=low, le=high)]
+
+
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
 NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # strict floats take ints too (stored as floats)
@@ -126,14 +140,14 @@ class RewardConfig:
 class PPOConfig:
     """Stable-Baselines3 PPO settings. batch_size <= n_steps * n_envs is checked by RLConfig."""
 
-    total_timesteps: PositiveInt = 100_000
-    n_envs: PositiveInt = 1
+    total_timesteps: Bounded(1, MAX_TIMESTEPS) = 100_000
+    n_envs: Bounded(1, MAX_ENVS) = 1
     vec_env: Literal["dummy", "subproc"] = "dummy"
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 0  # numpy's seed range
     learning_rate: PositiveFloat = 1e-3
-    n_steps: Annotated[int, Strict(), Field(ge=2)] = 512  # per environment and update
-    batch_size: Annotated[int, Strict(), Field(ge=2)] = 128
-    n_epochs: PositiveInt = 5
+    n_steps: Bounded(2, MAX_ROLLOUT) = 512  # per environment and update
+    batch_size: Bounded(2, MAX_ROLLOUT) = 128
+    n_epochs: Bounded(1, MAX_REPEATS) = 5
     gamma: Fraction = 0.0
     gae_lambda: Fraction = 0.95
     clip_range: PositiveFloat = 0.2
@@ -141,7 +155,9 @@ class PPOConfig:
     log_std_init: Annotated[float, Strict(), Field(ge=-5, le=2)] = 0.0  # initial log std of the actions
     # "cross_sectional": one scoring network shared by the assets (tt_rl.policy); "mlp": SB3's MlpPolicy
     policy: Literal["cross_sectional", "mlp"] = "cross_sectional"
-    net_arch: Annotated[list[PositiveInt], Field(min_length=1)] = field(default_factory=lambda: [64, 64])
+    net_arch: Annotated[list[Bounded(1, MAX_WIDTH)], Field(min_length=1, max_length=16)] = field(
+        default_factory=lambda: [64, 64]
+    )
     normalize: StrictBool = True  # VecNormalize observations and rewards
     checkpoint_every: PositiveInt = 10_000  # timesteps between checkpoints
     torch_threads: PositiveInt = 1
@@ -157,11 +173,11 @@ class EvalConfig:
 
     # share of a panel's bars held out for testing (the dataset's split)
     test_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.3
-    n_folds: PositiveInt = 3
+    n_folds: Bounded(1, MAX_REPEATS) = 3
     scheme: Literal["anchored", "rolling"] = "anchored"
     # bars between a fold's last training bar and its first test bar (None: env.window_size, the least allowed)
     embargo: PositiveInt | None = None
-    seeds: PositiveInt = 2  # PPO models per fold, seeded ppo.seed, ppo.seed + 1, ...
+    seeds: Bounded(1, MAX_REPEATS) = 2  # PPO models per fold, seeded ppo.seed, ppo.seed + 1, ...
     # a planted market whose oracle (tt_rl.planted.ORACLES) is scored like a baseline under the name "oracle"
     oracle: PlantedKind | None = None
 
@@ -248,7 +264,7 @@ class RLConfig:
             raise RLConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
         if suffix == ".json":
             try:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
             except json.JSONDecodeError as exc:
                 raise RLConfigError(
                     f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -264,8 +280,29 @@ class RLConfig:
 _ADAPTER = TypeAdapter(RLConfig)
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object as a dict; RLConfigError for a key given twice (json would keep the last silently)."""
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise RLConfigError(f"{path}: duplicate key {key!r}")
+    return dict(pairs)
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads exponent numbers without a dot (3e-4) as floats, as YAML 1.2 does."""
+    """SafeLoader that also reads exponent numbers without a dot (3e-4) as floats, as YAML 1.2 does, and
+    rejects a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from tt_resources import config
+from tt_resources.urls import authority_problem
 
 SUPPORTED_URLS = "sqlite:///<file> or postgresql[+psycopg]://user:password@host:port/database"
 
@@ -21,12 +22,16 @@ class DatabaseURLError(ValueError):
 def normalise_url(url: str | URL) -> URL:
     """Map `postgres://` / `postgresql://` / `postgresql+psycopg2://` to the psycopg 3 driver.
 
-    DatabaseURLError (one line, password masked) for text that is not a URL or a scheme other than SQLite
-    and PostgreSQL.
+    DatabaseURLError (one line, never any part of user:password) for text that is not a URL, one whose
+    user:password@host:port cannot be read as meant (tt_resources.urls.authority_problem) or a scheme other
+    than SQLite and PostgreSQL.
     """
+    problem = authority_problem(url) if isinstance(url, str) else None
+    if problem is not None:
+        raise DatabaseURLError(f"the database URL (DATABASE_URL): {problem}")
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         raise DatabaseURLError(f"the database URL is not a URL; use {SUPPORTED_URLS}") from None
     if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -224,6 +224,26 @@ def window_counts(
     return read_frame(engine, stmt)
 
 
+def committed_counts(
+    engine: sa.Engine | sa.Connection, symbols: Sequence[str], timeframes: Sequence[str], since: pd.Timestamp
+) -> pd.DataFrame:
+    """Per stored (symbol, timeframe) of these: `stored` (its bars in tt_prices) and `written` (those
+    inserted or changed at or after `since`: their ingested_at, the writer's clock); one query. What a run
+    committed, read back, whatever the run itself believed it wrote."""
+    written = sa.func.count(sa.case((prices.c.ingested_at >= aware_utc(since, "since"), 1)))
+    stmt = (
+        sa.select(
+            prices.c.symbol,
+            prices.c.timeframe,
+            sa.func.count().label("stored"),
+            written.label("written"),
+        )
+        .where(prices.c.symbol.in_(list(symbols)), prices.c.timeframe.in_(list(timeframes)))
+        .group_by(prices.c.symbol, prices.c.timeframe)
+    )
+    return read_frame(engine, stmt)
+
+
 def replace_quarantine(
     conn: sa.Connection,
     symbol: str,

@@ -7,6 +7,10 @@ Every caller resolves the exact row it uses by its id (dataset_version, model_id
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +28,48 @@ def record_dataset(engine: sa.Engine, row: dict[str, Any]) -> bool:
         if exists is None:
             conn.execute(sa.insert(datasets), [row])
     return exists is None
+
+
+@contextmanager
+def dataset_lock(engine: sa.Engine, dataset_version: str) -> Iterator[None]:
+    """Hold the retraining lock of `dataset_version` (waiting for it): one process at a time decides whether
+    to retrain on the dataset and trains, so a second one finds the first's model instead of training the same
+    folds again. PostgreSQL: a session advisory lock (released when the holder's connection ends, a killed
+    process included); SQLite: a file lock beside the database file (one machine, as the file itself)."""
+    key = f"tt_dataset:{dataset_version}"
+    if engine.url.get_backend_name() == "postgresql":
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": number})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": number})
+                conn.commit()
+        return
+    if not engine.url.database or engine.url.database == ":memory:":  # no other process sees this database
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{Path(engine.url.database)}.{dataset_version}.lock"):
+        yield
+
+
+def discard_group(engine: sa.Engine, group_id: str) -> int:
+    """Delete the folds' models registered under the walk-forward model `group_id` that has no row of its own
+    (a group whose training failed half-way), in one transaction; their training episodes still running are
+    marked incomplete. Returns the fold models deleted."""
+    from tt_resources.db.rl_log import mark_stale_episodes
+
+    with engine.begin() as conn:
+        if conn.execute(sa.select(models.c.model_id).where(models.c.model_id == group_id)).first():
+            return 0
+        members = conn.execute(sa.select(models.c.model_id).where(models.c.group_id == group_id)).scalars()
+        for member in list(members):
+            mark_stale_episodes(conn, model_id=member)
+        return conn.execute(sa.delete(models).where(models.c.group_id == group_id)).rowcount
 
 
 def _one(engine: sa.Engine, query: sa.Select) -> dict[str, Any] | None:

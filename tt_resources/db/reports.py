@@ -2,11 +2,16 @@
 
 Every function returns a pandas DataFrame (or a plain dict) with tz-aware UTC timestamps. Step-level readers take
 `after_step` so a live view can fetch only the rows logged since its last read.
+
+A report's first parameter after the engine says what it reads, and so which token changes when its answer
+could (tt_dashboard.cache keys its caches on them): `model_id` -> model_token (that model's rows only),
+`episode_ids` / `episode_id` -> episodes_token (those episodes' rows only), anything else -> change_token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,22 +52,67 @@ OK_OUTCOMES: tuple[str, ...] = ("ok", "no_data")
 """tt_fetch_log outcomes that leave a partition healthy (no_data ends a backward walk at the head)."""
 
 
-def change_token(engine: sa.Engine) -> tuple:
-    """A value that changes whenever a report could: newest evaluation, model and fetch, episode count and
-    steps logged (one query over indexed columns; the dashboard keys its caches on it)."""
+class ChangeToken(NamedTuple):
+    """Cheap values that change whenever a database-wide report could (see change_token)."""
+
+    models: tuple
+    """Newest evaluation row, models registered (count, newest), episodes (count, running): model_catalog."""
+    market: tuple
+    """Newest tt_fetch_log row (every fetch, with or without bars, writes one): partition_freshness."""
+
+
+def change_token(engine: sa.Engine) -> ChangeToken:
+    """The database-wide change token (one query over primary keys and indexed columns)."""
     stmt = sa.select(
         sa.select(sa.func.max(evals.c.eval_id)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(models).scalar_subquery(),
         sa.select(sa.func.max(models.c.created_at)).scalar_subquery(),
-        sa.select(sa.func.max(fetch_log.c.id)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(episodes).scalar_subquery(),
-        sa.select(sa.func.sum(episodes.c.steps)).scalar_subquery(),
         sa.select(sa.func.count())
         .select_from(episodes)
         .where(episodes.c.status == "running")
         .scalar_subquery(),
+        sa.select(sa.func.max(fetch_log.c.id)).scalar_subquery(),
+    )
+    with engine.connect() as conn:
+        *model_part, newest_fetch = conn.execute(stmt).one()
+    return ChangeToken(models=tuple(model_part), market=(newest_fetch,))
+
+
+def _episode_state(where: sa.ColumnElement[bool]) -> sa.Select:
+    """Count, steps logged and running count of the episodes matching `where`."""
+    return sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(episodes.c.steps), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((episodes.c.status == "running", 1), else_=0)), 0),
+    ).where(where)
+
+
+def _own_episodes(model_id: str) -> sa.ColumnElement[bool]:
+    """Episodes played by the model or by its walk-forward folds' models."""
+    folds = sa.select(models.c.model_id).where(models.c.group_id == model_id)
+    return sa.or_(episodes.c.model_id == model_id, episodes.c.model_id.in_(folds))
+
+
+def model_token(engine: sa.Engine, model_id: str) -> tuple:
+    """A value that changes whenever a report on model `model_id` could (model_summary, eval_metrics,
+    model_episodes): its registration, its newest tt_eval row, the count, steps and running count of its own
+    and its folds' models' episodes. Rows of other models leave it unchanged (one indexed query)."""
+    state = _episode_state(_own_episodes(model_id)).subquery("state")
+    stmt = sa.select(
+        sa.select(models.c.created_at).where(models.c.model_id == model_id).scalar_subquery(),
+        sa.select(sa.func.max(evals.c.eval_id)).where(evals.c.model_id == model_id).scalar_subquery(),
+        *state.c,
     )
     with engine.connect() as conn:
         return tuple(conn.execute(stmt).one())
+
+
+def episodes_token(engine: sa.Engine, episode_ids: Sequence[str]) -> tuple:
+    """A value that changes whenever a report on these episodes could (their steps, holdings and trades):
+    their count, steps logged and running count. A finished episode never changes (one primary-key query)."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(_episode_state(episodes.c.episode_id.in_(list(episode_ids)))).one())
 
 
 def model_catalog(engine: sa.Engine) -> pd.DataFrame:
@@ -188,7 +238,6 @@ def model_episodes(engine: sa.Engine, model_id: str) -> pd.DataFrame:
     referenced = sa.select(evals.c.episode_id).where(
         evals.c.model_id == model_id, evals.c.episode_id.is_not(None)
     )
-    folds = sa.select(models.c.model_id).where(models.c.group_id == model_id)
     stmt = (
         sa.select(
             episodes.c.episode_id,
@@ -207,13 +256,7 @@ def model_episodes(engine: sa.Engine, model_id: str) -> pd.DataFrame:
             member.c.seed,
         )
         .select_from(episodes.outerjoin(member, member.c.model_id == episodes.c.model_id))
-        .where(
-            sa.or_(
-                episodes.c.model_id == model_id,
-                episodes.c.model_id.in_(folds),
-                episodes.c.episode_id.in_(referenced),
-            )
-        )
+        .where(sa.or_(_own_episodes(model_id), episodes.c.episode_id.in_(referenced)))
         .order_by(episodes.c.started_at.desc(), episodes.c.episode_id)
     )
     return read_frame(engine, stmt)
@@ -550,3 +593,35 @@ def freshness_summary(partitions: pd.DataFrame) -> pd.DataFrame:
         .loc[order, ["partitions", *FRESHNESS_STATUSES, "last_bar", "min_coverage", "mean_coverage"]]
         .reset_index()
     )
+
+
+def holding_rows(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
+    """Every tt_holdings row of the episodes (a step and symbol with a position or a trade) with its bar time,
+    ordered by episode, step and symbol.
+
+    Columns: episode_id, step, ts, symbol, quantity (shares after the step's trade), price, value (marked at the
+    step's close), trade_value (signed, + = buy), cost, weight.
+    """
+    stmt = (
+        sa.select(
+            holdings.c.episode_id,
+            holdings.c.step,
+            portfolio.c.ts,
+            holdings.c.symbol,
+            holdings.c.quantity,
+            holdings.c.price,
+            holdings.c.value,
+            holdings.c.trade_value,
+            holdings.c.cost,
+            holdings.c.weight,
+        )
+        .select_from(
+            holdings.join(
+                portfolio,
+                sa.and_(portfolio.c.episode_id == holdings.c.episode_id, portfolio.c.step == holdings.c.step),
+            )
+        )
+        .where(holdings.c.episode_id.in_(list(episode_ids)))
+        .order_by(holdings.c.episode_id, holdings.c.step, holdings.c.symbol)
+    )
+    return read_frame(engine, stmt)

@@ -113,7 +113,26 @@ fetch_holes = sa.Table(  # spans [start_ts, end_ts) of a partition the source di
     sa.Column("attempts", sa.Integer, nullable=False),  # fetches of this span that did not deliver it
     sa.Column("found_at", UTCDateTime, nullable=False),
     sa.Column("resolved_at", UTCDateTime),  # NULL while open; set when a later fetch delivered the span
+    sa.Column("accepted_at", UTCDateTime),  # set when a user accepted the span as empty (never retried)
+    sa.Column("note", sa.Text),  # the user's word for an accepted hole, e.g. "suspended"
     sa.Index("ix_tt_fetch_hole_partition", "symbol", "timeframe", "resolved_at"),
+)
+
+corporate_actions = sa.Table(  # splits and revisions of stored bars found by comparing them with the source
+    "tt_corporate_action",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", Symbol, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # split | revision
+    sa.Column("ratio", sa.Float),  # split: new shares per old share (2.0 = 2:1, 0.1 = 1:10); revision: NULL
+    sa.Column("timeframe", TimeframeCol, nullable=False),  # the partition it was seen in
+    # split: the first session it can have taken effect (after the newest bar stored before it);
+    # revision: the first changed bar
+    sa.Column("first_session", UTCDateTime, nullable=False),
+    sa.Column("detected_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),  # the stored and the served values that differ
+    sa.Index("ix_tt_corporate_action_symbol", "symbol", "first_session"),
 )
 
 ib_requests = sa.Table(  # the shared IBKR pacing ledger: one row per paced request, every process

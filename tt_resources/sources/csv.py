@@ -14,13 +14,22 @@ The bars then pass `bar_grid.conform` (the exchange's grid; 1d bars move to thei
 raises CsvFormatError naming the file and the first bad row - `line N` for CSV (the header is line 1, as an
 editor counts), `row N` for Parquet (the first data row is row 1) - and nothing of it is returned, so nothing
 of it is written. A file with no bar in the asked window raises OutsideWindow with its span.
+
+Truncation: a CSV file whose last line has no final newline and breaks the file's own pattern (fewer fields
+than the header, a volume under 1/100 of the median of the lines before it) was cut while being written and
+is rejected naming that line. Splits: a bar-to-bar jump like an unadjusted split (tt_resources.splits) is
+rejected naming the line and the ratio, unless `splits.csv` in the directory (columns symbol, date, ratio;
+date = the first session at the new price, ratio = new:old shares, e.g. 2:1) names it: then the bars before
+it are adjusted on reading as IBKR adjusts them. A declared split the file shows no jump for is taken as
+already adjusted in the file.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import NoReturn, get_args
 
@@ -31,6 +40,7 @@ from tt_resources import bar_grid
 from tt_resources.calendar import DEFAULT_EXCHANGE
 from tt_resources.config import check_zone
 from tt_resources.sources.base import Chunk, SourceError, SourceStats, SymbolNotFound, one_chunk
+from tt_resources.splits import back_adjust, describe_jump, parse_ratio, ratio_text, split_jumps
 from tt_resources.terms import PRICE_COLUMNS, SOURCE_BAR_COLUMNS, DateFormat, aware_utc
 from tt_resources.timeframes import get_timeframe
 from tt_resources.watchlist import Listing
@@ -46,6 +56,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bar_count": ("bar_count", "barcount", "count", "trades"),
 }
 OPTIONAL = ("wap", "bar_count")
+SPLITS_FILE = "splits.csv"  # the splits a directory's files are not adjusted for (see module doc)
+TRUNCATED_VOLUME = 0.01  # a last line's volume under this share of the median volume before it: truncated
 DATE_FORMATS: tuple[str, ...] = get_args(DateFormat)  # field order of dates like 03/06/2024
 
 _TIMESTAMP = re.compile(
@@ -129,7 +141,8 @@ class CsvSource:
         start, end = aware_utc(start, "start"), aware_utc(end, "end")
         path = self.path(listing.symbol, tf.name)
         self.stats.requests += 1
-        bars = read_bars_file(path, tf.name, self.tz, self.date_format, listing.calendar)
+        declared = read_splits(self.directory / SPLITS_FILE).get(listing.symbol, [])
+        bars = read_bars_file(path, tf.name, self.tz, self.date_format, listing.calendar, splits=declared)
         window = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
         if window.empty:
             raise OutsideWindow(outside_window(path, bars["ts"], start, end))
@@ -160,9 +173,11 @@ def read_bars_file(
     tz: str | None = None,
     date_format: str | None = None,
     exchange: str = DEFAULT_EXCHANGE,
+    *,
+    splits: Sequence[tuple[date, float]] = (),
 ) -> pd.DataFrame:
-    """Load and validate one bars file into a bars frame on `exchange`'s grid (see module doc);
-    CsvFormatError names the file and row."""
+    """Load and validate one bars file into a bars frame on `exchange`'s grid (see module doc), adjusted for
+    the declared `splits` ((first session date, ratio)) it shows; CsvFormatError names the file and row."""
     raw, rows = _read(path)
     columns = _map_columns(path, raw)
     frame = pd.DataFrame({"ts": _timestamps(raw[columns["ts"]], timeframe, tz, date_format, rows)})
@@ -174,11 +189,83 @@ def read_bars_file(
         if unparsable is not None and unparsable.any():
             row = int(np.argmax(unparsable.to_numpy()))
             rows.fail(row, f"{name} is not a number ({raw[source].iloc[row]!r})")
+    _truncated(path, raw, frame, rows)
     _check(frame, raw[columns["ts"]], rows)
     try:
-        return bar_grid.conform(frame, path.stem, timeframe, exchange=exchange, subject=str(path), rows=rows)
+        bars = bar_grid.conform(frame, path.stem, timeframe, exchange=exchange, subject=str(path), rows=rows)
     except bar_grid.OffGridError as exc:
         raise CsvFormatError(f"{exc}; nothing from this file is used") from None
+    return _adjusted(path, bars, splits, rows)
+
+
+def _adjusted(path: Path, bars: pd.DataFrame, splits, rows: Rows) -> pd.DataFrame:
+    """`bars` adjusted for each declared split the file shows a jump for; CsvFormatError at the first jump
+    like an unadjusted split that is not declared."""
+    jumps = split_jumps(bars)
+    session = pd.DatetimeIndex(jumps["ts"]).tz_convert("America/New_York").date if len(jumps) else []
+    shown = {(day, round(r, 6)) for day, r in zip(session, jumps["ratio"], strict=True)}
+    applied = [
+        (pd.Timestamp(day).tz_localize("America/New_York"), r)
+        for day, r in splits
+        if (day, round(r, 6)) in shown
+    ]
+    if applied:
+        bars = back_adjust(bars, applied)
+        jumps = split_jumps(bars)
+    if len(jumps):
+        jump = jumps.iloc[0]
+        rows.fail(
+            int(jump["position"]),
+            f"{describe_jump(jump)}; adjust the file, or name the split in {path.parent / SPLITS_FILE} "
+            f"(symbol,date,ratio: {path.stem.rsplit('_', 1)[0]},{jump['ts'].tz_convert('America/New_York'):%Y-%m-%d},"
+            f"{ratio_text(jump['ratio'])}) to have it adjusted on reading",
+        )
+    return bars
+
+
+def read_splits(path: Path) -> dict[str, list[tuple[date, float]]]:
+    """symbol -> [(first session date, ratio)] of a splits file (columns symbol, date, ratio; see module doc);
+    {} when there is none. CsvFormatError names the line of a bad row."""
+    if not path.exists():
+        return {}
+    raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    missing = [c for c in ("symbol", "date", "ratio") if c not in raw.columns]
+    if missing:
+        raise CsvFormatError(f"{path}: missing column(s) {', '.join(missing)} (need symbol, date, ratio)")
+    found: dict[str, list[tuple[date, float]]] = {}
+    for i, row in enumerate(raw.itertuples()):
+        try:
+            day = pd.Timestamp(str(row.date).strip()).date()
+            ratio = parse_ratio(row.ratio)
+        except ValueError as exc:
+            raise CsvFormatError(
+                f"{path}: line {i + 2}: {exc} (need a date like 2026-06-10 and a ratio like 2:1)"
+            ) from None
+        found.setdefault(str(row.symbol).strip(), []).append((day, ratio))
+    return found
+
+
+def _truncated(path: Path, raw: pd.DataFrame, frame: pd.DataFrame, rows: Rows) -> None:
+    """CsvFormatError when the file's last line has no final newline and breaks the file's own pattern: fewer
+    fields than the line before, or a volume under TRUNCATED_VOLUME of the median of the lines before it."""
+    if path.suffix == ".parquet" or len(raw) < 2:
+        return
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        if handle.read(1) == b"\n":
+            return
+    last = len(raw) - 1
+    filled, before = (int(raw.iloc[i].notna().sum()) for i in (last, last - 1))
+    volume = frame["volume"].to_numpy("float64")
+    typical = float(np.nanmedian(volume[max(0, last - 20) : last]))
+    why = None
+    if filled < before:
+        why = f"{filled} fields where the line before has {before}"
+    elif volume[last] < typical * TRUNCATED_VOLUME:
+        why = f"volume {volume[last]:g}, under 1/100 of the median {typical:g} of the lines before it"
+    if why is not None:
+        rows.fail(last, f"the last line has no final newline and {why}: the file looks cut off while written")
 
 
 def _read(path: Path) -> tuple[pd.DataFrame, Rows]:
@@ -205,10 +292,15 @@ def _map_columns(path: Path, raw: pd.DataFrame) -> dict[str, str]:
         if found is not None:
             columns[name] = found
     missing = [n for n in ALIASES if n not in columns and n not in OPTIONAL]
-    if missing:
+    header = ",".join(map(str, raw.columns))
+    separator = next((name for sep, name in ((";", "';'"), ("\t", "tab")) if sep in header), None)
+    if missing and separator is not None:
         raise CsvFormatError(
-            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, raw.columns))})"
+            f"{path}: the columns are separated by {separator}, not commas (header {header!r}); "
+            "save the file with commas"
         )
+    if missing:
+        raise CsvFormatError(f"{path}: missing column(s) {', '.join(missing)} (found: {header})")
     return columns
 
 

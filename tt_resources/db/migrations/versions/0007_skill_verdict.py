@@ -6,14 +6,14 @@ verdict line. `sharpe_ci_low/high` now hold the Sharpe ratio's sampling interval
 Mertens 2002), no longer an interval across seeds; existing rows keep their numbers.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -45,14 +45,17 @@ class LazyGroup(click.Group):
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Show third-party warnings the platform filters (Dagster beta/preview, tensortrade's SyntaxWarning).",
+    help="Show third-party warnings the platform filters (Dagster beta/preview, tensortrade's SyntaxWarning) "
+    "and log records (ib_async's included) on the console; they always go to <data dir>/logs/tt.log.",
 )
 def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""
     from tt_cli.common import BadInput
+    from tt_cli.logs import route_logs
     from tt_resources.config import SettingsError, settings
 
     try:
         settings()  # every command starts from checked settings: a bad variable is one line, exit 2
     except SettingsError as exc:
         raise BadInput(str(exc)) from None
+    route_logs(verbose)

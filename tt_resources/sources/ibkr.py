@@ -436,18 +436,18 @@ class IbkrSource:
 
     def _gateway_down(self, exc: ConnectionError, refused: int) -> None:
         """Raise AccountUnavailable when the gateway is to be given up: the first connection of the run
-        refused `max_attempts` times, or a gateway gone mid-run for longer than the shared `reconnect_s`."""
+        refused `max_attempts` times (30 s of backoff with the defaults), or a gateway away for longer than
+        the `reconnect_s` window that every partition shares."""
         s = self.settings
         where = f"IB Gateway at {s.host}:{s.port}"
-        if not self._ever_connected:
-            if refused >= s.max_attempts:
-                raise AccountUnavailable(
-                    f"{where}: no API connection after {refused} attempts ({exc}); start IB Gateway or TWS with "
-                    "the API enabled on that port (IB_HOST, IB_PORT)"
-                )
-            return
         self._down_since = self._down_since if self._down_since is not None else time.monotonic()
-        if time.monotonic() - self._down_since >= s.reconnect_s:
+        down_s = time.monotonic() - self._down_since
+        if not self._ever_connected and (refused >= s.max_attempts or down_s >= s.reconnect_s):
+            raise AccountUnavailable(
+                f"{where}: no API connection after {refused} attempt(s) ({exc}); start IB Gateway or TWS with "
+                "the API enabled on that port (IB_HOST, IB_PORT)"
+            )
+        if down_s >= s.reconnect_s:
             raise AccountUnavailable(f"{where} unreachable for {s.reconnect_s:g} s ({exc})")
 
     async def _send(

@@ -184,10 +184,11 @@ class PacingBudget:
                     ib_requests.c.lease_until,
                 ).where(counted_at >= now - rules.horizon_s)
             ).all()
-            if hard is not None and not rows and now >= hard["paused_until"] + r.window_s:
+            history = [_sent(row, now) for row in rows]
+            idle = not any(sent.at > now - r.window_s for sent in history)
+            if hard is not None and idle and now >= hard["paused_until"] + r.window_s:
                 conn.execute(sa.delete(ib_pacing).where(ib_pacing.c.mode == HARD))  # idle for a window
                 hard, rules = None, r
-            history = [_sent(row, now) for row in rows]
             state = self._state(conn)
             limit = r.concurrency if rules.mode == "strict" else int(state["concurrency"])
             paused_until = max(state["paused_until"], hard["paused_until"] if hard is not None else 0.0)

@@ -4,6 +4,7 @@ what the stand-in served - no gap except recorded holes, no duplicate, no bar di
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -489,3 +490,46 @@ def test_persistent_pacing_in_adaptive_mode_switches_every_process_to_the_hard_r
     assert all(source.budget.hard_rule_since() is not None for source in sources)
     for symbol in ("AAPL", "MSFT", "NVDA", "AMZN"):
         assert_stored_is_expected(engine, gateway, symbol, "15m", WEEKS_AGO)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_tt_ingest_without_a_gateway_says_so_in_one_line_and_logs_ib_async_to_the_file(
+    sqlite_url, tmp_path, verbose
+):
+    """No gateway listening: one failure line for every partition, no "no bar in that window" line, and
+    ib_async's own records ("API connection failed ...") in <data dir>/logs/tt.log, on the console only with
+    `tt --verbose`."""
+    from click.testing import CliRunner
+
+    from tt_cli.main import cli
+
+    port = free_port()
+    args = [
+        "ingest",
+        "--source",
+        "ibkr",
+        "--symbols",
+        "AAPL,MSFT",
+        "--interval",
+        "1d",
+        "--start",
+        "2026-01-05",
+    ]
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "COLUMNS": "120",
+        "IB_PORT": str(port),
+        "TT_IB_RECONNECT_S": "0.5",
+        "TT_DATA_DIR": str(tmp_path),
+    }
+    result = CliRunner().invoke(cli, ["--verbose", *args] if verbose else args, env=env)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("failed ")]
+    one_line = (
+        rf"failed 2 partitions \(AAPL 1d, MSFT 1d\): IB Gateway at 127\.0\.0\.1:{port}: no API connection after "
+        r"\d attempt\(s\) \(.+\); start IB Gateway or TWS with the API enabled on that port \(IB_HOST, IB_PORT\)"
+    )
+    assert len(failed) == 1 and re.fullmatch(one_line, failed[0]), result.output
+    assert "no bar in that window" not in result.output and "no bar since it" not in result.output
+    assert ("API connection failed" in result.output) is verbose
+    assert "API connection failed" in (tmp_path / "logs" / "tt.log").read_text()

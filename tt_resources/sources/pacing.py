@@ -141,9 +141,13 @@ class PacingBudget:
             yield conn, float(now)
             conn.commit()
 
-    def _state(self, conn: sa.Connection) -> sa.RowMapping:
-        """The mode's adaptive state (created on first use: limit starts at a quarter of the bound)."""
-        row = conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().first()
+    def _state(self, conn: sa.Connection) -> tuple[sa.RowMapping, sa.RowMapping | None]:
+        """The mode's adaptive state (created on first use: limit starts at a quarter of the bound), and the
+        adaptive mode's switch to the hard rule when it is in force (see module doc); one query."""
+        modes = [self.rules.mode, HARD] if self.rules.mode == "adaptive" else [self.rules.mode]
+        rows = conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode.in_(modes))).mappings().all()
+        by_mode = {row["mode"]: row for row in rows}
+        row = by_mode.get(self.rules.mode)
         if row is None:
             start = max(1.0, self.rules.concurrency / 4)
             conn.execute(
@@ -159,20 +163,14 @@ class PacingBudget:
             row = (
                 conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().one()
             )
-        return row
-
-    def _hard(self, conn: sa.Connection) -> sa.RowMapping | None:
-        """The adaptive mode's switch to the hard rule, when in force (see module doc)."""
-        if self.rules.mode != "adaptive":
-            return None
-        return conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == HARD)).mappings().first()
+        return row, by_mode.get(HARD)
 
     def try_reserve(self, identity: str, contract: str) -> tuple[int | None, float, int]:
         """(ticket, 0, in-flight limit) when the request was recorded as sent now; (None, seconds to wait,
         limit) otherwise."""
         r = self.rules
         with self._locked() as (conn, now):
-            hard = self._hard(conn)
+            state, hard = self._state(conn)
             rules = dataclasses.replace(r, mode="strict") if hard is not None else r
             counted_at = sa.func.coalesce(ib_requests.c.done_at, ib_requests.c.lease_until)
             conn.execute(sa.delete(ib_requests).where(counted_at < now - rules.horizon_s))
@@ -189,7 +187,6 @@ class PacingBudget:
             if hard is not None and idle and now >= hard["paused_until"] + r.window_s:
                 conn.execute(sa.delete(ib_pacing).where(ib_pacing.c.mode == HARD))  # idle for a window
                 hard, rules = None, r
-            state = self._state(conn)
             limit = r.concurrency if rules.mode == "strict" else int(state["concurrency"])
             paused_until = max(state["paused_until"], hard["paused_until"] if hard is not None else 0.0)
             wait = wait_needed(
@@ -211,12 +208,11 @@ class PacingBudget:
             conn.execute(
                 sa.update(ib_requests).where(ib_requests.c.id == ticket).values(done_at=now, outcome=outcome)
             )
-            state = self._state(conn)
+            state, hard = self._state(conn)
             where = ib_pacing.c.mode == r.mode
             if outcome == "pacing":
                 sent_at = conn.execute(sa.select(ib_requests.c.sent_at).where(ib_requests.c.id == ticket))
                 stale = sent_at.scalar_one() < state["decreased_at"]  # sent under the limit already halved
-                hard = self._hard(conn)
                 persists = r.mode == "adaptive" and not stale and state["concurrency"] <= 1.0
                 if hard is not None or persists:
                     self._to_hard_rule(conn, now, hard)
@@ -267,8 +263,8 @@ class PacingBudget:
 
     def hard_rule_since(self) -> float | None:
         """When the adaptive mode switched every process to the hard rule (epoch s), None when it has not."""
-        with self.engine.connect() as conn:
-            hard = self._hard(conn)
+        with self._locked() as (conn, _):
+            hard = self._state(conn)[1]
             return None if hard is None else float(hard["decreased_at"])
 
     async def acquire(self, request: Hashable, contract: Hashable) -> tuple[int, float]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
 import struct
 import threading
 import time
@@ -250,6 +251,18 @@ class FakeIBGateway:
         self.restarts.append(time.monotonic())
         await asyncio.sleep(down_s)
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    def wait_listening(self, bound_s: float = BARRIER_S) -> None:
+        """Block until the stand-in accepts connections (a restart over); `bound_s` only guards against hangs."""
+        deadline = time.monotonic() + bound_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def violations(self) -> list[Request]:
         """Historical requests the stand-in answered with a pacing violation (its rules or its soft limit)."""

@@ -116,8 +116,10 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     served, stored = served_and_stored(engine, gateway, "AAPL", "15m")
     assert list(stored.index) == list(served.index)
 
-    # back up: the next run asks from the last stored bar on and ends with no gap and no duplicate
+    # back up (a run whose first connection is refused stops at once): the next run asks from the last
+    # stored bar on and ends with no gap and no duplicate
     gateway.faults = Faults()
+    gateway.wait_listening()
     source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
     second = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert second.status == "updated", second.error

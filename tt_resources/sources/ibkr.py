@@ -216,9 +216,8 @@ class IbkrSource:
         self._connecting: asyncio.Lock | None = None
         self._contracts: dict[str, Contract] = {}
         self._heads: dict[str, pd.Timestamp | None] = {}  # asked this run (None: IBKR has none)
-        self._refused: dict[
-            str, SourceError
-        ] = {}  # symbol -> why it cannot be fetched (unknown, no permission)
+        # symbol -> why it cannot be fetched this run (unknown, several listings, no permission)
+        self._refused: dict[str, SourceError] = {}
         self._stopped: AccountUnavailable | None = None  # set once: every later partition fails with it
         self._ever_connected = False
         self._down_since: float | None = None  # the shared reconnect window's start

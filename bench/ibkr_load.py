@@ -112,6 +112,7 @@ def run(args) -> dict:
                 source.close()
             wall_s = time.monotonic() - began
         served = json.loads(summary.read_text())
+        switched = source.budget.hard_rule_since() is not None
         with engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(prices)).scalar_one()
             logged = dict(
@@ -122,7 +123,6 @@ def run(args) -> dict:
                 ).all()
             )
     failed = [r for r in results if r.status == "failed"]
-    switched = source.budget.hard_rule_since() is not None
     historical = sum(logged.values())
     violations = served["outcomes"].get("pacing", 0) + served["outcomes"].get("soft_pacing", 0)
     strict = PacingRules(mode="strict")

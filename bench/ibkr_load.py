@@ -5,7 +5,9 @@ The stand-in answers each historical request after a uniform random latency (def
 IBKR's identical-request (15 s) and per-contract (a sixth in 2 s) rules over every connection, and a soft
 limit: a request arriving while --soft-concurrency requests are open, or beyond --soft-rate in one second,
 gets error 162 pacing violation. Adaptive mode is measured (bounded concurrency, AIMD); strict mode's wall
-time is computed from its rule (60 requests per 10 minutes) for the same number of requests.
+time is computed from its rule (60 requests per 10 minutes) for the same number of requests, and so is the
+cost of adaptive mode's hard-rule fallback (a whole window's wait, then that rule) had the load needed it;
+`hard_rule_fallback.switched` says whether it did (it must not against this stand-in's soft limit).
 Figures: wall time, requests, pacing violations (recovered = the partition still completed; unrecovered =
 a partition failed), bars served by the stand-in vs stored. Writes bench/results/ibkr_load.json.
 
@@ -115,6 +117,7 @@ def run(args) -> dict:
                 source.close()
             wall_s = time.monotonic() - began
         served = json.loads(summary.read_text())
+        switched = source.budget.hard_rule_since() is not None
         with engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(prices)).scalar_one()
             logged = dict(
@@ -160,6 +163,11 @@ def run(args) -> dict:
             "historical_requests": historical,
             "wall_s": round(strict_s),
             "wall_h": round(strict_s / 3600, 1),
+        },
+        "hard_rule_fallback": {
+            "switched": switched,
+            "cost_if_switched_at_start_s": round(strict.window_s + strict_s),
+            "daily_tail_update_s": round(len(results) / strict.max_requests * strict.window_s),
         },
         "failed": [f"{r.symbol} {r.timeframe}: {r.error}" for r in failed[:10]],
     }

@@ -13,7 +13,10 @@ per contract in 2 s, the rolling budget when `rolling_budget`, over all client c
 exceed max" and "HMDS query returned no data"; 321 for durations over 365 days not given in years and bar
 sizes it does not know; 200 for symbols IBKR does not spell that way (class shares: "BRK B", never "BRK.B").
 Faults are injectable (`Faults`): gateway restarts, "no data" for chosen spans, several listings, bad bars,
-client ids in use, latency and a soft limit on concurrent or fast requests. Every request lands in
+client ids in use, latency and a soft limit on concurrent or fast requests; and the answers of `Refusals`:
+queries IBKR cancels on its side (162 "query cancelled", 366), empty bar lists, permission errors, a competing
+session, requests lost with 1100/1101 or 2105/2106, connections refused after the handshake. The rolling
+budget (`rolling_budget`, on by default) applies to every bar size. Every request lands in
 `requests` and every bar sent in `served`, so tests can check what the client sent, when, and what it got.
 Run as `python -m tests.fake_ibgateway` it serves in its own process (see `main`).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
 import struct
 import threading
 import time
@@ -51,6 +55,19 @@ IN_YEARS = (
 BAD_BAR_SIZE = "Error validating request.-'bH' : cause - Historical data bar size setting is invalid."
 NOT_FOUND = "No security definition has been found for the request"
 CLIENT_ID_IN_USE = "Unable to connect as the client id is already in use. Retry with a unique client id."
+QUERY_CANCELLED = "API historical data query cancelled: {req_id}"
+QUERY_NOT_FOUND = "No historical data query found for ticker id:{req_id}"
+NO_PERMISSIONS = "Historical Market Data Service error message:No market data permissions for NASDAQ STK"
+NOT_SUBSCRIBED = "Requested market data is not subscribed."
+DELAYED_ONLY = "Requested market data is not subscribed. Displaying delayed market data."
+OTHER_IP = "Historical Market Data Service error message:Trading TWS session is connected from a different IP address"
+COMPETING = "No market data during competing live session"
+NOTICES = {
+    1100: "Connectivity between IB and Trader Workstation has been lost.",
+    1101: "Connectivity between IB and TWS has been restored- data lost.",
+    2105: "HMDS data farm connection is broken:ushmds",
+    2106: "HMDS data farm connection is OK:ushmds",
+}
 
 
 BARRIER_S = 300.0  # longest wait of Faults.answer_after_clients: a bound against hangs only
@@ -83,6 +100,24 @@ class Faults:
     silent_symbols: set[str] = field(default_factory=set)  # historical requests never answered, always
     drop_after_bars: int | None = None  # close the connection instead of sending bar number N+1 (once)
     hold_client_id: bool = False  # after that drop the old client id stays in use (error 326)
+    refusals: Refusals = field(default_factory=lambda: Refusals())
+
+
+@dataclass
+class Refusals:
+    """IBKR answers other than bars (Faults.refusals); counters are consumed as requests arrive."""
+
+    cancelled: int = 0  # the next N historical requests get 162 "API historical data query cancelled: <id>"
+    not_found: int = 0  # ...then the next N get 366 "No historical data query found for ticker id:<id>"
+    empty: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)  # symbol -> span whose
+    # requests ending inside it get the end message with 0 bars and no error
+    permission: dict[str, tuple[int, str]] = field(default_factory=dict)  # symbol -> (code, text) answered
+    # to its head timestamp and historical requests, e.g. (354, NOT_SUBSCRIBED)
+    session: tuple[int, str] | None = None  # every head timestamp and historical request gets it, e.g.
+    # (162, OTHER_IP) or (10197, COMPETING)
+    lost: int = 0  # the next N historical requests are never answered; the gateway sends `notices` instead
+    notices: tuple[int, ...] = (1100, 1101)
+    connections: bool = True  # False: the socket is closed right after the handshake (connection refused)
 
 
 @dataclass
@@ -218,6 +253,18 @@ class FakeIBGateway:
         await asyncio.sleep(down_s)
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
+    def wait_listening(self, bound_s: float = BARRIER_S) -> None:
+        """Block until the stand-in accepts connections (a restart over); `bound_s` only guards against hangs."""
+        deadline = time.monotonic() + bound_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def violations(self) -> list[Request]:
         """Historical requests the stand-in answered with a pacing violation (its rules or its soft limit)."""
         return [r for r in self.historical() if r.outcome in ("pacing", "soft_pacing")]
@@ -268,6 +315,8 @@ class FakeIBGateway:
             writer.write(self._frame(SERVER_VERSION, self.now.strftime("%Y%m%d %H:%M:%S UTC")))
             while True:
                 fields = await self._read(reader)
+                if fields[0] == "71" and not self.faults.refusals.connections:
+                    return  # the gateway closes the socket: e.g. this host is not a trusted API client
                 if fields[0] == "71":  # START_API: version, clientId, optCapab
                     client_id = int(fields[2])
                     if client_id in self._clients or client_id in self._held or self.faults.all_ids_in_use:
@@ -324,8 +373,11 @@ class FakeIBGateway:
         ):  # reqHeadTimeStamp(reqId, contract(12), includeExpired, useRTH, whatToShow, formatDate)
             req_id, symbol = int(fields[1]), fields[3]
             self.requests.append(Request(time.monotonic(), client_id, "head_timestamp", symbol))
+            refused = self._refused(symbol)
             if symbol in self.faults.unknown_symbols:
                 send(self._frame(4, 2, req_id, 200, NOT_FOUND, ""))
+            elif refused is not None:
+                send(self._frame(4, 2, req_id, *refused, ""))
             else:
                 send(self._frame(88, req_id, int(self.head.timestamp())))
         elif msg == 20:  # reqHistoricalData
@@ -388,6 +440,12 @@ class FakeIBGateway:
             return error(162, PACING, "pacing")
         if self._soft_limited(record):
             return error(162, PACING, "soft_pacing")
+        refused = self._refused(symbol) or self._dropped_query(req_id)
+        if refused is not None:
+            return error(*refused, "refused")
+        if self._lose(writer):
+            record.outcome = "lost"
+            return None
         if faults.silent_requests > 0 or symbol in faults.silent_symbols:
             faults.silent_requests = max(0, faults.silent_requests - 1)
             record.outcome = "silent"
@@ -410,7 +468,9 @@ class FakeIBGateway:
             if faults.no_data_times is not None:
                 faults.no_data_times -= 1
             bars = bars.iloc[:0]
-        if symbol in faults.no_data_symbols or bars.empty:
+        if self._answers_empty(symbol, end):
+            bars, record.outcome = bars.iloc[:0], "empty"
+        elif symbol in faults.no_data_symbols or bars.empty:
             return error(162, NO_DATA.format(symbol=symbol), "no_data")
         if faults.drop_after_bars is not None and self._bars_sent + len(bars) > faults.drop_after_bars:
             faults.drop_after_bars = None
@@ -447,6 +507,42 @@ class FakeIBGateway:
         flat = [value for row in rows for value in row]
         start_text = (end - span).strftime("%Y%m%d-%H:%M:%S")
         answer(self._frame(17, req_id, start_text, end.strftime("%Y%m%d-%H:%M:%S"), len(bars), *flat))
+
+    def _refused(self, symbol: str) -> tuple[int, str] | None:
+        """The session's or the symbol's refusal (Refusals.session, .permission), or None."""
+        refusals = self.faults.refusals
+        return refusals.session or refusals.permission.get(symbol)
+
+    def _dropped_query(self, req_id: int) -> tuple[int, str] | None:
+        """162 "query cancelled" or 366 while Refusals.cancelled / .not_found last, else None."""
+        refusals = self.faults.refusals
+        if refusals.cancelled > 0:
+            refusals.cancelled -= 1
+            return 162, QUERY_CANCELLED.format(req_id=req_id)
+        if refusals.not_found > 0:
+            refusals.not_found -= 1
+            return 366, QUERY_NOT_FOUND.format(req_id=req_id)
+        return None
+
+    def _lose(self, writer: asyncio.StreamWriter) -> bool:
+        """While Refusals.lost lasts: leave the request unanswered and send Refusals.notices shortly after."""
+        refusals = self.faults.refusals
+        if refusals.lost <= 0:
+            return False
+        refusals.lost -= 1
+
+        def notify() -> None:
+            for code in refusals.notices:
+                if not writer.is_closing():
+                    writer.write(self._frame(4, 2, -1, code, NOTICES[code], ""))
+
+        self._loop.call_later(0.05, notify)
+        return True
+
+    def _answers_empty(self, symbol: str, end: pd.Timestamp) -> bool:
+        """Whether a request for `symbol` ending at `end` gets an empty bar list (Refusals.empty)."""
+        span = self.faults.refusals.empty.get(symbol)
+        return span is not None and span[0] <= end <= span[1]
 
     def _spoil(self, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
         """Bars with the injected bad values: volume -1, WAP 0, high below low."""

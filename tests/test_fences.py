@@ -121,6 +121,26 @@ def test_ib_async_client_and_wrapper_calls_keep_their_parameters():
     ]
     assert parameters(Client.cancelHistoricalData) == ["self", "reqId"]
     assert parameters(Wrapper.startReq) == ["self", "key", "contract", "container"]
+    assert parameters(Wrapper._endReq) == ["self", "key", "result", "success"]
+
+
+def test_fail_request_ends_an_open_request_with_the_error():
+    import asyncio
+
+    from ib_async import IB, Contract
+    from ib_async.wrapper import RequestError
+
+    from tt_resources.ib_fence import fail_request
+
+    async def ended() -> BaseException | None:
+        ib = IB()
+        future = ib.wrapper.startReq(7, Contract())
+        fail_request(ib, 7, RequestError(7, 10167, "not subscribed"))
+        fail_request(ib, 8, RequestError(8, 10167, "no such request"))  # not open: nothing
+        return future.exception()
+
+    error = asyncio.run(ended())
+    assert isinstance(error, RequestError) and error.code == 10167
 
 
 def test_an_ib_has_its_client_and_wrapper_and_the_client_an_api_error_event():

@@ -4,13 +4,26 @@ what the stand-in served - no gap except recorded holes, no duplicate, no bar di
 from __future__ import annotations
 
 import dataclasses
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.fake_ibgateway import FakeIBGateway, Faults, con_id_of
+from tests.fake_ibgateway import (
+    COMPETING,
+    DELAYED_ONLY,
+    NO_PERMISSIONS,
+    NOT_SUBSCRIBED,
+    OTHER_IP,
+    FakeIBGateway,
+    Faults,
+    Refusals,
+    con_id_of,
+)
 from tests.refreshing import fetch_result, fetch_results
 from tests.test_ibkr import HEAD, NOW, RULES, SETTINGS, WEEKS_AGO, log_rows
 from tt_pipeline.market import refresh_partitions
@@ -104,8 +117,10 @@ def test_a_gateway_down_too_long_keeps_the_chunks_received_and_the_next_run_fini
     served, stored = served_and_stored(engine, gateway, "AAPL", "15m")
     assert list(stored.index) == list(served.index)
 
-    # back up: the next run asks from the last stored bar on and ends with no gap and no duplicate
+    # back up (a run whose first connection is refused stops at once): the next run asks from the last
+    # stored bar on and ends with no gap and no duplicate
     gateway.faults = Faults()
+    gateway.wait_listening()
     source = make_source(reconnect_s=30.0, backoff_s=0.1, backoff_max_s=0.5)
     second = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
     assert second.status == "updated", second.error
@@ -303,3 +318,222 @@ def test_tt_ingest_shows_quarantined_bars_and_open_holes(sqlite_url, tmp_path):
     cells = summary_rows(result.output)["1h"]
     assert cells[:3] == ["2", "0", "2"] and cells[-3:-1] == ["1", "1"], result.output
     assert "holes MSFT 1h: 1 span(s) the source did not deliver (tt_fetch_hole)" in result.output
+
+
+# ---------------------------------------------------------------- every IBKR answer handled (issue 25)
+def test_queries_ibkr_cancels_are_retried_like_a_timeout_and_lose_nothing(engine, gateway, make_source):
+    """162 "API historical data query cancelled" and 366 "No historical data query found" (IBKR dropped the
+    query, e.g. an HMDS restart) are retried with backoff, at most max_attempts in a row."""
+    gateway.faults = Faults(refusals=Refusals(cancelled=1, not_found=1))
+    result = fetch_result(engine, make_source(), Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    assert result.status == "updated", result.error
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
+    logged = log_rows(engine)
+    cancelled = logged[logged["outcome"] == "cancelled"]
+    assert sorted(cancelled["error_code"]) == [162, 366]
+
+    gateway.faults = Faults(refusals=Refusals(cancelled=10))
+    failed = fetch_result(
+        engine, make_source(max_attempts=3), Listing("MSFT"), "15m", start=WEEKS_AGO, now=NOW
+    )
+    assert failed.status == "failed"
+    assert "failed after 3 attempts: IBKR error 162: API historical data query cancelled:" in failed.error
+
+
+EMPTY_WEEKS = (NOW - pd.Timedelta(weeks=5), NOW - pd.Timedelta(weeks=4))  # two 1-week chunks end in here
+EMPTY_YEAR = (HEAD + pd.DateOffset(years=1), HEAD + pd.DateOffset(years=1, days=1))  # one 1-year chunk
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "start", "empty"),
+    [("15m", NOW - pd.Timedelta(weeks=6), EMPTY_WEEKS), ("1d", HEAD, EMPTY_YEAR)],
+)
+def test_an_empty_bar_list_is_a_hole_and_the_bars_after_it_load(
+    engine, gateway, make_source, timeframe, start, empty
+):
+    """The end message with 0 bars and no error, for chunks inside the history, is "no data": a hole in
+    tt_fetch_hole, and the walk goes on to store every bar after it; the next run fills the hole."""
+    gateway.faults = Faults(refusals=Refusals(empty={"AAPL": empty}))
+    first = fetch_result(engine, make_source(), Listing("AAPL"), timeframe, start=start, now=NOW)
+    assert first.status == "updated", first.error
+    holes = open_holes(engine, timeframe, "AAPL")
+    assert first.holes_found == len(holes) >= 1
+    assert all(h.reason == "IBKR answered with an empty bar list" for h in holes)
+    assert "empty" in {r.outcome for r in gateway.historical()}
+    missing = [(h.start, h.end) for h in holes]
+    assert_stored_is_expected(engine, gateway, "AAPL", timeframe, start, missing=missing)
+    assert read_bars(engine, ["AAPL"], timeframe)["ts"].iloc[-1] > empty[1]  # the bars after it loaded
+
+    gateway.faults = Faults()
+    second = fetch_result(engine, make_source(), Listing("AAPL"), timeframe, start=start, now=NOW)
+    assert second.status == "updated" and second.holes_open == 0
+    assert_stored_is_expected(engine, gateway, "AAPL", timeframe, start)
+
+
+@pytest.mark.parametrize("notices", [(1100, 1101), (2105, 2106)])
+def test_requests_lost_with_1101_or_2106_are_sent_again_at_once(engine, gateway, make_source, notices):
+    """Connectivity restored with data lost (1101), or the HMDS farm back after a break (2105, 2106): the
+    requests in flight are sent again at once, not after the request timeout."""
+    gateway.faults = Faults(refusals=Refusals(lost=1, notices=notices))
+    source = make_source(request_timeout_s=60.0)
+    result = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    assert result.status == "updated", result.error
+    assert source.stats.timeouts == 0
+    outcomes = list(log_rows(engine).query("request == 'historical'")["outcome"])
+    assert outcomes.count("lost") == 1 and "timeout" not in outcomes
+    assert [r.outcome for r in gateway.historical()].count("lost") == 1
+    assert_stored_is_expected(engine, gateway, "AAPL", "15m", WEEKS_AGO)
+
+
+@pytest.mark.parametrize(
+    ("code", "text"), [(354, NOT_SUBSCRIBED), (10167, DELAYED_ONLY), (162, NO_PERMISSIONS)]
+)
+def test_a_permission_error_names_the_cause_and_is_asked_once(engine, gateway, make_source, code, text):
+    gateway.faults = Faults(refusals=Refusals(permission={"NOPB": (code, text)}))
+    results = fetch_results(
+        engine, make_source(), [Listing("NOPB"), Listing("AAPL")], ["1d", "1h"], start=WEEKS_AGO, now=NOW
+    )
+    expected = (
+        f"NOPB: no market data permission at IBKR (IBKR error {code}: {text}); subscribe to this listing's "
+        "market data in IBKR's Account Management, or remove it from the watchlist"
+    )
+    assert [(r.symbol, r.status, r.error) for r in results if r.symbol == "NOPB"] == [
+        ("NOPB", "failed", expected)
+    ] * 2
+    assert {r.status for r in results if r.symbol == "AAPL"} == {"updated"}
+    asked = [r for r in gateway.requests if r.symbol == "NOPB" and r.kind != "contract"]
+    assert [r.kind for r in asked] == ["head_timestamp"]  # once for both timeframes, no bar request
+
+
+@pytest.mark.parametrize("refusal", [(162, OTHER_IP), (10197, COMPETING)])
+def test_a_competing_session_stops_the_run_once_with_one_line(engine, gateway, make_source, refusal):
+    gateway.faults = Faults(refusals=Refusals(session=refusal))
+    listings = [Listing("AAPL"), Listing("MSFT"), Listing("NVDA")]
+    results = fetch_results(engine, make_source(), listings, ["1d", "1h"], start=WEEKS_AGO, now=NOW)
+    expected = (
+        f"IBKR refuses market data to this session (IBKR error {refusal[0]}: {refusal[1]}); close the other "
+        "session (TWS, mobile or web) logged in with this user, then run again"
+    )
+    assert {(r.status, r.error) for r in results} == {("failed", expected)}
+    asked = [r for r in gateway.requests if r.kind in ("head_timestamp", "historical")]
+    assert not gateway.historical() and len(asked) <= len(listings)  # only those already under way
+
+
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("gateway_state", ["not listening", "refusing"])
+def test_a_missing_gateway_fails_every_partition_at_once_with_one_line(engine, gateway, gateway_state):
+    """No gateway on the port, or one closing every connection after the handshake: the first connection is
+    tried max_attempts times, then the source stops; every later partition fails with the same line and
+    without a reconnect window of its own."""
+    port = free_port() if gateway_state == "not listening" else gateway.port
+    gateway.faults = Faults(refusals=Refusals(connections=False))
+    settings = dataclasses.replace(SETTINGS, port=port, client_id=5, max_attempts=3, reconnect_s=300.0)
+    source = IbkrSource(settings, budget=PacingBudget(engine, RULES), recorder=IbkrRecorder(engine))
+    try:
+        listings = [Listing("AAPL"), Listing("MSFT"), Listing("NVDA")]
+        results = fetch_results(engine, source, listings, ["1d", "1h"], start=WEEKS_AGO, now=NOW)
+    finally:
+        source.close()
+    [error] = {r.error for r in results}
+    assert {r.status for r in results} == {"failed"}
+    assert error.startswith(f"IB Gateway at 127.0.0.1:{port}: no API connection after 3 attempt(s) (")
+    assert error.endswith("start IB Gateway or TWS with the API enabled on that port (IB_HOST, IB_PORT)")
+    # the partitions that were under way together waited their 2 backoffs; none after them waited at all
+    assert source.stats.retries <= len(listings) * (settings.max_attempts - 1)
+    assert not gateway.historical()
+
+
+def test_a_gateway_gone_mid_run_gets_one_reconnect_window_for_the_run(engine, gateway, make_source):
+    gateway.faults = Faults(restart_after=2, restart_s=30.0)
+    source = make_source(reconnect_s=0.5, backoff_s=0.1)
+    first = fetch_result(engine, source, Listing("AAPL"), "15m", start=WEEKS_AGO, now=NOW)
+    assert first.status == "failed" and "unreachable for 0.5 s (" in first.error
+    retries = source.stats.retries
+    later = fetch_results(
+        engine, source, [Listing("MSFT"), Listing("NVDA")], ["15m"], start=WEEKS_AGO, now=NOW
+    )
+    assert {(r.status, r.error) for r in later} == {("failed", first.error)}
+    assert source.stats.retries == retries  # no second window
+
+
+@pytest.mark.slow
+def test_persistent_pacing_in_adaptive_mode_switches_every_process_to_the_hard_rule(engine, gateway):
+    """A gateway enforcing the hard rule (here 3 requests per 1.5 s, for every bar size) against two
+    processes in adaptive mode: the violations persist down to one request in flight, the budget - shared
+    through the database - switches both to the hard rule, and every partition finishes with every bar."""
+    hard = dataclasses.replace(RULES, max_requests=3, window_s=1.5)
+    gateway.rules = hard
+    adaptive = dataclasses.replace(hard, mode="adaptive", concurrency=16, backoff_s=0.05, backoff_max_s=0.2)
+    sources = [
+        IbkrSource(
+            dataclasses.replace(SETTINGS, port=gateway.port, client_id=client_id),
+            budget=PacingBudget(engine, adaptive),  # one budget object per process, one database
+            recorder=IbkrRecorder(engine),
+        )
+        for client_id in (5, 15)
+    ]
+    groups = [[Listing("AAPL"), Listing("MSFT")], [Listing("NVDA"), Listing("AMZN")]]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [
+                pool.submit(fetch_results, engine, source, listings, ["15m"], start=WEEKS_AGO, now=NOW)
+                for source, listings in zip(sources, groups, strict=True)
+            ]
+            results = [r for run in runs for r in run.result()]
+    finally:
+        for source in sources:
+            source.close()
+    assert {r.status for r in results} == {"updated"}, [r.error for r in results]
+    assert gateway.violations(), "the gateway's hard rule was hit before the switch"
+    assert all(source.budget.hard_rule_since() is not None for source in sources)
+    for symbol in ("AAPL", "MSFT", "NVDA", "AMZN"):
+        assert_stored_is_expected(engine, gateway, symbol, "15m", WEEKS_AGO)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_tt_ingest_without_a_gateway_says_so_in_one_line_and_logs_ib_async_to_the_file(
+    sqlite_url, tmp_path, verbose
+):
+    """No gateway listening: one failure line for every partition, no "no bar in that window" line, and
+    ib_async's own records ("API connection failed ...") in <data dir>/logs/tt.log, on the console only with
+    `tt --verbose`."""
+    from click.testing import CliRunner
+
+    from tt_cli.main import cli
+
+    port = free_port()
+    args = [
+        "ingest",
+        "--source",
+        "ibkr",
+        "--symbols",
+        "AAPL,MSFT",
+        "--interval",
+        "1d",
+        "--start",
+        "2026-01-05",
+    ]
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "COLUMNS": "120",
+        "IB_PORT": str(port),
+        "TT_IB_RECONNECT_S": "0.5",
+        "TT_DATA_DIR": str(tmp_path),
+    }
+    result = CliRunner().invoke(cli, ["--verbose", *args] if verbose else args, env=env)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("failed ")]
+    one_line = (
+        rf"failed 2 partitions \(AAPL 1d, MSFT 1d\): IB Gateway at 127\.0\.0\.1:{port}: no API connection after "
+        r"\d attempt\(s\) \(.+\); start IB Gateway or TWS with the API enabled on that port \(IB_HOST, IB_PORT\)"
+    )
+    assert len(failed) == 1 and re.fullmatch(one_line, failed[0]), result.output
+    assert "no bar in that window" not in result.output and "no bar since it" not in result.output
+    assert ("API connection failed" in result.output) is verbose
+    assert "API connection failed" in (tmp_path / "logs" / "tt.log").read_text()

@@ -1,14 +1,18 @@
-"""The pacing rules (a fixed clock) and the IBKR chunk plan / duration strings."""
+"""The pacing rules (a fixed clock), the hard-rule fallback of the adaptive budget, the IBKR chunk plan /
+duration strings and the bars frame of an empty answer."""
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import pandas as pd
 import pytest
 
-from tt_resources.sources.ibkr import chunk_plan, duration_for, ib_end
-from tt_resources.sources.pacing import POLL_S, PacingRules, Sent, wait_needed
+from tt_resources.sources.base import empty_bars
+from tt_resources.sources.ibkr import _bars_frame, chunk_plan, duration_for, ib_end
+from tt_resources.sources.pacing import POLL_S, PacingBudget, PacingRules, Sent, wait_needed
+from tt_resources.terms import SOURCE_BAR_COLUMNS
 
 END = pd.Timestamp("2026-11-18 21:00:01", tz="UTC")
 
@@ -75,3 +79,37 @@ def test_short_spans_are_whole_days_and_long_daily_spans_years():
 
 def test_end_date_time_is_explicit_utc():
     assert ib_end(pd.Timestamp("2026-06-01 09:30", tz="America/New_York")) == "20260601-13:30:00"
+
+
+@pytest.mark.parametrize("timeframe", ["1d", "1h", "15m"])
+def test_an_empty_bar_list_is_an_empty_bars_frame(timeframe):
+    frame = _bars_frame([], timeframe)
+    assert frame.empty and list(frame.columns) == list(SOURCE_BAR_COLUMNS)
+    assert frame.dtypes.equals(empty_bars().dtypes)
+
+
+def test_a_violation_at_one_request_in_flight_switches_every_budget_to_the_hard_rule():
+    """Adaptive mode: a violation with the limit already at one request switches the budget - every
+    PacingBudget on the database - to the hard rule: a whole window's pause, then at most max_requests per
+    window; after a window without requests it is adaptive again."""
+    rules = PacingRules(
+        mode="adaptive", concurrency=4, max_requests=2, window_s=0.4, identical_s=0.0, margin_s=0.0
+    )
+    budget = PacingBudget(rules=rules)  # the limit starts at 4 / 4 = 1 request in flight
+    other = PacingBudget(budget.engine, rules)  # another process on the same database
+    ticket, wait, _ = budget.try_reserve("a", "C1")
+    assert wait == 0.0 and other.hard_rule_since() is None
+    budget.release(ticket, "pacing")
+    switched = other.hard_rule_since()
+    assert switched is not None
+    _, wait, _ = other.try_reserve("b", "C2")
+    assert 0.0 < wait <= rules.window_s  # the window is waited out
+    time.sleep(rules.window_s)
+    sent = [other.try_reserve(f"r{i}", f"C{i}") for i in range(3)]
+    assert [w for _, w, _ in sent[:2]] == [0.0, 0.0]
+    assert sent[2][0] is None and sent[2][1] > POLL_S  # the hard rule: 2 per window
+    for ticket, _, _ in sent[:2]:
+        other.release(ticket, "ok")
+    time.sleep(2 * rules.window_s)  # a window without a request: adaptive again
+    ticket, wait, _ = budget.try_reserve("c", "C1")
+    assert ticket is not None and budget.hard_rule_since() is None

@@ -208,9 +208,13 @@ def _latest_materializations(instance: dg.DagsterInstance, keys: list[str]) -> d
     }
 
 
-def _quality_metadata(quality) -> dict[str, float | int]:
-    """BarQuality's counts (int) and its coverage in percent (`coverage_pct`)."""
+def _quality_metadata(quality) -> dict[str, float | int | str]:
+    """BarQuality's counts (int), its coverage in percent (`coverage_pct`) and its text fields when set
+    (`first_split_jump`; an empty one is left out)."""
     from dataclasses import asdict
 
-    counts = {name: int(value) for name, value in asdict(quality).items() if name != "coverage"}
-    return {**counts, "coverage_pct": percent(quality.coverage)}
+    values = asdict(quality)
+    coverage = values.pop("coverage")
+    counts = {name: int(v) for name, v in values.items() if not isinstance(v, str)}
+    texts = {name: v for name, v in values.items() if isinstance(v, str) and v}
+    return {**counts, **texts, "coverage_pct": percent(coverage)}

@@ -138,7 +138,8 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
     """Refresh the partitions with a progress bar per timeframe; returns their PartitionReports with the
     bar counts read back from the database (committed_reports).
 
-    With --start/--end, one line per partition that has no stored bar in that window afterwards.
+    With --start/--end, one line per partition that has no stored bar in that window afterwards (a failed
+    one excepted: its failure line says why).
     """
     started = pd.Timestamp.now(tz="UTC")
     with timeframe_progress(console) as progress:
@@ -152,7 +153,10 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
     try:
         reports = with_reconnect(lambda: committed_reports(pipeline.engine, reports, started))
         if start is not None or end is not None:
-            lines = with_reconnect(lambda: empty_windows(pipeline.engine, symbols, timeframes, start, end))
+            failed = {(r.symbol, r.timeframe) for r in reports if r.status == "failed"}
+            lines = with_reconnect(
+                lambda: empty_windows(pipeline.engine, symbols, timeframes, start, end, skip=failed)
+            )
             for line in lines:
                 console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False, soft_wrap=True)
     except DatabaseFault as fault:  # the run's own failures were reported per partition
@@ -199,9 +203,11 @@ def empty_windows(
     timeframes: list[str],
     start: pd.Timestamp | None,
     end: pd.Timestamp | None,
+    *,
+    skip: set[tuple[str, str]] = frozenset(),
 ) -> list[str]:
-    """One line per (symbol, timeframe) with no stored bar in [start, end), naming the flags and what is
-    stored (a source with nothing there, or a window after the last bar it has)."""
+    """One line per (symbol, timeframe) not in `skip` with no stored bar in [start, end), naming the flags and
+    what is stored (a source with nothing there, or a window after the last bar it has)."""
     from tt_resources.db.prices import window_counts
 
     counts = window_counts(engine, symbols, timeframes, start, end)
@@ -216,15 +222,16 @@ def empty_windows(
     for timeframe in timeframes:
         for symbol in symbols:
             row = stored.get((symbol, timeframe))
-            if row is None or row.inside == 0:
+            if (symbol, timeframe) not in skip and (row is None or row.inside == 0):
                 held = f"stored {row.first_ts:%Y-%m-%d} .. {row.last_ts:%Y-%m-%d}" if row else "none stored"
                 lines.append(f"{flags}: {what} for {symbol} {timeframe} ({held})")
     return lines
 
 
 def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
-    """Print the summary table and one line per failed partition with its reason (the source's text, never
-    read as console markup); exit 1 when a partition failed and `fail`. Returns the failed reports."""
+    """Print the summary table and one line per failure reason (the source's text, never read as console
+    markup) naming the partitions it failed - one for an account-wide condition however many partitions it
+    stopped; exit 1 when a partition failed and `fail`. Returns the failed reports."""
     console.print(ingest_summary(reports))
     for r in reports:
         if r.changes:
@@ -246,9 +253,16 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
                 soft_wrap=True,
             )
     failed = [r for r in reports if r.status == "failed"]
+    by_reason: dict[str, list] = {}
     for r in failed:
-        stored = f" ({r.bars_stored:,} bars stored)" if r.bars_stored is not None else ""
-        line = f"[red]failed[/red] {r.symbol} {r.timeframe}: {escape(str(r.reason))}{stored}"
+        by_reason.setdefault(str(r.reason), []).append(r)
+    for reason, group in by_reason.items():
+        names = [f"{r.symbol} {r.timeframe}" for r in group]
+        which = names[0] if len(names) == 1 else f"{len(names)} partitions ({', '.join(names[:3])}"
+        which += "" if len(names) == 1 else f"{', ...' if len(names) > 3 else ''})"
+        known = [r.bars_stored for r in group if r.bars_stored is not None]
+        stored = f" ({sum(known):,} bars stored)" if len(known) == len(group) else ""
+        line = f"[red]failed[/red] {escape(which)}: {escape(reason)}{stored}"
         console.print(line, highlight=False, soft_wrap=True)  # one line, however long: grep finds it whole
     if failed and fail:
         raise SystemExit(1)

@@ -67,11 +67,13 @@ def _one_line(exc: Exception) -> Exception:
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Show third-party warnings the platform filters (Dagster beta/preview, tensortrade's SyntaxWarning).",
+    help="Show third-party warnings the platform filters (Dagster beta/preview, tensortrade's SyntaxWarning) "
+    "and log records (ib_async's included) on the console; they always go to <data dir>/logs/tt.log.",
 )
 def cli(verbose: bool) -> None:
     """tt: research-to-production platform for RL trading agents."""
     from tt_cli.common import BadInput
+    from tt_cli.logs import route_logs
     from tt_resources.config import SettingsError, check_directories
 
     try:  # every command starts from checked settings: a bad variable is one line, exit 2
@@ -81,3 +83,4 @@ def cli(verbose: bool) -> None:
     # a relative TT_DATA_DIR / DAGSTER_HOME, resolved once for this process and its children
     for note in notes:
         click.echo(note, err=True)
+    route_logs(verbose)

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     tt_ib_reconnect_s: float = Field(
         300.0,
         ge=0,
-        description="how long to keep reconnecting to a gateway that went away (e.g. its restart)",
+        description="how long to keep reconnecting to a gateway that went away (e.g. its restart), one window "
+        "per run; also bounds the first connection",
     )
     tt_ib_hole_attempts: int = Field(
         3, ge=1, description="fetches of a span IBKR did not deliver before later runs stop retrying it"

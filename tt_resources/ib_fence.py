@@ -4,7 +4,8 @@
 so tt_resources.sources.ibkr sends the request itself and applies its own timeout: a request id from the client, a
 future registered with the wrapper (which fills it with the bars), the wire call with its positional arguments,
 and the cancel message on timeout. The connection's `apiError` event (the gateway closed the socket before the
-API was ready) is the client's too. tests/test_fences.py checks what is relied on here.
+API was ready) is the client's too. ib_async treats some error codes as warnings that leave the request open
+(10167: market data not subscribed); `fail_request` ends such a request with the error. tests/test_fences.py checks what is relied on here.
 """
 
 from __future__ import annotations
@@ -59,3 +60,8 @@ def api_errors(ib: IB) -> Event:
     """The connection's API-error event (one str argument: the message), e.g. the gateway closing the socket
     during the handshake."""
     return ib.client.apiError
+
+
+def fail_request(ib: IB, req_id: int, error: Exception) -> None:
+    """End the open request `req_id` (any kind) with `error`; nothing when it is not open."""
+    ib.wrapper._endReq(req_id, error, success=False)

@@ -9,16 +9,28 @@ caller (scripts, Dagster ops, worker threads, notebooks) without nest_asyncio. P
 2. asks once for the head timestamp (earliest TRADES bar; cached in tt_contracts.head_ts);
 3. walks *forward* from max(start, head) in chunks of IBKR's step table (1d: "1 Y", 1h: "1 M", 15m: "1 W"; a
    shorter "N D" for the last chunk) with explicit UTC endDateTime and formatDate=2, yielding each chunk as it
-   arrives (so the caller stores it before the next request); a chunk answered "HMDS query returned no data"
-   is yielded as a hole and the walk goes on.
+   arrives (so the caller stores it before the next request); a chunk answered "HMDS query returned no data",
+   or with an empty bar list, is yielded as a hole (status no_data) and the walk goes on.
 Every request passes the shared pacing budget (tt_resources.sources.pacing) and is logged to tt_fetch_log
-(through the recorder, tt_resources.db.ibkr_records). Pacing
-violations (error 162) are retried after the budget's pause; timeouts (cancelled first) with bounded
-exponential backoff; a lost or refused connection is re-established with backoff for up to `reconnect_s`
-(IB Gateway's nightly restart), resuming the same chunk. Client ids client_id, +1, ... (IB_CLIENT_IDS of
-them) are tried in turn, so processes and Celery workers connecting at once each get their own (the gateway,
-the one authority on ids in use, answers 326 for a taken one); when every one answers 326 the partition fails
-at once naming them.
+(through the recorder, tt_resources.db.ibkr_records). How each IBKR answer is handled:
+- 162 pacing violation: retried when the budget lets it (at most `pacing_attempts` in a row);
+- no answer within `request_timeout_s` (cancelled first), 162 "API historical data query cancelled" and 366
+  "No historical data query found" (IBKR dropped the query on its side): retried with bounded exponential
+  backoff, at most `max_attempts`;
+- 1101 (connectivity restored, data lost) and 2106 after 2105 (HMDS farm broken, then OK): the requests in
+  flight are cancelled and sent again at once (as soon as the budget allows), not after the timeout;
+- permission errors (354, 10089, 10090, 10167, 10168, 162 "No market data permissions"): the partition fails
+  naming the cause; the symbol's other partitions fail with it without asking again (so does a failed head
+  timestamp lookup: it is asked once per symbol and run);
+- account-wide conditions (10197 / 162 competing live session or TWS connected from another IP address, no
+  gateway listening or one refusing the first connection after `max_attempts` tries, a gateway that went away
+  mid-run and stayed away for `reconnect_s`): the source stops, this and every later partition fail at once
+  with the same one line, no further request and no further reconnect window;
+- a lost or refused connection mid-run is re-established with backoff, one `reconnect_s` window shared by
+  every partition (IB Gateway's nightly restart), resuming the same chunk.
+Client ids client_id, +1, ... (IB_CLIENT_IDS of them) are tried in turn, so processes and Celery workers
+connecting at once each get their own (the gateway, the one authority on ids in use, answers 326 for a taken
+one); when every one answers 326 the partition fails at once naming them.
 """
 
 from __future__ import annotations
@@ -54,12 +66,34 @@ CHUNKS: dict[str, tuple[pd.DateOffset, str]] = {
 }
 
 
+# error codes of a missing market-data permission, and of conditions of the whole account or session
+PERMISSION_CODES = frozenset({354, 10089, 10090, 10167, 10168})
+ACCOUNT_CODES = frozenset({10197})
+ACCOUNT_TEXTS = ("competing live session", "different ip address")
+RESEND_CODES = frozenset({1101})  # connectivity restored, data lost: requests in flight are lost
+FARM_BROKEN, FARM_OK = 2105, 2106  # HMDS data farm connection broken / OK again
+
+
 class PacingViolation(SourceError):
     """IBKR answered error 162 'pacing violation'."""
 
 
 class RequestTimedOut(SourceError):
-    """No answer within the request timeout (the request was cancelled)."""
+    """No answer within the request timeout (the request was cancelled), or IBKR dropped the query on its side
+    (162 "query cancelled", 366); worth retrying after a backoff."""
+
+
+class RequestLost(SourceError):
+    """The gateway reported that requests in flight were lost (1101, 2106 after 2105); send again at once."""
+
+
+class NoPermission(SourceError):
+    """The account may not have this listing's market data (354, 10089, 10167, 162 "No market data
+    permissions", ...)."""
+
+
+class AccountUnavailable(SourceError):
+    """A condition of the whole account or gateway (competing session, no gateway): every partition fails."""
 
 
 class GatewayUnreachable(ConnectionError):
@@ -181,8 +215,14 @@ class IbkrSource:
         self._ib: IB | None = None
         self._connecting: asyncio.Lock | None = None
         self._contracts: dict[str, Contract] = {}
-        self._heads: dict[str, pd.Timestamp | None] = {}
-        self._unknown: dict[str, str] = {}
+        self._heads: dict[str, pd.Timestamp | None] = {}  # asked this run (None: IBKR has none)
+        # symbol -> why it cannot be fetched this run (unknown, several listings, no permission)
+        self._refused: dict[str, SourceError] = {}
+        self._stopped: AccountUnavailable | None = None  # set once: every later partition fails with it
+        self._ever_connected = False
+        self._down_since: float | None = None  # the shared reconnect window's start
+        self._in_flight: set[asyncio.Future] = set()  # resolved when the gateway reports them lost
+        self._farm_broken = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
@@ -194,6 +234,11 @@ class IbkrSource:
         symbol, tf = listing.symbol, get_timeframe(timeframe).name
         start, end = aware_utc(start, "start"), aware_utc(end, "end")
         call = _Call()
+        if self._stopped is not None:
+            yield self._chunk_done(
+                call, Chunk(start, end, empty_bars(), call.stats, "failed", str(self._stopped))
+            )
+            return
         try:
             contract = self._run(call, self._contract(listing, tf, call))
             head = self._run(call, self._head(contract, symbol, tf, call))
@@ -211,8 +256,12 @@ class IbkrSource:
                 failed = Chunk(chunk_start, end, empty_bars(), call.stats, "failed", str(exc))
                 yield self._chunk_done(call, failed)
                 return
-            if frame is None:
-                reason = f"IBKR error 162: {call.log[-1]['message']}"
+            if frame is None or frame.empty:
+                reason = (
+                    f"IBKR error 162: {call.log[-1]['message']}"
+                    if frame is None
+                    else "IBKR answered with an empty bar list"
+                )
                 yield self._chunk_done(
                     call, Chunk(chunk_start, chunk_end, empty_bars(), call.stats, "no_data", reason)
                 )
@@ -241,9 +290,13 @@ class IbkrSource:
 
     # ------------------------------------------------------------------ bookkeeping
     def _run[T](self, call: _Call, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the ib loop; `call`'s log rows are written whatever happens."""
+        """Run `coro` on the ib loop; `call`'s log rows are written whatever happens. An account-wide failure
+        stops the source (see module doc)."""
         try:
             return run_on_ib_loop(coro)
+        except AccountUnavailable as exc:
+            self._stopped = self._stopped or exc
+            raise self._stopped from None
         finally:
             self._flush_log(call)
 
@@ -286,6 +339,8 @@ class IbkrSource:
                 ib = await self._open(client_id)
                 if ib is not None:
                     self._ib, self.client_id = ib, client_id
+                    self._ever_connected, self._down_since, self._farm_broken = True, None, False
+                    ib.errorEvent += self._on_notice
                     return ib
             raise ClientIdsInUse(
                 f"IB Gateway at {s.host}:{s.port}: error 326 (client id already in use) for client ids "
@@ -332,15 +387,30 @@ class IbkrSource:
                 connecting.cancel()
                 ib.disconnect()
 
+    def _on_notice(self, req_id: int, code: int, message: str, contract) -> None:
+        """The connection's error and notice messages not tied to a failed request (see module doc): lost
+        requests are sent again; a permission warning IBKR leaves the request open for (10167) ends it."""
+        if code == FARM_BROKEN:
+            self._farm_broken = True
+        elif code in RESEND_CODES or (code == FARM_OK and self._farm_broken):
+            self._farm_broken = False
+            for waiter in self._in_flight:
+                if not waiter.done():
+                    waiter.set_result(f"IBKR {code}: {message}")
+        elif code in PERMISSION_CODES and req_id > 0 and self._ib is not None:
+            ib_fence.fail_request(self._ib, req_id, RequestError(req_id, code, message))
+
     # ------------------------------------------------------------------ requests
     async def _attempts(self, describe: str, attempt: Callable[[IB], Awaitable], call: _Call):
         """Run `attempt` until it answers: pacing violations retry after the budget's pause (at most
-        `pacing_attempts`), timeouts with exponential backoff (at most `max_attempts`), a lost or refused
-        connection with backoff for up to `reconnect_s`."""
+        `pacing_attempts`), timeouts and queries IBKR dropped with exponential backoff, lost requests at once
+        (at most `max_attempts` of those together); a connection lost mid-run with backoff within the shared
+        `reconnect_s` window, a first connection refused `max_attempts` times stops the source."""
         s = self.settings
         pacing = timeouts = refused = 0
-        down_since: float | None = None
         while True:
+            if self._stopped is not None:
+                raise self._stopped
             try:
                 answer = await attempt(await self._connect(call))
             except PacingViolation as exc:
@@ -349,24 +419,35 @@ class IbkrSource:
                     raise SourceError(f"{describe}: {pacing} pacing violations in a row ({exc})") from None
                 call.stats.retries += 1
                 continue  # the shared budget holds the next send until IBKR's pause is over
-            except RequestTimedOut as exc:
+            except (RequestTimedOut, RequestLost) as exc:
                 timeouts += 1
                 if timeouts >= s.max_attempts:
                     raise SourceError(f"{describe} failed after {timeouts} attempts: {exc}") from None
-                delay = s.backoff_s * 2 ** (timeouts - 1)
+                delay = 0.0 if isinstance(exc, RequestLost) else s.backoff_s * 2 ** (timeouts - 1)
             except ConnectionError as exc:  # GatewayUnreachable, or the socket dropped mid-request
-                down_since = down_since if down_since is not None else time.monotonic()
-                if time.monotonic() - down_since >= s.reconnect_s:
-                    raise SourceError(
-                        f"{describe}: IB Gateway at {s.host}:{s.port} unreachable for {s.reconnect_s:g} s "
-                        f"({exc})"
-                    ) from None
                 refused += 1
+                self._gateway_down(exc, refused)
                 delay = s.backoff_s * 2 ** min(refused - 1, 10)
             else:
                 return answer
             call.stats.retries += 1
             await asyncio.sleep(min(delay, s.backoff_max_s))
+
+    def _gateway_down(self, exc: ConnectionError, refused: int) -> None:
+        """Raise AccountUnavailable when the gateway is to be given up: the first connection of the run
+        refused `max_attempts` times (30 s of backoff with the defaults), or a gateway away for longer than
+        the `reconnect_s` window that every partition shares."""
+        s = self.settings
+        where = f"IB Gateway at {s.host}:{s.port}"
+        self._down_since = self._down_since if self._down_since is not None else time.monotonic()
+        down_s = time.monotonic() - self._down_since
+        if not self._ever_connected and (refused >= s.max_attempts or down_s >= s.reconnect_s):
+            raise AccountUnavailable(
+                f"{where}: no API connection after {refused} attempt(s) ({exc}); start IB Gateway or TWS with "
+                "the API enabled on that port (IB_HOST, IB_PORT)"
+            )
+        if down_s >= s.reconnect_s:
+            raise AccountUnavailable(f"{where} unreachable for {s.reconnect_s:g} s ({exc})")
 
     async def _send(
         self,
@@ -385,24 +466,48 @@ class IbkrSource:
         call.stats.requests += 1
         began = time.monotonic()
         log.update(requested_at=datetime.now(UTC), outcome="ok")
+        lost = asyncio.get_running_loop().create_future()
+        self._in_flight.add(lost)
         try:
-            return await asyncio.wait_for(start(), self.settings.request_timeout_s)
-        except TimeoutError:
-            if cancel is not None:
-                cancel()
-            call.stats.timeouts += 1
-            log["outcome"] = "timeout"
-            raise RequestTimedOut(f"no answer within {self.settings.request_timeout_s:g} s") from None
+            request = asyncio.ensure_future(start())
+            await asyncio.wait(
+                {request, lost}, timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not request.done():
+                request.cancel()
+                if cancel is not None:
+                    cancel()
+                if lost.done():
+                    log.update(outcome="lost", message=lost.result())
+                    raise RequestLost(f"sent again after {lost.result()}")
+                call.stats.timeouts += 1
+                log["outcome"] = "timeout"
+                raise RequestTimedOut(f"no answer within {self.settings.request_timeout_s:g} s")
+            return request.result()
         except RequestError as exc:
             log.update(error_code=exc.code, message=exc.message, outcome=_outcome(exc))
+            text = f"IBKR error {exc.code}: {exc.message}"
             if log["outcome"] == "pacing":
                 call.stats.pacing_waits += 1
-                raise PacingViolation(f"IBKR error 162: {exc.message}") from None
+                raise PacingViolation(text) from None
+            if log["outcome"] == "cancelled":
+                raise RequestTimedOut(text) from None
+            if log["outcome"] == "permission":
+                raise NoPermission(
+                    f"{log['symbol']}: no market data permission at IBKR ({text}); subscribe to this listing's "
+                    "market data in IBKR's Account Management, or remove it from the watchlist"
+                ) from None
+            if log["outcome"] == "account":
+                raise AccountUnavailable(
+                    f"IBKR refuses market data to this session ({text}); close the other session "
+                    "(TWS, mobile or web) logged in with this user, then run again"
+                ) from None
             raise
         except ConnectionError as exc:
             log.update(outcome="disconnected", message=str(exc))
             raise
         finally:
+            self._in_flight.discard(lost)
             log["latency_s"] = time.monotonic() - began
             if ticket is not None:
                 answered = log["outcome"] in ("ok", "no_data", "not_found")
@@ -414,8 +519,8 @@ class IbkrSource:
     async def _contract(self, listing: Listing, timeframe: str, call: _Call) -> Contract:
         """The qualified contract: memory, tt_contracts, or one reqContractDetails (stored)."""
         symbol = listing.symbol
-        if symbol in self._unknown:
-            raise SymbolNotFound(self._unknown[symbol])
+        if symbol in self._refused:
+            raise self._refused[symbol]
         if symbol in self._contracts:
             return self._contracts[symbol]
         stored = await asyncio.to_thread(self._stored_contract, symbol)
@@ -434,12 +539,14 @@ class IbkrSource:
                 reason = "no contract details"
             log["bars"] = len(details)
             if not details:
-                self._unknown[symbol] = f"{symbol}: not found at IBKR as {asked.symbol!r} ({reason})"
-                raise SymbolNotFound(self._unknown[symbol])
+                self._refused[symbol] = SymbolNotFound(
+                    f"{symbol}: not found at IBKR as {asked.symbol!r} ({reason})"
+                )
+                raise self._refused[symbol]
             try:
                 return pick_listing(symbol, details, exchange, primary)
             except SourceError as exc:
-                self._unknown[symbol] = str(exc)
+                self._refused[symbol] = exc
                 raise
 
         details = await self._attempts(f"{symbol} contract lookup", attempt, call)
@@ -466,7 +573,8 @@ class IbkrSource:
         row = self.recorder.contract(symbol) if self.recorder is not None else None
         if row is None:
             return None
-        self._heads[symbol] = None if row["head_ts"] is None else pd.Timestamp(row["head_ts"])
+        if row["head_ts"] is not None:
+            self._heads[symbol] = pd.Timestamp(row["head_ts"])
         self._contracts[symbol] = Contract(
             conId=row["con_id"],
             symbol=ib_symbol(symbol),
@@ -482,8 +590,9 @@ class IbkrSource:
     async def _head(
         self, contract: Contract, symbol: str, timeframe: str, call: _Call
     ) -> pd.Timestamp | None:
-        """Earliest TRADES bar IBKR has for `contract` (asked once, cached in tt_contracts.head_ts)."""
-        if self._heads.get(symbol) is not None:
+        """Earliest TRADES bar IBKR has for `contract` (asked once, cached in tt_contracts.head_ts); None when
+        IBKR has none. Asked once per run whatever the answer: a refusal is remembered for the symbol."""
+        if symbol in self._heads:
             return self._heads[symbol]
         s = self.settings
 
@@ -500,7 +609,12 @@ class IbkrSource:
                 return None  # IBKR has no head for it: the walk then starts at the window start
             return pd.Timestamp(head).tz_convert("UTC")
 
-        self._heads[symbol] = head = await self._attempts(f"{symbol} head timestamp", attempt, call)
+        try:
+            head = await self._attempts(f"{symbol} head timestamp", attempt, call)
+        except NoPermission as exc:
+            self._refused[symbol] = exc
+            raise
+        self._heads[symbol] = head
         if self.recorder is not None and head is not None:
             await asyncio.to_thread(self.recorder.save_head, symbol, head)
         return head
@@ -553,18 +667,29 @@ class IbkrSource:
 
 
 def _outcome(exc: RequestError) -> str:
-    """tt_fetch_log outcome of an IBKR error answer."""
-    if exc.code == 162 and "pacing violation" in exc.message.lower():
+    """tt_fetch_log outcome of an IBKR error answer: pacing | no_data | cancelled (IBKR dropped the query) |
+    permission | account (the whole session is refused) | not_found | error. Error 162 stands for several
+    conditions, told apart by its text."""
+    code, text = exc.code, exc.message.lower()
+    if code == 162 and "pacing violation" in text:
         return "pacing"
-    if exc.code == 162 and "returned no data" in exc.message:
+    if code == 162 and "returned no data" in text:
         return "no_data"
-    return "not_found" if exc.code == 200 else "error"
+    if code == 366 or (code == 162 and "query cancelled" in text):
+        return "cancelled"
+    if code in PERMISSION_CODES or (code == 162 and "no market data permissions" in text):
+        return "permission"
+    if code in ACCOUNT_CODES or (code == 162 and any(t in text for t in ACCOUNT_TEXTS)):
+        return "account"
+    return "not_found" if code == 200 else "error"
 
 
 def _bars_frame(bars: list, timeframe: str) -> pd.DataFrame:
     """ib_async BarData -> bars frame sorted by ts; daily bars (session dates) start at the session open.
 
-    IBKR's "unknown" markers become NaN: volume -1, WAP 0 (or below), bar count -1."""
+    IBKR's "unknown" markers become NaN: volume -1, WAP 0 (or below), bar count -1. No bars: an empty frame."""
+    if not bars:
+        return empty_bars()
     dates = [b.date for b in bars]
     if timeframe == "1d":
         opens = calendar.nyse().schedule["open"].reindex(pd.DatetimeIndex(dates))

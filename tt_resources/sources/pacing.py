@@ -11,6 +11,13 @@ IBKR's rules (https://interactivebrokers.github.io/tws-api/historical_limitation
   halves the limit and pauses every sender for `backoff_s` (doubling with each violation in a row, at most
   `backoff_max_s`) - once per round: violations of requests sent before the last halving only count. In
   strict mode a violation pauses every sender for the whole window.
+- **hard rule fallback** (adaptive mode): when IBKR still answers a pacing violation while the limit is already
+  down to one request in flight, it enforces the hard rule after all (IBKR does so for some accounts and for
+  heavy users). Every sender then waits the whole window out and keeps to the strict rules (at most
+  `max_requests` per `window_s`, violations pause a whole window) until the budget has been idle for a window
+  after that pause: the run finishes at IBKR's hard pace with nothing lost, and the next run tries adaptive
+  again. The switch is the row `hard` of tt_ib_pacing (paused_until: the window's end; decreased_at: when it
+  was made), so every process sharing the database switches with it.
 
 The budget lives in the database (tt_ib_request: one row per paced request; tt_ib_pacing: the adaptive limit
 and the pause), so it holds across processes on one machine and across machines sharing PostgreSQL. A
@@ -25,7 +32,9 @@ sender that was slow between reserving and sending cannot break them. Rows in fl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -39,6 +48,8 @@ from tt_resources.db.schema import ib_pacing, ib_requests
 from tt_resources.sources.settings import PacingRules
 
 LOCK_KEY = 0x7474_6962  # PostgreSQL advisory lock id of the pacing budget ("ttib")
+HARD = "hard"  # tt_ib_pacing row of the adaptive mode's switch to the hard rule
+log = logging.getLogger(__name__)
 POLL_S = 0.1  # how long a sender waits when only the in-flight limit stops it (plus up to 50 % jitter)
 
 
@@ -130,9 +141,13 @@ class PacingBudget:
             yield conn, float(now)
             conn.commit()
 
-    def _state(self, conn: sa.Connection) -> sa.RowMapping:
-        """The mode's adaptive state (created on first use: limit starts at a quarter of the bound)."""
-        row = conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().first()
+    def _state(self, conn: sa.Connection) -> tuple[sa.RowMapping, sa.RowMapping | None]:
+        """The mode's adaptive state (created on first use: limit starts at a quarter of the bound), and the
+        adaptive mode's switch to the hard rule when it is in force (see module doc); one query."""
+        modes = [self.rules.mode, HARD] if self.rules.mode == "adaptive" else [self.rules.mode]
+        rows = conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode.in_(modes))).mappings().all()
+        by_mode = {row["mode"]: row for row in rows}
+        row = by_mode.get(self.rules.mode)
         if row is None:
             start = max(1.0, self.rules.concurrency / 4)
             conn.execute(
@@ -148,28 +163,34 @@ class PacingBudget:
             row = (
                 conn.execute(sa.select(ib_pacing).where(ib_pacing.c.mode == self.rules.mode)).mappings().one()
             )
-        return row
+        return row, by_mode.get(HARD)
 
     def try_reserve(self, identity: str, contract: str) -> tuple[int | None, float, int]:
         """(ticket, 0, in-flight limit) when the request was recorded as sent now; (None, seconds to wait,
         limit) otherwise."""
         r = self.rules
         with self._locked() as (conn, now):
+            state, hard = self._state(conn)
+            rules = dataclasses.replace(r, mode="strict") if hard is not None else r
             counted_at = sa.func.coalesce(ib_requests.c.done_at, ib_requests.c.lease_until)
-            conn.execute(sa.delete(ib_requests).where(counted_at < now - r.horizon_s))
+            conn.execute(sa.delete(ib_requests).where(counted_at < now - rules.horizon_s))
             rows = conn.execute(
                 sa.select(
                     ib_requests.c.identity,
                     ib_requests.c.contract,
                     ib_requests.c.done_at,
                     ib_requests.c.lease_until,
-                ).where(counted_at >= now - r.horizon_s)
+                ).where(counted_at >= now - rules.horizon_s)
             ).all()
             history = [_sent(row, now) for row in rows]
-            state = self._state(conn)
-            limit = r.concurrency if r.mode == "strict" else int(state["concurrency"])
+            idle = not any(sent.at > now - r.window_s for sent in history)
+            if hard is not None and idle and now >= hard["paused_until"] + r.window_s:
+                conn.execute(sa.delete(ib_pacing).where(ib_pacing.c.mode == HARD))  # idle for a window
+                hard, rules = None, r
+            limit = r.concurrency if rules.mode == "strict" else int(state["concurrency"])
+            paused_until = max(state["paused_until"], hard["paused_until"] if hard is not None else 0.0)
             wait = wait_needed(
-                r, now, history, identity, contract, limit=limit, paused_until=state["paused_until"]
+                rules, now, history, identity, contract, limit=limit, paused_until=paused_until
             )
             if wait > 0:
                 return None, wait, limit
@@ -187,11 +208,15 @@ class PacingBudget:
             conn.execute(
                 sa.update(ib_requests).where(ib_requests.c.id == ticket).values(done_at=now, outcome=outcome)
             )
-            state = self._state(conn)
+            state, hard = self._state(conn)
             where = ib_pacing.c.mode == r.mode
             if outcome == "pacing":
                 sent_at = conn.execute(sa.select(ib_requests.c.sent_at).where(ib_requests.c.id == ticket))
-                if sent_at.scalar_one() < state["decreased_at"]:  # sent under the limit already halved
+                stale = sent_at.scalar_one() < state["decreased_at"]  # sent under the limit already halved
+                persists = r.mode == "adaptive" and not stale and state["concurrency"] <= 1.0
+                if hard is not None or persists:
+                    self._to_hard_rule(conn, now, hard)
+                if hard is not None or persists or stale:  # counted only
                     conn.execute(sa.update(ib_pacing).where(where).values(violations=state["violations"] + 1))
                     return
                 streak = state["streak"] + 1
@@ -214,6 +239,33 @@ class PacingBudget:
             elif outcome == "ok":
                 grown = min(float(r.concurrency), state["concurrency"] + 1.0 / state["concurrency"])
                 conn.execute(sa.update(ib_pacing).where(where).values(concurrency=grown, streak=0))
+
+    def _to_hard_rule(self, conn: sa.Connection, now: float, hard: sa.RowMapping | None) -> None:
+        """Switch every sender to the hard rule (or, already switched, start its window again): no request
+        until a whole window has passed."""
+        r = self.rules
+        values = {"paused_until": now + r.window_s, "decreased_at": now}
+        if hard is not None:
+            conn.execute(sa.update(ib_pacing).where(ib_pacing.c.mode == HARD).values(**values))
+            return
+        log.warning(
+            "IBKR pacing violations persist with one request in flight: every process keeps to the hard rule "
+            "(%d requests per %g s) from now on, after waiting %g s",
+            r.max_requests,
+            r.window_s,
+            r.window_s,
+        )
+        conn.execute(
+            sa.insert(ib_pacing).values(
+                mode=HARD, concurrency=float(r.concurrency), streak=0, violations=0, **values
+            )
+        )
+
+    def hard_rule_since(self) -> float | None:
+        """When the adaptive mode switched every process to the hard rule (epoch s), None when it has not."""
+        with self._locked() as (conn, _):
+            hard = self._state(conn)[1]
+            return None if hard is None else float(hard["decreased_at"])
 
     async def acquire(self, request: Hashable, contract: Hashable) -> tuple[int, float]:
         """Wait until `request` on `contract` may be sent and record it; returns (ticket, seconds waited).

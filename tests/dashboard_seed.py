@@ -511,9 +511,13 @@ def seed_evaluation(
     )
 
 
+SEEDED_VERDICT = "Verdict: nothing significant: DSR vs cash 0.412 and DSR vs Equal weight (buy & hold) 0.207"
+
+
 def seed_summary(per_seed: Sequence[dict]) -> dict:
-    """The agent's row across seeds from its per-seed stitched rows: the metrics' means and the Sharpe
-    ratio's 95 % Student-t interval, as tt_rl.evaluate's summary row."""
+    """The agent's summary row from its per-seed stitched rows, numbers for display only (tt_rl.evaluate
+    computes the real one on the seed ensemble's series): the metrics' means, an interval around the mean
+    Sharpe ratio, the seeds' Sharpe range and a verdict line."""
     frame = pd.DataFrame(list(per_seed)).drop(columns=["policy", "seed", "fold"])
     numbers = frame.select_dtypes("number").astype(float)
     sharpe = numbers["sharpe"]
@@ -521,6 +525,9 @@ def seed_summary(per_seed: Sequence[dict]) -> dict:
     return numbers.mean().to_dict() | {
         "sharpe_ci_low": sharpe.mean() - half,
         "sharpe_ci_high": sharpe.mean() + half,
+        "sharpe_seed_min": sharpe.min(),
+        "sharpe_seed_max": sharpe.max(),
+        "verdict": SEEDED_VERDICT,
     }
 
 

@@ -112,6 +112,11 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
     assert evaluation["sharpe"].value == round(stitched_ppo["sharpe"], 2)
     assert evaluation["psr_pct"].value == round(100 * stitched_ppo["psr"], 1)
     assert table["PPO agent"]["PSR vs cash"] == f"{evaluation['psr_pct'].value:.1f} %"
+    assert evaluation["verdict"].value == stitched_ppo["verdict"] and stitched_ppo["verdict"].startswith(
+        "Verdict: "
+    )
+    assert evaluation["dsr_vs_best_pct"].value == round(100 * stitched_ppo["dsr_vs_best"], 1)
+    assert evaluation["best_baseline"].value == stitched_ppo["best_baseline"]
     assert evaluation["equity_curve"].value.startswith("![out-of-sample equity](data:image/svg+xml,")
     assert evaluation["equity_curve_detail"].value.startswith(
         "![1d out-of-sample equity, folds stitched](data:image/png;base64,"

@@ -19,6 +19,7 @@ from dashboard_seed import (
     DAGSTER_RUN_ID,
     FAILED_PARTITION,
     INITIAL_NET_WORTH,
+    SEEDED_VERDICT,
     STALE_PARTITION,
     SYMBOLS,
     SeededEvaluation,
@@ -554,7 +555,7 @@ def test_the_out_of_sample_view_shows_the_evaluations_headline_and_the_seed_spre
     at = dashboard(url_of(engine)).run()
     assert_clean(at)
     stitched = eval_rows(engine, seeded.model_id).query("fold == -1").set_index(["policy", "seed"])
-    summary = stitched.loc[(AGENT, -1)]  # the mean over seeds: the risk table's agent row too
+    summary = stitched.loc[(AGENT, -1)]  # the seed ensemble: the risk table's agent row too
     shown = kpis(at)
     assert shown["Total return"].value == f"{summary.total_return:.2%}"
     assert shown["Sharpe (ann.)"].value == f"{summary.sharpe:.2f}"
@@ -563,7 +564,8 @@ def test_the_out_of_sample_view_shows_the_evaluations_headline_and_the_seed_spre
     assert shown["Total return"].proto.delta == f"{edge:+.2%} vs equal weight"
     risk = table(at, "policy", *METRIC_NAMES, *SIGNIFICANCE_NAMES).set_index("policy")
     assert risk.loc[POLICY_LABELS[AGENT], "sharpe"] == pytest.approx(summary.sharpe)
-    [spread] = [c.value for c in at.caption if "Seed spread" in c.value]
+    assert [m.value for m in at.markdown if "Verdict:" in m.value] == [f"**{SEEDED_VERDICT}**"]
+    [spread] = [c.value for c in at.caption if "Seed range" in c.value]
     for seed in (0, 1):
         assert f"{stitched.loc[(AGENT, seed), 'total_return']:.2%} (seed {seed})" in spread
     # curves, holdings and trades: the first seed's episodes; its fold 0 training before fold 0's boundary

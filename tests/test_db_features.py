@@ -52,3 +52,26 @@ def test_bad_frames_are_named(engine):
     with pytest.raises(ValueError, match="duplicate key"):
         upsert_features(engine, pd.concat([make_features(), make_features()]))
     assert read_features(engine, None, "1d").empty
+
+
+def test_incremental_features_equal_one_pass(engine):
+    """Issue 26: rsi_14 differed by up to 1.9e-6 between features stored bar by bar and in one pass (a
+    limited look-back for Wilder's smoothing), so identical bars gave another dataset version. Stored in
+    three increments, the features equal one pass over the whole series exactly (600 bars: beyond any
+    look-back)."""
+    from tt_pipeline.market import update_features
+    from tt_rl.features import compute_features
+    from tt_rl.synthetic import synthetic_bars
+
+    bars = synthetic_bars(["AAPL"], n_bars=600, seed=3).drop(columns="symbol").reset_index(drop=True)
+    done = None
+    for stop in (300, 301, 600):
+        assert update_features(engine, "AAPL", "1d", bars.iloc[:stop], done=done) == stop - (
+            0 if done is None else int(bars["ts"].searchsorted(done, side="right"))
+        )
+        done = bars["ts"].iloc[stop - 1]
+    stored = read_features(engine, ["AAPL"], "1d").drop(columns="symbol")
+    one_pass = compute_features(bars)
+    pd.testing.assert_frame_equal(
+        stored.reset_index(drop=True), one_pass, check_exact=True, check_dtype=False
+    )

@@ -109,7 +109,7 @@ def test_results_table_at_80_columns_shows_every_metric_whole(names, title):
     assert_whole_results(columns, names)
     assert columns["policy"] == list(POLICY_NAMES) * (len(columns["policy"]) // len(POLICY_NAMES))
     assert "12345.68" in columns["sharpe"] and "1234567.9%" in output  # the widest numbers, whole
-    assert columns["95% CI"][:2] == ["-12.35..23.46", "-"]  # the interval across seeds, or none
+    assert columns["95% CI"][:2] == ["-12.35..23.46", "-"]  # the interval over time, or none
 
 
 def test_ingest_summary_at_80_columns_prints_every_count_whole():

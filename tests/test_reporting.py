@@ -86,10 +86,10 @@ def test_metrics_table_rows_are_labelled_policies_agent_first_with_the_sharpe_in
         "Turnover / bar": "1.0 %",
         "Costs / capital": "0.2 %",
         "PSR vs cash": "87.1 %",
-        "DSR": "n/a",
-        "Sharpe 95 % CI": "[0.40, 2.04]",
+        "DSR vs cash": "n/a",
+        "Sharpe 95 % interval (time)": "[0.40, 2.04]",
     }
-    assert (rows[2]["Sharpe"], rows[2]["Sharpe 95 % CI"]) == ("n/a", "n/a")
+    assert (rows[2]["Sharpe"], rows[2]["Sharpe 95 % interval (time)"]) == ("n/a", "n/a")
     assert [c.name for c in table.schema.columns] == list(rows[0])
 
 

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tt_resources.db import rl_log
-from tt_resources.db.schema import actions, episodes, holdings, portfolio, rewards
+from tt_resources.db.engine import create_engine
+from tt_resources.db.schema import actions, episodes, evals, holdings, portfolio, rewards
 from tt_rl.config import RLConfig
 from tt_rl.panel import panel_from_frames
 from tt_rl.synthetic import synthetic_bars
@@ -356,6 +357,13 @@ def test_tt_train_cli_on_synthetic_data(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     for name in ("ppo", "equal_weight", "equal_weight_vol", "cash", "sharpe"):
         assert name in result.output
+    # one verdict line, printed as stored with the evaluation (rich may wrap it at the terminal's width)
+    with create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}").connect() as conn:
+        [verdict] = (
+            conn.execute(sa.select(evals.c.verdict).where(evals.c.verdict.is_not(None))).scalars().all()
+        )
+    assert verdict.startswith("Verdict: ") and verdict in " ".join(result.output.split())
+    assert result.output.count("Verdict: ") == 1
     assert list((tmp_path / "models" / "1d").glob("*/model.zip"))
 
 

@@ -172,11 +172,18 @@ def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, pa
 
     seeds = ppo[(ppo["fold"] == -1) & (ppo["seed"] >= 0)]
     summary = ppo[(ppo["fold"] == -1) & (ppo["seed"] == -1)].iloc[0]
-    assert summary["sharpe"] == pytest.approx(seeds["sharpe"].mean())
+    # the summary is the seed ensemble's one series, its Sharpe ratio between the seeds' lowest and highest
+    assert (
+        summary["sharpe_seed_min"] == seeds["sharpe"].min()
+        and summary["sharpe_seed_max"] == seeds["sharpe"].max()
+    )
     assert summary["sharpe_ci_low"] < summary["sharpe"] < summary["sharpe_ci_high"]
     assert 0.0 <= summary["psr"] <= 1.0 and summary["n_trials"] == 1
+    assert summary["dsr"] == pytest.approx(summary["psr"])  # one configuration tried: nothing to deflate
+    assert summary["dsr_vs_best"] == pytest.approx(summary["psr_vs_best"])
+    assert set(summary["best_baseline"].split(", ")) <= {"equal_weight", "equal_weight_vol", "cash"}
+    assert summary["verdict"].startswith("Verdict: ") and seeds["verdict"].isna().all()
     first = seeds.iloc[0]
-    assert first["dsr"] == pytest.approx(first["psr"])  # one configuration tried: nothing to deflate
     # the stitched return is the folds' returns chained
     folds = ppo[(ppo["seed"] == first["seed"]) & (ppo["fold"] >= 0)].sort_values("fold")
     assert 1 + first["total_return"] == pytest.approx(np.prod(1 + folds["total_return"]))
@@ -201,9 +208,20 @@ def test_walk_forward_trains_each_fold_before_its_window_and_stitches(engine, pa
     other.ppo.learning_rate = other.ppo.learning_rate / 2  # another configuration
     second = train_walk_forward(engine, version, other, run_id="run-2", model_dir=tmp_path / "models")
     deflated = evaluate_model(engine, second.model_id, run_id="run-2").metrics
-    row = deflated[(deflated["policy"] == "ppo") & (deflated["fold"] == -1) & (deflated["seed"] == 0)].iloc[0]
-    assert row["n_trials"] == 2 and row["dsr"] < row["psr"]
+    row = deflated[(deflated["policy"] == "ppo") & (deflated["fold"] == -1) & (deflated["seed"] == -1)].iloc[
+        0
+    ]
+    assert row["n_trials"] == 2 and row["dsr"] < row["psr"] and row["dsr_vs_best"] < row["psr_vs_best"]
     assert deflated.loc[deflated["policy"] == "cash", "dsr"].isna().all()  # baselines were not searched
+
+    # another base seed on another dataset version of the same bars (a moved split: overlapping data) is a
+    # third trial: N is not reset by a new dataset version, and seed shopping is deflated
+    moved = _register(engine, panel, tmp_path, test_fraction=0.35)
+    reseeded = _tiny()
+    reseeded.ppo.seed = 1
+    third = train_walk_forward(engine, moved, reseeded, run_id="run-3", model_dir=tmp_path / "models")
+    rows = evaluate_model(engine, third.model_id, run_id="run-3").metrics
+    assert rows.loc[(rows["policy"] == "ppo") & (rows["seed"] == -1), "n_trials"].tolist() == [3]
 
 
 def test_an_oracle_is_scored_like_a_baseline(panel):

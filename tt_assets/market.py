@@ -61,7 +61,7 @@ class BarsConfig(dg.Config):
             automation_condition=dg.AutomationCondition.eager()
             & dg.AutomationCondition.all_deps_blocking_checks_passed(),
             description="Per-bar features in tt_features up to the last bar, for partitions whose bars pass "
-            "the checks; recomputes only the new tail plus LOOKBACK_BARS of history.",
+            "the checks; computes the new tail over the whole stored series (one pass gives the same numbers).",
         ),
     ],
     check_specs=[

@@ -279,10 +279,11 @@ def ppo_model(training_dataset):
     owners=OWNERS,
     metadata={"dashboard": dashboard_link()},
     kinds={"pandas"},
-    code_version="3",
+    code_version="4",
     description="Walk-forward out-of-sample metrics of ppo_model's latest model: each fold's models on its "
-    "test window, stitched over the folds, mean and 95 % interval over seeds, probabilistic and deflated "
-    "Sharpe ratios, against the baselines (and a planted market's oracle) on the same windows (tt_eval).",
+    "test window, stitched over the folds, the seeds' ensemble with the Sharpe ratio's sampling interval, "
+    "probabilistic and deflated Sharpe ratios against cash and against the best baseline (chosen on the "
+    "training spans), the verdict line, beside the baselines (and a planted market's oracle) (tt_eval).",
 )
 def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     from tt_pipeline.models import evaluate_model
@@ -302,6 +303,12 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
         value = rounded(scale * ppo[name].iloc[0], digits) if len(ppo) and name in ppo else None
         return MISSING if value is None else value
 
+    def text(name: str) -> str:
+        """The agent's summary row's `name` (best baseline, verdict line), or "n/a"."""
+        metrics = result.metrics
+        row = metrics.loc[(metrics["policy"] == AGENT) & (metrics["fold"] == -1) & (metrics["seed"] == -1)]
+        return str(row[name].iloc[0]) if len(row) and isinstance(row[name].iloc[0], str) else MISSING
+
     return dg.MaterializeResult(
         metadata={
             "model_id": model_id,
@@ -312,6 +319,10 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
             "sharpe_ci_high": agent("sharpe_ci_high", 2),
             "psr_pct": agent("psr", 1, 100),  # probabilities in %, as in the table
             "dsr_pct": agent("dsr", 1, 100),
+            "psr_vs_best_pct": agent("psr_vs_best", 1, 100),
+            "dsr_vs_best_pct": agent("dsr_vs_best", 1, 100),
+            "best_baseline": text("best_baseline"),
+            "verdict": text("verdict"),
             "metrics": metrics_table(table),
             "equity_curve": dg.MetadataValue.md(equity_sketch_md(result.equity)),
             "equity_curve_detail": dg.MetadataValue.md(

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 INLINE_MARKDOWN_LIMIT = 1000  # dagster-webserver's MetadataEntry: markdown below this length renders inline
 MISSING = "n/a"
 PROBABILITIES = ("psr", "dsr")  # shown as a probability in %
-CI_LABEL = "Sharpe 95 % CI"
+CI_LABEL = "Sharpe 95 % interval (time)"  # Lo/Mertens sampling interval, not a seed spread
 KINDS = {m.name: m.kind for m in (*METRICS, *SIGNIFICANCE)}
 LABELS = {m.name: m.label for m in (*METRICS, *SIGNIFICANCE)}
 SEED_DASHES = ("-", "--", ":", "-.")  # the agent's seeds in the detailed chart: one colour, a dash each
@@ -91,7 +91,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_table(summary: pd.DataFrame) -> dg.TableMetadataValue:
     """`summary_table` as a Dagster table of display strings: Policy, the summary metrics by label, PSR, DSR
-    and the Sharpe interval ("[low, high]", n/a with one seed)."""
+    and the Sharpe ratio's sampling interval over time ("[low, high]", n/a when undefined)."""
     names = [c for c in summary.columns if c in LABELS and not c.startswith("sharpe_ci")]
     headers = ["Policy", *(LABELS[n] for n in names)]
     has_ci = {"sharpe_ci_low", "sharpe_ci_high"} <= set(summary.columns)

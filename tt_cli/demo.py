@@ -27,14 +27,13 @@ from tt_cli.common import (
     report_partitions,
     universe,
 )
-from tt_cli.train import evaluation_note, results_table
+from tt_cli.train import evaluation_note, results_table, verdict_lines
 from tt_pipeline.quality import MIN_SYMBOLS
-from tt_resources.terms import AGENT, HEADLINE_METRICS
+from tt_resources.terms import HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
 from tt_rl.config import MAX_TIMESTEPS
 
 DEFAULT_SYMBOLS = 25
-SIGNIFICANT = 0.95  # a DSR from which the agent's Sharpe ratio counts as significant
 
 TRAIN_TIMEFRAME = "1d"
 # walk-forward budget: DEMO_FOLDS folds x DEMO_SEEDS seeds, DEMO_TIMESTEPS PPO steps per model (131,072 in
@@ -71,18 +70,9 @@ class DemoSummary:
     dataset_version: str | None = None
     retrain_reason: str | None = None  # None: not retrained
     model_id: str | None = None
-    metrics: pd.DataFrame | None = None  # the model's rows per policy: folds stitched, mean over seeds
+    metrics: pd.DataFrame | None = None  # the model's rows per policy: folds stitched, the seeds' ensemble
     note: str = ""  # how the numbers were made (folds, seeds, CI, PSR, DSR)
     runs: list[str] = field(default_factory=list)
-
-    def verdict(self) -> str:
-        """One line: whether the agent's out-of-sample Sharpe ratio is significant (DSR >= 0.95)."""
-        agent = self.metrics.loc[self.metrics["policy"] == AGENT]
-        dsr = float(agent["dsr"].iloc[0]) if len(agent) else float("nan")
-        if dsr >= SIGNIFICANT:
-            return f"PPO's out-of-sample Sharpe ratio is significant (DSR {dsr:.2f} >= {SIGNIFICANT})."
-        shown = f"{dsr:.2f}" if dsr == dsr else "undefined: no volatility"
-        return f"Nothing significant found: PPO's DSR is {shown} (significant from {SIGNIFICANT})."
 
     def print(self, console, dagster_home: Path, seconds: float) -> None:
         fresh = sum(r.status == "fresh" for r in self.partitions)
@@ -101,7 +91,7 @@ class DemoSummary:
             title = f"{TRAIN_TIMEFRAME} out-of-sample, model vs baselines"
             console.print(results_table(self.metrics, title, HEADLINE_METRICS, console.width))
             console.print(self.note, highlight=False)
-            console.print(self.verdict(), highlight=False)
+            console.print(verdict_lines(self.metrics), highlight=False)
         console.print(
             f"{len(self.runs)} Dagster runs recorded in DAGSTER_HOME={dagster_home}; took {seconds:.0f} s.\n"
             "Next: [bold]make dev[/bold] (dagster dev -w workspace.yaml: lineage, runs, checks) and "

@@ -24,6 +24,7 @@ from tt_cli.common import (
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_pipeline.tearsheet_report import latest_report
 from tt_resources.terms import (
+    AGENT,
     DEFAULT_SPAN_POLICY,
     METRICS,
     POLICY_NAMES,
@@ -35,7 +36,7 @@ from tt_resources.terms import (
 from tt_resources.timeframes import TIMEFRAME_NAMES
 from tt_rl.config import MAX_TIMESTEPS
 
-CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's interval across seeds, shown as one "low..high" column
+CI_COLUMN = "sharpe_ci"  # the Sharpe ratio's sampling interval over time, shown as one "low..high" column
 # the columns of the results' first table when the terminal is too narrow for all, in this order of importance
 PRIORITY = ("sharpe", CI_COLUMN, "psr", "dsr", "total_return", "max_drawdown", "turnover", "cagr", "sortino")
 
@@ -55,9 +56,9 @@ def _cell(name: str, value) -> str:
 
 
 def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Group:
-    """Out-of-sample rows (one per policy: folds stitched, mean over seeds) as tables at most `width`
+    """Out-of-sample rows (one per policy: folds stitched, the seeds' ensemble) as tables at most `width`
     characters wide: PPO first, the oracle next, then the baselines; columns `names` (tt_eval metrics) with
-    the Sharpe ratio's interval across seeds, PSR and DSR beside the Sharpe ratio. When the columns do not
+    the Sharpe ratio's interval over time, PSR and DSR beside the Sharpe ratio. When the columns do not
     fit in one table they wrap: the first table holds the PRIORITY columns that fit, continuation tables
     (same rows) the others; numbers are never cut."""
     rows = metrics.sort_values("policy", key=lambda p: p.map(_policy_rank)).to_dict("records")
@@ -116,9 +117,28 @@ def evaluation_note(rl) -> str:
     return (
         f"{rl.eval.n_folds} walk-forward folds ({rl.eval.scheme}, embargo {rl.embargo} "
         f"bar{'s' if rl.embargo != 1 else ''}) x "
-        f"{rl.eval.seeds} seed(s); PPO = mean over seeds, 95% CI = Student-t over seeds; PSR = P(Sharpe > 0); "
-        "DSR = PSR deflated by the configurations tried on this dataset"
+        f"{rl.eval.seeds} seed(s); PPO = the seeds' ensemble (mean return per bar); 95% CI = sampling interval "
+        "of the Sharpe ratio over the test period (Lo/Mertens); PSR = P(Sharpe > 0) vs cash; DSR = PSR vs cash "
+        "deflated by the configurations tried on overlapping data"
     )
+
+
+def verdict_lines(metrics: pd.DataFrame) -> str:
+    """The agent's seed range of Sharpe ratios and its stored verdict line (tt_eval summary row), or "" when
+    the metrics have no agent row."""
+    agent = metrics.loc[metrics["policy"] == AGENT]
+    if agent.empty:
+        return ""
+    row = agent.iloc[0]
+    seeds = (
+        f"PPO seeds' Sharpe range {row['sharpe_seed_min']:.2f}..{row['sharpe_seed_max']:.2f}; "
+        if _finite(row.get("sharpe_seed_min")) and _finite(row.get("sharpe_seed_max"))
+        else ""
+    )
+    best = (
+        f"best baseline on the training spans: {row['best_baseline']}\n" if row.get("best_baseline") else ""
+    )
+    return f"{seeds}{best}{row.get('verdict') or 'Verdict: none stored (evaluated before verdicts existed)'}"
 
 
 @click.command()
@@ -251,6 +271,7 @@ def train(
     title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
+    console.print(verdict_lines(trained.metrics), highlight=False)
     console.print(
         f"tear sheet: {latest_report(pipeline.engine, trained.model_id)}", highlight=False, soft_wrap=True
     )

@@ -239,13 +239,14 @@ def kpis(numbers: dict[str, float], initial: float, benchmark: float | None = No
 
 
 def spread_caption(seeds: pd.DataFrame, summary: pd.Series) -> str:
-    """The spread behind a mean over seeds: per-seed stitched rows `seeds` and the summary row."""
+    """The spread behind a seed ensemble: per-seed stitched rows `seeds` and the summary row."""
     low, high = seeds.loc[seeds["total_return"].idxmin()], seeds.loc[seeds["total_return"].idxmax()]
     return (
-        f"{charts.policy_label(summary['policy'])}: mean over {len(seeds)} seeds. Seed spread: total return "
-        f"{percent(low['total_return'])} (seed {int(low['seed'])}) to {percent(high['total_return'])} "
-        f"(seed {int(high['seed'])}); Sharpe {ratio(seeds['sharpe'].min())} to {ratio(seeds['sharpe'].max())}, "
-        f"95% CI {ratio(summary['sharpe_ci_low'])} to {ratio(summary['sharpe_ci_high'])}."
+        f"{charts.policy_label(summary['policy'])}: the ensemble of {len(seeds)} seeds (mean return per bar); "
+        f"its Sharpe 95% interval over time {ratio(summary['sharpe_ci_low'])} to "
+        f"{ratio(summary['sharpe_ci_high'])}. Seed range: total return {percent(low['total_return'])} "
+        f"(seed {int(low['seed'])}) to {percent(high['total_return'])} (seed {int(high['seed'])}); "
+        f"Sharpe {ratio(seeds['sharpe'].min())} to {ratio(seeds['sharpe'].max())}."
     )
 
 
@@ -284,9 +285,11 @@ def risk_table(metrics: pd.DataFrame) -> None:
     seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique())
     trials = metrics.loc[metrics["policy"] == AGENT, "n_trials"].dropna()
     st.caption(
-        f"{charts.policy_label(AGENT)}: mean over {len(seeds) or 1} seed(s), Sharpe CI = 95% Student-t "
-        "interval across seeds; PSR = probability that the true Sharpe ratio is above 0 (cash); DSR = the PSR "
-        f"deflated for the {int(trials.iloc[0]) if len(trials) else 1} configuration(s) tried on this dataset."
+        f"{charts.policy_label(AGENT)}: the ensemble of {len(seeds) or 1} seed(s) (mean return per bar); Sharpe "
+        "interval = 95% sampling interval over time (Lo/Mertens); PSR vs cash = probability that the true Sharpe "
+        "ratio is above 0; vs best baseline = of the excess returns over the best baseline chosen on each fold's "
+        f"training span; DSR = the PSR deflated for the {int(trials.iloc[0]) if len(trials) else 1} "
+        "configuration(s) tried on overlapping data."
     )
     window_table(metrics[metrics["fold"] >= 0], "Risk metrics per test window")
 
@@ -516,6 +519,9 @@ def results(
             start = float(chosen.loc[chosen["policy"] == EQUAL_WEIGHT, "initial_net_worth"].iloc[0])
             benchmark = headline(curves[EQUAL_WEIGHT], start, bars_per_year)["total_return"]
     kpis(numbers, initial, benchmark)
+    verdicts = evaluated["verdict"].dropna() if evaluated is not None and "verdict" in evaluated else []
+    if len(verdicts):
+        st.markdown(f"**{verdicts.iloc[0]}**")
     if evaluated is not None and len(seeds := seed_spread(evaluated, focus)) > 1:
         summary = evaluated[(evaluated["policy"] == focus) & (evaluated["seed"] == -1)].iloc[0]
         st.caption(spread_caption(seeds, summary))
@@ -544,7 +550,7 @@ def evaluation_view(
     names: dict[str, str],
 ):
     """The agent against the baselines on every walk-forward fold, stitched. KPIs are the evaluation's (the
-    agent's mean over seeds, with the seeds' spread); curves, holdings and trades are the first seed's, with
+    agent's seed ensemble, with the seeds' range); curves, holdings and trades are the first seed's, with
     its training episodes of the first fold before that fold's train/test boundary (later folds train on
     earlier folds' test windows: their training episodes would overlap the out-of-sample period)."""
     seed = first_seed(metrics)

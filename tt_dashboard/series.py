@@ -112,7 +112,7 @@ def headline(curve: pd.DataFrame, initial: float, bars_per_year: int) -> dict[st
 
 def evaluated_headline(stitched: pd.DataFrame, policy: str, initial: float) -> dict[str, float]:
     """The headline numbers of `policy` as its evaluation defines them: its tt_eval row over all folds
-    stitched (`stitched`: rows with fold -1; the agent's seed -1 row is the mean over seeds), with net worth
+    stitched (`stitched`: rows with fold -1; the agent's seed -1 row is the seed ensemble), with net worth
     and costs in dollars of `initial`. Keys as `headline`'s."""
     row = stitched[(stitched["policy"] == policy) & (stitched["seed"] == -1)].iloc[0]
     return {
@@ -125,7 +125,7 @@ def evaluated_headline(stitched: pd.DataFrame, policy: str, initial: float) -> d
 
 
 def seed_spread(stitched: pd.DataFrame, policy: str) -> pd.DataFrame:
-    """The per-seed rows behind a mean over seeds: `policy`'s stitched tt_eval rows with seed >= 0, by seed
+    """The per-seed rows behind a seed ensemble: `policy`'s stitched tt_eval rows with seed >= 0, by seed
     (empty for deterministic policies)."""
     rows = stitched[(stitched["policy"] == policy) & (stitched["seed"] >= 0)]
     return rows.sort_values("seed").reset_index(drop=True)

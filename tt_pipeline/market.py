@@ -243,17 +243,17 @@ def update_features(
 ) -> int:
     """Write the feature rows of one partition's `bars` (all its stored bars, sorted by ts) after `done`
     (its latest stored feature row, None: none), and those whose bar was re-fetched (from `revised_from`
-    on); returns the rows written. Each row is computed with LOOKBACK_BARS of history before it, so the
-    tail equals a full recomputation."""
+    on); returns the rows written. The rows are computed over all the stored bars, so they are the same
+    numbers, bit for bit, as one pass over the whole series: Wilder's RSI never forgets its first bar, and a
+    limited look-back gave other values (and another dataset version) for the same bars."""
     from tt_resources.db.features import upsert_features
-    from tt_rl.features import LOOKBACK_BARS, compute_features
+    from tt_rl.features import compute_features
 
     first_new = 0 if done is None else int(bars["ts"].searchsorted(done, side="right"))
     if revised_from is not None:
         first_new = min(first_new, int(bars["ts"].searchsorted(revised_from, side="left")))
     n_new = len(bars) - first_new
     if n_new:
-        tail = bars.iloc[max(0, first_new - LOOKBACK_BARS) :]
-        rows = compute_features(tail).tail(n_new).assign(symbol=symbol, timeframe=timeframe)
+        rows = compute_features(bars).tail(n_new).assign(symbol=symbol, timeframe=timeframe)
         upsert_features(engine, rows)
     return n_new

@@ -259,13 +259,17 @@ def score_fold_model(engine: sa.Engine, fold_model_id: str, *, run_id: str):
 
 def score_fold_policies(engine: sa.Engine, model_id: str, fold: int, *, run_id: str) -> list:
     """One fold's job for the policies without a model: the baselines and, when eval.oracle names one, the
-    planted market's oracle (policy "oracle") on the fold's test window; logs their episodes."""
-    from tt_rl.evaluate import score_policies
+    planted market's oracle (policy "oracle") on the fold's test window (their episodes logged), and the
+    baselines on its training span (not logged: they choose the fold's best baseline)."""
+    from tt_rl.baselines import BASELINES
+    from tt_rl.evaluate import TRAIN, score_policies
 
     _, dataset, config, spans = _walk_forward(engine, model_id)
-    return score_policies(
-        dataset.panel, config, spans[fold], policies(config), engine=engine, model_id=model_id, run_id=run_id
+    panel = dataset.panel
+    runs = score_policies(
+        panel, config, spans[fold], policies(config), engine=engine, model_id=model_id, run_id=run_id
     )
+    return runs + score_policies(panel, config, spans[fold], BASELINES, span=TRAIN)
 
 
 def policies(config: RLConfig) -> dict:
@@ -292,13 +296,14 @@ def gather_evaluation(engine: sa.Engine, model_id: str, runs: list, *, run_id: s
     from tt_rl.evaluate import STITCHED, gather
 
     model, dataset, config, spans = _walk_forward(engine, model_id)
-    n_trials, trial_sharpes = _trials(engine, model)
+    n_trials, trial_sharpes, trial_excess_sharpes = _trials(engine, model)
     result = gather(
         runs,
         dataset.panel,
         initial_cash=config.env.initial_cash,
         n_trials=n_trials,
         trial_sharpes=trial_sharpes,
+        trial_excess_sharpes=trial_excess_sharpes,
     )
     metrics = result.metrics
     index = dataset.panel.index
@@ -329,33 +334,36 @@ def evaluate_model(engine: sa.Engine, model_id: str, *, run_id: str):
     return gather_evaluation(engine, model_id, runs, run_id=run_id)
 
 
-def _trials(engine: sa.Engine, model: dict) -> tuple[int, list[float]]:
-    """(N, per-period stitched Sharpe ratios of the other configurations) for the deflated Sharpe ratio:
-    N counts the distinct configurations (seed aside) of the walk-forward models on the model's dataset,
-    this one included; each other configuration contributes its newest evaluated model's Sharpe."""
+def _trials(engine: sa.Engine, model: dict) -> tuple[int, list[float], list[float]]:
+    """(N, per-period Sharpe ratios of the other configurations' returns, and of their excess returns over
+    the best baseline) for the deflated Sharpe ratios: N counts the distinct configurations (config_key, seed included) of
+    the walk-forward models on the same timeframe and symbols whose spans overlap the model's
+    (registry.models_overlapping), this one included; each other configuration contributes its newest
+    evaluated summary row."""
+    import pandas as pd
+
+    from tt_pipeline.retraining import config_key
     from tt_resources.db import registry
     from tt_resources.terms import AGENT
     from tt_resources.timeframes import get_timeframe
 
-    own = trial_key(model["config"])
+    # a configuration's identity as a trial is its config_key, the PPO seed included: the seeds of one
+    # walk-forward model are not trials (their ensemble is the one strategy scored), but another base seed is
+    # another ensemble, and choosing among them would be a search
+    own = config_key(model["config"])
     scale = math.sqrt(get_timeframe(model["timeframe"]).bars_per_year)
-    keys, sharpes = {own}, {}
-    for other in reversed(registry.models_on_dataset(engine, model["dataset_version"])):
-        key = trial_key(other["config"])
+    keys, newest = {own}, {}
+    for other in reversed(registry.models_overlapping(engine, model)):
+        key = config_key(other["config"])
         keys.add(key)
-        if key == own or key in sharpes:
-            continue
-        metrics = registry.stitched_metrics(engine, other["model_id"])
-        agent = metrics.loc[metrics["policy"] == AGENT, "sharpe"] if len(metrics) else []
-        if len(agent) and math.isfinite(agent.iloc[0]):
-            sharpes[key] = float(agent.iloc[0]) / scale
-    return len(keys), list(sharpes.values())
-
-
-def trial_key(config: dict) -> str:
-    """A configuration's identity as a trial: tt_pipeline.retraining.config_key without the PPO seed (seeds
-    are repetitions of one configuration, not other configurations)."""
-    from tt_pipeline.retraining import config_key
-
-    ppo = {k: v for k, v in config.get("ppo", {}).items() if k != "seed"}
-    return config_key({**config, "ppo": ppo})
+        if key != own and key not in newest:
+            metrics = registry.stitched_metrics(engine, other["model_id"])
+            if len(metrics) and (metrics["policy"] == AGENT).any():
+                newest[key] = metrics.loc[metrics["policy"] == AGENT].iloc[0]
+    sharpes, excess = [], []
+    for row in newest.values():
+        for column, name in ((sharpes, "sharpe"), (excess, "sharpe_vs_best")):
+            value = pd.to_numeric(row.get(name), errors="coerce")
+            if pd.notna(value) and math.isfinite(value):
+                column.append(float(value) / scale)
+    return len(keys), sharpes, excess

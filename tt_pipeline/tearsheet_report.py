@@ -5,7 +5,7 @@ trade blotter as CSV.
 Path: <TT_DATA_DIR>/reports/<model_id>-<run_id>.html (and `..._trades.csv`), one per evaluation run, derived
 from the model and the run that evaluated it (Dagster's evaluation metadata links it).
 The sheet is the agent's first seed over every walk-forward test window, as the dashboard's out-of-sample view
-draws it; the evaluation's headline (the mean over seeds) stays in tt_eval.
+draws it; the evaluation's headline (the seeds' ensemble) stays in tt_eval.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def evaluation_sheet(engine: sa.Engine, model_id: str, policy: str = AGENT) -> t
     folds = metrics.loc[metrics["fold"] >= 0, "fold"].nunique()
     first, last = metrics["test_start"].min(), metrics["test_end"].max()
     seeds = (
-        "" if seed < 0 or policy != AGENT else f", seed {seed} (tt_eval's headline is the mean over seeds)"
+        "" if seed < 0 or policy != AGENT else f", seed {seed} (tt_eval's headline is the seeds' ensemble)"
     )
     scope = (
         f"{model['timeframe']} model {model_id}: {POLICY_LABELS.get(policy, policy)} out of sample on {folds} "

@@ -103,9 +103,17 @@ METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 # tt_eval's significance columns (tt_rl.significance; tt_rl.evaluate fills them)
 SIGNIFICANCE: tuple[Metric, ...] = (
     Metric("psr", "PSR vs cash", "percent"),  # P(true Sharpe > 0), probabilistic Sharpe ratio
-    Metric("dsr", "DSR", "percent"),  # PSR against the best of n_trials configurations' expected Sharpe
-    Metric("sharpe_ci_low", "Sharpe CI low", "ratio"),  # 95 % Student-t interval across seeds
-    Metric("sharpe_ci_high", "Sharpe CI high", "ratio"),
+    Metric(
+        "dsr", "DSR vs cash", "percent"
+    ),  # PSR against the best of n_trials configurations' expected Sharpe
+    # 95 % sampling interval of the Sharpe ratio over time (Lo 2002 / Mertens 2002 standard error)
+    Metric("sharpe_ci_low", "Sharpe 95% interval (time) low", "ratio"),
+    Metric("sharpe_ci_high", "Sharpe 95% interval (time) high", "ratio"),
+    Metric("sharpe_vs_best", "Excess Sharpe vs best baseline", "ratio"),  # annualised, of the excess returns
+    Metric("psr_vs_best", "PSR vs best baseline", "percent"),  # P(true Sharpe of the excess returns > 0)
+    Metric("dsr_vs_best", "DSR vs best baseline", "percent"),  # the same, deflated for n_trials
+    Metric("sharpe_seed_min", "Sharpe, lowest seed", "ratio"),  # range of the seeds' stitched Sharpe ratios
+    Metric("sharpe_seed_max", "Sharpe, highest seed", "ratio"),
 )
 SIGNIFICANCE_NAMES: tuple[str, ...] = tuple(m.name for m in SIGNIFICANCE)
 # named subsets, in METRICS order, for the short tables

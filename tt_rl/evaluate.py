@@ -2,12 +2,14 @@
 
 Scoring runs one test episode per policy on one fold's test window, starting in cash: a fold's PPO model
 acts deterministically (`score_model`, one call per (fold, seed) job), the baselines and the oracle of a
-planted market through TargetWeightsAction (`score_policies`, one call per fold). The drawdown stopper is
+planted market through TargetWeightsAction (`score_policies`, one call per fold; with span="train" the
+baselines on the fold's training span, to choose the best baseline before the test). The drawdown stopper is
 off and episodes are not truncated, so every policy covers the whole window; the same costs apply to all.
 `gather` turns the runs into tt_eval rows: per fold, stitched over the folds (fold -1) per seed, and one
-summary row per policy (fold -1, seed -1: the mean over seeds with a Student-t interval of the Sharpe ratio)
-with the probabilistic Sharpe ratio against cash and, for the agent, the deflated Sharpe ratio over the
-configurations tried on the dataset (tt_rl.significance).
+summary row per policy (fold -1, seed -1). The agent's summary row is the seed ensemble's (the mean of the
+seeds' per-step returns: one series, the strategy one would trade), with the Sharpe ratio's sampling interval
+over time, the seeds' range of Sharpe ratios, the PSR and DSR against cash and of its excess returns over
+each fold's best baseline (tt_rl.significance.assess) and the verdict line.
 """
 
 from __future__ import annotations
@@ -23,23 +25,19 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tt_resources.terms import AGENT, POLICY_NAMES
+from tt_resources.terms import AGENT, POLICY_LABELS, POLICY_NAMES
 from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
-from tt_rl.significance import (
-    deflated_sharpe,
-    mean_confidence_interval,
-    probabilistic_sharpe,
-    sharpe_per_period,
-)
+from tt_rl.significance import assess, probabilistic_sharpe, sharpe_interval, sharpe_per_period
 from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
 from tt_rl.walk_forward import Fold
 
 NO_SEED = -1  # seed of a deterministic policy's rows, and of the summary row across seeds
 STITCHED = -1  # fold of the rows stitched over all folds
 CI_LEVEL = 0.95
+TEST, TRAIN = "test", "train"  # a PolicyRun's span: the fold's test window, or its training span
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,7 @@ class PolicyRun:
     costs: float
     episode_id: str | None = None
     model_id: str | None = None
+    span: str = TEST
 
 
 @dataclass(frozen=True)
@@ -131,24 +130,42 @@ def score_policies(
     engine: sa.Engine | None = None,
     model_id: str | None = None,
     run_id: str | None = None,
+    span: str = TEST,
 ) -> list[PolicyRun]:
     """Weight policies (name -> tt_rl.baselines.WeightPolicy: target weights (N,) from the TradingState) on
-    `fold`'s test window; their episodes are logged under `model_id` (the evaluated walk-forward model)."""
+    `fold`'s test window, or with span=TRAIN on its training span (from its first bar with a full observation
+    window; not logged); test episodes are logged under `model_id` (the evaluated walk-forward model)."""
     from tt_rl.env import build_env
 
     scored = evaluation_config(config)
+    window = fold
+    if span == TRAIN:
+        start = max(fold.train_start, config.env.window_size - 1)
+        window = dataclasses.replace(fold, test_start=start, test_end=fold.train_stop - 1)
+        engine = None
     runs = []
     for name, policy in policies.items():
         env = _with_logger(
             build_env(panel, scored, weights_action=True), engine, name, model_id, run_id, scored, fold.index
         )
         try:
-            runs.append(
-                run_episode(env, lambda obs, env, p=policy: p(env.unwrapped.state), fold, name, NO_SEED)
-            )
+            run = run_episode(env, lambda obs, env, p=policy: p(env.unwrapped.state), window, name, NO_SEED)
         finally:
             env.close()
+        runs.append(dataclasses.replace(run, span=span))
     return runs
+
+
+def best_baselines(train_runs: Sequence[PolicyRun]) -> dict[int, str]:
+    """fold -> the baseline with the highest mean per-step return on the fold's training span (`train_runs`:
+    the baselines' runs with span TRAIN; ties go to the first in POLICY_NAMES order). The mean return is
+    what an excess return compares, and the training span is all a trader knew before the test window."""
+    best: dict[int, tuple[float, int, str]] = {}
+    for run in train_runs:
+        key = (-float(np.mean(run.returns)), _rank(run.policy), run.policy)
+        if run.fold not in best or key < best[run.fold]:
+            best[run.fold] = key
+    return {fold: key[2] for fold, key in sorted(best.items())}
 
 
 def gather(
@@ -158,49 +175,83 @@ def gather(
     initial_cash: float,
     n_trials: int = 1,
     trial_sharpes: Sequence[float] = (),
+    trial_excess_sharpes: Sequence[float] = (),
 ) -> Evaluation:
     """tt_eval rows and stitched equity curves of every policy's runs over all folds (see module doc).
 
-    The agent's deflated Sharpe ratio counts `n_trials` configurations tried on the dataset (this one
-    included) whose per-period stitched Sharpe ratios are `trial_sharpes` (other configurations) plus this
-    one's mean over seeds. Other policies were not searched: their DSR is NaN."""
+    The baselines' training-span runs (span TRAIN) choose each fold's best baseline (`best_baselines`); the
+    agent's excess returns are over it. The agent's deflated Sharpe ratios count `n_trials` configurations
+    tried (this one included) whose per-period Sharpe ratios, other than this one's, are `trial_sharpes`
+    (returns) and `trial_excess_sharpes` (excess returns over the best baseline). Other policies were not
+    searched: their DSRs are NaN. ValueError when an agent is scored without the baselines' training runs,
+    or when seeds or the best baseline cover different folds or bars."""
     periods = get_timeframe(panel.timeframe).bars_per_year
+    best = best_baselines([r for r in runs if r.span == TRAIN])
     by_policy: dict[str, dict[int, list[PolicyRun]]] = {}
     for run in runs:
-        by_policy.setdefault(run.policy, {}).setdefault(run.seed, []).append(run)
-    order = sorted(
-        by_policy, key=lambda p: (POLICY_NAMES.index(p) if p in POLICY_NAMES else len(POLICY_NAMES), p)
-    )
+        if run.span == TEST:
+            by_policy.setdefault(run.policy, {}).setdefault(run.seed, []).append(run)
+    tests = {(p, run.fold): run for p, seeds in by_policy.items() for run in seeds.get(NO_SEED, [])}
     rows, equity = [], {}
-    for policy in order:
+    for policy in sorted(by_policy, key=lambda p: (_rank(p), p)):
         seeds = {seed: sorted(r, key=lambda run: run.fold) for seed, r in sorted(by_policy[policy].items())}
         folds = {tuple(run.fold for run in seed_runs) for seed_runs in seeds.values()}
         if len(folds) != 1:
             raise ValueError(f"{policy}: seeds cover different folds {sorted(folds)}")
+        fold_ids = next(iter(folds))
+        searched = policy == AGENT
+        against = None
+        if searched:
+            missing = [f for f in fold_ids if (best.get(f), f) not in tests]
+            if missing:
+                raise ValueError(
+                    f"{policy}: no baseline runs on the training span, or no test run of the best baseline, "
+                    f"of fold(s) {missing}"
+                )
+            against = {f: tests[(best[f], f)] for f in fold_ids}
         stitched = {seed: _stitch(seed_runs) for seed, seed_runs in seeds.items()}
-        trials = None
-        if policy == AGENT:
-            own = np.array([sharpe_per_period(s.returns) for s in stitched.values()])
-            own = own[np.isfinite(own)]
-            trials = np.array([*trial_sharpes, own.mean() if len(own) else np.nan])
-        summary = []
         for seed, seed_runs in seeds.items():
-            for run in seed_runs:
-                rows.append(_row(run, panel, periods))
-            row = _row(stitched[seed], panel, periods, trials=trials, n_trials=n_trials)
-            rows.append(row)
-            summary.append(row)
+            rows += [_row(run, panel, periods, against) for run in seed_runs]
+            rows.append(_row(stitched[seed], panel, periods, against))
             column = policy if seed == NO_SEED else f"{policy} s{seed}"
             curve = initial_cash * np.concatenate(([1.0], np.cumprod(1.0 + stitched[seed].returns)))
             start = seed_runs[0].bars[0] - 1
             equity[column] = pd.Series(
                 curve, index=panel.index[np.concatenate(([start], stitched[seed].bars))]
             )
-        if set(seeds) != {NO_SEED}:
-            rows.append(_summary(summary))
+        if searched:
+            ensemble = _ensemble(list(stitched.values()))
+            row = _row(ensemble, panel, periods, against)
+            baseline = _stitch([against[f] for f in fold_ids])
+            significance = assess(
+                ensemble.returns,
+                baseline.returns,
+                n_trials=n_trials,
+                trial_sharpes=trial_sharpes,
+                trial_excess_sharpes=trial_excess_sharpes,
+            )
+            seed_sharpes = [r["sharpe"] for r in rows if r["policy"] == policy and r["fold"] == STITCHED]
+            names = dict.fromkeys(best[f] for f in fold_ids)
+            rows.append(
+                {
+                    **row,
+                    "dsr": significance.dsr,
+                    "dsr_vs_best": significance.dsr_vs_best,
+                    "sharpe_seed_min": float(np.nanmin(seed_sharpes)),
+                    "sharpe_seed_max": float(np.nanmax(seed_sharpes)),
+                    "n_trials": n_trials,
+                    "verdict": significance.verdict(
+                        " / ".join(POLICY_LABELS.get(n, n) for n in names), periods
+                    ),
+                }
+            )
     metrics = pd.DataFrame(rows)
     metrics.insert(1, "timeframe", panel.timeframe)
     return Evaluation(metrics, pd.DataFrame(equity).rename_axis("ts"))
+
+
+def _rank(policy: str) -> int:
+    return POLICY_NAMES.index(policy) if policy in POLICY_NAMES else len(POLICY_NAMES)
 
 
 def _stitch(runs: list[PolicyRun]) -> PolicyRun:
@@ -218,17 +269,31 @@ def _stitch(runs: list[PolicyRun]) -> PolicyRun:
     )
 
 
-def _row(
-    run: PolicyRun,
-    panel: Panel,
-    periods: int,
-    *,
-    trials: np.ndarray | None = None,
-    n_trials: int = 1,
-) -> dict:
-    """A tt_eval row of one run: metrics, PSR against cash (per-period Sharpe 0) and, given the trials'
-    Sharpe ratios, the DSR."""
-    return {
+def _ensemble(stitched: list[PolicyRun]) -> PolicyRun:
+    """The seed ensemble of one policy's stitched runs (seed -1): capital split equally over the seeds'
+    portfolios and re-split every step, so its per-step return, turnover and costs are the seeds' means; it
+    is invested when any seed is. ValueError when the seeds moved over different bars."""
+    first = stitched[0]
+    if any(not np.array_equal(run.bars, first.bars) for run in stitched):
+        raise ValueError(f"{first.policy}: seeds cover different bars")
+    return PolicyRun(
+        first.policy,
+        STITCHED,
+        NO_SEED,
+        first.bars,
+        np.mean([run.returns for run in stitched], axis=0),
+        np.mean([run.turnover for run in stitched], axis=0),
+        np.any([run.invested for run in stitched], axis=0),
+        float(np.mean([run.costs for run in stitched])),
+    )
+
+
+def _row(run: PolicyRun, panel: Panel, periods: int, against: dict[int, PolicyRun] | None = None) -> dict:
+    """A tt_eval row of one run: metrics, the Sharpe ratio's sampling interval over time (CI_LEVEL), PSR
+    against cash (per-period Sharpe 0) and, given the best baseline's test run per fold `against`, the
+    annualised Sharpe ratio and PSR of the excess returns over it; DSRs are left to the summary row."""
+    low, high = sharpe_interval(run.returns, CI_LEVEL, periods)
+    row = {
         "policy": run.policy,
         "fold": run.fold,
         "seed": run.seed,
@@ -238,29 +303,30 @@ def _row(
         "episode_id": run.episode_id,
         **performance(run.returns, periods, turnover=run.turnover, costs=run.costs, invested=run.invested),
         "psr": probabilistic_sharpe(run.returns),
-        "dsr": deflated_sharpe(run.returns, trials, n_trials) if trials is not None else float("nan"),
-        "n_trials": n_trials if trials is not None else None,
-        "sharpe_ci_low": float("nan"),
-        "sharpe_ci_high": float("nan"),
-    }
-
-
-def _summary(stitched: list[dict]) -> dict:
-    """The summary row across seeds: every number the mean of the seeds' stitched rows, and the Student-t
-    interval (CI_LEVEL) of their Sharpe ratios."""
-    frame = pd.DataFrame(stitched)
-    numbers = frame.select_dtypes("number").drop(columns=["fold", "seed"]).mean()
-    _, low, high = mean_confidence_interval(frame["sharpe"].to_numpy(), CI_LEVEL)
-    first = stitched[0]
-    return {
-        **first,
-        **numbers.to_dict(),
-        "seed": NO_SEED,
-        "fold_model_id": None,
-        "episode_id": None,
-        "n_trials": first["n_trials"],
+        "dsr": float("nan"),
+        "n_trials": None,
         "sharpe_ci_low": low,
         "sharpe_ci_high": high,
+        "best_baseline": None,
+        "sharpe_vs_best": float("nan"),
+        "psr_vs_best": float("nan"),
+        "dsr_vs_best": float("nan"),
+        "sharpe_seed_min": float("nan"),
+        "sharpe_seed_max": float("nan"),
+        "verdict": None,
+    }
+    if against is None:
+        return row
+    folds = sorted(against) if run.fold == STITCHED else [run.fold]
+    baseline = _stitch([against[f] for f in folds])
+    if not np.array_equal(baseline.bars, run.bars):
+        raise ValueError(f"{run.policy} fold {run.fold}: the best baseline moved over other bars")
+    excess = run.returns - baseline.returns
+    return {
+        **row,
+        "best_baseline": ", ".join(dict.fromkeys(against[f].policy for f in folds)),
+        "sharpe_vs_best": sharpe_per_period(excess) * np.sqrt(periods),
+        "psr_vs_best": probabilistic_sharpe(excess),
     }
 
 

@@ -2,6 +2,8 @@
 
 Input: one symbol/timeframe bars frame (at least `tt_resources.terms.OHLCV_COLUMNS`), any order.
 Output: ts + exactly `tt_resources.db.schema.FEATURE_COLUMNS`, sorted by ts; warm-up rows hold NaN.
+A row depends on every bar before it (Wilder's RSI is an exponential average from the first bar), so the
+stored features are always computed over a partition's whole stored series (tt_pipeline.market).
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import pandas as pd
 from tt_resources.terms import FEATURE_COLUMNS, OHLCV_COLUMNS
 
 RSI_BARS = 14
-# Bars of history needed to recompute the newest features of a series. Every feature but RSI uses at most
-# 21 bars; Wilder's RSI is an exponential average whose memory fades as (13/14)^n: 250 bars leave < 1e-8.
-LOOKBACK_BARS = 250
 
 
 def compute_features(bars: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,13 @@ Skewness and kurtosis are the sample's own moments (biased estimators; kurtosis 
   SR*_0 = sqrt(V[SR_n]) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e))), gamma = Euler-Mascheroni,
   V[SR_n] the variance of the trials' (per-period) Sharpe ratios. With N <= 1 or fewer than two trial Sharpe
   ratios there is nothing to deflate for: SR*_0 = 0 and the DSR equals the PSR against 0.
-- Across seeds: the mean with a two-sided Student-t confidence interval (mean +- t_{(1+level)/2, k-1} s / sqrt(k),
-  s the sample std of the k seeds' values); a bootstrap is meaningless for the handful of seeds trained here.
+- Sampling interval of a Sharpe ratio over time (Lo 2002, "The Statistics of Sharpe Ratios", iid case, with
+  Mertens 2002's correction for non-normal returns; the PSR's own standard error):
+  SE(SR) = sqrt((1 - skew SR + (kurt - 1) / 4 SR^2) / (n - 1)), interval SR +- Phi^-1((1 + level) / 2) SE.
+  It is the uncertainty of the market path (the test period is one draw of it), unlike a spread across seeds.
+- Verdict (`assess`): skill beyond the best baseline when the DSR of the excess returns over the best baseline
+  reaches SIGNIFICANT, else "beats cash" when the DSR against cash does, else nothing significant; the
+  probabilities are compared unrounded and shown truncated (never rounded up across the threshold).
 
 Undefined values (constant returns, fewer than two observations) are NaN.
 """
@@ -21,12 +26,14 @@ Undefined values (constant returns, fewer than two observations) are NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
+SIGNIFICANT = 0.95  # a DSR from which a Sharpe ratio counts as significant
 _NORMAL = NormalDist()
 
 
@@ -55,9 +62,14 @@ def probabilistic_sharpe(returns: np.ndarray, benchmark: float = 0.0) -> float:
     sharpe = sharpe_per_period(r)
     if not math.isfinite(sharpe):
         return float("nan")
-    skew = float(stats.skew(r, bias=True))
-    kurtosis = float(stats.kurtosis(r, fisher=False, bias=True))
-    return psr_from_moments(sharpe, len(r), skew, kurtosis, benchmark)
+    return psr_from_moments(sharpe, len(r), *_moments(r), benchmark)
+
+
+def _moments(r: np.ndarray) -> tuple[float, float]:
+    """(skewness, Pearson kurtosis) of `r`, biased sample estimators (scipy.stats' bias=True)."""
+    d = r - r.mean()
+    m2 = float(np.mean(d * d))
+    return float(np.mean(d**3)) / m2**1.5, float(np.mean(d**4)) / m2**2
 
 
 def expected_max_sharpe(n_trials: int, trial_variance: float) -> float:
@@ -81,15 +93,83 @@ def deflated_sharpe(returns: np.ndarray, trial_sharpes: np.ndarray, n_trials: in
     return probabilistic_sharpe(returns, expected_max_sharpe(n, variance))
 
 
-def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of `values` (one per seed; NaNs ignored) with a two-sided Student-t interval at
-    `level`; low and high are NaN with fewer than two finite values."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if len(v) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf((1.0 + level) / 2.0, len(v) - 1) * np.std(v, ddof=1) / math.sqrt(len(v)))
-    return mean, mean - half, mean + half
+def sharpe_interval(returns: np.ndarray, level: float = 0.95, periods: int = 1) -> tuple[float, float]:
+    """(low, high): two-sided sampling interval at `level` of the Sharpe ratio of per-step `returns` over time
+    (Lo 2002 / Mertens 2002 standard error, see module doc), annualised by sqrt(`periods`) bars per year;
+    NaN when the Sharpe ratio is undefined."""
+    r = np.asarray(returns, dtype=np.float64)
+    sharpe = sharpe_per_period(r)
+    if not math.isfinite(sharpe):
+        return float("nan"), float("nan")
+    skew, kurtosis = _moments(r)
+    variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if not variance > 0:
+        return float("nan"), float("nan")
+    half = _NORMAL.inv_cdf((1.0 + level) / 2.0) * math.sqrt(variance / (len(r) - 1))
+    scale = math.sqrt(periods)
+    return (sharpe - half) * scale, (sharpe + half) * scale
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The significance of one traded return series: PSR and DSR against cash, and of its excess returns over
+    the best baseline (per-period Sharpe ratio `sharpe_vs_best`, PSR and DSR against 0); `n_trials` the DSRs'
+    N."""
+
+    psr: float
+    dsr: float
+    sharpe_vs_best: float
+    psr_vs_best: float
+    dsr_vs_best: float
+    n_trials: int
+
+    def verdict(self, best: str, periods: int = 1) -> str:
+        """One line starting "Verdict:", naming the best baseline `best` (a label) and the numbers behind it;
+        the excess Sharpe ratio annualised by sqrt(`periods`) bars per year."""
+        vs_cash = f"DSR vs cash {_shown(self.dsr)}"
+        vs_best = f"DSR vs {best} {_shown(self.dsr_vs_best)}"
+        trials = f"{self.n_trials} configuration(s) tried"
+        if self.dsr_vs_best >= SIGNIFICANT:
+            return (
+                f"Verdict: skill beyond the best baseline ({best}): {vs_best} >= {SIGNIFICANT} "
+                f"(excess Sharpe {self.sharpe_vs_best * math.sqrt(periods):.2f} ann., {trials}); {vs_cash}."
+            )
+        if self.dsr >= SIGNIFICANT:
+            return (
+                f"Verdict: beats cash but not the best baseline ({best}): {vs_cash} >= {SIGNIFICANT}, "
+                f"{vs_best} < {SIGNIFICANT} ({trials})."
+            )
+        return f"Verdict: nothing significant: {vs_cash} and {vs_best}, both below {SIGNIFICANT} ({trials})."
+
+
+def assess(
+    returns: np.ndarray,
+    best_returns: np.ndarray,
+    *,
+    n_trials: int = 1,
+    trial_sharpes: Sequence[float] = (),
+    trial_excess_sharpes: Sequence[float] = (),
+) -> Assessment:
+    """Significance of per-step `returns` against cash and against `best_returns` (the best baseline's returns
+    on the same steps). The DSRs count `n_trials` configurations whose per-period Sharpe ratios (other
+    configurations') are `trial_sharpes` and of excess returns `trial_excess_sharpes`; this series' own
+    values join them for the variance V[SR_n]."""
+    r = np.asarray(returns, dtype=np.float64)
+    excess = r - np.asarray(best_returns, dtype=np.float64)
+    sharpe, excess_sharpe = sharpe_per_period(r), sharpe_per_period(excess)
+    return Assessment(
+        psr=probabilistic_sharpe(r),
+        dsr=deflated_sharpe(r, [*trial_sharpes, sharpe], n_trials),
+        sharpe_vs_best=excess_sharpe,
+        psr_vs_best=probabilistic_sharpe(excess),
+        dsr_vs_best=deflated_sharpe(excess, [*trial_excess_sharpes, excess_sharpe], n_trials),
+        n_trials=n_trials,
+    )
+
+
+def _shown(probability: float) -> str:
+    """`probability` truncated to 3 decimals, so that the text never crosses SIGNIFICANT the other way;
+    "undefined" for NaN (constant returns)."""
+    if not math.isfinite(probability):
+        return "undefined"
+    return f"{math.floor(probability * 1000) / 1000:.3f}"

@@ -99,6 +99,25 @@ def models_on_dataset(engine: sa.Engine, dataset_version: str) -> list[dict[str,
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
+def models_overlapping(engine: sa.Engine, model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every walk-forward model on the same timeframe and symbols as the tt_model row `model` whose span
+    (train_start .. test_end) overlaps its span, `model` included, oldest first: the configurations tried
+    on overlapping data (tt_pipeline.models counts them as the DSR's trials)."""
+    query = (
+        sa.select(models)
+        .where(
+            models.c.group_id.is_(None),
+            models.c.timeframe == model["timeframe"],
+            models.c.train_start <= model["test_end"],
+            models.c.test_end >= model["train_start"],
+        )
+        .order_by(models.c.created_at, models.c.model_id)
+    )
+    with engine.connect() as conn:
+        rows = [dict(row) for row in conn.execute(query).mappings()]
+    return [row for row in rows if sorted(row["symbols"] or []) == sorted(model["symbols"] or [])]
+
+
 def fold_models(engine: sa.Engine, group_id: str) -> list[dict[str, Any]]:
     """The tt_model rows of the walk-forward model `group_id`'s folds, by fold then seed (newest registration
     of a (fold, seed) only)."""

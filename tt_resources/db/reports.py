@@ -194,10 +194,10 @@ def model_summary(engine: sa.Engine, model_id: str) -> dict:
 
 def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
     """tt_eval rows of a walk-forward model (latest evaluation run only), ordered by fold (-1 = stitched),
-    seed (-1 = none, or the mean over seeds) then policy.
+    seed (-1 = none, or the seed ensemble) then policy.
 
     Columns: policy, fold, seed, test_start, test_end, episode_id, created_at, terms.METRIC_NAMES,
-    terms.SIGNIFICANCE_NAMES and n_trials.
+    terms.SIGNIFICANCE_NAMES, n_trials, best_baseline and verdict.
     """
     latest_run = (
         sa.select(evals.c.created_at)
@@ -217,6 +217,8 @@ def eval_metrics(engine: sa.Engine, model_id: str) -> pd.DataFrame:
             evals.c.created_at,
             *(evals.c[name] for name in (*METRIC_NAMES, *SIGNIFICANCE_NAMES)),
             evals.c.n_trials,
+            evals.c.best_baseline,
+            evals.c.verdict,
         )
         .where(evals.c.model_id == model_id, evals.c.created_at == latest_run)
         .order_by(evals.c.fold, evals.c.seed, evals.c.policy)

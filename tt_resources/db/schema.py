@@ -294,7 +294,7 @@ evals = sa.Table(
     sa.Column("timeframe", TimeframeCol, nullable=False),
     sa.Column("policy", sa.String(32), nullable=False),  # ppo, oracle or a baseline name
     sa.Column("fold", sa.Integer, nullable=False),  # walk-forward fold; -1 = all folds stitched together
-    sa.Column("seed", sa.BigInteger, nullable=False, default=-1),  # PPO seed; -1 = none / mean over seeds
+    sa.Column("seed", sa.BigInteger, nullable=False, default=-1),  # PPO seed; -1 = none / the seed ensemble
     sa.Column("fold_model_id", Id),  # the fold's PPO model scored in the row
     sa.Column("train_start", UTCDateTime),
     sa.Column("train_end", UTCDateTime),
@@ -303,7 +303,13 @@ evals = sa.Table(
     sa.Column("episode_id", Id),  # the logged test episode with the equity curve
     *(sa.Column(name, Price) for name in METRIC_NAMES),  # tt_resources.terms.METRICS, in display order
     *(sa.Column(name, Price) for name in SIGNIFICANCE_NAMES),  # tt_resources.terms.SIGNIFICANCE
-    sa.Column("n_trials", sa.Integer),  # configurations tried on the dataset, the DSR's N (agent rows)
+    sa.Column(
+        "n_trials", sa.Integer
+    ),  # configurations tried on overlapping data, the DSR's N (agent summary)
+    sa.Column(
+        "best_baseline", sa.String(64)
+    ),  # the fold's best baseline(s) on its training span (agent rows)
+    sa.Column("verdict", sa.Text),  # the "Verdict: ..." line (agent summary row)
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_tt_eval_model", "model_id", "policy", "fold", "seed"),

@@ -531,7 +531,8 @@ def test_tt_ingest_without_a_gateway_says_so_in_one_line_and_logs_ib_async_to_th
     failed = [line for line in result.output.splitlines() if line.startswith("failed ")]
     one_line = (
         rf"failed 2 partitions \(AAPL 1d, MSFT 1d\): IB Gateway at 127\.0\.0\.1:{port}: no API connection after "
-        r"\d attempt\(s\) \(.+\); start IB Gateway or TWS with the API enabled on that port \(IB_HOST, IB_PORT\)"
+        r"\d attempt\(s\) \(.+\); start IB Gateway or TWS with the API enabled on that port \(IB_HOST, IB_PORT\) "
+        r"\(0 bars stored\)"
     )
     assert len(failed) == 1 and re.fullmatch(one_line, failed[0]), result.output
     assert "no bar in that window" not in result.output and "no bar since it" not in result.output

@@ -360,6 +360,7 @@ def test_one_bad_file_fails_only_its_partition_with_the_reason(tmp_path, via_dag
         "0",
         "0",
         "0",
+        f"{2 * 185:,}",  # bars stored: AAPL's file is refused whole
     ]
     assert "AAPL_1d.csv: line 101: high < low" in result.output
     engine = create_engine(env["DATABASE_URL"])

@@ -335,5 +335,5 @@ def partition_reports(
             out.append(reports[key])
         else:
             reason = run_error or f"run {result.run_id} failed"
-            out.append(PartitionReport(symbol, timeframe, "failed", reason=reason))
+            out.append(PartitionReport(symbol, timeframe, "failed", reason=reason, failed_in="run"))
     return out

@@ -153,7 +153,10 @@ def refresh(pipeline, console: Console, symbols: list[str], timeframes: list[str
     try:
         reports = with_reconnect(lambda: committed_reports(pipeline.engine, reports, started))
         if start is not None or end is not None:
-            failed = {(r.symbol, r.timeframe) for r in reports if r.status == "failed"}
+            # a partition the source, the database or its run failed says why itself: no "no bar in ..." line
+            failed = {
+                (r.symbol, r.timeframe) for r in reports if r.status == "failed" and r.failed_in != "bars"
+            }
             lines = with_reconnect(
                 lambda: empty_windows(pipeline.engine, symbols, timeframes, start, end, skip=failed)
             )
@@ -195,6 +198,9 @@ def accepted(engine: sa.Engine, specs: Sequence[str], console: Console) -> None:
         raise BadInput(f"--accept-hole {exc}") from None
     for line in lines:
         console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+NAMED_FAILURES = 10  # partitions named in a failure line shared by several (the rest counted)
 
 
 def empty_windows(
@@ -256,10 +262,14 @@ def report_partitions(console: Console, reports, *, fail: bool = True) -> list:
     by_reason: dict[str, list] = {}
     for r in failed:
         by_reason.setdefault(str(r.reason), []).append(r)
-    for reason, group in by_reason.items():
+    for reason, group in by_reason.items():  # one line per reason: a missing gateway is not 450 lines
         names = [f"{r.symbol} {r.timeframe}" for r in group]
-        which = names[0] if len(names) == 1 else f"{len(names)} partitions ({', '.join(names[:3])}"
-        which += "" if len(names) == 1 else f"{', ...' if len(names) > 3 else ''})"
+        more = f" and {len(names) - NAMED_FAILURES} more" if len(names) > NAMED_FAILURES else ""
+        which = (
+            names[0]
+            if len(names) == 1
+            else f"{len(names)} partitions ({', '.join(names[:NAMED_FAILURES])}{more})"
+        )
         known = [r.bars_stored for r in group if r.bars_stored is not None]
         stored = f" ({sum(known):,} bars stored)" if len(known) == len(group) else ""
         line = f"[red]failed[/red] {escape(which)}: {escape(reason)}{stored}"

@@ -54,6 +54,11 @@ VIEWS: dict[str, View] = {
         "found_at",
         ("start_ts", "end_ts"),
     ),
+    "tt_corporate_action": View(
+        ("symbol", "kind", "ratio", "timeframe", "first_session", "detected_at", "source"),
+        "detected_at",
+        ("first_session",),
+    ),
     "tt_ib_request": View(("id", "contract", "sent_at", "done_at", "outcome"), "sent_at"),
     "tt_ib_pacing": View(("mode", "concurrency", "paused_until", "streak", "violations")),
     "tt_dataset": View(

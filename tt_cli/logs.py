@@ -14,9 +14,22 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TAG = "_tt_route"  # marks the handlers installed here, so a second call replaces them
 
 
-def route_logs(verbose: bool) -> Path | None:
-    """Send log records to the log file (and, when `verbose`, to stderr); returns the file's path, or None
-    when the data directory cannot be created (the command then reports that itself). Idempotent."""
+class _LazyFileHandler(logging.FileHandler):
+    """A FileHandler that creates the file (and its directory) at the first record: a command refused as bad
+    input before any work writes nothing, not even an empty log."""
+
+    def _open(self):
+        try:
+            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            return super()._open()
+        except OSError:  # an unusable data directory: the command that needs it says so; records are dropped
+            return None
+
+
+def route_logs(verbose: bool) -> Path:
+    """Send log records to the log file (and, when `verbose`, to stderr); returns the file's path. The file
+    and its directory are created at the first record (a data directory that cannot be created is reported
+    by the command that needs it). Idempotent."""
     from tt_resources import config
 
     root = logging.getLogger()
@@ -24,14 +37,8 @@ def route_logs(verbose: bool) -> Path | None:
         root.removeHandler(handler)
         handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if verbose else []
-    try:
-        path = config.data_dir() / LOG_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, encoding="utf-8", delay=True))
-    except OSError:
-        path = None
-    if not handlers:
-        handlers.append(logging.NullHandler())  # nothing to the console: no last-resort printing either
+    path = config.data_path() / LOG_FILE
+    handlers.append(_LazyFileHandler(path, encoding="utf-8", delay=True))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
         setattr(handler, TAG, True)

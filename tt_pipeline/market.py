@@ -43,6 +43,9 @@ class PartitionReport:
         None  # open holes no longer retried, `start..end` each (`tt ingest --accept-hole`)
     )
     changes: str | None = None  # splits and revisions found in the re-read overlap (tt_corporate_action)
+    failed_in: str | None = (
+        None  # where a failed one failed: "database", "fetch", "bars" (its rules) or "run"
+    )
 
     def to_metadata(self) -> dict[str, object]:
         return asdict(self)
@@ -107,7 +110,18 @@ class PartitionOutcome:
             if fetched and fetched.holes_given_up
             else None,
             changes="; ".join(fetched.changes) if fetched and fetched.changes else None,
+            failed_in=self.failed_in,
         )
+
+    @property
+    def failed_in(self) -> str | None:
+        """Where the partition failed: "database" (a fault), "fetch" (the source) or "bars" (a raw_bars
+        rule); None when it did not."""
+        if self.fault is not None:
+            return "database"
+        if self.fetch_failed:
+            return "fetch"
+        return "bars" if self.reason else None
 
 
 def refresh_partitions(

@@ -272,12 +272,13 @@ def directory_problem(path: Path) -> str | None:
 
 def data_dir() -> Path:
     """Directory for the embedded database, models and datasets, created when missing."""
-    path = _data_path()
+    path = data_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _data_path() -> Path:
+def data_path() -> Path:
+    """TT_DATA_DIR (default `data/` in the project), not created."""
     return settings().tt_data_dir or PROJECT_ROOT / "data"
 
 
@@ -288,7 +289,7 @@ def database_url() -> str:
 
 def csv_dir() -> Path:
     """TT_CSV_DIR, default `<data dir>/csv` (neither is created: the CSV source only reads)."""
-    return settings().tt_csv_dir or _data_path() / "csv"
+    return settings().tt_csv_dir or data_path() / "csv"
 
 
 def watchlist_path() -> Path:

@@ -58,7 +58,7 @@ def demo(tmp_path_factory) -> DemoRuns:
 def test_demo_ingests_checks_trains_and_reports(demo):
     output = demo.first
     assert "partitions: 6 (2 symbols x 3 timeframes), 0 already fresh" in output
-    assert "raw_bars checks passed: 24/24" in output
+    assert "raw_bars checks passed: 30/30" in output
     assert "(trained now: new dataset)" in output
     table = results_tables(output, "1d out-of-sample")  # at 80 columns: wrapped, every column whole
     # the default synthetic market plants sign persistence (TT_SYNTHETIC_SIGNAL): its oracle is scored too
@@ -128,7 +128,7 @@ def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch
     monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "none")  # the plain market: no planted signal, no oracle
     result = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "128"])
     assert result.exit_code == 0, result.output
-    assert "raw_bars checks passed: 24/24" in result.output
+    assert "raw_bars checks passed: 30/30" in result.output
     engine = create_engine(pg_url)
     with engine.connect() as conn:
         counts = [

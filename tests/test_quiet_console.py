@@ -134,6 +134,6 @@ def test_verbose_lets_dagster_beta_warnings_through(tmp_path):
     args = ("ingest", "--symbols", "AAA", "--timeframe", "1d", "--source", "synthetic", "--start", RECENT)
     verbose = tt(tmp_path, "--verbose", *args, "--via-dagster")
     assert verbose.returncode == 0, verbose.stdout
-    # tt_assets.partitions builds a MultiToSingleDimensionPartitionMapping, which Dagster marks beta
-    assert "BetaWarning: Class `MultiToSingleDimensionPartitionMapping`" in verbose.stdout
+    # tt_assets.market gives its AssetCheckSpecs a partitions_def, which Dagster marks preview
+    assert "PreviewWarning: Specifying a partitions_def on an AssetCheckSpec" in verbose.stdout
     assert summary_rows(verbose.stdout)["1d"][:4] == ["1", "0", "1", "0"]

@@ -463,7 +463,7 @@ def test_a_gateway_gone_mid_run_gets_one_reconnect_window_for_the_run(engine, ga
 
 
 @pytest.mark.slow
-def test_persistent_pacing_in_adaptive_mode_switches_every_process_to_the_hard_rule(engine, gateway):
+def test_persistent_pacing_in_adaptive_mode_switches_every_process_to_the_hard_rule(engine, gateway, caplog):
     """A gateway enforcing the hard rule (here 3 requests per 1.5 s, for every bar size) against two
     processes in adaptive mode: the violations persist down to one request in flight, the budget - shared
     through the database - switches both to the hard rule, and every partition finishes with every bar."""
@@ -491,7 +491,10 @@ def test_persistent_pacing_in_adaptive_mode_switches_every_process_to_the_hard_r
             source.close()
     assert {r.status for r in results} == {"updated"}, [r.error for r in results]
     assert gateway.violations(), "the gateway's hard rule was hit before the switch"
-    assert all(source.budget.hard_rule_since() is not None for source in sources)
+    # the switch was made in the shared budget (the state itself reverts after an idle window, which a
+    # loaded machine can reach before this line: assert what the run logged, not the state now)
+    switches = [r for r in caplog.records if "every process keeps to the hard rule" in r.getMessage()]
+    assert switches, "no switch to the hard rule was logged"
     for symbol in ("AAPL", "MSFT", "NVDA", "AMZN"):
         assert_stored_is_expected(engine, gateway, symbol, "15m", WEEKS_AGO)
 

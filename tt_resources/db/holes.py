@@ -104,12 +104,7 @@ def resolve_holes(
     those whose (start, end) is in `keep` (recorded again by that walk); returns how many were closed."""
     inside = conn.execute(
         sa.select(fetch_holes.c.id, fetch_holes.c.start_ts, fetch_holes.c.end_ts).where(
-            fetch_holes.c.symbol == symbol,
-            fetch_holes.c.timeframe == timeframe,
-            fetch_holes.c.resolved_at.is_(None),
-            fetch_holes.c.accepted_at.is_(None),
-            fetch_holes.c.start_ts >= start,
-            fetch_holes.c.end_ts <= end,
+            *_open_inside(symbol, timeframe, start, end)
         )
     ).all()
     ids = [row.id for row in inside if (row.start_ts, row.end_ts) not in keep]
@@ -128,14 +123,7 @@ def accept_hole(
     """Accept [start, end) of (symbol, timeframe) as empty: the open holes inside it are marked accepted,
     and when none lies inside, the span itself is recorded as an accepted hole. Returns the holes accepted."""
     now = pd.Timestamp.now(tz="UTC")
-    inside = (
-        fetch_holes.c.symbol == symbol,
-        fetch_holes.c.timeframe == timeframe,
-        fetch_holes.c.resolved_at.is_(None),
-        fetch_holes.c.accepted_at.is_(None),
-        fetch_holes.c.start_ts >= start,
-        fetch_holes.c.end_ts <= end,
-    )
+    inside = _open_inside(symbol, timeframe, start, end)
     with engine.begin() as conn:
         accepted = conn.execute(sa.update(fetch_holes).where(*inside).values(accepted_at=now, note=note))
         if accepted.rowcount:
@@ -196,3 +184,15 @@ def parse_accepted(text: str) -> tuple[str, str, pd.Timestamp, pd.Timestamp, str
     if end <= start:
         raise ValueError(f"{text!r}: the last day is before the first")
     return symbol, timeframe, start, end, (parts[3].strip() if len(parts) > 3 else "") or "accepted"
+
+
+def _open_inside(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple:
+    """The conditions of (symbol, timeframe)'s open holes (neither resolved nor accepted) inside [start, end)."""
+    return (
+        fetch_holes.c.symbol == symbol,
+        fetch_holes.c.timeframe == timeframe,
+        fetch_holes.c.resolved_at.is_(None),
+        fetch_holes.c.accepted_at.is_(None),
+        fetch_holes.c.start_ts >= start,
+        fetch_holes.c.end_ts <= end,
+    )

@@ -136,6 +136,11 @@ def test_verdict_compares_unrounded_and_never_shows_a_rounded_pass():
     )
     undefined = Assessment(*(math.nan,) * 5, n_trials=1)
     assert undefined.verdict("Cash").startswith("Verdict: nothing significant: DSR vs cash undefined")
+    # the demo's case: cash the best baseline on the training spans, one comparison said once
+    assert Assessment(0.96, 0.943, 0.08, 0.96, 0.943, 1).verdict("Cash") == (
+        "Verdict: nothing significant: DSR vs cash 0.943 < 0.95, cash being the best baseline "
+        "(1 configuration(s) tried)."
+    )
 
 
 def test_assess_deflates_both_comparisons_by_the_trials():

@@ -139,6 +139,8 @@ class Assessment:
                 f"Verdict: beats cash but not the best baseline ({best}): {vs_cash} >= {SIGNIFICANT}, "
                 f"{vs_best} < {SIGNIFICANT} ({trials})."
             )
+        if best.casefold() == "cash":  # the excess over cash is the return itself: one comparison, said once
+            return f"Verdict: nothing significant: {vs_cash} < {SIGNIFICANT}, cash being the best baseline ({trials})."
         return f"Verdict: nothing significant: {vs_cash} and {vs_best}, both below {SIGNIFICANT} ({trials})."
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tt_resources.terms import CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL
+from tt_resources.terms import CASH, EQUAL_WEIGHT, EQUAL_WEIGHT_VOL, Metric
 
 BASELINE_NAMES: tuple[str, ...] = (EQUAL_WEIGHT, EQUAL_WEIGHT_VOL, CASH)
 """Policies a tear sheet may take as its benchmark (the oracle is not a strategy: it knows the future)."""
@@ -35,34 +35,25 @@ class TearSheetError(ValueError):
     """The inputs cannot make a tear sheet (no returns); the message says which policy and why."""
 
 
-@dataclass(frozen=True)
-class Stat:
-    """A summary figure: key, label, kind ("percent": a fraction; "ratio": a plain number)."""
-
-    name: str
-    label: str
-    kind: str
-
-
-STATS: tuple[Stat, ...] = (
-    Stat("total_return", "Total return", "percent"),
-    Stat("volatility", "Volatility (ann.)", "percent"),
-    Stat("sharpe", "Sharpe (ann.)", "ratio"),
-    Stat("max_drawdown", "Max drawdown", "percent"),
-    Stat("var", "Daily VaR 95 % (normal)", "percent"),
-    Stat("cvar", "Daily CVaR 95 % (normal)", "percent"),
-    Stat("cvar_historical", "Daily CVaR 95 % (historical)", "percent"),
-    Stat("skew", "Skew (daily)", "ratio"),
-    Stat("kurtosis", "Excess kurtosis (daily)", "ratio"),
-    Stat("best_bar", "Best bar", "percent"),
-    Stat("worst_bar", "Worst bar", "percent"),
-    Stat("best_day", "Best day", "percent"),
-    Stat("worst_day", "Worst day", "percent"),
-    Stat("best_month", "Best month", "percent"),
-    Stat("worst_month", "Worst month", "percent"),
-    Stat("excess_return", "Excess total return vs benchmark", "percent"),
-    Stat("tracking_error", "Tracking error (ann.)", "percent"),
-    Stat("information_ratio", "Information ratio (ann.)", "ratio"),
+STATS: tuple[Metric, ...] = (
+    Metric("total_return", "Total return", "percent"),
+    Metric("volatility", "Volatility (ann.)", "percent"),
+    Metric("sharpe", "Sharpe (ann.)", "ratio"),
+    Metric("max_drawdown", "Max drawdown", "percent"),
+    Metric("var", "Daily VaR 95 % (normal)", "percent"),
+    Metric("cvar", "Daily CVaR 95 % (normal)", "percent"),
+    Metric("cvar_historical", "Daily CVaR 95 % (historical)", "percent"),
+    Metric("skew", "Skew (daily)", "ratio"),
+    Metric("kurtosis", "Excess kurtosis (daily)", "ratio"),
+    Metric("best_bar", "Best bar", "percent"),
+    Metric("worst_bar", "Worst bar", "percent"),
+    Metric("best_day", "Best day", "percent"),
+    Metric("worst_day", "Worst day", "percent"),
+    Metric("best_month", "Best month", "percent"),
+    Metric("worst_month", "Worst month", "percent"),
+    Metric("excess_return", "Excess total return vs benchmark", "percent"),
+    Metric("tracking_error", "Tracking error (ann.)", "percent"),
+    Metric("information_ratio", "Information ratio (ann.)", "ratio"),
 )
 """The summary's figures, in display order."""
 

@@ -79,7 +79,8 @@ MetricKind = Literal["percent", "ratio"]  # percent: a fraction shown as %; rati
 
 @dataclass(frozen=True)
 class Metric:
-    """A performance metric: tt_eval column and tt_rl.metrics.performance key, display label, format kind."""
+    """A performance figure: its key (METRICS: a tt_eval column and tt_rl.metrics.performance key;
+    tt_pipeline.tearsheet.STATS: a tear-sheet figure), display label, format kind."""
 
     name: str
     label: str

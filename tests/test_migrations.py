@@ -13,7 +13,7 @@ def test_upgrade_from_empty_is_idempotent(db_url):
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == "0008"
     assert set(TABLES) <= set(sa.inspect(engine).get_table_names())
 
 

@@ -92,7 +92,11 @@ def models_on_dataset(engine: sa.Engine, dataset_version: str) -> list[dict[str,
     """Every walk-forward model (tt_model row without group_id) trained on `dataset_version`, oldest first."""
     query = (
         sa.select(models)
-        .where(models.c.dataset_version == dataset_version, models.c.group_id.is_(None))
+        .where(
+            models.c.dataset_version == dataset_version,
+            models.c.group_id.is_(None),
+            models.c.production_of.is_(None),
+        )
         .order_by(models.c.created_at, models.c.model_id)
     )
     with engine.connect() as conn:
@@ -107,6 +111,7 @@ def models_overlapping(engine: sa.Engine, model: dict[str, Any]) -> list[dict[st
         sa.select(models)
         .where(
             models.c.group_id.is_(None),
+            models.c.production_of.is_(None),
             models.c.timeframe == model["timeframe"],
             models.c.train_start <= model["test_end"],
             models.c.test_end >= model["train_start"],

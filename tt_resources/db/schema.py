@@ -200,6 +200,9 @@ models = sa.Table(
     sa.Column("seed", sa.BigInteger),
     sa.Column("test_start", UTCDateTime),  # first bar of the fold's test window (the decision bar)
     sa.Column("test_end", UTCDateTime),
+    # a production model (migration 0008): trained on the dataset's whole history with the configuration of
+    # the walk-forward model named here, whose evaluation (tt_eval) justifies it; NULL for every other model
+    sa.Column("production_of", Id),
     sa.Index("ix_tt_model_timeframe_created", "timeframe", "created_at"),
     sa.Index("ix_tt_model_group", "group_id", "fold", "seed"),
 )
@@ -313,6 +316,123 @@ evals = sa.Table(
     sa.Column("run_id", Id),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_tt_eval_model", "model_id", "policy", "fold", "seed"),
+)
+
+# --- trading (migration 0008): the champion, its targets, orders, fills, positions; docs/trading.md ---------
+
+Session = sa.Date  # an exchange session (its local trading date, tt_resources.calendar)
+OrderRef = sa.String(64)  # tt_resources.broker.order_ref: "tt:<session>:<model>:<symbol>"
+
+promotions = sa.Table(  # every promotion and demotion of a timeframe's champion; the newest row decides
+    "tt_promotion",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("timeframe", TimeframeCol, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # promote | demote
+    sa.Column("model_id", Id),  # the champion from this row on; NULL after a demotion: no champion
+    sa.Column("previous_model_id", Id),  # the champion before this row (NULL: none)
+    sa.Column("verdict", sa.Text),  # the evaluation's verdict line that allowed it (tt_eval.verdict)
+    sa.Column(
+        "forced", sa.Boolean, nullable=False
+    ),  # promoted without the verdict ("--force", reason required)
+    sa.Column("reason", sa.Text),
+    sa.Column("who", sa.String(64), nullable=False),  # OS user, or "sensor:<name>" for an automatic demotion
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_promotion_timeframe", "timeframe", "at"),
+)
+
+targets = sa.Table(  # a model's target weights decided after a session's close, for the next session's open
+    "tt_target",
+    metadata,
+    sa.Column("model_id", Id, primary_key=True),
+    sa.Column("decision_ts", UTCDateTime, primary_key=True),  # start of the bar the decision was made on
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("session", Session, nullable=False),  # the session of the decision bar
+    sa.Column("weight", Price, nullable=False),  # fraction of net liquidation, >= 0 (cash = 1 - sum)
+    sa.Column("close", Price, nullable=False),  # the decision bar's close the orders are sized with
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_target_session", "session", "model_id"),
+)
+
+orders = sa.Table(  # every order the loop decided, and its life at the broker
+    "tt_order",
+    metadata,
+    sa.Column("order_ref", OrderRef, primary_key=True),
+    sa.Column("session", Session, nullable=False),  # the session it executes at (market on open)
+    sa.Column("decided_session", Session, nullable=False),  # the session whose close decided it
+    sa.Column("model_id", Id, nullable=False),
+    sa.Column("account", sa.String(32), nullable=False),
+    sa.Column("symbol", Symbol, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),  # signed shares: buy > 0, sell < 0
+    sa.Column("reference_price", Price, nullable=False),  # the decision bar's close
+    sa.Column("notional", Price, nullable=False),  # |quantity| * reference_price
+    # blocked (a pre-trade limit) | pending_submit | submitted | partially_filled | filled | cancelled | rejected
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("broker_order_id", sa.BigInteger),
+    sa.Column("perm_id", sa.BigInteger),
+    sa.Column("filled", Price, nullable=False, default=0.0),  # shares filled, unsigned
+    sa.Column("avg_fill_price", Price),
+    sa.Column("messages", JSONType, nullable=False),  # broker lines: 399 warnings, "201: ..." rejections
+    sa.Column("limit_checks", JSONType, nullable=False),  # {limit name: "ok" | the breach line}
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("submitted_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_order_session", "session", "model_id"),
+)
+
+fills = sa.Table(  # executions of our orders with their commissions (one row per broker execution)
+    "tt_fill",
+    metadata,
+    sa.Column("exec_id", sa.String(64), primary_key=True),
+    sa.Column("order_ref", OrderRef, nullable=False),
+    sa.Column("session", Session, nullable=False),  # the order's session
+    sa.Column("symbol", Symbol, nullable=False),
+    sa.Column("shares", Price, nullable=False),  # signed: bought > 0, sold < 0
+    sa.Column("price", Price, nullable=False),
+    sa.Column("commission", Price),  # NULL until the broker reports it
+    sa.Column("time", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tt_fill_order", "order_ref"),
+)
+
+positions = sa.Table(  # the account as reconciled on a session (after its open's fills); cash and net
+    "tt_position",  # liquidation are rows with the reserved symbols tt_resources.db.trading.CASH / NET_LIQUIDATION
+    metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    sa.Column("session", Session, primary_key=True),
+    sa.Column("symbol", Symbol, primary_key=True),
+    sa.Column("shares", Price, nullable=False),  # cash and net liquidation rows: 0
+    sa.Column("price", Price),  # the price the value is marked at (the session's close); NULL for cash rows
+    sa.Column("value", Price, nullable=False),  # account currency
+    sa.Column("as_of", UTCDateTime, nullable=False),  # when the broker reported it
+)
+
+trading_halts = sa.Table(  # the kill switch (`tt halt` / `tt halt --off`): the newest row decides
+    "tt_trading_halt",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("halted", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("who", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+live_performance = sa.Table(  # a model's live session against its shadow backtest of the same session
+    "tt_live_performance",
+    metadata,
+    sa.Column("model_id", Id, primary_key=True),
+    sa.Column("session", Session, primary_key=True),
+    sa.Column("live_return", Price),  # the account's net return over the session, after costs
+    sa.Column("shadow_return", Price),  # the backtest's net return over the same session (next-open fills)
+    sa.Column("slippage_bps", Price),  # notional-weighted fill price vs the bar's open, bps, adverse > 0
+    sa.Column("costs", Price),  # commissions paid live, account currency
+    sa.Column("shadow_costs", Price),  # the backtest's cost model on the same trades
+    sa.Column("missed_fills", sa.Integer),  # orders not (fully) filled at the open
+    sa.Column("tracking_error", Price),  # |live_return - shadow_return| (or its rolling std: docs/trading.md)
+    sa.Column("live_equity", Price),  # net liquidation after the session
+    sa.Column("shadow_equity", Price),
+    sa.Column("details", JSONType),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 TABLES: dict[str, sa.Table] = {t.name: t for t in metadata.sorted_tables}

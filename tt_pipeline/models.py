@@ -367,3 +367,52 @@ def _trials(engine: sa.Engine, model: dict) -> tuple[int, list[float], list[floa
             if pd.notna(value) and math.isfinite(value):
                 column.append(float(value) / scale)
     return len(keys), sharpes, excess
+
+
+def train_production(engine: sa.Engine, model_id: str, *, run_id: str, model_dir: Path, callbacks=None):
+    """The deployable model of the walk-forward model `model_id`: its configuration (base seed ppo.seed)
+    trained on the dataset's whole history, registered in tt_model with production_of = `model_id` (the
+    evaluation that justifies it). Its walk-forward verdict scored the seed ensemble; the production model
+    is the base seed's (docs/trading.md). A production model already registered for `model_id` is returned,
+    not trained again. Returns tt_rl.train.TrainedModel; DatasetError when `model_id` is not a walk-forward
+    model."""
+    from tt_rl.train import TrainedModel, train
+
+    model, dataset, config, _ = _walk_forward(engine, model_id)
+    if model["production_of"] is not None:
+        raise DatasetError(f"model {model_id} is a production model (of {model['production_of']})")
+    done = _production_of(engine, model_id)
+    if done is not None:
+        metrics = done["train_metrics"] or {}
+        return TrainedModel(
+            done["model_id"],
+            Path(done["path"]),
+            metrics,
+            done["total_timesteps"],
+            metrics.get("seconds", 0.0),
+        )
+    return train(
+        dataset.panel,
+        config,
+        engine=engine,
+        model_dir=model_dir,
+        run_id=run_id,
+        dataset_version=model["dataset_version"],
+        callbacks=callbacks,
+        registry_fields={"production_of": model_id},
+    )
+
+
+def _production_of(engine: sa.Engine, model_id: str) -> dict | None:
+    """The newest production model of the walk-forward model `model_id`, or None."""
+    from tt_resources.db.schema import models
+
+    query = (
+        sa.select(models)
+        .where(models.c.production_of == model_id)
+        .order_by(models.c.created_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None

@@ -141,6 +141,52 @@ class Settings(BaseSettings):
         description="retrain when the model's out-of-sample Sharpe is below it and the code or config changed",
     )
 
+    tt_trading_enabled: bool = Field(
+        False,
+        description="send orders (`tt trade`, the trading assets); off: targets and orders are computed, "
+        "printed and stored, nothing is sent (docs/trading.md)",
+    )
+    tt_trading_allow_live: bool = Field(
+        False,
+        description="allow a live account; off: only IBKR paper accounts (ids starting `DU`) are traded",
+    )
+    tt_trading_halt: bool = Field(
+        False,
+        description="kill switch: no order is submitted while set (as `tt halt`; `tt halt --off` clears "
+        "only the command's halt)",
+    )
+    tt_trading_min_notional: float = Field(
+        100.0, ge=0, description="skip an order below this value (shares x last close, account currency)"
+    )
+    tt_trading_max_gross: float = Field(
+        1.0, gt=0, description="pre-trade limit: gross exposure sum |weight| of the book after the orders"
+    )
+    tt_trading_max_weight: float = Field(
+        0.25, gt=0, le=1, description="pre-trade limit: |weight| of one symbol after the orders"
+    )
+    tt_trading_max_sector_weight: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="pre-trade limit: gross weight of one watchlist sector after the orders (symbols "
+        "without a sector are not grouped)",
+    )
+    tt_trading_max_order_notional: float = Field(
+        50_000.0, gt=0, description="pre-trade limit: value of one order (account currency)"
+    )
+    tt_trading_max_turnover: float = Field(
+        2.0, gt=0, description="pre-trade limit: a session's orders' value / net liquidation"
+    )
+    tt_trading_price_collar: float = Field(
+        0.1,
+        gt=0,
+        description="pre-trade limit: an order's sizing price may differ from the symbol's last stored close "
+        "by at most this fraction",
+    )
+    tt_trading_orders_per_s: float = Field(
+        40.0, gt=0, le=50, description="orders submitted per second at most (IBKR: 50 API messages/s)"
+    )
+
     tt_dagster_url: str = Field(
         "http://127.0.0.1:3000",
         description="Dagster UI address the dashboard links to (a model's run and assets)",

@@ -260,6 +260,20 @@ def observe(features: np.ndarray, t: int, window: int, weights: np.ndarray, out:
 
 
 @njit(cache=True)
+def sized_target(
+    action: np.ndarray, t: int, market: np.ndarray, sizing_fields: tuple, cov_window: int
+) -> np.ndarray:
+    """The weights (N,) a step from bar t trades to for the policy's `action` (N,): `vol_targeted_weights` of
+    its `action_scores`, with the volatilities of bar t and the last `cov_window` log returns up to t
+    (`market` as in `env_step`). The live trading loop sizes its targets with this same call."""
+    lo = max(0, t - cov_window + 1) if cov_window else t + 1
+    sizing = Sizing(*sizing_fields)
+    return vol_targeted_weights(
+        action_scores(action, sizing.long_only), market[1, t], market[2, lo : t + 1], sizing
+    )
+
+
+@njit(cache=True)
 def env_step(
     action: np.ndarray,
     sized: bool,
@@ -295,11 +309,7 @@ def env_step(
     as `tt_rl.record.STEP_RECORD`; ruined when the net worth is <= 0 or below `maintenance_margin` times the
     gross position value."""
     if sized:
-        lo = max(0, t - cov_window + 1) if cov_window else t + 1
-        sizing = Sizing(*sizing_fields)
-        target = vol_targeted_weights(
-            action_scores(action, sizing.long_only), market[1, t], market[2, lo : t + 1], sizing
-        )
+        target = sized_target(action, t, market, sizing_fields, cov_window)
     else:
         target = action.astype(np.float64)
     before, drawdown_before = worth, 1.0 - worth / peak

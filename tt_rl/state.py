@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from tt_rl.config import EnvConfig, RewardConfig
-from tt_rl.kernels import RewardParams, Sizing, env_step, observe
+from tt_rl.kernels import RewardParams, Sizing, env_step, observe, sized_target
 from tt_rl.panel import Panel
 from tt_rl.portfolio import Portfolio
 from tt_rl.rows import RowBlocks
@@ -93,6 +93,22 @@ class TradingState:
         """Rebalance to `target` weights (N,) at the fill price unless inside the no-trade band, then move to
         t+1's close and mark to market."""
         self._step(np.asarray(target, dtype=np.float64), False)
+
+    def observation_at(self, t: int, weights: np.ndarray) -> np.ndarray:
+        """The observation (D,) float32 at bar t of a book holding `weights` (N, at t's close): what the
+        policy sees when deciding at t (as `reset` and a step write it). Any bar with a full window, the last
+        one included, so the live loop decides on the newest session without stepping the episode."""
+        if not self.first <= t < len(self.prices):
+            raise ValueError(f"bar {t} outside [{self.first}, {len(self.prices) - 1}]")
+        out = np.empty(self.observation_size, dtype=np.float32)
+        observe(self.obs_features, t, self.config.window_size, np.asarray(weights, dtype=np.float64), out)
+        return out
+
+    def target_at(self, actions: np.ndarray, t: int) -> np.ndarray:
+        """The volatility-targeted weights (N,) that `act(actions)` at bar t trades to (kernels.sized_target)."""
+        return sized_target(
+            np.asarray(actions, dtype=np.float64), t, self.market, self._sizing, self._cov_window
+        )
 
     def held_weights(self) -> np.ndarray:
         """Weights (N,) of the current positions at the fill price: the target that trades nothing ("hold").

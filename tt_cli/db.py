@@ -83,6 +83,16 @@ VIEWS: dict[str, View] = {
         "created_at",
         ("train_start", "train_end", "test_start", "test_end"),
     ),
+    # trading (docs/trading.md)
+    "tt_promotion": View(("timeframe", "action", "model_id", "previous_model_id", "forced", "who"), "at"),
+    "tt_target": View(("session", "model_id", "symbol", "weight", "close"), "decision_ts"),
+    "tt_order": View(("session", "symbol", "quantity", "state", "filled", "order_ref"), "updated_at"),
+    "tt_fill": View(("session", "symbol", "shares", "price", "commission", "exec_id"), "time"),
+    "tt_position": View(("account", "session", "symbol", "shares", "price", "value"), "session"),
+    "tt_trading_halt": View(("id", "halted", "who", "at", "reason"), "at"),
+    "tt_live_performance": View(
+        ("model_id", "session", "live_return", "shadow_return", "slippage_bps", "tracking_error"), "session"
+    ),
 }
 
 

@@ -186,6 +186,17 @@ class Settings(BaseSettings):
     tt_trading_orders_per_s: float = Field(
         40.0, gt=0, le=50, description="orders submitted per second at most (IBKR: 50 API messages/s)"
     )
+    tt_trading_max_tracking_error: float = Field(
+        0.01,
+        gt=0,
+        description="the live-performance sensor asks for retraining when a session's |live - shadow "
+        "backtest| return exceeds it (docs/trading.md)",
+    )
+    tt_trading_auto_demote: bool = Field(
+        False,
+        description="the live-performance sensor also demotes the champion when it fires (off: retraining "
+        "only; demotion stays `tt promote --demote`)",
+    )
 
     tt_dagster_url: str = Field(
         "http://127.0.0.1:3000",

@@ -25,6 +25,16 @@ from tt_assets.executors import executor
 from tt_assets.market import market_data
 from tt_assets.models import evaluation, ppo_model, training_dataset
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
+from tt_assets.trading import (
+    LivePolicy,
+    live_performance,
+    live_performance_sensor,
+    reconciliation,
+    trading_close_schedule,
+    trading_decision,
+    trading_job,
+    trading_open_schedule,
+)
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
@@ -34,14 +44,23 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
         "market_data": MarketDataResource.from_env(),
         "watchlist": WatchlistResource.from_env(),
         "retrain_policy": RetrainPolicy.from_env(),
+        "live_policy": LivePolicy.from_env(),
     }
 
 
 defs = dg.Definitions(
-    assets=[market_data, training_dataset, ppo_model, evaluation],
-    jobs=[market_data_job, training_job, retrain_job],
-    schedules=[daily_bars_schedule, intraday_bars_schedule],
-    sensors=[watchlist_sensor, retraining_sensor],
+    assets=[
+        market_data,
+        training_dataset,
+        ppo_model,
+        evaluation,
+        trading_decision,
+        reconciliation,
+        live_performance,
+    ],
+    jobs=[market_data_job, training_job, retrain_job, trading_job],
+    schedules=[daily_bars_schedule, intraday_bars_schedule, trading_close_schedule, trading_open_schedule],
+    sensors=[watchlist_sensor, retraining_sensor, live_performance_sensor],
     resources=resources_from_env(),
     executor=executor(),  # TT_EXECUTOR: Dagster's default, or Celery workers
 )

@@ -131,10 +131,12 @@ def record_session(engine: sa.Engine, model_id: str, session: dt.date) -> dict:
     symbols = sorted(set(targets) | set(held))
     bars = _bars(engine, symbols, previous, session)
     worth = start["net_liquidation"]
-    values = np.array([held.get(s, 0.0) * bars.at[s, "previous_close"] for s in symbols])
+    weights = np.array([held.get(s, 0.0) * bars.at[s, "previous_close"] for s in symbols]) / worth
+    # symbols the model does not trade are never touched (tt_pipeline.trading.orders): the shadow keeps them
+    target = np.array([targets[s][0] if s in targets else w for s, w in zip(symbols, weights, strict=True)])
     shadow = shadow_step(
-        values / worth,
-        np.array([targets.get(s, (0.0, 0.0))[0] for s in symbols]) if targets else None,
+        weights,
+        target if targets else None,
         (bars["open"] / bars["previous_close"]).reindex(symbols).to_numpy(),
         (bars["close"] / bars["open"]).reindex(symbols).to_numpy(),
         cost_rate,
@@ -190,7 +192,9 @@ def slippage_bps(fills: list[dict], opens: dict[str, float]) -> float | None:
     weight = sum(abs(f["shares"]) * opens[f["symbol"]] for f in fills)
     if not weight:
         return None
-    adverse = sum(abs(f["shares"]) * math.copysign(1.0, f["shares"]) * (f["price"] - opens[f["symbol"]]) for f in fills)
+    adverse = sum(
+        abs(f["shares"]) * math.copysign(1.0, f["shares"]) * (f["price"] - opens[f["symbol"]]) for f in fills
+    )
     return adverse / weight * 1e4
 
 
@@ -199,8 +203,9 @@ def predicted_range(engine: sa.Engine, model_id: str, sessions: int) -> Range | 
     predicts for the compounded net return over `sessions` consecutive sessions: the quantiles
     (1 - RANGE_COVERAGE) / 2 and (1 + RANGE_COVERAGE) / 2 of that return over every window of `sessions`
     consecutive steps of the agent's out-of-sample test episodes (tt_eval rows of each fold and seed,
-    their tt_portfolio period returns). `sessions` is capped at the shortest episode. None when there is no
-    evaluation or fewer than MIN_WINDOWS windows."""
+    their tt_portfolio period returns). `sessions` is capped where the episodes still hold MIN_WINDOWS
+    windows (the caller compares its last `Range.sessions` sessions). None when there is no evaluation or
+    fewer than MIN_WINDOWS one-session windows."""
     from tt_resources.db.reports import portfolio_series
 
     model = registry.model(engine, model_id)
@@ -222,8 +227,11 @@ def predicted_range(engine: sa.Engine, model_id: str, sessions: int) -> Range | 
     returns = [r for r in returns if len(r)]
     if not returns:
         return None
-    n = min(sessions, min(len(r) for r in returns))
-    windows = np.concatenate([_compounded(r, n) for r in returns])
+    lengths = np.array([len(r) for r in returns])
+    n = min(sessions, int(lengths.max()))
+    while n > 1 and np.maximum(lengths - n + 1, 0).sum() < MIN_WINDOWS:
+        n -= 1
+    windows = np.concatenate([_compounded(r, n) for r in returns if len(r) >= n])
     if len(windows) < MIN_WINDOWS:
         return None
     tail = (1.0 - RANGE_COVERAGE) / 2
@@ -245,7 +253,9 @@ def live_records(engine: sa.Engine, model_id: str) -> pd.DataFrame:
         .order_by(live_performance.c.session)
     )
     with engine.connect() as conn:
-        return pd.DataFrame([dict(r) for r in conn.execute(query).mappings()], columns=live_performance.c.keys())
+        return pd.DataFrame(
+            [dict(r) for r in conn.execute(query).mappings()], columns=live_performance.c.keys()
+        )
 
 
 def live_causes(engine: sa.Engine, model_id: str, max_tracking_error: float) -> list[Cause]:
@@ -309,7 +319,11 @@ def _bars(engine: sa.Engine, symbols: list[str], previous: dt.date, session: dt.
     first, last = session_open(previous), session_open(session)
     frame = read_bars(engine, symbols, TIMEFRAME, start=first, end=last + pd.Timedelta(hours=1))
     out = pd.DataFrame(index=pd.Index(symbols, name="symbol"), columns=["previous_close", "open", "close"])
-    for ts, column, fields in ((first, "previous_close", "close"), (last, "open", "open"), (last, "close", "close")):
+    for ts, column, fields in (
+        (first, "previous_close", "close"),
+        (last, "open", "open"),
+        (last, "close", "close"),
+    ):
         at = frame.loc[frame["ts"] == ts].set_index("symbol")[fields]
         out[column] = at.reindex(symbols)
     missing = out.index[out.isna().any(axis=1)]

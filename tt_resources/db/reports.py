@@ -28,6 +28,13 @@ from tt_resources.db.schema import (
     portfolio,
     prices,
 )
+from tt_resources.db.schema import fills as trading_fills
+from tt_resources.db.schema import live_performance as live_performance_table
+from tt_resources.db.schema import orders as trading_orders_table
+from tt_resources.db.schema import positions as trading_positions
+from tt_resources.db.schema import promotions as trading_promotions
+from tt_resources.db.schema import targets as trading_targets
+from tt_resources.db.trading import NET_LIQUIDATION as NET_LIQUIDATION_ROW
 from tt_resources.terms import METRIC_NAMES, SIGNIFICANCE_NAMES
 from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -625,3 +632,186 @@ def holding_rows(engine: sa.Engine, episode_ids: Sequence[str]) -> pd.DataFrame:
         .order_by(holdings.c.episode_id, holdings.c.step, holdings.c.symbol)
     )
     return read_frame(engine, stmt)
+
+
+# --- trading (the Live tab; tt_dashboard.cache keys these on trading_token) ------------------------------
+
+
+def trading_token(engine: sa.Engine) -> tuple:
+    """A value that changes whenever a trading report could: the count and newest time of each trading
+    table's rows (tt_promotion, tt_target, tt_order, tt_fill, tt_position, tt_live_performance)."""
+    parts = [
+        (trading_promotions, trading_promotions.c.at),
+        (trading_targets, trading_targets.c.created_at),
+        (trading_orders_table, trading_orders_table.c.updated_at),
+        (trading_fills, trading_fills.c.recorded_at),
+        (trading_positions, trading_positions.c.as_of),
+        (live_performance_table, live_performance_table.c.created_at),
+    ]
+    query = sa.select(
+        *(
+            sa.select(sa.func.count(), sa.func.max(column)).select_from(table).subquery().c[i]
+            for table, column in parts
+            for i in (0, 1)
+        )
+    )
+    with engine.connect() as conn:
+        return tuple(conn.execute(query).one())
+
+
+def live_performance(engine: sa.Engine, model: str | None = None) -> pd.DataFrame:
+    """tt_live_performance rows (of `model`), by session then model: model_id, session, live_return,
+    shadow_return, slippage_bps, costs, shadow_costs, missed_fills, tracking_error, live_equity,
+    shadow_equity, details, created_at."""
+    t = live_performance_table
+    query = sa.select(t).order_by(t.c.session, t.c.model_id)
+    if model is not None:
+        query = query.where(t.c.model_id == model)
+    return read_frame(engine, query)
+
+
+def promotion_history(engine: sa.Engine, timeframe: str = "1d") -> pd.DataFrame:
+    """tt_promotion rows of `timeframe`, newest first: at, action, model_id, previous_model_id, forced,
+    verdict, reason, who."""
+    t = trading_promotions
+    query = (
+        sa.select(
+            t.c.at,
+            t.c.action,
+            t.c.model_id,
+            t.c.previous_model_id,
+            t.c.forced,
+            t.c.verdict,
+            t.c.reason,
+            t.c.who,
+        )
+        .where(t.c.timeframe == timeframe)
+        .order_by(t.c.at.desc(), t.c.id.desc())
+    )
+    return read_frame(engine, query)
+
+
+def trading_orders(engine: sa.Engine, sessions: int = 20) -> pd.DataFrame:
+    """Orders executing in the newest `sessions` sessions with their fills, newest session first: order_ref,
+    session, decided_session, model_id, symbol, quantity, state, reference_price, notional, filled,
+    avg_fill_price, open (the session's stored 1d open), slippage_bps (fill price vs the open, adverse > 0),
+    commission (summed over the fills; NaN while none is reported), messages, limit_checks."""
+    o, f = trading_orders_table, trading_fills
+    newest = sa.select(o.c.session).distinct().order_by(o.c.session.desc()).limit(sessions).subquery("newest")
+    paid = (
+        sa.select(f.c.order_ref, sa.func.sum(f.c.commission).label("commission"))
+        .group_by(f.c.order_ref)
+        .subquery("paid")
+    )
+    query = (
+        sa.select(
+            o.c.order_ref,
+            o.c.session,
+            o.c.decided_session,
+            o.c.model_id,
+            o.c.symbol,
+            o.c.quantity,
+            o.c.state,
+            o.c.reference_price,
+            o.c.notional,
+            o.c.filled,
+            o.c.avg_fill_price,
+            paid.c.commission,
+            o.c.messages,
+            o.c.limit_checks,
+        )
+        .select_from(o.outerjoin(paid, paid.c.order_ref == o.c.order_ref))
+        .where(o.c.session.in_(sa.select(newest.c.session)))
+        .order_by(o.c.session.desc(), o.c.symbol)
+    )
+    frame = read_frame(engine, query)
+    frame["open"] = _session_opens(engine, frame[["symbol", "session"]])
+    sign = np.sign(frame["quantity"].astype(float))
+    frame["slippage_bps"] = sign * (frame["avg_fill_price"] / frame["open"] - 1.0) * 1e4
+    return frame
+
+
+def _session_opens(engine: sa.Engine, keys: pd.DataFrame) -> pd.Series:
+    """The stored 1d open of each (symbol, session) row of `keys` (NaN when none is stored)."""
+    from tt_resources.calendar import session_open
+
+    if keys.empty:
+        return pd.Series(dtype=float, index=keys.index)
+    starts = {day: session_open(day) for day in keys["session"].unique()}
+    query = sa.select(prices.c.symbol, prices.c.ts, prices.c.open).where(
+        prices.c.timeframe == "1d",
+        prices.c.symbol.in_(sorted(keys["symbol"].unique())),
+        prices.c.ts.in_([ts.to_pydatetime() for ts in starts.values()]),
+    )
+    bars = read_frame(engine, query)
+    opens = {(row.symbol, pd.Timestamp(row.ts)): row.open for row in bars.itertuples()}
+    return pd.Series(
+        [opens.get((s, starts[d]), np.nan) for s, d in zip(keys["symbol"], keys["session"], strict=True)],
+        index=keys.index,
+        dtype=float,
+    )
+
+
+def positions_and_targets(engine: sa.Engine, session=None) -> pd.DataFrame:
+    """The reconciled book of `session` (default: the newest) beside the target it traded to (the newest
+    target decided before that session, of the model whose target it is): account, session, symbol, shares,
+    price, value, weight (value / net liquidation), target (weight; NaN when not the model's), model_id.
+    Cash and net liquidation are rows with tt_resources.db.trading's reserved symbols."""
+    p, t = trading_positions, trading_targets
+    if session is None:
+        with engine.connect() as conn:
+            session = conn.execute(sa.select(sa.func.max(p.c.session))).scalar()
+        if session is None:
+            return pd.DataFrame(
+                columns=[
+                    "account",
+                    "session",
+                    "symbol",
+                    "shares",
+                    "price",
+                    "value",
+                    "weight",
+                    "target",
+                    "model_id",
+                ]
+            )
+    book = read_frame(engine, sa.select(p).where(p.c.session == session).order_by(p.c.account, p.c.symbol))
+    with engine.connect() as conn:
+        decided = conn.execute(sa.select(sa.func.max(t.c.session)).where(t.c.session < session)).scalar()
+    targets = read_frame(
+        engine, sa.select(t.c.symbol, t.c.weight.label("target"), t.c.model_id).where(t.c.session == decided)
+    )
+    nlv = book.loc[book["symbol"] == NET_LIQUIDATION_ROW].set_index("account")["value"]
+    book["weight"] = book["value"] / book["account"].map(nlv)
+    merged = book.merge(targets, on="symbol", how="outer")
+    merged["session"] = session
+    return merged[
+        ["account", "session", "symbol", "shares", "price", "value", "weight", "target", "model_id"]
+    ]
+
+
+def limits_hit(engine: sa.Engine, sessions: int = 20) -> pd.DataFrame:
+    """Orders a pre-trade limit blocked in the newest `sessions` sessions, newest first: session, symbol,
+    quantity, notional, breach (one line per breach)."""
+    o = trading_orders_table
+    query = (
+        sa.select(o.c.session, o.c.symbol, o.c.quantity, o.c.notional, o.c.limit_checks)
+        .where(o.c.state == "blocked")
+        .order_by(o.c.session.desc(), o.c.symbol)
+    )
+    frame = read_frame(engine, query)
+    frame = frame.loc[frame["session"].isin(sorted(frame["session"].unique())[-sessions:])]
+    frame["breach"] = frame["limit_checks"].map(lambda checks: "; ".join((checks or {}).get("breaches", [])))
+    return frame.drop(columns="limit_checks").reset_index(drop=True)
+
+
+def session_closes(engine: sa.Engine, symbols: Sequence[str], start, end) -> pd.DataFrame:
+    """Stored 1d closes of `symbols` with bar start in [start, end): index ts (UTC), one column per symbol."""
+    query = sa.select(prices.c.ts, prices.c.symbol, prices.c.close).where(
+        prices.c.timeframe == "1d",
+        prices.c.symbol.in_(list(symbols)),
+        prices.c.ts >= pd.Timestamp(start).to_pydatetime(),
+        prices.c.ts < pd.Timestamp(end).to_pydatetime(),
+    )
+    frame = read_frame(engine, query)
+    return frame.pivot(index="ts", columns="symbol", values="close").sort_index()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.trading_world import SYMBOLS, WALK_FORWARD_ID, production_model, sessions, store_bars
+from tests.trading_world import SYMBOLS, WALK_FORWARD_ID, production_model, store_bars
 from tt_pipeline.trading import promotion
 from tt_pipeline.trading.orders import Limits, PlannedOrder, check_limits, plan_orders, target_shares
 from tt_pipeline.trading.target import NoTarget, compute_target, policy_of
@@ -152,7 +152,7 @@ def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(wo
     after = dt.date(2026, 11, 19)
     with pytest.raises(NoTarget, match=f"^no target for {after}: the 1d bar of AAPL is not stored$"):
         compute_target(engine, policy, after, None)
-    with pytest.raises(NoTarget, match="^2026-11-26 is not an NYSE session$"):
+    with pytest.raises(NoTarget, match=r"^2026-11-26 is not an NYSE session$"):
         compute_target(engine, policy, dt.date(2026, 11, 26), None)
     other = create_engine(f"sqlite:///{tmp_path / 'q.sqlite'}")
     upgrade(other)
@@ -165,6 +165,8 @@ def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(wo
             "low": [1.0],
             "close": [1.0],
             "volume": [1.0],
+            "wap": [1.0],
+            "bar_count": [1],
         }
     )
     with other.begin() as conn:
@@ -248,7 +250,7 @@ def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, 
     print_dry_run(engine, model_id=model_id, echo=lines.append, now=now.to_pydatetime())
     text = "\n".join(lines)
     assert max(len(line) for line in lines) <= 80, text
-    assert lines[0] == f"session {LAST} -> market-on-open orders for 2026-11-19; model {model_id}"
+    assert lines[0] == f"session {LAST}: orders for the open of 2026-11-19; model {model_id}"
     assert "dry run without a broker: the book is 0 position(s), net liquidation 100,000" in text
     assert lines[-1] == "dry run: nothing sent" and db.orders_of(engine) == []
     assert db.read_targets(engine, model_id, LAST)
@@ -257,7 +259,7 @@ def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, 
 def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     from tt_cli.main import cli
 
-    engine, model_id = world
+    engine, _ = world
     monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
     runner = CliRunner()

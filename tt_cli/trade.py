@@ -21,7 +21,7 @@ def format_run(run) -> list[str]:
     the shares held and the orders, then the run's lines."""
     head = f"session {run.session}"
     if run.next_session is not None:
-        head += f" -> market-on-open orders for {run.next_session}"
+        head += f": orders for the open of {run.next_session}"
     lines = [_fit(f"{head}; model {run.model_id}")]
     if run.account is not None:
         book = run.account

@@ -218,7 +218,9 @@ def _halted(engine: sa.Engine, env: Settings) -> str | None:
 
 def _submit(engine: sa.Engine, broker: Broker, run: SessionRun, env: Settings, sleep) -> None:
     """Send the orders the broker does not know yet (see the module doc), recording each in tt_order."""
-    known = {r.order_ref for r in broker.open_orders()}
+    # IbkrBroker.orders() adds the orders done (filled, cancelled, rejected) to the working ones
+    seen = broker.orders() if hasattr(broker, "orders") else broker.open_orders()
+    known = {r.order_ref for r in seen}
     known |= {e.order_ref for e in broker.executions(_since(run.session))}
     final = {
         row["order_ref"]

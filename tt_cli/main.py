@@ -17,6 +17,10 @@ COMMANDS: dict[str, str] = {
     "demo": "tt_cli.demo:demo",
     "dev": "tt_cli.dev:dev",
     "workers": "tt_cli.workers:workers",
+    "trade": "tt_cli.trade:trade",
+    "positions": "tt_cli.trade:positions",
+    "promote": "tt_cli.trade:promote",
+    "halt": "tt_cli.trade:halt",
 }
 
 

@@ -9,7 +9,8 @@ does not trade are never touched.
 Limits (docs/trading.md): the book after the orders (held shares + orders, at the closes, over net
 liquidation) must respect the gross exposure, the weight of each symbol and of each watchlist sector; each
 order its value and a price collar (its sizing price against the symbol's last stored close); the session's
-orders their turnover (value / net liquidation). Any breach blocks the whole session's submission: each
+orders their turnover (value / net liquidation). Weight limits block only orders that add exposure:
+reducing an over-weight book is always allowed. Any breach blocks the whole session's submission: each
 breach is one line naming the limit, the order and the numbers.
 """
 
@@ -161,7 +162,7 @@ def check_limits(
                 )
             )
         w = weight.get(order.symbol, 0.0)
-        if abs(w) > limits.max_weight + 1e-12:
+        if abs(w) > limits.max_weight + 1e-12 and _adds(order):
             breaches.append(
                 Breach(
                     "symbol_weight",
@@ -175,7 +176,7 @@ def check_limits(
         if sectors.get(symbol):
             sector_weight[sectors[symbol]] += abs(w)
     for sector, w in sorted(sector_weight.items()):
-        traded = [o for o in orders if sectors.get(o.symbol) == sector and o.quantity * o.target > 0]
+        traded = [o for o in orders if sectors.get(o.symbol) == sector and _adds(o)]
         if w > limits.max_sector_weight + 1e-12 and traded:
             largest = max(traded, key=lambda o: o.notional)
             breaches.append(
@@ -187,15 +188,13 @@ def check_limits(
                 )
             )
     gross = sum(abs(w) for w in weight.values())
-    if gross > limits.max_gross + 1e-12 and orders:
-        largest = max(
-            (o for o in orders if o.quantity * o.target > 0), key=lambda o: o.notional, default=None
-        )
-        named = largest or max(orders, key=lambda o: o.notional)
+    adding = [o for o in orders if _adds(o)]
+    if gross > limits.max_gross + 1e-12 and adding:
+        named = max(adding, key=lambda o: o.notional)
         breaches.append(
             Breach(
                 "gross_exposure",
-                named.symbol if largest else None,
+                named.symbol,
                 f"limit gross_exposure: the orders ({len(orders)}, largest {named.describe()}) make the book "
                 f"{gross:.1%} gross > TT_TRADING_MAX_GROSS {limits.max_gross:.1%}",
             )
@@ -212,3 +211,9 @@ def check_limits(
             )
         )
     return breaches
+
+
+def _adds(order: PlannedOrder) -> bool:
+    """Whether `order` adds exposure (its target lies beyond what is held, away from zero): only such orders
+    can breach a weight limit, so reducing an over-weight book is never blocked by it."""
+    return order.quantity * order.target > 0 and abs(order.target) > abs(order.held)

@@ -218,7 +218,9 @@ def _halted(engine: sa.Engine, env: Settings) -> str | None:
 
 def _submit(engine: sa.Engine, broker: Broker, run: SessionRun, env: Settings, sleep) -> None:
     """Send the orders the broker does not know yet (see the module doc), recording each in tt_order."""
-    known = {r.order_ref for r in broker.open_orders()}
+    # IbkrBroker.orders() adds the orders done (filled, cancelled, rejected) to the working ones
+    seen = broker.orders() if hasattr(broker, "orders") else broker.open_orders()
+    known = {r.order_ref for r in seen}
     known |= {e.order_ref for e in broker.executions(_since(run.session))}
     final = {
         row["order_ref"]
@@ -402,3 +404,23 @@ def _recorded_book(engine: sa.Engine, model: dict) -> tuple[dict[str, float], fl
 
 def _book_line(held: dict[str, float], net_liquidation: float) -> str:
     return f"{len(held)} position(s), net liquidation {net_liquidation:,.0f}"
+
+
+def connect_broker(env: Settings | None = None, *, listings=None) -> Broker:
+    """The IBKR account of the settings (IB_HOST, IB_PORT: 4002 = IB Gateway's paper port, IB_CLIENT_ID(S),
+    IB_TIMEOUT_S, TT_IB_RECONNECT_S); BrokerError (one line) when the gateway cannot be reached."""
+    from tt_resources.brokers.ibkr import IbkrBroker
+    from tt_resources.sources.settings import IbkrSettings
+
+    env = env or settings()
+    return IbkrBroker(
+        IbkrSettings(
+            host=env.ib_host,
+            port=env.ib_port,
+            client_id=env.ib_client_id,
+            client_id_attempts=env.ib_client_ids,
+            request_timeout_s=env.ib_timeout_s,
+            reconnect_s=env.tt_ib_reconnect_s,
+        ),
+        listings=listings,
+    )

@@ -1,0 +1,84 @@
+"""The trading tests' world: the stand-in's daily bars of a few symbols stored with their features, and a
+tiny PPO production model trained on them and registered (tests/test_trading*.py share it per module).
+
+The bars are tests.fake_ibgateway.series, the same the stand-in fills market-on-open orders from, so live
+fills happen at the opens the backtest uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from tests.fake_ibgateway import series
+from tt_pipeline.market import update_features
+from tt_resources.calendar import bar_table, session_open
+from tt_resources.db.prices import upsert_price_bars
+from tt_resources.db.rl_log import register_model
+from tt_rl.config import RLConfig
+
+SYMBOLS = ["AAPL", "JPM", "XOM", "PG"]  # four watchlist sectors
+FIRST = pd.Timestamp("2026-04-01", tz="UTC")
+WALK_FORWARD_ID = "wf00000000000001"
+
+
+def sessions(first: dt.date, last: dt.date) -> list[dt.date]:
+    """The NYSE sessions from `first` to `last`, inclusive."""
+    table = bar_table("1d", session_open(first), session_open(last) + pd.Timedelta(hours=1))
+    return [pd.Timestamp(s).date() for s in table["session"]]
+
+
+def store_bars(engine: sa.Engine, symbols: list[str], last: dt.date, first: pd.Timestamp = FIRST) -> None:
+    """The stand-in's 1d bars of `symbols` from `first` through the session `last`, and their features."""
+    end = session_open(last) + pd.Timedelta(hours=1)
+    for symbol in symbols:
+        bars = series(symbol, "1d", first, end).assign(symbol=symbol, timeframe="1d")
+        upsert_price_bars(engine, bars, source="ibkr")
+        stored = bars[["symbol", "ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+        update_features(engine, symbol, "1d", stored, done=None)
+
+
+def tiny_config(**env) -> RLConfig:
+    """A PPO configuration that trains in seconds; costs and band off unless given."""
+    config = RLConfig()
+    config.env.commission_bps = 0.0
+    config.env.slippage_bps = 0.0
+    config.env.no_trade_band = 0.0
+    config.env.cov_shrinkage = 0.5  # the sample covariance too: the target reads cov_window bars
+    config.env.cov_window = 20
+    config.env.window_size = 3
+    config.env.max_episode_steps = 30
+    for key, value in env.items():
+        setattr(config.env, key, value)
+    config.ppo.total_timesteps = 64
+    config.ppo.n_steps = 32
+    config.ppo.batch_size = 32
+    config.ppo.n_epochs = 1
+    config.ppo.progress_bar = False
+    config.ppo.log_std_init = 0.0
+    return config
+
+
+def production_model(engine: sa.Engine, model_dir: Path, symbols: list[str], last: dt.date, **env) -> str:
+    """Train the tiny configuration on the stored bars through `last` and register it as the production
+    model of a walk-forward model (WALK_FORWARD_ID, registered without an evaluation); its model id."""
+    from tt_rl.panel import build_panel
+    from tt_rl.train import train
+
+    config = tiny_config(**env)
+    register_model(
+        engine,
+        model_id=WALK_FORWARD_ID,
+        timeframe="1d",
+        path=str(model_dir),
+        symbols=symbols,
+        config=config.to_dict(),
+    )
+    panel = build_panel(engine, "1d", symbols, end=session_open(last) + pd.Timedelta(hours=1))
+    trained = train(
+        panel, config, engine=engine, model_dir=model_dir, registry_fields={"production_of": WALK_FORWARD_ID}
+    )
+    return trained.model_id

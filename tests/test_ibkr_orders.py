@@ -152,6 +152,20 @@ def test_an_order_whose_acknowledgement_was_lost_is_found_by_a_new_connection_an
     assert broker.place(moo("MSFT", 1)).state == "submitted"
 
 
+def test_an_order_left_unanswered_is_reported_pending_after_the_bounded_wait(gateway, connect):
+    gateway.faults.unanswered_orders = 1
+    broker = connect(request_timeout_s=0.3)  # the acknowledgement wait
+    pending = broker.place(moo("AAPL", 2))
+    assert (pending.state, pending.filled, pending.remaining, pending.perm_id) == (
+        "pending_submit",
+        0.0,
+        2.0,
+        None,
+    )
+    assert broker.place(moo("MSFT", 2)).state == "submitted"
+    assert sorted(r.symbol for r in broker.open_orders()) == ["AAPL", "MSFT"]  # IBKR has both
+
+
 def test_orders_of_another_client_id_are_seen_but_only_their_client_cancels_them(gateway, connect):
     first = connect()
     first.place(moo("AAPL", 5))
@@ -183,7 +197,9 @@ def test_a_live_looking_account_id_is_visible():
     gw.start()
     try:
         broker = IbkrBroker(dataclasses.replace(SETTINGS, port=gw.port))
-        assert broker.account_id == broker.account().account == "U7654321"
+        assert broker.account_id == "U7654321"
+        # each call's account summary subscription is cancelled (the stand-in, as IBKR, allows two open)
+        assert [broker.account().account for _ in range(3)] == ["U7654321"] * 3
         broker.close()
     finally:
         gw.stop()

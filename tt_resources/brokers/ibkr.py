@@ -11,7 +11,8 @@ Our orders are those whose orderRef parses (tt_resources.broker.parse_order_ref)
 working orders of every client id (reqAllOpenOrders), so an order placed by an earlier process, connection or
 client id is found; executions() asks for the account's executions of every client id since an instant
 (reqExecutions) with their commissions; orders() adds the orders done (reqCompletedOrders: filled, cancelled,
-rejected). place() sends MKT, time in force OPG, the account and the orderRef, then waits at most
+rejected). place() checks that an OPG order sent now (the gateway's clock) executes at the order's session (else a
+"rejected" report, "not sent: ..."), sends MKT, time in force OPG, the account and the orderRef, then waits at most
 `ack_timeout_s` for IBKR's answer: acknowledged -> "submitted"; an error answer (201 and the like) ->
 "rejected" with "code: text" in messages; 399 warnings are in messages either way; no answer -> a report in
 state "pending_submit" (the order may be working). A connection lost before the answer raises BrokerError: the
@@ -28,10 +29,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from ib_async import IB, ExecutionFilter, MarketOrder, OrderStatus, RequestError, Stock, Trade
 from ib_async.util import UNSET_DOUBLE
 
-from tt_resources import ib_fence
+from tt_resources import calendar, ib_fence
 from tt_resources.broker import (
     AccountState,
     BrokerError,
@@ -233,6 +235,11 @@ class IbkrBroker:
         trades = [t for t in await self._within(ib.reqAllOpenOrdersAsync()) if t.isActive()]
         if completed:
             trades += await self._within(ib.reqCompletedOrdersAsync(False))
+        # the trades this connection placed or saw carry more (average fill price, IBKR's messages) than
+        # reqCompletedOrders' copies: prefer them (by perm id; a rejection never acknowledged by order ref)
+        own = {t.order.permId: t for t in ib.trades() if t.order.permId}
+        unacknowledged = {t.order.orderRef: t for t in ib.trades() if not t.order.permId and t.isDone()}
+        trades = [_richer(t, own, unacknowledged) for t in trades]
         reports, seen = [], set()
         for trade in trades:
             key = trade.order.permId or (trade.order.clientId, trade.order.orderId)
@@ -272,6 +279,15 @@ class IbkrBroker:
     async def _place(self, request: OrderRequest) -> OrderReport:
         ib = await self._connected()
         listing = self._listings.get(request.symbol, Listing(request.symbol))
+        gateway_now = pd.Timestamp(await self._within(ib.reqCurrentTimeAsync())).tz_convert("UTC")
+        opens = calendar.sessions(gateway_now, gateway_now + pd.Timedelta(days=10), listing.calendar)["open"]
+        executes_at = opens[opens > gateway_now].index[0].date()
+        if executes_at != request.session:
+            return _not_sent(
+                request,
+                f"an OPG order sent at {gateway_now:%Y-%m-%d %H:%M} UTC (the gateway's clock) executes at the "
+                f"open of {executes_at}, not of its session {request.session}",
+            )
         contract = Stock(
             ib_symbol(request.symbol),
             listing.exchange,
@@ -358,6 +374,31 @@ class IbkrBroker:
             avg_fill_price=status.avgFillPrice if filled and status.avgFillPrice else None,
             messages=tuple(f"{code}: {text}" for code, text in codes),
         )
+
+
+def _richer(trade: Trade, own: dict[int, Trade], unacknowledged: dict[str, Trade]) -> Trade:
+    """This connection's own copy of `trade` when it has one (ib_async files reqCompletedOrders' copies among
+    its trades too, under their perm id, when it has none)."""
+    mine = own.get(trade.order.permId)
+    if mine is not None and mine is not trade:
+        return mine
+    return unacknowledged.get(trade.order.orderRef, trade)
+
+
+def _not_sent(request: OrderRequest, reason: str) -> OrderReport:
+    """The report of an order refused before it was sent: "rejected", `reason` in messages."""
+    return OrderReport(
+        order_ref=request.order_ref,
+        symbol=request.symbol,
+        quantity=request.quantity,
+        broker_order_id=None,
+        perm_id=None,
+        state="rejected",
+        filled=0.0,
+        remaining=0.0,
+        avg_fill_price=None,
+        messages=(f"not sent: {reason}",),
+    )
 
 
 def _state(status: str, filled: float, rejected: bool, *, acknowledged: bool) -> OrderState:

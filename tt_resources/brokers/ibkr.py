@@ -26,7 +26,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -66,7 +66,8 @@ def watchlist_symbol(ib_spelling: str) -> str:
 
 
 class IbkrBroker:
-    """A connected IBKR account (see the module doc). `account`: the account id among the gateway's managed
+    """A connected IBKR account (see the module doc). `settings`: the platform's IBKR settings (e.g.
+    tt_resources.sources.settings.from_config(...).ibkr); `account`: the account id among the gateway's managed
     accounts (None: the only one); `listings`: exchange and currency per symbol (absent: SMART, USD);
     `ack_timeout_s`: longest wait for an order's acknowledgement (None: settings.request_timeout_s).
     BrokerError with one line when the gateway cannot be reached or the account is not among its accounts."""
@@ -85,16 +86,20 @@ class IbkrBroker:
         self.account_id = account or ""
         self._listings = dict(listings or {})
         self._ib: IB | None = None
+        self._connecting: asyncio.Lock | None = None  # created on the ib_async loop
         self._ever_connected = False
         # (client id, order id) -> IBKR's (code, text) messages about that order, as this process heard them
         self._messages: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
         accounts = self._run("connect", self._managed_accounts())
+        refusal = None
         if account is None and len(accounts) != 1:
-            raise BrokerError(f"{self._where()}: the gateway manages {', '.join(accounts)}; name the account")
-        if account is not None and account not in accounts:
-            raise BrokerError(
-                f"{self._where()}: account {account} is not among the gateway's ({', '.join(accounts)})"
-            )
+            refusal = f"the gateway manages {', '.join(accounts)}; name the account"
+        elif account is not None and account not in accounts:
+            refusal = f"account {account} is not among the gateway's ({', '.join(accounts)})"
+        if refusal is not None:
+            where = self._where()
+            self.close()
+            raise BrokerError(f"{where}: {refusal}")
         self.account_id = account or accounts[0]
 
     # ------------------------------------------------------------------ the protocol
@@ -170,7 +175,13 @@ class IbkrBroker:
 
     async def _connected(self) -> IB:
         """The connected client; connects again after a loss: the first connection is tried max_attempts
-        times, a lost one for reconnect_s, with the source's backoff."""
+        times, a lost one for reconnect_s, with the source's backoff (one caller at a time)."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> IB:
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         if self._ib is not None:
@@ -250,9 +261,9 @@ class IbkrBroker:
 
     async def _executions(self, since: datetime) -> list[Execution]:
         ib = await self._connected()
-        wanted = ExecutionFilter(
-            acctCode=self.account_id, time=since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
-        )
+        # a day early, then exactly here: however the gateway reads the time's zone, nothing since is missed
+        early = (since - timedelta(days=1)).astimezone(UTC)
+        wanted = ExecutionFilter(acctCode=self.account_id, time=early.strftime("%Y%m%d-%H:%M:%S"))
         fills = await self._within(ib.reqExecutionsAsync(wanted))
         reported = {f.execution.execId: f.commissionReport for f in ib.fills()}  # commissions arrive there
         executions = []

@@ -11,12 +11,13 @@ Our orders are those whose orderRef parses (tt_resources.broker.parse_order_ref)
 working orders of every client id (reqAllOpenOrders), so an order placed by an earlier process, connection or
 client id is found; executions() asks for the account's executions of every client id since an instant
 (reqExecutions) with their commissions; orders() adds the orders done (reqCompletedOrders: filled, cancelled,
-rejected). place() checks that an OPG order sent now (the gateway's clock) executes at the order's session (else a
-"rejected" report, "not sent: ..."), sends MKT, time in force OPG, the account and the orderRef, then waits at most
-`ack_timeout_s` for IBKR's answer: acknowledged -> "submitted"; an error answer (201 and the like) ->
-"rejected" with "code: text" in messages; 399 warnings are in messages either way; no answer -> a report in
-state "pending_submit" (the order may be working). A connection lost before the answer raises BrokerError: the
-order may be live at IBKR, this class never sends it again, and the next run finds it by its order ref.
+rejected). place() checks that an OPG order sent now (by the gateway's clock) executes at the order's session
+(else a "rejected" report, "not sent: ..."), sends MKT, time in force OPG, the account and the orderRef, then
+waits at most `ack_timeout_s` for IBKR's answer: acknowledged -> "submitted"; an error answer (201 and the
+like) -> "rejected" with "code: text" in messages; 399 warnings are in messages either way; no answer -> a
+report in state "pending_submit" (the order may be working). A connection lost before the answer raises
+BrokerError: the order may be live at IBKR, this class never sends it again, and the next run finds it by its
+order ref.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Reads the database named by DATABASE_URL (default: the embedded SQLite file) through tt_resources.db.reports and
 brings its schema up to date on first use. Answers are cached per model and per episode (tt_dashboard.cache:
 rows about one model never invalidate another's); the model list follows every new row and data freshness
-each fetch and minute. `?model=<model_id>` opens that model (Dagster's metadata links here); each model links
+each fetch and minute; the Live tab (tt_dashboard.live) the trading tables. `?model=<model_id>` opens that model (Dagster's metadata links here); each model links
 back to its Dagster run and the ppo_model asset. A running episode is followed live: a fragment re-runs every
 LIVE_REFRESH_SECONDS and reads only the steps logged since its previous run.
 Money is in the account currency, US dollars (the watchlist's stocks trade in USD).
@@ -19,17 +19,17 @@ import sqlalchemy as sa
 import streamlit as st
 from sqlalchemy.engine import make_url
 
-from tt_dashboard import charts, tearsheet
+from tt_dashboard import charts, live, tearsheet
 from tt_dashboard.cache import Reports
 from tt_dashboard.formats import (
     NA,
-    PERCENT_DECIMALS,
     bar_time_format,
     bar_times,
     dagster_run_exists,
     hover_time_format,
     in_policy_order,
     percent,
+    percent_column,
     policy_rank,
     ratio,
     usd,
@@ -95,12 +95,6 @@ def one_line(exc: BaseException, url: str) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     password = make_url(url).password
     return text.replace(str(password), "***") if password else text
-
-
-def percent_column(label: str) -> st.column_config.NumberColumn:
-    """A column of fractions shown as percentages with formats.PERCENT_DECIMALS decimals (streamlit's
-    "percent" format takes its decimals from the step: 4 decimals of a fraction are 2 of a percentage)."""
-    return st.column_config.NumberColumn(label, format="percent", step=10.0 ** -(PERCENT_DECIMALS + 2))
 
 
 def metric_column(metric: Metric) -> st.column_config.NumberColumn:
@@ -672,6 +666,15 @@ def page(url: str) -> None:
     st.title("TensorTrade P&L")
     st.caption(f"Database: {describe(url)} · money in US dollars")
     data = Reports(url)
+    research, trading = st.tabs(["Research", "Live"])
+    with research:  # drawn first: the default view shows while the Live tab is computed
+        research_page(data, url)
+    with trading:
+        live.panel(data, config.settings().tt_trading_max_tracking_error)
+
+
+def research_page(data: Reports, url: str) -> None:
+    """The models, their evaluations and episodes (the Research tab)."""
     catalog = data.model_catalog()
     if catalog.empty:
         empty_page(data, url)

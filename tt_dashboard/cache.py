@@ -6,6 +6,7 @@ Each answer is keyed on its arguments and a token of what it reads, chosen by th
 - `model_id`: reports.model_token (that model's registration, evaluation rows and episodes);
 - `episode_ids` / `episode_id`: reports.episodes_token (those episodes; a finished episode never changes);
 - partition_freshness: the newest fetch (ChangeToken.market), and the minute its caller passes;
+- the Live tab's reports (TRADING_REPORTS): reports.trading_token (the trading tables' counts and newest rows);
 - anything else (the model catalog): ChangeToken.models (any model, evaluation or episode).
 Tokens are one cheap query each, read at most once per Reports object (one per page run).
 """
@@ -23,6 +24,17 @@ from tt_resources.db import reports
 from tt_resources.db.engine import check_connection, create_engine
 
 MARKET_REPORTS = frozenset({"partition_freshness"})
+TRADING_REPORTS = frozenset(
+    {
+        "live_performance",
+        "promotion_history",
+        "trading_orders",
+        "positions_and_targets",
+        "limits_hit",
+        "session_closes",
+        "traded_symbols",
+    }
+)
 MAX_ANSWERS = 1_024  # cached answers per process (a model's page asks about 10 questions)
 
 
@@ -71,6 +83,8 @@ class Reports:
 
     def version(self, name: str, *args, **kwargs) -> tuple:
         """The token of what reports.<name>(engine, *args, **kwargs) reads."""
+        if name in TRADING_REPORTS:
+            return self._token(("trading",), lambda engine, _: reports.trading_token(engine), None)
         signature, first = _subject(name)
         subject = signature.bind(self.engine, *args, **kwargs).arguments.get(first)
         if first == "model_id":

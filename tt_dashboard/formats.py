@@ -8,6 +8,7 @@ import math
 import uuid
 
 import pandas as pd
+import streamlit as st
 
 from tt_resources.terms import POLICY_NAMES
 
@@ -84,3 +85,9 @@ def in_policy_order(frame: pd.DataFrame, *before: str) -> pd.DataFrame:
     rank = frame["policy"].map(policy_rank)
     ordered = frame.assign(_rank=rank).sort_values([*before, "_rank", "policy"], kind="stable")
     return ordered.drop(columns="_rank")
+
+
+def percent_column(label: str) -> st.column_config.NumberColumn:
+    """A column of fractions shown as percentages with formats.PERCENT_DECIMALS decimals (streamlit's
+    "percent" format takes its decimals from the step: 4 decimals of a fraction are 2 of a percentage)."""
+    return st.column_config.NumberColumn(label, format="percent", step=10.0 ** -(PERCENT_DECIMALS + 2))

@@ -650,9 +650,9 @@ def trading_token(engine: sa.Engine) -> tuple:
     ]
     query = sa.select(
         *(
-            sa.select(sa.func.count(), sa.func.max(column)).select_from(table).subquery().c[i]
+            sa.select(aggregate).select_from(table).scalar_subquery()
             for table, column in parts
-            for i in (0, 1)
+            for aggregate in (sa.func.count(), sa.func.max(column))
         )
     )
     with engine.connect() as conn:
@@ -815,3 +815,14 @@ def session_closes(engine: sa.Engine, symbols: Sequence[str], start, end) -> pd.
     )
     frame = read_frame(engine, query)
     return frame.pivot(index="ts", columns="symbol", values="close").sort_index()
+
+
+def traded_symbols(engine: sa.Engine, model: str) -> list[str]:
+    """The symbols `model` has targets for (tt_target), sorted."""
+    t = trading_targets
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(t.c.symbol).where(t.c.model_id == model).distinct().order_by(t.c.symbol)
+            ).scalars()
+        )

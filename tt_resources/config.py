@@ -143,8 +143,8 @@ class Settings(BaseSettings):
 
     tt_trading_enabled: bool = Field(
         False,
-        description="send orders (`tt trade`, the trading assets); off: targets and orders are computed, "
-        "printed and stored, nothing is sent (docs/trading.md)",
+        description="send orders (`tt trade`, the trading assets); off: the target is computed and stored, "
+        "the orders printed, nothing is sent (docs/trading.md)",
     )
     tt_trading_allow_live: bool = Field(
         False,

@@ -54,9 +54,23 @@ def test_definitions_validate_loadable():
         "training_dataset",
         "ppo_model",
         "evaluation",
+        "target_portfolio",
+        "orders",
+        "fills",
+        "positions",
+        "live_performance",
     }
-    assert {s.name for s in defs.sensors} == {"watchlist_sensor", "retraining_sensor"}
-    assert {s.name for s in defs.schedules} == {"daily_bars_schedule", "intraday_bars_schedule"}
+    assert {s.name for s in defs.sensors} == {
+        "watchlist_sensor",
+        "retraining_sensor",
+        "live_performance_sensor",
+    }
+    assert {s.name for s in defs.schedules} == {
+        "daily_bars_schedule",
+        "intraday_bars_schedule",
+        "trading_close_schedule",
+        "trading_open_schedule",
+    }
 
 
 def test_loading_definitions_imports_no_heavy_module():

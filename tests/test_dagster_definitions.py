@@ -123,11 +123,13 @@ NEW_YORK = ZoneInfo(US_EASTERN)
 
 def test_every_asset_has_the_owner_and_the_bars_follow_the_schedules_freshness_policy():
     graph = defs.resolve_asset_graph()
+    trading = ("target_portfolio", "orders", "fills", "positions", "live_performance")
     assert {key.to_user_string(): list(graph.get(key).owners) for key in graph.get_all_asset_keys()} == {
-        name: OWNERS for name in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation")
+        name: OWNERS
+        for name in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation", *trading)
     }
     fresh = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).freshness_policy}
-    assert fresh == {"raw_bars", "features"}
+    assert fresh == {"raw_bars", "features", "target_portfolio"}  # tests/test_trading_dagster.py: the target
     assert graph.get(dg.AssetKey("raw_bars")).freshness_policy == bars_freshness
     # the deadline is the intraday tick plus the grace; the daily tick lies inside the day's last window
     minute, *rest = INTRADAY_BARS_CRON.split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -215,3 +216,30 @@ def test_a_limit_breach_fails_the_orders_check_sends_nothing_and_blocks_downstre
         assert gateway.refs_sent() == []  # nothing reached the broker
     finally:
         gateway.stop()
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("evaluated", "state"),
+    [
+        ((12, 28, 17, 30), "PASS"),  # Monday's decision is due: Thursday's target (Christmas Friday) is fresh
+        ((12, 28, 19, 30), "FAIL"),  # more than 4 days: a session's target is missing
+    ],
+)
+def test_the_target_portfolio_is_stale_once_a_session_is_missed(evaluated, state):
+    """The freshness daemon's own evaluation of target_portfolio's policy: the longest gap between two
+    sessions' closes (Thursday 2026-12-24, an early close, to Monday 12-28) stays fresh."""
+    from dagster._core.test_utils import freeze_time
+
+    from tests.dagster_instance import freshness_state
+
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions(SESSION_DIM, ["2026-12-24"])
+        with freeze_time(datetime(2026, 12, 24, 17, 5, tzinfo=NEW_YORK)):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization("target_portfolio", partition="2026-12-24")
+            )
+        with freeze_time(datetime(2026, *evaluated, tzinfo=NEW_YORK)):
+            assert freshness_state(instance, defs, "target_portfolio") == state

@@ -15,6 +15,7 @@ from tt_pipeline.trading.live import (
     live_causes,
     predicted_range,
     previous_session,
+    record_line,
     record_session,
     shadow_step,
     slippage_bps,
@@ -106,4 +107,14 @@ def test_causes_name_the_tracking_error_and_a_return_out_of_range(sqlite_engine)
     assert cause.key == f"{PRODUCTION}:tracking_error" and cause.session == SESSIONS[1]
     assert cause.line == (
         "tracking error 0.03% on 2026-11-25 above the limit 0.02% (TT_TRADING_MAX_TRACKING_ERROR)"
+    )
+
+
+def test_the_line_tt_trade_prints_after_reconciling_a_session(sqlite_engine):
+    seed_live(sqlite_engine)
+    assert record_line(sqlite_engine, SESSIONS[1]) == (
+        "live 2026-11-25: +4.97% vs shadow +5.00%, tracking error 0.03%, slippage 5.0 bps, 0 missed fill(s)"
+    )
+    assert record_line(sqlite_engine, SESSIONS[3]) == (
+        "no live record for 2026-11-30: no reconciled book (tt_position) of 2026-11-30"
     )

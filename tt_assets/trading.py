@@ -239,27 +239,20 @@ def reconciliation(context: dg.AssetExecutionContext, database: DatabaseResource
     "against the open, costs, missed fills, tracking error and equity; after that session's close.",
 )
 def live_performance(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
-    from tt_pipeline.trading.live import NoRecord, record_session
+    from tt_pipeline.trading.live import NoRecord, record_live
     from tt_pipeline.trading.session import next_session, reconcile
     from tt_resources.calendar import session_open
-    from tt_resources.db import trading as db
 
     engine = database.get_engine()
     decided = session_of(context.partition_key)
     executed = next_session(decided)
-    model_id = db.champion(engine, TIMEFRAME)
-    orders = db.orders_of(engine, session=executed)
-    if orders:
-        model_id = orders[0]["model_id"]  # the model whose orders executed, champion or not since
-    if model_id is None:
-        raise dg.Failure(f"no live record for {executed}: no {TIMEFRAME} champion and no orders")
     broker = _broker()
     try:  # the book at the session's close, as `tt trade` of that session reconciles it
         reconcile(engine, broker, broker.account(), executed, since=session_open(decided).to_pydatetime())
     finally:
         broker.close()
     try:
-        row = record_session(engine, model_id, executed)
+        row = record_live(engine, executed)
     except NoRecord as exc:
         raise dg.Failure(str(exc)) from None
     return dg.MaterializeResult(
@@ -274,7 +267,7 @@ def live_performance(context: dg.AssetExecutionContext, database: DatabaseResour
                 "live_equity",
             )
         }
-        | {"session": str(executed), "model_id": model_id, "missed_fills": row["missed_fills"]}
+        | {"session": str(executed), "model_id": row["model_id"], "missed_fills": row["missed_fills"]}
     )
 
 

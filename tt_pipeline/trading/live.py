@@ -185,6 +185,30 @@ def record_session(engine: sa.Engine, model_id: str, session: dt.date) -> dict:
     return row
 
 
+def record_live(engine: sa.Engine, session: dt.date) -> dict:
+    """`record_session` of the model whose orders executed in `session` (else the 1d champion): what a run
+    records once `session`'s book is reconciled at its close (`tt trade` of that session, the Dagster
+    live_performance asset). NoRecord (one line) as record_session, or when there is no such model."""
+    orders = db.orders_of(engine, session=session)
+    model_id = orders[0]["model_id"] if orders else db.champion(engine, TIMEFRAME)
+    if model_id is None:
+        raise NoRecord(f"no live record for {session}: no {TIMEFRAME} champion and no orders")
+    return record_session(engine, model_id, session)
+
+
+def record_line(engine: sa.Engine, session: dt.date) -> str:
+    """`record_live` of `session` as the one line `tt trade` prints: the record's figures, or why none."""
+    try:
+        row = record_live(engine, session)
+    except NoRecord as exc:
+        return str(exc)
+    slippage = "n/a" if row["slippage_bps"] is None else f"{row['slippage_bps']:.1f} bps"
+    return (
+        f"live {session}: {row['live_return']:+.2%} vs shadow {row['shadow_return']:+.2%}, tracking error "
+        f"{row['tracking_error']:.2%}, slippage {slippage}, {row['missed_fills']} missed fill(s)"
+    )
+
+
 def slippage_bps(fills: list[dict], opens: dict[str, float]) -> float | None:
     """Notional-weighted fill price against the session's open, in basis points, adverse > 0 (a buy above
     the open, a sell below it): sum |q| open * sign(q) (price / open - 1) / sum |q| open * 1e4. None without

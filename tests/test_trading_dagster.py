@@ -196,6 +196,8 @@ def gateway():
 DECIDED, NEXT = dt.date(2026, 11, 20), dt.date(2026, 11, 23)  # a Friday and the Monday after
 
 
+@pytest.mark.slow  # the champion trains a model
+@pytest.mark.timeout(300)
 def test_a_limit_breach_fails_the_orders_check_sends_nothing_and_blocks_downstream(
     champion_world, gateway, monkeypatch
 ):
@@ -233,6 +235,8 @@ def test_a_limit_breach_fails_the_orders_check_sends_nothing_and_blocks_downstre
     assert gateway.refs_sent() == []  # nothing reached the broker
 
 
+@pytest.mark.slow  # the champion trains a model
+@pytest.mark.timeout(300)
 def test_a_session_through_the_assets_decide_fill_reconcile_and_record_live(
     champion_world, gateway, monkeypatch
 ):

@@ -181,6 +181,22 @@ def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(wo
     other.dispose()
 
 
+def test_the_production_model_is_trained_once_on_the_whole_history(world, tmp_path):
+    from tt_pipeline.models import train_production
+
+    engine, model_id = world
+    model, source = registry.model(engine, model_id), registry.model(engine, WALK_FORWARD_ID)
+    dataset = registry.dataset(engine, source["dataset_version"])
+    assert model["production_of"] == WALK_FORWARD_ID and model["config"] == source["config"]
+    assert (model["train_start"], model["train_end"]) == (dataset["start_ts"], dataset["end_ts"])
+    assert model["dataset_version"] == source["dataset_version"]
+    again = train_production(engine, WALK_FORWARD_ID, run_id="again", model_dir=tmp_path)
+    assert again.model_id == model_id and not any(tmp_path.iterdir())
+    assert [m["model_id"] for m in registry.models_on_dataset(engine, source["dataset_version"])] == [
+        WALK_FORWARD_ID
+    ]
+
+
 def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     engine, model_id = world
     with pytest.raises(promotion.PromotionRefused, match="is not a production model"):
@@ -254,6 +270,19 @@ def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, 
     assert "dry run without a broker: the book is 0 position(s), net liquidation 100,000" in text
     assert lines[-1] == "dry run: nothing sent" and db.orders_of(engine) == []
     assert db.read_targets(engine, model_id, LAST)
+
+
+def test_the_loop_imports_neither_dagster_nor_tensorflow_nor_torch_until_a_policy_is_loaded():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import tt_pipeline.trading.session, tt_pipeline.trading.promotion, tt_cli.trade; "
+        "print(sorted(m for m in ('dagster', 'tensorflow', 'tensortrade', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_halt_and_trade_commands(world, monkeypatch, tmp_path):

@@ -19,9 +19,11 @@ import time
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from tests.fake_ibgateway import FakeIBGateway
 from tests.trading_world import SYMBOLS, WALK_FORWARD_ID, production_model, store_bars
+from tt_cli.main import cli
 from tt_pipeline.trading.session import ENABLE_HINT, reconcile, session_close, trade_session
 from tt_resources.broker import parse_order_ref
 from tt_resources.brokers.ibkr import IbkrBroker
@@ -192,6 +194,17 @@ def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(seede
     try:
         off = trade_session(seeded, session, broker=broker, now=now, env=Settings(), sleep=lambda s: None)
         assert off.orders and off.lines[-1] == ENABLE_HINT and not off.sent
+        monkeypatch.setenv("DATABASE_URL", seeded.url.render_as_string(hide_password=False))
+        monkeypatch.setenv("IB_PORT", str(gateway.port))
+        monkeypatch.setenv("IB_CLIENT_ID", "45")
+        monkeypatch.delenv("TT_TRADING_ENABLED", raising=False)
+        said = CliRunner().invoke(cli, ["trade", "--session", str(session)])
+        assert said.exit_code == 1, said.output
+        assert said.output.endswith(
+            "trading is disabled: set TT_TRADING_ENABLED=true (docs/trading.md) to send\n  orders\n"
+        ), said.output
+        shown = CliRunner().invoke(cli, ["positions"])
+        assert shown.exit_code == 0 and "DU1234567   $NETLIQ" in shown.output, shown.output
         tight = Settings(tt_trading_enabled=True, tt_trading_max_weight=0.01)
         blocked = trade_session(seeded, session, broker=broker, now=now, env=tight)
         assert blocked.breaches and not blocked.sent

@@ -4,6 +4,7 @@ tests/test_trading_gateway.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -302,3 +303,33 @@ def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     assert resumed.output == "trading resumed\n" and db.halt_state(engine) is None
     refused = runner.invoke(cli, ["promote", WALK_FORWARD_ID])
     assert refused.exit_code == 2 and "is not a production model" in refused.output
+
+
+def test_the_environment_caps_each_sector_as_the_live_limit_does(world):
+    """env.max_sector_weight scales down a sector whose gross weight exceeds it (symbols without a sector are
+    never grouped), in the backtest's step and in the live target alike."""
+    from tt_rl.kernels import cap_sectors
+    from tt_rl.panel import build_panel
+    from tt_rl.state import TradingState, sector_ids
+
+    weights = np.array([0.3, 0.2, 0.4, 0.1])
+    capped = cap_sectors(weights, np.array([0, 0, -1, 1]), 0.25)
+    assert np.allclose(capped, [0.15, 0.1, 0.4, 0.1])
+    assert np.allclose(cap_sectors(weights, np.array([-1, -1, -1, -1]), 0.01), weights)
+
+    engine, model_id = world
+    policy = policy_of(registry.model(engine, model_id))
+    panel = build_panel(engine, "1d", SYMBOLS)
+    # sectors by name: Consumer Staples (PG), Energy (XOM), Financials (JPM), Information Technology (AAPL)
+    assert list(sector_ids(panel.symbols)) == [3, 2, 0, 1]
+    config = policy.config.env
+    free = TradingState(panel, config, 252, policy.config.reward)
+    config = dataclasses.replace(config, max_sector_weight=0.02)
+    capped = TradingState(panel, config, 252, policy.config.reward)
+    action, t = np.ones(len(SYMBOLS)), len(panel) - 1
+    uncapped = free.target_at(action, t)
+    assert uncapped.max() > 0.02
+    assert np.allclose(capped.target_at(action, t), np.minimum(uncapped, 0.02))
+    capped.reset(t - 1, t)
+    capped.act(action)
+    assert capped.portfolio.values.max() / capped.portfolio.net_worth < 0.021  # traded under the cap

@@ -235,6 +235,18 @@ def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     ]
 
 
+def test_the_demo_prints_the_champions_dry_run(world, tmp_path):
+    from tt_cli.trade import demo_dry_run
+
+    engine, model_id = world  # the champion since the promotion test
+    lines: list[str] = []
+    now = (session_open(LAST) + pd.Timedelta(hours=8)).to_pydatetime()
+    demo_dry_run(engine, WALK_FORWARD_ID, run_id="demo", model_dir=tmp_path, echo=lines.append, now=now)
+    assert lines[0] == f"not promoted: model {model_id} is the 1d champion already"
+    assert lines[1] == f"session {LAST}: orders for the open of 2026-11-19; model {model_id}"
+    assert lines[-1] == "dry run: nothing sent" and max(len(line) for line in lines) <= 80
+
+
 def _evaluate(engine, *, dsr_vs_best: float, verdict: str) -> None:
     now = pd.Timestamp.now(tz="UTC")
     write_eval(

@@ -304,3 +304,27 @@ def test_kill_9_during_submission_the_rerun_sends_exactly_the_missing(seeded, ga
     assert len(refs) == len(set(refs)) == len(planned.orders)
     assert sorted(refs) == sorted(planned.refs.values())
     assert {o["state"] for o in db.orders_of(seeded)} == {"submitted"}
+
+
+def test_a_partial_fill_is_recorded_and_carries_into_the_next_sessions_order(seeded, gateway):
+    first, second, third = SESSIONS[:3]
+    broker = broker_for(gateway)
+    try:
+        run = trade_session(seeded, first, broker=broker, now=after_close(gateway, first), env=EXACT)
+        symbol = max(run.orders, key=lambda o: o.quantity).symbol
+        gateway.faults.partial_fills[symbol] = 0.4
+        gateway.open_session(second)
+        nxt = trade_session(seeded, second, broker=broker, now=after_close(gateway, second), env=EXACT)
+        gateway.faults.partial_fills.clear()
+        gateway.open_session(third)
+        account = broker.account()
+    finally:
+        broker.close()
+    ordered = next(o for o in run.orders if o.symbol == symbol)
+    (row,) = [r for r in db.orders_of(seeded, session=second) if r["symbol"] == symbol]
+    assert (row["state"], row["filled"]) == ("partially_filled", round(0.4 * ordered.quantity))
+    held = nxt.account.positions[symbol]
+    assert held == round(0.4 * ordered.quantity)
+    carried = next(o for o in nxt.orders if o.symbol == symbol)
+    assert carried.held == held and carried.quantity == carried.target - held
+    assert abs(account.positions[symbol] - carried.target) == 0

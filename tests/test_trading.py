@@ -109,6 +109,7 @@ def world(tmp_path_factory):
     engine.dispose()
 
 
+@pytest.mark.slow  # the world trains a model
 def test_the_live_target_is_the_weights_the_backtest_env_trades_to(world):
     """Step the backtest env over the stored bars with the production model; at each of the last bars the
     live target (built from the database, with the env's current weights as the book) equals the weights the
@@ -143,6 +144,7 @@ def test_the_live_target_is_the_weights_the_backtest_env_trades_to(world):
     assert compared == 8 and any(w > 0 for w in live.weights.values())
 
 
+@pytest.mark.slow  # the world trains a model
 def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(world, tmp_path):
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
@@ -182,6 +184,7 @@ def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(wo
     other.dispose()
 
 
+@pytest.mark.slow  # the world trains a model
 def test_the_production_model_is_trained_once_on_the_whole_history(world, tmp_path):
     from tt_pipeline.models import train_production
 
@@ -198,6 +201,7 @@ def test_the_production_model_is_trained_once_on_the_whole_history(world, tmp_pa
     ]
 
 
+@pytest.mark.slow  # the world trains a model
 def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     engine, model_id = world
     with pytest.raises(promotion.PromotionRefused, match="is not a production model"):
@@ -235,6 +239,7 @@ def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     ]
 
 
+@pytest.mark.slow  # the world trains a model
 def test_the_demo_prints_the_champions_dry_run(world, tmp_path):
     from tt_cli.trade import demo_dry_run
 
@@ -270,6 +275,7 @@ def _evaluate(engine, *, dsr_vs_best: float, verdict: str) -> None:
     )
 
 
+@pytest.mark.slow  # the world trains a model
 def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, monkeypatch):
     from tt_cli.trade import print_dry_run
 
@@ -298,6 +304,7 @@ def test_the_loop_imports_neither_dagster_nor_tensorflow_nor_torch_until_a_polic
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # the world trains a model
 def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     from tt_cli.main import cli
 
@@ -317,6 +324,7 @@ def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     assert refused.exit_code == 2 and "is not a production model" in refused.output
 
 
+@pytest.mark.slow  # the world trains a model
 def test_the_environment_caps_each_sector_as_the_live_limit_does(world):
     """env.max_sector_weight scales down a sector whose gross weight exceeds it (symbols without a sector are
     never grouped), in the backtest's step and in the live target alike."""

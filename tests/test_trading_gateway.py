@@ -35,7 +35,7 @@ from tt_resources.db.migrate import upgrade
 from tt_resources.db.rl_log import register_model
 from tt_resources.sources.settings import IbkrSettings
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # the world trains a model
 
 # decided on each session's close, filled at the next one's open: the Friday after Thanksgiving is an early
 # close (13:00 New York), Thanksgiving itself no session

@@ -4,6 +4,7 @@ tests/test_trading_gateway.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -108,6 +109,7 @@ def world(tmp_path_factory):
     engine.dispose()
 
 
+@pytest.mark.slow  # the world trains a model
 def test_the_live_target_is_the_weights_the_backtest_env_trades_to(world):
     """Step the backtest env over the stored bars with the production model; at each of the last bars the
     live target (built from the database, with the env's current weights as the book) equals the weights the
@@ -142,6 +144,7 @@ def test_the_live_target_is_the_weights_the_backtest_env_trades_to(world):
     assert compared == 8 and any(w > 0 for w in live.weights.values())
 
 
+@pytest.mark.slow  # the world trains a model
 def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(world, tmp_path):
     from tt_resources.db.engine import create_engine
     from tt_resources.db.migrate import upgrade
@@ -181,6 +184,24 @@ def test_no_target_when_a_bar_is_missing_or_quarantined_and_none_on_a_holiday(wo
     other.dispose()
 
 
+@pytest.mark.slow  # the world trains a model
+def test_the_production_model_is_trained_once_on_the_whole_history(world, tmp_path):
+    from tt_pipeline.models import train_production
+
+    engine, model_id = world
+    model, source = registry.model(engine, model_id), registry.model(engine, WALK_FORWARD_ID)
+    dataset = registry.dataset(engine, source["dataset_version"])
+    assert model["production_of"] == WALK_FORWARD_ID and model["config"] == source["config"]
+    assert (model["train_start"], model["train_end"]) == (dataset["start_ts"], dataset["end_ts"])
+    assert model["dataset_version"] == source["dataset_version"]
+    again = train_production(engine, WALK_FORWARD_ID, run_id="again", model_dir=tmp_path)
+    assert again.model_id == model_id and not any(tmp_path.iterdir())
+    assert [m["model_id"] for m in registry.models_on_dataset(engine, source["dataset_version"])] == [
+        WALK_FORWARD_ID
+    ]
+
+
+@pytest.mark.slow  # the world trains a model
 def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     engine, model_id = world
     with pytest.raises(promotion.PromotionRefused, match="is not a production model"):
@@ -218,6 +239,19 @@ def test_only_a_verdict_of_skill_promotes_and_force_needs_a_reason(world):
     ]
 
 
+@pytest.mark.slow  # the world trains a model
+def test_the_demo_prints_the_champions_dry_run(world, tmp_path):
+    from tt_cli.trade import demo_dry_run
+
+    engine, model_id = world  # the champion since the promotion test
+    lines: list[str] = []
+    now = (session_open(LAST) + pd.Timedelta(hours=8)).to_pydatetime()
+    demo_dry_run(engine, WALK_FORWARD_ID, run_id="demo", model_dir=tmp_path, echo=lines.append, now=now)
+    assert lines[0] == f"not promoted: model {model_id} is the 1d champion already"
+    assert lines[1] == f"session {LAST}: orders for the open of 2026-11-19; model {model_id}"
+    assert lines[-1] == "dry run: nothing sent" and max(len(line) for line in lines) <= 80
+
+
 def _evaluate(engine, *, dsr_vs_best: float, verdict: str) -> None:
     now = pd.Timestamp.now(tz="UTC")
     write_eval(
@@ -241,6 +275,7 @@ def _evaluate(engine, *, dsr_vs_best: float, verdict: str) -> None:
     )
 
 
+@pytest.mark.slow  # the world trains a model
 def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, monkeypatch):
     from tt_cli.trade import print_dry_run
 
@@ -256,6 +291,20 @@ def test_dry_run_prints_target_and_orders_at_80_columns_without_a_broker(world, 
     assert db.read_targets(engine, model_id, LAST)
 
 
+def test_the_loop_imports_neither_dagster_nor_tensorflow_nor_torch_until_a_policy_is_loaded():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import tt_pipeline.trading.session, tt_pipeline.trading.promotion, tt_cli.trade; "
+        "print(sorted(m for m in ('dagster', 'tensorflow', 'tensortrade', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow  # the world trains a model
 def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     from tt_cli.main import cli
 
@@ -273,3 +322,34 @@ def test_halt_and_trade_commands(world, monkeypatch, tmp_path):
     assert resumed.output == "trading resumed\n" and db.halt_state(engine) is None
     refused = runner.invoke(cli, ["promote", WALK_FORWARD_ID])
     assert refused.exit_code == 2 and "is not a production model" in refused.output
+
+
+@pytest.mark.slow  # the world trains a model
+def test_the_environment_caps_each_sector_as_the_live_limit_does(world):
+    """env.max_sector_weight scales down a sector whose gross weight exceeds it (symbols without a sector are
+    never grouped), in the backtest's step and in the live target alike."""
+    from tt_rl.kernels import cap_sectors
+    from tt_rl.panel import build_panel
+    from tt_rl.state import TradingState, sector_ids
+
+    weights = np.array([0.3, 0.2, 0.4, 0.1])
+    capped = cap_sectors(weights, np.array([0, 0, -1, 1]), 0.25)
+    assert np.allclose(capped, [0.15, 0.1, 0.4, 0.1])
+    assert np.allclose(cap_sectors(weights, np.array([-1, -1, -1, -1]), 0.01), weights)
+
+    engine, model_id = world
+    policy = policy_of(registry.model(engine, model_id))
+    panel = build_panel(engine, "1d", SYMBOLS)
+    # sectors by name: Consumer Staples (PG), Energy (XOM), Financials (JPM), Information Technology (AAPL)
+    assert list(sector_ids(panel.symbols)) == [3, 2, 0, 1]
+    config = policy.config.env
+    free = TradingState(panel, config, 252, policy.config.reward)
+    config = dataclasses.replace(config, max_sector_weight=0.02)
+    capped = TradingState(panel, config, 252, policy.config.reward)
+    action, t = np.ones(len(SYMBOLS)), len(panel) - 1
+    uncapped = free.target_at(action, t)
+    assert uncapped.max() > 0.02
+    assert np.allclose(capped.target_at(action, t), np.minimum(uncapped, 0.02))
+    capped.reset(t - 1, t)
+    capped.act(action)
+    assert capped.portfolio.values.max() / capped.portfolio.net_worth < 0.021  # traded under the cap

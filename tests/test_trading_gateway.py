@@ -19,9 +19,11 @@ import time
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from tests.fake_ibgateway import FakeIBGateway
 from tests.trading_world import SYMBOLS, WALK_FORWARD_ID, production_model, store_bars
+from tt_cli.main import cli
 from tt_pipeline.trading.session import ENABLE_HINT, reconcile, session_close, trade_session
 from tt_resources.broker import parse_order_ref
 from tt_resources.brokers.ibkr import IbkrBroker
@@ -33,7 +35,7 @@ from tt_resources.db.migrate import upgrade
 from tt_resources.db.rl_log import register_model
 from tt_resources.sources.settings import IbkrSettings
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # the world trains a model
 
 # decided on each session's close, filled at the next one's open: the Friday after Thanksgiving is an early
 # close (13:00 New York), Thanksgiving itself no session
@@ -192,6 +194,17 @@ def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(seede
     try:
         off = trade_session(seeded, session, broker=broker, now=now, env=Settings(), sleep=lambda s: None)
         assert off.orders and off.lines[-1] == ENABLE_HINT and not off.sent
+        monkeypatch.setenv("DATABASE_URL", seeded.url.render_as_string(hide_password=False))
+        monkeypatch.setenv("IB_PORT", str(gateway.port))
+        monkeypatch.setenv("IB_CLIENT_ID", "45")
+        monkeypatch.delenv("TT_TRADING_ENABLED", raising=False)
+        said = CliRunner().invoke(cli, ["trade", "--session", str(session)])
+        assert said.exit_code == 1, said.output
+        assert said.output.endswith(
+            "trading is disabled: set TT_TRADING_ENABLED=true (docs/trading.md) to send\n  orders\n"
+        ), said.output
+        shown = CliRunner().invoke(cli, ["positions"])
+        assert shown.exit_code == 0 and "DU1234567   $NETLIQ" in shown.output, shown.output
         tight = Settings(tt_trading_enabled=True, tt_trading_max_weight=0.01)
         blocked = trade_session(seeded, session, broker=broker, now=now, env=tight)
         assert blocked.breaches and not blocked.sent
@@ -291,3 +304,27 @@ def test_kill_9_during_submission_the_rerun_sends_exactly_the_missing(seeded, ga
     assert len(refs) == len(set(refs)) == len(planned.orders)
     assert sorted(refs) == sorted(planned.refs.values())
     assert {o["state"] for o in db.orders_of(seeded)} == {"submitted"}
+
+
+def test_a_partial_fill_is_recorded_and_carries_into_the_next_sessions_order(seeded, gateway):
+    first, second, third = SESSIONS[:3]
+    broker = broker_for(gateway)
+    try:
+        run = trade_session(seeded, first, broker=broker, now=after_close(gateway, first), env=EXACT)
+        symbol = max(run.orders, key=lambda o: o.quantity).symbol
+        gateway.faults.partial_fills[symbol] = 0.4
+        gateway.open_session(second)
+        nxt = trade_session(seeded, second, broker=broker, now=after_close(gateway, second), env=EXACT)
+        gateway.faults.partial_fills.clear()
+        gateway.open_session(third)
+        account = broker.account()
+    finally:
+        broker.close()
+    ordered = next(o for o in run.orders if o.symbol == symbol)
+    (row,) = [r for r in db.orders_of(seeded, session=second) if r["symbol"] == symbol]
+    assert (row["state"], row["filled"]) == ("partially_filled", round(0.4 * ordered.quantity))
+    held = nxt.account.positions[symbol]
+    assert held == round(0.4 * ordered.quantity)
+    carried = next(o for o in nxt.orders if o.symbol == symbol)
+    assert carried.held == held and carried.quantity == carried.target - held
+    assert abs(account.positions[symbol] - carried.target) == 0

@@ -63,22 +63,43 @@ def tiny_config(**env) -> RLConfig:
 
 
 def production_model(engine: sa.Engine, model_dir: Path, symbols: list[str], last: dt.date, **env) -> str:
-    """Train the tiny configuration on the stored bars through `last` and register it as the production
-    model of a walk-forward model (WALK_FORWARD_ID, registered without an evaluation); its model id."""
+    """Register the stored bars through `last` as a dataset and the tiny configuration as a walk-forward
+    model on it (WALK_FORWARD_ID, not trained: its folds do not matter here), then train its production model
+    (tt_pipeline.models.train_production); the production model's id."""
+    from tt_pipeline.datasets import dataset_version
+    from tt_pipeline.models import train_production
+    from tt_resources.db import registry
     from tt_rl.panel import build_panel
-    from tt_rl.train import train
 
     config = tiny_config(**env)
+    panel = build_panel(engine, "1d", symbols, end=session_open(last) + pd.Timedelta(hours=1))
+    split = panel.test_start(0.3)
+    version = dataset_version(panel.version, 0.3, split)
+    registry.record_dataset(
+        engine,
+        {
+            "dataset_version": version,
+            "timeframe": "1d",
+            "symbols": list(panel.symbols),
+            "start_ts": panel.index[0],
+            "end_ts": panel.index[-1],
+            "split_ts": split,
+            "n_bars": len(panel),
+            "path": str(panel.save(model_dir / f"{version}.npz")),
+            "created_at": pd.Timestamp.now(tz="UTC"),
+            "content_version": panel.version,
+            "test_fraction": 0.3,
+        },
+    )
     register_model(
         engine,
         model_id=WALK_FORWARD_ID,
         timeframe="1d",
         path=str(model_dir),
-        symbols=symbols,
+        dataset_version=version,
+        symbols=list(panel.symbols),
         config=config.to_dict(),
+        train_start=panel.index[0].to_pydatetime(),
+        train_end=panel.index[-1].to_pydatetime(),
     )
-    panel = build_panel(engine, "1d", symbols, end=session_open(last) + pd.Timedelta(hours=1))
-    trained = train(
-        panel, config, engine=engine, model_dir=model_dir, registry_fields={"production_of": WALK_FORWARD_ID}
-    )
-    return trained.model_id
+    return train_production(engine, WALK_FORWARD_ID, run_id="test", model_dir=model_dir).model_id

@@ -98,6 +98,34 @@ def print_dry_run(
         echo(line)
 
 
+def demo_dry_run(
+    engine: sa.Engine,
+    walk_forward_id: str,
+    *,
+    run_id: str,
+    model_dir,
+    echo: Callable[[str], None] = click.echo,
+    now: dt.datetime | None = None,
+) -> None:
+    """For `make demo`, after the evaluation of the walk-forward model `walk_forward_id`: its production model
+    (trained on the whole history once: tt_pipeline.models.train_production), promoted only when its verdict
+    allows (one line either way), then `print_dry_run` of the next session for the champion, or for the
+    production model when there is no champion. Nothing is sent; no gateway is needed."""
+    from tt_pipeline.models import train_production
+    from tt_pipeline.trading import promotion
+    from tt_resources.db import trading as db
+
+    production = train_production(engine, walk_forward_id, run_id=run_id, model_dir=model_dir)
+    try:
+        promotion.promote(engine, production.model_id, reason="make demo: its verdict allows it")
+        echo(_fit(f"promoted {production.model_id}: its evaluation shows skill beyond the best baseline"))
+    except promotion.PromotionRefused as exc:
+        for line in _wrap(f"not promoted: {exc}"):
+            echo(line)
+    champion = db.champion(engine, "1d")
+    print_dry_run(engine, model_id=champion or production.model_id, echo=echo, now=now)
+
+
 def _latest_stored_session(engine: sa.Engine, final: dt.date) -> dt.date:
     """The newest session with 1d bars stored, at or before `final` (`final` when none is stored)."""
     import pandas as pd

@@ -103,6 +103,8 @@ class EnvConfig:
     target_vol: PositiveFloat = 0.15  # forecast portfolio volatility the weights are scaled to
     max_weight: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.25  # per-asset cap on |weight|
     max_leverage: PositiveFloat = 1.0  # cap on gross exposure sum |weight|
+    # cap on the gross weight of one watchlist sector (1 = none; the live limit: TT_TRADING_MAX_SECTOR_WEIGHT)
+    max_sector_weight: Annotated[float, Strict(), Field(gt=0, le=1)] = 1.0
     no_trade_band: NonNegativeFloat = 0.02  # skip a rebalance when sum |target - current| is below this
     correlation: Annotated[float, Strict(), Field(ge=-1, le=1)] = 0.3  # constant pairwise correlation
     # weight of the constant-correlation model vs the sample covariance (1 = model)

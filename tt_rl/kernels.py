@@ -260,17 +260,41 @@ def observe(features: np.ndarray, t: int, window: int, weights: np.ndarray, out:
 
 
 @njit(cache=True)
+def cap_sectors(weights: np.ndarray, sectors: np.ndarray, max_sector_weight: float) -> np.ndarray:
+    """`weights` (N,) with each sector's weights scaled down so that its gross sum |weight| is at most
+    `max_sector_weight`; `sectors` (N,) int sector ids, -1 for a symbol without a sector (never capped)."""
+    out = weights.copy()
+    if len(sectors) == 0 or sectors.max() < 0:
+        return out
+    gross = np.zeros(sectors.max() + 1)
+    for i in range(len(weights)):
+        if sectors[i] >= 0:
+            gross[sectors[i]] += abs(weights[i])
+    for i in range(len(weights)):
+        if sectors[i] >= 0 and gross[sectors[i]] > max_sector_weight:
+            out[i] *= max_sector_weight / gross[sectors[i]]
+    return out
+
+
+@njit(cache=True)
 def sized_target(
-    action: np.ndarray, t: int, market: np.ndarray, sizing_fields: tuple, cov_window: int
+    action: np.ndarray,
+    t: int,
+    market: np.ndarray,
+    sizing_fields: tuple,
+    cov_window: int,
+    sectors: np.ndarray,
+    max_sector_weight: float,
 ) -> np.ndarray:
     """The weights (N,) a step from bar t trades to for the policy's `action` (N,): `vol_targeted_weights` of
     its `action_scores`, with the volatilities of bar t and the last `cov_window` log returns up to t
-    (`market` as in `env_step`). The live trading loop sizes its targets with this same call."""
+    (`market` as in `env_step`), then `cap_sectors`. The live trading loop sizes its targets with this call."""
     lo = max(0, t - cov_window + 1) if cov_window else t + 1
     sizing = Sizing(*sizing_fields)
-    return vol_targeted_weights(
+    weights = vol_targeted_weights(
         action_scores(action, sizing.long_only), market[1, t], market[2, lo : t + 1], sizing
     )
+    return cap_sectors(weights, sectors, max_sector_weight)
 
 
 @njit(cache=True)
@@ -281,6 +305,8 @@ def env_step(
     market: np.ndarray,
     sizing_fields: tuple,
     cov_window: int,
+    sectors: np.ndarray,
+    max_sector_weight: float,
     band: float,
     cost_rate: float,
     maintenance_margin: float,
@@ -297,8 +323,8 @@ def env_step(
     observations: np.ndarray,
     obs_row: int,
 ) -> tuple[tuple, float, bool]:
-    """One environment step from bar t: target weights (`vol_targeted_weights` of the `action_scores` of
-    `action` when `sized`, else `action` itself), the positions carried over the gap to the fill, `trade_and_mark`
+    """One environment step from bar t: target weights (`sized_target` of `action` when `sized`, with the
+    sector caps of `sectors` and `max_sector_weight`; else `action` itself), the positions carried over the gap to the fill, `trade_and_mark`
     into book[:, row], the reward (`risk_aware_reward`, updating `moments`) and the observation at t+1 into
     observations[0, obs_row].
 
@@ -309,7 +335,7 @@ def env_step(
     as `tt_rl.record.STEP_RECORD`; ruined when the net worth is <= 0 or below `maintenance_margin` times the
     gross position value."""
     if sized:
-        target = sized_target(action, t, market, sizing_fields, cov_window)
+        target = sized_target(action, t, market, sizing_fields, cov_window, sectors, max_sector_weight)
     else:
         target = action.astype(np.float64)
     before, drawdown_before = worth, 1.0 - worth / peak

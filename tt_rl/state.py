@@ -64,6 +64,7 @@ class TradingState:
         # plain tuples: numba passes them fastest (bench/env_speed.py)
         self._sizing = tuple(Sizing.of(config, bars_per_year))
         self._cov_window = config.cov_window if config.cov_shrinkage < 1.0 else 0
+        self._sectors = sector_ids(panel.symbols) if config.max_sector_weight < 1.0 else np.full(n, -1)
         self._reward = RewardParams.of(reward, config.target_vol, bars_per_year)
         self._reward_fields = tuple(self._reward)
         self.reset(self.first, t - 1)
@@ -107,7 +108,13 @@ class TradingState:
     def target_at(self, actions: np.ndarray, t: int) -> np.ndarray:
         """The volatility-targeted weights (N,) that `act(actions)` at bar t trades to (kernels.sized_target)."""
         return sized_target(
-            np.asarray(actions, dtype=np.float64), t, self.market, self._sizing, self._cov_window
+            np.asarray(actions, dtype=np.float64),
+            t,
+            self.market,
+            self._sizing,
+            self._cov_window,
+            self._sectors,
+            self.config.max_sector_weight,
         )
 
     def held_weights(self) -> np.ndarray:
@@ -127,6 +134,8 @@ class TradingState:
             self.market,
             self._sizing,
             self._cov_window,
+            self._sectors,
+            cfg.max_sector_weight,
             cfg.no_trade_band,
             book.cost_rate,
             cfg.maintenance_margin,
@@ -164,3 +173,13 @@ class TradingState:
     @property
     def observation_size(self) -> int:
         return self.config.window_size * self.obs_features.shape[1] + self.n_assets
+
+
+def sector_ids(symbols: tuple[str, ...]) -> np.ndarray:
+    """(N,) int64 sector id of each symbol from the watchlist's `sector` column (TT_WATCHLIST), -1 for a
+    symbol without one: the groups env.max_sector_weight caps, as the live sector limit groups them."""
+    from tt_resources.watchlist import listings_of
+
+    names = [listing.sector for listing in listings_of(symbols)]
+    known = sorted({name for name in names if name})
+    return np.array([known.index(name) if name else -1 for name in names], dtype=np.int64)

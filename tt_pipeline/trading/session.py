@@ -75,12 +75,11 @@ class SessionRun:
 
     @property
     def ok(self) -> bool:
-        """No breach, rejection or broker failure."""
-        return (
-            not self.breaches
-            and not self.rejected
-            and not any(line.startswith("error") for line in self.lines)
-        )
+        """No missing target, breach, rejection or broker failure (a non-session day, or a session not closed
+        yet, is nothing to do: ok)."""
+        failed = any(line.startswith("error") for line in self.lines)
+        no_target = self.next_session is not None and self.target is None
+        return not (self.breaches or self.rejected or failed or no_target)
 
 
 def session_close(session: dt.date) -> pd.Timestamp | None:
@@ -149,7 +148,10 @@ def trade_session(
         held, net_liquidation = _recorded_book(engine, model)
         run.lines.append(f"dry run without a broker: the book is {_book_line(held, net_liquidation)}")
 
-    policy = policy_of(model)
+    try:
+        policy = policy_of(model)
+    except NoTarget as exc:
+        raise TradingRefused(str(exc)) from None
     closes = _last_closes(engine, list(policy.symbols), session)
     weights_now = {s: q * closes[s] / net_liquidation for s, q in held.items() if s in closes}
     try:
@@ -168,10 +170,7 @@ def trade_session(
     )
     run.lines += skipped
     run.refs = {o.symbol: order_ref(run.next_session, model_id, o.symbol) for o in run.orders}
-    prices = {
-        **closes,
-        **{s: p for s, p in _last_closes(engine, sorted(set(held) - set(closes)), session).items()},
-    }
+    prices = {**closes, **_last_closes(engine, sorted(set(held) - set(closes)), session)}
     sectors = {listing.symbol: listing.sector for listing in listings_of([*policy.symbols, *held])}
     run.breaches = check_limits(
         run.orders, held, prices, net_liquidation, sectors, closes, Limits.from_settings(env)
@@ -229,9 +228,7 @@ def _submit(engine: sa.Engine, broker: Broker, run: SessionRun, env: Settings, s
     }
     missing = [o for o in run.orders if run.refs[o.symbol] not in known | final]
     run.known = sorted(run.refs[o.symbol] for o in run.orders if run.refs[o.symbol] in known | final)
-    _record(
-        engine, run, state="pending_submit", only=[o for o in run.orders if o in missing], keep_state=True
-    )
+    _record(engine, run, state="pending_submit", only=missing, keep_state=True)
     interval = 1.0 / env.tt_trading_orders_per_s
     last = 0.0
     for order in missing:

@@ -91,7 +91,13 @@ def load_policy(model_id: str, path: str, config_json: str) -> Policy:
 
 
 def policy_of(model: Mapping) -> Policy:
-    """`load_policy` of a tt_model row."""
+    """`load_policy` of a tt_model row; NoTarget when the row has no saved policy (a walk-forward model is
+    one model per fold: train its production model, tt_pipeline.models.train_production)."""
+    if not (Path(model["path"]) / MODEL_FILE).exists():
+        raise NoTarget(
+            f"model {model['model_id']} has no saved policy at {model['path']}: a walk-forward model trades "
+            "through its production model (tt_pipeline.models.train_production)"
+        )
     return load_policy(model["model_id"], model["path"], json.dumps(model["config"], sort_keys=True))
 
 

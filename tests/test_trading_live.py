@@ -48,9 +48,9 @@ def test_slippage_is_adverse_positive_and_notional_weighted():
     assert slippage_bps([], {}) is None
 
 
-def test_a_session_live_equals_its_shadow_up_to_slippage_and_commission(sqlite_engine):
-    seed_live(sqlite_engine)
-    row = record_session(sqlite_engine, PRODUCTION, SESSIONS[1])
+def test_a_session_live_equals_its_shadow_up_to_slippage_and_commission(engine):
+    seed_live(engine)
+    row = record_session(engine, PRODUCTION, SESSIONS[1])
     # the shadow buys 50 % at the open of 100 at no cost and gains 10 % on it
     assert row["shadow_return"] == pytest.approx(0.05, abs=1e-12)
     live = (NLV - 500 * 100.05 - COMMISSION + 500 * 110.0) / NLV - 1
@@ -62,13 +62,24 @@ def test_a_session_live_equals_its_shadow_up_to_slippage_and_commission(sqlite_e
     assert row["live_equity"] == pytest.approx(NLV * (1 + live))
     assert row["shadow_equity"] == pytest.approx(NLV * 1.05)
     # the next session: no order, the shadow holds the same book; its equity compounds the shadow's returns
-    second = record_session(sqlite_engine, PRODUCTION, SESSIONS[2])  # after the Thanksgiving holiday
+    second = record_session(engine, PRODUCTION, SESSIONS[2])  # after the Thanksgiving holiday
     assert second["details"]["previous_session"] == SESSIONS[1].isoformat()
     assert second["tracking_error"] == pytest.approx(0.0, abs=1e-12)
     assert second["shadow_equity"] == pytest.approx(NLV * 1.05 * (1 + second["shadow_return"]))
-    again = record_session(sqlite_engine, PRODUCTION, SESSIONS[2])  # a rerun replaces the row
+    again = record_session(engine, PRODUCTION, SESSIONS[2])  # a rerun replaces the row
     assert again["live_return"] == second["live_return"]
-    assert len(reports.live_performance(sqlite_engine, PRODUCTION)) == 2
+    assert len(reports.live_performance(engine, PRODUCTION)) == 2
+    # the Live tab's reports read the same rows
+    orders = reports.trading_orders(engine)
+    assert list(orders["slippage_bps"]) == [pytest.approx(5.0)] and list(orders["commission"]) == [COMMISSION]
+    book = reports.positions_and_targets(engine).set_index("symbol")
+    assert book.loc["AAA", "target"] == pytest.approx(500 * 110.0 / row["live_equity"])
+    assert reports.traded_symbols(engine, PRODUCTION) == ["AAA", "BBB"]
+    assert reports.limits_hit(engine).empty
+    assert list(reports.promotion_history(engine)["model_id"]) == [PRODUCTION]
+    token = reports.trading_token(engine)
+    record_session(engine, PRODUCTION, SESSIONS[2])
+    assert reports.trading_token(engine) != token
 
 
 def test_no_record_without_the_books(sqlite_engine):

@@ -14,7 +14,7 @@ episodes (every fold and seed of the evaluation the production model is justifie
 n = the sessions recorded live. `live_causes` names why the champion should be retrained or demoted: live
 results outside that range, or a session's tracking error above TT_TRADING_MAX_TRACKING_ERROR.
 
-Never imports Dagster; tt_rl (numba) is imported only by `shadow_step`.
+Never imports Dagster; tt_rl.portfolio (numba) is imported only by `shadow_step`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from tt_resources.db import trading as db
 from tt_resources.db.prices import read_bars
 from tt_resources.db.schema import evals, live_performance
 from tt_resources.terms import AGENT
+from tt_rl.config import RLConfig
 
 TIMEFRAME = "1d"
 RANGE_COVERAGE = 0.98  # central share of the evaluation's n-session returns the live return should lie in
@@ -124,8 +125,7 @@ def record_session(engine: sa.Engine, model_id: str, session: dt.date) -> dict:
     model = registry.model(engine, model_id)
     if model is None:
         raise NoRecord(f"model {model_id} is not registered in tt_model")
-    env = model["config"]["env"]
-    cost_rate = (env["commission_bps"] + env["slippage_bps"]) / 1e4
+    env = RLConfig.from_dict(model["config"], source=f"model {model_id}").env
     targets = db.read_targets(engine, model_id, previous)
     held = start["shares"]
     symbols = sorted(set(targets) | set(held))
@@ -139,8 +139,8 @@ def record_session(engine: sa.Engine, model_id: str, session: dt.date) -> dict:
         target if targets else None,
         (bars["open"] / bars["previous_close"]).reindex(symbols).to_numpy(),
         (bars["close"] / bars["open"]).reindex(symbols).to_numpy(),
-        cost_rate,
-        float(env["no_trade_band"]),
+        env.cost_rate,
+        env.no_trade_band,
     )
     orders = [o for o in db.orders_of(engine, session=session, model_id=model_id) if o["state"] != "blocked"]
     fills = db.fills_of(engine, [o["order_ref"] for o in orders]) if orders else []

@@ -76,6 +76,22 @@ def test_left_out_judges_the_training_span_only(bars, grid):
     assert left_out(aligned_closes(_without(bars, "UNH", slice(190, None))), "1d", 3, grid[TEST_START]) == {}
 
 
+def test_the_span_policy_does_not_look_at_the_test_period(bars, grid):
+    from tt_pipeline.datasets import uneven_spans
+
+    ends_in_test = _without(bars, "UNH", slice(190, None))
+    for policy in ("drop_short", "common_span"):
+        kept, dropped, note = uneven_spans(ends_in_test, policy, 3, grid[TEST_START])
+        assert len(kept) == len(ends_in_test) and dropped == {} and note is None
+    ends_in_training = _without(bars, "UNH", slice(100, None))
+    kept, dropped, _ = uneven_spans(ends_in_training, "drop_short", 3, grid[TEST_START])
+    assert list(dropped) == ["UNH"] and dropped["UNH"].startswith(
+        f"ends {grid[99]:%Y-%m-%d} (100 bars before"
+    )
+    kept, dropped, note = uneven_spans(ends_in_training, "common_span", 3, grid[TEST_START])
+    assert kept["ts"].max() == grid[99] and note.startswith("common span")
+
+
 def test_a_gap_in_the_training_span_leaves_the_symbol_out_with_one_line(bars, grid, caplog):
     gapped = _without(bars, "UNH", slice(60, 65))
     with caplog.at_level(logging.WARNING, logger="tt_rl.panel"):
@@ -208,6 +224,20 @@ def test_the_reported_case_six_sessions_missing_in_the_test_period(sqlite_engine
     gap = f"no bars {in_test[0]:%Y-%m-%d}..{in_test[-1]:%Y-%m-%d} (6 bars): no trades, held at its last close"
     assert gap in dataset.test_defects["UNH"]
     assert load_dataset(sqlite_engine, dataset.version).test_defects == {"UNH": gap}
+
+    ended = stored[-8:]  # its bars end inside the test period (a delisting, known only from the test period)
+    remove(ended)
+    dataset = build_dataset(sqlite_engine, "1d", symbols, test_fraction=0.3, data_dir=tmp_path)
+    assert dataset.panel.symbols == tuple(symbols) and dataset.excluded == {}
+    assert dataset.panel.index[-1] == ended[-1]  # the others keep the whole test period
+    tail = f"no bars {ended[0]:%Y-%m-%d}..{ended[-1]:%Y-%m-%d} (8 bars)"
+    assert load_dataset(sqlite_engine, dataset.version).test_defects == {
+        "UNH": f"{gap.split(':')[0]}; {tail}: no trades, held at its last close"
+    }
+    common = build_dataset(
+        sqlite_engine, "1d", symbols, test_fraction=0.3, data_dir=tmp_path, span_policy="common_span"
+    )
+    assert common.panel.index[-1] == ended[-1] and common.span_note is None
 
     in_training = stored[40:45]
     remove(in_training)

@@ -102,10 +102,11 @@ def build_dataset(
             f"{timeframe}: no stored bar in [{_day(start)}, {_day(end)}) (stored: {spans}); a refresh only "
             "extends a partition after its last bar"
         )
-    window, short, span_note = uneven_spans(window, span_policy, DEFAULT_FFILL_LIMIT)
+    window, short, span_note = uneven_spans(
+        window, span_policy, DEFAULT_FFILL_LIMIT, first_test_bar(window, test_fraction)
+    )
     excluded.update(short)
-    starts = np.sort(window["ts"].unique())
-    cutoff = pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])  # first bar of the test period
+    cutoff = first_test_bar(window, test_fraction)  # common_span may have cut the window
     in_window = dict(tuple(window.groupby("symbol", sort=False)))
     test_defects = {}
     for symbol in symbols:
@@ -193,18 +194,26 @@ def _enough(timeframe: str, symbols: list[str], excluded: dict[str, str]) -> lis
     return passed
 
 
+def first_test_bar(window: pd.DataFrame, test_fraction: float) -> pd.Timestamp:
+    """The first bar start of the test period of long bars (symbol, ts, ...): their last `test_fraction`
+    (0..1) of distinct bar starts."""
+    starts = np.sort(window["ts"].unique())
+    return pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])
+
+
 def uneven_spans(
-    window: pd.DataFrame, policy: SpanPolicy, tolerance: int
+    window: pd.DataFrame, policy: SpanPolicy, tolerance: int, test_start: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, dict[str, str], str | None]:
     """Apply the panel's span policy to long bars (symbol, ts, ...): (bars kept, {dropped symbol: reason},
     note on the span).
 
     A symbol is short when its first bar comes more than `tolerance` bar starts after the median symbol's
-    first bar, or its last bar more than `tolerance` before the median symbol's last bar. "drop_short"
-    leaves short symbols out (reason: where the symbol starts or ends, and where the others do);
-    "common_span" keeps every symbol and cuts the bars to the span they all have (the note names the
-    symbols that set it). Note: a symbol that ends inside the test period is known to end only by looking
-    at the test period; either policy then uses that knowledge, and the reason or note says where."""
+    first bar, or its last bar more than `tolerance` before the median symbol's last bar and before
+    `test_start` (None: anywhere). "drop_short" leaves short symbols out (reason: where the symbol starts or
+    ends, and where the others do); "common_span" keeps every symbol and cuts the bars to the span they all
+    have (the note names the symbols that set it). A symbol whose bars end in the test period is not short:
+    that it ends is known only by looking at the test period, so it is kept and its last bars are no-trade
+    bars (tt_rl.panel.panel_from_frames)."""
     grid = np.sort(window["ts"].unique())
     spans = window.groupby("symbol", sort=False)["ts"].agg(["min", "max"])
     first = np.searchsorted(grid, spans["min"].to_numpy())
@@ -212,6 +221,8 @@ def uneven_spans(
     ref_first, ref_last = int(np.median(first)), int(np.median(last))
     late = first > ref_first + tolerance
     early = last < ref_last - tolerance
+    if test_start is not None:
+        early &= (spans["max"] < test_start).to_numpy()
     if not (late | early).any():
         return window, {}, None
 
@@ -227,7 +238,10 @@ def uneven_spans(
     if policy == "drop_short":
         reasons = {spans.index[k]: where(k).split(" ", 1)[1] + " (span policy drop_short)" for k in short}
         return window[~window["symbol"].isin(reasons)], reasons, None
-    lo, hi = spans["min"].max(), spans["max"].min()
+    ends = spans["max"]
+    if test_start is not None:  # an end in the test period does not cut it (its last bars are no-trade bars)
+        ends = ends.where(ends < test_start, window["ts"].max())
+    lo, hi = spans["min"].max(), ends.min()
     kept = window[(window["ts"] >= lo) & (window["ts"] <= hi)]
     note = f"common span {lo:%Y-%m-%d}..{hi:%Y-%m-%d}: " + "; ".join(where(k) for k in short)
     return kept, {}, note

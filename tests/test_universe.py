@@ -130,6 +130,22 @@ def test_the_missing_bars_are_part_of_the_content_and_survive_a_save(panel, tmp_
     assert not unmarked.missing.any() and unmarked.version != panel.version
 
 
+def test_an_untradable_position_is_neither_traded_nor_financed():
+    """trade_and_mark with the third asset on a no-trade bar: it keeps its value; the others' targets shrink
+    so the book's gross weight stays the target's (1.0), not 1.0 plus the held 20 % bought on credit."""
+    from tt_rl.kernels import trade_and_mark
+
+    out = np.zeros((3, 1, 3))
+    values, target, cost = np.array([30.0, 50.0, 20.0]), np.array([0.5, 0.5, 0.0]), 0.001
+    cash, worth, _, traded, rebalanced = trade_and_mark(
+        values, 0.0, 100.0, 100.0, target, 0.0, cost, np.ones(3), True, out, 0, np.array([1.0, 1.0, 0.0])
+    )
+    moved, _, trades = out[:, 0]
+    assert rebalanced and trades[2] == 0.0 and moved[2] == 20.0
+    assert moved[0] == pytest.approx(moved[1], rel=2e-3) and moved[0] == pytest.approx(40.0, rel=2e-3)
+    assert 0.0 <= cash < 1e-9 + cost * traded and worth == pytest.approx(100.0 - cost * traded)
+
+
 @pytest.mark.parametrize("fill", ["next_open", "close"])
 def test_no_fill_on_a_bar_that_does_not_exist(panel, fill):
     """Every step asks for other weights; the gapped symbol trades on none of the steps whose fill bar it lacks

@@ -112,17 +112,29 @@ def trade_and_mark(
     """One step of the book: trade `values` (N,) of a portfolio worth `worth` towards `target` weights (N,)
     unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,). An asset
     whose `tradable` (N,) is 0 has no bar to fill on (a no-trade bar): its position is held as it is, and
-    its distance to the target neither counts nor costs.
+    its distance to the target neither counts nor costs; the tradable assets' targets are scaled down so
+    the book's gross weight stays within the target's (a held position above its target is not financed by
+    borrowing: a long-only book stays out of debt).
 
     Writes the new values, weights and trades (signed traded value) to out[0, row], out[1, row],
     out[2, row] (`out` (3, R, N), as `RowBlocks`); returns the new (cash, net worth, peak, gross traded
     value, whether it traded). The peak follows the net worth only when `new_peak`."""
     n = len(values)
     moved, weights, trades = out[0, row], out[1, row], out[2, row]
+    asked = held = wanted = (
+        0.0  # gross weights: the target's, the untradable positions', the tradable targets'
+    )
+    for i in range(n):
+        asked += abs(target[i])
+        if tradable[i] == 0.0:
+            held += abs(values[i] / worth)
+        else:
+            wanted += abs(target[i])
+    scale = min(1.0, max(asked - held, 0.0) / wanted) if held > 0.0 and wanted > 0.0 else 1.0
     distance = 0.0
     for i in range(n):
         if tradable[i] != 0.0:
-            distance += abs(target[i] - values[i] / worth)
+            distance += abs(scale * target[i] - values[i] / worth)
         moved[i] = values[i]
         trades[i] = 0.0
     traded = 0.0
@@ -133,7 +145,7 @@ def trade_and_mark(
         for i in range(n):
             if tradable[i] == 0.0:
                 continue
-            goal = target[i] * after_costs
+            goal = scale * target[i] * after_costs
             delta = goal - values[i]
             trades[i] = delta
             if delta > 0.0:

@@ -18,6 +18,22 @@ queries IBKR cancels on its side (162 "query cancelled", 366), empty bar lists, 
 session, requests lost with 1100/1101 or 2105/2106, connections refused after the handshake. The rolling
 budget (`rolling_budget`, on by default) applies to every bar size. Every request lands in
 `requests` and every bar sent in `served`, so tests can check what the client sent, when, and what it got.
+
+The order side, as IBKR answers ib_async: placeOrder of MKT orders with time in force OPG (other order types:
+387, other times in force: 201; an order id the client id used before: 103), acknowledged with openOrder and
+orderStatus (PreSubmitted); reqOpenOrders (the client id's) and reqAllOpenOrders (every client id's) with
+openOrderEnd; reqCompletedOrders; cancelOrder (202; 10147 for another client id's or an unknown order);
+reqExecutions with its ExecutionFilter (client id 0: all; account, time, symbol, side) as execDetails and
+commissionReport, then execDetailsEnd; reqPositions; reqAccountSummary (AccountType, NetLiquidation,
+TotalCashValue; at most two open per client: 322) and cancelAccountSummary; reqAccountUpdates; nextValidId
+above every order id the client id used. The account is `account` (DU1234567 unless a live-looking one is
+given), with `cash` and no positions at the start. Orders fill only when the clock moves (`advance`,
+`open_session`): a working OPG order fills at the open of the first session after it arrived, at that
+session's daily open of `series`, with IBKR's fixed commission (`Commissions`); positions and cash follow.
+Order faults (`Faults`): rejections (201 with a reason) and 399 warnings per symbol, partial fills (the rest
+cancelled after the auction), an order accepted and then the socket closed before any answer
+(`drop_before_ack`) or left unanswered (`unanswered_orders`), and `restart()` (orders, positions and executions
+kept). Every placeOrder lands in `order_log` (with its orderRef and outcome; `refs_sent()`).
 Run as `python -m tests.fake_ibgateway` it serves in its own process (see `main`).
 """
 
@@ -101,6 +117,17 @@ class Faults:
     drop_after_bars: int | None = None  # close the connection instead of sending bar number N+1 (once)
     hold_client_id: bool = False  # after that drop the old client id stays in use (error 326)
     refusals: Refusals = field(default_factory=lambda: Refusals())
+    # order side
+    rejections: dict[str, str] = field(default_factory=dict)  # symbol -> reason: placeOrder is answered 201
+    # "Order rejected - reason:<reason>"
+    order_warnings: dict[str, str] = field(default_factory=dict)  # symbol -> text of a 399 warning sent
+    # before the order's acknowledgement (the order works on)
+    partial_fills: dict[str, float] = field(
+        default_factory=dict
+    )  # symbol -> share of an OPG order's quantity
+    # filled at the open (whole shares, rounded down); IBKR cancels the unfilled rest after the auction
+    drop_before_ack: int = 0  # the next N placeOrders are accepted, then the socket closes before any answer
+    unanswered_orders: int = 0  # the next N placeOrders are accepted and never answered (the socket stays)
 
 
 @dataclass
@@ -134,6 +161,78 @@ class Request:
     outcome: str = "ok"  # ok | no_data | pacing | soft_pacing | too_long | invalid | silent | dropped | ...
     bars: int = 0
     listing: tuple[str, str] = ("", "")  # (exchange, currency) asked for (contract requests)
+
+
+ORDER_REJECTED = "Order rejected - reason:{reason}"
+DUPLICATE_ORDER_ID = "Duplicate order id"
+UNSUPPORTED_TYPE = "Unsupported order type for this exchange and security type."
+OPG_ONLY = "the stand-in takes MKT orders with time in force OPG only"
+ORDER_CANCELLED = "Order Canceled - reason:"
+CANCEL_NOT_FOUND = "OrderId {order_id} that needs to be cancelled is not found."
+TOO_MANY_SUMMARIES = "Maximum number of account summary requests exceeded"
+ACCOUNT_TAGS = ("AccountType", "NetLiquidation", "TotalCashValue")
+EXCHANGE_ZONE = "US/Eastern"  # execution times are sent in the exchange's zone, as TWS set to it sends them
+
+
+@dataclass(frozen=True)
+class Commissions:
+    """IBKR's fixed pricing for US stocks, per execution: `per_share`, at least `minimum`, at most
+    `max_share` of the trade value (USD)."""
+
+    per_share: float = 0.005
+    minimum: float = 1.0
+    max_share: float = 0.01
+
+    def of(self, shares: float, price: float) -> float:
+        """Commission of `shares` (unsigned) at `price`."""
+        return round(min(max(self.per_share * shares, self.minimum), self.max_share * shares * price), 6)
+
+
+@dataclass
+class PlacedOrder:
+    """One placeOrder message as the gateway received it, and what it did with it."""
+
+    at: float  # time.monotonic() on arrival
+    client_id: int
+    order_id: int
+    symbol: str  # as IBKR spells it ("BRK B")
+    action: str  # BUY | SELL
+    quantity: float
+    order_type: str
+    tif: str
+    order_ref: str
+    account: str
+    outcome: str = "accepted"  # accepted | rejected | duplicate_id | unsupported | unacknowledged
+
+
+@dataclass
+class GatewayOrder:
+    """An order the gateway accepted, and its life."""
+
+    placed: PlacedOrder
+    perm_id: int
+    con_id: int
+    placed_at: pd.Timestamp  # the gateway's clock when it arrived
+    status: str = "PreSubmitted"  # PreSubmitted | Filled | Cancelled
+    filled: float = 0.0
+    avg_price: float = 0.0
+    completed: str = ""  # completedStatus text once done
+
+    @property
+    def working(self) -> bool:
+        return self.status == "PreSubmitted"
+
+
+@dataclass(frozen=True)
+class GatewayExecution:
+    """One execution of an accepted order, with its commission."""
+
+    exec_id: str
+    perm_id: int
+    time: pd.Timestamp
+    shares: float  # unsigned
+    price: float
+    commission: float
 
 
 def series(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -185,8 +284,90 @@ def parse_end(text: str, now: pd.Timestamp) -> pd.Timestamp:
     )
 
 
+def order_contract_fields(order: GatewayOrder) -> tuple:
+    """The 11 contract fields of openOrder, completedOrder and execDetails: conId, symbol, secType,
+    lastTradeDate, strike, right, multiplier, exchange, currency, localSymbol, tradingClass."""
+    symbol = order.placed.symbol
+    return (order.con_id, symbol, "STK", "", 0.0, "", "", "SMART", "USD", symbol, "NMS")
+
+
+def open_order_fields(order: GatewayOrder, account: str) -> tuple:
+    """OPEN_ORDER fields after the message id for server version 178 (no version field, no faProfile), in the
+    decoder's order; values not used by a plain MKT order are empty (the decoder keeps its defaults)."""
+    p = order.placed
+    head = (p.order_id, *order_contract_fields(order), p.action, p.quantity, p.order_type, "", "", p.tif, "")
+    head += (account, "O", 0, p.order_ref, p.client_id, order.perm_id, 0, 0, 0, "", "", "", "", "")
+    middle = ("",) * 29 + ("",) * 7  # modelCode .. deltaNeutralAuxPrice; continuousUpdate .. comboLegsDescrip
+    legs = (
+        0,
+        0,
+        0,
+        "",
+        "",
+        "",
+        "",
+    )  # combo legs, order combo legs, smart combo params; scale sizes; hedgeType
+    routing = (
+        "",
+        "",
+        "",
+        "",
+        0,
+        "",
+    )  # optOutSmartRouting .. notHeld, no delta-neutral contract, algoStrategy
+    state = ("", 0, order.status) + ("",) * 16  # solicited, whatIf, status, margins .. randomizePrice
+    tail = (0,) + ("",) * 16 + ("",) * 3 + ("",) * 5  # conditions; adjusted .. usePriceMgmtAlgo; duration ..
+    return head + middle + legs + routing + state + tail
+
+
+def completed_order_fields(order: GatewayOrder) -> tuple:
+    """COMPLETED_ORDER fields after the message id for server version 178, in the decoder's order."""
+    p = order.placed
+    head = (*order_contract_fields(order), p.action, p.quantity, p.order_type, "", "", p.tif, "", p.account)
+    head += ("O", 0, p.order_ref, order.perm_id, 0, 0, 0, "", "", "", "")
+    middle = ("",) * 23 + ("",) * 5  # modelCode .. deltaNeutralAuxPrice; continuousUpdate .. comboLegsDescrip
+    legs = (
+        0,
+        0,
+        0,
+        "",
+        "",
+        "",
+        "",
+    )  # combo legs, order combo legs, smart combo params; scale sizes; hedgeType
+    routing = ("", "", "", 0, "")  # clearingAccount, clearingIntent, notHeld, no delta-neutral, algoStrategy
+    state = ("", order.status, "", "", 0)  # solicited, status, randomizeSize, randomizePrice, no conditions
+    done = order.placed_at.tz_convert(EXCHANGE_ZONE).strftime(f"%Y%m%d %H:%M:%S {EXCHANGE_ZONE}")
+    tail = ("",) * 6 + (order.filled,) + ("",) * 6 + (done, order.completed) + ("",) * 5
+    return head + middle + legs + routing + state + tail
+
+
+def execution_filter_time(text: str) -> pd.Timestamp:
+    """ExecutionFilter.time: 'yyyymmdd-hh:mm:ss' (UTC), 'yyyymmdd hh:mm:ss <zone>' or 'yyyymmdd hh:mm:ss' (the
+    gateway's zone, EXCHANGE_ZONE here)."""
+    if "-" not in text and text.count(" ") == 1:
+        text = f"{text} {EXCHANGE_ZONE}"
+    return parse_end(text, pd.Timestamp.now(tz="UTC"))
+
+
+ORDER_MESSAGES = {  # incoming message id -> handler of the order side
+    3: "_place_order",
+    4: "_cancel_order",
+    5: "_open_orders",
+    6: "_account_updates",
+    7: "_executions",
+    8: "_request_ids",
+    16: "_all_open_orders",
+    61: "_positions",
+    62: "_account_summary",
+    63: "_cancel_account_summary",
+    99: "_completed_orders",
+}
+
+
 class FakeIBGateway:
-    """Run with `start()` (returns the port) and `stop()`; adjust `now`, `faults` and `rules` between calls."""
+    """Run with `start()` (returns the port) and `stop()`; adjust `now`, `faults` and `rules` between calls;
+    move the clock with `advance`, `open_session` and `close_session` when orders should fill."""
 
     def __init__(
         self,
@@ -195,8 +376,20 @@ class FakeIBGateway:
         rules: PacingRules | None = None,
         head: pd.Timestamp | None = None,
         faults: Faults | None = None,
+        account: str = ACCOUNT,
+        cash: float = 1_000_000.0,
+        commissions: Commissions | None = None,
     ) -> None:
         self.now = now
+        self.account = account  # e.g. a live-looking "U7654321"
+        self.cash = cash  # USD
+        self.commissions = commissions or Commissions()
+        self.positions: dict[str, float] = {}  # IBKR symbol -> shares
+        self.costs: dict[str, float] = {}  # IBKR symbol -> average cost per share
+        self.order_log: list[PlacedOrder] = []  # every placeOrder received
+        self.orders: dict[int, GatewayOrder] = {}  # perm id -> accepted order (kept over restarts)
+        self.executions: list[GatewayExecution] = []
+        self._summaries: dict[int, set[int]] = {}  # client id -> open account summary request ids
         self.rules = rules or PacingRules()
         self.head = head if head is not None else now - pd.DateOffset(years=5)
         self.faults = faults or Faults()
@@ -326,8 +519,8 @@ class FakeIBGateway:
                         return
                     self._clients[client_id] = writer
                     self._connected.add(client_id)
-                    writer.write(self._frame(15, 1, ACCOUNT))
-                    writer.write(self._frame(9, 1, 1))
+                    writer.write(self._frame(15, 1, self.account))
+                    writer.write(self._frame(9, 1, self._next_order_id(client_id)))
                     writer.write(self._frame(4, 2, -1, 2104, "Market data farm connection is OK:usfarm", ""))
                     writer.write(self._frame(4, 2, -1, 2106, "HMDS data farm connection is OK:ushmds", ""))
                 else:
@@ -338,6 +531,7 @@ class FakeIBGateway:
         finally:
             if self._clients.get(client_id) is writer:
                 del self._clients[client_id]
+                self._summaries.pop(client_id, None)
             writer.close()
 
     @staticmethod
@@ -348,18 +542,10 @@ class FakeIBGateway:
     def _handle(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
         msg = int(fields[0])
         send = writer.write
-        if msg == 61:  # reqPositions
-            send(self._frame(62, 1))
-        elif msg == 5:  # reqOpenOrders
-            send(self._frame(53, 1))
-        elif msg == 99:  # reqCompletedOrders
-            send(self._frame(102))
-        elif msg == 6:  # reqAccountUpdates(version, subscribe, account)
-            send(self._frame(54, 1, fields[3]))
+        if msg in ORDER_MESSAGES:
+            getattr(self, ORDER_MESSAGES[msg])(client_id, writer, fields)
         elif msg == 76:  # reqAccountUpdatesMulti(version, reqId, ...)
             send(self._frame(74, 1, fields[2]))
-        elif msg == 7:  # reqExecutions(version, reqId, filter...)
-            send(self._frame(55, 1, fields[2]))
         elif msg == 49:  # reqCurrentTime
             send(self._frame(49, 1, int(self.now.timestamp())))
         elif msg == 9:  # reqContractDetails(version, reqId, contract...)
@@ -384,6 +570,329 @@ class FakeIBGateway:
             self._historical(client_id, writer, fields)
         elif msg == 25:  # cancelHistoricalData(version, reqId)
             self.requests.append(Request(time.monotonic(), client_id, "cancel_historical", end=fields[2]))
+
+    # ------------------------------------------------------------------ order side: clock and book
+    def advance(self, to: pd.Timestamp) -> None:
+        """Move the gateway's clock to `to`: every working OPG order whose session has opened by then fills at
+        that session's open (in part with Faults.partial_fills, the rest cancelled); its owner, if connected,
+        gets openOrder, orderStatus, execDetails and commissionReport, every client the new position."""
+        if not self._thread.is_alive():  # not started (or stopped): nobody to tell
+            self._advance(to)
+            return
+
+        async def on_the_loop() -> None:
+            self._advance(to)
+
+        asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop).result(BARRIER_S)
+
+    def open_session(self, day) -> pd.Timestamp:
+        """advance() to the open of the session on `day` (a date); returns that instant."""
+        at = calendar.session_open(day)
+        self.advance(at)
+        return at
+
+    def close_session(self, day) -> pd.Timestamp:
+        """advance() to the close of the session on `day` (its daily bar is served from then on)."""
+        at = calendar.sessions(calendar.session_open(day), calendar.session_open(day)).loc[
+            pd.Timestamp(day).normalize(), "close"
+        ]
+        self.advance(at)
+        return at
+
+    def restart(self, down_s: float = 0.5) -> None:
+        """IB Gateway's restart, now: every socket dropped, connections refused for `down_s`; orders, positions
+        and executions kept (wait_listening() blocks until it listens again)."""
+        asyncio.run_coroutine_threadsafe(self._restart(down_s), self._loop)
+
+    def mark(self, symbol: str) -> float:
+        """`symbol`'s price at the clock: the close of the last session closed, or the open of the session on."""
+        bars = series(symbol, "1d", self.now - pd.Timedelta(days=10), self.now + pd.Timedelta(seconds=1))
+        last = bars.iloc[-1]
+        return float(last["close"] if last["end"] <= self.now else last["open"])
+
+    def net_liquidation(self) -> float:
+        """Cash plus the positions at their mark (USD)."""
+        return self.cash + sum(shares * self.mark(symbol) for symbol, shares in self.positions.items())
+
+    def refs_sent(self) -> list[str]:
+        """The orderRef of every placeOrder received, in arrival order (duplicates show as repeats)."""
+        return [placed.order_ref for placed in self.order_log]
+
+    def _advance(self, to: pd.Timestamp) -> None:
+        self.now = to
+        for order in list(self.orders.values()):
+            if order.working:
+                opens = calendar.sessions(order.placed_at, order.placed_at + pd.Timedelta(days=10))["open"]
+                opened = opens[opens > order.placed_at].iloc[0]
+                if opened <= to:
+                    self._fill(order, opened)
+
+    def _fill(self, order: GatewayOrder, opened: pd.Timestamp) -> None:
+        """Fill `order` at the open of the session opening at `opened` (see advance)."""
+        placed = order.placed
+        bars = series(placed.symbol, "1d", opened, opened + pd.Timedelta(days=1))
+        price = float(bars["open"].iloc[0])
+        share = self.faults.partial_fills.get(placed.symbol)
+        shares = placed.quantity if share is None else float(int(placed.quantity * share))
+        order.filled, order.avg_price = shares, price if shares else 0.0
+        if shares == placed.quantity:
+            order.status, order.completed = "Filled", "Filled"
+        else:
+            order.status = "Cancelled"
+            order.completed = (
+                f"Cancelled: {placed.quantity - shares:g} shares unfilled at the opening auction"
+            )
+        owner = self._clients.get(placed.client_id)
+        frames = self._order_frames(order)
+        if shares:
+            signed = shares if placed.action == "BUY" else -shares
+            commission = self.commissions.of(shares, price)
+            execution = GatewayExecution(
+                f"{order.perm_id:08x}.{len(self.executions) + 1:08x}.01.01",
+                order.perm_id,
+                opened,
+                shares,
+                price,
+                commission,
+            )
+            self.executions.append(execution)
+            self._book(placed.symbol, signed, price)
+            self.cash -= signed * price + commission
+            frames += self._execution_frames(-1, execution)
+            for writer in list(self._clients.values()):
+                if not writer.is_closing():
+                    writer.write(self._position_frame(placed.symbol, order.con_id))
+        if owner is not None and not owner.is_closing():
+            for frame in frames:
+                owner.write(frame)
+
+    def _book(self, symbol: str, signed: float, price: float) -> None:
+        """Add `signed` shares bought (> 0) or sold at `price` to the position and its average cost."""
+        held = self.positions.get(symbol, 0.0)
+        after = held + signed
+        if after == 0:
+            self.positions.pop(symbol, None)
+            self.costs.pop(symbol, None)
+            return
+        if held == 0 or (held > 0) != (after > 0):
+            self.costs[symbol] = price
+        elif abs(after) > abs(held):
+            self.costs[symbol] = (self.costs[symbol] * abs(held) + price * abs(signed)) / abs(after)
+        self.positions[symbol] = after
+
+    def _next_order_id(self, client_id: int) -> int:
+        """nextValidId for `client_id`: above every order id it ever used (IBKR keeps them over restarts)."""
+        return 1 + max((p.order_id for p in self.order_log if p.client_id == client_id), default=0)
+
+    # ------------------------------------------------------------------ order side: messages
+    def _place_order(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 3, orderId, contract(12: conId symbol secType lastTrade strike right multiplier exchange
+        # primaryExchange currency localSymbol tradingClass), secIdType, secId, action, totalQuantity,
+        # orderType, lmtPrice, auxPrice, tif, ocaGroup, account, openClose, origin, orderRef, transmit, ...
+        order_id, symbol = int(fields[1]), fields[3]
+        placed = PlacedOrder(
+            time.monotonic(),
+            client_id,
+            order_id,
+            symbol,
+            action=fields[16],
+            quantity=float(fields[17]),
+            order_type=fields[18],
+            tif=fields[21],
+            order_ref=fields[26],
+            account=fields[23],
+        )
+        used = any(p.client_id == client_id and p.order_id == order_id for p in self.order_log)
+        self.order_log.append(placed)
+
+        def refuse(code: int, text: str, outcome: str) -> None:
+            placed.outcome = outcome
+            writer.write(self._frame(4, 2, order_id, code, text, ""))
+
+        if used:  # the stand-in does not modify orders: any id the client id used before is a duplicate
+            return refuse(103, DUPLICATE_ORDER_ID, "duplicate_id")
+        if placed.order_type != "MKT":
+            return refuse(387, UNSUPPORTED_TYPE, "unsupported")
+        if placed.tif != "OPG":
+            return refuse(201, ORDER_REJECTED.format(reason=OPG_ONLY), "unsupported")
+        order = GatewayOrder(placed, 1_000_000 + len(self.orders) + 1, con_id_of(symbol), self.now)
+        self.orders[order.perm_id] = order
+        reason = self.faults.rejections.get(symbol)
+        if reason is not None:
+            order.status, order.completed = "Cancelled", f"Rejected: {reason}"
+            return refuse(201, ORDER_REJECTED.format(reason=reason), "rejected")
+        if self.faults.drop_before_ack > 0:  # accepted; the client never hears of it
+            self.faults.drop_before_ack -= 1
+            placed.outcome = "unacknowledged"
+            writer.close()
+            return None
+        if self.faults.unanswered_orders > 0:
+            self.faults.unanswered_orders -= 1
+            placed.outcome = "unacknowledged"
+            return None
+        warning = self.faults.order_warnings.get(symbol)
+        if warning is not None:
+            text = f"Order Message:\n{placed.action} {placed.quantity:g} {symbol} SMART\nWarning: {warning}"
+            writer.write(self._frame(4, 2, order_id, 399, text, ""))
+        for frame in self._order_frames(order):
+            writer.write(frame)
+        return None
+
+    def _cancel_order(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 4, version, orderId, manualOrderCancelTime: only the client that placed an order may cancel it
+        order_id = int(fields[2])
+        mine = [
+            o
+            for o in self.orders.values()
+            if o.placed.client_id == client_id and o.placed.order_id == order_id and o.working
+        ]
+        if not mine:
+            writer.write(self._frame(4, 2, order_id, 10147, CANCEL_NOT_FOUND.format(order_id=order_id), ""))
+            return
+        order = mine[0]
+        order.status, order.completed = "Cancelled", "Cancelled by the API"
+        for frame in self._order_frames(order)[1:]:
+            writer.write(frame)
+        writer.write(self._frame(4, 2, order_id, 202, ORDER_CANCELLED, ""))
+
+    def _open_orders(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 5, version: the working orders this client id placed (over every connection it had)
+        self._send_open(writer, lambda o: o.placed.client_id == client_id)
+
+    def _all_open_orders(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 16, version: the working orders of every client id
+        self._send_open(writer, lambda o: True)
+
+    def _send_open(self, writer: asyncio.StreamWriter, wanted) -> None:
+        for order in self.orders.values():
+            if order.working and wanted(order):
+                for frame in self._order_frames(order):
+                    writer.write(frame)
+        writer.write(self._frame(53, 1))
+
+    def _completed_orders(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 99, apiOnly: every order done (filled, cancelled, rejected), of every client id
+        for order in self.orders.values():
+            if not order.working:
+                writer.write(self._frame(101, *completed_order_fields(order)))
+        writer.write(self._frame(102))
+
+    def _executions(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 7, version, reqId, filter: clientId (0: every client), acctCode, time, symbol, secType, exchange, side
+        req_id, by_client, account, since, symbol = int(fields[2]), int(fields[3] or 0), *fields[4:7]
+        side = fields[9] if len(fields) > 9 else ""
+        start = execution_filter_time(since) if since else None
+        for execution in self.executions:
+            placed = self.orders[execution.perm_id].placed
+            if (
+                (by_client and placed.client_id != by_client)
+                or (account and account != self.account)
+                or (start is not None and execution.time < start)
+                or (symbol and symbol != placed.symbol)
+                or (side and side != placed.action)
+            ):
+                continue
+            for frame in self._execution_frames(req_id, execution):
+                writer.write(frame)
+        writer.write(self._frame(55, 1, req_id))
+
+    def _positions(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 61, version
+        for symbol in self.positions:
+            writer.write(self._position_frame(symbol, con_id_of(symbol)))
+        writer.write(self._frame(62, 1))
+
+    def _account_summary(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 62, version, reqId, group, tags: IBKR keeps at most two summary subscriptions open (error 322)
+        req_id, tags = int(fields[2]), fields[4].split(",")
+        open_ids = self._summaries.setdefault(client_id, set())
+        if len(open_ids) >= 2:
+            writer.write(self._frame(4, 2, req_id, 322, TOO_MANY_SUMMARIES, ""))
+            return
+        open_ids.add(req_id)
+        for tag, value, currency in self._account_values():
+            if tag in tags:
+                writer.write(self._frame(63, 1, req_id, self.account, tag, value, currency))
+        writer.write(self._frame(64, 1, req_id))
+
+    def _cancel_account_summary(
+        self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]
+    ) -> None:
+        # 63, version, reqId
+        self._summaries.get(client_id, set()).discard(int(fields[2]))
+
+    def _account_updates(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 6, version, subscribe, account: the account's values, then accountDownloadEnd
+        if fields[2] == "1":
+            for tag, value, currency in self._account_values():
+                writer.write(self._frame(6, 2, tag, value, currency, self.account))
+            writer.write(self._frame(54, 1, fields[3]))
+
+    def _request_ids(self, client_id: int, writer: asyncio.StreamWriter, fields: list[str]) -> None:
+        # 8, version, numIds
+        writer.write(self._frame(9, 1, self._next_order_id(client_id)))
+
+    def _account_values(self) -> list[tuple[str, str, str]]:
+        """(tag, value, currency) of ACCOUNT_TAGS: paper accounts are "DU..." and INDIVIDUAL like live ones."""
+        return [
+            ("AccountType", "INDIVIDUAL", ""),
+            ("NetLiquidation", f"{self.net_liquidation():.2f}", "USD"),
+            ("TotalCashValue", f"{self.cash:.2f}", "USD"),
+        ]
+
+    def _order_frames(self, order: GatewayOrder) -> list[bytes]:
+        """openOrder and orderStatus of `order`, as IBKR sends them after a placeOrder, a fill or on request."""
+        placed = order.placed
+        status = (
+            placed.order_id,
+            order.status,
+            order.filled,
+            placed.quantity - order.filled,
+            order.avg_price,
+            order.perm_id,
+            0,  # parentId
+            order.avg_price,  # lastFillPrice
+            placed.client_id,
+            "",  # whyHeld
+            0.0,  # mktCapPrice
+        )
+        return [self._frame(5, *open_order_fields(order, self.account)), self._frame(3, *status)]
+
+    def _execution_frames(self, req_id: int, execution: GatewayExecution) -> list[bytes]:
+        """execDetails (req_id -1: live) and its commissionReport."""
+        order = self.orders[execution.perm_id]
+        placed = order.placed
+        when = execution.time.tz_convert(EXCHANGE_ZONE).strftime(f"%Y%m%d %H:%M:%S {EXCHANGE_ZONE}")
+        details = (
+            req_id,
+            placed.order_id,
+            *order_contract_fields(order),
+            execution.exec_id,
+            when,
+            self.account,
+            "NASDAQ",
+            "BOT" if placed.action == "BUY" else "SLD",
+            execution.shares,
+            execution.price,
+            execution.perm_id,
+            placed.client_id,
+            0,  # liquidation
+            execution.shares,  # cumQty
+            execution.price,  # avgPrice
+            placed.order_ref,
+            "",  # evRule
+            "",  # evMultiplier
+            "",  # modelCode
+            1,  # lastLiquidity: added liquidity
+            0,  # pendingPriceRevision
+        )
+        commission = (1, execution.exec_id, execution.commission, "USD", "", "", "")
+        return [self._frame(11, *details), self._frame(59, *commission)]
+
+    def _position_frame(self, symbol: str, con_id: int) -> bytes:
+        contract = (con_id, symbol, "STK", "", 0.0, "", "", "NASDAQ", "USD", symbol, "NMS")
+        shares, cost = self.positions.get(symbol, 0.0), self.costs.get(symbol, 0.0)
+        return self._frame(61, 3, self.account, *contract, shares, cost)
 
     def _contract_details(
         self, client_id: int, send, req_id: int, symbol: str, listing: tuple[str, str], primary: str

@@ -182,6 +182,64 @@ def run_on_ib_loop[T](coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
+async def connect_client(settings: IbkrSettings, *, readonly: bool) -> tuple[IB, int]:
+    """A connection under the first free client id of client_id, client_id + 1, ... (client_id_attempts of them)
+    and that id. GatewayUnreachable when the gateway refuses or drops the connection; ClientIdsInUse when every
+    id tried is answered with 326."""
+    s = settings
+    ids = list(range(s.client_id, s.client_id + s.client_id_attempts))
+    for client_id in ids:
+        ib = await open_client(settings, client_id, readonly=readonly)
+        if ib is not None:
+            return ib, client_id
+    raise ClientIdsInUse(
+        f"IB Gateway at {s.host}:{s.port}: error 326 (client id already in use) for client ids "
+        f"{', '.join(map(str, ids))}; close those API sessions or set IB_CLIENT_ID to a free id"
+    )
+
+
+async def open_client(settings: IbkrSettings, client_id: int, *, readonly: bool) -> IB | None:
+    """A new connection as `client_id` (`readonly`: no order messages at start-up); None when the gateway answers
+    326 (id in use); GatewayUnreachable when it refuses or drops the connection."""
+    s = settings
+    ib = IB()
+    ib.RaiseRequestErrors = True
+    codes: list[int] = []
+    closed: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_error(req_id: int, code: int, message: str, contract) -> None:
+        codes.append(code)
+
+    def on_api_error(message: str) -> None:
+        if not closed.done():
+            closed.set_result(message)
+
+    ib.errorEvent += on_error
+    api_errors = ib_fence.api_errors(ib)
+    api_errors += on_api_error
+    connecting = asyncio.ensure_future(
+        ib.connectAsync(s.host, s.port, client_id, timeout=s.connect_timeout_s, readonly=readonly)
+    )
+    try:
+        await asyncio.wait({connecting, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if 326 in codes:
+            return None
+        if not connecting.done():  # the gateway closed the socket before the API was ready
+            raise GatewayUnreachable(f"connection closed by the gateway: {closed.result()}")
+        try:
+            connecting.result()
+        except (OSError, TimeoutError) as exc:
+            if 326 in codes:
+                return None
+            raise GatewayUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        return ib
+    finally:
+        api_errors -= on_api_error
+        if not connecting.done() or connecting.exception() is not None or 326 in codes:
+            connecting.cancel()
+            ib.disconnect()
+
+
 @dataclass
 class _Call:
     """What one blocking call did: its counters and its tt_fetch_log rows."""
@@ -333,59 +391,11 @@ class IbkrSource:
                 call.stats.reconnects += 1
                 self._ib.disconnect()
                 self._ib = None
-            s = self.settings
-            ids = list(range(s.client_id, s.client_id + s.client_id_attempts))
-            for client_id in ids:
-                ib = await self._open(client_id)
-                if ib is not None:
-                    self._ib, self.client_id = ib, client_id
-                    self._ever_connected, self._down_since, self._farm_broken = True, None, False
-                    ib.errorEvent += self._on_notice
-                    return ib
-            raise ClientIdsInUse(
-                f"IB Gateway at {s.host}:{s.port}: error 326 (client id already in use) for client ids "
-                f"{', '.join(map(str, ids))}; close those API sessions or set IB_CLIENT_ID to a free id"
-            )
-
-    async def _open(self, client_id: int) -> IB | None:
-        """A new connection as `client_id`; None when the gateway answers 326 (id in use)."""
-        s = self.settings
-        ib = IB()
-        ib.RaiseRequestErrors = True
-        codes: list[int] = []
-        closed: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def on_error(req_id: int, code: int, message: str, contract) -> None:
-            codes.append(code)
-
-        def on_api_error(message: str) -> None:
-            if not closed.done():
-                closed.set_result(message)
-
-        ib.errorEvent += on_error
-        api_errors = ib_fence.api_errors(ib)
-        api_errors += on_api_error
-        connecting = asyncio.ensure_future(
-            ib.connectAsync(s.host, s.port, client_id, timeout=s.connect_timeout_s, readonly=True)
-        )
-        try:
-            await asyncio.wait({connecting, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if 326 in codes:
-                return None
-            if not connecting.done():  # the gateway closed the socket before the API was ready
-                raise GatewayUnreachable(f"connection closed by the gateway: {closed.result()}")
-            try:
-                connecting.result()
-            except (OSError, TimeoutError) as exc:
-                if 326 in codes:
-                    return None
-                raise GatewayUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            ib, self.client_id = await connect_client(self.settings, readonly=True)
+            self._ib = ib
+            self._ever_connected, self._down_since, self._farm_broken = True, None, False
+            ib.errorEvent += self._on_notice
             return ib
-        finally:
-            api_errors -= on_api_error
-            if not connecting.done() or connecting.exception() is not None or 326 in codes:
-                connecting.cancel()
-                ib.disconnect()
 
     def _on_notice(self, req_id: int, code: int, message: str, contract) -> None:
         """The connection's error and notice messages not tied to a failed request (see module doc): lost

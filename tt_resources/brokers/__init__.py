@@ -1,0 +1,1 @@
+"""Brokers implementing tt_resources.broker.Broker (IBKR: tt_resources.brokers.ibkr.IbkrBroker)."""

@@ -18,6 +18,22 @@ queries IBKR cancels on its side (162 "query cancelled", 366), empty bar lists, 
 session, requests lost with 1100/1101 or 2105/2106, connections refused after the handshake. The rolling
 budget (`rolling_budget`, on by default) applies to every bar size. Every request lands in
 `requests` and every bar sent in `served`, so tests can check what the client sent, when, and what it got.
+
+The order side, as IBKR answers ib_async: placeOrder of MKT orders with time in force OPG (other order types:
+387, other times in force: 201; an order id the client id used before: 103), acknowledged with openOrder and
+orderStatus (PreSubmitted); reqOpenOrders (the client id's) and reqAllOpenOrders (every client id's) with
+openOrderEnd; reqCompletedOrders; cancelOrder (202; 10147 for another client id's or an unknown order);
+reqExecutions with its ExecutionFilter (client id 0: all; account, time, symbol, side) as execDetails and
+commissionReport, then execDetailsEnd; reqPositions; reqAccountSummary (AccountType, NetLiquidation,
+TotalCashValue; at most two open per client: 322) and cancelAccountSummary; reqAccountUpdates; nextValidId
+above every order id the client id used. The account is `account` (DU1234567 unless a live-looking one is
+given), with `cash` and no positions at the start. Orders fill only when the clock moves (`advance`,
+`open_session`): a working OPG order fills at the open of the first session after it arrived, at that
+session's daily open of `series`, with IBKR's fixed commission (`Commissions`); positions and cash follow.
+Order faults (`Faults`): rejections (201 with a reason) and 399 warnings per symbol, partial fills (the rest
+cancelled after the auction), an order accepted and then the socket closed before any answer
+(`drop_before_ack`) or left unanswered (`unanswered_orders`), and `restart()` (orders, positions and executions
+kept). Every placeOrder lands in `order_log` (with its orderRef and outcome; `refs_sent()`).
 Run as `python -m tests.fake_ibgateway` it serves in its own process (see `main`).
 """
 
@@ -111,6 +127,7 @@ class Faults:
     )  # symbol -> share of an OPG order's quantity
     # filled at the open (whole shares, rounded down); IBKR cancels the unfilled rest after the auction
     drop_before_ack: int = 0  # the next N placeOrders are accepted, then the socket closes before any answer
+    unanswered_orders: int = 0  # the next N placeOrders are accepted and never answered (the socket stays)
 
 
 @dataclass
@@ -349,7 +366,8 @@ ORDER_MESSAGES = {  # incoming message id -> handler of the order side
 
 
 class FakeIBGateway:
-    """Run with `start()` (returns the port) and `stop()`; adjust `now`, `faults` and `rules` between calls."""
+    """Run with `start()` (returns the port) and `stop()`; adjust `now`, `faults` and `rules` between calls;
+    move the clock with `advance`, `open_session` and `close_session` when orders should fill."""
 
     def __init__(
         self,
@@ -558,7 +576,14 @@ class FakeIBGateway:
         """Move the gateway's clock to `to`: every working OPG order whose session has opened by then fills at
         that session's open (in part with Faults.partial_fills, the rest cancelled); its owner, if connected,
         gets openOrder, orderStatus, execDetails and commissionReport, every client the new position."""
-        asyncio.run_coroutine_threadsafe(self._advance(to), self._loop).result(BARRIER_S)
+        if not self._thread.is_alive():  # not started (or stopped): nobody to tell
+            self._advance(to)
+            return
+
+        async def on_the_loop() -> None:
+            self._advance(to)
+
+        asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop).result(BARRIER_S)
 
     def open_session(self, day) -> pd.Timestamp:
         """advance() to the open of the session on `day` (a date); returns that instant."""
@@ -593,7 +618,7 @@ class FakeIBGateway:
         """The orderRef of every placeOrder received, in arrival order (duplicates show as repeats)."""
         return [placed.order_ref for placed in self.order_log]
 
-    async def _advance(self, to: pd.Timestamp) -> None:
+    def _advance(self, to: pd.Timestamp) -> None:
         self.now = to
         for order in list(self.orders.values()):
             if order.working:
@@ -700,6 +725,10 @@ class FakeIBGateway:
             self.faults.drop_before_ack -= 1
             placed.outcome = "unacknowledged"
             writer.close()
+            return None
+        if self.faults.unanswered_orders > 0:
+            self.faults.unanswered_orders -= 1
+            placed.outcome = "unacknowledged"
             return None
         warning = self.faults.order_warnings.get(symbol)
         if warning is not None:

@@ -143,6 +143,26 @@ def test_fail_request_ends_an_open_request_with_the_error():
     assert isinstance(error, RequestError) and error.code == 10167
 
 
+def test_the_account_summary_and_message_throttle_members_the_broker_relies_on_are_there():
+    from eventkit import Event
+    from ib_async import IB
+    from ib_async.client import Client
+
+    from tt_resources.ib_fence import limit_message_rate
+
+    assert parameters(Client.reqAccountSummary) == ["self", "reqId", "groupName", "tags"]
+    assert parameters(Client.cancelAccountSummary) == ["self", "reqId"]
+    assert isinstance(IB().accountSummaryEvent, Event)
+    # the client's throttle: at most MaxRequests messages per RequestsInterval seconds, the rest queued
+    assert (Client.MaxRequests, Client.RequestsInterval) == (45, 1)
+    throttle = inspect.getsource(Client.sendMsg)
+    assert "self.MaxRequests" in throttle and "self.RequestsInterval" in throttle
+    ib = IB()
+    limit_message_rate(ib, 40, 2.0)
+    assert (ib.client.MaxRequests, ib.client.RequestsInterval) == (40, 2.0)
+    assert Client.MaxRequests == 45  # set on the connection's client, not the class
+
+
 def test_an_ib_has_its_client_and_wrapper_and_the_client_an_api_error_event():
     from eventkit import Event
     from ib_async import IB

@@ -97,6 +97,13 @@ def test_moo_orders_are_acknowledged_then_fill_at_the_next_open_with_commissions
         "AAPL": ("filled", 10.0, 0.0),
         "MSFT": ("filled", 5.0, 0.0),
     }
+    assert [done["AAPL"].avg_fill_price, done["MSFT"].avg_fill_price] == pytest.approx(list(prices.values()))
+    later = connect()  # another process: it heard no fill live
+    assert {(r.symbol, r.state, r.filled, r.avg_fill_price) for r in later.orders()} == {
+        ("AAPL", "filled", 10.0, None),  # IBKR's completed orders carry no average price
+        ("MSFT", "filled", 5.0, None),
+    }
+    assert sorted(later.executions(NOW.to_pydatetime()), key=lambda e: e.symbol) == fills
 
     after = broker.account()
     assert after.positions == {"AAPL": 10.0, "MSFT": -5.0}
@@ -116,11 +123,33 @@ def test_a_rejection_is_a_report_and_the_others_go_on_with_warnings_carried(gate
         reports[2].messages[0].endswith("Warning: your order will not be placed at the exchange until 09:30")
     )
     assert sorted(r.symbol for r in broker.open_orders()) == ["AAPL", "NVDA"]
-    assert {r.symbol: r.state for r in broker.orders()} == {
+    assert {r.symbol: (r.state, r.messages) for r in broker.orders()} == {
+        r.symbol: (r.state, r.messages) for r in reports
+    }
+    # a later process knows the rejection as cancelled: ib_async 2.0 keeps no completedStatus of an order
+    assert {r.symbol: r.state for r in connect().orders()} == {
         "AAPL": "submitted",
-        "TSLA": "cancelled",  # an earlier connection's rejection is only known as cancelled...
+        "TSLA": "cancelled",
         "NVDA": "submitted",
     }
+
+
+def test_an_order_for_another_session_than_the_next_open_is_not_sent(gateway, connect):
+    broker = connect()
+    late = OrderRequest("AAPL", 3, order_ref(dt.date(2026, 11, 18), MODEL, "AAPL"), dt.date(2026, 11, 18))
+    report = broker.place(late)
+    assert (report.state, report.broker_order_id) == ("rejected", None)
+    assert report.messages == (
+        "not sent: an OPG order sent at 2026-11-18 21:30 UTC (the gateway's clock) executes at the open of "
+        "2026-11-19, not of its session 2026-11-18",
+    )
+    assert gateway.order_log == []
+    gateway.advance(pd.Timestamp("2026-11-19 15:00", tz="UTC"))  # after the open: the next open is Friday's
+    assert (
+        broker.place(moo("AAPL", 3))
+        .messages[0]
+        .endswith("executes at the open of 2026-11-20, not of its session 2026-11-19")
+    )
 
 
 def test_a_partial_fill_is_reported_and_the_rest_is_cancelled_after_the_open(gateway, connect):
@@ -150,6 +179,20 @@ def test_an_order_whose_acknowledgement_was_lost_is_found_by_a_new_connection_an
     assert [p.outcome for p in gateway.order_log] == ["unacknowledged"]
     # the broker whose connection dropped connects again for its next call
     assert broker.place(moo("MSFT", 1)).state == "submitted"
+
+
+def test_an_order_left_unanswered_is_reported_pending_after_the_bounded_wait(gateway, connect):
+    gateway.faults.unanswered_orders = 1
+    broker = connect(request_timeout_s=0.3)  # the acknowledgement wait
+    pending = broker.place(moo("AAPL", 2))
+    assert (pending.state, pending.filled, pending.remaining, pending.perm_id) == (
+        "pending_submit",
+        0.0,
+        2.0,
+        None,
+    )
+    assert broker.place(moo("MSFT", 2)).state == "submitted"
+    assert sorted(r.symbol for r in broker.open_orders()) == ["AAPL", "MSFT"]  # IBKR has both
 
 
 def test_orders_of_another_client_id_are_seen_but_only_their_client_cancels_them(gateway, connect):
@@ -183,7 +226,9 @@ def test_a_live_looking_account_id_is_visible():
     gw.start()
     try:
         broker = IbkrBroker(dataclasses.replace(SETTINGS, port=gw.port))
-        assert broker.account_id == broker.account().account == "U7654321"
+        assert broker.account_id == "U7654321"
+        # each call's account summary subscription is cancelled (the stand-in, as IBKR, allows two open)
+        assert [broker.account().account for _ in range(3)] == ["U7654321"] * 3
         broker.close()
     finally:
         gw.stop()
@@ -202,7 +247,7 @@ def test_no_gateway_is_one_broker_error_line():
 
 def test_placing_many_orders_stays_under_ibkrs_50_messages_per_second(gateway, connect):
     broker = connect()
-    reports = [broker.place(moo(f"S{i:03d}", 1)) for i in range(70)]
+    reports = [broker.place(moo(f"S{i:03d}", 1)) for i in range(55)]  # 2 messages each
     assert {r.state for r in reports} == {"submitted"}
     arrivals = [p.at for p in gateway.order_log]
     busiest = max(sum(t <= u < t + 1.0 for u in arrivals) for t in arrivals)

@@ -11,11 +11,13 @@ Our orders are those whose orderRef parses (tt_resources.broker.parse_order_ref)
 working orders of every client id (reqAllOpenOrders), so an order placed by an earlier process, connection or
 client id is found; executions() asks for the account's executions of every client id since an instant
 (reqExecutions) with their commissions; orders() adds the orders done (reqCompletedOrders: filled, cancelled,
-rejected). place() sends MKT, time in force OPG, the account and the orderRef, then waits at most
-`ack_timeout_s` for IBKR's answer: acknowledged -> "submitted"; an error answer (201 and the like) ->
-"rejected" with "code: text" in messages; 399 warnings are in messages either way; no answer -> a report in
-state "pending_submit" (the order may be working). A connection lost before the answer raises BrokerError: the
-order may be live at IBKR, this class never sends it again, and the next run finds it by its order ref.
+rejected). place() checks that an OPG order sent now (by the gateway's clock) executes at the order's session
+(else a "rejected" report, "not sent: ..."), sends MKT, time in force OPG, the account and the orderRef, then
+waits at most `ack_timeout_s` for IBKR's answer: acknowledged -> "submitted"; an error answer (201 and the
+like) -> "rejected" with "code: text" in messages; 399 warnings are in messages either way; no answer -> a
+report in state "pending_submit" (the order may be working). A connection lost before the answer raises
+BrokerError: the order may be live at IBKR, this class never sends it again, and the next run finds it by its
+order ref.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from ib_async import IB, ExecutionFilter, MarketOrder, OrderStatus, RequestError, Stock, Trade
 from ib_async.util import UNSET_DOUBLE
 
-from tt_resources import ib_fence
+from tt_resources import calendar, ib_fence
 from tt_resources.broker import (
     AccountState,
     BrokerError,
@@ -64,7 +67,8 @@ def watchlist_symbol(ib_spelling: str) -> str:
 
 
 class IbkrBroker:
-    """A connected IBKR account (see the module doc). `account`: the account id among the gateway's managed
+    """A connected IBKR account (see the module doc). `settings`: the platform's IBKR settings (e.g.
+    tt_resources.sources.settings.from_config(...).ibkr); `account`: the account id among the gateway's managed
     accounts (None: the only one); `listings`: exchange and currency per symbol (absent: SMART, USD);
     `ack_timeout_s`: longest wait for an order's acknowledgement (None: settings.request_timeout_s).
     BrokerError with one line when the gateway cannot be reached or the account is not among its accounts."""
@@ -83,16 +87,20 @@ class IbkrBroker:
         self.account_id = account or ""
         self._listings = dict(listings or {})
         self._ib: IB | None = None
+        self._connecting: asyncio.Lock | None = None  # created on the ib_async loop
         self._ever_connected = False
         # (client id, order id) -> IBKR's (code, text) messages about that order, as this process heard them
         self._messages: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
         accounts = self._run("connect", self._managed_accounts())
+        refusal = None
         if account is None and len(accounts) != 1:
-            raise BrokerError(f"{self._where()}: the gateway manages {', '.join(accounts)}; name the account")
-        if account is not None and account not in accounts:
-            raise BrokerError(
-                f"{self._where()}: account {account} is not among the gateway's ({', '.join(accounts)})"
-            )
+            refusal = f"the gateway manages {', '.join(accounts)}; name the account"
+        elif account is not None and account not in accounts:
+            refusal = f"account {account} is not among the gateway's ({', '.join(accounts)})"
+        if refusal is not None:
+            where = self._where()
+            self.close()
+            raise BrokerError(f"{where}: {refusal}")
         self.account_id = account or accounts[0]
 
     # ------------------------------------------------------------------ the protocol
@@ -168,7 +176,13 @@ class IbkrBroker:
 
     async def _connected(self) -> IB:
         """The connected client; connects again after a loss: the first connection is tried max_attempts
-        times, a lost one for reconnect_s, with the source's backoff."""
+        times, a lost one for reconnect_s, with the source's backoff (one caller at a time)."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> IB:
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         if self._ib is not None:
@@ -233,6 +247,11 @@ class IbkrBroker:
         trades = [t for t in await self._within(ib.reqAllOpenOrdersAsync()) if t.isActive()]
         if completed:
             trades += await self._within(ib.reqCompletedOrdersAsync(False))
+        # the trades this connection placed or saw carry more (average fill price, IBKR's messages) than
+        # reqCompletedOrders' copies: prefer them (by perm id; a rejection never acknowledged by order ref)
+        own = {t.order.permId: t for t in ib.trades() if t.order.permId}
+        unacknowledged = {t.order.orderRef: t for t in ib.trades() if not t.order.permId and t.isDone()}
+        trades = [_richer(t, own, unacknowledged) for t in trades]
         reports, seen = [], set()
         for trade in trades:
             key = trade.order.permId or (trade.order.clientId, trade.order.orderId)
@@ -243,9 +262,9 @@ class IbkrBroker:
 
     async def _executions(self, since: datetime) -> list[Execution]:
         ib = await self._connected()
-        wanted = ExecutionFilter(
-            acctCode=self.account_id, time=since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
-        )
+        # a day early, then exactly here: however the gateway reads the time's zone, nothing since is missed
+        early = (since - timedelta(days=1)).astimezone(UTC)
+        wanted = ExecutionFilter(acctCode=self.account_id, time=early.strftime("%Y%m%d-%H:%M:%S"))
         fills = await self._within(ib.reqExecutionsAsync(wanted))
         reported = {f.execution.execId: f.commissionReport for f in ib.fills()}  # commissions arrive there
         executions = []
@@ -272,6 +291,15 @@ class IbkrBroker:
     async def _place(self, request: OrderRequest) -> OrderReport:
         ib = await self._connected()
         listing = self._listings.get(request.symbol, Listing(request.symbol))
+        gateway_now = pd.Timestamp(await self._within(ib.reqCurrentTimeAsync())).tz_convert("UTC")
+        opens = calendar.sessions(gateway_now, gateway_now + pd.Timedelta(days=10), listing.calendar)["open"]
+        executes_at = opens[opens > gateway_now].index[0].date()
+        if executes_at != request.session:
+            return _not_sent(
+                request,
+                f"an OPG order sent at {gateway_now:%Y-%m-%d %H:%M} UTC (the gateway's clock) executes at the "
+                f"open of {executes_at}, not of its session {request.session}",
+            )
         contract = Stock(
             ib_symbol(request.symbol),
             listing.exchange,
@@ -358,6 +386,31 @@ class IbkrBroker:
             avg_fill_price=status.avgFillPrice if filled and status.avgFillPrice else None,
             messages=tuple(f"{code}: {text}" for code, text in codes),
         )
+
+
+def _richer(trade: Trade, own: dict[int, Trade], unacknowledged: dict[str, Trade]) -> Trade:
+    """This connection's own copy of `trade` when it has one (ib_async files reqCompletedOrders' copies among
+    its trades too, under their perm id, when it has none)."""
+    mine = own.get(trade.order.permId)
+    if mine is not None and mine is not trade:
+        return mine
+    return unacknowledged.get(trade.order.orderRef, trade)
+
+
+def _not_sent(request: OrderRequest, reason: str) -> OrderReport:
+    """The report of an order refused before it was sent: "rejected", `reason` in messages."""
+    return OrderReport(
+        order_ref=request.order_ref,
+        symbol=request.symbol,
+        quantity=request.quantity,
+        broker_order_id=None,
+        perm_id=None,
+        state="rejected",
+        filled=0.0,
+        remaining=0.0,
+        avg_fill_price=None,
+        messages=(f"not sent: {reason}",),
+    )
 
 
 def _state(status: str, filled: float, rejected: bool, *, acknowledged: bool) -> OrderState:

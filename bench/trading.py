@@ -5,7 +5,7 @@ orders submitted through IbkrBroker (the real ib_async client) to the IB Gateway
 Set-up (not timed): the stand-in's 1d bars of the watchlist's first --symbols symbols stored with their
 features in a temporary SQLite file (or, with --postgres, a scratch PostgreSQL database: TT_BENCH_PG_URL, an
 admin URL, default the local cluster as user postgres), a tiny PPO production model trained on them and
-promoted. Timed: loading the policy (torch, SB3, the model; once per process); `compute_target` (best and
+promoted. Timed: loading the policy (torch, SB3, the model; once per process; also in a fresh process); `compute_target` (best and
 median of --repeats); one `trade_session` after the session's close with trading enabled: connect,
 reconcile, target, orders, limits, submission at TT_TRADING_ORDERS_PER_S (default 40 a second, under IBKR's
 50 messages a second). Targets: orders <= 60 s, target <= 2 s. Writes bench/results/trading.json.
@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +40,24 @@ from tt_resources.watchlist import load_watchlist  # noqa: E402
 
 SESSION = dt.date(2026, 11, 18)  # decided on this close, orders for the next open
 PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+COLD_LOAD = """
+import sys, time
+started = time.perf_counter()
+from tt_pipeline.trading.target import policy_of
+from tt_resources.db import create_engine, registry
+policy_of(registry.model(create_engine(sys.argv[1]), sys.argv[2]))
+print(time.perf_counter() - started)
+"""
+
+
+def cold_policy_load(url: str, model_id: str) -> float:
+    """Seconds a fresh process takes to import the loop and load the policy (torch, SB3, the model)."""
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_LOAD, url, model_id], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(done.stdout.split()[-1])
 
 
 def main() -> None:
@@ -76,6 +95,7 @@ def main() -> None:
         started = time.perf_counter()
         policy = policy_of(registry.model(engine, model_id))
         load_s = time.perf_counter() - started
+        cold_s = cold_policy_load(url, model_id)
         target_s = []
         for _ in range(args.repeats):
             started = time.perf_counter()
@@ -105,7 +125,8 @@ def main() -> None:
         "symbols": len(symbols),
         "session": str(SESSION),
         "setup_s": round(setup_s, 1),
-        "policy_load_s": round(load_s, 2),
+        "policy_load_s": round(load_s, 2),  # torch already imported by the training above
+        "policy_load_cold_s": round(cold_s, 2),  # a fresh process: torch, SB3 and the model
         "target": {
             "repeats": args.repeats,
             "best_s": round(min(target_s), 3),

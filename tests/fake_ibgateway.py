@@ -576,7 +576,14 @@ class FakeIBGateway:
         """Move the gateway's clock to `to`: every working OPG order whose session has opened by then fills at
         that session's open (in part with Faults.partial_fills, the rest cancelled); its owner, if connected,
         gets openOrder, orderStatus, execDetails and commissionReport, every client the new position."""
-        asyncio.run_coroutine_threadsafe(self._advance(to), self._loop).result(BARRIER_S)
+        if not self._thread.is_alive():  # not started (or stopped): nobody to tell
+            self._advance(to)
+            return
+
+        async def on_the_loop() -> None:
+            self._advance(to)
+
+        asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop).result(BARRIER_S)
 
     def open_session(self, day) -> pd.Timestamp:
         """advance() to the open of the session on `day` (a date); returns that instant."""
@@ -611,7 +618,7 @@ class FakeIBGateway:
         """The orderRef of every placeOrder received, in arrival order (duplicates show as repeats)."""
         return [placed.order_ref for placed in self.order_log]
 
-    async def _advance(self, to: pd.Timestamp) -> None:
+    def _advance(self, to: pd.Timestamp) -> None:
         self.now = to
         for order in list(self.orders.values()):
             if order.working:

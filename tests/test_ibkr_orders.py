@@ -98,11 +98,12 @@ def test_moo_orders_are_acknowledged_then_fill_at_the_next_open_with_commissions
         "MSFT": ("filled", 5.0, 0.0),
     }
     assert [done["AAPL"].avg_fill_price, done["MSFT"].avg_fill_price] == pytest.approx(list(prices.values()))
-    later = connect().orders()  # a later process: IBKR's completed orders carry no average price
-    assert {(r.symbol, r.state, r.filled, r.avg_fill_price) for r in later} == {
-        ("AAPL", "filled", 10.0, None),
+    later = connect()  # another process: it heard no fill live
+    assert {(r.symbol, r.state, r.filled, r.avg_fill_price) for r in later.orders()} == {
+        ("AAPL", "filled", 10.0, None),  # IBKR's completed orders carry no average price
         ("MSFT", "filled", 5.0, None),
     }
+    assert sorted(later.executions(NOW.to_pydatetime()), key=lambda e: e.symbol) == fills
 
     after = broker.account()
     assert after.positions == {"AAPL": 10.0, "MSFT": -5.0}

@@ -187,7 +187,9 @@ def test_no_orders_before_the_close_of_an_early_close_or_on_a_holiday(seeded, ga
     assert gateway.order_log == []
 
 
-def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(seeded, gateway, monkeypatch):
+def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(
+    seeded, gateway, monkeypatch, tmp_path
+):
     session = SESSIONS[0]
     now = after_close(gateway, session)
     broker = broker_for(gateway)
@@ -195,6 +197,7 @@ def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(seede
         off = trade_session(seeded, session, broker=broker, now=now, env=Settings(), sleep=lambda s: None)
         assert off.orders and off.lines[-1] == ENABLE_HINT and not off.sent
         monkeypatch.setenv("DATABASE_URL", seeded.url.render_as_string(hide_password=False))
+        monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("IB_PORT", str(gateway.port))
         monkeypatch.setenv("IB_CLIENT_ID", "45")
         monkeypatch.delenv("TT_TRADING_ENABLED", raising=False)

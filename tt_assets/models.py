@@ -323,6 +323,7 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
             "dsr_vs_best_pct": agent("dsr_vs_best", 1, 100),
             "best_baseline": text("best_baseline"),
             "verdict": text("verdict"),
+            "test_period_defects": result.test_defects,  # no-trade bars of kept symbols
             "metrics": metrics_table(table),
             "equity_curve": dg.MetadataValue.md(equity_sketch_md(result.equity)),
             "equity_curve_detail": dg.MetadataValue.md(

@@ -84,7 +84,8 @@ class Direct:
         test_fraction: float,
         span_policy: SpanPolicy = DEFAULT_SPAN_POLICY,
     ) -> dict:
-        """The tt_dataset row plus `excluded` ({symbol: reason}) and `span_note`."""
+        """The tt_dataset row plus `excluded` ({symbol: reason}), `test_defects` ({kept symbol: what breaks
+        in the test period}) and `span_note`."""
         from tt_pipeline.datasets import DatasetError, build_dataset
         from tt_resources import config
 
@@ -101,7 +102,12 @@ class Direct:
             )
         except DatasetError as exc:
             raise StepFailed(str(exc)) from None
-        return {**dataset.row, "excluded": dataset.excluded, "span_note": dataset.span_note}
+        return {
+            **dataset.row,
+            "excluded": dataset.excluded,
+            "test_defects": dataset.test_defects,
+            "span_note": dataset.span_note,
+        }
 
     def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None) -> Trained:
         from tt_pipeline.models import evaluate_model, train_walk_forward
@@ -197,6 +203,7 @@ class ViaDagster:
         return {
             **registry.dataset(self.engine, version),
             "excluded": _materialized(result, "training_dataset", "symbols_excluded"),
+            "test_defects": _materialized(result, "training_dataset", "test_period_defects"),
             "span_note": None if note == NO_SPAN_NOTE else note,
         }
 

@@ -53,7 +53,7 @@ def format_run(run) -> list[str]:
                 f"{symbol:<10}{weight:>8.3f}{held.get(symbol, order.held if order else 0):>10,.0f}"
                 f"{order.target if order else held.get(symbol, 0):>10,.0f}"
                 f"{(f'{order.quantity:+,d}' if order else ''):>10}"
-                f"{(f'{order.notional:,.0f}' if order else ''):>14}  {state}"[:WIDTH]
+                f"{(f'{order.notional:,.0f}' if order else ''):>14}  {state}"[:WIDTH].rstrip()
             )
         cash = 1.0 - sum(run.target.weights.values())
         lines.append(f"{'cash':<10}{cash:>8.3f}")

@@ -256,6 +256,9 @@ def train(
         + (f"; {dataset['span_note']}" if dataset["span_note"] else ""),
         highlight=False,
     )
+    if dataset["test_defects"]:  # kept: the universe is chosen on the training span
+        defects = "; ".join(f"{s} {why}" for s, why in dataset["test_defects"].items())
+        console.print(f"test-period defects (symbols kept): {defects}", highlight=False)
     jobs = rl.eval.n_folds * rl.eval.seeds
     console.print(
         f"training PPO: {rl.eval.n_folds} folds x {rl.eval.seeds} seed(s) = {jobs} models of "

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from tt_pipeline.quality import MIN_SYMBOLS, assess_bars
 from tt_resources.terms import DEFAULT_SPAN_POLICY, SPAN_POLICIES, SpanPolicy, utc
-from tt_rl.panel import Panel
+from tt_rl.panel import Panel, gap_defects
 
 
 class DatasetError(ValueError):
@@ -29,8 +29,9 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class Dataset:
     """A registered dataset: its tt_dataset row, the panel, the symbols left out (reason each), the kept
-    symbols whose bars break a quality rule in the test period only (reason each), and the span note of
-    the "common_span" policy."""
+    symbols whose bars break a quality rule or miss bars in the test period only (reason each; a loaded
+    dataset knows only the missing bars, which its panel holds), and the span note of the "common_span"
+    policy."""
 
     row: dict[str, Any]
     panel: Panel
@@ -65,9 +66,11 @@ def build_dataset(
 
     Symbols whose history starts later or ends earlier than most (more than the fill limit) are handled by
     `span_policy` (see `uneven_spans`). The test period is the window's last `test_fraction` of bar starts;
-    the bar-quality gate (the raw_bars checks' rules) sees each symbol's bars before it only, so what
-    happens in the test period never decides which symbols are traded: a symbol whose bars break a rule
-    there is kept and named in `test_defects`. The panel is saved under
+    the bar-quality gate (the raw_bars checks' rules) and the gap rule (`tt_rl.panel.left_out`: no more than
+    the fill limit of consecutive bars missing) see each symbol's bars before it only, so what happens in
+    the test period never decides which symbols are traded: a symbol whose bars break a rule there is kept
+    and named in `test_defects`, and its missing bars there are no-trade bars (held at its last close),
+    named with their dates in `test_defects` too. The panel is saved under
     `<data_dir>/datasets/<timeframe>/<content_version>.npz`. Raises DatasetError when fewer than
     MIN_SYMBOLS symbols remain, when the features do not reach the bars, or when `test_fraction` is not
     in (0, 1)."""
@@ -75,7 +78,7 @@ def build_dataset(
     from tt_resources.db.corporate_actions import recorded_splits
     from tt_resources.db.holes import accepted_spans
     from tt_resources.db.prices import read_bars
-    from tt_rl.panel import DEFAULT_FFILL_LIMIT, build_panel
+    from tt_rl.panel import DEFAULT_FFILL_LIMIT, aligned_closes, build_panel, gap_defects, left_out
 
     if not 0 < test_fraction < 1:
         raise DatasetError(f"test_fraction must be between 0 and 1, not {test_fraction}")
@@ -99,10 +102,11 @@ def build_dataset(
             f"{timeframe}: no stored bar in [{_day(start)}, {_day(end)}) (stored: {spans}); a refresh only "
             "extends a partition after its last bar"
         )
-    window, short, span_note = uneven_spans(window, span_policy, DEFAULT_FFILL_LIMIT)
+    window, short, span_note = uneven_spans(
+        window, span_policy, DEFAULT_FFILL_LIMIT, first_test_bar(window, test_fraction)
+    )
     excluded.update(short)
-    starts = np.sort(window["ts"].unique())
-    cutoff = pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])  # first bar of the test period
+    cutoff = first_test_bar(window, test_fraction)  # common_span may have cut the window
     in_window = dict(tuple(window.groupby("symbol", sort=False)))
     test_defects = {}
     for symbol in symbols:
@@ -121,24 +125,40 @@ def build_dataset(
         if not later.ok:
             test_defects[symbol] = later.reason()
     passed = _enough(timeframe, symbols, excluded)
+    kept = window[window["symbol"].isin(passed)]
+    excluded.update(left_out(aligned_closes(kept), timeframe, DEFAULT_FFILL_LIMIT, cutoff))
+    passed = _enough(timeframe, symbols, excluded)
     try:
         panel = build_panel(
-            engine, timeframe, passed, start=start, end=end, bars=window[window["symbol"].isin(passed)]
+            engine,
+            timeframe,
+            passed,
+            start=start,
+            end=end,
+            bars=kept[kept["symbol"].isin(passed)],
+            test_start=cutoff,
         )
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     if len(panel.symbols) < MIN_SYMBOLS:
         raise DatasetError(
-            f"{timeframe}: {len(panel.symbols)} symbol(s) without long gaps in the window, need {MIN_SYMBOLS}"
+            f"{timeframe}: {len(panel.symbols)} symbol(s) without long gaps in the training span, need "
+            f"{MIN_SYMBOLS}"
         )
-    excluded.update(
-        {s: f"gaps longer than {DEFAULT_FFILL_LIMIT} bars" for s in passed if s not in panel.symbols}
+    excluded.update(  # a symbol whose gap only the warm-up-free panel shows (left_out named the others)
+        {
+            s: f"gaps longer than {DEFAULT_FFILL_LIMIT} bars in the training span"
+            for s in passed
+            if s not in panel.symbols
+        }
     )
     split = int(panel.index.searchsorted(cutoff, side="left"))
     if split >= len(panel):
         raise DatasetError(
             f"{timeframe}: the panel ends before the test period starts at {cutoff.isoformat()}"
         )
+    for symbol, gaps in gap_defects(panel, split).items():
+        test_defects[symbol] = "; ".join(filter(None, (test_defects.get(symbol), gaps)))
     split_ts = panel.index[split]
     content = panel.version
     path = data_dir / "datasets" / timeframe / f"{content}.npz"
@@ -174,18 +194,26 @@ def _enough(timeframe: str, symbols: list[str], excluded: dict[str, str]) -> lis
     return passed
 
 
+def first_test_bar(window: pd.DataFrame, test_fraction: float) -> pd.Timestamp:
+    """The first bar start of the test period of long bars (symbol, ts, ...): their last `test_fraction`
+    (0..1) of distinct bar starts."""
+    starts = np.sort(window["ts"].unique())
+    return pd.Timestamp(starts[int(len(starts) * (1 - test_fraction))])
+
+
 def uneven_spans(
-    window: pd.DataFrame, policy: SpanPolicy, tolerance: int
+    window: pd.DataFrame, policy: SpanPolicy, tolerance: int, test_start: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, dict[str, str], str | None]:
     """Apply the panel's span policy to long bars (symbol, ts, ...): (bars kept, {dropped symbol: reason},
     note on the span).
 
     A symbol is short when its first bar comes more than `tolerance` bar starts after the median symbol's
-    first bar, or its last bar more than `tolerance` before the median symbol's last bar. "drop_short"
-    leaves short symbols out (reason: where the symbol starts or ends, and where the others do);
-    "common_span" keeps every symbol and cuts the bars to the span they all have (the note names the
-    symbols that set it). Note: a symbol that ends inside the test period is known to end only by looking
-    at the test period; either policy then uses that knowledge, and the reason or note says where."""
+    first bar, or its last bar more than `tolerance` before the median symbol's last bar and before
+    `test_start` (None: anywhere). "drop_short" leaves short symbols out (reason: where the symbol starts or
+    ends, and where the others do); "common_span" keeps every symbol and cuts the bars to the span they all
+    have (the note names the symbols that set it). A symbol whose bars end in the test period is not short:
+    that it ends is known only by looking at the test period, so it is kept and its last bars are no-trade
+    bars (tt_rl.panel.panel_from_frames)."""
     grid = np.sort(window["ts"].unique())
     spans = window.groupby("symbol", sort=False)["ts"].agg(["min", "max"])
     first = np.searchsorted(grid, spans["min"].to_numpy())
@@ -193,6 +221,8 @@ def uneven_spans(
     ref_first, ref_last = int(np.median(first)), int(np.median(last))
     late = first > ref_first + tolerance
     early = last < ref_last - tolerance
+    if test_start is not None:
+        early &= (spans["max"] < test_start).to_numpy()
     if not (late | early).any():
         return window, {}, None
 
@@ -208,7 +238,10 @@ def uneven_spans(
     if policy == "drop_short":
         reasons = {spans.index[k]: where(k).split(" ", 1)[1] + " (span policy drop_short)" for k in short}
         return window[~window["symbol"].isin(reasons)], reasons, None
-    lo, hi = spans["min"].max(), spans["max"].min()
+    ends = spans["max"]
+    if test_start is not None:  # an end in the test period does not cut it (its last bars are no-trade bars)
+        ends = ends.where(ends < test_start, window["ts"].max())
+    lo, hi = spans["min"].max(), ends.min()
     kept = window[(window["ts"] >= lo) & (window["ts"] <= hi)]
     note = f"common span {lo:%Y-%m-%d}..{hi:%Y-%m-%d}: " + "; ".join(where(k) for k in short)
     return kept, {}, note
@@ -234,4 +267,5 @@ def load_dataset(engine: sa.Engine, version: str) -> Dataset:
         raise DatasetError(
             f"dataset {version}: {path} holds content {panel.version}, registered {row['content_version']}"
         )
-    return Dataset(row, panel)
+    split = int(panel.index.searchsorted(row["split_ts"], side="left"))
+    return Dataset(row, panel, test_defects=gap_defects(panel, split))

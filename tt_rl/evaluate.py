@@ -9,7 +9,9 @@ off and episodes are not truncated, so every policy covers the whole window; the
 summary row per policy (fold -1, seed -1). The agent's summary row is the seed ensemble's (the mean of the
 seeds' per-step returns: one series, the strategy one would trade), with the Sharpe ratio's sampling interval
 over time, the seeds' range of Sharpe ratios, the PSR and DSR against cash and of its excess returns over
-each fold's best baseline (tt_rl.significance.assess) and the verdict line.
+each fold's best baseline (tt_rl.significance.assess) and the verdict line. A symbol's missing bars in the
+test windows (no-trade bars: no policy trades it there, its position is held at its last close) are the
+evaluation's `test_defects`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tt_resources.terms import AGENT, POLICY_LABELS, POLICY_NAMES
 from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
-from tt_rl.panel import Panel
+from tt_rl.panel import Panel, gap_defects
 from tt_rl.significance import assess, probabilistic_sharpe, sharpe_interval, sharpe_per_period
 from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
 from tt_rl.walk_forward import Fold
@@ -61,10 +63,12 @@ class PolicyRun:
 @dataclass(frozen=True)
 class Evaluation:
     """metrics: tt_eval rows (policy x fold x seed); equity: net worth over the stitched test period,
-    index ts x column (a policy, or `ppo s<seed>` per agent seed)."""
+    index ts x column (a policy, or `ppo s<seed>` per agent seed); test_defects: {symbol: its missing bars in
+    the test windows}, no-trade bars of a symbol kept on its training span (`tt_rl.panel.gap_defects`)."""
 
     metrics: pd.DataFrame
     equity: pd.DataFrame
+    test_defects: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def evaluation_config(config: RLConfig) -> RLConfig:
@@ -247,7 +251,10 @@ def gather(
             )
     metrics = pd.DataFrame(rows)
     metrics.insert(1, "timeframe", panel.timeframe)
-    return Evaluation(metrics, pd.DataFrame(equity).rename_axis("ts"))
+    tested = [run.bars for run in runs if run.span == TEST]
+    first, last = min(b[0] for b in tested) - 1, max(b[-1] for b in tested)  # the decision bar .. last bar
+    defects = gap_defects(panel, first, last + 1)
+    return Evaluation(metrics, pd.DataFrame(equity).rename_axis("ts"), defects)
 
 
 def _rank(policy: str) -> int:

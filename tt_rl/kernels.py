@@ -107,18 +107,34 @@ def trade_and_mark(
     new_peak: bool,
     out: np.ndarray,
     row: int,
+    tradable: np.ndarray,
 ) -> tuple[float, float, float, float, bool]:
     """One step of the book: trade `values` (N,) of a portfolio worth `worth` towards `target` weights (N,)
-    unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,).
+    unless their distance sum |target - weights| is below `band`, then multiply by `growth` (N,). An asset
+    whose `tradable` (N,) is 0 has no bar to fill on (a no-trade bar): its position is held as it is, and
+    its distance to the target neither counts nor costs; the tradable assets' targets are scaled down so
+    the book's gross weight stays within the target's (a held position above its target is not financed by
+    borrowing: a long-only book stays out of debt).
 
     Writes the new values, weights and trades (signed traded value) to out[0, row], out[1, row],
     out[2, row] (`out` (3, R, N), as `RowBlocks`); returns the new (cash, net worth, peak, gross traded
     value, whether it traded). The peak follows the net worth only when `new_peak`."""
     n = len(values)
     moved, weights, trades = out[0, row], out[1, row], out[2, row]
+    asked = held = wanted = (
+        0.0  # gross weights: the target's, the untradable positions', the tradable targets'
+    )
+    for i in range(n):
+        asked += abs(target[i])
+        if tradable[i] == 0.0:
+            held += abs(values[i] / worth)
+        else:
+            wanted += abs(target[i])
+    scale = min(1.0, max(asked - held, 0.0) / wanted) if held > 0.0 and wanted > 0.0 else 1.0
     distance = 0.0
     for i in range(n):
-        distance += abs(target[i] - values[i] / worth)
+        if tradable[i] != 0.0:
+            distance += abs(scale * target[i] - values[i] / worth)
         moved[i] = values[i]
         trades[i] = 0.0
     traded = 0.0
@@ -127,7 +143,9 @@ def trade_and_mark(
         after_costs = worth * (1.0 - cost_rate * distance)
         bought = sold = 0.0
         for i in range(n):
-            goal = target[i] * after_costs
+            if tradable[i] == 0.0:
+                continue
+            goal = scale * target[i] * after_costs
             delta = goal - values[i]
             trades[i] = delta
             if delta > 0.0:
@@ -328,9 +346,10 @@ def env_step(
     into book[:, row], the reward (`risk_aware_reward`, updating `moments`) and the observation at t+1 into
     observations[0, obs_row].
 
-    `market` (4, T, N): [0] gross return of the fill price -> close of bar t+1, [1] annualised vol,
+    `market` (5, T, N): [0] gross return of the fill price -> close of bar t+1, [1] annualised vol,
     [2] log return per bar, [3] gross return of the close of t -> the fill price (the overnight gap to t+1's
-    open when filling at the next open, ones when filling at t's close). The sample covariance uses the last
+    open when filling at the next open, ones when filling at t's close), [4] 1 where the asset has the bar
+    it would fill on, 0 on a no-trade bar (see `trade_and_mark`). The sample covariance uses the last
     `cov_window` log returns up to t (0: model only). Returns (record, new peak, ruined): the record laid out
     as `tt_rl.record.STEP_RECORD`; ruined when the net worth is <= 0 or below `maintenance_margin` times the
     gross position value."""
@@ -342,7 +361,7 @@ def env_step(
     at_fill = values * market[3, t]
     worth = cash + at_fill.sum()
     cash, worth, peak, traded, rebalanced = trade_and_mark(
-        at_fill, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row
+        at_fill, cash, worth, peak, target, band, cost_rate, market[0, t], True, book, row, market[4, t]
     )
     period_return = worth / before - 1.0
     drawdown = 1.0 - worth / peak

@@ -21,7 +21,8 @@ DEFAULT_FFILL_LIMIT = 3  # bars a symbol's missing close may be carried forward
 @dataclass(frozen=True)
 class Panel:
     """prices: float64 (T, N) closes; opens: float64 (T, N) opening prices; features: float32 (T, N, F) in
-    `feature_names` order; index: bar starts."""
+    `feature_names` order; index: bar starts; missing: bool (T, N), True on a bar the symbol did not have
+    (its close, open and features carried forward from its last bar: a no-trade bar, see `gaps`)."""
 
     timeframe: str
     symbols: tuple[str, ...]
@@ -30,16 +31,19 @@ class Panel:
     features: np.ndarray
     feature_names: tuple[str, ...] = FEATURE_COLUMNS
     opens: np.ndarray = field(kw_only=True)
+    missing: np.ndarray | None = field(default=None, kw_only=True)  # None: every symbol has every bar
 
     def __post_init__(self) -> None:
         # one time unit (ns, UTC) whatever the reader returned, so `version` and `save` do not depend on it
         object.__setattr__(self, "index", pd.DatetimeIndex(self.index).tz_convert("UTC").as_unit("ns"))
         t, n = len(self.index), len(self.symbols)
-        shapes = (self.prices.shape, self.opens.shape, self.features.shape)
-        if shapes != ((t, n), (t, n), (t, n, len(self.feature_names))):
+        missing = np.zeros((t, n), bool) if self.missing is None else np.asarray(self.missing, bool)
+        object.__setattr__(self, "missing", missing)
+        shapes = (self.prices.shape, self.opens.shape, self.features.shape, missing.shape)
+        if shapes != ((t, n), (t, n), (t, n, len(self.feature_names)), (t, n)):
             raise ValueError(
                 f"panel shapes disagree: index {t}, symbols {n}, prices {self.prices.shape}, "
-                f"opens {self.opens.shape}, features {self.features.shape}"
+                f"opens {self.opens.shape}, features {self.features.shape}, missing {missing.shape}"
             )
 
     def __len__(self) -> int:
@@ -47,14 +51,26 @@ class Panel:
 
     @property
     def version(self) -> str:
-        """Content hash (hex, 16 chars) of timeframe, symbols, index, prices, opens and features."""
+        """Content hash (hex, 16 chars) of timeframe, symbols, index, prices, opens, features and the missing
+        bars (only when there are any, so a panel without gaps keeps the hash it had before they were kept)."""
         digest = hashlib.sha256()
         digest.update(f"{self.timeframe}|{','.join(self.symbols)}|{','.join(self.feature_names)}".encode())
         digest.update(self.index.asi8.tobytes())
         digest.update(np.ascontiguousarray(self.prices).tobytes())
         digest.update(np.ascontiguousarray(self.opens).tobytes())
         digest.update(np.ascontiguousarray(self.features).tobytes())
+        if self.missing.any():
+            digest.update(np.packbits(self.missing).tobytes())
         return digest.hexdigest()[:16]
+
+    def gaps(self, start: int = 0) -> list[Gap]:
+        """The runs of bars a symbol did not have (carried forward, no trades) that reach bar `start` or
+        later, by symbol then time."""
+        return [
+            Gap(self.symbols[j], self.index[first], self.index[last], last - first + 1)
+            for j, first, last in missing_runs(self.missing)
+            if last >= start
+        ]
 
     def slice(self, start: int, stop: int) -> Panel:
         """Bars [start, stop) by position."""
@@ -66,6 +82,7 @@ class Panel:
             self.features[start:stop],
             self.feature_names,
             opens=self.opens[start:stop],
+            missing=self.missing[start:stop],
         )
 
     def test_start(self, test_fraction: float) -> pd.Timestamp:
@@ -91,12 +108,14 @@ class Panel:
                 prices=self.prices,
                 opens=self.opens,
                 features=self.features,
+                missing=self.missing,
             )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Panel:
-        """Read a `save`d file; ValueError when it predates opening prices (rebuild the dataset)."""
+        """Read a `save`d file; ValueError when it predates opening prices (rebuild the dataset). A file
+        from before missing bars were kept has none marked."""
         with np.load(Path(path), allow_pickle=False) as data:
             if "opens" not in data:
                 raise ValueError(f"{path}: panel saved without opening prices; rebuild its dataset")
@@ -108,7 +127,48 @@ class Panel:
                 data["features"],
                 tuple(str(s) for s in data["feature_names"]),
                 opens=data["opens"],
+                missing=data.get("missing"),
             )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """`bars` consecutive bars, `first`..`last` (bar starts), that `symbol` did not have."""
+
+    symbol: str
+    first: pd.Timestamp
+    last: pd.Timestamp
+    bars: int
+
+    def describe(self, timeframe: str) -> str:
+        """e.g. "no bars 2026-04-27..2026-05-04 (6 bars)" (with times for intraday timeframes)."""
+        form = "%Y-%m-%d" if timeframe == "1d" else "%Y-%m-%d %H:%M"
+        return (
+            f"no bars {self.first:{form}}..{self.last:{form}} ({self.bars} bar{'s' if self.bars > 1 else ''})"
+        )
+
+
+def gap_defects(panel: Panel, start: int, stop: int | None = None) -> dict[str, str]:
+    """{symbol: its gaps reaching bars [start, stop) (default: to the end)}, e.g. "no bars 2026-04-27..2026-05-04
+    (6 bars): no trades, held at its last close": the test-period defects of a kept symbol."""
+    stop = len(panel) if stop is None else stop
+    notes: dict[str, list[str]] = {}
+    for gap in panel.gaps(start):
+        if gap.first <= panel.index[stop - 1]:
+            notes.setdefault(gap.symbol, []).append(gap.describe(panel.timeframe))
+    return {s: "; ".join(found) + ": no trades, held at its last close" for s, found in notes.items()}
+
+
+def missing_runs(missing: np.ndarray) -> list[tuple[int, int, int]]:
+    """(column, first row, last row) of every run of True in `missing` (T, N) bool, by column then row."""
+    runs = []
+    for j in range(missing.shape[1]):
+        edges = np.diff(np.concatenate(([0], missing[:, j].astype(np.int8), [0])))
+        runs += [
+            (j, int(a), int(b) - 1)
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+        ]
+    return runs
 
 
 def panel_from_frames(
@@ -117,14 +177,18 @@ def panel_from_frames(
     features: pd.DataFrame | None = None,
     *,
     ffill_limit: int = DEFAULT_FFILL_LIMIT,
+    test_start: pd.Timestamp | None = None,
 ) -> Panel:
     """Align long bars (symbol, ts, open, close, ...) and optional long features (symbol, ts, FEATURE_COLUMNS).
 
-    The panel starts at the first bar every symbol has. Missing closes are carried forward up to
-    `ffill_limit` bars; symbols with longer gaps, or whose bars end earlier, are dropped with one warning
-    naming each (where it ends, or its gap); tt_pipeline.datasets applies an explicit span policy first. Warm-up bars where any feature is missing are cut; a
-    feature missing after the warm-up raises ValueError (symbol and bars named). Features are computed from
-    the bars when `features` is None.
+    The panel starts at the first bar every symbol has. A bar a symbol lacks is carried forward (its close,
+    an open equal to that close, its features) and marked `missing`: a no-trade bar. Which symbols are kept
+    is decided on the training span only, the bars before `test_start` (None: every bar; see `left_out`):
+    symbols missing more than `ffill_limit` consecutive bars there, or whose bars end there, are dropped with
+    one warning naming each (its gap's dates, or where it ends); in the test period a kept symbol's gaps of
+    any length stay no-trade bars (`Panel.gaps`). tt_pipeline.datasets applies an explicit span policy first.
+    Warm-up bars where any feature is missing are cut; a feature missing after the warm-up raises ValueError
+    (symbol and bars named). Features are computed from the bars when `features` is None.
     """
     if bars.empty:
         raise ValueError(f"no bars for timeframe {timeframe}")
@@ -133,37 +197,26 @@ def panel_from_frames(
             [compute_features(g).assign(symbol=sym) for sym, g in bars.groupby("symbol", sort=True)],
             ignore_index=True,
         )
-    close = bars.pivot(index="ts", columns="symbol", values="close").sort_index()
-    start = close.apply(pd.Series.first_valid_index).max()  # first bar every symbol has
-    close = close.loc[start:]
-    no_bar = close.isna()  # bars a symbol lacks: only there are its features carried forward too
-    close = close.ffill(limit=ffill_limit)
-    # a bar a symbol lacks did not trade: it opens (and closes) at the carried-forward close
-    opens = bars.pivot(index="ts", columns="symbol", values="open").reindex_like(close).where(~no_bar, close)
-    gappy = sorted(close.columns[close.isna().any()])
-    if gappy:  # a symbol whose bars stop early is named with its last bar, not as a gap
-        ends = close[gappy].apply(pd.Series.last_valid_index)
+    close = aligned_closes(bars)
+    dropped = left_out(close, timeframe, ffill_limit, test_start)
+    if dropped:
         log.warning(
-            "dropping %d symbol(s): %s",
-            len(gappy),
-            "; ".join(
-                f"{s} ends {ends[s]:%Y-%m-%d}, the others {close.index[-1]:%Y-%m-%d}"
-                if close[s].loc[ends[s] :].iloc[1:].isna().all()
-                else f"{s} has a gap longer than {ffill_limit} bars"
-                for s in gappy
-            ),
+            "dropping %d symbol(s): %s", len(dropped), "; ".join(f"{s} {why}" for s, why in dropped.items())
         )
-        close = close.drop(columns=gappy)
+        close = close.drop(columns=list(dropped))
     if close.shape[1] == 0:
         raise ValueError(f"no symbol of timeframe {timeframe} has complete bars")
     symbols = list(close.columns)
-    no_bar = no_bar[symbols]
+    no_bar = close.isna()  # bars a symbol lacks: only there are its prices and features carried forward
+    close = close.ffill()
+    # a bar a symbol lacks did not trade: it opens (and closes) at the carried-forward close
+    opens = bars.pivot(index="ts", columns="symbol", values="open").reindex_like(close).where(~no_bar, close)
     wide = {}
     for name in FEATURE_COLUMNS:
         values = features.pivot(index="ts", columns="symbol", values=name).reindex(
             index=close.index, columns=symbols
         )
-        wide[name] = values.where(~no_bar, values.ffill(limit=ffill_limit))
+        wide[name] = values.where(~no_bar, values.ffill())
     cube = np.stack([wide[name].to_numpy(dtype="float64") for name in FEATURE_COLUMNS], axis=-1)
     first = _warm_up_end(timeframe, symbols, close.index, ~np.isnan(cube).any(axis=2))
     index = pd.DatetimeIndex(close.index[first:])
@@ -175,7 +228,49 @@ def panel_from_frames(
         close.to_numpy(dtype="float64")[first:],
         cube[first:].astype(np.float32),
         opens=opens[symbols].to_numpy(dtype="float64")[first:],
+        missing=no_bar.to_numpy()[first:],
     )
+
+
+def aligned_closes(bars: pd.DataFrame) -> pd.DataFrame:
+    """Closes of long bars (symbol, ts, close, ...) as a wide frame (ts x symbol, sorted) from the first bar
+    every symbol has; NaN where a symbol has no bar."""
+    close = bars.pivot(index="ts", columns="symbol", values="close").sort_index()
+    return close.loc[close.apply(pd.Series.first_valid_index).max() :]
+
+
+def left_out(
+    close: pd.DataFrame, timeframe: str, ffill_limit: int, test_start: pd.Timestamp | None = None
+) -> dict[str, str]:
+    """{symbol: reason} of the symbols the training span rules out: `close` is `aligned_closes`'s frame
+    (T x N, NaN where a symbol has no bar), the training span its bars before `test_start` (None: all).
+
+    A symbol is left out when more than `ffill_limit` consecutive bars are missing in the training span
+    ("no bars 2026-04-27..2026-05-04 (6 bars) in the training span, more than 3 carried forward"), or when its
+    bars end there ("ends 2026-03-02, the others 2026-11-27"); of a gap that runs on into the test period
+    only its part in the training span counts. Gaps in the test period never leave a symbol out: who is
+    traded is decided before the test starts."""
+    index = pd.DatetimeIndex(close.index)
+    cut = len(index)
+    if test_start is not None:
+        start = pd.Timestamp(test_start)
+        if (index.tz is None) != (start.tz is None):
+            start = (
+                start.tz_localize("UTC") if start.tz is None else start.tz_convert("UTC").tz_localize(None)
+            )
+        cut = int(index.searchsorted(start, side="left"))
+    reasons: dict[str, str] = {}
+    for j, first, last in missing_runs(close.isna().to_numpy()):
+        seen = min(last, cut - 1)  # the run's last bar in the training span
+        symbol = str(close.columns[j])
+        if seen - first + 1 <= ffill_limit or symbol in reasons:
+            continue
+        if last == len(index) - 1:  # its bars stop for good
+            reasons[symbol] = f"ends {index[first - 1]:%Y-%m-%d}, the others {index[-1]:%Y-%m-%d}"
+        else:
+            gap = Gap(symbol, index[first], index[seen], seen - first + 1).describe(timeframe)
+            reasons[symbol] = f"{gap} in the training span, more than {ffill_limit} carried forward"
+    return reasons
 
 
 def _warm_up_end(timeframe: str, symbols: list[str], index: pd.Index, complete: np.ndarray) -> int:
@@ -207,10 +302,12 @@ def build_panel(
     end: pd.Timestamp | None = None,
     ffill_limit: int = DEFAULT_FFILL_LIMIT,
     bars: pd.DataFrame | None = None,
+    test_start: pd.Timestamp | None = None,
 ) -> Panel:
     """Panel from the database: bars via read_bars (unless the caller already read them: `bars`, long frame of
     exactly these symbols over [start, end)) and their stored features (read_features), which must reach
-    every bar after the warm-up (ValueError otherwise)."""
+    every bar after the warm-up (ValueError otherwise); the symbols are chosen on the bars before
+    `test_start` (`panel_from_frames`)."""
     from tt_resources.db.features import read_features
     from tt_resources.db.prices import read_bars
 
@@ -219,4 +316,4 @@ def build_panel(
     if bars.empty:
         raise ValueError(f"no {timeframe} bars in the database for {', '.join(symbols)}")
     stored = read_features(engine, symbols, timeframe, start=start, end=end)
-    return panel_from_frames(timeframe, bars, stored, ffill_limit=ffill_limit)
+    return panel_from_frames(timeframe, bars, stored, ffill_limit=ffill_limit, test_start=test_start)

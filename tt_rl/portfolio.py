@@ -79,6 +79,7 @@ class Portfolio:
             new_peak,
             block,
             row,
+            self._ones,
         )
         self.publish(row, cash, worth, peak, prices)
         return self.trades, traded, self.cost_rate * traded, rebalanced

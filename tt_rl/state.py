@@ -3,7 +3,8 @@
 Timing (no look-ahead): at bar t the observation holds features up to t's close; the weights chosen then are
 traded at the next bar's open (env.fill = "next_open", the default: the positions held carry the overnight
 gap, the new ones earn t+1's open -> close) or at t's close (env.fill = "close"), and the step books the
-portfolio at t+1's close before returning.
+portfolio at t+1's close before returning. An asset without the bar it would fill on (Panel.missing) does
+not trade: its position is held, marked at its last close, until its bars resume.
 
 A step -- sizing, trading, marking, reward, next observation -- is one call of the compiled `tt_rl.kernels.env_step`, which
 writes its arrays into preallocated rows (`RowBlocks`) and returns the step's scalars as one tuple, the
@@ -36,20 +37,24 @@ class TradingState:
         self._price_rows = list(self.prices)  # views, so a step indexes a list, not an array
         vol = panel.features[:, :, panel.feature_names.index(config.vol_feature)].astype(np.float64)
         # market[0, t] = gross return fill -> close of t+1, [1] annualised vol, [2] log return, [3] gross return
-        # close of t -> fill (ones at the last bar); see kernels.env_step
+        # close of t -> fill (ones at the last bar), [4] 1 where the fill's bar exists; see kernels.env_step
         closes = np.vstack([self.prices[1:] / self.prices[:-1], np.ones((1, n))])
+        has_bar = ~panel.missing
         if config.fill == "next_open":
             gap = np.vstack(
                 [np.asarray(panel.opens, dtype=np.float64)[1:] / self.prices[:-1], np.ones((1, n))]
             )
+            tradable = np.vstack([has_bar[1:], np.ones((1, n), bool)])
         else:
             gap = np.ones((t, n))
+            tradable = has_bar
         self.market = np.stack(
             [
                 closes / gap,
                 np.maximum(np.nan_to_num(vol) * np.sqrt(bars_per_year), config.min_vol),
                 panel.features[:, :, panel.feature_names.index("log_ret_1")].astype(np.float64),
                 gap,
+                tradable.astype(np.float64),
             ]
         )
         self.vols = self.market[1]

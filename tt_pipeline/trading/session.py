@@ -178,13 +178,13 @@ def trade_session(
     run.lines += [b.line for b in run.breaches]
     if dry_run or broker is None:
         return run
-    if run.breaches:
-        _record(engine, run, state="blocked")
-        run.lines.append(f"blocked: {len(run.breaches)} limit breach(es); no order of {session} was sent")
-        return run
     refusal = _gate(engine, env, run.account)
     if refusal is not None:
         run.lines.append(refusal)
+        return run
+    if run.breaches:
+        _record(engine, run, state="blocked")
+        run.lines.append(f"blocked: {len(run.breaches)} limit breach(es); no order of {session} was sent")
         return run
     _submit(engine, broker, run, env, sleep)
     return run
@@ -217,9 +217,7 @@ def _halted(engine: sa.Engine, env: Settings) -> str | None:
 
 def _submit(engine: sa.Engine, broker: Broker, run: SessionRun, env: Settings, sleep) -> None:
     """Send the orders the broker does not know yet (see the module doc), recording each in tt_order."""
-    # IbkrBroker.orders() adds the orders done (filled, cancelled, rejected) to the working ones
-    seen = broker.orders() if hasattr(broker, "orders") else broker.open_orders()
-    known = {r.order_ref for r in seen}
+    known = {r.order_ref for r in _broker_orders(broker)}
     known |= {e.order_ref for e in broker.executions(_since(run.session))}
     final = {
         row["order_ref"]
@@ -290,6 +288,12 @@ def _record(engine: sa.Engine, run: SessionRun, *, state: str, only=None, keep_s
     db.upsert_orders(engine, rows)
 
 
+def _broker_orders(broker: Broker) -> list[OrderReport]:
+    """Our orders the broker knows: working ones, and those done (filled, cancelled, rejected) when it can
+    tell (IbkrBroker.orders(), beyond the Broker protocol)."""
+    return broker.orders() if hasattr(broker, "orders") else broker.open_orders()
+
+
 def _report_row(report: OrderReport, *, submitted: bool = False) -> dict:
     """The tt_order columns an OrderReport updates."""
     row = {
@@ -336,13 +340,18 @@ def reconcile(
         ],
     )
     recorded = {r["order_ref"]: r for r in db.orders_of(engine)}
-    updates = [_report_row(r) for r in broker.open_orders() if r.order_ref in recorded]
+    reports = {
+        r.order_ref: r
+        for r in _broker_orders(broker)
+        # IBKR reports an earlier connection's rejection as cancelled: the rejection we recorded stays
+        if r.order_ref in recorded and recorded[r.order_ref]["state"] != "rejected"
+    }
+    updates = [_report_row(r) for r in reports.values()]
     filled: dict[str, list] = {}
     for fill in db.fills_of(engine, [*recorded]):
         filled.setdefault(fill["order_ref"], []).append(fill)
-    working = {u["order_ref"] for u in updates}
     for ref, rows in filled.items():
-        if ref in working:
+        if ref in reports:
             continue
         shares = sum(abs(f["shares"]) for f in rows)
         price = sum(abs(f["shares"]) * f["price"] for f in rows) / shares

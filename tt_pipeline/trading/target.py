@@ -126,6 +126,9 @@ def compute_target(
     features = read_features(engine, symbols, TIMEFRAME, start=start, end=end)
     _check_session(engine, symbols, session, decision, bars, features)
     panel = panel_from_frames(TIMEFRAME, bars, features)
+    dropped = sorted(set(symbols) - set(panel.symbols))
+    if dropped:
+        raise NoTarget(f"no target for {session}: the recent bars of {', '.join(dropped)} have gaps")
     if panel.symbols != tuple(symbols):  # panel_from_frames sorts; the model's order is the env's
         order = [panel.symbols.index(s) for s in symbols]
         panel = type(panel)(
@@ -136,6 +139,7 @@ def compute_target(
             panel.features[:, order],
             panel.feature_names,
             opens=panel.opens[:, order],
+            missing=panel.missing[:, order],
         )
     state = TradingState(panel, env, get_timeframe(TIMEFRAME).bars_per_year, policy.config.reward)
     t = len(panel) - 1

@@ -4,6 +4,9 @@ the per-session record, the walk-forward's predicted range and the causes to ret
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from tt_pipeline.trading.live import (
     shadow_step,
     slippage_bps,
 )
+from tt_resources.config import PROJECT_ROOT
 from tt_resources.db import reports
 
 
@@ -129,3 +133,16 @@ def test_the_line_tt_trade_prints_after_reconciling_a_session(sqlite_engine):
     assert record_line(sqlite_engine, SESSIONS[3]) == (
         "no live record for 2026-11-30: no reconciled book (tt_position) of 2026-11-30"
     )
+
+
+def test_the_sensors_imports_load_no_heavy_module():
+    """What live_performance_sensor imports to evaluate (tt_pipeline.trading.live and the reports it reads)
+    loads neither torch, SB3, TensorTrade nor numba (shadow_step imports tt_rl.portfolio on its own)."""
+    probe = (
+        "import json, sys; import tt_assets.trading, tt_pipeline.trading.live, tt_resources.db.reports; "
+        "print(json.dumps([m for m in ('torch', 'stable_baselines3', 'tensortrade', 'numba') if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

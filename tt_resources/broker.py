@@ -104,6 +104,11 @@ class Broker(Protocol):
         """Our working orders (order refs from tt_resources.broker.order_ref only)."""
         ...
 
+    def orders(self) -> list[OrderReport]:
+        """Our orders the broker knows today: working and done (filled, cancelled, rejected); what a rerun asks
+        before it sends anything, so that no order goes out twice."""
+        ...
+
     def executions(self, since: dt.datetime) -> list[Execution]:
         """Our executions since `since` (inclusive), commissions included when the broker reported them."""
         ...

@@ -217,7 +217,7 @@ def _halted(engine: sa.Engine, env: Settings) -> str | None:
 
 def _submit(engine: sa.Engine, broker: Broker, run: SessionRun, env: Settings, sleep) -> None:
     """Send the orders the broker does not know yet (see the module doc), recording each in tt_order."""
-    known = {r.order_ref for r in _broker_orders(broker)}
+    known = {r.order_ref for r in broker.orders()}
     known |= {e.order_ref for e in broker.executions(_since(run.session))}
     final = {
         row["order_ref"]
@@ -288,12 +288,6 @@ def _record(engine: sa.Engine, run: SessionRun, *, state: str, only=None, keep_s
     db.upsert_orders(engine, rows)
 
 
-def _broker_orders(broker: Broker) -> list[OrderReport]:
-    """Our orders the broker knows: working ones, and those done (filled, cancelled, rejected) when it can
-    tell (IbkrBroker.orders(), beyond the Broker protocol)."""
-    return broker.orders() if hasattr(broker, "orders") else broker.open_orders()
-
-
 def _report_row(report: OrderReport, *, submitted: bool = False) -> dict:
     """The tt_order columns an OrderReport updates."""
     row = {
@@ -342,7 +336,7 @@ def reconcile(
     recorded = {r["order_ref"]: r for r in db.orders_of(engine)}
     reports = {
         r.order_ref: r
-        for r in _broker_orders(broker)
+        for r in broker.orders()
         # IBKR reports an earlier connection's rejection as cancelled: the rejection we recorded stays
         if r.order_ref in recorded and recorded[r.order_ref]["state"] != "rejected"
     }

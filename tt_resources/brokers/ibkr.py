@@ -113,8 +113,7 @@ class IbkrBroker:
         return self._read("open orders", lambda: self._orders(completed=False))
 
     def orders(self) -> list[OrderReport]:
-        """Our orders IBKR knows today: working, and done (filled, cancelled, rejected). An addition to the
-        Broker protocol: a rerun that must not send an order twice asks for these."""
+        """Our orders IBKR knows today: working, and done (filled, cancelled, rejected)."""
         return self._read("open and completed orders", lambda: self._orders(completed=True))
 
     def executions(self, since: datetime) -> list[Execution]:

@@ -181,13 +181,14 @@ def trade(session, dry_run: bool, model_id: str | None) -> None:
     finally:
         if broker is not None:
             broker.close()
-    for line in format_run(run):
-        click.echo(line)
-    if not dry_run and run.account is not None:  # the session's book is reconciled: its live record
+    disabled = ENABLE_HINT in run.lines
+    if not dry_run and not disabled and run.account is not None:  # the book is reconciled: the live record
         from tt_pipeline.trading.live import record_line
 
         click.echo(_fit(record_line(engine, day)))
-    if not dry_run and (not run.ok or ENABLE_HINT in run.lines):
+    for line in format_run(run):
+        click.echo(line)
+    if not dry_run and (not run.ok or disabled):
         raise SystemExit(1)
 
 

@@ -25,9 +25,10 @@ from tt_cli.common import (
     open_database,
     refresh,
     report_partitions,
+    training_progress,
     universe,
 )
-from tt_cli.train import evaluation_note, results_table, verdict_lines
+from tt_cli.train import evaluation_note, results_table, results_title, verdict_lines
 from tt_pipeline.quality import MIN_SYMBOLS
 from tt_resources.terms import HEADLINE_METRICS
 from tt_resources.timeframes import TIMEFRAME_NAMES
@@ -40,7 +41,7 @@ TRAIN_TIMEFRAME = "1d"
 # all), chosen from PPO's Sharpe on the planted market (TT_SYNTHETIC_SIGNAL) at several budgets against the
 # demo's time (bench/results/demo_budget.json)
 DEMO_FOLDS = 2
-DEMO_SEEDS = 2
+DEMO_SEEDS = 3
 DEMO_TIMESTEPS = 32_768
 DEMO_TRAINING_EPISODES = 2  # training episodes logged per fold and seed (the dashboard's train side)
 
@@ -72,6 +73,7 @@ class DemoSummary:
     model_id: str | None = None
     metrics: pd.DataFrame | None = None  # the model's rows per policy: folds stitched, the seeds' ensemble
     note: str = ""  # how the numbers were made (folds, seeds, CI, PSR, DSR)
+    windows: int = 0  # the walk-forward test windows (folds)
     runs: list[str] = field(default_factory=list)
 
     def print(self, console, dagster_home: Path, seconds: float) -> None:
@@ -88,7 +90,7 @@ class DemoSummary:
             f"dataset {TRAIN_TIMEFRAME}: {self.dataset_version}; model {self.model_id} ({trained})"
         )
         if self.metrics is not None and len(self.metrics):
-            title = f"{TRAIN_TIMEFRAME} out-of-sample, model vs baselines"
+            title = results_title(self.metrics, TRAIN_TIMEFRAME, self.windows)
             console.print(results_table(self.metrics, title, HEADLINE_METRICS, console.width))
             console.print(self.note, highlight=False)
             console.print(verdict_lines(self.metrics), highlight=False)
@@ -135,13 +137,17 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
             config=rl.to_dict(),
         )
         if request is not None:
-            pipeline.train_and_evaluate(summary.dataset_version, rl, reason=request.reason)
+            with training_progress(console, rl) as progress:
+                pipeline.train_and_evaluate(
+                    summary.dataset_version, rl, reason=request.reason, progress=progress
+                )
             summary.retrain_reason = request.reason
     models = registry.models_on_dataset(engine, summary.dataset_version)
     if models:
         summary.model_id = models[-1]["model_id"]
         summary.metrics = registry.stitched_metrics(engine, summary.model_id)
-        summary.note = evaluation_note(RLConfig.from_dict(models[-1]["config"]))
+        trained = RLConfig.from_dict(models[-1]["config"])
+        summary.note, summary.windows = evaluation_note(trained), trained.eval.n_folds
     marks = high_water_marks(engine)
     summary.bars_stored = int(marks.loc[marks["symbol"].isin(symbols), "n_bars"].sum())
     return summary

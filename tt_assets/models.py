@@ -208,10 +208,11 @@ PROGRESS_LINE = re.compile(
 )
 
 
-def progress_line(job, jobs: int, steps: int, total: int, seconds: float) -> str:
+def progress_line(job, jobs: int, steps: int, total: int, seconds: float, rate: float | None = None) -> str:
     """A training job's progress as its step log shows it (PROGRESS_LINE reads it back), e.g.
-    "job 3/6 (fold 1, seed 0): 16,384/32,768 PPO steps (50%), 21 s elapsed, ~21 s left"."""
-    left = f", ~{seconds * (total - steps) / steps:.0f} s left" if 0 < steps < total else ""
+    "job 3/6 (fold 1, seed 0): 16,384/32,768 PPO steps (50%), 21 s elapsed, ~21 s left": `seconds` since
+    the step started, time left at `rate` steps per second (none when None)."""
+    left = f", ~{(total - steps) / rate:.0f} s left" if rate and steps < total else ""
     return (
         f"job {job.number}/{jobs} (fold {job.fold}, seed {job.seed}): {min(steps, total):,}/{total:,} PPO "
         f"steps ({min(steps / total, 1):.0%}), {seconds:.0f} s elapsed{left}"
@@ -237,12 +238,16 @@ def train_fold(context: dg.OpExecutionContext, plan, job, database: DatabaseReso
     total, jobs, started = plan.config.ppo.total_timesteps, len(plan.jobs), time.monotonic()
     every = max(int(total * PROGRESS_EVERY), 1)
     logged = -1  # the last progress_line's multiple of `every`
+    first: tuple[int, float] | None = None  # (timesteps, time) when training started: the rate's origin
 
     def report(steps: int) -> None:  # a line each PROGRESS_EVERY of the job's timesteps, and the last one
-        nonlocal logged
+        nonlocal logged, first
+        now = time.monotonic()
+        first = first or (steps, now)
+        rate = (steps - first[0]) / (now - first[1]) if steps > first[0] else None
         if min(steps, total) // every > logged:
             logged = min(steps, total) // every
-            context.log.info(progress_line(job, jobs, steps, total, time.monotonic() - started))
+            context.log.info(progress_line(job, jobs, steps, total, now - started, rate))
 
     return models.train_fold(
         database.get_engine(),

@@ -397,6 +397,7 @@ def training_progress(console: Console, rl) -> Iterator[Callable]:
         TimeRemainingColumn(compact=True),
         TextColumn("left"),
         console=console,
+        speed_estimate_period=600,  # step-log lines come every 10 % of a job: a long window for the speed
     ) as bar:
         task = bar.add_task("training", total=steps * jobs)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,10 @@ from click.testing import CliRunner
 
 from tests.test_ingest_cli import summary_rows
 from tests.test_quiet_console import assert_quiet_at_80_columns, assert_whole_results, results_tables, tt
+from tt_cli.demo import planted_oracle
 from tt_cli.main import cli
 from tt_resources.db.engine import create_engine
-from tt_resources.terms import HEADLINE_METRICS
+from tt_resources.terms import HEADLINE_METRICS, POLICY_LABELS
 
 pytestmark = pytest.mark.slow
 
@@ -60,10 +62,18 @@ def test_demo_ingests_checks_trains_and_reports(demo):
     assert "partitions: 6 (2 symbols x 3 timeframes), 0 already fresh" in output
     assert "raw_bars checks passed: 30/30" in output
     assert "(trained now: new dataset)" in output
-    table = results_tables(output, "1d out-of-sample")  # at 80 columns: wrapped, every column whole
-    # the default synthetic market plants sign persistence (TT_SYNTHETIC_SIGNAL): its oracle is scored too
-    policies = ["ppo", "oracle", "equal_weight", "equal_weight_vol", "cash"]
-    assert table["policy"] == policies * (len(table["policy"]) // len(policies))  # each wrapped table's rows
+    # at 80 columns: one table (labels wrapped onto two lines), every column whole, the test span in its title
+    table = results_tables(output, "1d out-of-sample: test ")
+    assert "(cont.)" not in output
+    [title] = [line.strip() for line in output.splitlines() if line.startswith("1d out-of-sample: test ")]
+    assert re.fullmatch(
+        r"1d out-of-sample: test \d{4}-\d\d-\d\d\.\.\d{4}-\d\d-\d\d, 2 windows, \d+ sessions", title
+    )
+    # the default synthetic market plants sign persistence (TT_SYNTHETIC_SIGNAL): its oracle is scored too;
+    # each policy by its label, as Dagster and the dashboard show it
+    assert table["policy"] == [
+        POLICY_LABELS[p] for p in ("ppo", "oracle", "equal_weight", "equal_weight_vol", "cash")
+    ]  # each wrapped table's rows
     ppo, oracle, cash = 0, 1, 4
     assert (
         table["95% CI"][ppo] == "-" or ".." in table["95% CI"][ppo]
@@ -72,7 +82,10 @@ def test_demo_ingests_checks_trains_and_reports(demo):
     assert [table[name][cash] for name in ("sharpe", "95% CI", "PSR", "DSR")] == ["-"] * 4
     # a sampling interval over time for every policy with volatility; the oracle was never searched
     assert table["95% CI"][oracle] != "-" and table["DSR"][oracle] == "-"
-    assert "2 walk-forward folds (anchored, embargo 1 bar) x 2 seed(s)" in output
+    assert "2 walk-forward folds (anchored, embargo 1 bar) x 3 seed(s)" in output
+    # the training's progress, followed from the Dagster run's step logs: its last frame, all steps done
+    steps = 2 * 3 * 256
+    assert re.search(rf"^evaluating .* {steps:,}/{steps:,} steps \d+:\d\d:\d\d", output, re.M), output
     assert "\nVerdict: " in output  # one verdict line, stored with the evaluation
     engine = create_engine(f"sqlite:///{demo.data_dir / 'tt.sqlite'}")  # the embedded default database
     with engine.connect() as conn:  # training episodes for the dashboard's train side, per fold and seed
@@ -83,13 +96,13 @@ def test_demo_ingests_checks_trains_and_reports(demo):
             )
         ).all()
     engine.dispose()
-    assert sorted((fold, seed) for fold, seed, _ in trained) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted((fold, seed) for fold, seed, _ in trained) == [(f, s) for f in (0, 1) for s in (0, 1, 2)]
 
 
 def test_demo_at_80_columns_is_quiet_and_every_number_whole(demo):
     # stdout and stderr of a real process: a third-party notice or a native log line would show here
     assert_quiet_at_80_columns(demo.first)
-    assert_whole_results(results_tables(demo.first, "1d out-of-sample"), HEADLINE_METRICS)
+    assert_whole_results(results_tables(demo.first, "1d out-of-sample: test "), HEADLINE_METRICS)
     engine = create_engine(f"sqlite:///{demo.data_dir / 'tt.sqlite'}")
     with engine.connect() as conn:
         stored = dict(
@@ -120,22 +133,37 @@ def test_an_unexpected_error_in_the_demo_names_its_type_and_step(demo):
     assert f"NotADirectoryError: [Errno 20] Not a directory: {missing!r}" in line
 
 
-def test_demo_runs_on_the_database_that_database_url_names(tmp_path, monkeypatch, pg_url):
+def test_demo_runs_on_the_database_that_database_url_names_with_the_same_numbers(
+    demo, tmp_path, monkeypatch, pg_url
+):
+    # the pinned synthetic market (TT_SYNTHETIC_END) and seeded training: another run, on another day,
+    # machine or database, prints the first run's numbers
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "none")  # the plain market: no planted signal, no oracle
-    result = CliRunner().invoke(cli, ["demo", "--symbols", "2", "--steps", "128"])
+    result = CliRunner().invoke(cli, list(DEMO))
     assert result.exit_code == 0, result.output
     assert "raw_bars checks passed: 30/30" in result.output
+    assert results_tables(result.output, "1d out-of-sample: test ") == results_tables(
+        demo.first, "1d out-of-sample: test "
+    )
+    verdict = [line for line in result.output.splitlines() if line.startswith("Verdict: ")]
+    assert verdict and verdict[0] in " ".join(demo.first.split())
     engine = create_engine(pg_url)
     with engine.connect() as conn:
         counts = [
             conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in ("tt_dataset", "tt_eval")
         ]
-        policies = set(conn.execute(sa.text("SELECT DISTINCT policy FROM tt_eval")).scalars())
     engine.dispose()
     assert counts[0] == 1 and counts[1] > 0
-    assert policies == {"ppo", "equal_weight", "equal_weight_vol", "cash"}
     assert not (tmp_path / "tt.sqlite").exists()  # nothing went to the embedded default
+
+
+def test_the_plain_synthetic_market_has_no_oracle(monkeypatch):
+    assert planted_oracle() == "sign_persistence"  # the default market plants sign persistence
+    monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "none")
+    assert planted_oracle() is None
+    monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "sign_persistence")
+    monkeypatch.setenv("TT_SOURCE", "csv")
+    assert planted_oracle() is None

@@ -4,7 +4,7 @@ own (checks, features, failures with their reasons)."""
 
 from __future__ import annotations
 
-import itertools
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from tests.dagster_instance import instance_for_test
 from tests.test_ingest_cli import summary_rows
+from tests.test_quiet_console import results_tables
 from tt_assets.definitions import defs
 from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
@@ -22,7 +23,7 @@ from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistR
 from tt_pipeline.quality import RAW_BARS_RULES
 from tt_resources.db.engine import create_engine
 from tt_resources.sources.synthetic import SyntheticSource
-from tt_resources.terms import ORACLE, POLICY_NAMES
+from tt_resources.terms import ORACLE, POLICY_LABELS, POLICY_NAMES
 from tt_resources.watchlist import Listing
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -134,17 +135,25 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
 
 def assert_lineage_recorded(env: dict[str, str], output: str) -> None:
     """`tt train --via-dagster` ran the whole chain as Dagster runs recorded in the instance, saved its model
-    and printed the agent and every baseline (no planted oracle: only the demo scores one)."""
-    table = output[output.index("out-of-sample 1d") :].splitlines()
-    header = next(k for k, line in enumerate(table) if line.split()[:1] == ["policy"])
-    rows = itertools.takewhile(str.strip, table[header + 2 :])  # the table ends at a blank line
-    assert sorted(line.split()[0] for line in rows) == sorted(p for p in POLICY_NAMES if p != ORACLE)
+    and printed the agent and every baseline by their labels (no planted oracle: only the demo scores one);
+    each training job logged its progress in its step log, and the command's progress bar followed it."""
+    policies = results_tables(output, "1d out-of-sample: test ")["policy"]
+    assert policies == [POLICY_LABELS[p] for p in POLICY_NAMES if p != ORACLE]
+    assert re.search(r"^evaluating +━+ 256/256 steps ", output, re.M), output  # 2 folds x 1 seed x 128
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [retrain] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
+        logged = [e.user_message for e in instance.all_logs(retrain.run_id) if not e.is_dagster_event]
+        for fold in (0, 1):  # a line per 10 % of each job's 128 steps (a rollout is 64): 0, 64, 128
+            job = f"job {fold + 1}/2 (fold {fold}, seed 0): "
+            assert [m[len(job) :].split(" PPO")[0] for m in logged if m.startswith(job)] == [
+                "0/128",
+                "64/128",
+                "128/128",
+            ], logged
         jobs = [run.job_name for run in instance.get_runs()]
         for asset in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation"):
             assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
         # the RL config (--config FILE with --steps) travels as the run's config, not as a file
-        [retrain] = instance.get_runs(dg.RunsFilter(job_name="retrain_job"))
         ppo = retrain.run_config["ops"]["ppo_model"]["config"]["ppo"]
         assert (ppo["learning_rate"], ppo["total_timesteps"]) == (0.0005, 128)
     assert not (Path(env["TT_DATA_DIR"]) / "configs").exists()

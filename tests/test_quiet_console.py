@@ -19,7 +19,13 @@ from tests.test_ingest_cli import summary_rows
 from tt_cli.common import ingest_summary
 from tt_cli.train import HEADERS, results_table
 from tt_pipeline.market import PartitionReport
-from tt_resources.terms import HEADLINE_METRICS, METRIC_NAMES, POLICY_NAMES, TRAIN_TABLE_METRICS
+from tt_resources.terms import (
+    HEADLINE_METRICS,
+    METRIC_NAMES,
+    POLICY_LABELS,
+    POLICY_NAMES,
+    TRAIN_TABLE_METRICS,
+)
 
 NOISE = ("Warning", "warning:", "I0000", "W0000", "absl", "oneDNN", "Beta", "Preview")
 RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
@@ -44,8 +50,9 @@ def tt(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def results_tables(output: str, title: str) -> dict[str, list[str]]:
-    """The results table(s) titled `title` (and their `(cont.)` continuations): header -> cells per row,
-    policy included. Cells are parted by at least two spaces (headers like `max dd` hold one)."""
+    """The results table(s) whose title starts with `title` (and their `(cont.)` continuations): header ->
+    cells per row, policy labels included (a label wrapped onto a second line joined again). Cells are parted
+    by at least two spaces (headers like `max dd` and labels hold one)."""
     lines = output.splitlines()
     columns: dict[str, list[str]] = {}
     for k, line in enumerate(lines):
@@ -57,6 +64,9 @@ def results_tables(output: str, title: str) -> dict[str, list[str]]:
             if not row.strip():  # the table ends at a blank line
                 break
             cells = re.split(r"\s{2,}", row.strip())
+            if len(cells) == 1 < len(names):  # a label wrapped onto a second line
+                columns["policy"][-1] += f" {cells[0]}"
+                continue
             assert len(cells) == len(names), row
             for name, cell in zip(names, cells, strict=True):
                 columns.setdefault(name, []).append(cell)
@@ -107,7 +117,8 @@ def test_results_table_at_80_columns_shows_every_metric_whole(names, title):
     assert_quiet_at_80_columns(output)
     columns = results_tables(output, title)
     assert_whole_results(columns, names)
-    assert columns["policy"] == list(POLICY_NAMES) * (len(columns["policy"]) // len(POLICY_NAMES))
+    labels = [POLICY_LABELS[p] for p in POLICY_NAMES]  # as Dagster and the dashboard name them
+    assert columns["policy"] == labels * (len(columns["policy"]) // len(labels))
     assert "12345.68" in columns["sharpe"] and "1234567.9%" in output  # the widest numbers, whole
     assert columns["95% CI"][:2] == ["-12.35..23.46", "-"]  # the interval over time, or none
 

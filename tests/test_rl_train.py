@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -355,8 +356,17 @@ def test_tt_train_cli_on_synthetic_data(tmp_path, monkeypatch):
         ["train", "--limit", "3", "--steps", "128", "--months", "14", "--config", str(config), "--seed", "3"],
     )
     assert result.exit_code == 0, result.output
-    for name in ("ppo", "equal_weight", "equal_weight_vol", "cash", "sharpe"):
-        assert name in result.output
+    # the progress bar's last frame: every fold's and seed's PPO steps, the time it took and none left
+    assert re.search(r"^evaluating +━+ 256/256 steps \d+:\d\d:\d\d 00:00 left$", result.output, re.M)
+    # one table, the policies by their labels, its title the test span (dates, test windows, sessions)
+    assert re.search(
+        r"^1d out-of-sample: test \d{4}-\d\d-\d\d\.\.\d{4}-\d\d-\d\d, 2 windows, \d+ sessions",
+        result.output,
+        re.M,
+    )
+    assert "(cont.)" not in result.output
+    for label in ("PPO agent", "Equal weight (buy & hold)", "Equal weight, vol-targeted", "Cash", "sharpe"):
+        assert label in result.output
     # one verdict line, printed as stored with the evaluation (rich may wrap it at the terminal's width)
     with create_engine(f"sqlite:///{tmp_path / 'tt.sqlite'}").connect() as conn:
         [verdict] = (

@@ -24,6 +24,7 @@ def test_readme_configuration_table_is_the_settings_table():
         ("TT_IB_WINDOW_S", "0", "TT_IB_WINDOW_S: input should be greater than 0"),
         ("TT_WATCHLIST_LIMIT", "two", "TT_WATCHLIST_LIMIT: input should be a valid integer"),
         ("TT_CSV_TZ", "Mars/Olympus", "TT_CSV_TZ: not an IANA time zone name"),
+        ("TT_SYNTHETIC_END", "yesterday", "TT_SYNTHETIC_END: not a date YYYY-MM-DD or `now`"),
         ("TT_CSV_DATE_FORMAT", "dmy", "TT_CSV_DATE_FORMAT: input should be 'day-first' or 'month-first'"),
     ],
 )

@@ -134,3 +134,25 @@ def test_planted_sign_persistence_is_a_known_edge_and_none_is_plain():
 def test_unknown_signal_is_refused():
     with pytest.raises(ValueError, match="unknown synthetic signal 'momentum'"):
         source(signal="momentum")
+
+
+def test_the_platforms_synthetic_market_stops_at_its_pinned_end_and_ingest_follows_its_clock(
+    sqlite_engine, monkeypatch
+):
+    from tt_pipeline.market import refresh_partitions
+    from tt_resources.sources import make_source
+    from tt_resources.sources.base import source_now
+    from tt_resources.sources.settings import SYNTHETIC_END, SourceSettings
+
+    pinned = make_source(SourceSettings())  # the embedded default: TT_SYNTHETIC_END's default day
+    assert source_now(pinned) == pd.Timestamp(SYNTHETIC_END, tz="UTC")
+    start = pd.Timestamp(SYNTHETIC_END, tz="UTC") - pd.Timedelta(days=20)
+    first = refresh_partitions(sqlite_engine, pinned, [Listing("AAA")], "1d", start=start)
+    assert [o.report().status for o in first] == ["updated"]
+    # the last bar is the last session closed by the pinned day, whatever the wall clock says
+    assert first[0].last_ts.normalize() == calendar.nyse().previous_session(SYNTHETIC_END).tz_localize("UTC")
+    # a second refresh (another day: the market is the same) finds the partition fresh, fetching nothing
+    again = make_source(SourceSettings())
+    second = refresh_partitions(sqlite_engine, again, [Listing("AAA")], "1d", start=start)
+    assert [o.report().status for o in second] == ["fresh"] and again.stats.requests == 0
+    assert source_now(make_source(SourceSettings(synthetic_end="now"))) > pinned.clock()

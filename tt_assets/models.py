@@ -10,6 +10,8 @@ model_id that ppo_model materialised, on that model's own dataset and split. Not
 the code location loads.
 """
 
+import re
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -199,13 +201,61 @@ def plan_jobs(context: dg.OpExecutionContext, config: TrainingConfig, database: 
         yield dg.DynamicOutput(job, mapping_key=job.key, output_name="jobs")
 
 
+PROGRESS_EVERY = 0.1  # share of a job's timesteps between two progress lines in its step log
+PROGRESS_LINE = re.compile(
+    r"^job (?P<number>\d+)/(?P<jobs>\d+) \(fold (?P<fold>\d+), seed (?P<seed>\d+)\): "
+    r"(?P<steps>[\d,]+)/(?P<total>[\d,]+) PPO steps"
+)
+
+
+def progress_line(job, jobs: int, steps: int, total: int, seconds: float, rate: float | None = None) -> str:
+    """A training job's progress as its step log shows it (PROGRESS_LINE reads it back), e.g.
+    "job 3/6 (fold 1, seed 0): 16,384/32,768 PPO steps (50%), 21 s elapsed, ~21 s left": `seconds` since
+    the step started, time left at `rate` steps per second (none when None)."""
+    left = f", ~{(total - steps) / rate:.0f} s left" if rate and steps < total else ""
+    return (
+        f"job {job.number}/{jobs} (fold {job.fold}, seed {job.seed}): {min(steps, total):,}/{total:,} PPO "
+        f"steps ({min(steps / total, 1):.0%}), {seconds:.0f} s elapsed{left}"
+    )
+
+
+def parse_progress(line: str):
+    """(tt_pipeline.models.FoldJob, timesteps) of a progress_line, None for any other line."""
+    from tt_pipeline.models import FoldJob
+
+    found = PROGRESS_LINE.match(line)
+    if found is None:
+        return None
+    job = FoldJob(int(found["fold"]), int(found["seed"]), int(found["number"]))
+    return job, int(found["steps"].replace(",", ""))
+
+
 @dg.op(description="Trains one job's PPO model (a fold and a seed) and registers it in tt_model.")
 def train_fold(context: dg.OpExecutionContext, plan, job, database: DatabaseResource):
     from tt_pipeline import models
+    from tt_rl.train import progress_callback
 
-    context.log.info(f"training job {job.number}/{len(plan.jobs)} (fold {job.fold}, seed {job.seed})")
+    total, jobs, started = plan.config.ppo.total_timesteps, len(plan.jobs), time.monotonic()
+    every = max(int(total * PROGRESS_EVERY), 1)
+    logged = -1  # the last progress_line's multiple of `every`
+    first: tuple[int, float] | None = None  # (timesteps, time) when training started: the rate's origin
+
+    def report(steps: int) -> None:  # a line each PROGRESS_EVERY of the job's timesteps, and the last one
+        nonlocal logged, first
+        now = time.monotonic()
+        first = first or (steps, now)
+        rate = (steps - first[0]) / (now - first[1]) if steps > first[0] else None
+        if min(steps, total) // every > logged:
+            logged = min(steps, total) // every
+            context.log.info(progress_line(job, jobs, steps, total, now - started, rate))
+
     return models.train_fold(
-        database.get_engine(), plan, job, run_id=context.run_id, model_dir=model_dir(context.partition_key)
+        database.get_engine(),
+        plan,
+        job,
+        run_id=context.run_id,
+        model_dir=model_dir(context.partition_key),
+        callbacks=[progress_callback(report)],
     )
 
 

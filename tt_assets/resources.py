@@ -17,7 +17,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from tt_resources import config
-from tt_resources.sources.settings import MARKET_DATA_FIELDS
+from tt_resources.sources.settings import MARKET_DATA_FIELDS, SYNTHETIC_END
 from tt_resources.terms import DateFormat, PacingMode, SourceName
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ class DatabaseResource(dg.ConfigurableResource):
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where bars come from: `synthetic` (embedded default; `synthetic_signal` planted), `csv` (files under
+    """Where bars come from: `synthetic` (embedded default; `synthetic_signal` planted, its clock stopped at
+    `synthetic_end`), `csv` (files under
     `csv_dir`, None: `<data dir>/csv`; naive times in `csv_tz`, dates like 03/06/2024 in `csv_date_format`)
     or `ibkr` (IB Gateway / TWS at `ib_host`:`ib_port`, client ids `ib_client_id` and the next
     `ib_client_ids` - 1, `ib_timeout_s` per answer, `ib_reconnect_s` for a gateway that went away, pacing
@@ -101,6 +102,7 @@ class MarketDataResource(dg.ConfigurableResource):
 
     source: Source = Source.synthetic
     synthetic_signal: str = "sign_persistence"
+    synthetic_end: str = SYNTHETIC_END
     csv_dir: str | None = None
     csv_tz: str | None = None
     csv_date_format: CsvDateFormat | None = None

@@ -4,7 +4,8 @@ database and the pipeline, the symbol universe, and the partition progress and s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import sqlalchemy as sa
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tt_resources.db.faults import DatabaseFault, with_reconnect
@@ -371,3 +379,32 @@ def timeframe_progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+@contextmanager
+def training_progress(console: Console, rl) -> Iterator[Callable]:
+    """A rich progress bar over a walk-forward training of RLConfig `rl` (folds x seeds jobs of
+    ppo.total_timesteps each): PPO steps of all jobs, the fold and seed last heard of, time elapsed and left
+    (fits 80 columns). Yields the `progress(job, timesteps)` callback (tt_pipeline.models.FoldJob, its
+    timesteps so far), safe to call from another thread; "evaluating" once every job is done."""
+    steps, jobs = rl.ppo.total_timesteps, rl.eval.n_folds * rl.eval.seeds
+    done: dict[tuple[int, int], int] = {}  # (fold, seed) -> timesteps
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(bar_width=20),
+        TextColumn("{task.completed:>,.0f}/{task.total:,.0f} steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(compact=True),
+        TextColumn("left"),
+        console=console,
+        speed_estimate_period=600,  # step-log lines come every 10 % of a job: a long window for the speed
+    ) as bar:
+        task = bar.add_task("training", total=steps * jobs)
+
+        def progress(job, timesteps: int) -> None:
+            done[job.fold, job.seed] = min(timesteps, steps)
+            completed = sum(done.values())
+            where = "evaluating" if completed >= steps * jobs else f"fold {job.fold}, seed {job.seed}"
+            bar.update(task, completed=completed, description=where)
+
+        yield progress

@@ -7,10 +7,13 @@ lineage, check results) in DAGSTER_HOME. A step that cannot complete raises Step
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import click
 import pandas as pd
@@ -20,6 +23,12 @@ from tt_pipeline.market import PartitionReport
 from tt_resources.terms import DEFAULT_SPAN_POLICY, SpanPolicy
 
 Progress = Callable[[PartitionReport], None]
+# a walk-forward training's progress: (tt_pipeline.models.FoldJob, its PPO timesteps so far)
+TrainingProgress = Callable[[Any, int], None]
+FOLLOW_TAG = "tt/follow"  # the run whose step logs `_following` reads
+FOLLOW_S = 0.5  # how often
+
+log = logging.getLogger(__name__)
 
 
 class StepFailed(click.ClickException):
@@ -109,7 +118,9 @@ class Direct:
             "span_note": dataset.span_note,
         }
 
-    def train_and_evaluate(self, dataset_version: str, rl, *, model_dir=None) -> Trained:
+    def train_and_evaluate(
+        self, dataset_version: str, rl, *, model_dir=None, progress: TrainingProgress | None = None
+    ) -> Trained:
         from tt_pipeline.models import evaluate_model, train_walk_forward
         from tt_resources import config
         from tt_resources.db import registry
@@ -122,6 +133,7 @@ class Direct:
             rl,
             run_id=run_id,
             model_dir=model_dir or config.data_dir() / "models" / timeframe,
+            progress=progress,
         )
         evaluate_model(self.engine, trained.model_id, run_id=run_id)
         return Trained(trained.model_id, registry.stitched_metrics(self.engine, trained.model_id))
@@ -208,8 +220,16 @@ class ViaDagster:
         }
 
     def train_and_evaluate(
-        self, dataset_version: str, rl, *, model_dir=None, reason: str = "requested"
+        self,
+        dataset_version: str,
+        rl,
+        *,
+        model_dir=None,
+        reason: str = "requested",
+        progress: TrainingProgress | None = None,
     ) -> Trained:
+        """retrain_job (ppo_model + evaluation) on the dataset; `progress` is called with the training jobs'
+        progress lines of the run's step logs as they are written (_following)."""
         from tt_assets.models import RETRAIN_REASON_TAG
         from tt_resources.db import registry
 
@@ -218,21 +238,23 @@ class ViaDagster:
                 "--model-dir does not apply with --via-dagster (models go to <data dir>/models)"
             )
         timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
-        result = self._run(
-            "retrain_job",
-            timeframe,
-            {"ops": {"ppo_model": {"config": rl.to_dict()}}},
-            tags={RETRAIN_REASON_TAG: reason},
-        )
+        follow = uuid.uuid4().hex
+        with _following(self.instance, follow, progress) if progress else nullcontext():
+            result = self._run(
+                "retrain_job",
+                timeframe,
+                {"ops": {"ppo_model": {"config": rl.to_dict()}}},
+                tags={RETRAIN_REASON_TAG: reason, FOLLOW_TAG: follow},
+                spinner=progress is None,
+            )
         model_id = _materialized(result, "ppo_model", "model_id")
         return Trained(model_id, registry.stitched_metrics(self.engine, model_id))
 
-    def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None):
-        from contextlib import nullcontext
-
+    def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None, spinner=True):
         from tt_assets.launch import run_job
 
-        with _launching(), self.status(f"{job} {partition}") if self.status else nullcontext():
+        status = self.status(f"{job} {partition}") if self.status and spinner else nullcontext()
+        with _launching(), status:
             result = run_job(
                 self.instance,
                 job,
@@ -246,6 +268,60 @@ class ViaDagster:
         if not result.success:
             raise StepFailed(f"{job} {partition} failed (run {result.run_id}): {_failure(result)}")
         return result
+
+
+@contextmanager
+def _following(instance, follow: str, progress: TrainingProgress) -> Iterator[None]:
+    """While the body runs the run tagged FOLLOW_TAG=`follow`, read its step logs from the instance's event
+    log every FOLLOW_S in a thread and call `progress(job, timesteps)` for each training progress line
+    (tt_assets.models.progress_line); the lines written last are read once more when the body ends. The
+    event log is the one record every executor writes (in-process, multiprocess, Celery workers). A failure
+    to read it costs the progress display only: one warning in the log, the run goes on."""
+    import dagster as dg
+
+    from tt_assets.models import parse_progress
+
+    where: dict = {"run": None, "cursor": None}
+
+    def read() -> None:
+        if where["run"] is None:
+            runs = instance.get_runs(dg.RunsFilter(tags={FOLLOW_TAG: follow}), limit=1)
+            if not runs:
+                return
+            where["run"] = runs[0].run_id
+        while True:
+            page = instance.get_records_for_run(where["run"], cursor=where["cursor"], limit=1_000)
+            for record in page.records:
+                entry = record.event_log_entry
+                found = None if entry.is_dagster_event else parse_progress(entry.user_message)
+                if found is not None:
+                    progress(*found)
+            where["cursor"] = page.cursor
+            if not page.has_more:
+                return
+
+    def safely() -> bool:
+        try:
+            read()
+        except Exception as exc:  # whatever the storage raises: the display stops, never the run
+            log.warning("training progress not followed: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
+
+    stop = threading.Event()
+
+    def follow_run() -> None:
+        while not stop.wait(FOLLOW_S) and safely():
+            pass
+
+    thread = threading.Thread(target=follow_run, name="tt-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        safely()
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import pandas as pd
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from tt_cli.common import (
     DATE,
@@ -19,6 +20,7 @@ from tt_cli.common import (
     refresh,
     report_partitions,
     time_window,
+    training_progress,
     universe,
 )
 from tt_pipeline.quality import MIN_SYMBOLS
@@ -27,6 +29,7 @@ from tt_resources.terms import (
     AGENT,
     DEFAULT_SPAN_POLICY,
     METRICS,
+    POLICY_LABELS,
     POLICY_NAMES,
     SIGNIFICANCE_NAMES,
     SOURCE_NAMES,
@@ -57,10 +60,12 @@ def _cell(name: str, value) -> str:
 
 def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], width: int) -> Group:
     """Out-of-sample rows (one per policy: folds stitched, the seeds' ensemble) as tables at most `width`
-    characters wide: PPO first, the oracle next, then the baselines; columns `names` (tt_eval metrics) with
-    the Sharpe ratio's interval over time, PSR and DSR beside the Sharpe ratio. When the columns do not
-    fit in one table they wrap: the first table holds the PRIORITY columns that fit, continuation tables
-    (same rows) the others; numbers are never cut."""
+    characters wide: PPO first, the oracle next, then the baselines, each by its label (POLICY_LABELS, as
+    Dagster and the dashboard show it); columns `names` (tt_eval metrics) with the Sharpe ratio's interval
+    over time, PSR and DSR beside the Sharpe ratio. Columns are two spaces apart; a label wraps onto a second
+    line when that lets every column fit. When the columns still do not fit in one table they wrap: the
+    first table holds the PRIORITY columns that fit, continuation tables (same rows) the others; numbers
+    are never cut."""
     rows = metrics.sort_values("policy", key=lambda p: p.map(_policy_rank)).to_dict("records")
     shown = [n for n in names if n != "sharpe"]
     if "sharpe" in names:
@@ -70,31 +75,51 @@ def results_table(metrics: pd.DataFrame, title: str, names: tuple[str, ...], wid
         n: [_cell(n, (r["sharpe_ci_low"], r["sharpe_ci_high"]) if n == CI_COLUMN else r.get(n)) for r in rows]
         for n in shown
     }
-    policy_width = max(len("policy"), *(len(r["policy"]) for r in rows))
+    labels = [POLICY_LABELS.get(r["policy"], r["policy"]) for r in rows]
     widths = {c: max(len(HEADERS.get(c, c)), *map(len, cells[c])) for c in shown}
+    whole = max(len("policy"), *map(len, labels))
 
-    def needed(columns: list[str]) -> int:  # box.SIMPLE_HEAD: padding 1 + 1 + a 1-space rule per column
-        return 1 + policy_width + 3 + sum(widths[c] + 3 for c in columns)
+    def needed(columns: list[str], policy: int) -> int:  # two spaces between columns, no edges
+        return policy + sum(widths[c] + GAP for c in columns)
 
+    ordered = [c for c in PRIORITY if c in shown] + [c for c in shown if c not in PRIORITY]
+    # the policy column: whole labels when every column fits beside them, else labels on two lines
+    policy = whole if needed(ordered, whole) <= width else max(len("policy"), *map(_two_lines, labels))
     chunks: list[list[str]] = []
-    for column in [c for c in PRIORITY if c in shown] + [c for c in shown if c not in PRIORITY]:
-        if chunks and needed([*chunks[-1], column]) <= width:
+    for column in ordered:
+        if chunks and needed([*chunks[-1], column], policy) <= width:
             chunks[-1].append(column)
         else:
             chunks.append([column])
     tables = []
     for k, chunk in enumerate(chunks):
         table = Table(
-            title=title if k == 0 else f"{title} (cont.)", box=box.SIMPLE_HEAD, title_justify="left"
+            title=title if k == 0 else f"{title} (cont.)",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+            title_justify="left",
         )
-        table.add_column("policy", no_wrap=True, min_width=policy_width)
+        table.add_column("policy", min_width=policy, max_width=policy)
         columns = [c for c in shown if c in chunk]  # the metrics' order within each table
         for name in columns:
             table.add_column(HEADERS.get(name, name), justify="right", no_wrap=True, min_width=widths[name])
-        for i, row in enumerate(rows):
-            table.add_row(row["policy"], *(cells[name][i] for name in columns))
-        tables.append(table)
+        for i, label in enumerate(labels):
+            table.add_row(label, *(cells[name][i] for name in columns))
+        tables += [table, Text()]  # a blank line ends each table
     return Group(*tables)
+
+
+GAP = 2  # spaces between two columns of the results table
+
+
+def _two_lines(label: str) -> int:
+    """The narrowest width that holds `label` on at most two lines, broken at a space."""
+    words = label.split(" ")
+    return min(
+        [len(label)] + [max(len(" ".join(words[:k])), len(" ".join(words[k:]))) for k in range(1, len(words))]
+    )
 
 
 def _policy_rank(policy: str) -> int:
@@ -110,6 +135,24 @@ HEADERS = {
     "dsr": "DSR",
 }
 METRIC_KIND = {m.name: m.kind for m in METRICS}
+
+
+def results_title(metrics: pd.DataFrame, timeframe: str, windows: int) -> str:
+    """The results table's title with its stitched test period, e.g. "1d out-of-sample: test
+    2025-06-02..2026-11-27, 2 windows, 375 sessions" (bars on the exchange calendar from the first test bar
+    to the last, inclusive; "sessions" for 1d bars)."""
+    from tt_resources.calendar import expected_bar_starts
+
+    first, last = metrics["test_start"].min(), metrics["test_end"].max()
+    if pd.isna(first) or pd.isna(last):
+        return f"{timeframe} out-of-sample"
+    first, last = pd.Timestamp(first), pd.Timestamp(last)
+    bars = len(expected_bar_starts(timeframe, first, last + pd.Timedelta(1, "ns")))
+    unit = "sessions" if timeframe == "1d" else f"{timeframe} bars"
+    return (
+        f"{timeframe} out-of-sample: test {first:%Y-%m-%d}..{last:%Y-%m-%d}, {windows} "
+        f"window{'s' if windows != 1 else ''}, {bars:,} {unit}"
+    )
 
 
 def evaluation_note(rl) -> str:
@@ -135,8 +178,12 @@ def verdict_lines(metrics: pd.DataFrame) -> str:
         if _finite(row.get("sharpe_seed_min")) and _finite(row.get("sharpe_seed_max"))
         else ""
     )
+    best = row.get("best_baseline")  # one per fold, comma-separated ids
     best = (
-        f"best baseline on the training spans: {row['best_baseline']}\n" if row.get("best_baseline") else ""
+        f"best baseline on the training spans: "
+        f"{', '.join(POLICY_LABELS.get(p, p) for p in best.split(', '))}\n"
+        if best
+        else ""
     )
     return f"{seeds}{best}{row.get('verdict') or 'Verdict: none stored (evaluated before verdicts existed)'}"
 
@@ -225,6 +272,7 @@ def train(
         ):
             if value is not None:
                 setattr(section, name, value)
+        rl.ppo.progress_bar = False  # the command's own bar over every fold and seed (training_progress)
         rl.check()  # cross-field rules, e.g. batch_size <= n_steps * n_envs after --n-envs
     except ValueError as exc:  # RLConfigError: one line naming the file (or flag) and key
         raise BadInput(str(exc)) from None
@@ -266,12 +314,18 @@ def train(
     )
     from tt_resources.db import registry
 
-    with registry.dataset_lock(pipeline.engine, dataset["dataset_version"]):  # one training per dataset
+    with (
+        registry.dataset_lock(pipeline.engine, dataset["dataset_version"]),  # one training per dataset
+        training_progress(console, rl) as progress,
+    ):
         trained = pipeline.train_and_evaluate(
-            dataset["dataset_version"], rl, model_dir=Path(model_dir) if model_dir else None
+            dataset["dataset_version"],
+            rl,
+            model_dir=Path(model_dir) if model_dir else None,
+            progress=progress,
         )
     console.print(f"model {trained.model_id}")
-    title = f"out-of-sample {timeframe} from {dataset['split_ts']:%Y-%m-%d}"
+    title = results_title(trained.metrics, timeframe, rl.eval.n_folds)
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
     console.print(verdict_lines(trained.metrics), highlight=False)

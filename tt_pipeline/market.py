@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tt_pipeline.quality import BarQuality, assess_bars, content_version
 from tt_resources.db.faults import DatabaseFault, with_reconnect
 from tt_resources.ingest import PartitionResult, Stored, in_parallel, ingest_after, stored_partitions
-from tt_resources.sources.base import MarketDataSource
+from tt_resources.sources.base import MarketDataSource, source_now
 from tt_resources.terms import utc
 from tt_resources.watchlist import Listing
 
@@ -140,14 +140,15 @@ def refresh_partitions(
     """Refresh each listing's `timeframe` partition; results in listing order; `progress` is called as each
     one finishes. Up to `source.concurrency` partitions run at once.
 
-    `source` None skips the fetch (assess and featurise what is stored). `start`/`end`/`now` and
+    `source` None skips the fetch (assess and featurise what is stored). `now` defaults to the source's
+    present (tt_resources.sources.base.source_now). `start`/`end`/`now` and
     `hole_attempts` as in tt_resources.ingest (naive means UTC). A partition's failure never stops the
     others: a lost database connection costs one reconnect attempt, then (or at once for a full disk) the
     partition is failed with the fault's line (tt_resources.db.faults); when the timeframe's stored state
     cannot be read, every partition is failed so."""
     from tt_resources.db.features import feature_marks
 
-    now = utc(now) or pd.Timestamp.now(tz="UTC")
+    now = utc(now) or source_now(source)
     listings = list(listings)
     try:
         stored = with_reconnect(lambda: stored_partitions(engine, timeframe)) if source else {}

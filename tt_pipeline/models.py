@@ -20,6 +20,7 @@ import contextlib
 import copy
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,16 +202,30 @@ def register_walk_forward(
 
 
 def train_walk_forward(
-    engine: sa.Engine, dataset_version: str, config: RLConfig, *, run_id: str, model_dir: Path
+    engine: sa.Engine,
+    dataset_version: str,
+    config: RLConfig,
+    *,
+    run_id: str,
+    model_dir: Path,
+    progress: Callable[[FoldJob, int], None] | None = None,
 ) -> WalkForwardModel:
     """Plan the walk-forward model of `config` on the registered dataset, train its (fold, seed) jobs one
     after the other and register it (the in-process path; Dagster's ppo_model runs the jobs as steps). A
-    failure leaves no fold model of the unregistered group behind (registry.discard_group)."""
+    failure leaves no fold model of the unregistered group behind (registry.discard_group). `progress(job,
+    timesteps)` is called as each job trains (tt_rl.train.progress_callback)."""
     from tt_resources.db import registry
+    from tt_rl.train import progress_callback
+
+    def callbacks(job: FoldJob) -> list | None:
+        return [progress_callback(lambda steps: progress(job, steps))] if progress else None
 
     plan = plan_walk_forward(engine, dataset_version, config)
     try:
-        members = [train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir) for job in plan.jobs]
+        members = [
+            train_fold(engine, plan, job, run_id=run_id, model_dir=model_dir, callbacks=callbacks(job))
+            for job in plan.jobs
+        ]
         return register_walk_forward(engine, plan, members, run_id=run_id, model_dir=model_dir)
     except BaseException:
         with contextlib.suppress(sa.exc.SQLAlchemyError):  # the training's error is the one to tell

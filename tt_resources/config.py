@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tt_resources import urls
+from tt_resources.sources.settings import SYNTHETIC_END
 from tt_resources.terms import DateFormat, PacingMode, SourceName, SyntheticSignal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,12 @@ class Settings(BaseSettings):
         "sign_persistence",
         description="signal planted in the synthetic market: `sign_persistence` (a known 1-day edge, so the "
         "demo can show learning) or `none` (the plain market)",
+    )
+    tt_synthetic_end: str = Field(
+        SYNTHETIC_END,
+        description="the synthetic market's clock: it ends at this UTC date (`YYYY-MM-DD`, bars closed before "
+        "it), so `make demo` sees the same market on any day and machine; a later date extends it, `now` "
+        "follows the wall clock",
     )
     tt_csv_dir: Path | None = Field(
         None, description="directory of `<SYMBOL>_<tf>.csv/.parquet` files; unset: `<data dir>/csv`"
@@ -232,6 +240,16 @@ class Settings(BaseSettings):
     def _home_expanded(cls, value: Path | None) -> Path | None:
         """`~` expanded, as a shell would (a relative path is made absolute by check_directories)."""
         return value.expanduser() if value is not None else None
+
+    @field_validator("tt_synthetic_end")
+    @classmethod
+    def _synthetic_end(cls, value: str) -> str:
+        if value != "now":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError("not a date YYYY-MM-DD or `now`") from None
+        return value
 
     @field_validator("tt_csv_tz")
     @classmethod

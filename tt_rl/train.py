@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,27 @@ def train(
             **(registry_fields or {}),
         )
     return TrainedModel(model_id, run, metrics, int(model.num_timesteps), seconds)
+
+
+def progress_callback(report: Callable[[int], None]):
+    """An SB3 callback for `train(callbacks=...)` that calls `report(timesteps)` with the model's timesteps
+    so far (a resumed run's included) when training starts, after each rollout and when it ends."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def _on_training_start(self) -> None:
+            report(self.model.num_timesteps)
+
+        def _on_rollout_end(self) -> None:
+            report(self.model.num_timesteps)
+
+        def _on_training_end(self) -> None:
+            report(self.model.num_timesteps)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Progress()
 
 
 def _fit(

@@ -18,9 +18,9 @@ def make_source(settings: SourceSettings, engine: sa.Engine | None = None) -> Ma
     in `engine` and shares its pacing budget there (None: a private budget, no records); ValueError for a csv
     source without a directory."""
     if settings.name == "synthetic":
-        from tt_resources.sources.synthetic import SyntheticSource
+        from tt_resources.sources.synthetic import SyntheticSource, pinned_clock
 
-        return SyntheticSource(signal=settings.signal)
+        return SyntheticSource(signal=settings.signal, clock=pinned_clock(settings.synthetic_end))
     if settings.name == "csv":
         from tt_resources.sources.csv import CsvSource
 

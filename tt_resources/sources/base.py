@@ -91,6 +91,13 @@ class MarketDataSource(Protocol):
         ...
 
 
+def source_now(source: MarketDataSource | None) -> pd.Timestamp:
+    """The present as `source` sees it: its `clock()` when it has one (the synthetic market's, pinned by
+    TT_SYNTHETIC_END, so ingest and freshness follow the market it generates), else the wall clock (UTC)."""
+    clock = getattr(source, "clock", None)
+    return clock() if clock is not None else pd.Timestamp.now(tz="UTC")
+
+
 def one_chunk(
     fetch: Callable[[], pd.DataFrame], stats: SourceStats, start: pd.Timestamp, end: pd.Timestamp
 ) -> Iterator[Chunk]:

@@ -11,11 +11,16 @@ from typing import Any
 
 from tt_resources.terms import DateFormat, PacingMode, SourceName
 
+# the synthetic market's clock (TT_SYNTHETIC_END): a fixed day, so the embedded demo sees the same market on any
+# day and machine; "now" follows the wall clock
+SYNTHETIC_END = "2026-12-01"
+
 # The market_data resource's configuration (tt_assets.resources.MarketDataResource): field -> the
 # tt_resources.config.Settings field it is filled from at the edge.
 MARKET_DATA_FIELDS = {
     "source": "tt_source",
     "synthetic_signal": "tt_synthetic_signal",
+    "synthetic_end": "tt_synthetic_end",
     "csv_dir": "tt_csv_dir",
     "csv_tz": "tt_csv_tz",
     "csv_date_format": "tt_csv_date_format",
@@ -87,6 +92,7 @@ class SourceSettings:
     name: SourceName = "synthetic"
     hole_attempts: int = 3
     signal: str = "sign_persistence"
+    synthetic_end: str = SYNTHETIC_END
     csv_dir: Path | None = None
     csv_tz: str | None = None
     csv_date_format: DateFormat | None = None
@@ -101,6 +107,7 @@ def from_config(config: Mapping[str, Any]) -> SourceSettings:
         name=config["source"],
         hole_attempts=config["hole_attempts"],
         signal=config["synthetic_signal"],
+        synthetic_end=config["synthetic_end"],
         csv_dir=Path(config["csv_dir"]) if config["csv_dir"] else None,
         csv_tz=config["csv_tz"],
         csv_date_format=config["csv_date_format"],

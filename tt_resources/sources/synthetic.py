@@ -101,9 +101,19 @@ class _Grid:
         return sigma[self.session_idx] * self.profile * draws["shock"]
 
 
+def pinned_clock(end: str) -> Callable[[], pd.Timestamp]:
+    """The synthetic market's clock for TT_SYNTHETIC_END: a fixed instant (`YYYY-MM-DD`, 00:00 UTC: the
+    sessions before that day have closed), or the wall clock for "now"."""
+    if end == "now":
+        return lambda: pd.Timestamp.now(tz="UTC")
+    instant = pd.Timestamp(end, tz="UTC")
+    return lambda: instant
+
+
 class SyntheticSource:
     """Deterministic bars from (seed, symbol, sector, signal); a listing without a sector gets a hashed one.
-    `signal` is one of SYNTHETIC_SIGNALS."""
+    `signal` is one of SYNTHETIC_SIGNALS; `clock` is the market's present (default the wall clock; the
+    platform builds it pinned, pinned_clock): no bar closes after it, and ingest takes it as "now"."""
 
     name = "synthetic"
     concurrency = 1  # generating is CPU-bound: threads would only contend

@@ -37,8 +37,8 @@ def stitched_row(policy: str, **values: float) -> dict:
     return base | values
 
 
-def equity_curves(columns: list[str], bars: int = 500) -> pd.DataFrame:
-    rng = np.random.default_rng(7)
+def equity_curves(columns: list[str], bars: int = 500, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     index = pd.date_range("2025-01-01", periods=bars, freq="D", tz="UTC")
     return pd.DataFrame(
         {c: 100_000 * np.cumprod(1 + rng.normal(4e-4, 0.01, bars)) for c in columns}, index=index
@@ -98,9 +98,18 @@ def test_seed_curves_are_named_in_the_tables_vocabulary():
     assert policy_label("equal_weight_vol") == POLICY_LABELS["equal_weight_vol"]
 
 
-@pytest.mark.parametrize("policies", [["ppo s0", "ppo s1", "equal_weight"], [*POLICY_LABELS][:-1]])
-def test_equity_sketch_fits_the_inline_limit_and_its_legend_names_every_policy(policies):
-    markdown = equity_sketch_md(equity_curves(policies))
+@pytest.mark.parametrize(
+    ("policies", "bars", "seed"),
+    [
+        (["ppo s0", "ppo s1", "equal_weight"], 500, 7),
+        ([*POLICY_LABELS][:-1], 500, 7),
+        # the demo's: 3 seeds, every baseline and the oracle over 376 sessions (raised "does not fit" at 8 points)
+        (["ppo s0", "ppo s1", "ppo s2", "oracle", "equal_weight", "equal_weight_vol"], 376, 3),
+    ],
+)
+def test_equity_sketch_fits_the_inline_limit_and_its_legend_names_every_policy(policies, bars, seed):
+    equity = equity_curves(policies, bars, seed)
+    markdown = equity_sketch_md(equity)
     assert len(markdown) < INLINE_MARKDOWN_LIMIT
     image, legend = markdown.split("\n\n")
     svg = unquote(re.fullmatch(r"!\[[^]]*\]\(data:image/svg\+xml,([^)\s]+)\)", image).group(1))
@@ -114,7 +123,11 @@ def test_equity_sketch_fits_the_inline_limit_and_its_legend_names_every_policy(p
     assert "seed" not in legend  # the agent's seeds are averaged, as in the table
     # the bottom axis carries the first and the last date, the left one the net-worth range
     texts = re.findall(r"<text [^>]*>([^<]+)</text>", svg)
-    assert texts[2:] == ["2025-01-01", "2026-05-15"] and texts[0].endswith("k") and texts[1].endswith("k")
+    assert (
+        texts[2:] == [f"{equity.index[0]:%Y-%m-%d}", f"{equity.index[-1]:%Y-%m-%d}"]
+        and texts[0].endswith("k")
+        and texts[1].endswith("k")
+    )
 
 
 def test_the_detailed_chart_has_dates_and_the_dashboards_colours():

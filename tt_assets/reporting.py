@@ -132,7 +132,7 @@ def equity_sketch_md(equity: pd.DataFrame) -> str:
         + metric_text("total_return", curves[p].iloc[-1] / curves[p].iloc[0] - 1)
         for p in curves.columns
     )
-    for points in (60, 48, 40, 32, 24, 16, 12, 8):
+    for points in (60, 48, 40, 32, 24, 16, 12, 8, 6, 4, 2):
         markdown = f"![out-of-sample equity]({_svg_uri(curves, points)})\n\n{legend}"
         if len(markdown) < INLINE_MARKDOWN_LIMIT:
             return markdown

@@ -157,6 +157,28 @@ def run_demo(symbols: list[str], steps: int | None, console) -> DemoSummary:
     return summary
 
 
+def next_session(model_id: str, console) -> None:
+    """The dry run of the next session (tt_cli.trade.demo_dry_run): the production model of `model_id`,
+    promoted only when its verdict allows, its target weights and the orders it would send; nothing is sent.
+    "Now" is the synthetic market's pinned clock, so the session is the market's last."""
+    from tt_cli.trade import demo_dry_run
+    from tt_resources import config
+    from tt_resources.sources.synthetic import pinned_clock
+
+    env = config.settings()
+    now = pinned_clock(env.tt_synthetic_end)() if env.tt_source == "synthetic" else None
+    console.rule("[bold]next session: dry run (nothing is sent)")
+    with console.status("training the production model on the whole history"):
+        demo_dry_run(
+            open_database(),
+            model_id,
+            run_id="demo",
+            model_dir=config.data_dir() / "models" / TRAIN_TIMEFRAME,
+            echo=lambda line: console.print(line, highlight=False, markup=False),
+            now=None if now is None else now.to_pydatetime(),
+        )
+
+
 @click.command()
 @click.option(
     "--symbols",
@@ -183,4 +205,6 @@ def demo(n_symbols: int, steps: int | None) -> None:
     started = time.perf_counter()
     home = ensure_dagster_home()
     summary = run_demo(symbols, steps, console)
+    if summary.model_id is not None:
+        next_session(summary.model_id, console)
     summary.print(console, home, time.perf_counter() - started)

@@ -2,8 +2,10 @@
 
 The observation (tt_rl.kernels.observe) is W bars x N assets x F features, then the N current weights. Each
 asset's input row is its own W*F features, its weight, the cross-sectional mean of the W*F features (the
-market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
-(N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
+market it trades in: what relative signals such as short-term reversal need), a one-hot of its position
+(N, so the network can still learn what is particular to one asset) and, with `mixing`, a learned mixture of
+the other assets' W*F features, sum_j M[i, j] x_j with M (N, N) a parameter starting at 0 (what a signal in
+another asset needs: a leader's return for its follower; docs/rl.md measures it). One MLP (`net_arch`) maps every row to
 an embedding, and one linear head maps every embedding to that asset's action mean; the value is a linear
 function of all embeddings. Sharing the scoring network across assets gives it N samples per step of what a
 feature means, instead of learning the same rule N times from 1/N of the data.
@@ -22,16 +24,23 @@ from torch import nn
 
 
 class AssetRows(BaseFeaturesExtractor):
-    """(B, W*N*F + N) observations -> (B, N * net_arch[-1]) per-asset embeddings of one shared MLP."""
+    """(B, W*N*F + N) observations -> (B, N * net_arch[-1]) per-asset embeddings of one shared MLP over rows
+    of (2 or 3) * W*F + 1 + N inputs (see module doc)."""
 
     def __init__(
-        self, observation_space: gymnasium.spaces.Box, n_assets: int, window: int, net_arch: list[int]
+        self,
+        observation_space: gymnasium.spaces.Box,
+        n_assets: int,
+        window: int,
+        net_arch: list[int],
+        mixing: bool = True,
     ) -> None:
         super().__init__(observation_space, n_assets * net_arch[-1])
         self.n_assets, self.window = n_assets, window
         self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
+        self.mix = nn.Parameter(torch.zeros(n_assets, n_assets)) if mixing else None
         layers: list[nn.Module] = []
-        width = 2 * self.per_bar + 1 + n_assets
+        width = (3 if mixing else 2) * self.per_bar + 1 + n_assets
         for size in net_arch:
             layers += [nn.Linear(width, size), nn.Tanh()]
             width = size
@@ -44,7 +53,10 @@ class AssetRows(BaseFeaturesExtractor):
         own = bars.permute(0, 2, 1, 3).reshape(batch, n, self.per_bar)
         market = own.mean(dim=1, keepdim=True).expand(-1, n, -1)
         weights = obs[:, -n:].unsqueeze(-1)
-        rows = torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1)
+        parts = [own, weights, market, self.identity.expand(batch, -1, -1)]
+        if self.mix is not None:
+            parts.append(torch.einsum("ij,bjf->bif", self.mix, own))
+        rows = torch.cat(parts, dim=-1)
         return self.shared(rows).reshape(batch, -1)
 
 
@@ -62,11 +74,19 @@ class AssetHead(nn.Module):
 
 class CrossSectionalPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose features are `AssetRows` and whose action head is `AssetHead` (see module doc).
-    `net_arch` is the shared per-asset MLP, `window` the observation's bars; the policy and value heads add
-    no hidden layers."""
+    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `mixing` whether rows carry the
+    learned mixture of the other assets' features; the policy and value heads add no hidden layers."""
 
     def __init__(
-        self, observation_space, action_space, lr_schedule, *, net_arch: list[int], window: int, **kwargs
+        self,
+        observation_space,
+        action_space,
+        lr_schedule,
+        *,
+        net_arch: list[int],
+        window: int,
+        mixing: bool = True,
+        **kwargs,
     ):
         super().__init__(
             observation_space,
@@ -78,6 +98,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
                 "n_assets": int(np.prod(action_space.shape)),
                 "window": window,
                 "net_arch": list(net_arch),
+                "mixing": mixing,
             },
             **kwargs,
         )

@@ -2,12 +2,13 @@
 
 The observation (tt_rl.kernels.observe) is W bars x N assets x F features, then the N current weights. Each
 asset's input row is its own W*F features, its weight, the cross-sectional mean of the W*F features (the
-market it trades in: what relative signals such as short-term reversal need), a one-hot of its position
-(N, so the network can still learn what is particular to one asset) and, with `mixing`, a learned mixture of
-the other assets' W*F features, sum_j M[i, j] x_j with M (N, N) a parameter starting at 0 (what a signal in
-another asset needs: a leader's return for its follower; docs/rl.md measures it). One MLP (`net_arch`) maps every row to
-an embedding, and one linear head maps every embedding to that asset's action mean; the value is a linear
-function of all embeddings. Sharing the scoring network across assets gives it N samples per step of what a
+market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
+(N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
+an embedding, and one linear head maps every embedding to that asset's action mean, to which the cross-asset
+term adds sum_{j,k} C[i, j, k] x[j, k]: a linear function of every asset's W*F features, C (N, N, W*F) a
+parameter starting at 0 (what a signal in another asset needs, a leader's return for its follower, without
+the saddle of a learned mixing fed through the MLP; docs/rl.md measures both). The value is a linear
+function of all embeddings and cross-asset terms. Sharing the scoring network across assets gives it N samples per step of what a
 feature means, instead of learning the same rule N times from 1/N of the data.
 
 Imports torch and SB3: only training and evaluation load this module.
@@ -24,8 +25,8 @@ from torch import nn
 
 
 class AssetRows(BaseFeaturesExtractor):
-    """(B, W*N*F + N) observations -> (B, N * net_arch[-1]) per-asset embeddings of one shared MLP over rows
-    of (2 or 3) * W*F + 1 + N inputs (see module doc)."""
+    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + 1)): per asset, the embedding of one shared MLP
+    over its row (2 W*F + 1 + N inputs, see module doc), then its cross-asset term (0 without `cross_asset`)."""
 
     def __init__(
         self,
@@ -33,14 +34,15 @@ class AssetRows(BaseFeaturesExtractor):
         n_assets: int,
         window: int,
         net_arch: list[int],
-        mixing: bool = True,
+        cross_asset: bool = True,
     ) -> None:
-        super().__init__(observation_space, n_assets * net_arch[-1])
+        super().__init__(observation_space, n_assets * (net_arch[-1] + 1))
         self.n_assets, self.window = n_assets, window
         self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
-        self.mix = nn.Parameter(torch.zeros(n_assets, n_assets)) if mixing else None
+        # C[i, j, k]: how feature k of asset j moves asset i's action; a parameter starting at 0
+        self.cross = nn.Parameter(torch.zeros(n_assets, n_assets, self.per_bar)) if cross_asset else None
         layers: list[nn.Module] = []
-        width = (3 if mixing else 2) * self.per_bar + 1 + n_assets
+        width = 2 * self.per_bar + 1 + n_assets
         for size in net_arch:
             layers += [nn.Linear(width, size), nn.Tanh()]
             width = size
@@ -53,29 +55,32 @@ class AssetRows(BaseFeaturesExtractor):
         own = bars.permute(0, 2, 1, 3).reshape(batch, n, self.per_bar)
         market = own.mean(dim=1, keepdim=True).expand(-1, n, -1)
         weights = obs[:, -n:].unsqueeze(-1)
-        parts = [own, weights, market, self.identity.expand(batch, -1, -1)]
-        if self.mix is not None:
-            parts.append(torch.einsum("ij,bjf->bif", self.mix, own))
-        rows = torch.cat(parts, dim=-1)
-        return self.shared(rows).reshape(batch, -1)
+        rows = torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1)
+        if self.cross is None:
+            cross = own.new_zeros(batch, n, 1)
+        else:
+            cross = torch.einsum("ijk,bjk->bi", self.cross, own).unsqueeze(-1)
+        return torch.cat([self.shared(rows), cross], dim=-1).reshape(batch, -1)
 
 
 class AssetHead(nn.Module):
-    """(B, N * H) embeddings -> (B, N) action means through one Linear(H, 1) shared by the assets."""
+    """(B, N * (H + 1)) embeddings and cross-asset terms -> (B, N) action means: one Linear(H, 1) shared by
+    the assets, plus each asset's cross-asset term."""
 
     def __init__(self, n_assets: int, width: int) -> None:
         super().__init__()
         self.n_assets = n_assets
-        self.linear = nn.Linear(width, 1)
+        self.linear = nn.Linear(width - 1, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.linear(latent.reshape(latent.shape[0], self.n_assets, -1)).squeeze(-1)
+        rows = latent.reshape(latent.shape[0], self.n_assets, -1)
+        return self.linear(rows[..., :-1]).squeeze(-1) + rows[..., -1]
 
 
 class CrossSectionalPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose features are `AssetRows` and whose action head is `AssetHead` (see module doc).
-    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `mixing` whether rows carry the
-    learned mixture of the other assets' features; the policy and value heads add no hidden layers."""
+    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `cross_asset` whether the action
+    means have the cross-asset linear term; the policy and value heads add no hidden layers."""
 
     def __init__(
         self,
@@ -85,7 +90,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
         *,
         net_arch: list[int],
         window: int,
-        mixing: bool = True,
+        cross_asset: bool = True,
         **kwargs,
     ):
         super().__init__(
@@ -98,7 +103,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
                 "n_assets": int(np.prod(action_space.shape)),
                 "window": window,
                 "net_arch": list(net_arch),
-                "mixing": mixing,
+                "cross_asset": cross_asset,
             },
             **kwargs,
         )

@@ -147,3 +147,27 @@ def test_ppo_claims_nothing_significant_on_noise():
     psr = probabilistic_sharpe(result.ppo_returns)
     assert math.isnan(psr) or psr < 0.95, (psr, result.sharpe)
     assert not result.skill, result.verdict
+
+
+def test_the_policy_sees_other_assets_through_its_cross_asset_term():
+    """Observation layout and wiring of tt_rl.policy's cross-asset term: with only C[1, 0, k] set and the
+    shared head silent, asset 1's action mean follows feature k of asset 0 (at the last window bar) and no
+    other asset's action moves."""
+    import gymnasium
+    import torch
+
+    from tt_rl.policy import CrossSectionalPolicy
+
+    n, window, n_features, k = 3, 2, 4, 2
+    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (window * n * n_features + n,), np.float32)
+    act_space = gymnasium.spaces.Box(-1.0, 1.0, (n,), np.float32)
+    policy = CrossSectionalPolicy(obs_space, act_space, lambda _: 1e-3, net_arch=[8], window=window)
+    with torch.no_grad():
+        policy.action_net.linear.weight.zero_()
+        policy.action_net.linear.bias.zero_()
+        policy.features_extractor.cross[1, 0, n_features + k] = 2.0  # asset 0's feature k at bar 2 of 2
+    obs = np.zeros((window, n, n_features), dtype=np.float32)
+    obs[1, 0, k] = 0.5
+    flat = torch.as_tensor(np.concatenate([obs.ravel(), np.zeros(n, dtype=np.float32)]))[None]
+    mean = policy.get_distribution(flat).distribution.mean.detach().numpy()[0]
+    np.testing.assert_allclose(mean, [0.0, 1.0, 0.0], atol=1e-6)

@@ -15,6 +15,7 @@ import argparse
 import math
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import NormalDist
 
@@ -39,39 +40,43 @@ def wilson_interval(hits: int, n: int, level: float = 0.95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def run(kind: str, seed: int, args: argparse.Namespace) -> dict:
+    """One null market's verdict as its results.json row, printed when done."""
+    case = run_case(kind, n_bars=args.bars, timesteps=args.steps, seed=seed, eval_every=None)
+    print(
+        f"{kind:5s} market {seed}: ppo {case.sharpe[AGENT]:+.2f} best on training {case.best_on_training} "
+        f"{case.sharpe[case.best_on_training]:+.2f} dsr vs best {case.dsr_vs_best:.3f} "
+        f"{'SKILL' if case.skill else 'no skill'} {case.seconds:.0f}s | {case.verdict}",
+        flush=True,
+    )
+    return {
+        "kind": kind,
+        "market_seed": seed,
+        "sharpe": case.sharpe,
+        "best_on_training": case.best_on_training,
+        "psr_vs_cash": case.psr,
+        "dsr_vs_best": case.dsr_vs_best,
+        "skill": case.skill,
+        "verdict": case.verdict,
+        "seconds": case.seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=10, help="market seeds per null kind")
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--bars", type=int, default=2000)
     parser.add_argument(
         "--first-seed", type=int, default=100, help="market seeds first-seed, first-seed + 1, ..."
     )
+    parser.add_argument("--jobs", type=int, default=1, help="markets run at once, each in its own process")
     args = parser.parse_args()
     started = time.perf_counter()
-    cases = []
-    for kind in NULL_KINDS:
-        for seed in range(args.first_seed, args.first_seed + args.markets):
-            case = run_case(kind, n_bars=args.bars, timesteps=args.steps, seed=seed, eval_every=None)
-            cases.append(
-                {
-                    "kind": kind,
-                    "market_seed": seed,
-                    "sharpe": case.sharpe,
-                    "best_on_training": case.best_on_training,
-                    "psr_vs_cash": case.psr,
-                    "dsr_vs_best": case.dsr_vs_best,
-                    "skill": case.skill,
-                    "verdict": case.verdict,
-                    "seconds": case.seconds,
-                }
-            )
-            print(
-                f"{kind:5s} market {seed}: ppo {case.sharpe[AGENT]:+.2f} best on training {case.best_on_training} "
-                f"{case.sharpe[case.best_on_training]:+.2f} dsr vs best {case.dsr_vs_best:.3f} "
-                f"{'SKILL' if case.skill else 'no skill'} {case.seconds:.0f}s | {case.verdict}",
-                flush=True,
-            )
+    seeds = range(args.first_seed, args.first_seed + args.markets)
+    kinds = [kind for kind in NULL_KINDS for _ in seeds]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        cases = list(pool.map(run, kinds, [*seeds] * len(NULL_KINDS), [args] * len(kinds)))
     hits = sum(c["skill"] for c in cases)
     low, high = wilson_interval(hits, len(cases))
     rate = hits / len(cases)
@@ -84,6 +89,7 @@ def main() -> None:
             "steps": args.steps,
             "bars": args.bars,
             "markets_per_kind": args.markets,
+            "jobs": args.jobs,
             "kinds": list(NULL_KINDS),
             "target_rate": TARGET_RATE,
             "skill_verdicts": hits,

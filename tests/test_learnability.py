@@ -161,7 +161,9 @@ def test_the_policy_sees_other_assets_through_its_cross_asset_term():
     n, window, n_features, k = 3, 2, 4, 2
     obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (window * n * n_features + n,), np.float32)
     act_space = gymnasium.spaces.Box(-1.0, 1.0, (n,), np.float32)
-    policy = CrossSectionalPolicy(obs_space, act_space, lambda _: 1e-3, net_arch=[8], window=window)
+    policy = CrossSectionalPolicy(
+        obs_space, act_space, lambda _: 1e-3, net_arch=[8], window=window, cross_asset=True
+    )
     with torch.no_grad():
         policy.action_net.linear.weight.zero_()
         policy.action_net.linear.bias.zero_()

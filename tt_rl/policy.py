@@ -5,11 +5,11 @@ asset's input row is its own W*F features, its weight, the cross-sectional mean 
 market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
 (N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
 an embedding, and one linear head maps every embedding to that asset's action mean, to which the cross-asset
-term adds sum_{j,k} C[i, j, k] x[j, k]: a linear function of every asset's W*F features, C (N, N, W*F) a
-parameter starting at 0 (what a signal in another asset needs, a leader's return for its follower, without
-the saddle of a learned mixing fed through the MLP; docs/rl.md measures both). The value is a linear
-function of all embeddings and cross-asset terms. Sharing the scoring network across assets gives it N samples per step of what a
-feature means, instead of learning the same rule N times from 1/N of the data.
+term (`cross_asset`, ppo.cross_asset, off by default) adds sum_{j,k} C[i, j, k] x[j, k]: a linear function
+of every asset's W*F features, C (N, N, W*F) a parameter starting at 0 (what a signal in another asset needs,
+a leader's return for its follower; docs/rl.md measures it). The value is a linear function of all
+embeddings (and cross-asset terms). Sharing the scoring network across assets gives it N samples per step of
+what a feature means, instead of learning the same rule N times from 1/N of the data.
 
 Imports torch and SB3: only training and evaluation load this module.
 """
@@ -25,8 +25,9 @@ from torch import nn
 
 
 class AssetRows(BaseFeaturesExtractor):
-    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + 1)): per asset, the embedding of one shared MLP
-    over its row (2 W*F + 1 + N inputs, see module doc), then its cross-asset term (0 without `cross_asset`)."""
+    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + cross_asset)): per asset, the embedding of one
+    shared MLP over its row (2 W*F + 1 + N inputs, see module doc), then with `cross_asset` its cross-asset
+    term."""
 
     def __init__(
         self,
@@ -34,9 +35,9 @@ class AssetRows(BaseFeaturesExtractor):
         n_assets: int,
         window: int,
         net_arch: list[int],
-        cross_asset: bool = True,
+        cross_asset: bool = False,
     ) -> None:
-        super().__init__(observation_space, n_assets * (net_arch[-1] + 1))
+        super().__init__(observation_space, n_assets * (net_arch[-1] + cross_asset))
         self.n_assets, self.window = n_assets, window
         self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
         # C[i, j, k]: how feature k of asset j moves asset i's action; a parameter starting at 0
@@ -55,25 +56,25 @@ class AssetRows(BaseFeaturesExtractor):
         own = bars.permute(0, 2, 1, 3).reshape(batch, n, self.per_bar)
         market = own.mean(dim=1, keepdim=True).expand(-1, n, -1)
         weights = obs[:, -n:].unsqueeze(-1)
-        rows = torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1)
-        if self.cross is None:
-            cross = own.new_zeros(batch, n, 1)
-        else:
-            cross = torch.einsum("ijk,bjk->bi", self.cross, own).unsqueeze(-1)
-        return torch.cat([self.shared(rows), cross], dim=-1).reshape(batch, -1)
+        rows = self.shared(torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1))
+        if self.cross is not None:
+            rows = torch.cat([rows, torch.einsum("ijk,bjk->bi", self.cross, own).unsqueeze(-1)], dim=-1)
+        return rows.reshape(batch, -1)
 
 
 class AssetHead(nn.Module):
-    """(B, N * (H + 1)) embeddings and cross-asset terms -> (B, N) action means: one Linear(H, 1) shared by
-    the assets, plus each asset's cross-asset term."""
+    """(B, N * H) embeddings (with `cross_asset`: N * (H + 1), each asset's last column its cross-asset term)
+    -> (B, N) action means through one Linear(H, 1) shared by the assets, plus the cross-asset terms."""
 
-    def __init__(self, n_assets: int, width: int) -> None:
+    def __init__(self, n_assets: int, width: int, cross_asset: bool = False) -> None:
         super().__init__()
-        self.n_assets = n_assets
-        self.linear = nn.Linear(width - 1, 1)
+        self.n_assets, self.cross_asset = n_assets, cross_asset
+        self.linear = nn.Linear(width - cross_asset, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         rows = latent.reshape(latent.shape[0], self.n_assets, -1)
+        if not self.cross_asset:
+            return self.linear(rows).squeeze(-1)
         return self.linear(rows[..., :-1]).squeeze(-1) + rows[..., -1]
 
 
@@ -90,7 +91,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
         *,
         net_arch: list[int],
         window: int,
-        cross_asset: bool = True,
+        cross_asset: bool = False,
         **kwargs,
     ):
         super().__init__(
@@ -111,7 +112,8 @@ class CrossSectionalPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         n_assets = int(np.prod(self.action_space.shape))
-        self.action_net = AssetHead(n_assets, self.features_dim // n_assets)
+        cross_asset = self.features_extractor.cross is not None
+        self.action_net = AssetHead(n_assets, self.features_dim // n_assets, cross_asset)
         if self.ortho_init:
             self.action_net.apply(lambda module: self.init_weights(module, gain=0.01))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

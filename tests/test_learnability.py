@@ -1,4 +1,6 @@
-"""The learnability suite's small case: the default PPO learns a planted signal out-of-sample and claims
+"""The learnability suite: its planted markets and their oracles as pure functions (the signal lives where a
+next-open fill can reach it, the oracle reaches its Sharpe through the agent's own sizing and costs, the null
+kinds predict nothing), and the small case: the default PPO learns a planted signal out-of-sample and claims
 nothing on noise (the full suite with its targets is bench/learnability.py)."""
 
 from __future__ import annotations
@@ -9,14 +11,123 @@ import numpy as np
 import pytest
 
 from tt_resources.terms import AGENT, ORACLE
-from tt_rl.learnability import run_case
+from tt_rl.config import RLConfig
+from tt_rl.learnability import run_case, weight_policy_returns
+from tt_rl.metrics import performance
+from tt_rl.planted import (
+    GAP_KINDS,
+    MOMENTUM_BARS,
+    NULL_KINDS,
+    PLANTED_KINDS,
+    STRENGTH,
+    centred_rank,
+    planted_bars,
+    planted_panel,
+)
 from tt_rl.significance import probabilistic_sharpe
-
-pytestmark = pytest.mark.slow  # each case trains PPO for STEPS steps
+from tt_rl.walk_forward import Fold
 
 STEPS = 30_000
+NEW_KINDS = ("lead_lag", "volume", "momentum_rank")
 
 
+def _predictor(kind: str, bars) -> np.ndarray:
+    """(T - 1, N): what each kind's oracle knows at bar t's close about bar t + 1, per asset."""
+    r = bars.returns
+    if kind == "lead_lag":
+        edge = np.zeros_like(r)
+        edge[:, 1::2] = r[:, 0 : 2 * (r.shape[1] // 2) : 2]
+        return edge[:-1]
+    if kind == "volume":
+        return (bars.volume > 3 * np.median(bars.volume)).astype(float)[:-1]
+    growth = np.cumprod(1.0 + r, axis=0)
+    momentum = np.ones_like(r)
+    momentum[MOMENTUM_BARS:] = growth[MOMENTUM_BARS:] / growth[:-MOMENTUM_BARS]
+    ranks = np.apply_along_axis(centred_rank, 1, momentum)
+    ranks[: MOMENTUM_BARS - 1] = 0.0
+    return ranks[:-1]
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(OLS slope of y on x, its standard error), pooled over every bar and asset where x varies."""
+    x, y = x.ravel(), y.ravel()
+    x = x - x.mean()
+    slope = float(x @ (y - y.mean()) / (x @ x))
+    residual = y - y.mean() - slope * x
+    return slope, float(np.sqrt(residual.var() / (x @ x)))
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_the_signal_lives_only_in_the_next_session(kind):
+    """What the oracle knows at t's close predicts t + 1's session (open -> close: what a next-open fill
+    trades) by many standard errors, and t + 1's overnight gap (close -> open: before the fill) not at all."""
+    bars = planted_bars(kind, 3000, 6 if kind != "momentum_rank" else 15, seed=3)
+    x = _predictor(kind, bars)
+    in_session, se_session = _slope(x, bars.session[1:])
+    in_gap, se_gap = _slope(x, bars.gap[1:])
+    assert kind in GAP_KINDS and bars.gap.std() > 0
+    assert in_session > 5 * se_session, (in_session, se_session)
+    assert abs(in_gap) < 3 * se_gap, (in_gap, se_gap)
+
+
+def test_the_beta_market_drifts_and_predicts_nothing():
+    """beta: every asset drifts by its strength (an equal-weight Sharpe near 1) and no bar's returns, own or
+    another asset's, predict the next bar's (a null market)."""
+    bars = planted_bars("beta", 5000, 5, seed=4)
+    r = bars.returns
+    assert np.allclose(r.mean(axis=0), STRENGTH["beta"], atol=4 * r.std() / math.sqrt(len(r)))
+    market = r.mean(axis=1)
+    assert 0.7 < market.mean() / market.std() * math.sqrt(252) < 1.3
+    for lead in range(r.shape[1]):
+        for follower in range(r.shape[1]):
+            slope, se = _slope(r[:-1, lead], r[1:, follower])
+            assert abs(slope) < 4 * se, (lead, follower, slope, se)
+
+
+def test_the_older_kinds_keep_their_markets():
+    """The kinds from before the gap kinds have no overnight gap and draw the market they drew then
+    (bench/results/learnability.json stays comparable): the reversal market's recursion, rebuilt from its
+    own noise, gives its returns."""
+    for kind in set(PLANTED_KINDS) - set(GAP_KINDS):
+        assert not planted_bars(kind, 50, 5, seed=2).gap.any()
+    bars, noise = planted_bars("reversal", 200, 5, seed=2), planted_bars("noise", 200, 5, seed=2)
+    rebuilt = noise.session.copy()
+    for t in range(1, len(rebuilt)):
+        rebuilt[t] -= STRENGTH["reversal"] * (rebuilt[t - 1] - rebuilt[t - 1].mean())
+    np.testing.assert_allclose(bars.returns, rebuilt)
+
+
+@pytest.fixture(scope="module")
+def oracle_sharpes() -> dict[str, dict[str, float]]:
+    """Annualised test Sharpe (last 30 % of 1500 bars, after costs, next-open fills) of every kind's oracle and
+    of the baselines, through the evaluation environment."""
+    out = {}
+    for kind in (*NEW_KINDS, *NULL_KINDS):
+        panel = planted_panel(kind, 1500, seed=1)
+        split = int(len(panel) * 0.7)
+        runs = weight_policy_returns(kind, panel, RLConfig(), Fold(0, 0, split, split, len(panel) - 1))
+        out[kind] = {name: float(np.nan_to_num(performance(r, 252)["sharpe"])) for name, r in runs.items()}
+    return out
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_each_new_oracle_reaches_its_sharpe_after_costs(kind, oracle_sharpes):
+    """Trading through the agent's sizing, costs and next-open fills, the oracle of each new kind earns an
+    out-of-sample Sharpe above 1 and above every baseline's."""
+    sharpe = oracle_sharpes[kind]
+    assert sharpe[ORACLE] > 1.0, sharpe
+    assert sharpe[ORACLE] > max(v for k, v in sharpe.items() if k != ORACLE) + 0.5, sharpe
+
+
+def test_the_null_oracles_know_no_more_than_a_baseline(oracle_sharpes):
+    """On noise the oracle is cash; on beta it holds the market and earns what vol-targeted equal weight
+    earns (within 0.1 Sharpe): nothing beyond a baseline is there to be known."""
+    assert oracle_sharpes["noise"][ORACLE] == 0.0
+    beta = oracle_sharpes["beta"]
+    assert abs(beta[ORACLE] - beta["equal_weight_vol"]) < 0.1, beta
+
+
+@pytest.mark.slow  # trains PPO for STEPS steps
 def test_ppo_learns_a_planted_signal_and_beats_every_baseline():
     """On sign persistence (oracle Sharpe above 2), out-of-sample and after costs, the default agent beats
     every baseline and reaches a good part of the oracle's Sharpe within 30k steps."""
@@ -26,10 +137,39 @@ def test_ppo_learns_a_planted_signal_and_beats_every_baseline():
     assert result.sharpe[AGENT] > max(np.nan_to_num(list(baselines.values()))), result.sharpe
     assert result.ratio > 0.3, result.sharpe
     assert result.curve and result.curve[-1][0] == STEPS
+    assert result.verdict.startswith("Verdict: ")
 
 
+@pytest.mark.slow  # trains PPO for STEPS steps
 def test_ppo_claims_nothing_significant_on_noise():
     """On a market with no signal at all, PPO's out-of-sample Sharpe is not significantly above cash's."""
     result = run_case("noise", n_bars=1500, timesteps=STEPS, eval_every=STEPS)
     psr = probabilistic_sharpe(result.ppo_returns)
     assert math.isnan(psr) or psr < 0.95, (psr, result.sharpe)
+    assert not result.skill, result.verdict
+
+
+def test_the_policy_sees_other_assets_through_its_cross_asset_term():
+    """Observation layout and wiring of tt_rl.policy's cross-asset term: with only C[1, 0, k] set and the
+    shared head silent, asset 1's action mean follows feature k of asset 0 (at the last window bar) and no
+    other asset's action moves."""
+    import gymnasium
+    import torch
+
+    from tt_rl.policy import CrossSectionalPolicy
+
+    n, window, n_features, k = 3, 2, 4, 2
+    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (window * n * n_features + n,), np.float32)
+    act_space = gymnasium.spaces.Box(-1.0, 1.0, (n,), np.float32)
+    policy = CrossSectionalPolicy(
+        obs_space, act_space, lambda _: 1e-3, net_arch=[8], window=window, cross_asset=True
+    )
+    with torch.no_grad():
+        policy.action_net.linear.weight.zero_()
+        policy.action_net.linear.bias.zero_()
+        policy.features_extractor.cross[1, 0, n_features + k] = 2.0  # asset 0's feature k at bar 2 of 2
+    obs = np.zeros((window, n, n_features), dtype=np.float32)
+    obs[1, 0, k] = 0.5
+    flat = torch.as_tensor(np.concatenate([obs.ravel(), np.zeros(n, dtype=np.float32)]))[None]
+    mean = policy.get_distribution(flat).distribution.mean.detach().numpy()[0]
+    np.testing.assert_allclose(mean, [0.0, 1.0, 0.0], atol=1e-6)

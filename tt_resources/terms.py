@@ -174,7 +174,17 @@ SPAN_POLICIES: tuple[SpanPolicy, ...] = get_args(SpanPolicy)
 DEFAULT_SPAN_POLICY: SpanPolicy = "drop_short"
 
 # tt_rl.planted's markets generated in code, each with its oracle (tt_rl.planted.ORACLES; eval.oracle names one)
-PlantedKind = Literal["sign_persistence", "reversal", "drift", "vol_regime", "noise"]
+PlantedKind = Literal[
+    "sign_persistence",
+    "reversal",
+    "drift",
+    "vol_regime",
+    "lead_lag",
+    "volume",
+    "momentum_rank",
+    "beta",
+    "noise",
+]
 PLANTED_MARKETS: tuple[PlantedKind, ...] = get_args(PlantedKind)
 
 # the signal planted in the synthetic source (tt_resources.sources.synthetic): "none" or a planted kind, whose oracle

@@ -160,6 +160,9 @@ class PPOConfig:
     net_arch: Annotated[list[Bounded(1, MAX_WIDTH)], Field(min_length=1, max_length=16)] = field(
         default_factory=lambda: [64, 64]
     )
+    # cross_sectional only: a term linear in every asset's features added to each action mean (tt_rl.policy;
+    # off: not yet shown to learn a signal in another asset, docs/rl.md)
+    cross_asset: StrictBool = False
     normalize: StrictBool = True  # VecNormalize observations and rewards
     checkpoint_every: PositiveInt = 10_000  # timesteps between checkpoints
     torch_threads: PositiveInt = 1

@@ -20,20 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from tt_resources.terms import AGENT, ORACLE
+from tt_resources.terms import AGENT, ORACLE, POLICY_LABELS
 from tt_resources.timeframes import get_timeframe
+from tt_rl.baselines import BASELINES
 from tt_rl.config import RLConfig
 from tt_rl.evaluate import evaluation_config, run_episode
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
 from tt_rl.planted import ORACLES, planted_panel
+from tt_rl.significance import SIGNIFICANT, assess, sharpe_per_period
 from tt_rl.walk_forward import Fold
 
 
 @dataclass(frozen=True)
 class CaseResult:
     """One planted market's out-of-sample results. sharpe: annualised, per policy (ppo, oracle, baselines);
-    curve: (timesteps, PPO test Sharpe) pairs; steps_to_half: None when PPO never reached half the oracle."""
+    curve: (timesteps, PPO test Sharpe) pairs; steps_to_half: None when PPO never reached half the oracle;
+    best_on_training: the baseline of the best Sharpe on the training bars; psr: PPO's against cash;
+    dsr_vs_best: of PPO's excess returns over that baseline (one trial); verdict: tt_rl.significance's line."""
 
     kind: str
     n_symbols: int
@@ -46,7 +50,16 @@ class CaseResult:
     ppo_returns: np.ndarray = field(repr=False)
     curve: list[tuple[int, float]]
     steps_to_half: int | None
+    best_on_training: str
+    psr: float
+    dsr_vs_best: float
+    verdict: str
     seconds: float
+
+    @property
+    def skill(self) -> bool:
+        """Whether the verdict says skill beyond the best baseline (tt_rl.significance.assess)."""
+        return self.dsr_vs_best >= SIGNIFICANT
 
     @property
     def ratio(self) -> float:
@@ -56,32 +69,51 @@ class CaseResult:
 
     @property
     def best_baseline(self) -> str:
+        """The baseline of the best test Sharpe (for display: the verdict uses `best_on_training`)."""
         baselines = {k: v for k, v in self.sharpe.items() if k not in (AGENT, ORACLE)}
         return max(baselines, key=lambda k: np.nan_to_num(baselines[k], nan=0.0))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("ppo_returns")
-        return {**out, "ratio": self.ratio, "best_baseline": self.best_baseline}
+        return {**out, "ratio": self.ratio, "best_baseline": self.best_baseline, "skill": self.skill}
+
+
+def weight_policy_returns(
+    kind: str, panel: Panel, config: RLConfig, fold: Fold, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per-step returns on `fold`'s test bars of the oracle of `kind` and of every baseline (tt_rl.baselines),
+    each one deterministic episode through the evaluation environment of `config` (costs, sizing caps,
+    next-open fills as PPO's)."""
+    from tt_rl.env import build_env
+
+    env = build_env(panel, evaluation_config(config), weights_action=True)
+    state = env.unwrapped.state
+    return {
+        name: run_episode(env, lambda obs, env, policy=policy: policy(state), fold, name, seed).returns
+        for name, policy in {ORACLE: ORACLES[kind], **BASELINES}.items()
+    }
 
 
 def run_case(
     kind: str,
     *,
     n_bars: int = 2000,
-    n_symbols: int = 5,
+    n_symbols: int | None = None,
     timesteps: int = 100_000,
     seed: int = 0,
+    market_seed: int | None = None,
     test_fraction: float = 0.3,
-    eval_every: int = 10_000,
+    eval_every: int | None = 10_000,
     config: RLConfig | None = None,
     model_dir: Path | None = None,
 ) -> CaseResult:
     """Train PPO (`config`, default RLConfig(), with `timesteps` and `seed`) on a planted market of `kind`
-    and score it, the oracle and the baselines on the test bars."""
+    (`n_symbols` None: the kind's own count, tt_rl.planted.SYMBOLS; market seeded `market_seed`, default `seed`)
+    and score it, the oracle and the baselines on the test bars. The verdict compares PPO with the baseline of
+    the best Sharpe on the training bars (chosen before the test is seen). `eval_every` None: no curve."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from tt_rl.baselines import BASELINES
     from tt_rl.env import build_env
     from tt_rl.train import train
 
@@ -91,26 +123,24 @@ def run_case(
     config.ppo.seed = seed
     config.ppo.progress_bar = False
     config.ppo.checkpoint_every = max(timesteps, 1)
-    panel = planted_panel(kind, n_bars, n_symbols, seed=seed)
+    panel = planted_panel(kind, n_bars, n_symbols, seed=seed if market_seed is None else market_seed)
     split = int(len(panel) * (1 - test_fraction))
-    scored = evaluation_config(config)
-    policy_env = build_env(panel, scored)
-    weights_env = build_env(panel, scored, weights_action=True)
+    policy_env = build_env(panel, evaluation_config(config))
     periods = get_timeframe(panel.timeframe).bars_per_year
     test = Fold(0, 0, split, split, len(panel) - 1)  # trained on bars before `split`, tested from it
+    first = config.env.window_size - 1
+    training = Fold(0, 0, first, first, split - 1)  # the training bars, to choose the best baseline on
 
-    def test_returns(env, act: Callable[[np.ndarray], np.ndarray], policy: str = AGENT) -> np.ndarray:
-        return run_episode(env, lambda obs, env: act(obs), test, policy, seed).returns
-
-    def test_sharpe(act) -> float:
-        return float(performance(test_returns(policy_env, act), periods)["sharpe"])
+    def test_returns(act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        return run_episode(policy_env, lambda obs, env: act(obs), test, AGENT, seed).returns
 
     curve: list[tuple[int, float]] = []
 
     class LearningCurve(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every == 0:
-                curve.append((self.num_timesteps, test_sharpe(_greedy(self.model))))
+            if eval_every and self.num_timesteps % eval_every == 0:
+                sharpe = performance(test_returns(_greedy(self.model)), periods)["sharpe"]
+                curve.append((self.num_timesteps, float(sharpe)))
             return True
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -118,26 +148,29 @@ def run_case(
             panel.slice(0, split), config, model_dir=model_dir or Path(scratch), callbacks=[LearningCurve()]
         )
         act = _saved_policy(trained.path, panel.slice(0, split), config)
-    ppo_returns = test_returns(policy_env, act)
-    runs = {AGENT: ppo_returns}
-    state = weights_env.unwrapped.state
-    for name, policy in {ORACLE: ORACLES[kind], **BASELINES}.items():
-        runs[name] = test_returns(weights_env, lambda obs, policy=policy: policy(state), name)
+    runs = {AGENT: test_returns(act), **weight_policy_returns(kind, panel, config, test, seed)}
     # cash's Sharpe is undefined (no volatility); it is 0 for ranking
     sharpes = {name: float(np.nan_to_num(performance(r, periods)["sharpe"])) for name, r in runs.items()}
+    on_training = weight_policy_returns(kind, panel, config, training, seed)
+    best = max(BASELINES, key=lambda name: np.nan_to_num(sharpe_per_period(on_training[name]), nan=0.0))
+    assessment = assess(runs[AGENT], runs[best])
     oracle = sharpes[ORACLE]
     return CaseResult(
         kind=kind,
-        n_symbols=n_symbols,
+        n_symbols=panel.prices.shape[1],
         n_bars=len(panel),
         timesteps=timesteps,
         seed=seed,
-        test_bars=len(ppo_returns),
+        test_bars=len(runs[AGENT]),
         sharpe=sharpes,
         total_return={name: float(np.prod(1.0 + r) - 1.0) for name, r in runs.items()},
-        ppo_returns=ppo_returns,
+        ppo_returns=runs[AGENT],
         curve=curve,
         steps_to_half=next((steps for steps, s in curve if oracle > 0 and s >= 0.5 * oracle), None),
+        best_on_training=best,
+        psr=assessment.psr,
+        dsr_vs_best=assessment.dsr_vs_best,
+        verdict=assessment.verdict(POLICY_LABELS.get(best, best), periods),
         seconds=round(time.perf_counter() - started, 1),
     )
 

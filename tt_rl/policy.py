@@ -4,9 +4,12 @@ The observation (tt_rl.kernels.observe) is W bars x N assets x F features, then 
 asset's input row is its own W*F features, its weight, the cross-sectional mean of the W*F features (the
 market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
 (N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
-an embedding, and one linear head maps every embedding to that asset's action mean; the value is a linear
-function of all embeddings. Sharing the scoring network across assets gives it N samples per step of what a
-feature means, instead of learning the same rule N times from 1/N of the data.
+an embedding, and one linear head maps every embedding to that asset's action mean, to which the cross-asset
+term (`cross_asset`, ppo.cross_asset, off by default) adds sum_{j,k} C[i, j, k] x[j, k]: a linear function
+of every asset's W*F features, C (N, N, W*F) a parameter starting at 0 (what a signal in another asset needs,
+a leader's return for its follower; docs/rl.md measures it). The value is a linear function of all
+embeddings (and cross-asset terms). Sharing the scoring network across assets gives it N samples per step of
+what a feature means, instead of learning the same rule N times from 1/N of the data.
 
 Imports torch and SB3: only training and evaluation load this module.
 """
@@ -22,14 +25,23 @@ from torch import nn
 
 
 class AssetRows(BaseFeaturesExtractor):
-    """(B, W*N*F + N) observations -> (B, N * net_arch[-1]) per-asset embeddings of one shared MLP."""
+    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + cross_asset)): per asset, the embedding of one
+    shared MLP over its row (2 W*F + 1 + N inputs, see module doc), then with `cross_asset` its cross-asset
+    term."""
 
     def __init__(
-        self, observation_space: gymnasium.spaces.Box, n_assets: int, window: int, net_arch: list[int]
+        self,
+        observation_space: gymnasium.spaces.Box,
+        n_assets: int,
+        window: int,
+        net_arch: list[int],
+        cross_asset: bool = False,
     ) -> None:
-        super().__init__(observation_space, n_assets * net_arch[-1])
+        super().__init__(observation_space, n_assets * (net_arch[-1] + cross_asset))
         self.n_assets, self.window = n_assets, window
         self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
+        # C[i, j, k]: how feature k of asset j moves asset i's action; a parameter starting at 0
+        self.cross = nn.Parameter(torch.zeros(n_assets, n_assets, self.per_bar)) if cross_asset else None
         layers: list[nn.Module] = []
         width = 2 * self.per_bar + 1 + n_assets
         for size in net_arch:
@@ -44,29 +56,43 @@ class AssetRows(BaseFeaturesExtractor):
         own = bars.permute(0, 2, 1, 3).reshape(batch, n, self.per_bar)
         market = own.mean(dim=1, keepdim=True).expand(-1, n, -1)
         weights = obs[:, -n:].unsqueeze(-1)
-        rows = torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1)
-        return self.shared(rows).reshape(batch, -1)
+        rows = self.shared(torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1))
+        if self.cross is not None:
+            rows = torch.cat([rows, torch.einsum("ijk,bjk->bi", self.cross, own).unsqueeze(-1)], dim=-1)
+        return rows.reshape(batch, -1)
 
 
 class AssetHead(nn.Module):
-    """(B, N * H) embeddings -> (B, N) action means through one Linear(H, 1) shared by the assets."""
+    """(B, N * H) embeddings (with `cross_asset`: N * (H + 1), each asset's last column its cross-asset term)
+    -> (B, N) action means through one Linear(H, 1) shared by the assets, plus the cross-asset terms."""
 
-    def __init__(self, n_assets: int, width: int) -> None:
+    def __init__(self, n_assets: int, width: int, cross_asset: bool = False) -> None:
         super().__init__()
-        self.n_assets = n_assets
-        self.linear = nn.Linear(width, 1)
+        self.n_assets, self.cross_asset = n_assets, cross_asset
+        self.linear = nn.Linear(width - cross_asset, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.linear(latent.reshape(latent.shape[0], self.n_assets, -1)).squeeze(-1)
+        rows = latent.reshape(latent.shape[0], self.n_assets, -1)
+        if not self.cross_asset:
+            return self.linear(rows).squeeze(-1)
+        return self.linear(rows[..., :-1]).squeeze(-1) + rows[..., -1]
 
 
 class CrossSectionalPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose features are `AssetRows` and whose action head is `AssetHead` (see module doc).
-    `net_arch` is the shared per-asset MLP, `window` the observation's bars; the policy and value heads add
-    no hidden layers."""
+    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `cross_asset` whether the action
+    means have the cross-asset linear term; the policy and value heads add no hidden layers."""
 
     def __init__(
-        self, observation_space, action_space, lr_schedule, *, net_arch: list[int], window: int, **kwargs
+        self,
+        observation_space,
+        action_space,
+        lr_schedule,
+        *,
+        net_arch: list[int],
+        window: int,
+        cross_asset: bool = False,
+        **kwargs,
     ):
         super().__init__(
             observation_space,
@@ -78,6 +104,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
                 "n_assets": int(np.prod(action_space.shape)),
                 "window": window,
                 "net_arch": list(net_arch),
+                "cross_asset": cross_asset,
             },
             **kwargs,
         )
@@ -85,7 +112,8 @@ class CrossSectionalPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         n_assets = int(np.prod(self.action_space.shape))
-        self.action_net = AssetHead(n_assets, self.features_dim // n_assets)
+        cross_asset = self.features_extractor.cross is not None
+        self.action_net = AssetHead(n_assets, self.features_dim // n_assets, cross_asset)
         if self.ortho_init:
             self.action_net.apply(lambda module: self.init_weights(module, gain=0.01))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

@@ -323,6 +323,7 @@ def _policy(config: RLConfig) -> tuple[Any, Any]:
     return CrossSectionalPolicy, {
         "net_arch": list(ppo.net_arch),
         "window": config.env.window_size,
+        "cross_asset": ppo.cross_asset,
         "log_std_init": ppo.log_std_init,
     }
 

@@ -167,3 +167,24 @@ def test_the_plain_synthetic_market_has_no_oracle(monkeypatch):
     monkeypatch.setenv("TT_SYNTHETIC_SIGNAL", "sign_persistence")
     monkeypatch.setenv("TT_SOURCE", "csv")
     assert planted_oracle() is None
+
+
+def test_demo_ends_with_a_dry_run_of_the_next_session_and_sends_nothing(demo):
+    # the production model of the demo's configuration, promoted only when its verdict allows: a tiny demo
+    # shows no skill, so it is refused with the verdict and the dry run is the production model's
+    output = demo.first
+    assert "next session: dry run (nothing is sent)" in output
+    assert re.search(r"^not promoted: model \w{16} cannot be promoted", output, re.M), output
+    assert re.search(
+        r"^session \d{4}-\d\d-\d\d: orders for the open of \d{4}-\d\d-\d\d; model \w{16}$", output, re.M
+    )
+    assert "dry run: nothing sent" in output
+    engine = create_engine(f"sqlite:///{demo.data_dir / 'tt.sqlite'}")
+    with engine.connect() as conn:
+        production = conn.execute(
+            sa.text("SELECT count(*) FROM tt_model WHERE production_of IS NOT NULL")
+        ).scalar()
+        orders = conn.execute(sa.text("SELECT count(*) FROM tt_order")).scalar()
+        promotions = conn.execute(sa.text("SELECT count(*) FROM tt_promotion")).scalar()
+    engine.dispose()
+    assert (production, orders, promotions) == (1, 0, 0)

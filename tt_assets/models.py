@@ -8,8 +8,7 @@ register_model (the gather step); its run config is the RLConfig's sections (Tra
 resolves the exact upstream row it uses from the latest materialisation of its upstream asset in this
 partition: ppo_model trains on the dataset_version that training_dataset materialised, evaluation scores the
 model_id that ppo_model materialised, on that model's own dataset and split, production_model trains the
-model_id that evaluation scored. Nothing heavy is imported when
-the code location loads.
+configuration of the model_id that evaluation scored. Nothing heavy is imported when the code location loads.
 """
 
 from pathlib import Path
@@ -351,6 +350,7 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
     "only when the evaluation's verdict shows skill beyond the best baseline (docs/trading.md).",
 )
 def production_model(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    from tt_pipeline.datasets import DatasetError
     from tt_pipeline.models import train_production
     from tt_pipeline.trading.promotion import verdict_of
 
@@ -359,7 +359,12 @@ def production_model(context: dg.AssetExecutionContext, database: DatabaseResour
     if walk_forward_id is None:
         raise dg.Failure(f"no {timeframe} evaluation yet: materialise evaluation first")
     engine = database.get_engine()
-    trained = train_production(engine, walk_forward_id, run_id=context.run_id, model_dir=model_dir(timeframe))
+    try:
+        trained = train_production(
+            engine, walk_forward_id, run_id=context.run_id, model_dir=model_dir(timeframe)
+        )
+    except DatasetError as exc:  # the walk-forward model or its dataset is gone: one line
+        raise dg.Failure(str(exc)) from None
     verdict, promotable = verdict_of(engine, walk_forward_id)
     return dg.MaterializeResult(
         metadata={

@@ -54,6 +54,7 @@ def test_definitions_validate_loadable():
         "training_dataset",
         "ppo_model",
         "evaluation",
+        "production_model",
         "target_portfolio",
         "orders",
         "fills",
@@ -126,7 +127,15 @@ def test_every_asset_has_the_owner_and_the_bars_follow_the_schedules_freshness_p
     trading = ("target_portfolio", "orders", "fills", "positions", "live_performance")
     assert {key.to_user_string(): list(graph.get(key).owners) for key in graph.get_all_asset_keys()} == {
         name: OWNERS
-        for name in ("raw_bars", "features", "training_dataset", "ppo_model", "evaluation", *trading)
+        for name in (
+            "raw_bars",
+            "features",
+            "training_dataset",
+            "ppo_model",
+            "evaluation",
+            "production_model",
+            *trading,
+        )
     }
     fresh = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).freshness_policy}
     assert fresh == {"raw_bars", "features", "target_portfolio"}  # tests/test_trading_dagster.py: the target
@@ -170,7 +179,7 @@ def test_training_partitions_are_the_timeframes_registered_for_training():
         register_training_timeframe(instance, "1d")
         register_training_timeframe(instance, "1d")
         assert list(instance.get_dynamic_partitions(TRAINING_DIM)) == ["1d"]
-        for asset in ("training_dataset", "ppo_model", "evaluation"):
+        for asset in ("training_dataset", "ppo_model", "evaluation", "production_model"):
             partitions = defs.resolve_assets_def(asset).partitions_def
             assert partitions.get_partition_keys(dynamic_partitions_store=instance) == ["1d"]
         with pytest.raises(ValueError, match=r"^training timeframe '2h': not one of 1d, 1h, 15m$"):
@@ -195,11 +204,13 @@ def test_the_dashboard_link_is_the_loaded_code_locations_setting():
     probe = (
         "import json, warnings; warnings.simplefilter('ignore'); from tt_assets.definitions import defs; "
         "print(json.dumps({a: defs.resolve_assets_def(a).specs_by_key[defs.resolve_assets_def(a).key]"
-        ".metadata['dashboard'].url for a in ('ppo_model', 'evaluation')}))"
+        ".metadata['dashboard'].url for a in ('ppo_model', 'evaluation', 'production_model')}))"
     )
     env = {**os.environ, "TT_DASHBOARD_URL": "http://dash.example:9000/"}
     out = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env
     )
     links = json.loads(out.stdout.strip().splitlines()[-1])
-    assert links == {"ppo_model": "http://dash.example:9000/", "evaluation": "http://dash.example:9000/"}
+    assert links == dict.fromkeys(
+        ("ppo_model", "evaluation", "production_model"), "http://dash.example:9000/"
+    )

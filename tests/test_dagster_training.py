@@ -13,6 +13,7 @@ from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
 from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
+from tt_pipeline.trading.promotion import verdict_of
 from tt_resources.db import registry
 from tt_resources.db.engine import create_engine
 
@@ -126,6 +127,16 @@ def test_dataset_model_evaluation_materialise_with_metadata(market, tmp_path, mo
     report = tmp_path / "reports" / f"{model['model_id'].value}-{result.run_id}.html"
     assert evaluation["tear_sheet"].value == str(report)  # the tear sheet the evaluation wrote
     assert "Tear sheet · PPO agent" in report.read_text() and "Trade blotter" in report.read_text()
+
+    # the deployable model: the evaluated configuration trained on the whole history, linked to its evaluation
+    production = events["production_model"].metadata
+    row = registry.model(sqlite_engine, production["model_id"].value)
+    assert row["production_of"] == production["production_of"].value == model["model_id"].value
+    assert row["dataset_version"] == dataset["dataset_version"].value
+    verdict, promotable = verdict_of(sqlite_engine, model["model_id"].value)
+    assert (production["verdict"].value, production["promotable"].value) == (verdict, promotable)
+    assert verdict == stitched_ppo["verdict"]
+    assert production["dashboard_view"].value == f"?model={row['model_id']}"
 
 
 def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(market, tmp_path, monkeypatch):

@@ -92,11 +92,21 @@ def test_demo_ingests_checks_trains_and_reports(demo):
         trained = conn.execute(
             sa.text(
                 "SELECT m.fold, m.seed, count(*) FROM tt_episode e JOIN tt_model m ON m.model_id = e.model_id"
-                " WHERE e.split = 'train' AND e.status = 'finished' GROUP BY m.fold, m.seed"
+                " WHERE e.split = 'train' AND e.status = 'finished' AND m.group_id IS NOT NULL"
+                " GROUP BY m.fold, m.seed"
             )
         ).all()
+        # the walk-forward model's production model (the demo trains it after the evaluation), trained too
+        production = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM tt_episode e JOIN tt_model m ON m.model_id = e.model_id"
+                " JOIN tt_model w ON w.model_id = m.production_of"
+                " WHERE e.split = 'train' AND w.group_id IS NULL AND m.fold IS NULL"
+            )
+        ).scalar_one()
     engine.dispose()
     assert sorted((fold, seed) for fold, seed, _ in trained) == [(f, s) for f in (0, 1) for s in (0, 1, 2)]
+    assert production > 0
 
 
 def test_demo_at_80_columns_is_quiet_and_every_number_whole(demo):

@@ -21,6 +21,8 @@ from tt_assets.market import FEATURES, RAW_BARS, market_data
 from tt_assets.partitions import range_tags, symbol_ranges
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_pipeline.quality import RAW_BARS_RULES
+from tt_pipeline.trading.promotion import verdict_of
+from tt_resources.db import registry
 from tt_resources.db.engine import create_engine
 from tt_resources.sources.synthetic import SyntheticSource
 from tt_resources.terms import ORACLE, POLICY_LABELS, POLICY_NAMES
@@ -130,7 +132,28 @@ def test_direct_and_via_dagster_leave_the_same_tables_and_exit_codes(tmp_path, s
     assert sorted(dataset["symbols"]) == SYMBOLS
     features, prices = table(direct, "tt_features"), table(direct, "tt_prices")
     assert len(features) == len(prices)  # every stored bar has its feature row
+    for path, env in envs.items():
+        assert_production_model(env["DATABASE_URL"], printed[path])
     assert_lineage_recorded(envs["dagster"], printed["dagster"])
+
+
+def assert_production_model(url: str, output: str) -> None:
+    """`tt train` trained the walk-forward model's production model (tt_model row with production_of = the
+    walk-forward model, on its dataset) and printed its id with the answer `tt promote` gives."""
+    [walk_forward_id] = re.findall(r"^model (\S+)$", output, re.MULTILINE)
+    [(production_id, answer)] = re.findall(
+        r"^production model (\S+) \(whole history\): `tt promote \1` (accepts|refuses) it ",
+        output,
+        re.MULTILINE,
+    )
+    engine = create_engine(url)
+    try:
+        production, walk_forward = (registry.model(engine, m) for m in (production_id, walk_forward_id))
+        assert production["production_of"] == walk_forward_id, output
+        assert production["dataset_version"] == walk_forward["dataset_version"]
+        assert answer == ("accepts" if verdict_of(engine, walk_forward_id)[1] else "refuses")
+    finally:
+        engine.dispose()
 
 
 def assert_lineage_recorded(env: dict[str, str], output: str) -> None:

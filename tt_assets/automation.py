@@ -4,7 +4,7 @@ import dagster as dg
 
 from tt_assets.conventions import DAILY_BARS_CRON, INTRADAY_BARS_CRON, US_EASTERN
 from tt_assets.market import FEATURES, RAW_BARS
-from tt_assets.models import evaluation, ppo_model, training_dataset
+from tt_assets.models import evaluation, ppo_model, production_model, training_dataset
 from tt_assets.partitions import (
     SYMBOL_DIM,
     TIMEFRAMES,
@@ -25,15 +25,17 @@ market_data_job = dg.define_asset_job(
 )
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets(training_dataset, ppo_model, evaluation),
+    selection=dg.AssetSelection.assets(training_dataset, ppo_model, evaluation, production_model),
     partitions_def=training_partitions,
-    description="Build the dataset, train PPO and evaluate it against the baselines for one timeframe.",
+    description="Build the dataset, train PPO, evaluate it against the baselines and train the production "
+    "model (whole history) for one timeframe.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.assets(ppo_model, evaluation),
+    selection=dg.AssetSelection.assets(ppo_model, evaluation, production_model),
     partitions_def=training_partitions,
-    description="Retrain and re-evaluate on the latest dataset of one timeframe.",
+    description="Retrain and re-evaluate on the latest dataset of one timeframe, and train its production "
+    "model (a challenger: promoted by hand, docs/trading.md).",
 )
 
 

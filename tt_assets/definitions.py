@@ -23,7 +23,7 @@ from tt_assets.automation import (
 )
 from tt_assets.executors import executor
 from tt_assets.market import market_data
-from tt_assets.models import evaluation, ppo_model, training_dataset
+from tt_assets.models import evaluation, ppo_model, production_model, training_dataset
 from tt_assets.resources import DatabaseResource, MarketDataResource, WatchlistResource
 from tt_assets.trading import (
     LivePolicy,
@@ -54,6 +54,7 @@ defs = dg.Definitions(
         training_dataset,
         ppo_model,
         evaluation,
+        production_model,
         trading_decision,
         reconciliation,
         live_performance,

@@ -1,13 +1,14 @@
 """Training assets per timeframe: training_dataset -> ppo_model (walk-forward: a model per fold and seed) ->
-evaluation (folds stitched, seeds summarised, significance).
+evaluation (folds stitched, seeds summarised, significance) -> production_model (the deployable model: the
+same configuration trained on the whole history).
 
 Each body is a call into tt_pipeline. ppo_model is a graph of three ops: plan_jobs (the walk-forward model's
 id and its (fold, seed) jobs, fanned out as dynamic outputs), train_fold (one job per step) and
 register_model (the gather step); its run config is the RLConfig's sections (TrainingConfig). Each asset
 resolves the exact upstream row it uses from the latest materialisation of its upstream asset in this
 partition: ppo_model trains on the dataset_version that training_dataset materialised, evaluation scores the
-model_id that ppo_model materialised, on that model's own dataset and split. Nothing heavy is imported when
-the code location loads.
+model_id that ppo_model materialised, on that model's own dataset and split, production_model trains the
+configuration of the model_id that evaluation scored. Nothing heavy is imported when the code location loads.
 """
 
 import re
@@ -40,6 +41,7 @@ from tt_rl.config import SECTIONS, EvalConfig, RLConfig
 TRAINING_GROUP = "training"
 TRAINING_DATASET = dg.AssetKey("training_dataset")
 PPO_MODEL = dg.AssetKey("ppo_model")
+EVALUATION = dg.AssetKey("evaluation")
 RETRAIN_REASON_TAG = "tt/retrain_reason"
 NO_SPAN_NOTE = "all symbols span the window"  # span_note when no symbol starts late or ends early
 
@@ -381,4 +383,48 @@ def evaluation(context: dg.AssetExecutionContext, database: DatabaseResource) ->
             ),
         },
         data_version=dg.DataVersion(model_id),
+    )
+
+
+@dg.asset(
+    partitions_def=training_partitions,
+    deps=[evaluation],
+    group_name=TRAINING_GROUP,
+    owners=OWNERS,
+    metadata={"dashboard": dashboard_link()},
+    kinds={"pytorch"},
+    code_version="1",
+    description="The deployable model of the walk-forward model evaluation scored: its configuration trained "
+    "on the dataset's whole history, registered in tt_model with production_of = that walk-forward model "
+    "(tt_pipeline.models.train_production; trained once per walk-forward model). `tt promote` accepts it "
+    "only when the evaluation's verdict shows skill beyond the best baseline (docs/trading.md).",
+)
+def production_model(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    from tt_pipeline.datasets import DatasetError
+    from tt_pipeline.models import train_production
+    from tt_pipeline.trading.promotion import verdict_of
+
+    timeframe = context.partition_key
+    walk_forward_id = latest_value(context.instance, EVALUATION, timeframe, "model_id")
+    if walk_forward_id is None:
+        raise dg.Failure(f"no {timeframe} evaluation yet: materialise evaluation first")
+    engine = database.get_engine()
+    try:
+        trained = train_production(
+            engine, walk_forward_id, run_id=context.run_id, model_dir=model_dir(timeframe)
+        )
+    except DatasetError as exc:  # the walk-forward model or its dataset is gone: one line
+        raise dg.Failure(str(exc)) from None
+    verdict, promotable = verdict_of(engine, walk_forward_id)
+    return dg.MaterializeResult(
+        metadata={
+            "model_id": trained.model_id,
+            "production_of": walk_forward_id,
+            "verdict": verdict or MISSING,
+            "promotable": promotable,
+            "dashboard_view": dashboard_view(trained.model_id),
+            "total_timesteps": trained.total_timesteps,
+            "training_seconds": round(trained.seconds, 2),
+        },
+        data_version=dg.DataVersion(trained.model_id),
     )

@@ -39,11 +39,13 @@ class StepFailed(click.ClickException):
 
 @dataclass(frozen=True)
 class Trained:
-    """A trained and evaluated walk-forward model: its id and out-of-sample metrics stitched over the folds,
-    summarised over the seeds (one row per policy)."""
+    """A trained and evaluated walk-forward model: its id, out-of-sample metrics stitched over the folds,
+    summarised over the seeds (one row per policy), and the id of its production model (the same
+    configuration trained on the whole history: tt_pipeline.models.train_production)."""
 
     model_id: str
     metrics: pd.DataFrame
+    production_id: str
 
 
 class Direct:
@@ -121,22 +123,20 @@ class Direct:
     def train_and_evaluate(
         self, dataset_version: str, rl, *, model_dir=None, progress: TrainingProgress | None = None
     ) -> Trained:
-        from tt_pipeline.models import evaluate_model, train_walk_forward
+        from tt_pipeline.models import evaluate_model, train_production, train_walk_forward
         from tt_resources import config
         from tt_resources.db import registry
 
         run_id = f"cli-{uuid.uuid4().hex[:12]}"
         timeframe = registry.dataset(self.engine, dataset_version)["timeframe"]
+        model_dir = model_dir or config.data_dir() / "models" / timeframe
         trained = train_walk_forward(
-            self.engine,
-            dataset_version,
-            rl,
-            run_id=run_id,
-            model_dir=model_dir or config.data_dir() / "models" / timeframe,
-            progress=progress,
+            self.engine, dataset_version, rl, run_id=run_id, model_dir=model_dir, progress=progress
         )
         evaluate_model(self.engine, trained.model_id, run_id=run_id)
-        return Trained(trained.model_id, registry.stitched_metrics(self.engine, trained.model_id))
+        production = train_production(self.engine, trained.model_id, run_id=run_id, model_dir=model_dir)
+        metrics = registry.stitched_metrics(self.engine, trained.model_id)
+        return Trained(trained.model_id, metrics, production.model_id)
 
 
 class ViaDagster:
@@ -248,7 +248,8 @@ class ViaDagster:
                 spinner=progress is None,
             )
         model_id = _materialized(result, "ppo_model", "model_id")
-        return Trained(model_id, registry.stitched_metrics(self.engine, model_id))
+        production_id = _materialized(result, "production_model", "model_id")
+        return Trained(model_id, registry.stitched_metrics(self.engine, model_id), production_id)
 
     def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None, spinner=True):
         from tt_assets.launch import run_job

@@ -188,6 +188,20 @@ def verdict_lines(metrics: pd.DataFrame) -> str:
     return f"{seeds}{best}{row.get('verdict') or 'Verdict: none stored (evaluated before verdicts existed)'}"
 
 
+def production_line(engine, walk_forward_id: str, production_id: str) -> str:
+    """One line: the production model of `walk_forward_id` (trained on the whole history) and whether
+    `tt promote` accepts it (tt_pipeline.trading.promotion: only a verdict of skill beyond the best baseline)."""
+    from tt_pipeline.trading.promotion import verdict_of
+
+    _, skill = verdict_of(engine, walk_forward_id)
+    answer = (
+        "accepts it (skill beyond the best baseline)"
+        if skill
+        else "refuses it (no skill beyond the best baseline)"
+    )
+    return f"production model {production_id} (whole history): `tt promote {production_id}` {answer}"
+
+
 @click.command()
 @click.option(
     "--months",
@@ -329,6 +343,7 @@ def train(
     console.print(results_table(trained.metrics, title, TRAIN_TABLE_METRICS, console.width))
     console.print(evaluation_note(rl), highlight=False)
     console.print(verdict_lines(trained.metrics), highlight=False)
+    console.print(production_line(pipeline.engine, trained.model_id, trained.production_id), highlight=False)
     console.print(
         f"tear sheet: {latest_report(pipeline.engine, trained.model_id)}", highlight=False, soft_wrap=True
     )

@@ -171,6 +171,8 @@ ORDER_CANCELLED = "Order Canceled - reason:"
 CANCEL_NOT_FOUND = "OrderId {order_id} that needs to be cancelled is not found."
 TOO_MANY_SUMMARIES = "Maximum number of account summary requests exceeded"
 ACCOUNT_TAGS = ("AccountType", "NetLiquidation", "TotalCashValue")
+# combo legs, order combo legs, smart combo params; scale sizes; hedgeType: none, in OPEN_ORDER and COMPLETED_ORDER
+NO_COMBO_LEGS = (0, 0, 0, "", "", "", "")
 EXCHANGE_ZONE = "US/Eastern"  # execution times are sent in the exchange's zone, as TWS set to it sends them
 
 
@@ -298,15 +300,7 @@ def open_order_fields(order: GatewayOrder, account: str) -> tuple:
     head = (p.order_id, *order_contract_fields(order), p.action, p.quantity, p.order_type, "", "", p.tif, "")
     head += (account, "O", 0, p.order_ref, p.client_id, order.perm_id, 0, 0, 0, "", "", "", "", "")
     middle = ("",) * 29 + ("",) * 7  # modelCode .. deltaNeutralAuxPrice; continuousUpdate .. comboLegsDescrip
-    legs = (
-        0,
-        0,
-        0,
-        "",
-        "",
-        "",
-        "",
-    )  # combo legs, order combo legs, smart combo params; scale sizes; hedgeType
+    legs = NO_COMBO_LEGS
     routing = (
         "",
         "",
@@ -326,15 +320,7 @@ def completed_order_fields(order: GatewayOrder) -> tuple:
     head = (*order_contract_fields(order), p.action, p.quantity, p.order_type, "", "", p.tif, "", p.account)
     head += ("O", 0, p.order_ref, order.perm_id, 0, 0, 0, "", "", "", "")
     middle = ("",) * 23 + ("",) * 5  # modelCode .. deltaNeutralAuxPrice; continuousUpdate .. comboLegsDescrip
-    legs = (
-        0,
-        0,
-        0,
-        "",
-        "",
-        "",
-        "",
-    )  # combo legs, order combo legs, smart combo params; scale sizes; hedgeType
+    legs = NO_COMBO_LEGS
     routing = ("", "", "", 0, "")  # clearingAccount, clearingIntent, notHeld, no delta-neutral, algoStrategy
     state = ("", order.status, "", "", 0)  # solicited, status, randomizeSize, randomizePrice, no conditions
     done = order.placed_at.tz_convert(EXCHANGE_ZONE).strftime(f"%Y%m%d %H:%M:%S {EXCHANGE_ZONE}")

@@ -61,7 +61,7 @@ def promote(engine: sa.Engine, model_id: str, *, reason: str | None = None, forc
         raise PromotionRefused("--force needs --reason: why this model trades without the verdict")
     verdict, skill = verdict_of(engine, source)
     if not skill and not force:
-        shown = verdict or "it was never evaluated"
+        shown = (verdict or "it was never evaluated").rstrip(".")
         raise PromotionRefused(
             f"model {model_id} cannot be promoted: the evaluation of {source} does not show skill beyond the "
             f"best baseline ({shown}); --force --reason TEXT overrides, recorded"

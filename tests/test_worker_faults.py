@@ -283,7 +283,9 @@ def two_demos(tmp_path_factory, pg_database) -> tuple[list[tuple[int, str]], dic
         counts = (
             conn.execute(
                 sa.text(
-                    "SELECT (SELECT count(*) FROM tt_model WHERE group_id IS NULL) AS groups,"
+                    "SELECT (SELECT count(*) FROM tt_model WHERE group_id IS NULL AND production_of IS NULL)"
+                    " AS groups,"
+                    " (SELECT count(*) FROM tt_model WHERE production_of IS NOT NULL) AS production,"
                     " (SELECT count(*) FROM tt_model m WHERE group_id IS NOT NULL AND NOT EXISTS"
                     "   (SELECT 1 FROM tt_model g WHERE g.model_id = m.group_id)) AS orphans,"
                     " (SELECT count(DISTINCT run_id) FROM tt_eval WHERE fold = -1) AS evaluations"
@@ -298,10 +300,10 @@ def two_demos(tmp_path_factory, pg_database) -> tuple[list[tuple[int, str]], dic
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_demos_at_once_both_succeed_with_one_group_and_one_evaluation(two_demos):
+def test_two_demos_at_once_both_succeed_with_one_group_one_production_model_and_one_evaluation(two_demos):
     results, counts = two_demos
     assert_all_succeeded(results)
-    assert counts == {"groups": 1, "orphans": 0, "evaluations": 1}
+    assert counts == {"groups": 1, "production": 1, "orphans": 0, "evaluations": 1}
 
 
 @pytest.mark.slow  # five worker starts

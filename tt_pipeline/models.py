@@ -144,19 +144,21 @@ def train_fold(
 def _registered_fold(engine: sa.Engine, group_id: str, job: FoldJob):
     """The tt_rl.train.TrainedModel of `job` already registered under `group_id`, or None."""
     from tt_resources.db import registry
-    from tt_rl.train import TrainedModel
 
     for row in registry.fold_models(engine, group_id):
         if (row["fold"], row["seed"]) == (job.fold, job.seed):
-            metrics = row["train_metrics"] or {}
-            return TrainedModel(
-                row["model_id"],
-                Path(row["path"]),
-                metrics,
-                row["total_timesteps"],
-                metrics.get("seconds", 0.0),
-            )
+            return _trained(row)
     return None
+
+
+def _trained(row: dict):
+    """The tt_rl.train.TrainedModel of a registered tt_model row (training seconds from its train metrics)."""
+    from tt_rl.train import TrainedModel
+
+    metrics = row["train_metrics"] or {}
+    return TrainedModel(
+        row["model_id"], Path(row["path"]), metrics, row["total_timesteps"], metrics.get("seconds", 0.0)
+    )
 
 
 def register_walk_forward(
@@ -391,21 +393,14 @@ def train_production(engine: sa.Engine, model_id: str, *, run_id: str, model_dir
     is the base seed's (docs/trading.md). A production model already registered for `model_id` is returned,
     not trained again. Returns tt_rl.train.TrainedModel; DatasetError when `model_id` is not a walk-forward
     model."""
-    from tt_rl.train import TrainedModel, train
+    from tt_rl.train import train
 
     model, dataset, config, _ = _walk_forward(engine, model_id)
     if model["production_of"] is not None:
         raise DatasetError(f"model {model_id} is a production model (of {model['production_of']})")
     done = _production_of(engine, model_id)
     if done is not None:
-        metrics = done["train_metrics"] or {}
-        return TrainedModel(
-            done["model_id"],
-            Path(done["path"]),
-            metrics,
-            done["total_timesteps"],
-            metrics.get("seconds", 0.0),
-        )
+        return _trained(done)
     return train(
         dataset.panel,
         config,

@@ -410,17 +410,8 @@ def connect_broker(env: Settings | None = None, *, listings=None) -> Broker:
     """The IBKR account of the settings (IB_HOST, IB_PORT: 4002 = IB Gateway's paper port, IB_CLIENT_ID(S),
     IB_TIMEOUT_S, TT_IB_RECONNECT_S); BrokerError (one line) when the gateway cannot be reached."""
     from tt_resources.brokers.ibkr import IbkrBroker
-    from tt_resources.sources.settings import IbkrSettings
+    from tt_resources.sources.settings import MARKET_DATA_FIELDS, ibkr_settings
 
     env = env or settings()
-    return IbkrBroker(
-        IbkrSettings(
-            host=env.ib_host,
-            port=env.ib_port,
-            client_id=env.ib_client_id,
-            client_id_attempts=env.ib_client_ids,
-            request_timeout_s=env.ib_timeout_s,
-            reconnect_s=env.tt_ib_reconnect_s,
-        ),
-        listings=listings,
-    )
+    fields = {field: getattr(env, name) for field, name in MARKET_DATA_FIELDS.items()}
+    return IbkrBroker(ibkr_settings(fields), listings=listings)

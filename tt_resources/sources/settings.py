@@ -100,6 +100,19 @@ class SourceSettings:
     pacing: PacingRules = field(default_factory=PacingRules)
 
 
+def ibkr_settings(config: Mapping[str, Any]) -> IbkrSettings:
+    """The IB Gateway connection of a MARKET_DATA_FIELDS mapping (host, port, client ids, timeouts): the
+    market-data source's and the trading broker's."""
+    return IbkrSettings(
+        host=config["ib_host"],
+        port=config["ib_port"],
+        client_id=config["ib_client_id"],
+        client_id_attempts=config["ib_client_ids"],
+        request_timeout_s=config["ib_timeout_s"],
+        reconnect_s=config["ib_reconnect_s"],
+    )
+
+
 def from_config(config: Mapping[str, Any]) -> SourceSettings:
     """SourceSettings from the market_data resource's configuration (a value for each of MARKET_DATA_FIELDS);
     the same mapping whether `tt` runs the pipeline itself or Dagster does."""
@@ -111,14 +124,7 @@ def from_config(config: Mapping[str, Any]) -> SourceSettings:
         csv_dir=Path(config["csv_dir"]) if config["csv_dir"] else None,
         csv_tz=config["csv_tz"],
         csv_date_format=config["csv_date_format"],
-        ibkr=IbkrSettings(
-            host=config["ib_host"],
-            port=config["ib_port"],
-            client_id=config["ib_client_id"],
-            client_id_attempts=config["ib_client_ids"],
-            request_timeout_s=config["ib_timeout_s"],
-            reconnect_s=config["ib_reconnect_s"],
-        ),
+        ibkr=ibkr_settings(config),
         pacing=PacingRules(
             mode=config["ib_pacing"],
             max_requests=config["ib_max_requests"],

@@ -199,15 +199,19 @@ def body_text(driver) -> str:
 
 
 def test_dashboard_renders_in_headless_chromium(served, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
     open_page(served)
     driver = served.driver
-    wait(driver).until(lambda d: "Risk metrics" in body_text(d))
+    expected = ("TensorTrade P&L", "Out-of-sample", "Equity curve", "Drawdown", "Net worth", "Total return")
+    # Streamlit draws the page element by element (the charts' titles last): wait until every text is there
+    try:
+        wait(driver).until(lambda d: all(text in body_text(d) for text in (*expected, "Risk metrics")))
+    except TimeoutException:
+        body = body_text(driver)
+        pytest.fail(f"never shown: {[text for text in expected if text not in body]}")
     driver.save_screenshot(str(tmp_path / "dashboard.png"))
-    body = body_text(driver)
-    for text in ("TensorTrade P&L", "Out-of-sample", "Equity curve", "Drawdown", "Net worth", "Total return"):
-        assert text in body, text
     assert "train | test" in driver.page_source
     assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stAlertContentError']")

@@ -8,7 +8,7 @@ import pytest
 
 from tt_resources import calendar
 from tt_resources.sign_persistence import SESSION_STRENGTH, persistence_drift
-from tt_resources.sources.synthetic import SyntheticSource
+from tt_resources.sources.synthetic import SyntheticSource, ar1
 from tt_resources.watchlist import Listing
 
 NOW = pd.Timestamp("2026-11-20 22:00", tz="UTC")
@@ -156,3 +156,13 @@ def test_the_platforms_synthetic_market_stops_at_its_pinned_end_and_ingest_follo
     second = refresh_partitions(sqlite_engine, again, [Listing("AAA")], "1d", start=start)
     assert [o.report().status for o in second] == ["fresh"] and again.stats.requests == 0
     assert source_now(make_source(SourceSettings(synthetic_end="now"))) > pinned.clock()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ar1_is_bit_for_bit_scipys_lfilter(seed):
+    from scipy.signal import lfilter
+
+    shocks = np.random.default_rng(seed).standard_normal(5_000) * 10.0 ** np.random.default_rng(
+        seed
+    ).integers(-3, 3)
+    assert np.array_equal(ar1(shocks, 0.25, 0.97), lfilter([0.25], [1.0, -0.97], shocks))

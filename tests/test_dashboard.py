@@ -42,6 +42,7 @@ from tt_dashboard.formats import (
 from tt_resources import config
 from tt_resources.db.engine import create_engine
 from tt_resources.db.schema import episodes, evals, holdings, portfolio, prices
+from tt_resources.sources.settings import SYNTHETIC_END
 from tt_resources.terms import (
     AGENT,
     EQUAL_WEIGHT,
@@ -64,6 +65,7 @@ def dashboard(monkeypatch, tmp_path):
     watchlist.write_text("symbol\n" + "\n".join([*SYMBOLS, UNFETCHED]) + "\n")
     monkeypatch.setenv("TT_WATCHLIST", str(watchlist))
     monkeypatch.delenv("TT_WATCHLIST_LIMIT", raising=False)
+    monkeypatch.setenv("TT_SYNTHETIC_END", "now")  # the seeded bars end at the wall clock
 
     def build(url: str, query: dict[str, str] | None = None) -> AppTest:
         monkeypatch.setenv("DATABASE_URL", url)
@@ -258,6 +260,30 @@ def test_money_is_shown_in_dollars(sqlite_engine, dashboard):
     assert_clean(at)
     shown = {m.label: m.value for m in at.metric}
     assert shown["Net worth"].startswith("$") and shown["Costs paid"].startswith("$")
+
+
+@pytest.mark.parametrize("end", [SYNTHETIC_END, "now"])
+def test_freshness_is_judged_at_the_markets_clock_as_ingest_judges_it(
+    sqlite_engine, dashboard, monkeypatch, end
+):
+    """`make demo` fills a market pinned at TT_SYNTHETIC_END and says every partition is fresh; the dashboard
+    said all of them were stale, judging them at the wall clock. It judges at the market's clock now; with
+    TT_SYNTHETIC_END=now that clock is the wall clock, days after these bars."""
+    pinned = pd.Timestamp(SYNTHETIC_END, tz="UTC")
+    seed_evaluation(sqlite_engine, now=pinned)
+    monkeypatch.setenv("TT_SYNTHETIC_END", end)
+    at = dashboard(url_of(sqlite_engine)).run()
+    assert_clean(at)
+    status = table(at, "symbol", "timeframe", "status").set_index(["symbol", "timeframe"])["status"]
+    stored = status[[s != UNFETCHED for s, _ in status.index]]
+    stored = stored.drop([STALE_PARTITION, FAILED_PARTITION])
+    if end == SYNTHETIC_END:
+        assert (stored == "fresh").all(), stored[stored != "fresh"]
+        assert status[STALE_PARTITION] == "stale"
+        captions = [c.value for c in at.caption]
+        assert any(f"as of {pinned:%Y-%m-%d %H:%M} UTC" in c for c in captions), captions
+    else:
+        assert (stored == "stale").all(), stored[stored != "stale"]
 
 
 def test_freshness_lists_every_registered_partition_in_watchlist_order(sqlite_engine, dashboard):

@@ -47,6 +47,7 @@ from tt_dashboard.series import (
 from tt_resources import config
 from tt_resources.db import reports
 from tt_resources.db.engine import DatabaseConnectionError, describe
+from tt_resources.sources import market_now
 from tt_resources.terms import AGENT, EQUAL_WEIGHT, METRIC_NAMES, METRICS, SIGNIFICANCE, Metric
 from tt_resources.timeframes import get_timeframe
 
@@ -400,11 +401,19 @@ def trades_panel(data: Reports, episode_ids: list[str], timeframe: str, names: d
 def freshness_panel(data: Reports) -> None:
     """Per timeframe: partitions fresh/stale/without data/failed, last bar, coverage; then every partition
     (the watchlist's symbols x timeframes, in watchlist order, and any other stored one)."""
-    now = pd.Timestamp.now(tz="UTC").floor("min")  # in the cache key: staleness moves with the clock, and
-    partitions = data.partition_freshness(registered_symbols(), now)  # new bars show within a minute
+    env = config.settings()
+    # the market's present, as ingest and the partition checks take it (the synthetic market's is pinned);
+    # in the cache key: staleness moves with the clock, and new bars show within a minute
+    now = market_now(env.tt_source, env.tt_synthetic_end).floor("min")
+    partitions = data.partition_freshness(registered_symbols(), now)
     if partitions.empty:
         st.info("No market data stored yet and no watchlist to list its partitions.")
         return
+    if env.tt_source == "synthetic" and env.tt_synthetic_end != "now":
+        st.caption(
+            f"Fresh or stale as of {now:%Y-%m-%d %H:%M} UTC: the synthetic market's clock (TT_SYNTHETIC_END), "
+            "the present that ingest takes for it."
+        )
     coverage = {
         "min_coverage": percent_column("Min coverage"),
         "mean_coverage": percent_column("Mean coverage"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from tt_resources.sources.settings import SourceSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
     import sqlalchemy as sa
 
     from tt_resources.sources.base import MarketDataSource
@@ -36,3 +37,16 @@ def make_source(settings: SourceSettings, engine: sa.Engine | None = None) -> Ma
         budget=PacingBudget(engine, settings.pacing),
         recorder=IbkrRecorder(engine) if engine is not None else None,
     )
+
+
+def market_now(source: str, synthetic_end: str) -> pd.Timestamp:
+    """The present (UTC) of the market that source `source` serves, as ingest and the partition checks take it
+    (base.source_now): the synthetic market's clock (`synthetic_end`, TT_SYNTHETIC_END: pinned, or the wall
+    clock for `now`), else the wall clock."""
+    import pandas as pd
+
+    if source == "synthetic":
+        from tt_resources.sources.synthetic import pinned_clock
+
+        return pinned_clock(synthetic_end)()
+    return pd.Timestamp.now(tz="UTC")

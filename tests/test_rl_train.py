@@ -388,3 +388,16 @@ def test_tt_train_cli_bad_config(tmp_path, monkeypatch):
 
 
 pytestmark = pytest.mark.slow
+
+
+def test_a_loaded_model_runs_torch_at_its_configured_threads(panel, tmp_path):
+    """An evaluation in a process of its own ran torch at its default thread count, 5x slower on 2 cores."""
+    import torch
+
+    from tt_rl.train import load_model, train
+
+    config = _tiny()
+    run = train(panel, config, model_dir=tmp_path).path
+    torch.set_num_threads(2)
+    load_model(run, config)
+    assert torch.get_num_threads() == config.ppo.torch_threads == 1

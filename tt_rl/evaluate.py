@@ -33,7 +33,7 @@ from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, gap_defects
 from tt_rl.significance import assess, probabilistic_sharpe, sharpe_interval, sharpe_per_period
-from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
+from tt_rl.train import META_FILE, NORMALIZE_FILE, load_model
 from tt_rl.walk_forward import Fold
 
 NO_SEED = -1  # seed of a deterministic policy's rows, and of the summary row across seeds
@@ -94,8 +94,6 @@ def score_model(
     """The PPO model saved in `model_path` (a train() run directory) on `fold`'s test window of `panel`
     (the whole dataset panel: the observation reaches back before the window). ValueError when the model
     was trained on a bar of the embargoed span or later, or on other symbols or features."""
-    from stable_baselines3 import PPO
-
     from tt_rl.env import build_env
 
     run = Path(model_path)
@@ -109,7 +107,7 @@ def score_model(
             f"bar {last_allowed.isoformat()}"
         )
     scored = evaluation_config(config)
-    model = PPO.load(run / MODEL_FILE, device="cpu")
+    model = load_model(run, scored)
     normalizer = _load_normalizer(run, panel, scored)
 
     def act(obs: np.ndarray, env) -> np.ndarray:

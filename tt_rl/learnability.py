@@ -177,13 +177,12 @@ def run_case(
 
 def _saved_policy(run: Path, train_panel: Panel, config: RLConfig) -> Callable[[np.ndarray], np.ndarray]:
     """The deterministic policy saved in a train() run directory, with its frozen observation statistics."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from tt_rl.env import build_env
-    from tt_rl.train import MODEL_FILE, NORMALIZE_FILE
+    from tt_rl.train import NORMALIZE_FILE, load_model
 
-    model = PPO.load(run / MODEL_FILE, device="cpu")
+    model = load_model(run, config)
     normalizer = None
     if (run / NORMALIZE_FILE).exists():
         normalizer = VecNormalize.load(

@@ -201,6 +201,17 @@ def train(
     return TrainedModel(model_id, run, metrics, int(model.num_timesteps), seconds)
 
 
+def load_model(run: Path, config: RLConfig):
+    """The PPO model saved in the run directory `run`, on the CPU, with torch at `config.ppo.torch_threads`
+    threads as in training: its batches are a few rows, and more threads only contend for the cores (an
+    evaluation in a process of its own took 5x as long at torch's default)."""
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(config.ppo.torch_threads)
+    return PPO.load(Path(run) / MODEL_FILE, device="cpu")
+
+
 def progress_callback(report: Callable[[int], None]):
     """An SB3 callback for `train(callbacks=...)` that calls `report(timesteps)` with the model's timesteps
     so far (a resumed run's included) when training starts, after each rollout and when it ends."""

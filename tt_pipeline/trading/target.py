@@ -29,7 +29,7 @@ from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.panel import DEFAULT_FFILL_LIMIT, panel_from_frames
 from tt_rl.state import TradingState
-from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE
+from tt_rl.train import META_FILE, MODEL_FILE, NORMALIZE_FILE, load_model
 
 TIMEFRAME = "1d"
 
@@ -66,12 +66,10 @@ class Target:
 def load_policy(model_id: str, path: str, config_json: str) -> Policy:
     """The PPO model saved in the run directory `path` (tt_rl.train) with its VecNormalize statistics,
     frozen (read, never updated); cached per process. `config_json`: the tt_model row's config (JSON)."""
-    from stable_baselines3 import PPO
-
     run = Path(path)
     meta = json.loads((run / META_FILE).read_text())
     config = RLConfig.from_dict(json.loads(config_json), source=f"model {model_id}")
-    model = PPO.load(run / MODEL_FILE, device="cpu")
+    model = load_model(run, config)
     normalizer = None
     if (run / NORMALIZE_FILE).exists():
         with (run / NORMALIZE_FILE).open("rb") as fh:

@@ -9,7 +9,7 @@ kept from the previous file). Wall times depend on the machine's load: run it on
 
     .venv/bin/python bench/demo_budget.py                        # every budget, then both demos
     .venv/bin/python bench/demo_budget.py --budgets 2x3x32768x4  # folds x seeds x timesteps x envs
-    .venv/bin/python bench/demo_budget.py --skip-budgets         # only the two demos
+    .venv/bin/python bench/demo_budget.py --skip-budgets         # the throughput and the two demos
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,16 +31,17 @@ from report import RESULTS_DIR, write_results  # bench/report.py (scripts run wi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tt_cli.demo import DEMO_BUDGET, DEMO_TEST_FRACTION, DemoBudget  # noqa: E402
+from tt_cli.demo import DEFAULT_SYMBOLS, DEMO_BUDGET, DEMO_TEST_FRACTION, DemoBudget  # noqa: E402
 
 NAME = "demo_budget"
 TT = ROOT / ".venv" / "bin" / "tt"
 # the budgets tried, in the order they were measured (folds, seeds, timesteps per model, envs)
 BUDGETS = [
-    DemoBudget(folds=2, seeds=3, timesteps=32_768, n_envs=1),
     DemoBudget(folds=2, seeds=3, timesteps=32_768, n_envs=4),
     DemoBudget(folds=2, seeds=3, timesteps=65_536, n_envs=4),
 ]
+THROUGHPUT_ENVS = (1, 4, 8)
+THROUGHPUT_STEPS, THROUGHPUT_ROUNDS = 8_192, 3
 DEMO_SECONDS = re.compile(r"took (\d+) s\.")
 VERDICT = re.compile(r"^Verdict: .*?(?=\n\S+ Dagster runs)", re.M | re.S)
 
@@ -60,7 +62,7 @@ def child(budget: DemoBudget) -> None:
 
     from tt_assets.launch import ensure_dagster_home
     from tt_cli.common import universe
-    from tt_cli.demo import DEFAULT_SYMBOLS, next_session, run_demo
+    from tt_cli.demo import next_session, run_demo
     from tt_resources.terms import AGENT
 
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115  the figures are the JSON line
@@ -89,15 +91,22 @@ def child(budget: DemoBudget) -> None:
     )
 
 
-def tt_demo(data_dir: Path, signal: str | None) -> tuple[str, float]:
-    """`tt demo` on `data_dir` (TT_SYNTHETIC_SIGNAL=`signal` when given): its output and wall seconds."""
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished child processes and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tt_demo(data_dir: Path, signal: str | None) -> tuple[str, float, float]:
+    """`tt demo` on `data_dir` (TT_SYNTHETIC_SIGNAL=`signal` when given): its output, wall seconds and CPU
+    seconds (every process it started included)."""
     env = {**os.environ, "TT_DATA_DIR": str(data_dir), "COLUMNS": "80"}
     env.pop("DAGSTER_HOME", None)
     if signal is not None:
         env["TT_SYNTHETIC_SIGNAL"] = signal
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu_seconds()
     done = subprocess.run([str(TT), "demo"], env=env, capture_output=True, text=True, check=True)
-    return done.stdout, time.perf_counter() - started
+    return done.stdout, time.perf_counter() - started, children_cpu_seconds() - cpu
 
 
 def ingest() -> None:
@@ -106,7 +115,6 @@ def ingest() -> None:
 
     from tt_assets.launch import ensure_dagster_home
     from tt_cli.common import market_config, open_database, refresh, universe
-    from tt_cli.demo import DEFAULT_SYMBOLS
     from tt_cli.pipeline import ViaDagster
     from tt_resources.timeframes import TIMEFRAME_NAMES
 
@@ -114,6 +122,30 @@ def ingest() -> None:
     pipeline = ViaDagster(open_database(), market_config(), status=Console().status)
     symbols = universe(None, DEFAULT_SYMBOLS)
     refresh(pipeline, Console(file=open(os.devnull, "w")), symbols, list(TIMEFRAME_NAMES))  # noqa: SIM115
+
+
+def ppo_steps_per_s(n_envs: int) -> float:
+    """PPO's training steps per wall second on a 25-symbol synthetic 1d panel with `n_envs` envs collecting
+    the demo's ROLLOUT steps per update (the best of THROUGHPUT_ROUNDS runs of THROUGHPUT_STEPS)."""
+    import tt_rl.env  # noqa: F401  tensortrade below goes through tt_rl.tensortrade_shell
+    from tt_cli.demo import ROLLOUT
+    from tt_rl.config import RLConfig
+    from tt_rl.panel import panel_from_frames
+    from tt_rl.synthetic import synthetic_bars
+    from tt_rl.train import train
+
+    symbols = [f"S{i:03d}" for i in range(DEFAULT_SYMBOLS)]
+    panel = panel_from_frames("1d", synthetic_bars(symbols, n_bars=560, seed=11))
+    config = RLConfig()
+    config.ppo.n_envs, config.ppo.n_steps = n_envs, ROLLOUT // n_envs
+    config.ppo.total_timesteps, config.ppo.progress_bar = THROUGHPUT_STEPS, False
+    best = 0.0
+    for _ in range(THROUGHPUT_ROUNDS):
+        with tempfile.TemporaryDirectory() as model_dir:
+            started = time.perf_counter()
+            train(panel, config, model_dir=model_dir)
+            best = max(best, THROUGHPUT_STEPS / (time.perf_counter() - started))
+    return round(best)
 
 
 def in_child(data_dir: Path, *args: str) -> str:
@@ -130,7 +162,9 @@ def run_budget(template: Path, work: Path, budget: DemoBudget) -> dict:
     """The demo with `budget` on a copy of the ingest `template`."""
     data_dir = work / label(budget)
     shutil.copytree(template, data_dir)
-    return json.loads(in_child(data_dir, "--child", label(budget)).strip().splitlines()[-1])
+    cpu = children_cpu_seconds()
+    figures = json.loads(in_child(data_dir, "--child", label(budget)).strip().splitlines()[-1])
+    return {**figures, "cpu_seconds_after_ingest": round(children_cpu_seconds() - cpu)}
 
 
 def main() -> None:
@@ -138,6 +172,7 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=parse_budget, help="folds x seeds x timesteps x envs")
     parser.add_argument("--skip-budgets", action="store_true")
     parser.add_argument("--skip-demos", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--child", type=parse_budget, help=argparse.SUPPRESS)
     parser.add_argument("--ingest", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,6 +186,11 @@ def main() -> None:
     previous = json.loads(path.read_text()) if path.exists() else {}
     budgets = dict(previous.get("budgets", {}))
     demos = dict(previous.get("demos", {}))
+    throughput = dict(previous.get("ppo_steps_per_s_by_envs", {}))
+    if not args.skip_throughput:
+        for n_envs in THROUGHPUT_ENVS:
+            throughput[str(n_envs)] = ppo_steps_per_s(n_envs)
+            print(f"PPO steps/s with {n_envs} env(s): {throughput[str(n_envs)]:,}", flush=True)
     with tempfile.TemporaryDirectory(prefix="demo-budget-") as tmp:
         work = Path(tmp)
         if not args.skip_budgets:
@@ -161,10 +201,14 @@ def main() -> None:
                 print(label(budget), budgets[label(budget)], flush=True)
         if not args.skip_demos:
             for market, signal in (("planted", None), ("plain", "none")):
-                output, seconds = tt_demo(work / f"demo-{market}", signal)
+                load = os.getloadavg()[0]  # other processes' share of the cores shows in the wall time
+                output, seconds, cpu = tt_demo(work / f"demo-{market}", signal)
+                print(output, flush=True)  # what a user sees (the README quotes the planted market's)
                 verdict = VERDICT.search(output)
                 demos[market] = {
                     "wall_seconds": round(seconds),
+                    "cpu_seconds": round(cpu),
+                    "load_average_before": round(load, 1),
                     "demo_says_seconds": int(DEMO_SECONDS.search(output).group(1)),
                     "verdict": " ".join(verdict.group(0).split()) if verdict else None,
                 }
@@ -177,10 +221,12 @@ def main() -> None:
             "stitched out-of-sample Sharpe ratio (the seeds' ensemble) beside the oracle's, its DSR vs the best "
             "baseline and the verdict, and the wall seconds of the demo after its ingest (training, evaluation, "
             "the production model and the dry run); then the whole `tt demo` (fresh data directory) on the "
-            "planted and the plain market",
+            "planted and the plain market (wall and CPU seconds, the CPU of every process it started); and PPO's training steps per second by envs collecting one "
+            f"rollout (25 symbols, best of {THROUGHPUT_ROUNDS} runs of {THROUGHPUT_STEPS:,} steps, one process)",
             "test_fraction": DEMO_TEST_FRACTION,
             "chosen": label(DEMO_BUDGET),
             "machine": f"{os.cpu_count()} cores; load average at the end {os.getloadavg()[0]:.1f}",
+            "ppo_steps_per_s_by_envs": throughput,
             "budgets": budgets,
             "demos": demos,
         },

@@ -22,7 +22,9 @@ from tt_resources.terms import HEADLINE_METRICS, POLICY_LABELS
 
 pytestmark = pytest.mark.slow
 
-DEMO = ("demo", "--symbols", "2", "--steps", "256")
+# PPO steps per model: each of the demo's 4 training envs (tt_cli.demo.DemoBudget) finishes an episode
+STEPS = 2_048
+DEMO = ("demo", "--symbols", "2", "--steps", str(STEPS))
 
 
 @dataclass
@@ -84,7 +86,7 @@ def test_demo_ingests_checks_trains_and_reports(demo):
     assert table["95% CI"][oracle] != "-" and table["DSR"][oracle] == "-"
     assert "2 walk-forward folds (anchored, embargo 1 bar) x 3 seed(s)" in output
     # the training's progress, followed from the Dagster run's step logs: its last frame, all steps done
-    steps = 2 * 3 * 256
+    steps = 2 * 3 * STEPS
     assert re.search(rf"^evaluating .* {steps:,}/{steps:,} steps \d+:\d\d:\d\d", output, re.M), output
     assert "\nVerdict: " in output  # one verdict line, stored with the evaluation
     engine = create_engine(f"sqlite:///{demo.data_dir / 'tt.sqlite'}")  # the embedded default database

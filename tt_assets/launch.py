@@ -16,9 +16,11 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import dagster as dg
@@ -99,7 +101,9 @@ FINISHED = {
     dg.DagsterRunStatus.FAILURE: "it failed",
     dg.DagsterRunStatus.CANCELED: "it was canceled",
 }
-JOIN_S = 0.2  # how often the main thread looks whether the orchestrating thread has ended
+JOIN_S = 0.2
+STEP_WORKER_STARTED = b" - STEP_WORKER_STARTED - "  # the multiprocess executor's step-process start line
+FORWARD_S = 5.0  # how long a run's end waits for its step processes' last stderr lines  # how often the main thread looks whether the orchestrating thread has ended
 
 
 class RunInterrupted(RuntimeError):
@@ -115,9 +119,12 @@ def run_job(
     tags: dict[str, str] | None = None,
     asset_selection: list[dg.AssetKey] | None = None,
     raise_on_error: bool = True,
+    step_processes: bool = False,
 ) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
-    """Execute the code location's job `name` against `instance`: in-process, or with TT_EXECUTOR=celery
-    through the code location's executor (this process orchestrates, Celery workers run the steps).
+    """Execute the code location's job `name` against `instance`: in-process, or through the code location's
+    executor, this process orchestrating: with TT_EXECUTOR=celery, Celery workers run the steps; else, with
+    `step_processes`, Dagster's multiprocess executor (a process per step, as many at once as there are
+    cores: a training job's (fold, seed) steps use every core, each worth its process start-up).
 
     The run is tagged with LAUNCH_TAG, HOST_TAG and PID_TAG and frees its pool slots however it ends. With Celery:
     NoWorkers / BrokerUnreachable (tt_assets.executors) before the run is created when no worker reads the
@@ -133,7 +140,7 @@ def run_job(
     launch = uuid.uuid4().hex
     tags = {**(tags or {}), LAUNCH_TAG: launch, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     try:
-        if not uses_celery():
+        if not uses_celery() and not step_processes:
             return job.execute_in_process(
                 instance=instance,
                 run_config=run_config,
@@ -142,14 +149,42 @@ def run_job(
                 asset_selection=asset_selection,
                 raise_on_error=raise_on_error,
             )
-        wait_for_workers()  # NoWorkers / BrokerUnreachable: one line, before a run exists
+        if uses_celery():
+            wait_for_workers()  # NoWorkers / BrokerUnreachable: one line, before a run exists
         if partition_key is not None:
             tags = {**tags, **job.get_tags_for_partition_key(partition_key, asset_selection)}
         recon = reconstructable_job("tt_assets.definitions", "defs", name, str(config.PROJECT_ROOT))
-        return _orchestrate(instance, launch, recon, run_config, tags, asset_selection, raise_on_error)
+        with nullcontext() if uses_celery() else _without_step_worker_lines():
+            return _orchestrate(instance, launch, recon, run_config, tags, asset_selection, raise_on_error)
     finally:
         for run in _launched(instance, launch):
             free_pool_slots(instance, run.run_id)
+
+
+@contextmanager
+def _without_step_worker_lines() -> Iterator[None]:
+    """This process's stderr (fd 2, inherited by the step processes) without the STEP_WORKER_STARTED lines
+    that Dagster's multiprocess executor has each step process print at DEBUG level, whatever the run's
+    logger config says (it logs them before the run config is read); every other byte passes unchanged."""
+    sys.stderr.flush()
+    saved, (read, write) = os.dup(2), os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+
+    def forward() -> None:
+        with os.fdopen(read, "rb") as pipe:
+            for line in pipe:
+                if STEP_WORKER_STARTED not in line:
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, name="tt-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes this process's write end: forward() ends when the step processes have
+        thread.join(FORWARD_S)  # (a run interrupted may leave some running: forward() goes on for them)
 
 
 def _orchestrate(instance, launch, recon, run_config, tags, asset_selection, raise_on_error):

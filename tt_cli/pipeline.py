@@ -246,12 +246,23 @@ class ViaDagster:
                 {"ops": {"ppo_model": {"config": rl.to_dict()}}},
                 tags={RETRAIN_REASON_TAG: reason, FOLLOW_TAG: follow},
                 spinner=progress is None,
+                step_processes=True,  # the (fold, seed) jobs on every core
             )
         model_id = _materialized(result, "ppo_model", "model_id")
         production_id = _materialized(result, "production_model", "model_id")
         return Trained(model_id, registry.stitched_metrics(self.engine, model_id), production_id)
 
-    def _run(self, job: str, partition: str, run_config: dict, *, assets=None, tags=None, spinner=True):
+    def _run(
+        self,
+        job: str,
+        partition: str,
+        run_config: dict,
+        *,
+        assets=None,
+        tags=None,
+        spinner=True,
+        step_processes=False,
+    ):
         from tt_assets.launch import run_job
 
         status = self.status(f"{job} {partition}") if self.status and spinner else nullcontext()
@@ -264,6 +275,7 @@ class ViaDagster:
                 asset_selection=assets,
                 tags=tags,
                 raise_on_error=False,
+                step_processes=step_processes,
             )
         self.run_ids.append(result.run_id)
         if not result.success:

@@ -1,6 +1,7 @@
 """ppo_model's walk-forward jobs (1 fold x 2 seeds) run as separate steps of a real Dagster instance with
-the multiprocess executor; evaluation gathers them. Tiny PPO settings, a SQLite database. Only ppo_model
-runs under the multiprocess executor (every step there is a new interpreter importing torch); its dataset
+the multiprocess executor, launched as `tt` launches a long training (tt_assets.launch.run_job with
+`step_processes`: steps forked from a server that has loaded torch and the pipeline once); evaluation gathers
+them. Tiny PPO settings, a SQLite database. Only ppo_model runs under the multiprocess executor; its dataset
 and its evaluation run in this process."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from tests.dagster_instance import instance_for_test
 from tt_assets.definitions import defs
+from tt_assets.launch import run_job
 from tt_assets.partitions import range_tags, register_training_timeframe, symbol_ranges
 from tt_resources.db import registry
 from tt_resources.db.engine import create_engine
@@ -87,12 +89,13 @@ def fan_out(tmp_path_factory) -> Iterator[FanOut]:
         assert training.execute_in_process(
             **in_process, asset_selection=[dg.AssetKey("training_dataset")]
         ).success
-        fanned = dg.execute_job(
-            TRAINING_JOB,
+        fanned = run_job(  # as `tt train --via-dagster` runs a long training: steps forked from a warm server
             instance,
+            "training_job",
             run_config={"ops": {"ppo_model": {"config": TINY_RL}}},
-            tags={"dagster/partition": "1d"},
+            partition_key="1d",
             asset_selection=[dg.AssetKey("ppo_model")],
+            step_processes=True,
         )
         assert fanned.success
         assert training.execute_in_process(**in_process, asset_selection=[dg.AssetKey("evaluation")]).success

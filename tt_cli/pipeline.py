@@ -26,7 +26,10 @@ Progress = Callable[[PartitionReport], None]
 # a walk-forward training's progress: (tt_pipeline.models.FoldJob, its PPO timesteps so far)
 TrainingProgress = Callable[[Any, int], None]
 FOLLOW_TAG = "tt/follow"  # the run whose step logs `_following` reads
-FOLLOW_S = 0.5  # how often
+# PPO steps per (fold, seed) job from which a training run trains its jobs in processes of their own: 4 to 10 s
+# of training at 800-2,000 steps/s (bench/results/demo_budget.json), more than a step process costs to start
+PROCESS_MIN_TIMESTEPS = 8_192
+FOLLOW_S = 0.5  # how often `_following` reads the run's step logs (seconds)
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +249,7 @@ class ViaDagster:
                 {"ops": {"ppo_model": {"config": rl.to_dict()}}},
                 tags={RETRAIN_REASON_TAG: reason, FOLLOW_TAG: follow},
                 spinner=progress is None,
-                step_processes=True,  # the (fold, seed) jobs on every core
+                step_processes=in_step_processes(rl),
             )
         model_id = _materialized(result, "ppo_model", "model_id")
         production_id = _materialized(result, "production_model", "model_id")
@@ -281,6 +284,14 @@ class ViaDagster:
         if not result.success:
             raise StepFailed(f"{job} {partition} failed (run {result.run_id}): {_failure(result)}")
         return result
+
+
+def in_step_processes(rl) -> bool:
+    """Whether a training run gives each (fold, seed) job a process of its own, as many at once as there are
+    cores: when there are several jobs of at least PROCESS_MIN_TIMESTEPS PPO steps each. A shorter job trains
+    in less time than a step process takes to start (~1 s forked, ~10 s spawned), so the run's own process
+    trains those one after the other."""
+    return rl.eval.n_folds * rl.eval.seeds > 1 and rl.ppo.total_timesteps >= PROCESS_MIN_TIMESTEPS
 
 
 @contextmanager

@@ -228,7 +228,8 @@ def test_client_id_in_use_on_every_id_fails_at_once_naming_326_and_the_ids(engin
     )
     expected = (
         f"IB Gateway at 127.0.0.1:{gateway.port}: error 326 (client id already in use) for client ids 5, 6, 7; "
-        "close those API sessions or set IB_CLIENT_ID to a free id"
+        "close those API sessions or choose a free id (IB_CLIENT_ID for market data, IB_TRADING_CLIENT_ID for "
+        "trading)"
     )
     assert [(r.status, r.error) for r in results] == [("failed", expected)] * 2
     assert not gateway.historical()

@@ -199,7 +199,7 @@ def test_disabled_by_default_a_breach_blocks_and_a_live_account_is_refused(
         monkeypatch.setenv("DATABASE_URL", seeded.url.render_as_string(hide_password=False))
         monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("IB_PORT", str(gateway.port))
-        monkeypatch.setenv("IB_CLIENT_ID", "45")
+        monkeypatch.setenv("IB_TRADING_CLIENT_ID", "45")
         monkeypatch.delenv("TT_TRADING_ENABLED", raising=False)
         said = CliRunner().invoke(cli, ["trade", "--session", str(session)])
         assert said.exit_code == 1, said.output
@@ -275,7 +275,7 @@ def test_kill_9_during_submission_the_rerun_sends_exactly_the_missing(seeded, ga
         "DATABASE_URL": seeded.url.render_as_string(hide_password=False),
         "TT_DATA_DIR": str(tmp_path),
         "IB_PORT": str(gateway.port),
-        "IB_CLIENT_ID": "41",
+        "IB_TRADING_CLIENT_ID": "41",
         "TT_TRADING_ENABLED": "true",
         "TT_TRADING_ORDERS_PER_S": "2",
     }
@@ -331,3 +331,26 @@ def test_a_partial_fill_is_recorded_and_carries_into_the_next_sessions_order(see
     carried = next(o for o in nxt.orders if o.symbol == symbol)
     assert carried.held == held and carried.quantity == carried.target - held
     assert abs(account.positions[symbol] - carried.target) == 0
+
+
+def test_the_broker_trades_as_its_own_client_id_apart_from_market_data(gateway):
+    """A data refresh holding IB_CLIENT_ID (17) made the broker connect as 18, which cannot cancel an order
+    placed under 17 (IBKR 10147): the broker connects as IB_TRADING_CLIENT_ID only, and a second trading
+    connection at once is refused with one line."""
+    from tt_pipeline.trading.session import connect_broker
+    from tt_resources.broker import BrokerError
+
+    env = Settings(ib_port=gateway.port)
+    market_data = broker_for(gateway, client_id=env.ib_client_id)  # connects: the account is checked
+    try:
+        trading = connect_broker(env)
+        try:
+            assert (market_data.client_id, trading.client_id) == (17, env.ib_trading_client_id) == (17, 9)
+            with pytest.raises(BrokerError) as refused:
+                connect_broker(env)
+            assert "326" in str(refused.value) and "IB_TRADING_CLIENT_ID" in str(refused.value)
+            assert "\n" not in str(refused.value)
+        finally:
+            trading.close()
+    finally:
+        market_data.close()

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="client ids tried from IB_CLIENT_ID on: at least the connections open at once (Celery "
         "workers' `ibkr` pool slots + `tt` processes); the gateway answers 326 for an id in use",
     )
+    ib_trading_client_id: int = Field(
+        9,
+        ge=0,
+        description="IB API client id of the trading broker (`tt trade`, the Dagster trading assets): one fixed "
+        "id apart from the market-data ids, so our orders are placed, seen and cancelled by one client; "
+        "a second trading connection at once is refused (326)",
+    )
     ib_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one historical-data answer")
     tt_ib_pacing: PacingMode = Field(
         "adaptive",
@@ -124,8 +131,10 @@ class Settings(BaseSettings):
     )
     tt_executor: Literal["multiprocess", "celery"] = Field(
         "multiprocess",
-        description="where Dagster runs steps: `multiprocess` (the run's own processes; `tt` runs in-process) "
-        "or `celery` (Celery workers, `tt workers`; every run, `tt demo` and `--via-dagster` included)",
+        description="where Dagster runs steps: `multiprocess` (the run's own processes; `tt` runs in-process, "
+        "except a `retrain_job` of several jobs of 8,192+ PPO steps: a process per step, forked from a server "
+        "that has loaded torch once, as many at once as there are cores) or `celery` (Celery workers, "
+        "`tt workers`; every run, `tt demo` and `--via-dagster` included)",
     )
     tt_celery_broker: str = Field(
         "amqp://guest@127.0.0.1:5672//",

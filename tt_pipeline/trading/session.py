@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -407,11 +407,14 @@ def _book_line(held: dict[str, float], net_liquidation: float) -> str:
 
 
 def connect_broker(env: Settings | None = None, *, listings=None) -> Broker:
-    """The IBKR account of the settings (IB_HOST, IB_PORT: 4002 = IB Gateway's paper port, IB_CLIENT_ID(S),
-    IB_TIMEOUT_S, TT_IB_RECONNECT_S); BrokerError (one line) when the gateway cannot be reached."""
+    """The IBKR account of the settings (IB_HOST, IB_PORT: 4002 = IB Gateway's paper port, IB_TIMEOUT_S,
+    TT_IB_RECONNECT_S) as client IB_TRADING_CLIENT_ID only: the market-data ids (IB_CLIENT_ID onwards) rotate
+    between processes, and an order placed under one id cannot be cancelled under another (IBKR 10147).
+    BrokerError (one line) when the gateway cannot be reached or that id is in use (another trading run)."""
     from tt_resources.brokers.ibkr import IbkrBroker
     from tt_resources.sources.settings import MARKET_DATA_FIELDS, ibkr_settings
 
     env = env or settings()
     fields = {field: getattr(env, name) for field, name in MARKET_DATA_FIELDS.items()}
-    return IbkrBroker(ibkr_settings(fields), listings=listings)
+    trading = replace(ibkr_settings(fields), client_id=env.ib_trading_client_id, client_id_attempts=1)
+    return IbkrBroker(trading, listings=listings)

@@ -194,7 +194,8 @@ async def connect_client(settings: IbkrSettings, *, readonly: bool) -> tuple[IB,
             return ib, client_id
     raise ClientIdsInUse(
         f"IB Gateway at {s.host}:{s.port}: error 326 (client id already in use) for client ids "
-        f"{', '.join(map(str, ids))}; close those API sessions or set IB_CLIENT_ID to a free id"
+        f"{', '.join(map(str, ids))}; close those API sessions or choose a free id (IB_CLIENT_ID for market "
+        "data, IB_TRADING_CLIENT_ID for trading)"
     )
 
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tt_cli.demo import DEFAULT_SYMBOLS, DEMO_BUDGET, DEMO_TEST_FRACTION, DemoBudget  # noqa: E402
 
 NAME = "demo_budget"
+POLL_S = 0.5  # how often run_measured reads the CPU times of a run's processes
 TT = ROOT / ".venv" / "bin" / "tt"
 # the budgets tried, in the order they were measured (folds, seeds, timesteps per model, envs)
 BUDGETS = [
@@ -91,10 +91,30 @@ def child(budget: DemoBudget) -> None:
     )
 
 
-def children_cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process's finished child processes and their descendants."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """Run `command`; its output, wall seconds and CPU seconds (user + system) of its whole process tree, polled
+    every POLL_S: the step processes of a training run are forked by a server that the demo never waits for,
+    so the kernel's child-process accounting (getrusage) would miss them. A process living less than POLL_S
+    may be missed."""
+    import psutil
+
+    started, seen = time.perf_counter(), {}
+    with tempfile.TemporaryFile("w+") as out:
+        process = psutil.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        while process.poll() is None:
+            for member in [process, *process.children(recursive=True)]:
+                try:
+                    times = member.cpu_times()
+                    seen[member.pid] = times.user + times.system
+                except psutil.Error:  # it ended between listing and reading
+                    pass
+            time.sleep(POLL_S)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        output = out.read()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, output)
+    return output, seconds, sum(seen.values())
 
 
 def tt_demo(data_dir: Path, signal: str | None) -> tuple[str, float, float]:
@@ -104,9 +124,7 @@ def tt_demo(data_dir: Path, signal: str | None) -> tuple[str, float, float]:
     env.pop("DAGSTER_HOME", None)
     if signal is not None:
         env["TT_SYNTHETIC_SIGNAL"] = signal
-    started, cpu = time.perf_counter(), children_cpu_seconds()
-    done = subprocess.run([str(TT), "demo"], env=env, capture_output=True, text=True, check=True)
-    return done.stdout, time.perf_counter() - started, children_cpu_seconds() - cpu
+    return run_measured([str(TT), "demo"], env)
 
 
 def ingest() -> None:
@@ -148,23 +166,19 @@ def ppo_steps_per_s(n_envs: int) -> float:
     return round(best)
 
 
-def in_child(data_dir: Path, *args: str) -> str:
-    """This script with `args` in a child process on TT_DATA_DIR=`data_dir`; its output."""
+def in_child(data_dir: Path, *args: str) -> tuple[str, float, float]:
+    """This script with `args` in a child process on TT_DATA_DIR=`data_dir` (run_measured)."""
     env = {**os.environ, "TT_DATA_DIR": str(data_dir)}
     env.pop("DAGSTER_HOME", None)
-    done = subprocess.run(
-        [sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout
+    return run_measured([sys.executable, __file__, *args], env)
 
 
 def run_budget(template: Path, work: Path, budget: DemoBudget) -> dict:
     """The demo with `budget` on a copy of the ingest `template`."""
     data_dir = work / label(budget)
     shutil.copytree(template, data_dir)
-    cpu = children_cpu_seconds()
-    figures = json.loads(in_child(data_dir, "--child", label(budget)).strip().splitlines()[-1])
-    return {**figures, "cpu_seconds_after_ingest": round(children_cpu_seconds() - cpu)}
+    output, _, cpu = in_child(data_dir, "--child", label(budget))
+    return {**json.loads(output.strip().splitlines()[-1]), "cpu_seconds_after_ingest": round(cpu)}
 
 
 def main() -> None:
@@ -221,7 +235,8 @@ def main() -> None:
             "stitched out-of-sample Sharpe ratio (the seeds' ensemble) beside the oracle's, its DSR vs the best "
             "baseline and the verdict, and the wall seconds of the demo after its ingest (training, evaluation, "
             "the production model and the dry run); then the whole `tt demo` (fresh data directory) on the "
-            "planted and the plain market (wall and CPU seconds, the CPU of every process it started); and PPO's training steps per second by envs collecting one "
+            "planted and the plain market (wall and CPU seconds, the CPU of every process of the run, polled "
+            "every 0.5 s); and PPO's training steps per second by envs collecting one "
             f"rollout (25 symbols, best of {THROUGHPUT_ROUNDS} runs of {THROUGHPUT_STEPS:,} steps, one process)",
             "test_fraction": DEMO_TEST_FRACTION,
             "chosen": label(DEMO_BUDGET),

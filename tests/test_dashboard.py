@@ -453,6 +453,33 @@ def test_registering_another_model_leaves_a_models_cached_answers(sqlite_engine,
     assert answers_read(changed) == {"model_episodes", "eval_metrics", "model_summary"}
 
 
+def test_a_production_model_is_named_as_one_not_as_an_unevaluated_model(sqlite_engine, dashboard):
+    """A production model (trained on the whole history after its walk-forward model's evaluation) showed in
+    the model list as 'not evaluated', and picking one without episodes failed the page ('KeyError: None')."""
+    from tt_resources.db.rl_log import register_model
+
+    seeded = seed_evaluation(sqlite_engine)
+    production = register_model(
+        sqlite_engine, timeframe="1d", path="-", config={}, production_of=seeded.model_id
+    )
+    at = dashboard(url_of(sqlite_engine), {"model": production}).run()
+    assert_clean(at)
+    picker = at.selectbox(key="model")  # its options are the shown labels
+    assert picker.value == production
+    [shown] = [o for o in picker.options if f"model {production[:8]}" in o]
+    assert shown.endswith(f"production model of {seeded.model_id[:8]}, whole history, no test")
+    [walk_forward] = [o for o in picker.options if f"model {seeded.model_id[:8]}" in o]
+    assert "production" not in walk_forward and "not evaluated" not in walk_forward
+    assert (
+        at.info[0].value
+        == (  # the Research tab's (the Live tab's come after it)
+            f"Production model {production[:8]}: trained on the whole history after walk-forward model "
+            f"{seeded.model_id[:8]}, so none of its bars is out of sample; that model's evaluation is its evidence "
+            "(pick it above), and the Live tab shows it trading once promoted."
+        )
+    )
+
+
 # ---------------------------------------------------------------- every panel shows what is selected
 
 

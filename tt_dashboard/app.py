@@ -124,11 +124,15 @@ def with_policy_labels(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_label(row) -> str:
-    """Picker label, e.g. '1d · 2026-11-29 21:40 · dataset 3f9e2a1b · model 8c1d2e4f'."""
+    """Picker label, e.g. '1d · 2026-11-29 21:40 · dataset 3f9e2a1b · model 8c1d2e4f'; a production model
+    (trained on the whole history: nothing of it is out of sample) names the walk-forward model it follows."""
     when = f"{row.created_at:%Y-%m-%d %H:%M}" if pd.notna(row.created_at) else "not registered"
     dataset = f" · dataset {row.dataset_version[:SHORT_ID]}" if isinstance(row.dataset_version, str) else ""
-    evaluated = "" if pd.notna(row.evaluated_at) else " · not evaluated"
-    return f"{row.timeframe} · {when}{dataset} · model {row.model_id[:SHORT_ID]}{evaluated}"
+    if isinstance(row.production_of, str):
+        status = f" · production model of {row.production_of[:SHORT_ID]}, whole history, no test"
+    else:
+        status = "" if pd.notna(row.evaluated_at) else " · not evaluated"
+    return f"{row.timeframe} · {when}{dataset} · model {row.model_id[:SHORT_ID]}{status}"
 
 
 def episode_labels(episodes: pd.DataFrame) -> dict[str, str]:
@@ -189,6 +193,20 @@ def pick(data: Reports, catalog: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame,
     names = {OUT_OF_SAMPLE: "Out-of-sample: all walk-forward folds"} | episode_labels(episodes)
     choice = right.selectbox("Episode", options, format_func=names.get, key="episode")
     return candidates.loc[model_id], episodes, metrics, choice, names
+
+
+def nothing_to_show(model: pd.Series) -> str:
+    """Why a model without evaluation and episodes shows nothing here, and where to look instead."""
+    if isinstance(model["production_of"], str):
+        return (
+            f"Production model {model['model_id'][:SHORT_ID]}: trained on the whole history after walk-forward "
+            f"model {model['production_of'][:SHORT_ID]}, so none of its bars is out of sample; that model's "
+            "evaluation is its evidence (pick it above), and the Live tab shows it trading once promoted."
+        )
+    return (
+        f"Model {model['model_id'][:SHORT_ID]} has no evaluation and no logged episode yet "
+        "(`tt train` evaluates; `--log-training` logs its training episodes)."
+    )
 
 
 def dagster_links(model: pd.Series) -> None:
@@ -690,6 +708,9 @@ def research_page(data: Reports, url: str) -> None:
         return
     model, episodes, metrics, choice, names = pick(data, catalog)
     dagster_links(model)
+    if choice is None:  # neither an evaluation nor a logged episode
+        st.info(nothing_to_show(model))
+        return
     summary = data.model_summary(model["model_id"])
     split_ts = summary.get("split_ts") or summary.get("train_end")  # first held-out bar, else end of training
     timeframe = model["timeframe"]

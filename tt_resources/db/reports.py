@@ -127,8 +127,9 @@ def model_catalog(engine: sa.Engine) -> pd.DataFrame:
     evaluations, newest activity first.
 
     Columns: model_id, timeframe, created_at (NaT when the model is not registered yet), dataset_version and
-    run_id (None when unregistered), evaluated_at (latest tt_eval row, NaT when none), last_episode_at (latest
-    episode start), running (episodes with status running).
+    run_id (None when unregistered), production_of (the walk-forward model a production model was trained
+    after, else None), evaluated_at (latest tt_eval row, NaT when none), last_episode_at (latest episode
+    start), running (episodes with status running).
     """
     ids = sa.union(
         sa.select(models.c.model_id, models.c.timeframe).where(models.c.group_id.is_(None)),
@@ -158,6 +159,7 @@ def model_catalog(engine: sa.Engine) -> pd.DataFrame:
         models.c.created_at,
         models.c.dataset_version,
         models.c.run_id,
+        models.c.production_of,
         evaluated.c.evaluated_at,
         logged.c.last_episode_at,
         sa.func.coalesce(logged.c.running, 0).label("running"),

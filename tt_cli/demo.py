@@ -185,13 +185,12 @@ def run_demo(symbols: list[str], steps: int | None, console, budget: DemoBudget 
 def next_session(model_id: str, console) -> None:
     """The dry run of the next session (tt_cli.trade.demo_dry_run): the production model of `model_id`,
     promoted only when its verdict allows, its target weights and the orders it would send; nothing is sent.
-    "Now" is the synthetic market's pinned clock, so the session is the market's last."""
+    "Now" is the market's clock (the synthetic market's is pinned), so the session is the market's last."""
     from tt_cli.trade import demo_dry_run
     from tt_resources import config
-    from tt_resources.sources.synthetic import pinned_clock
+    from tt_resources.sources import market_now
 
     env = config.settings()
-    now = pinned_clock(env.tt_synthetic_end)() if env.tt_source == "synthetic" else None
     console.rule("[bold]next session: dry run (nothing is sent)")
     with console.status("training the production model on the whole history"):
         demo_dry_run(
@@ -200,7 +199,7 @@ def next_session(model_id: str, console) -> None:
             run_id="demo",
             model_dir=config.data_dir() / "models" / TRAIN_TIMEFRAME,
             echo=lambda line: console.print(line, highlight=False, markup=False),
-            now=None if now is None else now.to_pydatetime(),
+            now=market_now(env.tt_source, env.tt_synthetic_end).to_pydatetime(),
         )
 
 

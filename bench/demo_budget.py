@@ -35,10 +35,13 @@ from tt_cli.demo import DEFAULT_SYMBOLS, DEMO_BUDGET, DEMO_TEST_FRACTION, DemoBu
 NAME = "demo_budget"
 POLL_S = 0.5  # how often run_measured reads the CPU times of a run's processes
 TT = ROOT / ".venv" / "bin" / "tt"
-# the budgets tried, in the order they were measured (folds, seeds, timesteps per model, envs)
+# the budgets tried with max(a, 0) action scores, in the order they were measured (folds, seeds, timesteps
+# per model, envs, learning rate); docs/rl.md has those measured before, with (a + 1) / 2
 BUDGETS = [
-    DemoBudget(folds=2, seeds=3, timesteps=32_768, n_envs=4),
-    DemoBudget(folds=2, seeds=3, timesteps=65_536, n_envs=4),
+    DemoBudget(folds=2, seeds=3, timesteps=65_536, n_envs=4, learning_rate=3e-4),
+    DemoBudget(folds=2, seeds=3, timesteps=131_072, n_envs=4, learning_rate=3e-4),
+    DemoBudget(folds=2, seeds=3, timesteps=65_536, n_envs=4, learning_rate=1e-3),
+    DemoBudget(folds=2, seeds=3, timesteps=131_072, n_envs=4, learning_rate=1e-3),
 ]
 THROUGHPUT_ENVS = (1, 4, 8)
 THROUGHPUT_STEPS, THROUGHPUT_ROUNDS = 8_192, 3
@@ -47,12 +50,14 @@ VERDICT = re.compile(r"^Verdict: .*?(?=\n\S+ Dagster runs)", re.M | re.S)
 
 
 def label(budget: DemoBudget) -> str:
-    return f"{budget.folds}x{budget.seeds}x{budget.timesteps}x{budget.n_envs}"
+    return f"{budget.folds}x{budget.seeds}x{budget.timesteps}x{budget.n_envs}@{budget.learning_rate:g}"
 
 
 def parse_budget(text: str) -> DemoBudget:
-    folds, seeds, timesteps, n_envs = (int(part) for part in text.split("x"))
-    return DemoBudget(folds=folds, seeds=seeds, timesteps=timesteps, n_envs=n_envs)
+    """'FOLDSxSEEDSxSTEPSxENVS@RATE' (as `label` writes it) -> the DemoBudget."""
+    sizes, rate = text.split("@")
+    folds, seeds, timesteps, n_envs = (int(part) for part in sizes.split("x"))
+    return DemoBudget(folds, seeds, timesteps, n_envs, float(rate))
 
 
 def child(budget: DemoBudget) -> None:
@@ -183,7 +188,7 @@ def run_budget(template: Path, work: Path, budget: DemoBudget) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", nargs="+", type=parse_budget, help="folds x seeds x timesteps x envs")
+    parser.add_argument("--budgets", nargs="+", type=parse_budget, help="FOLDSxSEEDSxSTEPSxENVS@RATE")
     parser.add_argument("--skip-budgets", action="store_true")
     parser.add_argument("--skip-demos", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")

@@ -3,11 +3,11 @@
 Per kind: the oracle's, PPO's and the baselines' out-of-sample Sharpe after costs, PPO / oracle, the steps
 PPO needed to reach half the oracle's Sharpe (learning curve every 10k steps), PPO's probabilistic Sharpe
 ratio against cash, the DSR of its excess returns over the baseline best on the training bars and the
-verdict line (tt_rl.significance), wall seconds. Targets (issues 15, 26): on every planted kind PPO reaches
->= 50 % of the oracle's Sharpe within 100k steps, beats every baseline and gets the skill verdict; on the
-null kinds (noise, beta) no skill verdict. Writes bench/results/learnability.json. `--steps`, `--kinds`,
-`--seeds` shrink or widen the run;
-`--jobs` runs cases in parallel processes (their wall seconds then share the cores).
+verdict line (tt_rl.significance), wall seconds. Targets (issues 15, 26): on every planted kind PPO
+reaches >= 50 % of the oracle's Sharpe within the default PPO budget (ppo.total_timesteps), beats every
+baseline and gets the skill verdict; on the null kinds (noise, beta) no skill verdict. Writes
+bench/results/learnability.json. `--steps`, `--kinds`, `--seeds` shrink or widen the run; `--jobs` runs
+cases in parallel processes (their wall seconds then share the cores).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tt_resources.terms import AGENT, ORACLE, PLANTED_MARKETS  # noqa: E402
+from tt_rl.config import RLConfig  # noqa: E402
 from tt_rl.learnability import run_case  # noqa: E402
 from tt_rl.planted import NULL_KINDS  # noqa: E402
 
@@ -58,7 +59,9 @@ def run(kind: str, seed: int, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument(
+        "--steps", type=int, default=RLConfig().ppo.total_timesteps, help="PPO steps per case"
+    )
     parser.add_argument("--kinds", nargs="+", choices=PLANTED_MARKETS, default=list(PLANTED_MARKETS))
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per kind (market seed 0)")
     parser.add_argument("--bars", type=int, default=2000)

@@ -40,9 +40,11 @@ TRAIN_TIMEFRAME = "1d"
 # walk-forward budget (docs/rl.md, "The demo's settings"; bench/demo_budget.py measures the alternatives):
 # `folds` x `seeds` PPO models of `timesteps` steps each, collected from 4 envs at once (~2.5x the steps/s of
 # one: the policy's forward pass is batched), the models trained two at a time (retrain_job's steps in
-# processes of their own). 32,768 steps per model reached a Sharpe ratio of 1.35, DSR 0.944 (not enough over
-# 376 sessions); 65,536 reached 1.53, DSR 0.960. DEMO_TEST_FRACTION: half of the 3 years of 1d bars is tested
-# (376 sessions): over the ~225 of the default 0.3, a Sharpe ratio of 1.7 is within the sampling error of
+# processes of their own), at the learning rate 1e-3 (the platform's default until issue 26's max(a, 0) action
+# scores, then 3e-4). With (a + 1) / 2 scores 32,768 steps per model reached a Sharpe ratio of 1.35, DSR 0.944
+# (not enough over 376 sessions), 65,536 reached 1.53, DSR 0.960; with max(a, 0): 65,536 at 3e-4 1.39, DSR
+# 0.940; 131,072 at 3e-4 1.46, 0.946; 65,536 at 1e-3 1.47, 0.944; 131,072 at 1e-3 1.61, 0.962.
+# DEMO_TEST_FRACTION: half of the 3 years of 1d bars is tested (376 sessions): over the ~225 of the default 0.3, a Sharpe ratio of 1.7 is within the sampling error of
 # zero (PSR ~0.94), over 376 it would not be. The planted signal and the verdict's rule are not demo settings.
 DEMO_TEST_FRACTION = 0.5
 ROLLOUT = 512  # PPO steps per update (ppo.n_steps x ppo.n_envs), PPOConfig's default
@@ -50,14 +52,15 @@ ROLLOUT = 512  # PPO steps per update (ppo.n_steps x ppo.n_envs), PPOConfig's de
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """The demo's walk-forward training: `folds` x `seeds` models of `timesteps` PPO steps each, collected
-    from `n_envs` environments at once (the same ROLLOUT steps per update, the policy run on all of them in
-    one batch)."""
+    """The demo's walk-forward training: `folds` x `seeds` models of `timesteps` PPO steps each at
+    `learning_rate`, collected from `n_envs` environments at once (the same ROLLOUT steps per update, the
+    policy run on all of them in one batch)."""
 
     folds: int = 2
     seeds: int = 3
-    timesteps: int = 65_536
+    timesteps: int = 131_072
     n_envs: int = 4
+    learning_rate: float = 1e-3
 
     def rl_config(self, steps: int | None = None) -> dict:
         """The ppo and eval sections of the RLConfig (`steps` instead of `timesteps` when given)."""
@@ -66,6 +69,7 @@ class DemoBudget:
                 "total_timesteps": self.timesteps if steps is None else steps,
                 "n_envs": self.n_envs,
                 "n_steps": ROLLOUT // self.n_envs,
+                "learning_rate": self.learning_rate,
             },
             "eval": {"n_folds": self.folds, "seeds": self.seeds, "test_fraction": DEMO_TEST_FRACTION},
         }

@@ -14,7 +14,7 @@ from tt_rl.tensortrade_shell import ActionScheme, Informer, Observer, RewardSche
 
 
 class VolatilityTargetedAction(ActionScheme):
-    """Box(-1, 1, N) actions -> scores (long-only (a + 1) / 2) -> volatility-targeted, capped target weights
+    """Box(-1, 1, N) actions -> scores (long-only max(a, 0)) -> volatility-targeted, capped target weights
     (see TradingState.act)."""
 
     def __init__(self, state: TradingState) -> None:

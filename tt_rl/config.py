@@ -142,11 +142,11 @@ class RewardConfig:
 class PPOConfig:
     """Stable-Baselines3 PPO settings. batch_size <= n_steps * n_envs is checked by RLConfig."""
 
-    total_timesteps: Bounded(1, MAX_TIMESTEPS) = 100_000
+    total_timesteps: Bounded(1, MAX_TIMESTEPS) = 50_000
     n_envs: Bounded(1, MAX_ENVS) = 1
     vec_env: Literal["dummy", "subproc"] = "dummy"
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 0  # numpy's seed range
-    learning_rate: PositiveFloat = 1e-3
+    learning_rate: PositiveFloat = 3e-4
     n_steps: Bounded(2, MAX_ROLLOUT) = 512  # per environment and update
     batch_size: Bounded(2, MAX_ROLLOUT) = 128
     n_epochs: Bounded(1, MAX_REPEATS) = 5

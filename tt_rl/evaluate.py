@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,15 +233,20 @@ def gather(
                 trial_sharpes=trial_sharpes,
                 trial_excess_sharpes=trial_excess_sharpes,
             )
-            seed_sharpes = [r["sharpe"] for r in rows if r["policy"] == policy and r["fold"] == STITCHED]
+            # a seed that held cash for the whole test has no Sharpe ratio (NaN): the range is the others'
+            seed_sharpes = [
+                r["sharpe"]
+                for r in rows
+                if r["policy"] == policy and r["fold"] == STITCHED and math.isfinite(r["sharpe"])
+            ]
             names = dict.fromkeys(best[f] for f in fold_ids)
             rows.append(
                 {
                     **row,
                     "dsr": significance.dsr,
                     "dsr_vs_best": significance.dsr_vs_best,
-                    "sharpe_seed_min": float(np.nanmin(seed_sharpes)),
-                    "sharpe_seed_max": float(np.nanmax(seed_sharpes)),
+                    "sharpe_seed_min": min(seed_sharpes, default=math.nan),
+                    "sharpe_seed_max": max(seed_sharpes, default=math.nan),
                     "n_trials": n_trials,
                     "verdict": significance.verdict(
                         " / ".join(POLICY_LABELS.get(n, n) for n in names), periods

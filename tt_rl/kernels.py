@@ -195,13 +195,14 @@ def forecast_variance(
 
 @njit(cache=True)
 def action_scores(action: np.ndarray, long_only: bool) -> np.ndarray:
-    """Policy actions (N,) in [-1, 1] (clipped) -> scores: long-only (a + 1) / 2 in [0, 1], so the policy's
-    initial mean 0 is a half-risk position and every action value maps to a distinct score; long/short a."""
+    """Policy actions (N,) in [-1, 1] (clipped) -> scores: long-only max(a, 0) in [0, 1], so an asset is out
+    of the book unless the policy's action for it is positive (cash is what the initial mean 0 holds); long/short
+    a. docs/rl.md, "Action mapping", says why not (a + 1) / 2."""
     n = len(action)
     scores = np.empty(n)
     for i in range(n):
         a = min(max(float(action[i]), -1.0), 1.0)
-        scores[i] = 0.5 * (a + 1.0) if long_only else a
+        scores[i] = max(a, 0.0) if long_only else a
     return scores
 
 

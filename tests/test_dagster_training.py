@@ -23,12 +23,14 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 BARS_CONFIG = {
     "ops": {"market_data": {"config": {"start": "2025-07-08", "end": "2026-11-20T22:00:00+00:00"}}}
 }
-# ppo_model's run config (RLConfig sections); a learning rate other than the default to find in the run
+# ppo_model's run config (RLConfig sections); a learning rate other than the default to find in the run. No
+# no-trade band: 64 steps leave the action means near 0, so the few small positions the policy takes (long-only
+# scores max(a, 0)) would stay below the default band and the agent would never trade (its Sharpe undefined)
 TINY_RL = {
-    "env": {"window_size": 5, "max_episode_steps": 64},
+    "env": {"window_size": 5, "max_episode_steps": 64, "no_trade_band": 0.0},
     "ppo": {
         "total_timesteps": 64,
-        "learning_rate": 3e-4,
+        "learning_rate": 5e-4,
         "n_steps": 64,
         "batch_size": 32,
         "n_epochs": 1,
@@ -168,9 +170,9 @@ def test_a_changed_split_is_a_new_dataset_that_training_and_evaluation_use(marke
     assert trained.success
     # the run carries the values it trained with (what its page in the UI shows), and so does the model
     run_config = instance.get_run_by_id(trained.run_id).run_config["ops"]["ppo_model"]["config"]
-    assert run_config["ppo"]["learning_rate"] == 3e-4
+    assert run_config["ppo"]["learning_rate"] == 5e-4
     [model] = registry.models_on_dataset(sqlite_engine, versions[1])
-    assert model["config"]["ppo"]["learning_rate"] == 3e-4
+    assert model["config"]["ppo"]["learning_rate"] == 5e-4
     assert model["test_start"] == second["split_ts"]  # the walk-forward's test period is the dataset's
     folds = registry.fold_models(sqlite_engine, model["model_id"])
     assert [f["fold"] for f in folds] == [0, 1] and folds[0]["train_end"] < second["split_ts"]

@@ -102,4 +102,24 @@ def production_model(engine: sa.Engine, model_dir: Path, symbols: list[str], las
         train_start=panel.index[0].to_pydatetime(),
         train_end=panel.index[-1].to_pydatetime(),
     )
-    return train_production(engine, WALK_FORWARD_ID, run_id="test", model_dir=model_dir).model_id
+    trained = train_production(engine, WALK_FORWARD_ID, run_id="test", model_dir=model_dir)
+    hold_every_symbol(trained.path)
+    return trained.model_id
+
+
+def hold_every_symbol(run: Path) -> None:
+    """Set the action means of the PPO model saved in `run` to 0.5 (every symbol at half score, the book the
+    tests were written for; the volatility targeting and caps size it): 64 steps teach it nothing, and with long-only scores max(a, 0)
+    its untrained means (~0) would hold cash, leaving the trading loop nothing to trade. The trading tests
+    test the loop, not the learning; the model stays a real PPO model, loaded like any other."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from tt_rl.train import MODEL_FILE
+
+    model = PPO.load(run / MODEL_FILE, device="cpu")
+    head = model.policy.action_net.linear
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(0.5)
+    model.save(run / MODEL_FILE)

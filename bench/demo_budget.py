@@ -236,7 +236,8 @@ def main() -> None:
         NAME,
         {
             "what": "tt demo's walk-forward budget (tt_cli.demo.DemoBudget, key folds x seeds x PPO timesteps "
-            "per model x envs) on the pinned synthetic market with the planted sign-persistence signal: PPO's "
+            "per model x envs @ learning rate; keys without a rate were measured before issue 26's max(a, 0) "
+            "action scores, with (a + 1) / 2 at 1e-3) on the pinned synthetic market with the planted sign-persistence signal: PPO's "
             "stitched out-of-sample Sharpe ratio (the seeds' ensemble) beside the oracle's, its DSR vs the best "
             "baseline and the verdict, and the wall seconds of the demo after its ingest (training, evaluation, "
             "the production model and the dry run); then the whole `tt demo` (fresh data directory) on the "

@@ -44,8 +44,9 @@ TRAIN_TIMEFRAME = "1d"
 # scores, then 3e-4). With (a + 1) / 2 scores 32,768 steps per model reached a Sharpe ratio of 1.35, DSR 0.944
 # (not enough over 376 sessions), 65,536 reached 1.53, DSR 0.960; with max(a, 0): 65,536 at 3e-4 1.39, DSR
 # 0.940; 131,072 at 3e-4 1.46, 0.946; 65,536 at 1e-3 1.47, 0.944; 131,072 at 1e-3 1.61, 0.962.
-# DEMO_TEST_FRACTION: half of the 3 years of 1d bars is tested (376 sessions): over the ~225 of the default 0.3, a Sharpe ratio of 1.7 is within the sampling error of
-# zero (PSR ~0.94), over 376 it would not be. The planted signal and the verdict's rule are not demo settings.
+# DEMO_TEST_FRACTION: half of the 3 years of 1d bars is tested (376 sessions): over the ~225 of the default
+# 0.3, a Sharpe ratio of 1.7 is within the sampling error of zero (PSR ~0.94), over 376 it would not be. The
+# planted signal and the verdict's rule are not demo settings.
 DEMO_TEST_FRACTION = 0.5
 ROLLOUT = 512  # PPO steps per update (ppo.n_steps x ppo.n_envs), PPOConfig's default
 

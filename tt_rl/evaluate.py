@@ -109,7 +109,7 @@ def score_model(
         )
     scored = evaluation_config(config)
     model = load_model(run, scored)
-    normalizer = _load_normalizer(run, panel, scored)
+    normalizer = load_normalizer(run, panel, scored)
 
     def act(obs: np.ndarray, env) -> np.ndarray:
         if normalizer is not None:
@@ -354,8 +354,9 @@ def _check_compatible(meta: dict, panel: Panel) -> None:
             )
 
 
-def _load_normalizer(run: Path, panel: Panel, config: RLConfig):
-    """The training VecNormalize statistics (frozen), or None when the model was trained without them."""
+def load_normalizer(run: Path, panel: Panel, config: RLConfig):
+    """The training VecNormalize statistics saved in the train() run directory `run` (frozen: read, never
+    updated), over an env of `panel` and `config`; None when the model was trained without them."""
     path = run / NORMALIZE_FILE
     if not path.exists():
         return None

@@ -24,7 +24,7 @@ from tt_resources.terms import AGENT, ORACLE, POLICY_LABELS
 from tt_resources.timeframes import get_timeframe
 from tt_rl.baselines import BASELINES
 from tt_rl.config import RLConfig
-from tt_rl.evaluate import evaluation_config, run_episode
+from tt_rl.evaluate import evaluation_config, load_normalizer, run_episode
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel
 from tt_rl.planted import ORACLES, planted_panel
@@ -177,19 +177,9 @@ def run_case(
 
 def _saved_policy(run: Path, train_panel: Panel, config: RLConfig) -> Callable[[np.ndarray], np.ndarray]:
     """The deterministic policy saved in a train() run directory, with its frozen observation statistics."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from tt_rl.train import load_model
 
-    from tt_rl.env import build_env
-    from tt_rl.train import NORMALIZE_FILE, load_model
-
-    model = load_model(run, config)
-    normalizer = None
-    if (run / NORMALIZE_FILE).exists():
-        normalizer = VecNormalize.load(
-            str(run / NORMALIZE_FILE), DummyVecEnv([lambda: build_env(train_panel, config)])
-        )
-        normalizer.training = False
-    return _greedy(model, normalizer)
+    return _greedy(load_model(run, config), load_normalizer(run, train_panel, config))
 
 
 def _greedy(model, normalizer=None) -> Callable[[np.ndarray], np.ndarray]:

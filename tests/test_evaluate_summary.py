@@ -3,12 +3,13 @@ series, its best baseline is chosen on the training spans, and the verdict is st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from tt_rl.evaluate import NO_SEED, TRAIN, PolicyRun, gather
+from tt_rl.evaluate import NO_SEED, TRAIN, PolicyRun, best_baselines, gather
 from tt_rl.metrics import performance
 from tt_rl.panel import panel_from_frames
 from tt_rl.significance import assess, sharpe_interval
@@ -93,3 +94,22 @@ def test_an_agent_without_training_span_runs_is_refused(evaluation):
     panel, runs, _ = evaluation
     with pytest.raises(ValueError, match="no baseline runs on the training span"):
         gather([r for r in runs if r.span != TRAIN], panel, initial_cash=1000.0)
+
+
+def test_best_baseline_is_the_best_sharpe_ratio_not_the_highest_mean_return():
+    """The verdict compares Sharpe ratios (excess returns over the baseline levered to the agent's volatility),
+    so the best baseline is chosen by Sharpe ratio: equal weight earns more per bar here, vol-targeted equal
+    weight more per unit of risk."""
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((2, 75))
+    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, keepdims=True)
+    bars = TRAIN_BARS[0]
+    runs = [
+        _run("equal_weight", 0, NO_SEED, bars, 0.002 + 0.02 * z[0], span=TRAIN),  # Sharpe 0.1 per bar
+        _run("equal_weight_vol", 0, NO_SEED, bars, 0.001 + 0.005 * z[1], span=TRAIN),  # 0.2 per bar
+        _run("cash", 0, NO_SEED, bars, np.zeros(75), span=TRAIN),
+    ]
+    assert best_baselines(runs) == {0: "equal_weight_vol"}
+    # a losing market: cash's undefined Sharpe ratio counts as 0 and wins
+    losing = [dataclasses.replace(r, returns=r.returns - 0.01) for r in runs[:2]] + runs[2:]
+    assert best_baselines(losing) == {0: "cash"}

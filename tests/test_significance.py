@@ -12,6 +12,7 @@ from tt_rl.significance import (
     Assessment,
     assess,
     deflated_sharpe,
+    excess_returns,
     expected_max_sharpe,
     probabilistic_sharpe,
     psr_from_moments,
@@ -149,9 +150,32 @@ def test_assess_deflates_both_comparisons_by_the_trials():
     strategy = baseline + rng.normal(0.001, 0.005, 500)
     alone = assess(strategy, baseline)
     assert alone.dsr == pytest.approx(probabilistic_sharpe(strategy))
-    assert alone.psr_vs_best == pytest.approx(probabilistic_sharpe(strategy - baseline))
+    assert alone.psr_vs_best == pytest.approx(probabilistic_sharpe(excess_returns(strategy, baseline)))
     assert alone.dsr_vs_best == pytest.approx(alone.psr_vs_best)
     searched = assess(
         strategy, baseline, n_trials=20, trial_sharpes=[0.0, 0.1], trial_excess_sharpes=[0.0, 0.3]
     )
     assert searched.dsr < alone.dsr and searched.dsr_vs_best < alone.dsr_vs_best
+
+
+def test_excess_returns_are_over_the_baseline_levered_to_the_same_volatility():
+    """Skill is a higher Sharpe ratio, not a higher mean return: the learnability suite's drift market, where
+    the oracle (asset 0 alone, capped at a quarter of the book: Sharpe 2.94) earned less than fully invested
+    equal weight (1.23) and was called no skill (DSR 0.11) by raw excess returns."""
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((2, 600))
+    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, ddof=1, keepdims=True)  # exact moments
+    baseline = 0.0006 + 0.01 * z[0]  # Sharpe 0.95 ann.
+    safer = 0.25 * baseline + 0.0004 + 0.002 * z[1]  # a third of the risk, a Sharpe ratio of 2.7 ann.
+    assert sharpe_per_period(safer) > sharpe_per_period(baseline) and safer.mean() < baseline.mean()
+    assert assess(safer - baseline, np.zeros(600)).dsr < 0.5  # the old rule: less return, "no skill"
+    assert assess(safer, baseline).dsr_vs_best >= SIGNIFICANT
+    # the baseline levered (or scaled down) is the baseline: no excess at all, whatever the leverage
+    for leverage in (0.3, 2.0):
+        assert np.allclose(excess_returns(leverage * baseline, baseline), 0.0)
+    expected = safer - np.std(safer, ddof=1) / np.std(baseline, ddof=1) * baseline
+    assert np.allclose(excess_returns(safer, baseline), expected)
+    # cash has no volatility to match: the excess over it is the returns themselves
+    assert np.array_equal(excess_returns(safer, np.zeros(600)), safer)
+    with pytest.raises(ValueError, match="different steps"):
+        excess_returns(safer, baseline[:-1])

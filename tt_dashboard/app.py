@@ -300,9 +300,9 @@ def risk_table(metrics: pd.DataFrame) -> None:
     st.caption(
         f"{charts.policy_label(AGENT)}: the ensemble of {len(seeds) or 1} seed(s) (mean return per bar); Sharpe "
         "interval = 95% sampling interval over time (Lo/Mertens); PSR vs cash = probability that the true Sharpe "
-        "ratio is above 0; vs best baseline = of the excess returns over the best baseline chosen on each fold's "
-        f"training span; DSR = the PSR deflated for the {int(trials.iloc[0]) if len(trials) else 1} "
-        "configuration(s) tried on overlapping data."
+        "ratio is above 0; vs best baseline = of the excess returns over the best baseline (chosen by Sharpe "
+        "ratio on each fold's training span) levered to the agent's volatility; DSR = the PSR deflated for the "
+        f"{int(trials.iloc[0]) if len(trials) else 1} configuration(s) tried on overlapping data."
     )
     window_table(metrics[metrics["fold"] >= 0], "Risk metrics per test window")
 

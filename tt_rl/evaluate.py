@@ -33,7 +33,13 @@ from tt_resources.timeframes import get_timeframe
 from tt_rl.config import RLConfig
 from tt_rl.metrics import performance
 from tt_rl.panel import Panel, gap_defects
-from tt_rl.significance import assess, probabilistic_sharpe, sharpe_interval, sharpe_per_period
+from tt_rl.significance import (
+    assess,
+    excess_returns,
+    probabilistic_sharpe,
+    sharpe_interval,
+    sharpe_per_period,
+)
 from tt_rl.train import META_FILE, NORMALIZE_FILE, load_model
 from tt_rl.walk_forward import Fold
 
@@ -160,12 +166,14 @@ def score_policies(
 
 
 def best_baselines(train_runs: Sequence[PolicyRun]) -> dict[int, str]:
-    """fold -> the baseline with the highest mean per-step return on the fold's training span (`train_runs`:
-    the baselines' runs with span TRAIN; ties go to the first in POLICY_NAMES order). The mean return is
-    what an excess return compares, and the training span is all a trader knew before the test window."""
+    """fold -> the baseline with the highest Sharpe ratio on the fold's training span (`train_runs`: the
+    baselines' runs with span TRAIN; cash's undefined ratio counts as 0; ties go to the first in POLICY_NAMES
+    order). The Sharpe ratio is what the excess returns compare (tt_rl.significance.excess_returns), and the
+    training span is all a trader knew before the test window."""
     best: dict[int, tuple[float, int, str]] = {}
     for run in train_runs:
-        key = (-float(np.mean(run.returns)), _rank(run.policy), run.policy)
+        sharpe = float(np.nan_to_num(sharpe_per_period(run.returns), nan=0.0))
+        key = (-sharpe, _rank(run.policy), run.policy)
         if run.fold not in best or key < best[run.fold]:
             best[run.fold] = key
     return {fold: key[2] for fold, key in sorted(best.items())}
@@ -332,7 +340,7 @@ def _row(run: PolicyRun, panel: Panel, periods: int, against: dict[int, PolicyRu
     baseline = _stitch([against[f] for f in folds])
     if not np.array_equal(baseline.bars, run.bars):
         raise ValueError(f"{run.policy} fold {run.fold}: the best baseline moved over other bars")
-    excess = run.returns - baseline.returns
+    excess = excess_returns(run.returns, baseline.returns)
     return {
         **row,
         "best_baseline": ", ".join(dict.fromkeys(against[f].policy for f in folds)),

@@ -16,6 +16,13 @@ Skewness and kurtosis are the sample's own moments (biased estimators; kurtosis 
   Mertens 2002's correction for non-normal returns; the PSR's own standard error):
   SE(SR) = sqrt((1 - skew SR + (kurt - 1) / 4 SR^2) / (n - 1)), interval SR +- Phi^-1((1 + level) / 2) SE.
   It is the uncertainty of the market path (the test period is one draw of it), unlike a spread across seeds.
+- Excess returns over the best baseline (`excess_returns`): r - (sd(r) / sd(b)) b, the strategy's returns
+  less the baseline's levered to the same volatility (Modigliani & Modigliani 1997's M2 construction; cash,
+  of zero volatility, is subtracted as it is). Their mean is sd(r) (SR_r - SR_b) and their variance
+  2 sd(r)^2 (1 - rho), so their t-statistic is the Jobson-Korkie (1981) test of SR_r > SR_b without Memmel's
+  (2003) estimation term (of order SR^2 per period, negligible at daily Sharpe ratios): skill is a higher
+  Sharpe ratio than the baseline's, not a higher mean return bought with more risk (and a safer strategy of
+  a higher Sharpe ratio is not failed for earning less than a fully invested baseline).
 - Verdict (`assess`): skill beyond the best baseline when the DSR of the excess returns over the best baseline
   reaches SIGNIFICANT, else "beats cash" when the DSR against cash does, else nothing significant; the
   probabilities are compared unrounded and shown truncated (never rounded up across the threshold).
@@ -63,6 +70,17 @@ def probabilistic_sharpe(returns: np.ndarray, benchmark: float = 0.0) -> float:
     if not math.isfinite(sharpe):
         return float("nan")
     return psr_from_moments(sharpe, len(r), *_moments(r), benchmark)
+
+
+def excess_returns(returns: np.ndarray, best_returns: np.ndarray) -> np.ndarray:
+    """Per-step `returns` (n,) less the baseline's `best_returns` (n,, the same steps) levered to the volatility
+    of `returns` (see module doc); a baseline of zero volatility (cash) is subtracted as it is."""
+    r = np.asarray(returns, dtype=np.float64)
+    b = np.asarray(best_returns, dtype=np.float64)
+    if r.shape != b.shape:
+        raise ValueError(f"returns {r.shape} and best baseline's returns {b.shape} cover different steps")
+    scale = float(np.std(b, ddof=1)) if len(b) > 1 else 0.0
+    return r - (float(np.std(r, ddof=1)) / scale) * b if scale > 0 else r - b
 
 
 def _moments(r: np.ndarray) -> tuple[float, float]:
@@ -153,11 +171,11 @@ def assess(
     trial_excess_sharpes: Sequence[float] = (),
 ) -> Assessment:
     """Significance of per-step `returns` against cash and against `best_returns` (the best baseline's returns
-    on the same steps). The DSRs count `n_trials` configurations whose per-period Sharpe ratios (other
+    on the same steps, levered to the volatility of `returns`: `excess_returns`). The DSRs count `n_trials` configurations whose per-period Sharpe ratios (other
     configurations') are `trial_sharpes` and of excess returns `trial_excess_sharpes`; this series' own
     values join them for the variance V[SR_n]."""
     r = np.asarray(returns, dtype=np.float64)
-    excess = r - np.asarray(best_returns, dtype=np.float64)
+    excess = excess_returns(r, best_returns)
     sharpe, excess_sharpe = sharpe_per_period(r), sharpe_per_period(excess)
     return Assessment(
         psr=probabilistic_sharpe(r),

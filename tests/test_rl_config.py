@@ -162,6 +162,20 @@ def test_defaults_round_trip():
     assert EvalConfig.test_fraction == 0.3 and EnvConfig.window_size == 1  # plain class defaults
 
 
+def test_stored_configs_of_the_retired_cross_asset_flag_still_load():
+    """Models trained before ppo.cross_features stored ppo.cross_asset (False: no cross-asset term, True: over
+    every feature); their configs load as what they trained with, and a config naming both is refused."""
+    from tt_resources.terms import FEATURE_COLUMNS
+
+    assert RLConfig().ppo.cross_features == ["ret_1"]
+    assert RLConfig.from_dict({"ppo": {"cross_asset": False}}).ppo.cross_features == []
+    assert RLConfig.from_dict({"ppo": {"cross_asset": True}}).ppo.cross_features == list(FEATURE_COLUMNS)
+    with pytest.raises(RLConfigError, match="cross_asset"):
+        RLConfig.from_dict({"ppo": {"cross_asset": True, "cross_features": []}})
+    with pytest.raises(RLConfigError, match="cross_features"):
+        RLConfig.from_dict({"ppo": {"cross_features": ["volume"]}})  # not a feature
+
+
 @pytest.fixture(scope="module")
 def panel():
     return panel_from_frames("1d", synthetic_bars(["A", "B"], n_bars=120, seed=3))

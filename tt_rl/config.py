@@ -53,7 +53,7 @@ def Bounded(low: int, high: int):
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
 NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # strict floats take ints too (stored as floats)
-VolFeature = Literal[FEATURE_COLUMNS]  # any stored feature column
+FeatureName = Literal[FEATURE_COLUMNS]  # any stored feature column
 
 _PYDANTIC = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 _Section = TypeVar("_Section")
@@ -110,7 +110,7 @@ class EnvConfig:
     # weight of the constant-correlation model vs the sample covariance (1 = model)
     cov_shrinkage: Fraction = 1.0
     cov_window: Annotated[int, Strict(), Field(ge=2)] = 60  # bars of returns for the sample covariance part
-    vol_feature: VolFeature = "vol_20"  # per-bar realised volatility feature used for the forecast
+    vol_feature: FeatureName = "vol_20"  # per-bar realised volatility feature used for the forecast
     min_vol: PositiveFloat = 0.02  # floor on an asset's annualised volatility
     # DrawdownStopper limit (inf: never stop)
     max_drawdown: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=True)] = 0.3
@@ -160,9 +160,9 @@ class PPOConfig:
     net_arch: Annotated[list[Bounded(1, MAX_WIDTH)], Field(min_length=1, max_length=16)] = field(
         default_factory=lambda: [64, 64]
     )
-    # cross_sectional only: a term linear in every asset's features added to each action mean (tt_rl.policy;
-    # off: not yet shown to learn a signal in another asset, docs/rl.md)
-    cross_asset: StrictBool = False
+    # cross_sectional only: features of every asset in a term linear in them added to each asset's action mean
+    # (tt_rl.policy; the last return: a VAR(1) cross term, lead-lag; [] none; docs/rl.md measures the choice)
+    cross_features: list[FeatureName] = field(default_factory=lambda: ["ret_1"])
     normalize: StrictBool = True  # VecNormalize observations and rewards
     checkpoint_every: PositiveInt = 10_000  # timesteps between checkpoints
     torch_threads: PositiveInt = 1
@@ -251,6 +251,7 @@ class RLConfig:
         if not isinstance(data, dict):
             raise RLConfigError(f"{source}: top level must be a mapping of sections (got {_show(data)})")
         data = {name: {} if values is None else values for name, values in data.items()}
+        data = _renamed(data)
         try:
             return _ADAPTER.validate_python(data)
         except ValidationError as exc:
@@ -380,3 +381,15 @@ def _number(value: Any) -> Any:
 def _show(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with the settings of stored models' configs renamed since: ppo.cross_asset (a bool, until
+    2026-12-08: the cross-asset term over every feature or none) -> ppo.cross_features (every feature or
+    []), unless both are given (then strict validation names the unknown key)."""
+    ppo = data.get("ppo")
+    if isinstance(ppo, dict) and isinstance(ppo.get("cross_asset"), bool) and "cross_features" not in ppo:
+        ppo = {k: v for k, v in ppo.items() if k != "cross_asset"}
+        ppo["cross_features"] = list(FEATURE_COLUMNS) if data["ppo"]["cross_asset"] else []
+        return {**data, "ppo": ppo}
+    return data

@@ -12,7 +12,11 @@ part only. Kinds:
 - reversal: r_i[t+1] = -strength * (r_i[t] - mean_j r_j[t]) + noise (cross-sectional short-term
   reversal). Oracle: hold the assets whose last return was below the cross-sectional mean, each in proportion
   to its expected rebound.
-- drift: asset 0 drifts by `strength` per bar, the others not at all. Oracle: hold asset 0 only.
+- drift: one asset at a time outperforms: it drifts by `strength` per bar and the others by
+  -strength / (N - 1) (the market does not drift); every DRIFT_BARS bars the drift moves to another asset,
+  drawn at random. (A fixed drifter is what equal weight bought and held captures over a long test: on 6,000
+  bars that book became 98 % asset 0, Sharpe 2.82 against the capped oracle's 3.27.) Oracle: hold the asset
+  of the highest 20-bar return (mom_20), where it is positive.
 - vol_regime: a hidden two-state Markov regime (mean stay `regime_bars` bars): calm (sigma, drift
   +strength) and stormy (3 sigma, drift -2 strength); the 20-bar realised volatility feature reveals it.
   Oracle: invested while vol_20 is below the midpoint 2 sigma.
@@ -54,7 +58,7 @@ PLANTED_KINDS: tuple[PlantedKind, ...] = tuple(k for k in PLANTED_MARKETS if k n
 STRENGTH: dict[PlantedKind, float] = {
     "sign_persistence": 0.003,
     "reversal": 0.15,  # a reversal coefficient, not a return
-    "drift": 0.003,
+    "drift": 0.005,
     "vol_regime": 0.0015,
     "lead_lag": 0.2,  # a coefficient on the leader's return, not a return
     "volume": 0.006,  # per session after a spike (a spike on 1 bar in 10)
@@ -64,6 +68,7 @@ STRENGTH: dict[PlantedKind, float] = {
 }
 SYMBOLS: dict[PlantedKind, int] = {"momentum_rank": 15}  # assets of a kind's market when not 5
 REGIME_BARS = 60
+DRIFT_BARS = 100  # bars between moves of the drift to another asset
 GAP_KINDS: tuple[PlantedKind, ...] = ("lead_lag", "volume", "momentum_rank", "beta")  # with overnight gaps
 GAP_SIGMA = 0.005  # per-bar volatility of their overnight gaps (unpredictable)
 SPIKE_RATE, VOLUME_SPIKE, SPIKE_Z = 0.1, 6.0, 1.5
@@ -121,7 +126,12 @@ def planted_bars(
         scale = np.where(stormy, 3.0 * sigma, sigma)[:, None]
         session = np.where(stormy, -2.0 * k, k)[:, None] + scale * shocks
     elif kind == "drift":
-        session[:, 0] += k
+        drifter = 0
+        for start in range(0, n_bars, DRIFT_BARS):
+            stint = session[start : start + DRIFT_BARS]
+            stint -= k / (n_symbols - 1)
+            stint[:, drifter] += k * n_symbols / (n_symbols - 1)
+            drifter = (drifter + extra.integers(1, n_symbols)) % n_symbols  # another asset
     elif kind == "beta":
         session += k
     elif kind == "sign_persistence":
@@ -217,8 +227,11 @@ def reversal_oracle(state) -> np.ndarray:
 
 
 def drift_oracle(state) -> np.ndarray:
+    """The asset of the highest 20-bar return (mom_20), where it is positive."""
+    trailing = _feature(state, "mom_20").astype(np.float64)
     scores = np.zeros(state.n_assets)
-    scores[0] = 1.0
+    if trailing.max() > 0:
+        scores[int(np.argmax(trailing))] = 1.0
     return _sized(state, scores)
 
 

@@ -5,9 +5,10 @@ asset's input row is its own W*F features, its weight, the cross-sectional mean 
 market it trades in: what relative signals such as short-term reversal need) and a one-hot of its position
 (N, so the network can still learn what is particular to one asset). One MLP (`net_arch`) maps every row to
 an embedding, and one linear head maps every embedding to that asset's action mean, to which the cross-asset
-term (`cross_asset`, ppo.cross_asset, off by default) adds sum_{j,k} C[i, j, k] x[j, k]: a linear function
-of every asset's W*F features, C (N, N, W*F) a parameter starting at 0 (what a signal in another asset needs,
-a leader's return for its follower; docs/rl.md measures it). The value is a linear function of all
+term adds sum_{j,k} C[i, j, k] x[j, k]: a linear function of the `cross_features` (ppo.cross_features,
+default the last return: a VAR(1) cross term, the lead-lag of Lo & MacKinlay 1990) of every asset at every
+window bar, C (N, N, W * len(cross_features)) a parameter starting at 0 (what a signal in another asset
+needs, a leader's return for its follower; docs/rl.md measures it). The value is a linear function of all
 embeddings (and cross-asset terms). Sharing the scoring network across assets gives it N samples per step of
 what a feature means, instead of learning the same rule N times from 1/N of the data.
 
@@ -15,6 +16,8 @@ Imports torch and SB3: only training and evaluation load this module.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import gymnasium
 import numpy as np
@@ -25,9 +28,9 @@ from torch import nn
 
 
 class AssetRows(BaseFeaturesExtractor):
-    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + cross_asset)): per asset, the embedding of one
-    shared MLP over its row (2 W*F + 1 + N inputs, see module doc), then with `cross_asset` its cross-asset
-    term."""
+    """(B, W*N*F + N) observations -> (B, N * (net_arch[-1] + 1)) (without `cross_features`: N * net_arch[-1]):
+    per asset, the embedding of one shared MLP over its row (2 W*F + 1 + N inputs, see module doc), then its
+    cross-asset term over feature indices `cross_features` (into the F features of a bar)."""
 
     def __init__(
         self,
@@ -35,13 +38,21 @@ class AssetRows(BaseFeaturesExtractor):
         n_assets: int,
         window: int,
         net_arch: list[int],
-        cross_asset: bool = False,
+        cross_features: Sequence[int] = (),
     ) -> None:
-        super().__init__(observation_space, n_assets * (net_arch[-1] + cross_asset))
+        super().__init__(observation_space, n_assets * (net_arch[-1] + bool(cross_features)))
         self.n_assets, self.window = n_assets, window
         self.per_bar = (observation_space.shape[0] - n_assets) // n_assets  # W * F
-        # C[i, j, k]: how feature k of asset j moves asset i's action; a parameter starting at 0
-        self.cross = nn.Parameter(torch.zeros(n_assets, n_assets, self.per_bar)) if cross_asset else None
+        n_features = self.per_bar // window
+        if any(not 0 <= k < n_features for k in cross_features):
+            raise ValueError(
+                f"cross-asset feature indices {list(cross_features)} outside 0..{n_features - 1}"
+            )
+        # the cross term's inputs in an asset's W*F row: each cross feature at every window bar
+        columns = [w * n_features + k for w in range(window) for k in cross_features]
+        self.register_buffer("cross_columns", torch.tensor(columns, dtype=torch.long))
+        # C[i, j, k]: how cross input k of asset j moves asset i's action; a parameter starting at 0
+        self.cross = nn.Parameter(torch.zeros(n_assets, n_assets, len(columns))) if columns else None
         layers: list[nn.Module] = []
         width = 2 * self.per_bar + 1 + n_assets
         for size in net_arch:
@@ -58,13 +69,14 @@ class AssetRows(BaseFeaturesExtractor):
         weights = obs[:, -n:].unsqueeze(-1)
         rows = self.shared(torch.cat([own, weights, market, self.identity.expand(batch, -1, -1)], dim=-1))
         if self.cross is not None:
-            rows = torch.cat([rows, torch.einsum("ijk,bjk->bi", self.cross, own).unsqueeze(-1)], dim=-1)
+            cross = torch.einsum("ijk,bjk->bi", self.cross, own[..., self.cross_columns])
+            rows = torch.cat([rows, cross.unsqueeze(-1)], dim=-1)
         return rows.reshape(batch, -1)
 
 
 class AssetHead(nn.Module):
-    """(B, N * H) embeddings (with `cross_asset`: N * (H + 1), each asset's last column its cross-asset term)
-    -> (B, N) action means through one Linear(H, 1) shared by the assets, plus the cross-asset terms."""
+    """(B, N * H) embeddings (with a cross-asset term: N * (H + 1), each asset's last column its term) -> (B, N)
+    action means through one Linear(H, 1) shared by the assets, plus the cross-asset terms."""
 
     def __init__(self, n_assets: int, width: int, cross_asset: bool = False) -> None:
         super().__init__()
@@ -80,8 +92,9 @@ class AssetHead(nn.Module):
 
 class CrossSectionalPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose features are `AssetRows` and whose action head is `AssetHead` (see module doc).
-    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `cross_asset` whether the action
-    means have the cross-asset linear term; the policy and value heads add no hidden layers."""
+    `net_arch` is the shared per-asset MLP, `window` the observation's bars, `cross_features` the indices of
+    the features in the cross-asset linear term (empty: none; `cross_asset` True, the saved form of models
+    trained before 2026-12-08: every feature); the policy and value heads add no hidden layers."""
 
     def __init__(
         self,
@@ -91,9 +104,13 @@ class CrossSectionalPolicy(ActorCriticPolicy):
         *,
         net_arch: list[int],
         window: int,
+        cross_features: Sequence[int] = (),
         cross_asset: bool = False,
         **kwargs,
     ):
+        if cross_asset:  # as saved by models trained before cross_features: the term over every feature
+            n_assets = int(np.prod(action_space.shape))
+            cross_features = range((observation_space.shape[0] - n_assets) // n_assets // window)
         super().__init__(
             observation_space,
             action_space,
@@ -104,7 +121,7 @@ class CrossSectionalPolicy(ActorCriticPolicy):
                 "n_assets": int(np.prod(action_space.shape)),
                 "window": window,
                 "net_arch": list(net_arch),
-                "cross_asset": cross_asset,
+                "cross_features": tuple(cross_features),
             },
             **kwargs,
         )

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,7 +268,7 @@ def _fit(
         else:
             if ppo.normalize:
                 venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=ppo.gamma)
-            policy, policy_kwargs = _policy(config)
+            policy, policy_kwargs = _policy(config, panel.feature_names)
             model = PPO(
                 policy,
                 venv,
@@ -324,8 +324,9 @@ def _resume(run: Path, venv, config: RLConfig) -> tuple[Any, Any, int]:
     return None, venv, 0
 
 
-def _policy(config: RLConfig) -> tuple[Any, Any]:
-    """(policy, policy_kwargs) for PPO: ppo.policy "cross_sectional" (tt_rl.policy) or SB3's "mlp"."""
+def _policy(config: RLConfig, feature_names: Sequence[str]) -> tuple[Any, Any]:
+    """(policy, policy_kwargs) for PPO: ppo.policy "cross_sectional" (tt_rl.policy; ppo.cross_features found
+    in the observation's `feature_names`) or SB3's "mlp"."""
     ppo = config.ppo
     if ppo.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(ppo.net_arch), "log_std_init": ppo.log_std_init}
@@ -334,7 +335,7 @@ def _policy(config: RLConfig) -> tuple[Any, Any]:
     return CrossSectionalPolicy, {
         "net_arch": list(ppo.net_arch),
         "window": config.env.window_size,
-        "cross_asset": ppo.cross_asset,
+        "cross_features": tuple(feature_names.index(name) for name in ppo.cross_features),
         "log_std_init": ppo.log_std_init,
     }
 

@@ -50,6 +50,11 @@ def test_the_launchpad_defaults_are_rlconfigs():
             {"ppo": {"batch_size": 1024}},
             "ppo_model config: ppo.batch_size: must be <= ppo.n_steps * ppo.n_envs = 512 (got 1024)",
         ),
+        (  # a list of feature names: Dagster takes any strings, RLConfig only the features
+            {"ppo": {"cross_features": ["ret_1", "volume"]}},
+            "ppo_model config: ppo.cross_features[1]: must be 'ret_1', 'log_ret_1', 'vol_10', 'vol_20', "
+            "'mom_20', 'rsi_14', 'volume_z_20' or 'hl_range' (got 'volume')",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_at_launch_with_rlconfigs_line(values, line):

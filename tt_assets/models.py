@@ -77,13 +77,17 @@ def dagster_config(section: type) -> type[dg.Config]:
 
 
 def dagster_type(name: str, annotation: Any) -> Any:
-    """`annotation` as Dagster config can declare it: Dagster takes a Literal but not an optional one, so
-    `Literal[...] | None` becomes an optional string enum of its values (`choices`); others pass unchanged."""
+    """`annotation` as Dagster config can declare it: Dagster takes a Literal but neither an optional one nor a
+    list of one, so `Literal[...] | None` becomes an optional string enum of its values (`choices`) and
+    `list[Literal[...]]` a list of strings (Dagster cannot store a default of enum members; RLConfig refuses
+    a name outside the Literal when the run starts, `rl_config`); others pass unchanged."""
     members = get_args(annotation)
     if type(None) in members and len(members) == 2:
         (inner,) = (m for m in members if m is not type(None))
         if get_origin(inner) is Literal:
             return choices(name, inner) | None
+    if get_origin(annotation) is list and len(members) == 1 and get_origin(members[0]) is Literal:
+        return list[str]
     return annotation
 
 

@@ -67,7 +67,7 @@ def main() -> None:
     # 20 markets of each null kind: with none positive, the Wilson interval reaches 8.8 % (16 % with 10)
     parser.add_argument("--markets", type=int, default=20, help="market seeds per null kind")
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--bars", type=int, default=6000, help="bars per market (bench/learnability.py's)")
+    parser.add_argument("--bars", type=int, default=2000, help="bars per market (the first 70 %% train)")
     parser.add_argument(
         "--first-seed", type=int, default=100, help="market seeds first-seed, first-seed + 1, ..."
     )

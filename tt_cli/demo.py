@@ -55,13 +55,16 @@ ROLLOUT = 512  # PPO steps per update (ppo.n_steps x ppo.n_envs), PPOConfig's de
 class DemoBudget:
     """The demo's walk-forward training: `folds` x `seeds` models of `timesteps` PPO steps each at
     `learning_rate`, collected from `n_envs` environments at once (the same ROLLOUT steps per update, the
-    policy run on all of them in one batch)."""
+    policy run on all of them in one batch), with the cross-asset term over `cross_features` (none: the
+    demo's market has no signal across its 25 assets, and the term's 25 x 25 weights fitted the training
+    bars' noise, docs/rl.md "The demo's settings")."""
 
     folds: int = 2
     seeds: int = 3
     timesteps: int = 131_072
     n_envs: int = 4
     learning_rate: float = 1e-3
+    cross_features: tuple[str, ...] = ()
 
     def rl_config(self, steps: int | None = None) -> dict:
         """The ppo and eval sections of the RLConfig (`steps` instead of `timesteps` when given)."""
@@ -71,6 +74,7 @@ class DemoBudget:
                 "n_envs": self.n_envs,
                 "n_steps": ROLLOUT // self.n_envs,
                 "learning_rate": self.learning_rate,
+                "cross_features": list(self.cross_features),
             },
             "eval": {"n_folds": self.folds, "seeds": self.seeds, "test_fraction": DEMO_TEST_FRACTION},
         }

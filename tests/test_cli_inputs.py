@@ -18,9 +18,14 @@ from tt_cli import common, db
 from tt_cli.main import cli
 from tt_resources import config
 from tt_resources.db import create_engine, upsert_price_bars
+from tt_resources.sources.settings import SYNTHETIC_END
 from tt_resources.watchlist import check_symbol
 
-RECENT = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+# a session (a Monday) shortly before the synthetic market's pinned end, on any day the suite runs (it was 10
+# days before the wall clock: a Saturday on 2026-12-08, whose first stored bar is the Monday after, and past
+# the pinned end from 2026-12-11 on)
+RECENT = "2026-11-16"
+assert pd.Timestamp(RECENT) < pd.Timestamp(SYNTHETIC_END)
 URL_HELP = "use sqlite:///<file> or postgresql[+psycopg]://user:password@host:port/database"
 
 
